@@ -1,0 +1,41 @@
+//! hookwire-core: everything hookwire knows that needs neither network nor disk.
+//!
+//! - [`catalog`]: the event types producers may publish, and the fields each carries.
+//! - [`event`]: the wire contract, decoding an AMQP message into an [`Event`] or a
+//!   [`Rejection`] with its dead-letter reason.
+//! - [`signing`]: Standard Webhooks secrets and `v1` signatures.
+//! - [`retry`]: the retry schedule and its broker tiers.
+//! - [`outcome`]: what an HTTP attempt's result means for the delivery.
+//! - [`target`]: which target URLs and addresses hookwire may connect to.
+//! - [`subscription`]: a webhook subscription.
+//! - [`config`]: the configuration tree and its validation.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod outcome;
+pub mod retry;
+pub mod signing;
+pub mod subscription;
+pub mod target;
+
+pub use catalog::{Catalog, EventType};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use event::{DeadReason, Event, OrgHeader, RawEvent, Rejection};
+pub use outcome::{AttemptFailure, Outcome};
+pub use retry::RetrySchedule;
+pub use signing::Secret;
+pub use subscription::{SigningKey, Subscription};
+pub use target::{TargetError, TargetPolicy};
+
+/// The `user-agent` hookwire sends with every attempt.
+pub const USER_AGENT: &str = concat!("hookwire/", env!("CARGO_PKG_VERSION"));
+
+/// Milliseconds since the Unix epoch, the one clock format hookwire stores and sends.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,92 @@
+//! A subscription: one webhook of one organization, listening to some event types.
+
+use uuid::Uuid;
+
+use crate::Secret;
+
+/// One webhook. "Endpoint" always means one of these, never a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// A UUIDv7, so ids sort by creation time.
+    pub id: Uuid,
+    /// The organization that owns it.
+    pub org: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// What the owner wrote about it.
+    pub description: String,
+    /// The event types it receives.
+    pub events: Vec<String>,
+    /// Disabled webhooks receive nothing; their due retries are dead-lettered.
+    pub enabled: bool,
+    /// Why it was disabled, when hookwire disabled it.
+    pub disabled_reason: Option<String>,
+    /// Newest first. During a rotation's grace period the old key signs too.
+    pub keys: Vec<SigningKey>,
+    /// Creation time, in milliseconds since the epoch.
+    pub created_at_ms: u64,
+    /// Last change, in milliseconds since the epoch.
+    pub updated_at_ms: u64,
+}
+
+/// A signing secret and the end of its validity, if it is being rotated out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The secret.
+    pub secret: Secret,
+    /// After this time (ms since the epoch) it no longer signs.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Subscription {
+    /// The secrets that sign an attempt made at `now_ms`.
+    pub fn signing_secrets(&self, now_ms: u64) -> impl Iterator<Item = &Secret> {
+        self.keys
+            .iter()
+            .filter(move |k| k.expires_at_ms.is_none_or(|end| now_ms < end))
+            .map(|k| &k.secret)
+    }
+
+    /// Whether it receives events of `event_type`.
+    pub fn listens_to(&self, event_type: &str) -> bool {
+        self.events.iter().any(|e| e == event_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_keys_stop_signing() {
+        let (new, old) = (
+            Secret::generate().expect("rng"),
+            Secret::generate().expect("rng"),
+        );
+        let sub = Subscription {
+            id: Uuid::now_v7(),
+            org: "acme".into(),
+            url: "https://example.com/".into(),
+            description: String::new(),
+            events: vec!["report_created".into()],
+            enabled: true,
+            disabled_reason: None,
+            keys: vec![
+                SigningKey {
+                    secret: new.clone(),
+                    expires_at_ms: None,
+                },
+                SigningKey {
+                    secret: old.clone(),
+                    expires_at_ms: Some(1_000),
+                },
+            ],
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        assert_eq!(sub.signing_secrets(999).collect::<Vec<_>>(), [&new, &old]);
+        assert_eq!(sub.signing_secrets(1_000).collect::<Vec<_>>(), [&new]);
+        assert!(sub.listens_to("report_created"));
+        assert!(!sub.listens_to("report_run_started"));
+    }
+}
