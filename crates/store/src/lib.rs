@@ -1,1 +1,16 @@
-//! placeholder
+//! hookwire-store: the embedded sled store.
+//!
+//! - Subscriptions, keyed by `(org, id)`, with an index by `(org, event type)` for the
+//!   delivery hot path.
+//! - Signing secrets encrypted at rest with XChaCha20-Poly1305 ([`sealing`]).
+//! - A schema version: the store refuses to open one written by a newer hookwire.
+//!
+//! Every mutation is a [`Change`] applied by [`Store::apply`]: one place to replicate
+//! when the changes later travel through a RabbitMQ stream.
+
+mod error;
+mod sealing;
+mod store;
+
+pub use error::{Error, Result};
+pub use store::{Change, SCHEMA_VERSION, Store};

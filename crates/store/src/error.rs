@@ -1,0 +1,31 @@
+//! Errors of the store.
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// sled failed (I/O, a lock held by another process…).
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The store was written by a newer hookwire.
+    #[error(
+        "store schema version {found} is newer than this hookwire supports ({supported}); upgrade hookwire"
+    )]
+    SchemaTooNew {
+        /// The version on disk.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// A secret could not be decrypted: the `secrets.key` is not the one it was sealed with.
+    #[error("cannot decrypt a signing secret: is secrets.key the key the store was written with?")]
+    Unseal,
+    /// A change refers to a subscription that does not exist.
+    #[error("no subscription {0}")]
+    NotFound(uuid::Uuid),
+}
+
+/// The result type of the store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,282 @@
+//! The sled store and its one write path, [`Store::apply`].
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hookwire_core::{Secret, SigningKey, Subscription};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use uuid::Uuid;
+
+use crate::sealing::Sealer;
+use crate::{Error, Result};
+
+/// The schema this build writes. Bump it with every incompatible record change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const SEP: u8 = 0;
+
+/// One mutation of the store. Every write goes through [`Store::apply`], so that the same
+/// records can later be replicated through a changelog.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Create or replace a subscription.
+    Upsert(Subscription),
+    /// Delete a subscription.
+    Delete {
+        /// Its organization.
+        org: String,
+        /// Its id.
+        id: Uuid,
+    },
+}
+
+/// The embedded store. Cloning is cheap: clones share one sled database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    /// `org ‖ 0 ‖ id` → record.
+    subscriptions: sled::Tree,
+    /// `org ‖ 0 ‖ event ‖ 0 ‖ id` → nothing: the delivery hot path's index.
+    by_event: sled::Tree,
+    sealer: Sealer,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    id: Uuid,
+    org: String,
+    url: String,
+    description: String,
+    events: Vec<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    keys: Vec<SealedKey>,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedKey {
+    /// Base64 of `nonce ‖ ciphertext`.
+    sealed: String,
+    expires_at_ms: Option<u64>,
+}
+
+fn sub_key(org: &str, id: &Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(org.len() + 17);
+    key.extend_from_slice(org.as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn event_prefix(org: &str, event: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(org.len() + event.len() + 18);
+    key.extend_from_slice(org.as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(event.as_bytes());
+    key.push(SEP);
+    key
+}
+
+fn event_key(org: &str, event: &str, id: &Uuid) -> Vec<u8> {
+    let mut key = event_prefix(org, event);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`. Fails when another process holds it, or when
+    /// a newer hookwire wrote it.
+    pub fn open(path: &Path, cache_capacity_bytes: u64, secrets_key: &[u8; 32]) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .open()?;
+        match db.get(SCHEMA_KEY)? {
+            None => {
+                db.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(raw) => {
+                let found = <[u8; 4]>::try_from(raw.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| Error::Corrupt("schema version".into()))?;
+                if found > SCHEMA_VERSION {
+                    return Err(Error::SchemaTooNew {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            subscriptions: db.open_tree("subscriptions")?,
+            by_event: db.open_tree("subscriptions_by_event")?,
+            db,
+            sealer: Sealer::new(secrets_key),
+        })
+    }
+
+    /// Applies one change atomically. It is durable only after [`Store::flush`].
+    pub fn apply(&self, change: Change) -> Result<()> {
+        match change {
+            Change::Upsert(sub) => {
+                let key = sub_key(&sub.org, &sub.id);
+                let record = serde_json::to_vec(&self.seal(&sub)?)
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                self.transact(|subs, index| {
+                    if let Some(old) = subs.get(&key)? {
+                        for event in decode_events(&old)? {
+                            index.remove(event_key(&sub.org, &event, &sub.id))?;
+                        }
+                    }
+                    for event in &sub.events {
+                        index.insert(event_key(&sub.org, event, &sub.id), &[])?;
+                    }
+                    subs.insert(key.as_slice(), record.as_slice())?;
+                    Ok(())
+                })
+            }
+            Change::Delete { org, id } => {
+                let key = sub_key(&org, &id);
+                self.transact(|subs, index| {
+                    let Some(old) = subs.remove(key.as_slice())? else {
+                        return Err(ConflictableTransactionError::Abort(Error::NotFound(id)));
+                    };
+                    for event in decode_events(&old)? {
+                        index.remove(event_key(&org, &event, &id))?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    fn transact(
+        &self,
+        f: impl Fn(
+            &sled::transaction::TransactionalTree,
+            &sled::transaction::TransactionalTree,
+        ) -> Result<(), ConflictableTransactionError<Error>>,
+    ) -> Result<()> {
+        (&self.subscriptions, &self.by_event)
+            .transaction(|(subs, index)| f(subs, index))
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => Error::Sled(e),
+            })
+    }
+
+    /// Makes every applied change durable. Blocking: call it off the async workers.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// One subscription of `org`.
+    pub fn get(&self, org: &str, id: &Uuid) -> Result<Option<Subscription>> {
+        self.subscriptions
+            .get(sub_key(org, id))?
+            .map(|raw| self.decode(&raw))
+            .transpose()
+    }
+
+    /// Every subscription of `org`, oldest first (UUIDv7 order).
+    pub fn list(&self, org: &str) -> Result<Vec<Subscription>> {
+        let mut prefix = org.as_bytes().to_vec();
+        prefix.push(SEP);
+        self.subscriptions
+            .scan_prefix(prefix)
+            .map(|entry| self.decode(&entry?.1))
+            .collect()
+    }
+
+    /// The enabled subscriptions of `org` that listen to `event`: the delivery hot path.
+    pub fn subscribers(&self, org: &str, event: &str) -> Result<Vec<Subscription>> {
+        let prefix = event_prefix(org, event);
+        let mut subs = Vec::new();
+        for entry in self.by_event.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let id = Uuid::from_slice(&key[prefix.len()..])
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            if let Some(sub) = self.get(org, &id)? {
+                if sub.enabled {
+                    subs.push(sub);
+                }
+            }
+        }
+        Ok(subs)
+    }
+
+    fn seal(&self, sub: &Subscription) -> Result<Record> {
+        let keys = sub
+            .keys
+            .iter()
+            .map(|k| {
+                Ok(SealedKey {
+                    sealed: BASE64
+                        .encode(self.sealer.seal(k.secret.as_bytes(), sub.id.as_bytes())?),
+                    expires_at_ms: k.expires_at_ms,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Record {
+            id: sub.id,
+            org: sub.org.clone(),
+            url: sub.url.clone(),
+            description: sub.description.clone(),
+            events: sub.events.clone(),
+            enabled: sub.enabled,
+            disabled_reason: sub.disabled_reason.clone(),
+            keys,
+            created_at_ms: sub.created_at_ms,
+            updated_at_ms: sub.updated_at_ms,
+        })
+    }
+
+    fn decode(&self, raw: &[u8]) -> Result<Subscription> {
+        let r: Record = serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let keys = r
+            .keys
+            .iter()
+            .map(|k| {
+                let sealed = BASE64
+                    .decode(&k.sealed)
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                let secret = Secret::from_bytes(self.sealer.open(&sealed, r.id.as_bytes())?)
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                Ok(SigningKey {
+                    secret,
+                    expires_at_ms: k.expires_at_ms,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Subscription {
+            id: r.id,
+            org: r.org,
+            url: r.url,
+            description: r.description,
+            events: r.events,
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason,
+            keys,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
+        })
+    }
+}
+
+/// The event list of a stored record, for index maintenance inside a transaction.
+fn decode_events(raw: &[u8]) -> Result<Vec<String>, ConflictableTransactionError<Error>> {
+    #[derive(Deserialize)]
+    struct Events {
+        events: Vec<String>,
+    }
+    serde_json::from_slice::<Events>(raw)
+        .map(|e| e.events)
+        .map_err(|e| ConflictableTransactionError::Abort(Error::Corrupt(e.to_string())))
+}

@@ -1,0 +1,173 @@
+//! Integration tests of the store against a real sled directory.
+
+use hookwire_core::{Secret, SigningKey, Subscription};
+use hookwire_store::{Change, Error, SCHEMA_VERSION, Store};
+use uuid::Uuid;
+
+const KEY: [u8; 32] = [42; 32];
+
+fn sub(org: &str, events: &[&str]) -> Subscription {
+    Subscription {
+        id: Uuid::now_v7(),
+        org: org.into(),
+        url: "https://example.com/hook".into(),
+        description: "test".into(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        enabled: true,
+        disabled_reason: None,
+        keys: vec![SigningKey {
+            secret: Secret::generate().expect("rng"),
+            expires_at_ms: None,
+        }],
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path(), 1 << 20, &KEY).expect("store opens")
+}
+
+#[test]
+fn resolves_subscribers_by_org_and_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let a = sub("acme", &["report_created", "report_run_started"]);
+    let b = sub("acme", &["report_created"]);
+    let other_org = sub("globex", &["report_created"]);
+    for s in [&a, &b, &other_org] {
+        store.apply(Change::Upsert(s.clone())).expect("apply");
+    }
+    let ids = |v: Vec<Subscription>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.subscribers("acme", "report_created").expect("lookup")),
+        [a.id, b.id]
+    );
+    assert_eq!(
+        ids(store
+            .subscribers("acme", "report_run_started")
+            .expect("lookup")),
+        [a.id]
+    );
+    assert_eq!(
+        ids(store
+            .subscribers("globex", "report_created")
+            .expect("lookup")),
+        [other_org.id]
+    );
+    assert!(
+        store
+            .subscribers("acme", "definition_created")
+            .expect("lookup")
+            .is_empty()
+    );
+    assert_eq!(store.get("acme", &a.id).expect("get"), Some(a.clone()));
+    assert_eq!(
+        store.get("globex", &a.id).expect("get"),
+        None,
+        "org scoping"
+    );
+    assert_eq!(ids(store.list("acme").expect("list")), [a.id, b.id]);
+}
+
+#[test]
+fn upsert_moves_the_index_and_delete_clears_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let mut s = sub("acme", &["report_created"]);
+    store.apply(Change::Upsert(s.clone())).expect("apply");
+    s.events = vec!["definition_created".into()];
+    store.apply(Change::Upsert(s.clone())).expect("apply");
+    assert!(
+        store
+            .subscribers("acme", "report_created")
+            .expect("lookup")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .subscribers("acme", "definition_created")
+            .expect("lookup")
+            .len(),
+        1
+    );
+    s.enabled = false;
+    store.apply(Change::Upsert(s.clone())).expect("apply");
+    assert!(
+        store
+            .subscribers("acme", "definition_created")
+            .expect("lookup")
+            .is_empty(),
+        "disabled"
+    );
+    store
+        .apply(Change::Delete {
+            org: "acme".into(),
+            id: s.id,
+        })
+        .expect("delete");
+    assert_eq!(store.get("acme", &s.id).expect("get"), None);
+    assert!(matches!(
+        store.apply(Change::Delete {
+            org: "acme".into(),
+            id: s.id
+        }),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn secrets_are_encrypted_at_rest_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = sub("acme", &["report_created"]);
+    let whsec = s.keys[0].secret.to_whsec();
+    let encoded = whsec.trim_start_matches("whsec_").to_owned();
+    {
+        let store = open(&dir);
+        store.apply(Change::Upsert(s.clone())).expect("apply");
+        store.flush().expect("flush");
+    }
+    for entry in std::fs::read_dir(dir.path()).expect("read dir").flatten() {
+        if entry.path().is_file() {
+            let bytes = std::fs::read(entry.path()).expect("read");
+            for needle in [encoded.as_bytes(), s.keys[0].secret.as_bytes()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "secret found in {:?}",
+                    entry.path()
+                );
+            }
+        }
+    }
+    let store = open(&dir);
+    assert_eq!(
+        store
+            .get("acme", &s.id)
+            .expect("get")
+            .expect("present")
+            .keys[0]
+            .secret
+            .to_whsec(),
+        whsec
+    );
+    drop(store);
+    let wrong_key = Store::open(dir.path(), 1 << 20, &[1; 32]).expect("opens");
+    assert!(matches!(wrong_key.get("acme", &s.id), Err(Error::Unseal)));
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        db.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    match Store::open(dir.path(), 1 << 20, &KEY) {
+        Err(Error::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
