@@ -1,1 +1,75 @@
-//! placeholder
+//! hookwire-consumer: the delivery engine.
+//!
+//! - [`Daemon`]: keeps a broker session alive and consumes the events and deliveries queues.
+//! - [`Engine`]: per message, decode, fan out, attempt, then retry through a tier,
+//!   dead-letter, or finish, acking only once the outcome is durable.
+//! - [`http`]: one signed attempt under the target policy.
+//! - [`task`]: a delivery's state between attempts, carried in message headers.
+
+mod daemon;
+mod engine;
+mod error;
+pub mod http;
+pub mod task;
+
+pub use daemon::{AmqpSettings, Daemon};
+pub use engine::{Engine, EngineSettings};
+pub use error::{Error, Result};
+pub use http::{Deliverer, DelivererConfig};
+
+use std::time::Duration;
+
+use hookwire_core::{Catalog, Config};
+use hookwire_producer::Topology;
+use hookwire_store::Store;
+
+/// Assembles a daemon from a validated configuration.
+pub fn daemon_from_config(config: &Config, store: Store, catalog: Catalog) -> Result<Daemon> {
+    let d = &config.delivery;
+    let schedule = config
+        .retry_schedule()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let ca_pem =
+        if d.ca_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(std::fs::read(&d.ca_file).map_err(|e| {
+                Error::Config(format!("delivery.ca_file {}: {e}", d.ca_file.display()))
+            })?)
+        };
+    let deliverer = Deliverer::new(DelivererConfig {
+        policy: config.target_policy(),
+        timeout: Duration::from_secs(d.timeout_secs),
+        ca_pem,
+        retry_client_errors: d.retry_client_errors,
+    })?;
+    let topology = Topology::new(
+        &config.amqp.namespace,
+        schedule.tiers().into_iter().chain([d.defer_delay]),
+    );
+    let engine = Engine::new(
+        store,
+        catalog,
+        deliverer,
+        schedule,
+        topology,
+        EngineSettings {
+            defer_delay: d.defer_delay,
+            max_age: Duration::from_secs(d.max_age_secs),
+            max_event_bytes: d.max_event_bytes,
+            inline_fanout_max: d.inline_fanout_max,
+            concurrency: d.concurrency,
+        },
+    );
+    Ok(Daemon::new(
+        engine,
+        AmqpSettings {
+            url: config.amqp.url.clone(),
+            connection_name: config.amqp.connection_name.clone(),
+            prefetch: config.prefetch(),
+            reconnect_max_delay: Duration::from_secs(config.amqp.reconnect_max_delay_secs.max(1)),
+            confirm_timeout: Duration::from_secs(config.amqp.confirm_timeout_secs),
+            shutdown_grace: Duration::from_secs(d.shutdown_grace_secs),
+        },
+    ))
+}

@@ -1,0 +1,75 @@
+//! `hookwire serve`: validate the configuration, open the store, run the daemon until
+//! SIGTERM or Ctrl-C, then flush the store.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hookwire_core::Config;
+use hookwire_core::config::LogFormat;
+use hookwire_store::Store;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+pub async fn serve(file: Option<&Path>) -> Result<()> {
+    let figment = crate::config::layers(file)?;
+    let config: Config = crate::config::extract(&figment, "")?;
+    config.validate()?;
+    init_logging(&config)?;
+    let catalog = crate::catalog(&config.catalog)?;
+    let key = config.secrets_key()?;
+    let store = Store::open(&config.store.path, config.store.cache_capacity_bytes, &key)
+        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+    let daemon = hookwire_consumer::daemon_from_config(&config, store.clone(), catalog)?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        namespace = %config.amqp.namespace,
+        broker = %crate::redact(&config.amqp.url),
+        store = %config.store.path.display(),
+        "hookwire starting."
+    );
+    let result = daemon.run(shutdown_signal()).await;
+    tokio::task::spawn_blocking(move || store.flush())
+        .await?
+        .context("cannot flush the store")?;
+    result?;
+    info!("hookwire stopped.");
+    Ok(())
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => EnvFilter::try_new(directives).context("RUST_LOG")?,
+        Err(_) => EnvFilter::try_new(&config.log.level).context("config key `log.level`")?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM (systemd, docker stop) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    info!("Shutdown signal received.");
+}

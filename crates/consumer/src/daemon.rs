@@ -1,0 +1,330 @@
+//! The daemon: a supervisor that keeps one broker session alive, reconnecting after any
+//! failure, until shutdown.
+//!
+//! A session is one connection with a confirm channel for publishing and one consumer
+//! channel per queue. Any failure to make an outcome durable ends the session: its
+//! unacked messages go back to their queues and are redelivered to the next session, so
+//! a failure can duplicate a delivery but never lose one. Delivery tags are never carried
+//! from a dead channel to a new one.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use hookwire_producer::{Publisher, connect};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::engine::Engine;
+use crate::{Error, Result};
+
+/// Buffered deliveries are handled after a consumer is cancelled, so that shutdown does
+/// not hand them back to the broker (which would count a redelivery).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How the daemon talks to the broker.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// Broker URL.
+    pub url: String,
+    /// Connection name shown by the broker.
+    pub connection_name: String,
+    /// Prefetch of each consumer.
+    pub prefetch: u16,
+    /// Longest wait between reconnection attempts.
+    pub reconnect_max_delay: Duration,
+    /// How long a publish waits for its confirm.
+    pub confirm_timeout: Duration,
+    /// How long in-flight attempts may run after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+/// The delivery daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    engine: Arc<Engine>,
+    amqp: AmqpSettings,
+    ready: Arc<AtomicBool>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Broken(Error),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Events,
+    Tasks,
+}
+
+impl Daemon {
+    /// A daemon around an engine.
+    pub fn new(engine: Arc<Engine>, amqp: AmqpSettings) -> Self {
+        Self {
+            engine,
+            amqp,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// True while a session is consuming; `/readyz` reads it.
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
+    /// Runs until `shutdown` completes. Broker failures are retried forever; only a refusal
+    /// to start (another daemon consumes this namespace) ends it early with an error.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let stop = CancellationToken::new();
+        let watcher = {
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
+        };
+        tokio::pin!(watcher);
+        let supervise = self.supervise(stop.clone());
+        tokio::pin!(supervise);
+        loop {
+            tokio::select! {
+                result = &mut supervise => return result,
+                () = &mut watcher, if !stop.is_cancelled() => {}
+            }
+        }
+    }
+
+    async fn supervise(&self, stop: CancellationToken) -> Result<()> {
+        let mut first = true;
+        let mut backoff = self.backoff();
+        loop {
+            let opened = tokio::select! {
+                opened = self.open_session(first) => opened,
+                () = stop.cancelled() => return Ok(()),
+            };
+            match opened {
+                Ok(session) => {
+                    first = false;
+                    backoff = self.backoff();
+                    self.ready.store(true, Ordering::SeqCst);
+                    info!(namespace = %self.engine.topology.names.namespace(), "Consuming.");
+                    let end = session.run(&self.engine, &stop, &self.amqp).await;
+                    self.ready.store(false, Ordering::SeqCst);
+                    match end {
+                        SessionEnd::Shutdown => return Ok(()),
+                        SessionEnd::Broken(e) => {
+                            warn!(error = %e, "Broker session ended; reconnecting.")
+                        }
+                    }
+                }
+                Err(e @ Error::Refused(_)) => return Err(e),
+                Err(e) => warn!(error = %e, "Cannot open a broker session; retrying."),
+            }
+            let delay = backoff.next().unwrap_or(self.amqp.reconnect_max_delay);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(self.amqp.reconnect_max_delay)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    async fn open_session(&self, refuse_if_consumed: bool) -> Result<Session> {
+        let connection = connect(&self.amqp.url, &self.amqp.connection_name).await?;
+        let publisher = Publisher::open(&connection, self.amqp.confirm_timeout).await?;
+        let topology = &self.engine.topology;
+        topology.declare(publisher.channel()).await?;
+        let events_queue = topology.names.events_queue();
+        if refuse_if_consumed {
+            // A passive declare on a throwaway channel: it reports the consumer count.
+            let probe = connection.create_channel().await?;
+            let queue = probe
+                .queue_declare(
+                    events_queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            probe.close(200, "probe done".into()).await?;
+            if queue.consumer_count() > 0 {
+                return Err(Error::Refused(format!(
+                    "queue `{events_queue}` already has {} consumer(s): another hookwire serves namespace `{}`. \
+                     Until replicated state exists, one daemon per namespace (its store would miss the other's webhooks).",
+                    queue.consumer_count(),
+                    topology.names.namespace()
+                )));
+            }
+        }
+        let (events_channel, events) = self.consume(&connection, &events_queue).await?;
+        let (tasks_channel, tasks) = self
+            .consume(&connection, &topology.names.deliveries_queue())
+            .await?;
+        Ok(Session {
+            connection,
+            publisher,
+            consumers: [(events_channel, events), (tasks_channel, tasks)],
+        })
+    }
+
+    async fn consume(&self, connection: &Connection, queue: &str) -> Result<(Channel, Consumer)> {
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(self.amqp.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((channel, consumer))
+    }
+}
+
+struct Session {
+    connection: Connection,
+    publisher: Publisher,
+    consumers: [(Channel, Consumer); 2],
+}
+
+impl Session {
+    async fn run(
+        self,
+        engine: &Arc<Engine>,
+        stop: &CancellationToken,
+        amqp: &AmqpSettings,
+    ) -> SessionEnd {
+        let Session {
+            connection,
+            publisher,
+            consumers: [(events_channel, mut events), (tasks_channel, mut tasks)],
+        } = self;
+        let tracker = TaskTracker::new();
+        let broken = CancellationToken::new();
+        let spawn = |source: Source,
+                     item: Option<lapin::Result<lapin::message::Delivery>>|
+         -> Option<Error> {
+            match item {
+                Some(Ok(delivery)) => {
+                    tracker.spawn(handle(
+                        engine.clone(),
+                        publisher.clone(),
+                        broken.clone(),
+                        source,
+                        delivery,
+                    ));
+                    None
+                }
+                Some(Err(e)) => Some(Error::Amqp(e)),
+                None => Some(Error::Internal(format!("the {source:?} consumer ended"))),
+            }
+        };
+        let end = loop {
+            let failure = tokio::select! {
+                () = stop.cancelled() => break SessionEnd::Shutdown,
+                () = broken.cancelled() => Some(Error::Internal("an outcome could not be made durable".into())),
+                item = events.next() => spawn(Source::Events, item),
+                item = tasks.next() => spawn(Source::Tasks, item),
+            };
+            if let Some(e) = failure {
+                break SessionEnd::Broken(e);
+            }
+        };
+        if matches!(end, SessionEnd::Broken(_)) {
+            // In-flight handlers finish on their own; their acks fail and the broker
+            // redelivers those messages to the next session.
+            let _ = connection.close(320, "session broken".into()).await;
+            return end;
+        }
+
+        info!("Shutting down: consuming stopped, finishing in-flight deliveries.");
+        for (channel, consumer, source) in [
+            (&events_channel, &mut events, Source::Events),
+            (&tasks_channel, &mut tasks, Source::Tasks),
+        ] {
+            if channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await
+                .is_ok()
+            {
+                while let Ok(Some(item)) =
+                    tokio::time::timeout(DRAIN_TIMEOUT, consumer.next()).await
+                {
+                    if spawn(source, Some(item)).is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracker.close();
+        if tokio::time::timeout(amqp.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                in_flight = tracker.len(),
+                "Shutdown grace is over; handing back in-flight deliveries."
+            );
+            engine.grace_over.cancel();
+            if tokio::time::timeout(amqp.confirm_timeout, tracker.wait())
+                .await
+                .is_err()
+            {
+                error!(
+                    in_flight = tracker.len(),
+                    "Deliveries could not be handed back; the broker will redeliver them."
+                );
+            }
+        }
+        let _ = connection.close(200, "shutdown".into()).await;
+        SessionEnd::Shutdown
+    }
+}
+
+async fn handle(
+    engine: Arc<Engine>,
+    publisher: Publisher,
+    broken: CancellationToken,
+    source: Source,
+    delivery: lapin::message::Delivery,
+) {
+    let result = match source {
+        Source::Events => engine.handle_event(&publisher, &delivery).await,
+        Source::Tasks => engine.handle_task(&publisher, &delivery).await,
+    };
+    let acked = match result {
+        Ok(()) => delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(Error::Amqp),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = acked {
+        warn!(error = %e, ?source, "Outcome not durable; message left unacked for redelivery.");
+        broken.cancel();
+    }
+}

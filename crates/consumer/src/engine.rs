@@ -1,0 +1,295 @@
+//! What happens to one message: an event fans out to its subscribers, a task makes one
+//! more attempt, and every outcome is made durable before the message may be acked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
+use hookwire_core::retry::jittered;
+use hookwire_core::{Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms};
+use hookwire_producer::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
+use hookwire_store::{Change, Store};
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::Result;
+use crate::http::Deliverer;
+use crate::task::{self, Task};
+
+/// The settings the engine reads on every message.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Deferral tier for deliveries handed back at shutdown (and, later, caps and circuits).
+    pub defer_delay: Duration,
+    /// A delivery older than this is dead-lettered as `expired`.
+    pub max_age: Duration,
+    /// Largest event body.
+    pub max_event_bytes: usize,
+    /// Above this many subscribers, deliveries are published as tasks.
+    pub inline_fanout_max: usize,
+    /// Attempts in flight at once.
+    pub concurrency: usize,
+}
+
+/// Shared by every message handler.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) store: Store,
+    pub(crate) catalog: Catalog,
+    pub(crate) deliverer: Deliverer,
+    pub(crate) schedule: RetrySchedule,
+    pub(crate) topology: Topology,
+    pub(crate) settings: EngineSettings,
+    permits: Semaphore,
+    /// Cancelled when the shutdown grace is over: attempts still running are handed back.
+    pub(crate) grace_over: CancellationToken,
+}
+
+impl Engine {
+    /// Assembles the engine.
+    pub fn new(
+        store: Store,
+        catalog: Catalog,
+        deliverer: Deliverer,
+        schedule: RetrySchedule,
+        topology: Topology,
+        settings: EngineSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Semaphore::new(settings.concurrency),
+            store,
+            catalog,
+            deliverer,
+            schedule,
+            topology,
+            settings,
+            grace_over: CancellationToken::new(),
+        })
+    }
+
+    /// Handles one message of the events queue. `Ok` means every delivery it carries is
+    /// succeeded, confirmed as scheduled, or confirmed as dead-lettered: ack it.
+    pub async fn handle_event(&self, publisher: &Publisher, delivery: &Delivery) -> Result<()> {
+        let props = &delivery.properties;
+        let h = props.headers().as_ref();
+        let raw = RawEvent {
+            routing_key: delivery.routing_key.as_str(),
+            org: headers::org(h),
+            message_id: props.message_id().as_ref().map(|s| s.as_str()),
+            timestamp_secs: *props.timestamp(),
+            published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
+            body: &delivery.data,
+        };
+        let event = match event::decode(&raw, &self.catalog, self.settings.max_event_bytes) {
+            Ok(event) => event,
+            Err(rejection) => {
+                warn!(reason = %rejection.reason, detail = %rejection.detail, routing_key = raw.routing_key, "Event breaks the wire contract; dead-lettered.");
+                let mut dead =
+                    task::dead_letter_properties(props, rejection.reason, &rejection.detail);
+                // Keep the routing key: in the dead queue every message has the key `dead`.
+                let mut h = dead.headers().clone().unwrap_or_default();
+                headers::set_text(&mut h, task::EVENT_TYPE, raw.routing_key);
+                dead = dead.with_headers(h);
+                return self.dead_letter(publisher, &delivery.data, dead).await;
+            }
+        };
+        let subscribers = self.store.subscribers(&event.org, &event.event_type)?;
+        debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
+        let first_seen_ms = now_ms();
+        let tasks = subscribers.into_iter().map(|sub| {
+            let task = Task {
+                event_id: event.id.clone(),
+                org: event.org.clone(),
+                event_type: event.event_type.clone(),
+                subscription_id: sub.id,
+                attempts: 0,
+                first_seen_ms,
+                published_at_ms: event.published_at_ms,
+            };
+            (task, sub)
+        });
+        if tasks.len() > self.settings.inline_fanout_max {
+            // A large fan-out becomes tasks, so one event never holds many attempts inline.
+            let work = self.topology.names.work_exchange();
+            try_join_all(tasks.map(|(task, _)| {
+                publisher.publish(&work, DELIVER_KEY, &delivery.data, task.properties())
+            }))
+            .await?;
+            return Ok(());
+        }
+        try_join_all(tasks.map(|(task, sub)| self.deliver(publisher, task, sub, &delivery.data)))
+            .await?;
+        Ok(())
+    }
+
+    /// Handles one message of the deliveries queue: one more attempt of one task.
+    pub async fn handle_task(&self, publisher: &Publisher, delivery: &Delivery) -> Result<()> {
+        let props = &delivery.properties;
+        let task = match Task::from_headers(props.headers().as_ref()) {
+            Ok(task) => task,
+            Err(detail) => {
+                warn!(%detail, "Delivery task is unreadable; dead-lettered.");
+                let dead = task::dead_letter_properties(props, DeadReason::MissingField, &detail);
+                return self.dead_letter(publisher, &delivery.data, dead).await;
+            }
+        };
+        let Some(sub) = self.store.get(&task.org, &task.subscription_id)? else {
+            info!(subscription_id = %task.subscription_id, event_id = %task.event_id, "Webhook was deleted; its pending delivery is dropped.");
+            return Ok(());
+        };
+        if !sub.enabled {
+            let detail = format!("webhook {} is disabled", sub.id);
+            return self
+                .dead_letter_task(
+                    publisher,
+                    &task,
+                    &delivery.data,
+                    DeadReason::WebhookDisabled,
+                    &detail,
+                )
+                .await;
+        }
+        self.deliver(publisher, task, sub, &delivery.data).await
+    }
+
+    /// Makes one attempt and makes its outcome durable.
+    async fn deliver(
+        &self,
+        publisher: &Publisher,
+        task: Task,
+        sub: Subscription,
+        body: &[u8],
+    ) -> Result<()> {
+        let webhook_id = task.webhook_id();
+        let span = info_span!("delivery", %webhook_id, subscription_id = %sub.id, attempt = task.attempts + 1);
+        async move {
+            let age = Duration::from_millis(now_ms().saturating_sub(task.first_seen_ms));
+            if age > self.settings.max_age {
+                let detail = format!("undelivered after {}s", age.as_secs());
+                return self.dead_letter_task(publisher, &task, body, DeadReason::Expired, &detail).await;
+            }
+            let report = tokio::select! {
+                report = self.attempt(&sub, &webhook_id, body) => report,
+                () = self.grace_over.cancelled() => {
+                    info!("Shutdown grace is over; delivery handed back to the deferral tier.");
+                    return self.park(publisher, &task, body, self.settings.defer_delay).await;
+                }
+            };
+            let attempt = task.attempts + 1;
+            let next = Task { attempts: attempt, ..task };
+            match report.outcome {
+                Outcome::Delivered => {
+                    debug!(status = report.status, latency_ms = report.latency.as_millis() as u64, "Delivered.");
+                    Ok(())
+                }
+                Outcome::Retry { after } => match self.schedule.next_delay(attempt, after) {
+                    Some(delay) => {
+                        warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
+                        self.park(publisher, &next, body, delay).await
+                    }
+                    None => {
+                        let detail = format!("{attempt} attempts failed; last: {}", report.describe());
+                        warn!(%detail, "Delivery exhausted; dead-lettered.");
+                        self.dead_letter_task(publisher, &next, body, DeadReason::Exhausted, &detail).await
+                    }
+                },
+                Outcome::Permanent => {
+                    let detail = report.describe();
+                    warn!(%detail, "Delivery failed permanently; dead-lettered.");
+                    self.dead_letter_task(publisher, &next, body, DeadReason::PermanentStatus, &detail).await
+                }
+                Outcome::Gone => {
+                    warn!("Receiver answered 410 Gone; webhook disabled.");
+                    self.disable(&sub, "the receiver answered 410 Gone").await?;
+                    self.dead_letter_task(publisher, &next, body, DeadReason::Gone, "receiver answered 410").await
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn attempt(
+        &self,
+        sub: &Subscription,
+        webhook_id: &str,
+        body: &[u8],
+    ) -> crate::http::AttemptReport {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the permit semaphore is never closed");
+        self.deliverer.attempt(sub, webhook_id, body).await
+    }
+
+    /// Parks a task in the tier queue for `delay`; its TTL brings it back to the work queue.
+    async fn park(
+        &self,
+        publisher: &Publisher,
+        task: &Task,
+        body: &[u8],
+        delay: Duration,
+    ) -> Result<()> {
+        let expiration = jittered(delay, rand::random::<f64>());
+        let props = task
+            .properties()
+            .with_expiration(expiration.as_millis().to_string().as_str().into());
+        publisher
+            .publish("", &self.topology.names.retry_queue(delay), body, props)
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letter_task(
+        &self,
+        publisher: &Publisher,
+        task: &Task,
+        body: &[u8],
+        reason: DeadReason,
+        detail: &str,
+    ) -> Result<()> {
+        let props = task::dead_letter_properties(&task.properties(), reason, detail);
+        self.dead_letter(publisher, body, props).await
+    }
+
+    async fn dead_letter(
+        &self,
+        publisher: &Publisher,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> Result<()> {
+        publisher
+            .publish(
+                &self.topology.names.dead_letter_exchange(),
+                DEAD_KEY,
+                body,
+                props,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Disables a webhook durably before the delivery that caused it is acked.
+    async fn disable(&self, sub: &Subscription, reason: &str) -> Result<()> {
+        let store = self.store.clone();
+        let (org, id, reason) = (sub.org.clone(), sub.id, reason.to_owned());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if let Some(mut current) = store.get(&org, &id)? {
+                current.enabled = false;
+                current.disabled_reason = Some(reason);
+                current.updated_at_ms = now_ms();
+                store.apply(Change::Upsert(current))?;
+                store.flush()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| crate::Error::Internal(format!("store task panicked: {e}")))?
+    }
+}

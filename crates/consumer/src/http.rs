@@ -1,0 +1,254 @@
+//! One HTTP attempt: sign, POST, read at most 4 KiB back, classify.
+//!
+//! The client follows no redirects, takes no proxy from the environment, and resolves
+//! names through [`PolicyResolver`], so it only ever connects to addresses the target
+//! policy allows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hookwire_core::outcome::classify;
+use hookwire_core::{AttemptFailure, Outcome, Subscription, TargetError, TargetPolicy};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Host;
+
+use crate::{Error, Result};
+
+/// At most this much of a response body is read (DESIGN.md, "Delivery flow").
+pub const MAX_RESPONSE_BYTES: usize = 4096;
+
+/// What one attempt did.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    /// What it means for the delivery.
+    pub outcome: Outcome,
+    /// The HTTP status, when one was received.
+    pub status: Option<u16>,
+    /// The failure before any status, if any.
+    pub failure: Option<AttemptFailure>,
+    /// A short description of the failure, for logs and the dead letter's detail.
+    pub error: Option<String>,
+    /// From the first byte sent to the end of the body read.
+    pub latency: Duration,
+    /// The start of the response body, lossily decoded.
+    pub response_excerpt: String,
+}
+
+impl AttemptReport {
+    /// One line for logs and dead-letter details.
+    pub fn describe(&self) -> String {
+        match (self.status, &self.error) {
+            (Some(status), _) => format!("receiver answered {status}"),
+            (None, Some(error)) => error.clone(),
+            (None, None) => "no answer".into(),
+        }
+    }
+}
+
+/// Makes signed attempts under the target policy.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    policy: Arc<TargetPolicy>,
+    retry_client_errors: bool,
+}
+
+/// Everything that shapes an attempt.
+#[derive(Debug, Clone)]
+pub struct DelivererConfig {
+    /// The target policy.
+    pub policy: TargetPolicy,
+    /// Timeout of the whole attempt.
+    pub timeout: Duration,
+    /// Extra CA certificates (PEM), besides the platform's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Retry 4xx other than 410.
+    pub retry_client_errors: bool,
+}
+
+impl Deliverer {
+    /// Builds the HTTP client.
+    pub fn new(config: DelivererConfig) -> Result<Self> {
+        let policy = Arc::new(config.policy);
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent(hookwire_core::USER_AGENT)
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: policy.clone(),
+            }));
+        if let Some(pem) = &config.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Config(format!("delivery.ca_file: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            policy,
+            retry_client_errors: config.retry_client_errors,
+        })
+    }
+
+    /// POSTs `body` to the subscription's URL, signed with its current secrets.
+    pub async fn attempt(
+        &self,
+        sub: &Subscription,
+        webhook_id: &str,
+        body: &[u8],
+    ) -> AttemptReport {
+        let started = Instant::now();
+        let finish = |result: Result<(u16, Option<String>, String), (AttemptFailure, String)>| {
+            let latency = started.elapsed();
+            match result {
+                Ok((status, retry_after, excerpt)) => AttemptReport {
+                    outcome: classify(
+                        Ok((status, retry_after.as_deref())),
+                        self.retry_client_errors,
+                        SystemTime::now(),
+                    ),
+                    status: Some(status),
+                    failure: None,
+                    error: None,
+                    latency,
+                    response_excerpt: excerpt,
+                },
+                Err((failure, error)) => AttemptReport {
+                    outcome: classify(Err(failure), self.retry_client_errors, SystemTime::now()),
+                    status: None,
+                    failure: Some(failure),
+                    error: Some(error),
+                    latency,
+                    response_excerpt: String::new(),
+                },
+            }
+        };
+        if let Err(refused) = self.check_literal_target(&sub.url) {
+            return finish(Err((AttemptFailure::TargetRefused, refused.to_string())));
+        }
+        let now = SystemTime::now();
+        let timestamp = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let signature = hookwire_core::signing::signature_header(
+            sub.signing_secrets(hookwire_core::now_ms()),
+            webhook_id,
+            timestamp,
+            body,
+        );
+        let request = self
+            .client
+            .post(&sub.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", webhook_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec());
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return finish(Err(failure_of(&e))),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut excerpt = Vec::new();
+        // Read no more than the cap; dropping the response closes a body that goes on.
+        while excerpt.len() < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = MAX_RESPONSE_BYTES - excerpt.len();
+                    excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) => break,
+                // The status is in; a broken or slow body does not change the verdict.
+                Err(_) => break,
+            }
+        }
+        finish(Ok((
+            status,
+            retry_after,
+            String::from_utf8_lossy(&excerpt).into_owned(),
+        )))
+    }
+
+    /// Literal IPs never reach the resolver, so they are checked here, before connecting.
+    fn check_literal_target(&self, url: &str) -> Result<(), TargetError> {
+        let url = self.policy.check_url(url)?;
+        match url.host() {
+            Some(Host::Domain(name)) => self.policy.check_host_name(name),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn failure_of(error: &reqwest::Error) -> (AttemptFailure, String) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<TargetError>() {
+            return (AttemptFailure::TargetRefused, refused.to_string());
+        }
+        source = e.source();
+    }
+    let kind = if error.is_timeout() {
+        AttemptFailure::Timeout
+    } else if error.is_connect() {
+        AttemptFailure::Connect
+    } else {
+        AttemptFailure::Other
+    };
+    (kind, error_chain(error))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Resolves names with the system resolver, then keeps only the addresses the policy
+/// allows; a name with none left is refused before any connection.
+#[derive(Debug)]
+struct PolicyResolver {
+    policy: Arc<TargetPolicy>,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            policy.check_host_name(&host)?;
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut first_refusal = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| match policy.check_addr(addr.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        first_refusal.get_or_insert(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let error = first_refusal.unwrap_or(TargetError::NoHost);
+                return Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}

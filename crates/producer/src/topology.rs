@@ -1,0 +1,269 @@
+//! The broker topology of one namespace (DESIGN.md, "Topology"), declared idempotently.
+//!
+//! Every queue is a durable quorum queue. Queues that dead-letter do so with
+//! `x-dead-letter-strategy=at-least-once`, which RabbitMQ only accepts together with
+//! `x-overflow=reject-publish` (quorum queue docs, "Dead Lettering").
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hookwire_core::retry::{tier_name, tier_ttl};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::Result;
+
+/// Each unacked redelivery (crash, dropped connection, broker restart) counts; 20 leaves
+/// room for many restarts before a message is called a crash loop (DESIGN.md).
+pub const DELIVERY_LIMIT: i64 = 20;
+/// The routing key from the work exchange to the deliveries queue.
+pub const DELIVER_KEY: &str = "deliver";
+/// The routing key from the dead-letter exchange to the dead queue.
+pub const DEAD_KEY: &str = "dead";
+
+/// The names of a namespace's exchanges and queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    namespace: String,
+}
+
+impl Names {
+    /// Names under `namespace` (e.g. `hookwire`).
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn name(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.namespace)
+    }
+
+    /// The namespace itself.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// Topic exchange producers publish to.
+    pub fn events_exchange(&self) -> String {
+        self.name("events")
+    }
+    /// Quorum queue of incoming events, bound `#`.
+    pub fn events_queue(&self) -> String {
+        self.name("events")
+    }
+    /// Fanout exchange for events no queue was bound for.
+    pub fn unrouted_exchange(&self) -> String {
+        self.name("unrouted")
+    }
+    /// Queue of unrouted events.
+    pub fn unrouted_queue(&self) -> String {
+        self.name("unrouted")
+    }
+    /// Direct exchange of single-subscription delivery tasks.
+    pub fn work_exchange(&self) -> String {
+        self.name("work")
+    }
+    /// Quorum queue of delivery tasks.
+    pub fn deliveries_queue(&self) -> String {
+        self.name("deliveries")
+    }
+    /// Retry tier queue for `delay`, e.g. `hookwire.retry.30s`.
+    pub fn retry_queue(&self, delay: Duration) -> String {
+        self.name(&format!("retry.{}", tier_name(delay)))
+    }
+    /// Direct dead-letter exchange.
+    pub fn dead_letter_exchange(&self) -> String {
+        self.name("dlx")
+    }
+    /// Quorum queue of dead letters.
+    pub fn dead_queue(&self) -> String {
+        self.name("dead")
+    }
+}
+
+/// A namespace's topology: its names and its retry tiers.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The names.
+    pub names: Names,
+    /// Every tier delay: the retry schedule's distinct delays plus the deferral tier.
+    pub tiers: BTreeSet<Duration>,
+}
+
+impl Topology {
+    /// The topology of `namespace` with these tier delays.
+    pub fn new(namespace: &str, tiers: impl IntoIterator<Item = Duration>) -> Self {
+        Self {
+            names: Names::new(namespace),
+            tiers: tiers.into_iter().collect(),
+        }
+    }
+
+    /// Declares every exchange, queue and binding. Safe to run any number of times.
+    pub async fn declare(&self, channel: &Channel) -> Result<()> {
+        let n = &self.names;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let queue = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let bind = |q: String, x: String, key: &'static str| async move {
+            channel
+                .queue_bind(
+                    q.into(),
+                    x.into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+        };
+
+        channel
+            .exchange_declare(
+                n.unrouted_exchange().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(n.unrouted_queue().into(), queue, quorum())
+            .await?;
+        bind(n.unrouted_queue(), n.unrouted_exchange(), "").await?;
+
+        channel
+            .exchange_declare(
+                n.dead_letter_exchange().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(n.dead_queue().into(), queue, quorum())
+            .await?;
+        bind(n.dead_queue(), n.dead_letter_exchange(), DEAD_KEY).await?;
+
+        let mut events_args = FieldTable::default();
+        events_args.insert("alternate-exchange".into(), text(&n.unrouted_exchange()));
+        channel
+            .exchange_declare(
+                n.events_exchange().into(),
+                ExchangeKind::Topic,
+                durable,
+                events_args,
+            )
+            .await?;
+        channel
+            .queue_declare(
+                n.events_queue().into(),
+                queue,
+                self.consumed_queue_arguments(),
+            )
+            .await?;
+        bind(n.events_queue(), n.events_exchange(), "#").await?;
+
+        channel
+            .exchange_declare(
+                n.work_exchange().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                n.deliveries_queue().into(),
+                queue,
+                self.consumed_queue_arguments(),
+            )
+            .await?;
+        bind(n.deliveries_queue(), n.work_exchange(), DELIVER_KEY).await?;
+
+        for tier in &self.tiers {
+            channel
+                .queue_declare(
+                    n.retry_queue(*tier).into(),
+                    queue,
+                    self.retry_queue_arguments(*tier),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every queue and exchange of the namespace (tests and `topology delete`).
+    pub async fn delete(&self, channel: &Channel) -> Result<()> {
+        let n = &self.names;
+        let mut queues = vec![
+            n.events_queue(),
+            n.unrouted_queue(),
+            n.deliveries_queue(),
+            n.dead_queue(),
+        ];
+        queues.extend(self.tiers.iter().map(|t| n.retry_queue(*t)));
+        for q in queues {
+            channel
+                .queue_delete(q.into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for x in [
+            n.events_exchange(),
+            n.unrouted_exchange(),
+            n.work_exchange(),
+            n.dead_letter_exchange(),
+        ] {
+            channel
+                .exchange_delete(x.into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Arguments of the events and deliveries queues: a delivery limit against crash loops,
+    /// dead-lettering to the dead queue.
+    pub fn consumed_queue_arguments(&self) -> FieldTable {
+        let mut args = self.dead_lettering(&self.names.dead_letter_exchange(), DEAD_KEY);
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        args
+    }
+
+    /// Arguments of a retry tier: no consumer; the TTL at the top of the jitter band expires
+    /// messages back to the work exchange.
+    pub fn retry_queue_arguments(&self, delay: Duration) -> FieldTable {
+        let mut args = self.dead_lettering(&self.names.work_exchange(), DELIVER_KEY);
+        let ttl_ms = i64::try_from(tier_ttl(delay).as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
+        args
+    }
+
+    fn dead_lettering(&self, exchange: &str, key: &str) -> FieldTable {
+        let mut args = quorum();
+        args.insert("x-dead-letter-exchange".into(), text(exchange));
+        args.insert("x-dead-letter-routing-key".into(), text(key));
+        args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        args.insert("x-overflow".into(), text("reject-publish"));
+        args
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    args
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
