@@ -316,11 +316,12 @@ async fn handle(
         Source::Tasks => engine.handle_task(&publisher, &delivery).await,
     };
     let acked = match result {
-        Ok(()) => delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(Error::Amqp),
+        // lapin answers Ok(false) when the ack could not be sent (the channel died).
+        Ok(()) => match delivery.acker.ack(BasicAckOptions::default()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Internal("the ack could not be sent".into())),
+            Err(e) => Err(Error::Amqp(e)),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = acked {

@@ -88,10 +88,18 @@ impl Producer {
                 given.join(", ")
             )));
         }
-        let mut body = Map::with_capacity(event.data.len() + 1);
-        body.insert("event".into(), Value::String(event.event_type.clone()));
-        body.extend(event.data.clone());
-        let body = serde_json::to_vec(&body).map_err(|e| Error::Contract(e.to_string()))?;
+        /// `event` first, as in Mode's payloads, then the catalog fields.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            event: &'a str,
+            #[serde(flatten)]
+            data: &'a Map<String, Value>,
+        }
+        let body = serde_json::to_vec(&Body {
+            event: &event.event_type,
+            data: &event.data,
+        })
+        .map_err(|e| Error::Contract(e.to_string()))?;
         let published_at_ms = now_ms();
         let raw = RawEvent {
             routing_key: &event.event_type,

@@ -1,0 +1,123 @@
+//! Messages that break the wire contract end in the dead queue with their reason, and
+//! the consumer keeps going.
+
+use std::time::Duration;
+
+use hookwire_producer::headers;
+use hookwire_testkit::{Harness, Receiver, new_subscription};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn props(org: Option<AMQPValue>) -> BasicProperties {
+    let mut h = FieldTable::default();
+    if let Some(org) = org {
+        h.insert("org".into(), org);
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id("broken".into())
+        .with_headers(h)
+}
+
+fn org() -> Option<AMQPValue> {
+    Some(AMQPValue::LongString("acme".into()))
+}
+
+#[tokio::test]
+async fn every_contract_breach_is_dead_lettered_with_its_reason() {
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    h.subscribe(&new_subscription(
+        "acme",
+        &receiver.url(),
+        &["report_created"],
+    ));
+    let big = format!(
+        r#"{{"event":"report_created","report_run_url":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, Option<AMQPValue>, &str)> = vec![
+        (
+            "report_created",
+            b"not json".to_vec(),
+            org(),
+            "invalid_json",
+        ),
+        (
+            "report_created",
+            br#"{"event":"report_created","report_run_url":"u"}"#.to_vec(),
+            None,
+            "missing_org",
+        ),
+        (
+            "report_created",
+            br#"{"event":"report_created","report_run_url":"u"}"#.to_vec(),
+            Some(AMQPValue::LongLongInt(7)),
+            "missing_org",
+        ),
+        (
+            "no_such_event",
+            br#"{"event":"no_such_event"}"#.to_vec(),
+            org(),
+            "unknown_event",
+        ),
+        (
+            "report_created",
+            br#"{"event":"report_created"}"#.to_vec(),
+            org(),
+            "missing_field",
+        ),
+        (
+            "report_created",
+            br#"{"event":"definition_created","report_run_url":"u"}"#.to_vec(),
+            org(),
+            "event_mismatch",
+        ),
+        ("report_created", big.into_bytes(), org(), "too_large"),
+    ];
+    for (key, body, org, _) in &cases {
+        h.broker
+            .publish_raw(h.namespace(), key, body, props(org.clone()))
+            .await;
+    }
+    // The consumer keeps going: a good event after the broken ones is delivered.
+    h.publish(
+        "acme",
+        "report_created",
+        "good-after-bad",
+        "report_run_url",
+        "https://mode.test/ok",
+    )
+    .await;
+    receiver.wait_for(1, WAIT).await;
+
+    let dead = h
+        .broker
+        .wait_dead_letters(h.namespace(), cases.len() as u32, WAIT)
+        .await;
+    let mut reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+    let mut expected: Vec<&str> = cases.iter().map(|c| c.3).collect();
+    reasons.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(reasons, expected);
+    for d in &dead {
+        assert!(!d.detail.is_empty(), "every dead letter explains itself");
+        let case = cases
+            .iter()
+            .find(|c| c.1 == d.body)
+            .expect("body kept byte for byte");
+        assert_eq!(
+            headers::text(d.properties.headers().as_ref(), "x-hookwire-event-type"),
+            Some(case.0)
+        );
+    }
+    assert_eq!(receiver.requests().len(), 1, "nothing broken was delivered");
+    assert_eq!(
+        hookwire_testkit::Broker::unacked(&format!("{}.events", h.namespace())),
+        0,
+        "nothing crash-loops"
+    );
+    h.finish().await;
+}

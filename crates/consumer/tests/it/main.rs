@@ -1,0 +1,7 @@
+//! Delivery engine tests against the real broker and real loopback receivers. Each test
+//! runs its own daemon in its own namespace.
+
+mod broken;
+mod delivery;
+mod retry;
+mod topology;

@@ -1,0 +1,184 @@
+//! The real broker, one namespace per test.
+
+use hookwire_producer::headers;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+
+/// The broker tests use: `HOOKWIRE_TEST_AMQP_URL`, or the local one.
+pub fn amqp_url() -> String {
+    std::env::var("HOOKWIRE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A namespace no other test uses; `tests/sweep-namespaces` removes leftovers by the prefix.
+pub fn unique_namespace() -> String {
+    format!(
+        "hwtest-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[16..]
+    )
+}
+
+/// A connection for inspecting queues.
+#[derive(Debug)]
+pub struct Broker {
+    connection: Connection,
+}
+
+/// A message taken from the dead queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// `x-hookwire-reason`.
+    pub reason: String,
+    /// `x-hookwire-detail`.
+    pub detail: String,
+    /// The body, as the producer sent it.
+    pub body: Vec<u8>,
+    /// All properties.
+    pub properties: BasicProperties,
+}
+
+impl Broker {
+    /// Connects, failing the test with a clear message when RabbitMQ is not there.
+    pub async fn connect() -> Self {
+        let url = amqp_url();
+        match hookwire_producer::connect(&url, "hookwire-test-inspector").await {
+            Ok(connection) => Self { connection },
+            Err(e) => panic!(
+                "RabbitMQ is not answering at {url} ({e}). Start it with tests/ensure-broker; these tests need a real broker."
+            ),
+        }
+    }
+
+    /// The connection, for publishing in tests.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    async fn channel(&self) -> Channel {
+        self.connection
+            .create_channel()
+            .await
+            .expect("open a channel")
+    }
+
+    /// Ready messages in `queue` (a passive declare on a throwaway channel, since a
+    /// missing queue closes the channel).
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let channel = self.channel().await;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
+        let _ = channel.close(200, "done".into()).await;
+        q.message_count()
+    }
+
+    /// Takes every message from `queue`, acking each.
+    pub async fn drain(&self, queue: &str) -> Vec<(BasicProperties, Vec<u8>)> {
+        let channel = self.channel().await;
+        let mut out = Vec::new();
+        while let Some(msg) = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("basic_get on {queue}: {e}"))
+        {
+            msg.delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+            out.push((msg.delivery.properties.clone(), msg.delivery.data.clone()));
+        }
+        let _ = channel.close(200, "done".into()).await;
+        out
+    }
+
+    /// Takes every dead letter of the namespace.
+    pub async fn dead_letters(&self, namespace: &str) -> Vec<DeadLetter> {
+        self.drain(&format!("{namespace}.dead"))
+            .await
+            .into_iter()
+            .map(|(properties, body)| {
+                let h = properties.headers().as_ref();
+                DeadLetter {
+                    reason: headers::text(h, "x-hookwire-reason")
+                        .unwrap_or_default()
+                        .to_owned(),
+                    detail: headers::text(h, "x-hookwire-detail")
+                        .unwrap_or_default()
+                        .to_owned(),
+                    body,
+                    properties: properties.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until `n` dead letters arrived in the namespace, then takes them all.
+    pub async fn wait_dead_letters(
+        &self,
+        namespace: &str,
+        n: u32,
+        timeout: std::time::Duration,
+    ) -> Vec<DeadLetter> {
+        let queue = format!("{namespace}.dead");
+        crate::eventually(timeout, &format!("{n} dead letters in {queue}"), || async {
+            (self.ready(&queue).await >= n).then_some(())
+        })
+        .await;
+        self.dead_letters(namespace).await
+    }
+
+    /// Publishes a raw message to the namespace's events exchange, confirmed.
+    pub async fn publish_raw(
+        &self,
+        namespace: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        let publisher = hookwire_producer::Publisher::open(
+            &self.connection,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("confirm channel");
+        publisher
+            .publish(
+                &format!("{namespace}.events"),
+                routing_key,
+                body,
+                properties,
+            )
+            .await
+            .expect("raw publish confirmed");
+    }
+
+    /// Reads one queue's consumer count and unacked count from `rabbitmqctl`.
+    pub fn unacked(queue: &str) -> u64 {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "-q",
+                "--no-table-headers",
+                "name",
+                "messages_unacknowledged",
+            ])
+            .output()
+            .expect("rabbitmqctl runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .and_then(|(_, n)| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("rabbitmqctl lists no queue {queue}"))
+    }
+}

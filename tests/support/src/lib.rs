@@ -1,0 +1,35 @@
+//! Test support for hookwire's integration tests. Everything here talks to the real
+//! RabbitMQ on 127.0.0.1:5672 and to real HTTP servers on loopback.
+//!
+//! - [`broker`]: a unique namespace per test, queue inspection, and clear failures when
+//!   the broker is not there.
+//! - [`receiver`]: a scriptable HTTP receiver that records requests and counts TCP accepts.
+//! - [`harness`]: a daemon running in-process against a seeded store.
+
+pub mod broker;
+pub mod harness;
+pub mod receiver;
+pub mod tools;
+
+pub use broker::{Broker, DeadLetter, amqp_url, unique_namespace};
+pub use harness::{Harness, new_subscription, test_config};
+pub use receiver::{Receiver, Recorded, Reply};
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,202 @@
+//! A scriptable HTTP receiver on loopback. It records every request, counts TCP accepts
+//! (the proof that a refused target got no connection), and answers what the test says.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Lower-case header names to values.
+    pub headers: HashMap<String, String>,
+    /// The exact body bytes.
+    pub body: Bytes,
+    /// The request path.
+    pub path: String,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Recorded {
+    /// A header's value, or "".
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+}
+
+/// What to answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Wait this long before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// A plain answer with `status`.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Responder = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
+
+/// A running receiver; it stops when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    accepts: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Receiver {
+    /// A receiver that answers 200 to everything.
+    pub async fn ok() -> Self {
+        Self::start(|_, _| Reply::status(200)).await
+    }
+
+    /// A receiver whose answer to the `n`th request (from 0) is `respond(n, request)`.
+    pub async fn start(
+        respond: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        Self::serve(listener, Arc::new(respond))
+    }
+
+    fn serve(listener: TcpListener, respond: Arc<Responder>) -> Self {
+        let addr = listener.local_addr().expect("local addr");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (requests, accepts) = (requests.clone(), accepts.clone());
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    accepts.fetch_add(1, Ordering::SeqCst);
+                    let (requests, respond) = (requests.clone(), respond.clone());
+                    tokio::spawn(async move {
+                        let service =
+                            service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                                let (requests, respond) = (requests.clone(), respond.clone());
+                                async move {
+                                    let (parts, body) = req.into_parts();
+                                    let body = body
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    let recorded = Recorded {
+                                        headers: parts
+                                            .headers
+                                            .iter()
+                                            .map(|(k, v)| {
+                                                (
+                                                    k.as_str().to_owned(),
+                                                    v.to_str().unwrap_or("").to_owned(),
+                                                )
+                                            })
+                                            .collect(),
+                                        body,
+                                        path: parts.uri.path().to_owned(),
+                                        at: Instant::now(),
+                                    };
+                                    let n = {
+                                        let mut all = requests.lock().expect("lock");
+                                        all.push(recorded.clone());
+                                        all.len() - 1
+                                    };
+                                    let reply = respond(n, &recorded);
+                                    tokio::time::sleep(reply.delay).await;
+                                    let mut response =
+                                        hyper::Response::builder().status(reply.status);
+                                    for (k, v) in &reply.headers {
+                                        response = response.header(k, v);
+                                    }
+                                    Ok::<_, Infallible>(
+                                        response
+                                            .body(Full::new(Bytes::from_static(b"ok")))
+                                            .expect("response"),
+                                    )
+                                }
+                            });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            requests,
+            accepts,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/hook`.
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        crate::eventually(
+            timeout,
+            &format!("{n} requests at {}", self.url()),
+            || async {
+                let all = self.requests();
+                (all.len() >= n).then_some(all)
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,86 @@
+//! The reference tools of cross-language tests: the Python venv (pika, standardwebhooks)
+//! and the Node amqplib install, both set up by `tests/setup-tools`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv's Python. Fails clearly when `tests/setup-tools` has not run.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("HOOKWIRE_TEST_PYTHON")
+        .map_or_else(|| repo_root().join(".venv/bin/python"), PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/setup-tools (tests/run does) to install pika and standardwebhooks",
+        python.display()
+    );
+    python
+}
+
+/// The folder with `publish_amqplib.js` and its node_modules.
+pub fn node_dir() -> PathBuf {
+    let dir = std::env::var_os("HOOKWIRE_TEST_NODE_DIR")
+        .map_or_else(|| repo_root().join("tests/node"), PathBuf::from);
+    assert!(
+        dir.join("node_modules/amqplib").exists(),
+        "amqplib is missing in {}: run tests/setup-tools",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs a command, failing the test with its output when it fails; returns stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Verifies a recorded delivery with the Standard Webhooks reference library (Python).
+/// Returns the library's verdict: `Ok` or its error text.
+pub fn verify_with_standardwebhooks(secret: &str, request: &crate::Recorded) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/py/verify_sw.py"))
+        .args(["--secret", secret, "--id", request.header("webhook-id")])
+        .args([
+            "--timestamp",
+            request.header("webhook-timestamp"),
+            "--signature",
+            request.header("webhook-signature"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&request.body)
+        .expect("write body");
+    let out = child.wait_with_output().expect("verifier finishes");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
