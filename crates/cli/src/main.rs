@@ -227,7 +227,7 @@ pub fn catalog(section: &CatalogConfig) -> Result<Catalog> {
     }
     let text = std::fs::read_to_string(&section.path)
         .with_context(|| format!("catalog.path: cannot read {}", section.path.display()))?;
-    Ok(Catalog::from_toml(&text).context("catalog.path")?)
+    Catalog::from_toml(&text).context("catalog.path")
 }
 
 /// A broker URL without its password, for messages.

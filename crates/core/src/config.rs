@@ -329,38 +329,22 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
-            ("amqp.url", Box::new(|c| c.amqp.url = "http://x".into())),
-            (
-                "amqp.namespace",
-                Box::new(|c| c.amqp.namespace = "a b".into()),
-            ),
-            (
-                "delivery.timeout_secs",
-                Box::new(|c| c.delivery.timeout_secs = 0),
-            ),
-            (
-                "delivery.retry_schedule",
-                Box::new(|c| c.delivery.retry_schedule = vec![Duration::ZERO]),
-            ),
-            (
-                "delivery.concurrency",
-                Box::new(|c| c.delivery.concurrency = 0),
-            ),
-            (
-                "delivery.only_allowed_cidrs",
-                Box::new(|c| c.delivery.only_allowed_cidrs = true),
-            ),
-            ("api.listen", Box::new(|c| c.api.listen = "nowhere".into())),
-            (
-                "api.tokens",
-                Box::new(|c| c.api.tokens = vec!["short".into()]),
-            ),
-            (
-                "secrets.key",
-                Box::new(|c| c.secrets.key = "c2hvcnQ=".into()),
-            ),
-            ("secrets.key", Box::new(|c| c.secrets.key = "!!".into())),
+        type Mutation = fn(&mut Config);
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("amqp.url", |c| c.amqp.url = "http://x".into()),
+            ("amqp.namespace", |c| c.amqp.namespace = "a b".into()),
+            ("delivery.timeout_secs", |c| c.delivery.timeout_secs = 0),
+            ("delivery.retry_schedule", |c| {
+                c.delivery.retry_schedule = vec![Duration::ZERO]
+            }),
+            ("delivery.concurrency", |c| c.delivery.concurrency = 0),
+            ("delivery.only_allowed_cidrs", |c| {
+                c.delivery.only_allowed_cidrs = true
+            }),
+            ("api.listen", |c| c.api.listen = "nowhere".into()),
+            ("api.tokens", |c| c.api.tokens = vec!["short".into()]),
+            ("secrets.key", |c| c.secrets.key = "c2hvcnQ=".into()),
+            ("secrets.key", |c| c.secrets.key = "!!".into()),
         ];
         for (key, mutate) in cases {
             let mut c = dev();

@@ -203,10 +203,10 @@ impl Store {
             let (key, _) = entry?;
             let id = Uuid::from_slice(&key[prefix.len()..])
                 .map_err(|e| Error::Corrupt(e.to_string()))?;
-            if let Some(sub) = self.get(org, &id)? {
-                if sub.enabled {
-                    subs.push(sub);
-                }
+            if let Some(sub) = self.get(org, &id)?
+                && sub.enabled
+            {
+                subs.push(sub);
             }
         }
         Ok(subs)

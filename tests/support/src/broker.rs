@@ -62,9 +62,18 @@ impl Broker {
             .expect("open a channel")
     }
 
-    /// Ready messages in `queue` (a passive declare on a throwaway channel, since a
-    /// missing queue closes the channel).
+    /// Ready messages in `queue`.
     pub async fn ready(&self, queue: &str) -> u32 {
+        self.inspect(queue).await.message_count()
+    }
+
+    /// Consumers of `queue`.
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        self.inspect(queue).await.consumer_count()
+    }
+
+    /// A passive declare on a throwaway channel, since a missing queue closes the channel.
+    async fn inspect(&self, queue: &str) -> lapin::Queue {
         let channel = self.channel().await;
         let q = channel
             .queue_declare(
@@ -78,7 +87,7 @@ impl Broker {
             .await
             .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
         let _ = channel.close(200, "done".into()).await;
-        q.message_count()
+        q
     }
 
     /// Takes every message from `queue`, acking each.

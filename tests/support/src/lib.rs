@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod harness;
 pub mod receiver;
+pub mod tls;
 pub mod tools;
 
 pub use broker::{Broker, DeadLetter, amqp_url, unique_namespace};

@@ -1,5 +1,6 @@
 //! A scriptable HTTP receiver on loopback. It records every request, counts TCP accepts
 //! (the proof that a refused target got no connection), and answers what the test says.
+//! [`crate::tls`] adds the same receiver behind TLS.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -13,7 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -62,6 +65,7 @@ type Responder = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
 /// A running receiver; it stops when dropped.
 pub struct Receiver {
     addr: SocketAddr,
+    url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     accepts: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -69,9 +73,7 @@ pub struct Receiver {
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("Receiver").field("url", &self.url).finish()
     }
 }
 
@@ -94,11 +96,23 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
-        Self::serve(listener, Arc::new(respond))
+        Self::serve(listener, Arc::new(respond), None)
     }
 
-    fn serve(listener: TcpListener, respond: Arc<Responder>) -> Self {
+    /// Accepts on `listener`; with `tls`, each connection does the TLS handshake first
+    /// (see [`crate::tls`]), and one that fails it is counted as an accept but records
+    /// no request.
+    pub(crate) fn serve(
+        listener: TcpListener,
+        respond: Arc<Responder>,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let addr = listener.local_addr().expect("local addr");
+        let url = match tls {
+            // The served certificate names `localhost`, which loopback-only mode allows.
+            Some(_) => format!("https://localhost:{}/hook", addr.port()),
+            None => format!("http://{addr}/hook"),
+        };
         let requests = Arc::new(Mutex::new(Vec::new()));
         let accepts = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
@@ -106,70 +120,32 @@ impl Receiver {
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     accepts.fetch_add(1, Ordering::SeqCst);
-                    let (requests, respond) = (requests.clone(), respond.clone());
+                    let (requests, respond, tls) = (requests.clone(), respond.clone(), tls.clone());
                     tokio::spawn(async move {
-                        let service =
-                            service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                                let (requests, respond) = (requests.clone(), respond.clone());
-                                async move {
-                                    let (parts, body) = req.into_parts();
-                                    let body = body
-                                        .collect()
-                                        .await
-                                        .map(|b| b.to_bytes())
-                                        .unwrap_or_default();
-                                    let recorded = Recorded {
-                                        headers: parts
-                                            .headers
-                                            .iter()
-                                            .map(|(k, v)| {
-                                                (
-                                                    k.as_str().to_owned(),
-                                                    v.to_str().unwrap_or("").to_owned(),
-                                                )
-                                            })
-                                            .collect(),
-                                        body,
-                                        path: parts.uri.path().to_owned(),
-                                        at: Instant::now(),
-                                    };
-                                    let n = {
-                                        let mut all = requests.lock().expect("lock");
-                                        all.push(recorded.clone());
-                                        all.len() - 1
-                                    };
-                                    let reply = respond(n, &recorded);
-                                    tokio::time::sleep(reply.delay).await;
-                                    let mut response =
-                                        hyper::Response::builder().status(reply.status);
-                                    for (k, v) in &reply.headers {
-                                        response = response.header(k, v);
-                                    }
-                                    Ok::<_, Infallible>(
-                                        response
-                                            .body(Full::new(Bytes::from_static(b"ok")))
-                                            .expect("response"),
-                                    )
+                        match tls {
+                            None => serve_connection(stream, requests, respond).await,
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    serve_connection(stream, requests, respond).await;
                                 }
-                            });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                            }
+                        }
                     });
                 }
             }
         });
         Self {
             addr,
+            url,
             requests,
             accepts,
             task,
         }
     }
 
-    /// `http://127.0.0.1:PORT/hook`.
+    /// `http://127.0.0.1:PORT/hook`, or `https://localhost:PORT/hook` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        self.url.clone()
     }
 
     /// The listening address.
@@ -199,4 +175,55 @@ impl Receiver {
         )
         .await
     }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS, recording each request and answering
+/// what `respond` says.
+async fn serve_connection<S>(
+    stream: S,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    respond: Arc<Responder>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (requests, respond) = (requests.clone(), respond.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let recorded = Recorded {
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect(),
+                body,
+                path: parts.uri.path().to_owned(),
+                at: Instant::now(),
+            };
+            let n = {
+                let mut all = requests.lock().expect("lock");
+                all.push(recorded.clone());
+                all.len() - 1
+            };
+            let reply = respond(n, &recorded);
+            tokio::time::sleep(reply.delay).await;
+            let mut response = hyper::Response::builder().status(reply.status);
+            for (k, v) in &reply.headers {
+                response = response.header(k, v);
+            }
+            Ok::<_, Infallible>(
+                response
+                    .body(Full::new(Bytes::from_static(b"ok")))
+                    .expect("response"),
+            )
+        }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }

@@ -3,5 +3,6 @@
 
 mod broken;
 mod delivery;
+mod https;
 mod retry;
 mod topology;

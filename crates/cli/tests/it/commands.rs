@@ -1,0 +1,228 @@
+//! The tool commands: publish, topology, verify, and configuration errors.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use hookwire_core::Secret;
+use hookwire_producer::Topology;
+use hookwire_testkit::{Broker, unique_namespace};
+
+use crate::hookwire;
+
+fn output(cmd: &mut std::process::Command) -> (bool, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("hookwire runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn topology_declare_then_publish_checks_the_catalog() {
+    let ns = unique_namespace();
+    let broker = Broker::connect().await;
+    // The CLI's client variables must not disturb the config of the same shell.
+    let env = [
+        ("HOOKWIRE_API_URL", "http://127.0.0.1:1"),
+        ("HOOKWIRE_API_TOKEN", "whatever-token"),
+    ];
+    let (ok, stdout, stderr) = output(
+        hookwire()
+            .args(["topology", "declare", "--namespace", &ns])
+            .envs(env),
+    );
+    assert!(ok, "declare failed: {stderr}");
+    assert!(stdout.contains(&ns));
+
+    let publish = |event: &str, data: &str| {
+        output(
+            hookwire()
+                .args([
+                    "publish", "--org", "acme", "--event", event, "--data", data, "--id", "cli-1",
+                ])
+                .env("HOOKWIRE_AMQP__NAMESPACE", &ns)
+                .envs(env),
+        )
+    };
+    let (ok, stdout, stderr) = publish(
+        "report_run_completed",
+        r#"{"report_run_url":"https://mode.test/r/1"}"#,
+    );
+    assert!(ok, "publish failed: {stderr}");
+    assert_eq!(stdout.trim(), "cli-1");
+    let (ok, _, stderr) = publish("report_run_exploded", r#"{"report_run_url":"u"}"#);
+    assert!(
+        !ok && stderr.contains("unknown event type") && stderr.contains("report_run_completed"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = publish("report_run_completed", r#"{"definition_url":"u"}"#);
+    assert!(!ok && stderr.contains("report_run_url"), "{stderr}");
+    let (ok, _, stderr) = publish(
+        "report_run_completed",
+        r#"{"report_run_url":"u","extra":"x"}"#,
+    );
+    assert!(!ok && stderr.contains("exactly the fields"), "{stderr}");
+    let (ok, _, stderr) = publish("report_run_completed", "not json");
+    assert!(!ok && stderr.contains("--data is not JSON"), "{stderr}");
+
+    let messages = broker.drain(&format!("{ns}.events")).await;
+    assert_eq!(messages.len(), 1, "only the valid event was published");
+    assert_eq!(
+        messages[0].1,
+        br#"{"event":"report_run_completed","report_run_url":"https://mode.test/r/1"}"#
+    );
+    let channel = broker.connection().create_channel().await.expect("channel");
+    let defaults = hookwire_core::Config::defaults();
+    Topology::new(
+        &ns,
+        defaults
+            .retry_schedule()
+            .expect("schedule")
+            .tiers()
+            .into_iter()
+            .chain([defaults.delivery.defer_delay]),
+    )
+    .delete(&channel)
+    .await
+    .expect("cleanup");
+}
+
+#[test]
+fn publish_to_an_unreachable_broker_fails_clearly() {
+    let (ok, _, stderr) = output(
+        hookwire()
+            .args([
+                "publish",
+                "--org",
+                "acme",
+                "--event",
+                "report_created",
+                "--data",
+                r#"{"report_run_url":"u"}"#,
+            ])
+            .env(
+                "HOOKWIRE_AMQP__URL",
+                "amqp://guest:secret-pw@127.0.0.1:1/%2f",
+            ),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("cannot connect to the broker"), "{stderr}");
+    assert!(
+        !stderr.contains("secret-pw"),
+        "the password is redacted: {stderr}"
+    );
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_env = (
+        "HOOKWIRE_SECRETS__KEY",
+        "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE=",
+    );
+    let store_env = (
+        "HOOKWIRE_STORE__PATH",
+        dir.path().to_str().expect("utf-8 path"),
+    );
+    // (environment, config file text, the key the error must name)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![store_env], None, "secrets.key"),
+        (
+            vec![store_env, key_env, ("HOOKWIRE_DELIVERY__TIMEOUT_SECS", "0")],
+            None,
+            "delivery.timeout_secs",
+        ),
+        (
+            vec![
+                store_env,
+                key_env,
+                ("HOOKWIRE_DELIVERY__TIMEOUT_SECS", "soon"),
+            ],
+            None,
+            "timeout_secs",
+        ),
+        (
+            vec![
+                store_env,
+                key_env,
+                ("HOOKWIRE_AMQP__NAMESPACE", "no spaces"),
+            ],
+            None,
+            "amqp.namespace",
+        ),
+        (
+            vec![store_env, key_env],
+            Some("[delivery]\ntimeout_sec = 3\n"),
+            "timeout_sec",
+        ),
+        (
+            vec![store_env, key_env],
+            Some("[delivery]\nretry_schedule = [\"0s\"]\n"),
+            "delivery.retry_schedule",
+        ),
+    ];
+    for (env, file, expected) in cases {
+        let mut cmd = hookwire();
+        cmd.arg("serve").envs(env);
+        if let Some(text) = file {
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, text).expect("write");
+            cmd.arg("--config").arg(&path);
+        }
+        let (ok, _, stderr) = output(&mut cmd);
+        assert!(!ok, "serve must refuse a config breaking {expected}");
+        assert!(
+            stderr.to_lowercase().contains(expected), // figment upper-cases keys from the environment
+            "error for {expected} must name it: {stderr}"
+        );
+    }
+    let (ok, _, stderr) =
+        output(hookwire().args(["serve", "--config", "/nonexistent/hookwire.toml"]));
+    assert!(!ok && stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn verify_checks_a_delivery_like_a_receiver() {
+    let secret = Secret::generate().expect("rng");
+    let body = br#"{"event":"report_created","report_run_url":"u"}"#;
+    let now = hookwire_core::now_ms() / 1000;
+    let signature = secret.sign("msg_1", now, body);
+    let verify = |ts: u64, sig: &str, body: &[u8]| {
+        let mut child = hookwire()
+            .args([
+                "verify",
+                "--secret",
+                &secret.to_whsec(),
+                "--id",
+                "msg_1",
+                "--timestamp",
+                &ts.to_string(),
+                "--signature",
+                sig,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body)
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(verify(now, &signature, body).0);
+    let (ok, stderr) = verify(now, &signature, b"{}");
+    assert!(!ok && stderr.contains("signature"), "{stderr}");
+    let old = now - 600;
+    let (ok, stderr) = verify(old, &secret.sign("msg_1", old, body), body);
+    assert!(!ok && stderr.contains("from now"), "{stderr}");
+}

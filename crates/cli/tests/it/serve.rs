@@ -1,0 +1,169 @@
+//! `hookwire serve` as a child process: killed with SIGKILL mid-delivery and restarted,
+//! every delivery still arrives.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use hookwire_core::{Catalog, Config};
+use hookwire_producer::{Producer, Topology};
+use hookwire_store::{Change, Store};
+use hookwire_testkit::{
+    Broker, Receiver, Reply, eventually, new_subscription, test_config, unique_namespace,
+};
+
+use crate::{hookwire, write_config};
+
+const EVENTS: usize = 20;
+/// The receiver holds this many first requests open (never answering them) until the kill.
+const HELD: usize = 4;
+
+/// A `serve` child that is killed if the test fails, so no daemon outlives its test.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_serve(config_path: &std::path::Path) -> Serve {
+    Serve(
+        hookwire()
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("serve starts"),
+    )
+}
+
+async fn wait_consuming(broker: &Broker, config: &Config, n: u32) {
+    let queue = format!("{}.events", config.amqp.namespace);
+    eventually(
+        Duration::from_secs(30),
+        &format!("{n} consumer(s) on {queue}"),
+        || async { (broker.consumers(&queue).await == n).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sigkill_mid_delivery_then_restart_delivers_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = test_config(&unique_namespace(), &dir.path().join("store"));
+    // The first requests hang long enough for the kill to land while they are open.
+    let receiver = Receiver::start(|n, _| Reply {
+        status: 200,
+        headers: vec![],
+        delay: if n < HELD {
+            Duration::from_secs(30)
+        } else {
+            Duration::ZERO
+        },
+    })
+    .await;
+    let sub = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
+    {
+        // sled locks its directory: seed it, then close it before serve opens it.
+        let store = Store::open(
+            &config.store.path,
+            1 << 20,
+            &config.secrets_key().expect("key"),
+        )
+        .expect("store");
+        store.apply(Change::Upsert(sub.clone())).expect("seed");
+        store.flush().expect("flush");
+    }
+    let path = write_config(&config, dir.path());
+    let broker = Broker::connect().await;
+    let topology = Topology::new(
+        &config.amqp.namespace,
+        config
+            .retry_schedule()
+            .expect("schedule")
+            .tiers()
+            .into_iter()
+            .chain([config.delivery.defer_delay]),
+    );
+    let channel = broker.connection().create_channel().await.expect("channel");
+    topology.declare(&channel).await.expect("declare");
+    let mut serve = spawn_serve(&path);
+    wait_consuming(&broker, &config, 1).await;
+
+    let producer = Producer::connect(
+        &config.amqp.url,
+        &config.amqp.namespace,
+        "hookwire-test-producer",
+        Catalog::builtin(),
+    )
+    .await
+    .expect("producer");
+    for i in 0..EVENTS {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "report_run_url".into(),
+            format!("https://mode.test/runs/{i}").into(),
+        );
+        let event = hookwire_producer::OutgoingEvent {
+            org: "acme".into(),
+            event_type: "report_run_completed".into(),
+            id: format!("evt-{i}"),
+            data,
+        };
+        producer.publish(&event).await.expect("publish");
+    }
+    receiver.wait_for(HELD, Duration::from_secs(30)).await;
+    serve.0.kill().expect("SIGKILL");
+    serve.0.wait().expect("reaped");
+    wait_consuming(&broker, &config, 0).await;
+
+    let mut serve = spawn_serve(&path);
+    // Only answered requests count: the held ones never got their 200.
+    let bodies = |receiver: &Receiver| {
+        receiver
+            .requests()
+            .iter()
+            .skip(HELD)
+            .map(|r| r.body.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    eventually(
+        Duration::from_secs(60),
+        "every event delivered after the restart",
+        || async { (bodies(&receiver).len() == EVENTS).then_some(()) },
+    )
+    .await;
+    let ids: BTreeSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        EVENTS,
+        "redeliveries keep their webhook-id, so receivers can drop duplicates"
+    );
+    assert!(
+        broker.dead_letters(&config.amqp.namespace).await.is_empty(),
+        "nothing dead-lettered"
+    );
+
+    // SIGTERM is a graceful stop: exit 0.
+    let pid = serve.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = serve.0.wait().expect("serve exits");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+
+    producer.close().await.expect("close");
+    topology.delete(&channel).await.expect("cleanup");
+}
