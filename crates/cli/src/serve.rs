@@ -4,9 +4,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use hookwire_api::ApiState;
 use hookwire_core::Config;
 use hookwire_core::config::LogFormat;
-use hookwire_store::Store;
+use hookwire_store::{Store, Writer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -19,15 +22,46 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     let key = config.secrets_key()?;
     let store = Store::open(&config.store.path, config.store.cache_capacity_bytes, &key)
         .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
-    let daemon = hookwire_consumer::daemon_from_config(&config, store.clone(), catalog)?;
+    let writer = Writer::spawn(store.clone());
+    let daemon = hookwire_consumer::daemon_from_config(
+        &config,
+        store.clone(),
+        writer.clone(),
+        catalog.clone(),
+    )?;
+    let api_state =
+        ApiState::from_config(&config, store.clone(), writer, catalog, daemon.readiness())?;
+    let listener = TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "config key `api.listen`: cannot listen on {}",
+                config.api.listen
+            )
+        })?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         namespace = %config.amqp.namespace,
         broker = %crate::redact(&config.amqp.url),
         store = %config.store.path.display(),
+        api = %listener.local_addr()?,
         "hookwire starting."
     );
-    let result = daemon.run(shutdown_signal()).await;
+    let stop = CancellationToken::new();
+    let api = tokio::spawn(hookwire_api::serve(
+        listener,
+        api_state,
+        stop.clone().cancelled_owned(),
+    ));
+    let result = daemon
+        .run(async {
+            shutdown_signal().await;
+            stop.cancel();
+        })
+        .await;
+    // The daemon also ends on its own (a refusal to start): take the API down with it.
+    stop.cancel();
+    api.await?.context("the admin API failed")?;
     tokio::task::spawn_blocking(move || store.flush())
         .await?
         .context("cannot flush the store")?;

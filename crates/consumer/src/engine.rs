@@ -9,7 +9,7 @@ use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::jittered;
 use hookwire_core::{Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms};
 use hookwire_producer::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
-use hookwire_store::{Change, Store};
+use hookwire_store::{Change, Store, Writer};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use tokio::sync::Semaphore;
@@ -39,6 +39,7 @@ pub struct EngineSettings {
 #[derive(Debug)]
 pub struct Engine {
     pub(crate) store: Store,
+    writer: Writer,
     pub(crate) catalog: Catalog,
     pub(crate) deliverer: Deliverer,
     pub(crate) schedule: RetrySchedule,
@@ -53,6 +54,7 @@ impl Engine {
     /// Assembles the engine.
     pub fn new(
         store: Store,
+        writer: Writer,
         catalog: Catalog,
         deliverer: Deliverer,
         schedule: RetrySchedule,
@@ -62,6 +64,7 @@ impl Engine {
         Arc::new(Self {
             permits: Semaphore::new(settings.concurrency),
             store,
+            writer,
             catalog,
             deliverer,
             schedule,
@@ -277,19 +280,12 @@ impl Engine {
 
     /// Disables a webhook durably before the delivery that caused it is acked.
     async fn disable(&self, sub: &Subscription, reason: &str) -> Result<()> {
-        let store = self.store.clone();
-        let (org, id, reason) = (sub.org.clone(), sub.id, reason.to_owned());
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            if let Some(mut current) = store.get(&org, &id)? {
-                current.enabled = false;
-                current.disabled_reason = Some(reason);
-                current.updated_at_ms = now_ms();
-                store.apply(Change::Upsert(current))?;
-                store.flush()?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| crate::Error::Internal(format!("store task panicked: {e}")))?
+        if let Some(mut current) = self.store.get(&sub.org, &sub.id)? {
+            current.enabled = false;
+            current.disabled_reason = Some(reason.to_owned());
+            current.updated_at_ms = now_ms();
+            self.writer.commit(Change::Upsert(current)).await?;
+        }
+        Ok(())
     }
 }

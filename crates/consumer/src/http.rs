@@ -229,26 +229,34 @@ impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            policy.check_host_name(&host)?;
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut first_refusal = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|addr| match policy.check_addr(addr.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        first_refusal.get_or_insert(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let error = first_refusal.unwrap_or(TargetError::NoHost);
-                return Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let allowed = resolve_allowed(&policy, name.as_str()).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
+}
+
+/// Resolves `host` and keeps the addresses the policy allows; refuses the name when none
+/// is left, or before any DNS query when only allowed ranges may be targeted. Webhook
+/// creation runs this too, so a URL is judged the same way at create and at delivery.
+pub async fn resolve_allowed(
+    policy: &TargetPolicy,
+    host: &str,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    policy.check_host_name(host)?;
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    let mut first_refusal = None;
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|addr| match policy.check_addr(addr.ip()) {
+            Ok(()) => true,
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(Box::new(first_refusal.unwrap_or(TargetError::NoHost)));
+    }
+    Ok(allowed)
 }

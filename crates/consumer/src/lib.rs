@@ -21,14 +21,11 @@ use std::time::Duration;
 
 use hookwire_core::{Catalog, Config};
 use hookwire_producer::Topology;
-use hookwire_store::Store;
+use hookwire_store::{Store, Writer};
 
-/// Assembles a daemon from a validated configuration.
-pub fn daemon_from_config(config: &Config, store: Store, catalog: Catalog) -> Result<Daemon> {
+/// The HTTP side of deliveries (and of the API's test events), from the configuration.
+pub fn deliverer_from_config(config: &Config) -> Result<Deliverer> {
     let d = &config.delivery;
-    let schedule = config
-        .retry_schedule()
-        .map_err(|e| Error::Config(e.to_string()))?;
     let ca_pem =
         if d.ca_file.as_os_str().is_empty() {
             None
@@ -37,18 +34,33 @@ pub fn daemon_from_config(config: &Config, store: Store, catalog: Catalog) -> Re
                 Error::Config(format!("delivery.ca_file {}: {e}", d.ca_file.display()))
             })?)
         };
-    let deliverer = Deliverer::new(DelivererConfig {
+    Deliverer::new(DelivererConfig {
         policy: config.target_policy(),
         timeout: Duration::from_secs(d.timeout_secs),
         ca_pem,
         retry_client_errors: d.retry_client_errors,
-    })?;
+    })
+}
+
+/// Assembles a daemon from a validated configuration.
+pub fn daemon_from_config(
+    config: &Config,
+    store: Store,
+    writer: Writer,
+    catalog: Catalog,
+) -> Result<Daemon> {
+    let d = &config.delivery;
+    let schedule = config
+        .retry_schedule()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let deliverer = deliverer_from_config(config)?;
     let topology = Topology::new(
         &config.amqp.namespace,
         schedule.tiers().into_iter().chain([d.defer_delay]),
     );
     let engine = Engine::new(
         store,
+        writer,
         catalog,
         deliverer,
         schedule,

@@ -6,11 +6,14 @@
 //! - A schema version: the store refuses to open one written by a newer hookwire.
 //!
 //! Every mutation is a [`Change`] applied by [`Store::apply`]: one place to replicate
-//! when the changes later travel through a RabbitMQ stream.
+//! when the changes later travel through a RabbitMQ stream. [`Writer`] group-commits
+//! the writes that must be durable before anyone is answered.
 
 mod error;
 mod sealing;
 mod store;
+mod writer;
 
 pub use error::{Error, Result};
 pub use store::{Change, SCHEMA_VERSION, Store};
+pub use writer::Writer;

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use hookwire_core::{Catalog, Config, Secret, SigningKey, Subscription, now_ms};
 use hookwire_producer::{Producer, Topology};
-use hookwire_store::{Change, Store};
+use hookwire_store::{Change, Store, Writer};
 use tokio::sync::oneshot;
 
 use crate::{Broker, amqp_url, unique_namespace};
+
+/// The bearer token test configs accept.
+pub const API_TOKEN: &str = "test-token-0123456789";
 
 /// A config for tests: loopback-only mode, a short retry schedule, a test key.
 pub fn test_config(namespace: &str, store_path: &std::path::Path) -> Config {
@@ -22,6 +25,7 @@ pub fn test_config(namespace: &str, store_path: &std::path::Path) -> Config {
     c.store.path = store_path.to_owned();
     c.store.cache_capacity_bytes = 8 << 20;
     c.api.listen = "127.0.0.1:0".into();
+    c.api.tokens = vec![API_TOKEN.into()];
     c.delivery.retry_schedule = vec![Duration::from_millis(500), Duration::from_secs(1)];
     c.delivery.defer_delay = Duration::from_millis(500);
     c.delivery.timeout_secs = 5;
@@ -61,6 +65,8 @@ pub struct Harness {
     pub config: Config,
     /// The store the daemon reads (shared in-process).
     pub store: Store,
+    /// The group-commit writer the daemon and the API share.
+    pub writer: Writer,
     /// A broker connection for inspection.
     pub broker: Broker,
     /// A producer into the namespace.
@@ -68,6 +74,8 @@ pub struct Harness {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<hookwire_consumer::Result<()>>>,
     ready: Arc<AtomicBool>,
+    api_addr: std::net::SocketAddr,
+    api_task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -93,14 +101,36 @@ impl Harness {
         )
         .await
         .expect("producer connects");
+        let writer = Writer::spawn(store.clone());
+        let ready = Arc::new(AtomicBool::new(false));
+        let api_state = hookwire_api::ApiState::from_config(
+            &config,
+            store.clone(),
+            writer.clone(),
+            Catalog::builtin(),
+            ready.clone(),
+        )
+        .expect("API state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the API");
+        let api_addr = listener.local_addr().expect("API address");
+        let api_task = tokio::spawn(hookwire_api::serve(
+            listener,
+            api_state,
+            std::future::pending(),
+        ));
         let mut harness = Self {
             config,
+            writer,
             store,
             broker,
             producer,
             stop: None,
             task: None,
-            ready: Arc::new(AtomicBool::new(false)),
+            ready,
+            api_addr,
+            api_task,
             _dir: dir,
         };
         harness.spawn_daemon().await;
@@ -111,10 +141,11 @@ impl Harness {
         let daemon = hookwire_consumer::daemon_from_config(
             &self.config,
             self.store.clone(),
+            self.writer.clone(),
             Catalog::builtin(),
         )
-        .expect("daemon builds");
-        self.ready = daemon.readiness();
+        .expect("daemon builds")
+        .with_readiness(self.ready.clone());
         let (tx, rx) = oneshot::channel::<()>();
         self.stop = Some(tx);
         self.task = Some(tokio::spawn(daemon.run(async {
@@ -131,6 +162,11 @@ impl Harness {
             async move { ready.load(Ordering::SeqCst).then_some(()) }
         })
         .await;
+    }
+
+    /// The admin API's base URL, e.g. `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
     }
 
     /// The namespace.
@@ -183,6 +219,7 @@ impl Harness {
     /// Stops the daemon and deletes the namespace.
     pub async fn finish(mut self) {
         self.stop_daemon().await.expect("daemon stops cleanly");
+        self.api_task.abort();
         let channel = self
             .broker
             .connection()

@@ -32,6 +32,10 @@ reconnect_max_delay_secs = 1
 [store]
 path = "{store}"
 
+[api]
+listen = "127.0.0.1:0"
+tokens = ["{token}"]
+
 [delivery]
 retry_schedule = [{schedule}]
 defer_delay = "500ms"
@@ -49,6 +53,7 @@ key = "{key}"
         store = config.store.path.display(),
         schedule = schedule.join(", "),
         key = config.secrets.key,
+        token = hookwire_testkit::harness::API_TOKEN,
     );
     let path = dir.join("hookwire.toml");
     std::fs::write(&path, text).expect("write config");

@@ -177,8 +177,13 @@ async fn a_second_daemon_on_the_same_namespace_refuses_to_start() {
     let store =
         hookwire_store::Store::open(dir.path(), 1 << 20, &config.secrets_key().expect("key"))
             .expect("store");
-    let second =
-        hookwire_consumer::daemon_from_config(&config, store, Catalog::builtin()).expect("builds");
+    let second = hookwire_consumer::daemon_from_config(
+        &config,
+        store.clone(),
+        hookwire_store::Writer::spawn(store),
+        Catalog::builtin(),
+    )
+    .expect("builds");
     let result = tokio::time::timeout(WAIT, second.run(std::future::pending()))
         .await
         .expect("refuses promptly");

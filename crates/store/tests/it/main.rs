@@ -171,3 +171,28 @@ fn refuses_a_newer_schema() {
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn writer_group_commits_concurrent_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let writer = hookwire_store::Writer::spawn(store.clone());
+    let subs: Vec<Subscription> = (0..50).map(|_| sub("acme", &["report_created"])).collect();
+    let commits = subs
+        .iter()
+        .map(|s| writer.commit(Change::Upsert(s.clone())));
+    for result in futures_util::future::join_all(commits).await {
+        result.expect("committed");
+    }
+    assert_eq!(store.list("acme").expect("list").len(), 50);
+    let missing = writer
+        .commit(Change::Delete {
+            org: "acme".into(),
+            id: Uuid::now_v7(),
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(Error::NotFound(_))),
+        "a failed change reports its own error"
+    );
+}

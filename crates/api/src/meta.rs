@@ -1,0 +1,105 @@
+//! The catalog, health and the OpenAPI document.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::ApiState;
+use crate::error::ErrorBody;
+
+/// One event type of the catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeView {
+    /// Its name: the routing key and the body's `event`.
+    pub name: String,
+    /// What happened.
+    pub description: String,
+    /// The fields its body carries besides `event`.
+    pub fields: Vec<String>,
+}
+
+/// The event catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypes {
+    /// Every event type, by name.
+    pub event_types: Vec<EventTypeView>,
+}
+
+/// Every event type webhooks can subscribe to.
+#[utoipa::path(get, path = "/v1/event-types", tag = "meta", security(("bearer" = [])),
+    responses((status = 200, body = EventTypes), (status = 401, body = ErrorBody)))]
+pub async fn event_types(State(state): State<ApiState>) -> Json<EventTypes> {
+    Json(EventTypes {
+        event_types: state
+            .catalog
+            .types()
+            .map(|t| EventTypeView {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                fields: t.fields.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// Liveness and readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` with the reasons in `problems`.
+    pub status: String,
+    /// What is wrong, if anything.
+    pub problems: Vec<String>,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        problems: Vec::new(),
+    })
+}
+
+/// The daemon is connected to the broker and consuming, and the store is open.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>) {
+    let mut problems = Vec::new();
+    if !state.broker_ready.load(Ordering::SeqCst) {
+        problems.push("not connected to the broker, or not consuming".to_owned());
+    }
+    // A read proves the store answers.
+    if let Err(e) = state.store.list("") {
+        problems.push(format!("store: {e}"));
+    }
+    if problems.is_empty() {
+        (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+                problems,
+            }),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable".into(),
+                problems,
+            }),
+        )
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json(
+    Extension(spec): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(spec.as_ref()).unwrap_or_default())
+}

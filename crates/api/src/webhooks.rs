@@ -1,0 +1,428 @@
+//! Webhook management, as in Mode's "Organization Settings → Webhooks": a target URL, a
+//! description and the events to listen to, saved only after the receiver accepted a
+//! signed test event.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use hookwire_core::event::{is_valid_org, webhook_id};
+use hookwire_core::{Secret, SigningKey, Subscription, TargetError, now_ms};
+use hookwire_store::Change;
+use serde::{Deserialize, Serialize};
+use url::Host;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ErrorBody;
+use crate::extract::{Json, Query};
+use crate::{ApiError, ApiState, Result};
+
+/// The longest description accepted.
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// A webhook as the API shows it. Its secret is never shown again after create or rotate.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Webhook {
+    /// Its id.
+    pub id: Uuid,
+    /// The organization that owns it.
+    pub org: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// What it is for.
+    pub description: String,
+    /// The event types it receives.
+    pub events: Vec<String>,
+    /// Whether it receives deliveries.
+    pub enabled: bool,
+    /// Why hookwire disabled it, if it did.
+    pub disabled_reason: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// A webhook and its signing secret: the answer to create.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookWithSecret {
+    /// The webhook.
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// The `whsec_…` secret that signs its deliveries. Shown only now.
+    pub secret: String,
+}
+
+/// A page of webhooks.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    /// The organization's webhooks, oldest first.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A new webhook.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// An http(s) URL without credentials.
+    #[schema(max_length = 2048)]
+    pub url: String,
+    /// What it is for.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub description: String,
+    /// Event types from `GET /v1/event-types`.
+    #[schema(min_items = 1)]
+    pub events: Vec<String>,
+}
+
+/// Changes to a webhook; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    /// A new URL; the test event is sent to it first.
+    #[schema(max_length = 2048)]
+    pub url: Option<String>,
+    /// A new description.
+    #[schema(max_length = 1000)]
+    pub description: Option<String>,
+    /// New event types.
+    #[schema(min_items = 1)]
+    pub events: Option<Vec<String>>,
+    /// Enable or disable it. Enabling clears the reason hookwire disabled it for.
+    pub enabled: Option<bool>,
+}
+
+/// Whether to send the test event before saving.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct VerifyParam {
+    /// `false` skips the test event. The URL is still checked against the target policy.
+    pub verify: Option<bool>,
+}
+
+/// What the receiver answered to a test event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TestResult {
+    /// True when it answered 2xx.
+    pub delivered: bool,
+    /// The HTTP status, if one came.
+    pub status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// How long the attempt took.
+    pub latency_ms: u64,
+}
+
+/// A rotated secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new `whsec_…` secret. Shown only now.
+    pub secret: String,
+    /// Until then (RFC 3339) the previous secret signs too.
+    pub previous_valid_until: String,
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+impl From<&Subscription> for Webhook {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            id: s.id,
+            org: s.org.clone(),
+            url: s.url.clone(),
+            description: s.description.clone(),
+            events: s.events.clone(),
+            enabled: s.enabled,
+            disabled_reason: s.disabled_reason.clone(),
+            created_at: rfc3339(s.created_at_ms),
+            updated_at: rfc3339(s.updated_at_ms),
+        }
+    }
+}
+
+fn check_org(org: &str) -> Result<()> {
+    if is_valid_org(org) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest {
+            code: "invalid_org",
+            message: "an organization is [A-Za-z0-9_-]{1,64}".into(),
+        })
+    }
+}
+
+async fn load(state: &ApiState, org: &str, id: &str) -> Result<Subscription> {
+    check_org(org)?;
+    let not_found = || ApiError::NotFound(format!("organization `{org}` has no webhook `{id}`"));
+    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    state.store.get(org, &id)?.ok_or_else(not_found)
+}
+
+/// Checks the URL's shape and every address its host resolves to, with the delivery policy.
+async fn check_target(state: &ApiState, url: &str) -> Result<()> {
+    let refused = |e: &dyn std::fmt::Display| {
+        ApiError::unprocessable("target_refused", format!("target URL refused: {e}"))
+    };
+    let parsed = state.config.policy.check_url(url).map_err(|e| match e {
+        TargetError::RefusedAddress { .. } | TargetError::RefusedHost(_) => refused(&e),
+        other => ApiError::unprocessable("invalid_url", other.to_string()),
+    })?;
+    if let Some(Host::Domain(host)) = parsed.host() {
+        hookwire_consumer::http::resolve_allowed(&state.config.policy, host)
+            .await
+            .map_err(|e| refused(&e))?;
+    }
+    Ok(())
+}
+
+fn check_description(description: &str) -> Result<()> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(ApiError::unprocessable(
+            "invalid_description",
+            format!("a description has at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_events(state: &ApiState, events: &[String]) -> Result<Vec<String>> {
+    let valid = state.catalog.names_joined();
+    if events.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_events",
+            format!("subscribe to at least one event type: {valid}"),
+        ));
+    }
+    if let Some(unknown) = events.iter().find(|e| state.catalog.get(e).is_none()) {
+        return Err(ApiError::unprocessable(
+            "invalid_events",
+            format!("unknown event type `{unknown}`; valid types: {valid}"),
+        ));
+    }
+    let mut events = events.to_vec();
+    events.sort();
+    events.dedup();
+    Ok(events)
+}
+
+/// Sends `{"event":"webhook_test","webhook_id":…}`, signed with the webhook's secrets.
+async fn send_test_event(state: &ApiState, sub: &Subscription) -> TestResult {
+    let body = serde_json::json!({ "event": "webhook_test", "webhook_id": sub.id }).to_string();
+    let message_id = webhook_id(&format!("webhook_test_{}", now_ms()), &sub.id);
+    let report = state
+        .deliverer
+        .attempt(sub, &message_id, body.as_bytes())
+        .await;
+    let delivered = report.status.is_some_and(|s| (200..300).contains(&s));
+    TestResult {
+        delivered,
+        status: report.status,
+        error: (!delivered).then(|| report.describe()),
+        latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+async fn require_test_event(state: &ApiState, sub: &Subscription) -> Result<()> {
+    let result = send_test_event(state, sub).await;
+    if result.delivered {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(
+        "test_event_failed",
+        format!(
+            "the test event was not accepted: {}; nothing was saved",
+            result.error.unwrap_or_default()
+        ),
+    ))
+}
+
+/// Creates a webhook, after its receiver accepted a signed test event.
+#[utoipa::path(post, path = "/v1/orgs/{org}/webhooks", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), VerifyParam),
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, body = WebhookWithSecret, description = "Created; the secret is shown only now"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "Invalid input, refused target, or the receiver did not accept the test event"),
+    ))]
+pub async fn create(
+    State(state): State<ApiState>,
+    Path(org): Path<String>,
+    Query(params): Query<VerifyParam>,
+    Json(request): Json<CreateWebhook>,
+) -> Result<(StatusCode, axum::Json<WebhookWithSecret>)> {
+    check_org(&org)?;
+    check_description(&request.description)?;
+    let events = check_events(&state, &request.events)?;
+    check_target(&state, &request.url).await?;
+    let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let now = now_ms();
+    let sub = Subscription {
+        id: Uuid::now_v7(),
+        org,
+        url: request.url,
+        description: request.description,
+        events,
+        enabled: true,
+        disabled_reason: None,
+        keys: vec![SigningKey {
+            secret: secret.clone(),
+            expires_at_ms: None,
+        }],
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    if params.verify != Some(false) {
+        require_test_event(&state, &sub).await?;
+    }
+    state.writer.commit(Change::Upsert(sub.clone())).await?;
+    tracing::info!(webhook_id = %sub.id, org = %sub.org, "Webhook created.");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(WebhookWithSecret {
+            webhook: Webhook::from(&sub),
+            secret: secret.to_whsec(),
+        }),
+    ))
+}
+
+/// The organization's webhooks.
+#[utoipa::path(get, path = "/v1/orgs/{org}/webhooks", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization")),
+    responses((status = 200, body = WebhookList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(org): Path<String>,
+) -> Result<axum::Json<WebhookList>> {
+    check_org(&org)?;
+    let webhooks = state.store.list(&org)?.iter().map(Webhook::from).collect();
+    Ok(axum::Json(WebhookList { webhooks }))
+}
+
+/// One webhook.
+#[utoipa::path(get, path = "/v1/orgs/{org}/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
+    responses((status = 200, body = Webhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<axum::Json<Webhook>> {
+    Ok(axum::Json(Webhook::from(&load(&state, &org, &id).await?)))
+}
+
+/// Changes a webhook. A new URL must accept the test event first.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"), VerifyParam),
+    request_body = UpdateWebhook,
+    responses(
+        (status = 200, body = Webhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn update(
+    State(state): State<ApiState>,
+    Path((org, id)): Path<(String, String)>,
+    Query(params): Query<VerifyParam>,
+    Json(request): Json<UpdateWebhook>,
+) -> Result<axum::Json<Webhook>> {
+    let mut sub = load(&state, &org, &id).await?;
+    if let Some(description) = request.description {
+        check_description(&description)?;
+        sub.description = description;
+    }
+    if let Some(events) = request.events {
+        sub.events = check_events(&state, &events)?;
+    }
+    if let Some(enabled) = request.enabled {
+        sub.enabled = enabled;
+        if enabled {
+            sub.disabled_reason = None;
+        }
+    }
+    if let Some(url) = request.url.filter(|url| *url != sub.url) {
+        check_target(&state, &url).await?;
+        sub.url = url;
+        if params.verify != Some(false) {
+            require_test_event(&state, &sub).await?;
+        }
+    }
+    sub.updated_at_ms = now_ms();
+    state.writer.commit(Change::Upsert(sub.clone())).await?;
+    Ok(axum::Json(Webhook::from(&sub)))
+}
+
+/// Deletes a webhook. Its pending retries are dropped when they come due.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let sub = load(&state, &org, &id).await?;
+    state
+        .writer
+        .commit(Change::Delete {
+            org: sub.org,
+            id: sub.id,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends a test event now and reports the receiver's answer.
+#[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
+    responses((status = 200, body = TestResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn test(
+    State(state): State<ApiState>,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<axum::Json<TestResult>> {
+    let sub = load(&state, &org, &id).await?;
+    Ok(axum::Json(send_test_event(&state, &sub).await))
+}
+
+/// Issues a new secret. The previous one keeps signing for `secrets.rotation_grace_secs`,
+/// so every delivery in between carries both signatures.
+#[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
+    responses((status = 200, body = RotatedSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rotate_secret(
+    State(state): State<ApiState>,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<axum::Json<RotatedSecret>> {
+    let mut sub = load(&state, &org, &id).await?;
+    let now = now_ms();
+    let grace_ms = u64::try_from(state.config.rotation_grace.as_millis()).unwrap_or(u64::MAX);
+    let previous_valid_until = now.saturating_add(grace_ms);
+    let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The current key signs through the grace period; keys already rotated out stay
+    // until their own end, and expired ones are dropped.
+    let mut keys = vec![SigningKey {
+        secret: secret.clone(),
+        expires_at_ms: None,
+    }];
+    keys.extend(
+        sub.keys
+            .into_iter()
+            .filter(|k| k.expires_at_ms.is_none_or(|end| end > now))
+            .map(|k| SigningKey {
+                expires_at_ms: Some(
+                    k.expires_at_ms
+                        .map_or(previous_valid_until, |end| end.min(previous_valid_until)),
+                ),
+                secret: k.secret,
+            }),
+    );
+    sub.keys = keys;
+    sub.updated_at_ms = now;
+    state.writer.commit(Change::Upsert(sub)).await?;
+    Ok(axum::Json(RotatedSecret {
+        secret: secret.to_whsec(),
+        previous_valid_until: rfc3339(previous_valid_until),
+    }))
+}

@@ -1,0 +1,73 @@
+//! The admin API against a live in-process server, the real broker and loopback receivers.
+
+mod bad_input;
+mod lifecycle;
+mod spec;
+
+use hookwire_testkit::Harness;
+use hookwire_testkit::harness::API_TOKEN;
+use serde_json::Value;
+
+/// A small client for the tests: every call returns the status and the JSON body.
+#[derive(Debug)]
+pub struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(h: &Harness) -> Self {
+        Self {
+            base: h.api_url(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(API_TOKEN)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, body)
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+}
+
+/// Asserts the error shape and returns the code.
+pub fn error_code(body: &Value) -> &str {
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.code in {body}"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "no error.message in {body}"
+    );
+    code
+}
