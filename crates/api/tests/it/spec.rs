@@ -52,3 +52,47 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
     }
     h.finish().await;
 }
+
+/// schemathesis (from the CI virtualenv) fuzzes every operation from `/openapi.json`:
+/// no 5xx, and every response matches the documented status codes and schemas. The
+/// harness runs in loopback-only mode, which keeps fuzzed webhook URLs off the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let h = Harness::start(|_| {}).await;
+    assert!(
+        h.config.delivery.only_allowed_cidrs,
+        "never fuzz without loopback-only mode"
+    );
+    let schemathesis = hookwire_testkit::tools::python().with_file_name("schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "{} is missing: run tests/setup-tools",
+        schemathesis.display()
+    );
+    let workdir = tempfile::tempdir().expect("tempdir");
+    let output = tokio::process::Command::new(&schemathesis)
+        .current_dir(workdir.path())
+        .arg("run")
+        .arg(format!("{}/openapi.json", h.api_url()))
+        .args(["-H", &format!("Authorization: Bearer {}", hookwire_testkit::harness::API_TOKEN)])
+        .args(["--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"])
+        .args(["--max-examples", "25", "--request-timeout", "20", "--generation-deterministic"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
+    assert!(
+        report.contains("passed"),
+        "schemathesis ran no test case:\n{report}"
+    );
+    h.finish().await;
+}
