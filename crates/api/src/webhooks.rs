@@ -38,6 +38,10 @@ pub struct Webhook {
     pub enabled: bool,
     /// Why hookwire disabled it, if it did.
     pub disabled_reason: Option<String>,
+    /// Attempts in flight at once; the server default when null.
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per second; unlimited when null.
+    pub rate_limit_per_sec: Option<u32>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -75,6 +79,12 @@ pub struct CreateWebhook {
     /// Event types from `GET /v1/event-types`.
     #[schema(min_items = 1)]
     pub events: Vec<String>,
+    /// Attempts in flight at once (1 to 1000); the server default when absent.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per second (1 to 100000); unlimited when absent.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 /// Changes to a webhook; absent fields stay as they are.
@@ -92,6 +102,12 @@ pub struct UpdateWebhook {
     pub events: Option<Vec<String>>,
     /// Enable or disable it. Enabling clears the reason hookwire disabled it for.
     pub enabled: Option<bool>,
+    /// A new concurrency cap (1 to 1000).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_concurrency: Option<u32>,
+    /// A new rate limit (1 to 100000 per second).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 /// Whether to send the test event before saving.
@@ -137,6 +153,8 @@ impl From<&Subscription> for Webhook {
             events: s.events.clone(),
             enabled: s.enabled,
             disabled_reason: s.disabled_reason.clone(),
+            max_concurrency: s.max_concurrency,
+            rate_limit_per_sec: s.rate_limit_per_sec,
             created_at: rfc3339(s.created_at_ms),
             updated_at: rfc3339(s.updated_at_ms),
         }
@@ -183,6 +201,22 @@ fn check_description(description: &str) -> Result<()> {
         return Err(ApiError::unprocessable(
             "invalid_description",
             format!("a description has at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_limits(max_concurrency: Option<u32>, rate_limit_per_sec: Option<u32>) -> Result<()> {
+    if max_concurrency.is_some_and(|n| !(1..=1000).contains(&n)) {
+        return Err(ApiError::unprocessable(
+            "invalid_limits",
+            "max_concurrency is 1 to 1000",
+        ));
+    }
+    if rate_limit_per_sec.is_some_and(|n| !(1..=100_000).contains(&n)) {
+        return Err(ApiError::unprocessable(
+            "invalid_limits",
+            "rate_limit_per_sec is 1 to 100000",
         ));
     }
     Ok(())
@@ -257,6 +291,7 @@ pub async fn create(
 ) -> Result<(StatusCode, axum::Json<WebhookWithSecret>)> {
     check_org(&org)?;
     check_description(&request.description)?;
+    check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
     let events = check_events(&state, &request.events)?;
     check_target(&state, &request.url).await?;
     let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -269,6 +304,8 @@ pub async fn create(
         events,
         enabled: true,
         disabled_reason: None,
+        max_concurrency: request.max_concurrency,
+        rate_limit_per_sec: request.rate_limit_per_sec,
         keys: vec![SigningKey {
             secret: secret.clone(),
             expires_at_ms: None,
@@ -337,6 +374,9 @@ pub async fn update(
     if let Some(events) = request.events {
         sub.events = check_events(&state, &events)?;
     }
+    check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
+    sub.max_concurrency = request.max_concurrency.or(sub.max_concurrency);
+    sub.rate_limit_per_sec = request.rate_limit_per_sec.or(sub.rate_limit_per_sec);
     if let Some(enabled) = request.enabled {
         sub.enabled = enabled;
         if enabled {

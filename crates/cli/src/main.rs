@@ -1,5 +1,7 @@
-//! `hookwire`: the one binary. `serve` runs the daemon; the other commands are tools.
+//! `hookwire`: the one binary. `serve` runs the daemon; `webhooks` and `event-types` are
+//! clients of its admin API; the other commands are tools.
 
+mod client;
 mod config;
 mod serve;
 
@@ -12,6 +14,8 @@ use clap::{Parser, Subcommand};
 use hookwire_core::config::{AmqpConfig, CatalogConfig};
 use hookwire_core::{Catalog, Secret};
 use hookwire_producer::{OutgoingEvent, Producer, Topology};
+
+use crate::client::{ApiClient, NewWebhook, WebhookChanges, pretty_json};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,6 +75,140 @@ enum Command {
         /// Refuse timestamps further than this from now (Standard Webhooks: 5 minutes).
         #[arg(long, default_value_t = 300)]
         tolerance_secs: u64,
+    },
+    /// Manage an organization's webhooks through the admin API.
+    Webhooks {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+    /// List the event types webhooks can subscribe to (from the admin API).
+    EventTypes {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Where the admin API is and how to talk to it. Global, so they go anywhere after
+/// `webhooks`: `hookwire webhooks list --org acme --json`.
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    // Not named `url`: a global arg shares its id with the subcommands' args, and
+    // `create --url` must not replace it.
+    /// The admin API's base URL.
+    #[arg(
+        long = "api",
+        value_name = "URL",
+        env = "HOOKWIRE_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    api_url: String,
+    /// A bearer token from the daemon's `api.tokens`.
+    #[arg(
+        long,
+        env = "HOOKWIRE_API_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+    /// Print the API's JSON answer, indented, instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum WebhookAction {
+    /// Create a webhook. The API first sends it a signed test event, and saves it only
+    /// if the receiver answers 2xx. Prints the signing secret, shown only this once.
+    Create {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The receiver's http(s) URL.
+        #[arg(long)]
+        url: String,
+        /// Event types, comma-separated (see `hookwire event-types`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// What the webhook is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// Save without sending the test event (the URL is still checked).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// List an organization's webhooks, oldest first.
+    List {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+    },
+    /// Show one webhook.
+    Get {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The webhook's id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Change a webhook; what is not given stays. A new URL gets the test event first.
+    Update {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The webhook's id.
+        #[arg(long)]
+        id: String,
+        /// A new receiver URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// New event types, comma-separated; they replace the current ones.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        /// Enable it (clears the reason hookwire disabled it for).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable it: it receives nothing until enabled again.
+        #[arg(long)]
+        disable: bool,
+        /// Save a new URL without sending it the test event.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Delete a webhook.
+    Delete {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The webhook's id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Send a signed test event now and show the receiver's answer; exits non-zero
+    /// when it was not accepted.
+    Test {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The webhook's id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Issue a new signing secret, shown only this once. The previous one keeps signing
+    /// through the daemon's `secrets.rotation_grace_secs`.
+    RotateSecret {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The webhook's id.
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -195,7 +333,276 @@ async fn run(cli: Cli) -> Result<()> {
             println!("ok");
             Ok(())
         }
+        Command::Webhooks { api, action } => webhooks(&api, action).await,
+        Command::EventTypes { api } => {
+            let reply = api_client(&api)?.event_types().await?;
+            if api.json {
+                println!("{}", pretty_json(&reply.raw));
+                return Ok(());
+            }
+            let empty = Vec::new();
+            let types = reply.value["event_types"].as_array().unwrap_or(&empty);
+            let rows = types
+                .iter()
+                .map(|t| {
+                    let fields: Vec<&str> = t["fields"]
+                        .as_array()
+                        .map(|f| f.iter().filter_map(serde_json::Value::as_str).collect())
+                        .unwrap_or_default();
+                    vec![
+                        t["name"].as_str().unwrap_or_default().to_owned(),
+                        fields.join(","),
+                        t["description"].as_str().unwrap_or_default().to_owned(),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "FIELDS", "DESCRIPTION"], rows);
+            Ok(())
+        }
     }
+}
+
+fn api_client(api: &ApiArgs) -> Result<ApiClient> {
+    let Some(token) = api.token.as_deref().filter(|t| !t.is_empty()) else {
+        bail!(
+            "no API token: pass --token or set HOOKWIRE_API_TOKEN (one of the daemon's `api.tokens`)"
+        );
+    };
+    ApiClient::new(&api.api_url, token)
+}
+
+/// Runs one `webhooks` subcommand and prints its answer.
+async fn webhooks(api: &ApiArgs, action: WebhookAction) -> Result<()> {
+    let client = api_client(api)?;
+    match action {
+        WebhookAction::Create {
+            org,
+            url,
+            events,
+            description,
+            no_verify,
+        } => {
+            let new = NewWebhook {
+                url,
+                description,
+                events: clean_events(events)?,
+            };
+            let reply = client.create(&org, &new, !no_verify).await?;
+            if api.json {
+                println!("{}", pretty_json(&reply.raw));
+                return Ok(());
+            }
+            let created = reply.value;
+            println!(
+                "Created webhook {} for {}.",
+                created.webhook.id, created.webhook.org
+            );
+            print_webhook(&created.webhook);
+            print_secret(&created.secret);
+        }
+        WebhookAction::List { org } => {
+            let reply = client.list(&org).await?;
+            if api.json {
+                println!("{}", pretty_json(&reply.raw));
+                return Ok(());
+            }
+            if reply.value.webhooks.is_empty() {
+                println!("Organization {org} has no webhooks.");
+                return Ok(());
+            }
+            let rows = reply
+                .value
+                .webhooks
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.id.to_string(),
+                        enabled_cell(w),
+                        w.events.join(","),
+                        w.url.clone(),
+                        w.description.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "ENABLED", "EVENTS", "URL", "DESCRIPTION"], rows);
+        }
+        WebhookAction::Get { org, id } => {
+            let reply = client.get(&org, &id).await?;
+            if api.json {
+                println!("{}", pretty_json(&reply.raw));
+                return Ok(());
+            }
+            print_webhook(&reply.value);
+        }
+        WebhookAction::Update {
+            org,
+            id,
+            url,
+            description,
+            events,
+            enable,
+            disable,
+            no_verify,
+        } => {
+            let changes = WebhookChanges {
+                url,
+                description,
+                events: events.map(clean_events).transpose()?,
+                enabled: (enable || disable).then_some(enable),
+            };
+            if changes.is_empty() {
+                bail!(
+                    "nothing to change: pass --url, --description, --events, --enable or --disable"
+                );
+            }
+            let reply = client.update(&org, &id, &changes, !no_verify).await?;
+            if api.json {
+                println!("{}", pretty_json(&reply.raw));
+                return Ok(());
+            }
+            println!("Updated webhook {}.", reply.value.id);
+            print_webhook(&reply.value);
+        }
+        WebhookAction::Delete { org, id } => {
+            client.delete(&org, &id).await?;
+            if api.json {
+                // 204 has no body; say so in JSON for scripts that parse every answer.
+                println!("{}", serde_json::json!({ "deleted": id }));
+            } else {
+                println!("Deleted webhook {id}.");
+            }
+        }
+        WebhookAction::Test { org, id } => {
+            let reply = client.test(&org, &id).await?;
+            let result = reply.value;
+            if api.json {
+                println!("{}", pretty_json(&reply.raw));
+            } else if result.delivered {
+                println!(
+                    "Delivered: the receiver answered HTTP {} in {} ms.",
+                    result.status.unwrap_or_default(),
+                    result.latency_ms
+                );
+            } else {
+                println!(
+                    "Not delivered after {} ms: {}{}",
+                    result.latency_ms,
+                    result.error.as_deref().unwrap_or("no answer"),
+                    result
+                        .status
+                        .map(|s| format!(" (HTTP {s})"))
+                        .unwrap_or_default()
+                );
+            }
+            if !result.delivered {
+                bail!("the receiver did not accept the test event");
+            }
+        }
+        WebhookAction::RotateSecret { org, id } => {
+            let reply = client.rotate_secret(&org, &id).await?;
+            if api.json {
+                println!("{}", pretty_json(&reply.raw));
+                return Ok(());
+            }
+            println!("Rotated the secret of webhook {id}.");
+            print_secret(&reply.value.secret);
+            println!(
+                "The previous secret also signs deliveries until {}.",
+                reply.value.previous_valid_until
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--events a, b` as the API wants it: trimmed, none empty.
+fn clean_events(events: Vec<String>) -> Result<Vec<String>> {
+    let events: Vec<String> = events
+        .iter()
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if events.is_empty() {
+        bail!("--events needs at least one event type (see `hookwire event-types`)");
+    }
+    Ok(events)
+}
+
+fn enabled_cell(w: &hookwire_api::webhooks::Webhook) -> String {
+    match (&w.enabled, &w.disabled_reason) {
+        (true, _) => "yes".into(),
+        (false, Some(reason)) => format!("no ({reason})"),
+        (false, None) => "no".into(),
+    }
+}
+
+fn print_webhook(w: &hookwire_api::webhooks::Webhook) {
+    let rows = [
+        ("id", w.id.to_string()),
+        ("org", w.org.clone()),
+        ("url", w.url.clone()),
+        ("description", w.description.clone()),
+        ("events", w.events.join(",")),
+        ("enabled", w.enabled.to_string()),
+        (
+            "disabled reason",
+            w.disabled_reason.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("created at", w.created_at.clone()),
+        ("updated at", w.updated_at.clone()),
+    ];
+    for (name, value) in rows {
+        let value = if value.is_empty() {
+            "-".into()
+        } else {
+            one_line(&value)
+        };
+        println!("{:<18}{value}", format!("{name}:"));
+    }
+}
+
+fn print_secret(secret: &str) {
+    println!();
+    println!("Signing secret: {secret}");
+    println!("It is shown only once: store it now. The API cannot show it again.");
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.iter().map(|c| one_line(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let last = row.len().saturating_sub(1);
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i == last {
+                    cell.clone()
+                } else {
+                    format!("{cell:<width$}", width = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// A value on one line: a description may hold newlines or tabs.
+fn one_line(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// `[amqp]` alone: `topology` and `publish` need nothing else (no secrets key, no store).
@@ -238,5 +645,65 @@ pub fn redact(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn api_flags_go_anywhere_and_do_not_clash_with_subcommand_args() {
+        let args = [
+            "hookwire",
+            "webhooks",
+            "--api",
+            "http://api.test",
+            "create",
+            "--org",
+            "acme",
+            "--url",
+            "http://receiver.test/hook",
+            "--events",
+            "a,b",
+            "--token",
+            "t0ken-123",
+            "--json",
+        ];
+        let cli = Cli::try_parse_from(args).expect("parses");
+        let Command::Webhooks { api, action } = cli.command else {
+            panic!("not webhooks: {cli:?}");
+        };
+        assert_eq!(api.api_url, "http://api.test");
+        assert_eq!(api.token.as_deref(), Some("t0ken-123"));
+        assert!(api.json);
+        let WebhookAction::Create { url, events, .. } = action else {
+            panic!("not create: {action:?}");
+        };
+        assert_eq!(url, "http://receiver.test/hook");
+        assert_eq!(events, ["a", "b"]);
+    }
+
+    #[test]
+    fn enable_and_disable_conflict() {
+        let args = [
+            "hookwire",
+            "webhooks",
+            "update",
+            "--org",
+            "o",
+            "--id",
+            "i",
+            "--enable",
+            "--disable",
+        ];
+        assert!(Cli::try_parse_from(args).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! more attempt, and every outcome is made durable before the message may be acked.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::Result;
+use crate::endpoints::{Deferral, EndpointLimits, Endpoints};
 use crate::http::Deliverer;
 use crate::task::{self, Task};
 
@@ -33,6 +34,8 @@ pub struct EngineSettings {
     pub inline_fanout_max: usize,
     /// Attempts in flight at once.
     pub concurrency: usize,
+    /// Per-webhook caps and circuits.
+    pub limits: EndpointLimits,
 }
 
 /// Shared by every message handler.
@@ -46,6 +49,9 @@ pub struct Engine {
     pub(crate) topology: Topology,
     pub(crate) settings: EngineSettings,
     permits: Semaphore,
+    endpoints: Endpoints,
+    /// Every tier (the schedule's and the deferral tier), to defer by the smallest that fits.
+    tiers: RetrySchedule,
     /// Cancelled when the shutdown grace is over: attempts still running are handed back.
     pub(crate) grace_over: CancellationToken,
 }
@@ -61,8 +67,13 @@ impl Engine {
         topology: Topology,
         settings: EngineSettings,
     ) -> Arc<Self> {
+        // Tier delays were validated with the schedule; the deferral tier by the config.
+        let tiers = RetrySchedule::try_new(topology.tiers.iter().copied().collect())
+            .unwrap_or_else(|_| schedule.clone());
         Arc::new(Self {
             permits: Semaphore::new(settings.concurrency),
+            endpoints: Endpoints::new(settings.limits),
+            tiers,
             store,
             writer,
             catalog,
@@ -175,6 +186,17 @@ impl Engine {
                 let detail = format!("undelivered after {}s", age.as_secs());
                 return self.dead_letter_task(publisher, &task, body, DeadReason::Expired, &detail).await;
             }
+            let admission = match self.endpoints.admit(&sub, Instant::now()) {
+                Ok(admission) => admission,
+                Err(deferral) => {
+                    let delay = match deferral {
+                        Deferral::CircuitOpen(rest) => self.tiers.tier_covering(rest),
+                        Deferral::AtCapacity | Deferral::RateLimited => self.settings.defer_delay,
+                    };
+                    debug!(?deferral, delay_ms = delay.as_millis() as u64, "Delivery deferred; no attempt used.");
+                    return self.park(publisher, &task, body, delay).await;
+                }
+            };
             let report = tokio::select! {
                 report = self.attempt(&sub, &webhook_id, body) => report,
                 () = self.grace_over.cancelled() => {
@@ -182,6 +204,12 @@ impl Engine {
                     return self.park(publisher, &task, body, self.settings.defer_delay).await;
                 }
             };
+            // The circuit counts what says the receiver is unwell; a 4xx or 410 is an answer.
+            match report.outcome {
+                Outcome::Delivered => admission.finish(true, Instant::now()),
+                Outcome::Retry { .. } => admission.finish(false, Instant::now()),
+                Outcome::Permanent | Outcome::Gone => drop(admission),
+            }
             let attempt = task.attempts + 1;
             let next = Task { attempts: attempt, ..task };
             match report.outcome {

@@ -3,16 +3,19 @@
 //! - [`Daemon`]: keeps a broker session alive and consumes the events and deliveries queues.
 //! - [`Engine`]: per message, decode, fan out, attempt, then retry through a tier,
 //!   dead-letter, or finish, acking only once the outcome is durable.
+//! - [`endpoints`]: per-webhook concurrency caps, rate limits and circuit breakers.
 //! - [`http`]: one signed attempt under the target policy.
 //! - [`task`]: a delivery's state between attempts, carried in message headers.
 
 mod daemon;
+pub mod endpoints;
 mod engine;
 mod error;
 pub mod http;
 pub mod task;
 
 pub use daemon::{AmqpSettings, Daemon};
+pub use endpoints::EndpointLimits;
 pub use engine::{Engine, EngineSettings};
 pub use error::{Error, Result};
 pub use http::{Deliverer, DelivererConfig};
@@ -71,6 +74,11 @@ pub fn daemon_from_config(
             max_event_bytes: d.max_event_bytes,
             inline_fanout_max: d.inline_fanout_max,
             concurrency: d.concurrency,
+            limits: EndpointLimits {
+                per_endpoint_concurrency: d.per_endpoint_concurrency,
+                circuit_failure_threshold: d.circuit_failure_threshold,
+                circuit_cool_off: Duration::from_secs(d.circuit_cool_off_secs),
+            },
         },
     );
     Ok(Daemon::new(

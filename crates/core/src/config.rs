@@ -89,6 +89,10 @@ pub struct DeliveryConfig {
     pub per_endpoint_concurrency: usize,
     /// Above this many subscribers, deliveries are published as tasks.
     pub inline_fanout_max: usize,
+    /// Consecutive failures that open a webhook's circuit.
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit waits before one probe.
+    pub circuit_cool_off_secs: u64,
     /// The deferral tier.
     #[serde(with = "humantime_serde")]
     pub defer_delay: Duration,
@@ -190,6 +194,12 @@ impl Config {
         self.retry_schedule()?;
         if d.concurrency == 0 {
             return Err(invalid("delivery.concurrency", "must be at least 1"));
+        }
+        if d.circuit_failure_threshold == 0 {
+            return Err(invalid(
+                "delivery.circuit_failure_threshold",
+                "must be at least 1",
+            ));
         }
         if d.per_endpoint_concurrency == 0 {
             return Err(invalid(

@@ -21,6 +21,10 @@ pub struct Subscription {
     pub enabled: bool,
     /// Why it was disabled, when hookwire disabled it.
     pub disabled_reason: Option<String>,
+    /// Attempts in flight at once to this webhook; `delivery.per_endpoint_concurrency` if unset.
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per second to this webhook; unlimited if unset.
+    pub rate_limit_per_sec: Option<u32>,
     /// Newest first. During a rotation's grace period the old key signs too.
     pub keys: Vec<SigningKey>,
     /// Creation time, in milliseconds since the epoch.
@@ -71,6 +75,8 @@ mod tests {
             events: vec!["report_created".into()],
             enabled: true,
             disabled_reason: None,
+            max_concurrency: None,
+            rate_limit_per_sec: None,
             keys: vec![
                 SigningKey {
                     secret: new.clone(),

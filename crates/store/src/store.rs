@@ -54,6 +54,10 @@ struct Record {
     events: Vec<String>,
     enabled: bool,
     disabled_reason: Option<String>,
+    #[serde(default)]
+    max_concurrency: Option<u32>,
+    #[serde(default)]
+    rate_limit_per_sec: Option<u32>,
     keys: Vec<SealedKey>,
     created_at_ms: u64,
     updated_at_ms: u64,
@@ -232,6 +236,8 @@ impl Store {
             events: sub.events.clone(),
             enabled: sub.enabled,
             disabled_reason: sub.disabled_reason.clone(),
+            max_concurrency: sub.max_concurrency,
+            rate_limit_per_sec: sub.rate_limit_per_sec,
             keys,
             created_at_ms: sub.created_at_ms,
             updated_at_ms: sub.updated_at_ms,
@@ -263,6 +269,8 @@ impl Store {
             events: r.events,
             enabled: r.enabled,
             disabled_reason: r.disabled_reason,
+            max_concurrency: r.max_concurrency,
+            rate_limit_per_sec: r.rate_limit_per_sec,
             keys,
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,

@@ -4,5 +4,6 @@
 mod broken;
 mod delivery;
 mod https;
+mod isolation;
 mod retry;
 mod topology;

@@ -15,6 +15,8 @@ fn sub(org: &str, events: &[&str]) -> Subscription {
         events: events.iter().map(|e| (*e).to_owned()).collect(),
         enabled: true,
         disabled_reason: None,
+        max_concurrency: None,
+        rate_limit_per_sec: None,
         keys: vec![SigningKey {
             secret: Secret::generate().expect("rng"),
             expires_at_ms: None,

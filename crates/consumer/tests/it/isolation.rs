@@ -1,0 +1,143 @@
+//! One bad endpoint never slows the rest: per-webhook caps, circuits and deferrals that
+//! use no attempts. Asserted with counts, never with timings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hookwire_testkit::{Harness, Receiver, Reply, eventually, new_subscription};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_slow_receiver_never_holds_up_a_fast_one() {
+    let h = Harness::start(|c| {
+        c.delivery.per_endpoint_concurrency = 4;
+        c.delivery.shutdown_grace_secs = 1;
+    })
+    .await;
+    let slow = Receiver::start(|_, _| Reply {
+        status: 200,
+        headers: vec![],
+        delay: Duration::from_secs(10),
+    })
+    .await;
+    let fast = Receiver::ok().await;
+    h.subscribe(&new_subscription("acme", &slow.url(), &["report_created"]));
+    h.subscribe(&new_subscription("acme", &fast.url(), &["report_created"]));
+    const EVENTS: usize = 40;
+    for i in 0..EVENTS {
+        h.publish(
+            "acme",
+            "report_created",
+            &format!("evt-{i}"),
+            "report_run_url",
+            "https://mode.test/r",
+        )
+        .await;
+    }
+    fast.wait_for(EVENTS, WAIT).await;
+    let slow_seen = slow.requests().len();
+    assert!(
+        slow_seen <= 4,
+        "the slow webhook never has more than its cap in flight: {slow_seen}"
+    );
+    assert!(
+        slow_seen < EVENTS,
+        "every fast delivery completed while the slow ones are still pending ({slow_seen} of {EVENTS} started)"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_open_circuit_defers_without_requests_until_a_probe_succeeds() {
+    let h = Harness::start(|c| {
+        c.delivery.circuit_failure_threshold = 3;
+        c.delivery.circuit_cool_off_secs = 4;
+        // Four attempts each: deferrals must not use them up, or the waiting events would be exhausted.
+        c.delivery.retry_schedule = vec![Duration::from_millis(500); 3];
+    })
+    .await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start({
+        let healthy = healthy.clone();
+        move |_, _| {
+            Reply::status(if healthy.load(Ordering::SeqCst) {
+                200
+            } else {
+                500
+            })
+        }
+    })
+    .await;
+    let mut sub = new_subscription("acme", &receiver.url(), &["report_created"]);
+    sub.max_concurrency = Some(1);
+    h.subscribe(&sub);
+    for i in 0..3 {
+        h.publish(
+            "acme",
+            "report_created",
+            &format!("evt-{i}"),
+            "report_run_url",
+            &format!("https://mode.test/r/{i}"),
+        )
+        .await;
+    }
+    receiver.wait_for(3, WAIT).await;
+    // The circuit is open: for two seconds (less than the cool-off) no request is made,
+    // although three deliveries keep coming back from the tiers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        3,
+        "no request while the circuit is open"
+    );
+    healthy.store(true, Ordering::SeqCst);
+    let bodies = |r: &Receiver| {
+        r.requests()
+            .iter()
+            .skip(3)
+            .map(|q| q.body.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    eventually(WAIT, "all three delivered after the probe", || async {
+        (bodies(&receiver).len() == 3).then_some(())
+    })
+    .await;
+    assert!(
+        h.broker.dead_letters(h.namespace()).await.is_empty(),
+        "deferrals used no attempts"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_delivery_older_than_max_age_is_dead_lettered_as_expired() {
+    let h = Harness::start(|c| {
+        c.delivery.max_age_secs = 1;
+        c.delivery.retry_schedule = vec![Duration::from_secs(2)];
+    })
+    .await;
+    let receiver = Receiver::start(|_, _| Reply::status(503)).await;
+    h.subscribe(&new_subscription(
+        "acme",
+        &receiver.url(),
+        &["report_created"],
+    ));
+    h.publish(
+        "acme",
+        "report_created",
+        "old",
+        "report_run_url",
+        "https://mode.test/r",
+    )
+    .await;
+    let dead = h.broker.wait_dead_letters(h.namespace(), 1, WAIT).await;
+    assert_eq!(dead[0].reason, "expired");
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "the retry came due too late and was not attempted"
+    );
+    h.finish().await;
+}
