@@ -167,3 +167,146 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
     producer.close().await.expect("close");
     topology.delete(&channel).await.expect("cleanup");
 }
+
+/// A created webhook's secret reaches neither the store's files (it is sealed) nor the
+/// logs, even at TRACE level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_logs_or_the_store_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = test_config(&unique_namespace(), &dir.path().join("store"));
+    let path = write_config(&config, dir.path());
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut serve = Serve(
+        hookwire()
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "trace")
+            .env("HOOKWIRE_LOG__FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("serve starts"),
+    );
+    let api = eventually(
+        Duration::from_secs(30),
+        "serve to log its API address",
+        || async {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find_map(|l| l["fields"]["api"].as_str().map(|a| format!("http://{a}")))
+        },
+    )
+    .await;
+    let broker = Broker::connect().await;
+    wait_consuming(&broker, &config, 1).await;
+
+    let receiver = Receiver::ok().await;
+    let create = {
+        let mut cmd = hookwire();
+        cmd.args([
+            "webhooks",
+            "create",
+            "--org",
+            "acme",
+            "--url",
+            &receiver.url(),
+            "--events",
+            "report_created",
+            "--json",
+        ])
+        .args([
+            "--api",
+            &api,
+            "--token",
+            hookwire_testkit::harness::API_TOKEN,
+        ])
+        .stdin(Stdio::null());
+        tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("join")
+            .expect("cli runs")
+    };
+    assert!(
+        create.status.success(),
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&create.stdout).expect("JSON");
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let producer = Producer::connect(
+        &config.amqp.url,
+        &config.amqp.namespace,
+        "hookwire-test-producer",
+        Catalog::builtin(),
+    )
+    .await
+    .expect("producer");
+    let mut data = serde_json::Map::new();
+    data.insert("report_run_url".into(), "https://mode.test/r".into());
+    producer
+        .publish(&hookwire_producer::OutgoingEvent {
+            org: "acme".into(),
+            event_type: "report_created".into(),
+            id: "e1".into(),
+            data,
+        })
+        .await
+        .expect("publish");
+    receiver.wait_for(2, Duration::from_secs(30)).await;
+    let pid = serve.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert!(serve.0.wait().expect("exit").success());
+
+    let encoded = secret.trim_start_matches("whsec_");
+    let logs = std::fs::read(&log_path).expect("logs");
+    assert!(
+        logs.len() > 10_000,
+        "TRACE logging was on ({} bytes)",
+        logs.len()
+    );
+    let mut files = vec![log_path.clone()];
+    let mut dirs = vec![config.store.path.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            if entry.path().is_dir() {
+                dirs.push(entry.path())
+            } else {
+                files.push(entry.path())
+            }
+        }
+    }
+    assert!(files.len() > 2, "the store wrote files: {files:?}");
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        assert!(
+            !bytes
+                .windows(encoded.len())
+                .any(|w| w == encoded.as_bytes()),
+            "the secret is in {}",
+            file.display()
+        );
+    }
+    producer.close().await.expect("close");
+    let channel = broker.connection().create_channel().await.expect("channel");
+    Topology::new(
+        &config.amqp.namespace,
+        config
+            .retry_schedule()
+            .expect("schedule")
+            .tiers()
+            .into_iter()
+            .chain([config.delivery.defer_delay]),
+    )
+    .delete(&channel)
+    .await
+    .expect("cleanup");
+}
