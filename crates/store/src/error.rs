@@ -22,6 +22,9 @@ pub enum Error {
     /// A secret could not be decrypted: the `secrets.key` is not the one it was sealed with.
     #[error("cannot decrypt a signing secret: is secrets.key the key the store was written with?")]
     Unseal,
+    /// A pagination cursor that this store did not hand out.
+    #[error("invalid cursor `{0}`")]
+    InvalidCursor(String),
     /// A change refers to a subscription that does not exist.
     #[error("no subscription {0}")]
     NotFound(uuid::Uuid),

@@ -3,6 +3,7 @@
 //! - Subscriptions, keyed by `(org, id)`, with an index by `(org, event type)` for the
 //!   delivery hot path.
 //! - Signing secrets encrypted at rest with XChaCha20-Poly1305 ([`sealing`]).
+//! - The attempt log and the dead-letter archive ([`AttemptRecord`], [`DeadLetter`]).
 //! - A schema version: the store refuses to open one written by a newer hookwire.
 //!
 //! Every mutation is a [`Change`] applied by [`Store::apply`]: one place to replicate
@@ -10,10 +11,14 @@
 //! the writes that must be durable before anyone is answered.
 
 mod error;
+mod records;
 mod sealing;
 mod store;
 mod writer;
 
 pub use error::{Error, Result};
+pub use records::{
+    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
+};
 pub use store::{Change, SCHEMA_VERSION, Store};
 pub use writer::Writer;

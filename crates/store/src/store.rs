@@ -10,14 +10,32 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use uuid::Uuid;
 
+use crate::records::{
+    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, attempt_key, attempt_key_time,
+    attempt_prefix, dead_key, dead_prefix, decode, encode,
+};
 use crate::sealing::Sealer;
 use crate::{Error, Result};
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
 
 /// The schema this build writes. Bump it with every incompatible record change.
 pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SEP: u8 = 0;
+pub(crate) const SEP: u8 = 0;
 
 /// One mutation of the store. Every write goes through [`Store::apply`], so that the same
 /// records can later be replicated through a changelog.
@@ -32,6 +50,24 @@ pub enum Change {
         /// Its id.
         id: Uuid,
     },
+    /// Append attempts to the attempt log (batched; never on the ack path).
+    RecordAttempts(Vec<AttemptRecord>),
+    /// Drop attempts older than a time, and beyond a count per webhook.
+    PruneAttempts {
+        /// Attempts before this time (ms) go.
+        older_than_ms: u64,
+        /// Each webhook keeps at most this many of its newest attempts.
+        keep_per_webhook: usize,
+    },
+    /// Archive a dead letter.
+    ArchiveDeadLetter(DeadLetter),
+    /// Remove dead letters (purged, or replayed).
+    RemoveDeadLetters {
+        /// Their organization; `None` for invalid events without one.
+        org: Option<String>,
+        /// Their ids.
+        ids: Vec<Uuid>,
+    },
 }
 
 /// The embedded store. Cloning is cheap: clones share one sled database.
@@ -42,6 +78,10 @@ pub struct Store {
     subscriptions: sled::Tree,
     /// `org ‖ 0 ‖ event ‖ 0 ‖ id` → nothing: the delivery hot path's index.
     by_event: sled::Tree,
+    /// `subscription ‖ time ‖ seq` → attempt.
+    attempts: sled::Tree,
+    /// `org ‖ 0 ‖ id` → dead letter.
+    dead: sled::Tree,
     sealer: Sealer,
 }
 
@@ -120,6 +160,8 @@ impl Store {
         Ok(Self {
             subscriptions: db.open_tree("subscriptions")?,
             by_event: db.open_tree("subscriptions_by_event")?,
+            attempts: db.open_tree("attempts")?,
+            dead: db.open_tree("dead_letters")?,
             db,
             sealer: Sealer::new(secrets_key),
         })
@@ -128,6 +170,23 @@ impl Store {
     /// Applies one change atomically. It is durable only after [`Store::flush`].
     pub fn apply(&self, change: Change) -> Result<()> {
         match change {
+            Change::RecordAttempts(records) => self.record_attempts(&records),
+            Change::PruneAttempts {
+                older_than_ms,
+                keep_per_webhook,
+            } => self.prune_attempts(older_than_ms, keep_per_webhook),
+            Change::ArchiveDeadLetter(d) => {
+                self.dead
+                    .insert(dead_key(d.org.as_deref(), &d.id), encode(&d)?)?;
+                Ok(())
+            }
+            Change::RemoveDeadLetters { org, ids } => {
+                let mut batch = sled::Batch::default();
+                for id in &ids {
+                    batch.remove(dead_key(org.as_deref(), id));
+                }
+                Ok(self.dead.apply_batch(batch)?)
+            }
             Change::Upsert(sub) => {
                 let key = sub_key(&sub.org, &sub.id);
                 let record = serde_json::to_vec(&self.seal(&sub)?)
@@ -158,6 +217,101 @@ impl Store {
                 })
             }
         }
+    }
+
+    fn record_attempts(&self, records: &[AttemptRecord]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            batch.insert(attempt_key(r, self.db.generate_id()?), encode(r)?);
+        }
+        Ok(self.attempts.apply_batch(batch)?)
+    }
+
+    fn prune_attempts(&self, older_than_ms: u64, keep_per_webhook: usize) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let (mut current, mut kept) = (Vec::new(), 0usize);
+        // Newest first within each webhook, so the count keeps the newest.
+        for entry in self.attempts.iter().rev() {
+            let (key, _) = entry?;
+            if key.get(..16) != Some(current.as_slice()) {
+                current = key.get(..16).unwrap_or_default().to_vec();
+                kept = 0;
+            }
+            let old = attempt_key_time(&key).is_none_or(|t| t < older_than_ms);
+            if old || kept >= keep_per_webhook {
+                batch.remove(key);
+            } else {
+                kept += 1;
+            }
+        }
+        Ok(self.attempts.apply_batch(batch)?)
+    }
+
+    /// One webhook's attempts, oldest first, a page at a time.
+    pub fn attempts(
+        &self,
+        subscription_id: &Uuid,
+        query: &AttemptQuery,
+    ) -> Result<Page<AttemptRecord>> {
+        let prefix = attempt_prefix(subscription_id);
+        let start = match &query.cursor {
+            Some(cursor) => {
+                let mut after =
+                    hex_decode(cursor).ok_or_else(|| Error::InvalidCursor(cursor.clone()))?;
+                if !after.starts_with(&prefix) {
+                    return Err(Error::InvalidCursor(cursor.clone()));
+                }
+                after.push(0);
+                after
+            }
+            None => prefix.clone(),
+        };
+        let limit = query.limit.max(1);
+        let mut items = Vec::new();
+        let mut last_key = None;
+        for entry in self.attempts.range(start..) {
+            let (key, raw) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    next_cursor: last_key.map(|k: sled::IVec| hex_encode(&k)),
+                });
+            }
+            let time = attempt_key_time(&key).unwrap_or(0);
+            last_key = Some(key);
+            if query.since_ms.is_some_and(|t| time < t) || query.until_ms.is_some_and(|t| time >= t)
+            {
+                continue;
+            }
+            let record: AttemptRecord = decode(&raw)?;
+            if query.outcome.as_ref().is_some_and(|o| *o != record.outcome) {
+                continue;
+            }
+            items.push(record);
+        }
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
+    }
+
+    /// The dead letters of `org` (`None`: invalid events without an org) that match.
+    pub fn dead_letters(
+        &self,
+        org: Option<&str>,
+        query: &DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>> {
+        let mut out = Vec::new();
+        for entry in self.dead.scan_prefix(dead_prefix(org)) {
+            let d: DeadLetter = decode(&entry?.1)?;
+            if query.matches(&d) {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     fn transact(

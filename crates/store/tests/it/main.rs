@@ -198,3 +198,196 @@ async fn writer_group_commits_concurrent_changes() {
         "a failed change reports its own error"
     );
 }
+
+fn attempt(sub: &Uuid, n: u32, at_ms: u64, outcome: &str) -> hookwire_store::AttemptRecord {
+    hookwire_store::AttemptRecord {
+        subscription_id: *sub,
+        event_id: "e1".into(),
+        message_id: "msg_1".into(),
+        attempt: n,
+        at_ms,
+        outcome: outcome.into(),
+        status: Some(if outcome == "delivered" { 200 } else { 500 }),
+        latency_ms: 3,
+        error_kind: None,
+        error: None,
+        response_excerpt: String::new(),
+    }
+}
+
+#[test]
+fn attempt_log_pages_filters_and_prunes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut records: Vec<_> = (1..=5)
+        .map(|n| {
+            attempt(
+                &a,
+                n,
+                1000 * u64::from(n),
+                if n == 5 { "delivered" } else { "retry" },
+            )
+        })
+        .collect();
+    records.push(attempt(&b, 1, 1500, "delivered"));
+    store
+        .apply(Change::RecordAttempts(records))
+        .expect("record");
+
+    let query = |q: hookwire_store::AttemptQuery| store.attempts(&a, &q).expect("query");
+    let first = query(hookwire_store::AttemptQuery {
+        limit: 2,
+        ..Default::default()
+    });
+    assert_eq!(
+        first.items.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let second = query(hookwire_store::AttemptQuery {
+        limit: 2,
+        cursor: first.next_cursor.clone(),
+        ..Default::default()
+    });
+    assert_eq!(
+        second.items.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    let third = query(hookwire_store::AttemptQuery {
+        limit: 2,
+        cursor: second.next_cursor.clone(),
+        ..Default::default()
+    });
+    assert_eq!(
+        third.items.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [5]
+    );
+    assert_eq!(third.next_cursor, None);
+    let delivered = query(hookwire_store::AttemptQuery {
+        limit: 10,
+        outcome: Some("delivered".into()),
+        ..Default::default()
+    });
+    assert_eq!(delivered.items.len(), 1);
+    let window = query(hookwire_store::AttemptQuery {
+        limit: 10,
+        since_ms: Some(2000),
+        until_ms: Some(4000),
+        ..Default::default()
+    });
+    assert_eq!(
+        window.items.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(
+        matches!(
+            store.attempts(
+                &b,
+                &hookwire_store::AttemptQuery {
+                    limit: 1,
+                    cursor: first.next_cursor,
+                    ..Default::default()
+                }
+            ),
+            Err(Error::InvalidCursor(_))
+        ),
+        "a cursor of another webhook is refused"
+    );
+
+    store
+        .apply(Change::PruneAttempts {
+            older_than_ms: 2000,
+            keep_per_webhook: 3,
+        })
+        .expect("prune");
+    let left = query(hookwire_store::AttemptQuery {
+        limit: 10,
+        ..Default::default()
+    });
+    assert_eq!(
+        left.items.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [3, 4, 5],
+        "newest three kept"
+    );
+    assert!(
+        store
+            .attempts(
+                &b,
+                &hookwire_store::AttemptQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .expect("b")
+            .items
+            .is_empty(),
+        "older than the cutoff"
+    );
+}
+
+#[test]
+fn dead_letters_by_org_query_and_removal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let sub_id = Uuid::now_v7();
+    let dead = |org: Option<&str>, sub: Option<Uuid>, at: u64| hookwire_store::DeadLetter {
+        id: Uuid::now_v7(),
+        org: org.map(str::to_owned),
+        subscription_id: sub,
+        event_id: Some("e1".into()),
+        event_type: Some("report_created".into()),
+        reason: "exhausted".into(),
+        detail: "10 attempts".into(),
+        attempts: 10,
+        dead_at_ms: at,
+        body: b"{\"event\":\"report_created\"}".to_vec(),
+    };
+    let (d1, d2, d3, orgless) = (
+        dead(Some("acme"), Some(sub_id), 10),
+        dead(Some("acme"), None, 20),
+        dead(Some("globex"), None, 30),
+        dead(None, None, 40),
+    );
+    for d in [&d1, &d2, &d3, &orgless] {
+        store
+            .apply(Change::ArchiveDeadLetter(d.clone()))
+            .expect("archive");
+    }
+    let all = hookwire_store::DeadLetterQuery::default();
+    assert_eq!(
+        store.dead_letters(Some("acme"), &all).expect("list"),
+        [d1.clone(), d2.clone()]
+    );
+    assert_eq!(store.dead_letters(None, &all).expect("list"), [orgless]);
+    let by_sub = hookwire_store::DeadLetterQuery {
+        subscription_id: Some(sub_id),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.dead_letters(Some("acme"), &by_sub).expect("list"),
+        [d1.clone()]
+    );
+    let since = hookwire_store::DeadLetterQuery {
+        since_ms: Some(15),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.dead_letters(Some("acme"), &since).expect("list"),
+        [d2.clone()]
+    );
+    store
+        .apply(Change::RemoveDeadLetters {
+            org: Some("acme".into()),
+            ids: vec![d1.id, d3.id],
+        })
+        .expect("remove");
+    assert_eq!(store.dead_letters(Some("acme"), &all).expect("list"), [d2]);
+    assert_eq!(
+        store
+            .dead_letters(Some("globex"), &all)
+            .expect("list")
+            .len(),
+        1,
+        "only the org's own ids are removed"
+    );
+}

@@ -1,0 +1,168 @@
+//! The operational records: the attempt log and the dead-letter archive.
+//!
+//! Attempts are keyed `subscription ‖ time ‖ sequence`, so one webhook's attempts read in
+//! order; dead letters `org ‖ 0 ‖ id` (UUIDv7, so in time order), with the empty org for
+//! invalid events that carry none.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::SEP;
+use crate::{Error, Result};
+
+/// The largest response excerpt the attempt log keeps.
+pub const MAX_EXCERPT_BYTES: usize = 1024;
+
+/// One HTTP attempt, as the attempt log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The webhook.
+    pub subscription_id: Uuid,
+    /// The event.
+    pub event_id: String,
+    /// The `webhook-id` header: the same for every attempt of one delivery.
+    pub message_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When it started (ms since the epoch).
+    pub at_ms: u64,
+    /// `delivered`, `retry`, `permanent` or `gone`.
+    pub outcome: String,
+    /// The HTTP status, when one came.
+    pub status: Option<u16>,
+    /// From request to the end of the body read.
+    pub latency_ms: u64,
+    /// `timeout`, `connect`, `target_refused` or `other`, when no status came.
+    pub error_kind: Option<String>,
+    /// The failure in words.
+    pub error: Option<String>,
+    /// At most 1 KiB of the response body.
+    pub response_excerpt: String,
+}
+
+/// A filter over one webhook's attempts.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptQuery {
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Not before (ms).
+    pub since_ms: Option<u64>,
+    /// Before (ms).
+    pub until_ms: Option<u64>,
+    /// Continue after this cursor (from the previous page).
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A page of records and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The records, oldest first.
+    pub items: Vec<T>,
+    /// Pass it back to get the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A message that reached the dead queue, kept until purged or replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Its own id (UUIDv7).
+    pub id: Uuid,
+    /// The organization, when the message had a valid one.
+    pub org: Option<String>,
+    /// The webhook, for a failed delivery; `None` for an event that never fanned out.
+    pub subscription_id: Option<Uuid>,
+    /// The event id, when known.
+    pub event_id: Option<String>,
+    /// The event type (the original routing key).
+    pub event_type: Option<String>,
+    /// One of the `x-hookwire-reason` values.
+    pub reason: String,
+    /// The reason in words.
+    pub detail: String,
+    /// Attempts made before it died.
+    pub attempts: u32,
+    /// When it was archived (ms).
+    pub dead_at_ms: u64,
+    /// The body, byte for byte.
+    #[serde(with = "base64_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// A filter over an organization's dead letters.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterQuery {
+    /// Only these ids.
+    pub ids: Option<Vec<Uuid>>,
+    /// Only this webhook's.
+    pub subscription_id: Option<Uuid>,
+    /// Not before (ms).
+    pub since_ms: Option<u64>,
+    /// Before (ms).
+    pub until_ms: Option<u64>,
+}
+
+impl DeadLetterQuery {
+    pub(crate) fn matches(&self, d: &DeadLetter) -> bool {
+        self.ids.as_ref().is_none_or(|ids| ids.contains(&d.id))
+            && self
+                .subscription_id
+                .is_none_or(|s| d.subscription_id == Some(s))
+            && self.since_ms.is_none_or(|t| d.dead_at_ms >= t)
+            && self.until_ms.is_none_or(|t| d.dead_at_ms < t)
+    }
+}
+
+pub(crate) fn attempt_prefix(subscription_id: &Uuid) -> Vec<u8> {
+    subscription_id.as_bytes().to_vec()
+}
+
+pub(crate) fn attempt_key(r: &AttemptRecord, seq: u64) -> Vec<u8> {
+    let mut key = attempt_prefix(&r.subscription_id);
+    key.extend_from_slice(&r.at_ms.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The time inside an attempt key.
+pub(crate) fn attempt_key_time(key: &[u8]) -> Option<u64> {
+    key.get(16..24)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+}
+
+pub(crate) fn dead_prefix(org: Option<&str>) -> Vec<u8> {
+    let mut key = org.unwrap_or("").as_bytes().to_vec();
+    key.push(SEP);
+    key
+}
+
+pub(crate) fn dead_key(org: Option<&str>, id: &Uuid) -> Vec<u8> {
+    let mut key = dead_prefix(org);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T> {
+    serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
