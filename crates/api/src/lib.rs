@@ -2,6 +2,7 @@
 //!
 //! - [`webhooks`]: create (after a successful test event), list, get, update, delete,
 //!   test and rotate-secret, always scoped to one organization.
+//! - [`operations`]: the attempt log, and dead letters with replay and purge.
 //! - [`meta`]: the event catalog, `/healthz`, `/readyz` and `/openapi.json`.
 //! - [`error`]: the one place errors become `{"error":{"code","message"}}`.
 //! - [`auth`]: bearer tokens on `/v1`, compared in constant time.
@@ -10,6 +11,7 @@ mod auth;
 pub mod error;
 mod extract;
 pub mod meta;
+pub mod operations;
 mod state;
 pub mod webhooks;
 
@@ -30,7 +32,7 @@ pub use state::{ApiConfig, ApiState};
 #[openapi(
     info(title = "hookwire admin API", description = "Manage organization webhooks: Mode-style event subscriptions delivered by hookwire."),
     modifiers(&BearerScheme),
-    tags((name = "webhooks"), (name = "meta"))
+    tags((name = "webhooks"), (name = "operations"), (name = "meta"))
 )]
 struct ApiDoc;
 
@@ -42,6 +44,12 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(operations::attempts))
+        .routes(routes!(operations::dead_letters))
+        .routes(routes!(operations::replay))
+        .routes(routes!(operations::purge))
+        .routes(routes!(operations::orgless_dead_letters))
+        .routes(routes!(operations::orgless_purge))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use hookwire_consumer::Deliverer;
+use hookwire_consumer::replay::Replayer;
 use hookwire_core::{Catalog, TargetPolicy};
 use hookwire_store::{Store, Writer};
 
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub deliverer: Deliverer,
     /// True while the daemon consumes.
     pub broker_ready: Arc<AtomicBool>,
+    /// Publishes dead letters back.
+    pub replayer: Arc<Replayer>,
 }
 
 impl ApiState {
@@ -59,6 +62,12 @@ impl ApiState {
             catalog: Arc::new(catalog),
             deliverer: hookwire_consumer::deliverer_from_config(config)?,
             broker_ready,
+            replayer: Arc::new(Replayer::new(
+                &config.amqp.url,
+                &config.amqp.connection_name,
+                &config.amqp.namespace,
+                Duration::from_secs(config.amqp.confirm_timeout_secs),
+            )),
         })
     }
 }

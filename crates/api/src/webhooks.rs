@@ -161,7 +161,7 @@ impl From<&Subscription> for Webhook {
     }
 }
 
-fn check_org(org: &str) -> Result<()> {
+pub(crate) fn check_org(org: &str) -> Result<()> {
     if is_valid_org(org) {
         Ok(())
     } else {
@@ -172,7 +172,7 @@ fn check_org(org: &str) -> Result<()> {
     }
 }
 
-async fn load(state: &ApiState, org: &str, id: &str) -> Result<Subscription> {
+pub(crate) async fn load(state: &ApiState, org: &str, id: &str) -> Result<Subscription> {
     check_org(org)?;
     let not_found = || ApiError::NotFound(format!("organization `{org}` has no webhook `{id}`"));
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;

@@ -65,6 +65,7 @@ enum SessionEnd {
 enum Source {
     Events,
     Tasks,
+    Dead,
 }
 
 impl Daemon {
@@ -183,14 +184,19 @@ impl Daemon {
                 )));
             }
         }
-        let (events_channel, events) = self.consume(&connection, &events_queue).await?;
-        let (tasks_channel, tasks) = self
-            .consume(&connection, &topology.names.deliveries_queue())
-            .await?;
+        let mut consumers = Vec::new();
+        for (source, queue) in [
+            (Source::Events, events_queue),
+            (Source::Tasks, topology.names.deliveries_queue()),
+            (Source::Dead, topology.names.dead_queue()),
+        ] {
+            let (channel, consumer) = self.consume(&connection, &queue).await?;
+            consumers.push((source, channel, consumer));
+        }
         Ok(Session {
             connection,
             publisher,
-            consumers: [(events_channel, events), (tasks_channel, tasks)],
+            consumers,
         })
     }
 
@@ -214,7 +220,7 @@ impl Daemon {
 struct Session {
     connection: Connection,
     publisher: Publisher,
-    consumers: [(Channel, Consumer); 2],
+    consumers: Vec<(Source, Channel, Consumer)>,
 }
 
 impl Session {
@@ -227,8 +233,20 @@ impl Session {
         let Session {
             connection,
             publisher,
-            consumers: [(events_channel, mut events), (tasks_channel, mut tasks)],
+            consumers,
         } = self;
+        let mut cancels = Vec::new();
+        // One stream of every consumer's deliveries; a consumer that ends says so with a
+        // final `None`, which ends the session.
+        let mut deliveries = futures_util::stream::select_all(consumers.into_iter().map(
+            |(source, channel, consumer)| {
+                cancels.push((channel, consumer.tag()));
+                consumer
+                    .map(move |item| (source, Some(item)))
+                    .chain(futures_util::stream::once(async move { (source, None) }))
+                    .boxed()
+            },
+        ));
         let tracker = TaskTracker::new();
         let broken = CancellationToken::new();
         let spawn = |source: Source,
@@ -253,8 +271,10 @@ impl Session {
             let failure = tokio::select! {
                 () = stop.cancelled() => break SessionEnd::Shutdown,
                 () = broken.cancelled() => Some(Error::Internal("an outcome could not be made durable".into())),
-                item = events.next() => spawn(Source::Events, item),
-                item = tasks.next() => spawn(Source::Tasks, item),
+                next = deliveries.next() => match next {
+                    Some((source, item)) => spawn(source, item),
+                    None => Some(Error::Internal("every consumer ended".into())),
+                },
             };
             if let Some(e) = failure {
                 break SessionEnd::Broken(e);
@@ -268,22 +288,18 @@ impl Session {
         }
 
         info!("Shutting down: consuming stopped, finishing in-flight deliveries.");
-        for (channel, consumer, source) in [
-            (&events_channel, &mut events, Source::Events),
-            (&tasks_channel, &mut tasks, Source::Tasks),
-        ] {
-            if channel
-                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                .await
-                .is_ok()
-            {
-                while let Ok(Some(item)) =
-                    tokio::time::timeout(DRAIN_TIMEOUT, consumer.next()).await
-                {
-                    if spawn(source, Some(item)).is_some() {
-                        break;
-                    }
-                }
+        for (channel, tag) in &cancels {
+            let _ = channel
+                .basic_cancel(tag.clone(), BasicCancelOptions::default())
+                .await;
+        }
+        // Deliveries the broker had already sent are handled, not handed back: a
+        // handed-back message would count one more delivery against its limit.
+        while let Ok(Some((source, item))) =
+            tokio::time::timeout(DRAIN_TIMEOUT, deliveries.next()).await
+        {
+            if item.is_some() && spawn(source, item).is_some() {
+                break;
             }
         }
         tracker.close();
@@ -306,6 +322,7 @@ impl Session {
                 );
             }
         }
+        engine.attempt_log.sync().await;
         let _ = connection.close(200, "shutdown".into()).await;
         SessionEnd::Shutdown
     }
@@ -321,6 +338,7 @@ async fn handle(
     let result = match source {
         Source::Events => engine.handle_event(&publisher, &delivery).await,
         Source::Tasks => engine.handle_task(&publisher, &delivery).await,
+        Source::Dead => engine.handle_dead(&delivery).await,
     };
     let acked = match result {
         // lapin answers Ok(false) when the ack could not be sent (the channel died).

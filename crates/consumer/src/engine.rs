@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use futures_util::future::try_join_all;
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::jittered;
-use hookwire_core::{Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms};
+use hookwire_core::{
+    AttemptFailure, Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms,
+};
 use hookwire_producer::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
-use hookwire_store::{Change, Store, Writer};
+use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store, Writer};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use tokio::sync::Semaphore;
@@ -17,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::Result;
+use crate::attempt_log::AttemptLog;
 use crate::endpoints::{Deferral, EndpointLimits, Endpoints};
-use crate::http::Deliverer;
+use crate::http::{AttemptReport, Deliverer};
 use crate::task::{self, Task};
 
 /// The settings the engine reads on every message.
@@ -43,6 +46,7 @@ pub struct EngineSettings {
 pub struct Engine {
     pub(crate) store: Store,
     writer: Writer,
+    pub(crate) attempt_log: AttemptLog,
     pub(crate) catalog: Catalog,
     pub(crate) deliverer: Deliverer,
     pub(crate) schedule: RetrySchedule,
@@ -56,17 +60,40 @@ pub struct Engine {
     pub(crate) grace_over: CancellationToken,
 }
 
+/// What an engine is made of.
+#[derive(Debug)]
+pub struct EngineParts {
+    /// Subscriptions (reads).
+    pub store: Store,
+    /// Durable writes (410 disables, dead-letter archive).
+    pub writer: Writer,
+    /// The batched attempt log.
+    pub attempt_log: AttemptLog,
+    /// The event catalog.
+    pub catalog: Catalog,
+    /// HTTP attempts.
+    pub deliverer: Deliverer,
+    /// The retry schedule.
+    pub schedule: RetrySchedule,
+    /// Names and tiers.
+    pub topology: Topology,
+    /// The rest.
+    pub settings: EngineSettings,
+}
+
 impl Engine {
     /// Assembles the engine.
-    pub fn new(
-        store: Store,
-        writer: Writer,
-        catalog: Catalog,
-        deliverer: Deliverer,
-        schedule: RetrySchedule,
-        topology: Topology,
-        settings: EngineSettings,
-    ) -> Arc<Self> {
+    pub fn new(parts: EngineParts) -> Arc<Self> {
+        let EngineParts {
+            store,
+            writer,
+            attempt_log,
+            catalog,
+            deliverer,
+            schedule,
+            topology,
+            settings,
+        } = parts;
         // Tier delays were validated with the schedule; the deferral tier by the config.
         let tiers = RetrySchedule::try_new(topology.tiers.iter().copied().collect())
             .unwrap_or_else(|_| schedule.clone());
@@ -76,6 +103,7 @@ impl Engine {
             tiers,
             store,
             writer,
+            attempt_log,
             catalog,
             deliverer,
             schedule,
@@ -170,6 +198,16 @@ impl Engine {
         self.deliver(publisher, task, sub, &delivery.data).await
     }
 
+    /// Archives one message of the dead queue, durably, before it is acked.
+    pub async fn handle_dead(&self, delivery: &Delivery) -> Result<()> {
+        let record = crate::dead::archive_record(delivery);
+        info!(reason = %record.reason, org = record.org.as_deref().unwrap_or("-"), "Dead letter archived.");
+        self.writer
+            .commit(Change::ArchiveDeadLetter(record))
+            .await?;
+        Ok(())
+    }
+
     /// Makes one attempt and makes its outcome durable.
     async fn deliver(
         &self,
@@ -211,6 +249,7 @@ impl Engine {
                 Outcome::Permanent | Outcome::Gone => drop(admission),
             }
             let attempt = task.attempts + 1;
+            self.attempt_log.record(attempt_record(&task, &webhook_id, attempt, &report));
             let next = Task { attempts: attempt, ..task };
             match report.outcome {
                 Outcome::Delivered => {
@@ -315,5 +354,49 @@ impl Engine {
             self.writer.commit(Change::Upsert(current)).await?;
         }
         Ok(())
+    }
+}
+
+/// The attempt log's view of one attempt.
+fn attempt_record(
+    task: &Task,
+    message_id: &str,
+    attempt: u32,
+    report: &AttemptReport,
+) -> AttemptRecord {
+    let mut excerpt = report.response_excerpt.clone();
+    if excerpt.len() > MAX_EXCERPT_BYTES {
+        let mut end = MAX_EXCERPT_BYTES;
+        while !excerpt.is_char_boundary(end) {
+            end -= 1;
+        }
+        excerpt.truncate(end);
+    }
+    AttemptRecord {
+        subscription_id: task.subscription_id,
+        event_id: task.event_id.clone(),
+        message_id: message_id.to_owned(),
+        attempt,
+        at_ms: now_ms().saturating_sub(u64::try_from(report.latency.as_millis()).unwrap_or(0)),
+        outcome: match report.outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Permanent => "permanent",
+            Outcome::Gone => "gone",
+        }
+        .to_owned(),
+        status: report.status,
+        latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
+        error_kind: report.failure.map(|f| {
+            match f {
+                AttemptFailure::Timeout => "timeout",
+                AttemptFailure::Connect => "connect",
+                AttemptFailure::TargetRefused => "target_refused",
+                AttemptFailure::Other => "other",
+            }
+            .to_owned()
+        }),
+        error: report.error.clone(),
+        response_excerpt: excerpt,
     }
 }

@@ -31,7 +31,7 @@ pub struct AttemptReport {
     pub error: Option<String>,
     /// From the first byte sent to the end of the body read.
     pub latency: Duration,
-    /// The start of the response body, lossily decoded.
+    /// The start of the response body, lossily decoded: at most [`MAX_RESPONSE_BYTES`] bytes.
     pub response_excerpt: String,
 }
 
@@ -172,11 +172,7 @@ impl Deliverer {
                 Err(_) => break,
             }
         }
-        finish(Ok((
-            status,
-            retry_after,
-            String::from_utf8_lossy(&excerpt).into_owned(),
-        )))
+        finish(Ok((status, retry_after, excerpt_of(&excerpt))))
     }
 
     /// Literal IPs never reach the resolver, so they are checked here, before connecting.
@@ -187,6 +183,21 @@ impl Deliverer {
             _ => Ok(()),
         }
     }
+}
+
+/// The body's start as text of at most [`MAX_RESPONSE_BYTES`] bytes. Lossy decoding turns
+/// each invalid byte, and a character cut at the cap, into a three-byte U+FFFD, so the text
+/// is cut again, on a character boundary.
+fn excerpt_of(body: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    if text.len() > MAX_RESPONSE_BYTES {
+        let mut end = MAX_RESPONSE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 fn failure_of(error: &reqwest::Error) -> (AttemptFailure, String) {
@@ -259,4 +270,33 @@ pub async fn resolve_allowed(
         return Err(Box::new(first_refusal.unwrap_or(TargetError::NoHost)));
     }
     Ok(allowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_excerpt_never_exceeds_the_cap() {
+        let cap = MAX_RESPONSE_BYTES;
+        let euro = "€".repeat(cap);
+        let cases: [(&[u8], usize); 5] = [
+            (b"ok", 2),
+            (&[b'a'; MAX_RESPONSE_BYTES], cap),
+            // 1365 whole characters, then one byte of the next: that byte is dropped.
+            (&euro.as_bytes()[..cap], cap - 1),
+            // Every invalid byte becomes a three-byte U+FFFD.
+            (&[0xff; MAX_RESPONSE_BYTES], cap - cap % 3),
+            (&[0xff; 10], 30),
+        ];
+        for (body, len) in cases {
+            let excerpt = excerpt_of(body);
+            assert_eq!(excerpt.len(), len, "body of {} bytes", body.len());
+        }
+        assert!(
+            excerpt_of(&euro.as_bytes()[..cap])
+                .chars()
+                .all(|c| c == '€')
+        );
+    }
 }

@@ -7,16 +7,19 @@
 //! - [`http`]: one signed attempt under the target policy.
 //! - [`task`]: a delivery's state between attempts, carried in message headers.
 
+pub mod attempt_log;
 mod daemon;
+mod dead;
 pub mod endpoints;
 mod engine;
 mod error;
 pub mod http;
+pub mod replay;
 pub mod task;
 
 pub use daemon::{AmqpSettings, Daemon};
 pub use endpoints::EndpointLimits;
-pub use engine::{Engine, EngineSettings};
+pub use engine::{Engine, EngineParts, EngineSettings};
 pub use error::{Error, Result};
 pub use http::{Deliverer, DelivererConfig};
 
@@ -25,6 +28,8 @@ use std::time::Duration;
 use hookwire_core::{Catalog, Config};
 use hookwire_producer::Topology;
 use hookwire_store::{Store, Writer};
+
+use crate::attempt_log::{AttemptLog, Retention};
 
 /// The HTTP side of deliveries (and of the API's test events), from the configuration.
 pub fn deliverer_from_config(config: &Config) -> Result<Deliverer> {
@@ -61,14 +66,22 @@ pub fn daemon_from_config(
         &config.amqp.namespace,
         schedule.tiers().into_iter().chain([d.defer_delay]),
     );
-    let engine = Engine::new(
+    let attempt_log = AttemptLog::spawn(
+        store.clone(),
+        Retention {
+            max_age: Duration::from_secs(config.store.attempt_retention_secs),
+            per_webhook: config.store.attempts_per_webhook,
+        },
+    );
+    let engine = Engine::new(EngineParts {
         store,
         writer,
+        attempt_log,
         catalog,
         deliverer,
         schedule,
         topology,
-        EngineSettings {
+        settings: EngineSettings {
             defer_delay: d.defer_delay,
             max_age: Duration::from_secs(d.max_age_secs),
             max_event_bytes: d.max_event_bytes,
@@ -80,7 +93,7 @@ pub fn daemon_from_config(
                 circuit_cool_off: Duration::from_secs(d.circuit_cool_off_secs),
             },
         },
-    );
+    });
     Ok(Daemon::new(
         engine,
         AmqpSettings {

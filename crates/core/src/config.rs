@@ -60,6 +60,10 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// sled's page cache size.
     pub cache_capacity_bytes: u64,
+    /// Attempts older than this are pruned.
+    pub attempt_retention_secs: u64,
+    /// Each webhook keeps at most this many attempts.
+    pub attempts_per_webhook: usize,
 }
 
 /// `[api]`.

@@ -22,7 +22,7 @@ fn hex_encode(bytes: &[u8]) -> String {
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -312,6 +312,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every dead letter of every organization (and those without one), oldest first per org.
+    pub fn all_dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.dead.iter().map(|entry| decode(&entry?.1)).collect()
     }
 
     fn transact(

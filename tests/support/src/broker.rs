@@ -1,6 +1,5 @@
 //! The real broker, one namespace per test.
 
-use hookwire_producer::headers;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
@@ -23,19 +22,6 @@ pub fn unique_namespace() -> String {
 #[derive(Debug)]
 pub struct Broker {
     connection: Connection,
-}
-
-/// A message taken from the dead queue.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// `x-hookwire-reason`.
-    pub reason: String,
-    /// `x-hookwire-detail`.
-    pub detail: String,
-    /// The body, as the producer sent it.
-    pub body: Vec<u8>,
-    /// All properties.
-    pub properties: BasicProperties,
 }
 
 impl Broker {
@@ -108,42 +94,6 @@ impl Broker {
         }
         let _ = channel.close(200, "done".into()).await;
         out
-    }
-
-    /// Takes every dead letter of the namespace.
-    pub async fn dead_letters(&self, namespace: &str) -> Vec<DeadLetter> {
-        self.drain(&format!("{namespace}.dead"))
-            .await
-            .into_iter()
-            .map(|(properties, body)| {
-                let h = properties.headers().as_ref();
-                DeadLetter {
-                    reason: headers::text(h, "x-hookwire-reason")
-                        .unwrap_or_default()
-                        .to_owned(),
-                    detail: headers::text(h, "x-hookwire-detail")
-                        .unwrap_or_default()
-                        .to_owned(),
-                    body,
-                    properties: properties.clone(),
-                }
-            })
-            .collect()
-    }
-
-    /// Waits until `n` dead letters arrived in the namespace, then takes them all.
-    pub async fn wait_dead_letters(
-        &self,
-        namespace: &str,
-        n: u32,
-        timeout: std::time::Duration,
-    ) -> Vec<DeadLetter> {
-        let queue = format!("{namespace}.dead");
-        crate::eventually(timeout, &format!("{n} dead letters in {queue}"), || async {
-            (self.ready(&queue).await >= n).then_some(())
-        })
-        .await;
-        self.dead_letters(namespace).await
     }
 
     /// Publishes a raw message to the namespace's events exchange, confirmed.

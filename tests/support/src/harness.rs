@@ -176,6 +176,24 @@ impl Harness {
         &self.config.amqp.namespace
     }
 
+    /// Every dead letter the daemon archived so far.
+    pub fn dead_letters(&self) -> Vec<hookwire_store::DeadLetter> {
+        self.store.all_dead_letters().expect("dead letters")
+    }
+
+    /// Waits until at least `n` dead letters are archived, then returns them all.
+    pub async fn wait_dead_letters(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<hookwire_store::DeadLetter> {
+        crate::eventually(timeout, &format!("{n} dead letters"), || async {
+            let all = self.dead_letters();
+            (all.len() >= n).then_some(all)
+        })
+        .await
+    }
+
     /// Adds a subscription to the store.
     pub fn subscribe(&self, sub: &Subscription) {
         self.store

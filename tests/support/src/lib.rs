@@ -4,15 +4,18 @@
 //! - [`broker`]: a unique namespace per test, queue inspection, and clear failures when
 //!   the broker is not there.
 //! - [`receiver`]: a scriptable HTTP receiver that records requests and counts TCP accepts.
+//! - [`misbehaving`]: raw-TCP receivers that misbehave on purpose (huge, endless or
+//!   trickled responses).
 //! - [`harness`]: a daemon running in-process against a seeded store.
 
 pub mod broker;
 pub mod harness;
+pub mod misbehaving;
 pub mod receiver;
 pub mod tls;
 pub mod tools;
 
-pub use broker::{Broker, DeadLetter, amqp_url, unique_namespace};
+pub use broker::{Broker, amqp_url, unique_namespace};
 pub use harness::{Harness, new_subscription, test_config};
 pub use receiver::{Receiver, Recorded, Reply};
 

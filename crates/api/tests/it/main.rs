@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod lifecycle;
+mod operations;
 mod spec;
 
 use hookwire_testkit::Harness;

@@ -32,6 +32,12 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
         "DELETE /v1/orgs/{org}/webhooks/{id}",
         "POST /v1/orgs/{org}/webhooks/{id}/test",
         "POST /v1/orgs/{org}/webhooks/{id}/rotate-secret",
+        "GET /v1/orgs/{org}/webhooks/{id}/attempts",
+        "GET /v1/orgs/{org}/dead-letters",
+        "POST /v1/orgs/{org}/dead-letters/replay",
+        "POST /v1/orgs/{org}/dead-letters/purge",
+        "GET /v1/admin/dead-letters",
+        "POST /v1/admin/dead-letters/purge",
     ];
     served.sort_unstable();
     assert_eq!(documented, served);

@@ -147,10 +147,6 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
         EVENTS,
         "redeliveries keep their webhook-id, so receivers can drop duplicates"
     );
-    assert!(
-        broker.dead_letters(&config.amqp.namespace).await.is_empty(),
-        "nothing dead-lettered"
-    );
 
     // SIGTERM is a graceful stop: exit 0.
     let pid = serve.0.id().to_string();
@@ -163,6 +159,16 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
     );
     let status = serve.0.wait().expect("serve exits");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let store = Store::open(
+        &config.store.path,
+        1 << 20,
+        &config.secrets_key().expect("key"),
+    )
+    .expect("store reopens");
+    assert!(
+        store.all_dead_letters().expect("dead letters").is_empty(),
+        "nothing dead-lettered"
+    );
 
     producer.close().await.expect("close");
     topology.delete(&channel).await.expect("cleanup");
@@ -175,6 +181,18 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = test_config(&unique_namespace(), &dir.path().join("store"));
     let path = write_config(&config, dir.path());
+    let broker = Broker::connect().await;
+    let topology = Topology::new(
+        &config.amqp.namespace,
+        config
+            .retry_schedule()
+            .expect("schedule")
+            .tiers()
+            .into_iter()
+            .chain([config.delivery.defer_delay]),
+    );
+    let channel = broker.connection().create_channel().await.expect("channel");
+    topology.declare(&channel).await.expect("declare");
     let log_path = dir.path().join("serve.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let mut serve = Serve(
@@ -200,7 +218,6 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
         },
     )
     .await;
-    let broker = Broker::connect().await;
     wait_consuming(&broker, &config, 1).await;
 
     let receiver = Receiver::ok().await;
@@ -296,17 +313,5 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
         );
     }
     producer.close().await.expect("close");
-    let channel = broker.connection().create_channel().await.expect("channel");
-    Topology::new(
-        &config.amqp.namespace,
-        config
-            .retry_schedule()
-            .expect("schedule")
-            .tiers()
-            .into_iter()
-            .chain([config.delivery.defer_delay]),
-    )
-    .delete(&channel)
-    .await
-    .expect("cleanup");
+    topology.delete(&channel).await.expect("cleanup");
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use hookwire_producer::headers;
 use hookwire_testkit::{Harness, Receiver, new_subscription};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
@@ -93,10 +92,7 @@ async fn every_contract_breach_is_dead_lettered_with_its_reason() {
     .await;
     receiver.wait_for(1, WAIT).await;
 
-    let dead = h
-        .broker
-        .wait_dead_letters(h.namespace(), cases.len() as u32, WAIT)
-        .await;
+    let dead = h.wait_dead_letters(cases.len(), WAIT).await;
     let mut reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
     let mut expected: Vec<&str> = cases.iter().map(|c| c.3).collect();
     reasons.sort_unstable();
@@ -108,9 +104,12 @@ async fn every_contract_breach_is_dead_lettered_with_its_reason() {
             .iter()
             .find(|c| c.1 == d.body)
             .expect("body kept byte for byte");
+        assert_eq!(d.event_type.as_deref(), Some(case.0));
+        let expected_org = if case.2 == org() { Some("acme") } else { None };
         assert_eq!(
-            headers::text(d.properties.headers().as_ref(), "x-hookwire-event-type"),
-            Some(case.0)
+            d.org.as_deref(),
+            expected_org,
+            "archived under its org, or none"
         );
     }
     assert_eq!(receiver.requests().len(), 1, "nothing broken was delivered");

@@ -48,7 +48,7 @@ async fn an_https_receiver_signed_by_the_ca_file_gets_its_delivery() {
         .expect("signature verifies");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.requests().len(), 1, "delivered once");
-    assert!(h.broker.dead_letters(h.namespace()).await.is_empty());
+    assert!(h.dead_letters().is_empty());
     h.finish().await;
 }
 
@@ -72,7 +72,7 @@ async fn without_the_ca_file_the_handshake_fails_and_the_delivery_is_exhausted()
     )
     .await;
 
-    let dead = h.broker.wait_dead_letters(h.namespace(), 1, WAIT).await;
+    let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].reason, "exhausted");
     let detail = dead[0].detail.to_lowercase();

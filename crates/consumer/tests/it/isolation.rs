@@ -104,10 +104,7 @@ async fn an_open_circuit_defers_without_requests_until_a_probe_succeeds() {
         (bodies(&receiver).len() == 3).then_some(())
     })
     .await;
-    assert!(
-        h.broker.dead_letters(h.namespace()).await.is_empty(),
-        "deferrals used no attempts"
-    );
+    assert!(h.dead_letters().is_empty(), "deferrals used no attempts");
     h.finish().await;
 }
 
@@ -132,7 +129,7 @@ async fn a_delivery_older_than_max_age_is_dead_lettered_as_expired() {
         "https://mode.test/r",
     )
     .await;
-    let dead = h.broker.wait_dead_letters(h.namespace(), 1, WAIT).await;
+    let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead[0].reason, "expired");
     assert_eq!(
         receiver.requests().len(),

@@ -4,6 +4,8 @@
 mod broken;
 mod delivery;
 mod https;
+mod hygiene;
 mod isolation;
 mod retry;
+mod ssrf;
 mod topology;

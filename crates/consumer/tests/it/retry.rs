@@ -60,7 +60,7 @@ async fn retries_wait_in_the_broker_and_keep_the_webhook_id() {
         "signed at attempt time: {stamps:?}"
     );
     assert!(got.iter().all(|r| r.body == got[0].body));
-    assert!(h.broker.dead_letters(h.namespace()).await.is_empty());
+    assert!(h.dead_letters().is_empty());
     h.finish().await;
 }
 
@@ -128,15 +128,10 @@ async fn exhaustion_permanent_status_and_gone_are_dead_lettered_with_their_reaso
     )
     .await;
 
-    let dead = h.broker.wait_dead_letters(h.namespace(), 3, WAIT).await;
+    let dead = h.wait_dead_letters(3, WAIT).await;
     let reason_for = |url: &str, sub: &hookwire_core::Subscription| {
         dead.iter()
-            .find(|d| {
-                hookwire_producer::headers::text(
-                    d.properties.headers().as_ref(),
-                    "x-hookwire-subscription-id",
-                ) == Some(sub.id.to_string().as_str())
-            })
+            .find(|d| d.subscription_id == Some(sub.id))
             .map(|d| (d.reason.clone(), d.detail.clone()))
             .unwrap_or_else(|| panic!("no dead letter for {url}: {dead:?}"))
     };
@@ -188,7 +183,7 @@ async fn a_webhook_disabled_or_deleted_while_its_retry_waits() {
         })
         .expect("delete");
 
-    let dead = h.broker.wait_dead_letters(h.namespace(), 1, WAIT).await;
+    let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(
         dead.len(),
         1,
@@ -232,7 +227,7 @@ async fn a_receiver_that_is_not_listening_is_retried() {
         "https://mode.test/r/5",
     )
     .await;
-    let dead = h.broker.wait_dead_letters(h.namespace(), 1, WAIT).await;
+    let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead[0].reason, "exhausted");
     assert!(dead[0].detail.contains("2 attempts"), "{}", dead[0].detail);
     h.finish().await;

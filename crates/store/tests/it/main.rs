@@ -365,7 +365,7 @@ fn dead_letters_by_org_query_and_removal() {
     };
     assert_eq!(
         store.dead_letters(Some("acme"), &by_sub).expect("list"),
-        [d1.clone()]
+        std::slice::from_ref(&d1)
     );
     let since = hookwire_store::DeadLetterQuery {
         since_ms: Some(15),
@@ -373,7 +373,7 @@ fn dead_letters_by_org_query_and_removal() {
     };
     assert_eq!(
         store.dead_letters(Some("acme"), &since).expect("list"),
-        [d2.clone()]
+        std::slice::from_ref(&d2)
     );
     store
         .apply(Change::RemoveDeadLetters {

@@ -1,0 +1,409 @@
+//! What an operator needs after the fact: the attempt log, and the dead letters with
+//! replay and purge.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use hookwire_store::{AttemptQuery, Change, DeadLetter, DeadLetterQuery};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ErrorBody;
+use crate::extract::{Json, Query};
+use crate::webhooks::{check_org, load};
+use crate::{ApiError, ApiState, Result};
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 500;
+
+/// One HTTP attempt.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Attempt {
+    /// The webhook.
+    pub webhook_id: Uuid,
+    /// The event.
+    pub event_id: String,
+    /// The `webhook-id` header, the same for every attempt of one delivery.
+    pub message_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// RFC 3339.
+    pub at: String,
+    /// `delivered`, `retry`, `permanent` or `gone`.
+    pub outcome: String,
+    /// The HTTP status, when one came.
+    pub status: Option<u16>,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// `timeout`, `connect`, `target_refused` or `other`.
+    pub error_kind: Option<String>,
+    /// The failure in words.
+    pub error: Option<String>,
+    /// At most 1 KiB of the response body.
+    pub response_excerpt: String,
+}
+
+/// A page of attempts, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttemptPage {
+    /// The attempts.
+    pub attempts: Vec<Attempt>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of the attempt log.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptParams {
+    /// Only `delivered`, `retry`, `permanent` or `gone`.
+    pub outcome: Option<String>,
+    /// Not before (RFC 3339).
+    pub since: Option<String>,
+    /// Before (RFC 3339).
+    pub until: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (100).
+    pub limit: Option<usize>,
+}
+
+/// A message that could not be delivered, kept until replayed or purged.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterView {
+    /// Its id, for replay and purge.
+    pub id: Uuid,
+    /// The organization, when the message had a valid one.
+    pub org: Option<String>,
+    /// The webhook, for a failed delivery.
+    pub webhook_id: Option<Uuid>,
+    /// The event id.
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: Option<String>,
+    /// The `x-hookwire-reason`.
+    pub reason: String,
+    /// The reason in words.
+    pub detail: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// RFC 3339.
+    pub dead_at: String,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// Dead letters, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterList {
+    /// The dead letters.
+    pub dead_letters: Vec<DeadLetterView>,
+}
+
+/// Filters of the dead letters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterParams {
+    /// Only this webhook's.
+    pub webhook_id: Option<Uuid>,
+    /// Not before (RFC 3339).
+    pub since: Option<String>,
+    /// Before (RFC 3339).
+    pub until: Option<String>,
+}
+
+/// Which dead letters to replay: by ids, by webhook, or by time.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// These dead letters.
+    pub ids: Option<Vec<Uuid>>,
+    /// Every dead letter of this webhook.
+    pub webhook_id: Option<Uuid>,
+    /// Dead since (RFC 3339).
+    pub since: Option<String>,
+    /// Dead before (RFC 3339).
+    pub until: Option<String>,
+}
+
+/// What a replay did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplayResult {
+    /// Published back, with a fresh retry budget, and removed from the archive.
+    pub replayed: Vec<Uuid>,
+    /// Not replayed, with why; they stay archived.
+    pub failed: Vec<ReplayFailure>,
+}
+
+/// One dead letter that could not be replayed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplayFailure {
+    /// Its id.
+    pub id: Uuid,
+    /// Why.
+    pub error: String,
+}
+
+/// Which dead letters to purge: by ids, or all dead before a time.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// These dead letters.
+    pub ids: Option<Vec<Uuid>>,
+    /// Every dead letter archived before this time (RFC 3339).
+    pub before: Option<String>,
+}
+
+/// What a purge did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PurgeResult {
+    /// How many were removed.
+    pub purged: usize,
+}
+
+fn time_ms(field: &str, value: Option<&String>) -> Result<Option<u64>> {
+    value
+        .map(|text| {
+            let at = humantime::parse_rfc3339_weak(text).map_err(|e| ApiError::BadRequest {
+                code: "invalid_time",
+                message: format!("`{field}` is not an RFC 3339 time: {e}"),
+            })?;
+            Ok(at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        })
+        .transpose()
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn view(d: DeadLetter) -> DeadLetterView {
+    DeadLetterView {
+        id: d.id,
+        org: d.org,
+        webhook_id: d.subscription_id,
+        event_id: d.event_id,
+        event_type: d.event_type,
+        reason: d.reason,
+        detail: d.detail,
+        attempts: d.attempts,
+        dead_at: rfc3339(d.dead_at_ms),
+        body: String::from_utf8_lossy(&d.body).into_owned(),
+    }
+}
+
+/// A webhook's attempts, oldest first, with filters and cursor pagination.
+#[utoipa::path(get, path = "/v1/orgs/{org}/webhooks/{id}/attempts", tag = "operations", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"), AttemptParams),
+    responses((status = 200, body = AttemptPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn attempts(
+    State(state): State<ApiState>,
+    Path((org, id)): Path<(String, String)>,
+    Query(params): Query<AttemptParams>,
+) -> Result<axum::Json<AttemptPage>> {
+    let sub = load(&state, &org, &id).await?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("limit is 1 to {MAX_PAGE}"),
+        });
+    }
+    let query = AttemptQuery {
+        outcome: params.outcome,
+        since_ms: time_ms("since", params.since.as_ref())?,
+        until_ms: time_ms("until", params.until.as_ref())?,
+        cursor: params.cursor,
+        limit,
+    };
+    let page = state.store.attempts(&sub.id, &query).map_err(|e| match e {
+        hookwire_store::Error::InvalidCursor(_) => ApiError::BadRequest {
+            code: "invalid_cursor",
+            message: e.to_string(),
+        },
+        other => other.into(),
+    })?;
+    let attempts = page
+        .items
+        .into_iter()
+        .map(|r| Attempt {
+            webhook_id: r.subscription_id,
+            event_id: r.event_id,
+            message_id: r.message_id,
+            attempt: r.attempt,
+            at: rfc3339(r.at_ms),
+            outcome: r.outcome,
+            status: r.status,
+            latency_ms: r.latency_ms,
+            error_kind: r.error_kind,
+            error: r.error,
+            response_excerpt: r.response_excerpt,
+        })
+        .collect();
+    Ok(axum::Json(AttemptPage {
+        attempts,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+fn dead_query(params: &DeadLetterParams) -> Result<DeadLetterQuery> {
+    Ok(DeadLetterQuery {
+        ids: None,
+        subscription_id: params.webhook_id,
+        since_ms: time_ms("since", params.since.as_ref())?,
+        until_ms: time_ms("until", params.until.as_ref())?,
+    })
+}
+
+/// The organization's dead letters.
+#[utoipa::path(get, path = "/v1/orgs/{org}/dead-letters", tag = "operations", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), DeadLetterParams),
+    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn dead_letters(
+    State(state): State<ApiState>,
+    Path(org): Path<String>,
+    Query(params): Query<DeadLetterParams>,
+) -> Result<axum::Json<DeadLetterList>> {
+    check_org(&org)?;
+    let list = state
+        .store
+        .dead_letters(Some(&org), &dead_query(&params)?)?;
+    Ok(axum::Json(DeadLetterList {
+        dead_letters: list.into_iter().map(view).collect(),
+    }))
+}
+
+/// Dead letters that belong to no organization: events whose `org` was missing or invalid.
+#[utoipa::path(get, path = "/v1/admin/dead-letters", tag = "operations", security(("bearer" = [])),
+    params(DeadLetterParams),
+    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn orgless_dead_letters(
+    State(state): State<ApiState>,
+    Query(params): Query<DeadLetterParams>,
+) -> Result<axum::Json<DeadLetterList>> {
+    let list = state.store.dead_letters(None, &dead_query(&params)?)?;
+    Ok(axum::Json(DeadLetterList {
+        dead_letters: list.into_iter().map(view).collect(),
+    }))
+}
+
+/// Publishes dead letters back: failed deliveries to the work queue with a fresh retry
+/// budget, events to the events exchange. Each one replayed leaves the archive.
+#[utoipa::path(post, path = "/v1/orgs/{org}/dead-letters/replay", tag = "operations", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization")),
+    request_body = ReplayRequest,
+    responses((status = 200, body = ReplayResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn replay(
+    State(state): State<ApiState>,
+    Path(org): Path<String>,
+    Json(request): Json<ReplayRequest>,
+) -> Result<axum::Json<ReplayResult>> {
+    check_org(&org)?;
+    if request.ids.is_none()
+        && request.webhook_id.is_none()
+        && request.since.is_none()
+        && request.until.is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_selection",
+            "give `ids`, `webhook_id`, or `since`/`until`",
+        ));
+    }
+    let query = DeadLetterQuery {
+        ids: request.ids,
+        subscription_id: request.webhook_id,
+        since_ms: time_ms("since", request.since.as_ref())?,
+        until_ms: time_ms("until", request.until.as_ref())?,
+    };
+    let selected = state.store.dead_letters(Some(&org), &query)?;
+    let mut result = ReplayResult {
+        replayed: Vec::new(),
+        failed: Vec::new(),
+    };
+    for dead in selected {
+        match state.replayer.replay(&dead).await {
+            Ok(()) => {
+                state
+                    .writer
+                    .commit(Change::RemoveDeadLetters {
+                        org: Some(org.clone()),
+                        ids: vec![dead.id],
+                    })
+                    .await?;
+                result.replayed.push(dead.id);
+            }
+            Err(e) => result.failed.push(ReplayFailure {
+                id: dead.id,
+                error: e.to_string(),
+            }),
+        }
+    }
+    tracing::info!(%org, replayed = result.replayed.len(), failed = result.failed.len(), "Dead letters replayed.");
+    Ok(axum::Json(result))
+}
+
+async fn purge_in(
+    state: &ApiState,
+    org: Option<&str>,
+    request: PurgeRequest,
+) -> Result<axum::Json<PurgeResult>> {
+    let before = time_ms("before", request.before.as_ref())?;
+    if request.ids.is_none() && before.is_none() {
+        return Err(ApiError::unprocessable(
+            "invalid_selection",
+            "give `ids` or `before`",
+        ));
+    }
+    let query = DeadLetterQuery {
+        ids: request.ids,
+        subscription_id: None,
+        since_ms: None,
+        until_ms: before,
+    };
+    let ids: Vec<Uuid> = state
+        .store
+        .dead_letters(org, &query)?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let purged = ids.len();
+    state
+        .writer
+        .commit(Change::RemoveDeadLetters {
+            org: org.map(str::to_owned),
+            ids,
+        })
+        .await?;
+    Ok(axum::Json(PurgeResult { purged }))
+}
+
+/// Removes dead letters by id or age, for good.
+#[utoipa::path(post, path = "/v1/orgs/{org}/dead-letters/purge", tag = "operations", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization")),
+    request_body = PurgeRequest,
+    responses((status = 200, body = PurgeResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn purge(
+    State(state): State<ApiState>,
+    Path(org): Path<String>,
+    Json(request): Json<PurgeRequest>,
+) -> Result<axum::Json<PurgeResult>> {
+    check_org(&org)?;
+    purge_in(&state, Some(&org), request).await
+}
+
+/// Removes dead letters that belong to no organization, by id or age.
+#[utoipa::path(post, path = "/v1/admin/dead-letters/purge", tag = "operations", security(("bearer" = [])),
+    request_body = PurgeRequest,
+    responses((status = 200, body = PurgeResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn orgless_purge(
+    State(state): State<ApiState>,
+    Json(request): Json<PurgeRequest>,
+) -> Result<axum::Json<PurgeResult>> {
+    purge_in(&state, None, request).await
+}

@@ -1,0 +1,394 @@
+//! The attempt log and the dead letters, through the API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hookwire_testkit::{Harness, Receiver, Reply, eventually};
+use lapin::options::{
+    BasicConsumeOptions, BasicNackOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{Api, error_code};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn create(api: &Api, url: &str) -> String {
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/webhooks?verify=false",
+            Some(json!({"url": url, "events": ["report_created"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn attempts_of_a_retried_delivery_in_order_with_pages_and_filters() {
+    let h = Harness::start(|c| {
+        c.delivery.retry_schedule = vec![Duration::from_millis(500), Duration::from_millis(500)]
+    })
+    .await;
+    let api = Api::new(&h);
+    let receiver = Receiver::start(|n, _| Reply::status(if n < 2 { 500 } else { 200 })).await;
+    let id = create(&api, &receiver.url()).await;
+    h.publish(
+        "acme",
+        "report_created",
+        "evt-log",
+        "report_run_url",
+        "https://mode.test/1",
+    )
+    .await;
+    receiver.wait_for(3, WAIT).await;
+    let path = format!("/v1/orgs/acme/webhooks/{id}/attempts");
+    let page = eventually(WAIT, "three attempts in the log", || async {
+        let (_, page) = api.call(Method::GET, &path, None).await;
+        (page["attempts"].as_array().map(Vec::len) == Some(3)).then_some(page)
+    })
+    .await;
+    let attempts = page["attempts"].as_array().expect("attempts");
+    let summary: Vec<(u64, &str, u64)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap_or(0),
+                a["outcome"].as_str().unwrap_or(""),
+                a["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "retry", 500), (2, "retry", 500), (3, "delivered", 200)]
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["message_id"] == attempts[0]["message_id"] && a["event_id"] == "evt-log")
+    );
+    assert_eq!(attempts[2]["response_excerpt"], "ok");
+
+    let (_, first) = api
+        .call(Method::GET, &format!("{path}?limit=2"), None)
+        .await;
+    assert_eq!(first["attempts"].as_array().map(Vec::len), Some(2));
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (_, second) = api
+        .call(
+            Method::GET,
+            &format!("{path}?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["attempts"][0]["attempt"], 3);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let (_, delivered) = api
+        .call(Method::GET, &format!("{path}?outcome=delivered"), None)
+        .await;
+    assert_eq!(delivered["attempts"].as_array().map(Vec::len), Some(1));
+    let (_, future) = api
+        .call(
+            Method::GET,
+            &format!("{path}?since=2999-01-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(future["attempts"], json!([]));
+    let (status, body) = api
+        .call(Method::GET, &format!("{path}?cursor=zz"), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_cursor"));
+    let (status, body) = api
+        .call(Method::GET, &format!("{path}?since=yesterday"), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_time"));
+    h.finish().await;
+}
+
+/// Declares a queue with a delivery limit of 1 that dead-letters to the namespace's dead
+/// queue, and redelivers one message on it until the broker gives up: a real crash loop.
+async fn crash_loop(h: &Harness) {
+    let ns = h.namespace();
+    let channel = h
+        .broker
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(1));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(format!("{ns}.dlx").into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("dead".into()),
+    );
+    let queue = format!("{ns}.crashloop");
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .expect("declare the crash-loop queue");
+    // Through amq.direct, so that hookwire's own events queue does not get the message,
+    // while x-death still records the event type as its routing key.
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            "amq.direct".into(),
+            "report_created".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    let event = hookwire_producer::OutgoingEvent {
+        org: "acme".into(),
+        event_type: "report_created".into(),
+        id: "evt-crash".into(),
+        data: serde_json::from_value(json!({"report_run_url": "https://mode.test/crash"}))
+            .expect("map"),
+    };
+    let (body, properties) = h.producer.encode(&event).expect("encode");
+    let publisher =
+        hookwire_producer::Publisher::open(h.broker.connection(), Duration::from_secs(10))
+            .await
+            .expect("publisher");
+    publisher
+        .publish("amq.direct", "report_created", &body, properties)
+        .await
+        .expect("published");
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for _ in 0..2 {
+        let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
+        else {
+            break;
+        };
+        delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .expect("nack");
+    }
+    channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .expect("delete the crash-loop queue");
+}
+
+#[tokio::test]
+async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
+    let h = Harness::start(|c| c.delivery.retry_schedule = vec![Duration::from_millis(500)]).await;
+    let api = Api::new(&h);
+    let fixed = Arc::new(AtomicBool::new(false));
+    let failing = Receiver::start({
+        let fixed = fixed.clone();
+        move |_, _| {
+            Reply::status(if fixed.load(Ordering::SeqCst) {
+                200
+            } else {
+                500
+            })
+        }
+    })
+    .await;
+    let picky = Receiver::start({
+        let fixed = fixed.clone();
+        move |_, _| {
+            Reply::status(if fixed.load(Ordering::SeqCst) {
+                200
+            } else {
+                400
+            })
+        }
+    })
+    .await;
+    let exhausted_id = create(&api, &failing.url()).await;
+    create(&api, &picky.url()).await;
+    h.publish(
+        "acme",
+        "report_created",
+        "evt-dead",
+        "report_run_url",
+        "https://mode.test/dead",
+    )
+    .await;
+    let orgless = lapin::BasicProperties::default().with_message_id("no-org".into());
+    h.broker
+        .publish_raw(
+            h.namespace(),
+            "report_created",
+            b"{\"event\":\"report_created\"}",
+            orgless,
+        )
+        .await;
+    crash_loop(&h).await;
+
+    let (_, list) = eventually(WAIT, "four dead letters for acme", || async {
+        let (status, list) = api
+            .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
+            .await;
+        (list["dead_letters"].as_array().map(Vec::len) == Some(3)).then_some((status, list))
+    })
+    .await;
+    let mut reasons: Vec<&str> = list["dead_letters"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["delivery_limit", "exhausted", "permanent_status"]);
+    let (_, admin) = api.call(Method::GET, "/v1/admin/dead-letters", None).await;
+    assert_eq!(admin["dead_letters"][0]["reason"], "missing_org");
+    let (_, by_webhook) = api
+        .call(
+            Method::GET,
+            &format!("/v1/orgs/acme/dead-letters?webhook_id={exhausted_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(by_webhook["dead_letters"][0]["reason"], "exhausted");
+
+    // The receivers are fixed: replay everything of acme.
+    fixed.store(true, Ordering::SeqCst);
+    let (status, result) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/dead-letters/replay",
+            Some(json!({"since": "2000-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(
+        result["replayed"].as_array().map(Vec::len),
+        Some(3),
+        "{result}"
+    );
+    // The two failed deliveries arrive with a fresh budget; the crash-looped event fans
+    // out again, to both webhooks.
+    eventually(WAIT, "the replays delivered", || async {
+        let ok = |r: &Receiver| r.requests().len();
+        (ok(&failing) >= 4 && ok(&picky) >= 3).then_some(())
+    })
+    .await;
+    let (_, after) = api
+        .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
+        .await;
+    assert_eq!(
+        after["dead_letters"],
+        json!([]),
+        "replayed dead letters leave the archive"
+    );
+    let (_, attempts) = api
+        .call(
+            Method::GET,
+            &format!("/v1/orgs/acme/webhooks/{exhausted_id}/attempts?outcome=delivered"),
+            None,
+        )
+        .await;
+    assert!(
+        attempts["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "replayed outcomes show in the attempt log"
+    );
+
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/dead-letters/replay",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (422, "invalid_selection"));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn purge_by_id_and_by_age() {
+    let h = Harness::start(|c| c.delivery.retry_schedule = vec![Duration::from_millis(500)]).await;
+    let api = Api::new(&h);
+    let gone = Receiver::start(|_, _| Reply::status(404)).await;
+    create(&api, &gone.url()).await;
+    for i in 0..3 {
+        h.publish(
+            "acme",
+            "report_created",
+            &format!("evt-{i}"),
+            "report_run_url",
+            &format!("https://mode.test/{i}"),
+        )
+        .await;
+    }
+    let list = eventually(WAIT, "three dead letters", || async {
+        let (_, list) = api
+            .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
+            .await;
+        (list["dead_letters"].as_array().map(Vec::len) == Some(3)).then_some(list)
+    })
+    .await;
+    let first = list["dead_letters"][0]["id"].clone();
+    let (_, purged) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/globex/dead-letters/purge",
+            Some(json!({"ids": [first]})),
+        )
+        .await;
+    assert_eq!(purged["purged"], 0, "another org cannot purge them");
+    let (_, purged) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/dead-letters/purge",
+            Some(json!({"ids": [first]})),
+        )
+        .await;
+    assert_eq!(purged["purged"], 1);
+    let (_, purged) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/dead-letters/purge",
+            Some(json!({"before": "2999-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(purged["purged"], 2);
+    let (_, list) = api
+        .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
+        .await;
+    assert_eq!(list["dead_letters"], json!([]));
+    h.finish().await;
+}

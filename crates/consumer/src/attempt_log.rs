@@ -1,0 +1,109 @@
+//! The attempt log writer. Attempts are recorded in batches by a background task, never
+//! on the ack path: a crash can lose the last few milliseconds of the log, not a delivery.
+
+use std::time::Duration;
+
+use hookwire_core::now_ms;
+use hookwire_store::{AttemptRecord, Change, Store};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+/// Records waiting to be written before new ones are dropped (and counted).
+const BUFFER: usize = 65_536;
+const BATCH: usize = 1024;
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long attempts are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Attempts older than this go.
+    pub max_age: Duration,
+    /// Each webhook keeps at most this many.
+    pub per_webhook: usize,
+}
+
+enum Message {
+    Record(Box<AttemptRecord>),
+    /// Answered once everything sent before it is written.
+    Sync(oneshot::Sender<()>),
+}
+
+/// Sends attempts to the writer task. Clones share it.
+#[derive(Debug, Clone)]
+pub struct AttemptLog {
+    tx: mpsc::Sender<Message>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Message")
+    }
+}
+
+impl AttemptLog {
+    /// Starts the writer task; it ends when every clone is dropped.
+    pub fn spawn(store: Store, retention: Retention) -> Self {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        tokio::spawn(write_loop(store, retention, rx));
+        Self { tx }
+    }
+
+    /// Queues one attempt. Never waits: when the writer is behind, the record is dropped.
+    pub fn record(&self, record: AttemptRecord) {
+        if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
+            metrics::counter!("hookwire_attempt_log_dropped_total").increment(1);
+        }
+    }
+
+    /// Waits until every attempt recorded so far is written (graceful shutdown).
+    pub async fn sync(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Sync(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<Message>) {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        let first = tokio::select! {
+            message = rx.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+            _ = prune.tick() => {
+                let older_than_ms = now_ms().saturating_sub(u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX));
+                let change = Change::PruneAttempts { older_than_ms, keep_per_webhook: retention.per_webhook };
+                write(&store, change).await;
+                continue;
+            }
+        };
+        let (mut records, mut syncs) = (Vec::new(), Vec::new());
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Record(r) => records.push(*r),
+                Message::Sync(done) => syncs.push(done),
+            }
+            if records.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !records.is_empty() {
+            write(&store, Change::RecordAttempts(records)).await;
+        }
+        for done in syncs {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn write(store: &Store, change: Change) {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.apply(change)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "Attempt log write failed; those records are lost."),
+        Err(e) => warn!(error = %e, "Attempt log writer panicked."),
+    }
+}

@@ -1,0 +1,11 @@
+//! Property tests of hookwire-core's two parsers of untrusted input: the wire contract
+//! ([`hookwire_core::event::decode`]) and the target policy ([`hookwire_core::TargetPolicy`]).
+//! The `fuzz/` folder at the workspace root drives the same entry points with cargo-fuzz.
+//!
+//! Case counts stay modest so that CI stays fast; `PROPTEST_CASES` does not raise them.
+
+mod event;
+mod target;
+
+/// Cases per property.
+const CASES: u32 = 256;

@@ -1,0 +1,410 @@
+//! The files in `deploy/` agree with hookwire: the RabbitMQ definitions load into a real
+//! broker and hookwire's own topology declaration then succeeds against them (no 406
+//! PRECONDITION_FAILED), and the example configuration parses and validates.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hookwire_core::Config;
+use hookwire_producer::Topology;
+use hookwire_producer::lapin::options::QueueDeclareOptions;
+use hookwire_producer::lapin::types::{AMQPValue, FieldTable, LongString};
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn definitions() -> Value {
+    serde_json::from_str(&read("deploy/rabbitmq/definitions.json"))
+        .expect("deploy/rabbitmq/definitions.json is JSON")
+}
+
+/// `rabbitmqctl ARGS`, which must succeed; its stdout.
+fn rabbitmqctl(args: &[&str]) -> String {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `rabbitmqctl list_… -p VHOST -q COLUMNS --formatter json`, parsed.
+fn list(what: &str, vhost: &str, columns: &[&str]) -> Vec<Value> {
+    let mut args = vec![what, "-p", vhost, "-q"];
+    args.extend_from_slice(columns);
+    args.extend_from_slice(&["--formatter", "json"]);
+    let text = rabbitmqctl(&args);
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"))
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{key}` is not a string in {v}"))
+}
+
+/// A vhost of its own, deleted when the test ends, however it ends.
+struct ScratchVhost {
+    name: String,
+}
+
+impl ScratchVhost {
+    fn create() -> Self {
+        let name = format!("hwtest-deploy-{}", uuid::Uuid::now_v7().simple());
+        rabbitmqctl(&["add_vhost", &name]);
+        let vhost = Self { name };
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        vhost
+    }
+
+    fn url(&self) -> String {
+        let encoded: String = self
+            .name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("amqp://guest:guest@127.0.0.1:5672/{encoded}")
+    }
+}
+
+impl Drop for ScratchVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+/// A temporary file, removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The definitions with every vhost renamed to `vhost`.
+fn retargeted(mut defs: Value, vhost: &str) -> Value {
+    fn walk(v: &mut Value, vhost: &str) {
+        match v {
+            Value::Object(map) => {
+                if map.contains_key("vhost") {
+                    map.insert("vhost".into(), vhost.into());
+                }
+                map.values_mut().for_each(|v| walk(v, vhost));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, vhost)),
+            _ => {}
+        }
+    }
+    walk(&mut defs, vhost);
+    for v in defs["vhosts"].as_array_mut().into_iter().flatten() {
+        v["name"] = vhost.into();
+    }
+    defs
+}
+
+/// hookwire's tiers for a configuration: the schedule's distinct delays plus `defer_delay`.
+fn tiers(config: &Config) -> Vec<Duration> {
+    let mut tiers: Vec<Duration> = config
+        .retry_schedule()
+        .expect("valid schedule")
+        .tiers()
+        .into_iter()
+        .collect();
+    tiers.push(config.delivery.defer_delay);
+    tiers
+}
+
+/// Every queue name hookwire declares for `topology`.
+fn queue_names(topology: &Topology) -> BTreeSet<String> {
+    let n = &topology.names;
+    let mut names: BTreeSet<String> = [
+        n.events_queue(),
+        n.unrouted_queue(),
+        n.deliveries_queue(),
+        n.dead_queue(),
+    ]
+    .into_iter()
+    .collect();
+    names.extend(topology.tiers.iter().map(|t| n.retry_queue(*t)));
+    names
+}
+
+fn names_in(defs: &Value, section: &str) -> BTreeSet<String> {
+    defs[section]
+        .as_array()
+        .unwrap_or_else(|| panic!("definitions lack `{section}`"))
+        .iter()
+        .map(|v| str_of(v, "name").to_owned())
+        .collect()
+}
+
+#[test]
+fn definitions_cover_exactly_the_default_topology() {
+    let defs = definitions();
+    let config = Config::defaults();
+    let topology = Topology::new(&config.amqp.namespace, tiers(&config));
+    assert_eq!(names_in(&defs, "queues"), queue_names(&topology));
+    let n = &topology.names;
+    let exchanges: BTreeSet<String> = [
+        n.events_exchange(),
+        n.unrouted_exchange(),
+        n.work_exchange(),
+        n.dead_letter_exchange(),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(names_in(&defs, "exchanges"), exchanges);
+    assert!(
+        defs.get("users").is_none() && defs.get("permissions").is_none(),
+        "the definitions must carry no users (and so no passwords) and no permissions"
+    );
+    // Everything lives in the vhost that deploy/hookwire.toml connects to.
+    let vhosts = names_in(&defs, "vhosts");
+    assert_eq!(vhosts, BTreeSet::from(["hookwire".to_owned()]));
+    let deploy = deploy_config();
+    assert!(
+        deploy.amqp.url.ends_with("/hookwire"),
+        "deploy/hookwire.toml must use the vhost of the definitions: {}",
+        deploy.amqp.url
+    );
+}
+
+#[tokio::test]
+async fn definitions_load_and_hookwire_declares_against_them() {
+    let vhost = ScratchVhost::create();
+    let defs = retargeted(definitions(), &vhost.name);
+    let file = TempFile(std::env::temp_dir().join(format!("{}.json", vhost.name)));
+    std::fs::write(&file.0, serde_json::to_vec_pretty(&defs).expect("JSON")).expect("write");
+    rabbitmqctl(&["import_definitions", file.0.to_str().expect("UTF-8 path")]);
+
+    // The import may finish after rabbitmqctl returns: wait for its last queues and policy.
+    let wanted_queues = names_in(&defs, "queues");
+    let wanted_policies = names_in(&defs, "policies");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queues: BTreeSet<String> = list("list_queues", &vhost.name, &["name"])
+            .iter()
+            .map(|q| str_of(q, "name").to_owned())
+            .collect();
+        let policies: BTreeSet<String> = list("list_policies", &vhost.name, &[])
+            .iter()
+            .map(|p| str_of(p, "name").to_owned())
+            .collect();
+        if queues == wanted_queues && policies == wanted_policies {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the import did not complete: queues {queues:?}, policies {policies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // hookwire's declaration, exactly as `serve` runs it with the default configuration.
+    let config = Config::defaults();
+    let topology = Topology::new(&config.amqp.namespace, tiers(&config));
+    let connection = hookwire_producer::connect(&vhost.url(), "hwtest-deploy")
+        .await
+        .expect("connect to the scratch vhost");
+    let channel = connection.create_channel().await.expect("channel");
+    topology
+        .declare(&channel)
+        .await
+        .expect("hookwire declares its topology over the imported definitions without a 406");
+
+    // hookwire added nothing: the definitions hold all of its queues and bindings.
+    let queues: BTreeSet<String> = list("list_queues", &vhost.name, &["name"])
+        .iter()
+        .map(|q| str_of(q, "name").to_owned())
+        .collect();
+    assert_eq!(queues, queue_names(&topology));
+    let binding = |b: &Value, src: &str, dst: &str, key: &str| {
+        (
+            str_of(b, src).to_owned(),
+            str_of(b, dst).to_owned(),
+            str_of(b, key).to_owned(),
+        )
+    };
+    let bound: BTreeSet<_> = list(
+        "list_bindings",
+        &vhost.name,
+        &["source_name", "destination_name", "routing_key"],
+    )
+    .iter()
+    .filter(|b| !str_of(b, "source_name").is_empty())
+    .map(|b| binding(b, "source_name", "destination_name", "routing_key"))
+    .collect();
+    let in_file: BTreeSet<_> = defs["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .map(|b| binding(b, "source", "destination", "routing_key"))
+        .collect();
+    assert_eq!(bound, in_file);
+
+    // The policies are in force as written.
+    let live = list("list_policies", &vhost.name, &[]);
+    for policy in defs["policies"].as_array().expect("policies") {
+        let name = str_of(policy, "name");
+        let found = live
+            .iter()
+            .find(|p| str_of(p, "name") == name)
+            .unwrap_or_else(|| panic!("policy {name} missing: {live:?}"));
+        assert_eq!(found["pattern"], policy["pattern"], "{name}");
+        assert_eq!(found["apply-to"], policy["apply-to"], "{name}");
+        let definition = match &found["definition"] {
+            Value::String(text) => serde_json::from_str(text).expect("definition JSON"),
+            other => other.clone(),
+        };
+        assert_eq!(definition, policy["definition"], "{name}");
+    }
+
+    // The agreement above means something: the broker does refuse an imported queue
+    // redeclared with other arguments.
+    let other = connection.create_channel().await.expect("channel");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(5));
+    let refused = other
+        .queue_declare(
+            topology.names.events_queue().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await
+        .expect_err("inequivalent arguments are refused");
+    assert!(
+        format!("{refused:?}").contains("PRECONDITION_FAILED"),
+        "{refused:?}"
+    );
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// deploy/hookwire.toml over the embedded defaults, key by key, as `--config` layers it.
+fn deploy_config() -> Config {
+    let mut merged: toml::Table =
+        toml::from_str(hookwire_core::config::DEFAULT_CONFIG_TOML).expect("defaults");
+    let deploy: toml::Table =
+        toml::from_str(&read("deploy/hookwire.toml")).expect("deploy/hookwire.toml is TOML");
+    for (section, value) in deploy {
+        match (merged.get_mut(&section), value) {
+            (Some(toml::Value::Table(into)), toml::Value::Table(keys)) => into.extend(keys),
+            // Unknown sections stay in, for deny_unknown_fields to name them.
+            (_, value) => {
+                merged.insert(section, value);
+            }
+        }
+    }
+    toml::Value::Table(merged)
+        .try_into()
+        .unwrap_or_else(|e| panic!("deploy/hookwire.toml: {e}"))
+}
+
+#[test]
+fn example_config_parses_and_validates_with_a_key_from_the_environment() {
+    let mut config = deploy_config();
+    assert!(
+        config.secrets.key.is_empty(),
+        "the secrets key belongs in the env file, not in deploy/hookwire.toml"
+    );
+    assert!(
+        config.api.tokens.is_empty(),
+        "tokens belong in the env file"
+    );
+    let userinfo = config
+        .amqp
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map_or("", |(userinfo, _)| userinfo);
+    assert!(
+        !userinfo.contains(':'),
+        "no password in the broker URL: {}",
+        config.amqp.url
+    );
+    assert_eq!(config.store.path, Path::new("/var/lib/hookwire/store"));
+    assert_eq!(config.api.listen, "127.0.0.1:8080");
+    assert!(!config.delivery.allow_private_targets);
+    // HOOKWIRE_SECRETS__KEY from /etc/hookwire/env.
+    config.secrets.key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into();
+    config.validate().expect("deploy/hookwire.toml is valid");
+    // Same tiers as the defaults, so the definitions' retry queues are the ones it uses.
+    let defaults = Config::defaults();
+    assert_eq!(
+        Topology::new(&config.amqp.namespace, tiers(&config)).tiers,
+        Topology::new(&defaults.amqp.namespace, tiers(&defaults)).tiers
+    );
+}
+
+#[test]
+fn stop_timeouts_leave_room_for_the_graceful_shutdown() {
+    let grace = deploy_config().delivery.shutdown_grace_secs;
+    let unit = read("deploy/hookwire.service");
+    let setting = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("hookwire.service lacks {key}="))
+            .trim()
+            .to_owned()
+    };
+    let stop: u64 = setting("TimeoutStopSec").parse().expect("seconds");
+    assert!(stop > grace, "TimeoutStopSec={stop} <= grace {grace}");
+    assert_eq!(setting("KillSignal"), "SIGTERM");
+    assert_eq!(setting("Restart"), "on-failure");
+    assert_eq!(
+        setting("ExecStart"),
+        "/usr/local/bin/hookwire serve --config /etc/hookwire/hookwire.toml"
+    );
+    let compose = read("deploy/compose.yaml");
+    let period: u64 = compose
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("stop_grace_period:"))
+        .and_then(|v| v.trim().strip_suffix('s'))
+        .expect("compose.yaml sets stop_grace_period in seconds")
+        .parse()
+        .expect("seconds");
+    assert!(
+        period > grace,
+        "stop_grace_period={period}s <= grace {grace}"
+    );
+}

@@ -1,0 +1,3 @@
+//! hookwire-producer integration tests against the real broker.
+
+mod deploy;
