@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(url) = TargetPolicy::loopback_only().check_url(text) {
         let loopback = match url.host() {
-            Some(Host::Domain(name)) => name.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+            Some(Host::Domain(name)) => {
+                name.trim_end_matches('.').eq_ignore_ascii_case("localhost")
+            }
             Some(Host::Ipv4(ip)) => ip.is_loopback(),
             Some(Host::Ipv6(ip)) => {
                 ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())

@@ -59,6 +59,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::openapi_json))
+        .routes(routes!(meta::metrics))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state.clone())
         .split_for_parts();

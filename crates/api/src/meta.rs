@@ -103,3 +103,35 @@ pub async fn openapi_json(
 ) -> Json<serde_json::Value> {
     Json(serde_json::to_value(spec.as_ref()).unwrap_or_default())
 }
+
+/// Installs the process-wide Prometheus recorder that `/metrics` renders. Histograms get
+/// buckets from 1 ms to 60 s, wide enough for attempt latency and end-to-end lag.
+pub fn install_metrics_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    const BUCKETS: &[f64] = &[
+        0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 404, body = ErrorBody)))]
+pub async fn metrics(
+    State(state): State<ApiState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), crate::ApiError> {
+    let handle = state
+        .metrics
+        .as_ref()
+        .ok_or_else(|| crate::ApiError::NotFound("no metrics recorder is installed".into()))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    ))
+}

@@ -39,6 +39,8 @@ pub struct ApiState {
     pub broker_ready: Arc<AtomicBool>,
     /// Publishes dead letters back.
     pub replayer: Arc<Replayer>,
+    /// Renders `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl ApiState {
@@ -49,6 +51,7 @@ impl ApiState {
         writer: Writer,
         catalog: Catalog,
         broker_ready: Arc<AtomicBool>,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> hookwire_consumer::Result<Self> {
         Ok(Self {
             config: Arc::new(ApiConfig {
@@ -68,6 +71,7 @@ impl ApiState {
                 &config.amqp.namespace,
                 Duration::from_secs(config.amqp.confirm_timeout_secs),
             )),
+            metrics,
         })
     }
 }

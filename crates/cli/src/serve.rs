@@ -29,8 +29,17 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
         writer.clone(),
         catalog.clone(),
     )?;
-    let api_state =
-        ApiState::from_config(&config, store.clone(), writer, catalog, daemon.readiness())?;
+    let metrics = hookwire_api::meta::install_metrics_recorder()
+        .map_err(anyhow::Error::msg)
+        .context("cannot install the metrics recorder")?;
+    let api_state = ApiState::from_config(
+        &config,
+        store.clone(),
+        writer,
+        catalog,
+        daemon.readiness(),
+        Some(metrics),
+    )?;
     let listener = TcpListener::bind(&config.api.listen)
         .await
         .with_context(|| {

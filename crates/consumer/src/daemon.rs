@@ -193,10 +193,12 @@ impl Daemon {
             let (channel, consumer) = self.consume(&connection, &queue).await?;
             consumers.push((source, channel, consumer));
         }
+        let probe = connection.create_channel().await?;
         Ok(Session {
             connection,
             publisher,
             consumers,
+            probe,
         })
     }
 
@@ -221,6 +223,8 @@ struct Session {
     connection: Connection,
     publisher: Publisher,
     consumers: Vec<(Source, Channel, Consumer)>,
+    /// For passive declares only: the queue-depth gauges.
+    probe: Channel,
 }
 
 impl Session {
@@ -234,7 +238,9 @@ impl Session {
             connection,
             publisher,
             consumers,
+            probe,
         } = self;
+        let depth_poller = tokio::spawn(poll_queue_depths(probe, engine.topology.clone()));
         let mut cancels = Vec::new();
         // One stream of every consumer's deliveries; a consumer that ends says so with a
         // final `None`, which ends the session.
@@ -280,6 +286,7 @@ impl Session {
                 break SessionEnd::Broken(e);
             }
         };
+        depth_poller.abort();
         if matches!(end, SessionEnd::Broken(_)) {
             // In-flight handlers finish on their own; their acks fail and the broker
             // redelivers those messages to the next session.
@@ -352,5 +359,33 @@ async fn handle(
     if let Err(e) = acked {
         warn!(error = %e, ?source, "Outcome not durable; message left unacked for redelivery.");
         broken.cancel();
+    }
+}
+
+/// How often queue depths are read for the gauges.
+const DEPTH_POLL: Duration = Duration::from_secs(10);
+
+/// Sets `hookwire_queue_messages` for every queue of the namespace, until aborted.
+async fn poll_queue_depths(probe: Channel, topology: hookwire_producer::Topology) {
+    let n = &topology.names;
+    let mut queues = vec![n.events_queue(), n.deliveries_queue(), n.dead_queue()];
+    queues.extend(topology.tiers.iter().map(|t| n.retry_queue(*t)));
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut tick = tokio::time::interval(DEPTH_POLL);
+    loop {
+        tick.tick().await;
+        for queue in &queues {
+            match probe
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                Ok(q) => crate::telemetry::queue_depth(queue, q.message_count()),
+                // A missing queue closed the channel; the next session declares again.
+                Err(_) => return,
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
-use hookwire_core::retry::jittered;
+use hookwire_core::retry::{jittered, tier_name};
 use hookwire_core::{
     AttemptFailure, Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms,
 };
@@ -23,6 +23,7 @@ use crate::attempt_log::AttemptLog;
 use crate::endpoints::{Deferral, EndpointLimits, Endpoints};
 use crate::http::{AttemptReport, Deliverer};
 use crate::task::{self, Task};
+use crate::telemetry;
 
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
@@ -129,6 +130,7 @@ impl Engine {
         let event = match event::decode(&raw, &self.catalog, self.settings.max_event_bytes) {
             Ok(event) => event,
             Err(rejection) => {
+                telemetry::event_consumed(None, rejection.reason.as_str());
                 warn!(reason = %rejection.reason, detail = %rejection.detail, routing_key = raw.routing_key, "Event breaks the wire contract; dead-lettered.");
                 let mut dead =
                     task::dead_letter_properties(props, rejection.reason, &rejection.detail);
@@ -136,9 +138,12 @@ impl Engine {
                 let mut h = dead.headers().clone().unwrap_or_default();
                 headers::set_text(&mut h, task::EVENT_TYPE, raw.routing_key);
                 dead = dead.with_headers(h);
-                return self.dead_letter(publisher, &delivery.data, dead).await;
+                return self
+                    .dead_letter(publisher, &delivery.data, dead, rejection.reason)
+                    .await;
             }
         };
+        telemetry::event_consumed(Some(&event.event_type), "accepted");
         let subscribers = self.store.subscribers(&event.org, &event.event_type)?;
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
         let first_seen_ms = now_ms();
@@ -176,11 +181,14 @@ impl Engine {
             Err(detail) => {
                 warn!(%detail, "Delivery task is unreadable; dead-lettered.");
                 let dead = task::dead_letter_properties(props, DeadReason::MissingField, &detail);
-                return self.dead_letter(publisher, &delivery.data, dead).await;
+                return self
+                    .dead_letter(publisher, &delivery.data, dead, DeadReason::MissingField)
+                    .await;
             }
         };
         let Some(sub) = self.store.get(&task.org, &task.subscription_id)? else {
             info!(subscription_id = %task.subscription_id, event_id = %task.event_id, "Webhook was deleted; its pending delivery is dropped.");
+            telemetry::delivery("dropped_webhook_deleted");
             return Ok(());
         };
         if !sub.enabled {
@@ -232,6 +240,7 @@ impl Engine {
                         Deferral::AtCapacity | Deferral::RateLimited => self.settings.defer_delay,
                     };
                     debug!(?deferral, delay_ms = delay.as_millis() as u64, "Delivery deferred; no attempt used.");
+                    telemetry::delivery("deferred");
                     return self.park(publisher, &task, body, delay).await;
                 }
             };
@@ -254,12 +263,19 @@ impl Engine {
             match report.outcome {
                 Outcome::Delivered => {
                     debug!(status = report.status, latency_ms = report.latency.as_millis() as u64, "Delivered.");
+                    telemetry::delivery("delivered");
+                    if let Some(at) = next.published_at_ms {
+                        telemetry::end_to_end_lag(Duration::from_millis(now_ms().saturating_sub(at)));
+                    }
                     Ok(())
                 }
                 Outcome::Retry { after } => match self.schedule.next_delay(attempt, after) {
                     Some(delay) => {
                         warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
-                        self.park(publisher, &next, body, delay).await
+                        self.park(publisher, &next, body, delay).await?;
+                        telemetry::delivery("retry_scheduled");
+                        telemetry::retry_scheduled(&tier_name(delay));
+                        Ok(())
                     }
                     None => {
                         let detail = format!("{attempt} attempts failed; last: {}", report.describe());
@@ -275,6 +291,7 @@ impl Engine {
                 Outcome::Gone => {
                     warn!("Receiver answered 410 Gone; webhook disabled.");
                     self.disable(&sub, "the receiver answered 410 Gone").await?;
+                    telemetry::webhook_disabled();
                     self.dead_letter_task(publisher, &next, body, DeadReason::Gone, "receiver answered 410").await
                 }
             }
@@ -295,7 +312,11 @@ impl Engine {
             .acquire()
             .await
             .expect("the permit semaphore is never closed");
-        self.deliverer.attempt(sub, webhook_id, body).await
+        telemetry::in_flight(1.0);
+        let report = self.deliverer.attempt(sub, webhook_id, body).await;
+        telemetry::in_flight(-1.0);
+        telemetry::attempt_finished(outcome_name(report.outcome), report.latency);
+        report
     }
 
     /// Parks a task in the tier queue for `delay`; its TTL brings it back to the work queue.
@@ -325,7 +346,7 @@ impl Engine {
         detail: &str,
     ) -> Result<()> {
         let props = task::dead_letter_properties(&task.properties(), reason, detail);
-        self.dead_letter(publisher, body, props).await
+        self.dead_letter(publisher, body, props, reason).await
     }
 
     async fn dead_letter(
@@ -333,7 +354,9 @@ impl Engine {
         publisher: &Publisher,
         body: &[u8],
         props: BasicProperties,
+        reason: DeadReason,
     ) -> Result<()> {
+        telemetry::dead_lettered(reason);
         publisher
             .publish(
                 &self.topology.names.dead_letter_exchange(),
@@ -378,13 +401,7 @@ fn attempt_record(
         message_id: message_id.to_owned(),
         attempt,
         at_ms: now_ms().saturating_sub(u64::try_from(report.latency.as_millis()).unwrap_or(0)),
-        outcome: match report.outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Permanent => "permanent",
-            Outcome::Gone => "gone",
-        }
-        .to_owned(),
+        outcome: outcome_name(report.outcome).to_owned(),
         status: report.status,
         latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
         error_kind: report.failure.map(|f| {
@@ -398,5 +415,15 @@ fn attempt_record(
         }),
         error: report.error.clone(),
         response_excerpt: excerpt,
+    }
+}
+
+/// The outcome's name in the attempt log and in metric labels.
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Permanent => "permanent",
+        Outcome::Gone => "gone",
     }
 }

@@ -16,6 +16,7 @@ mod error;
 pub mod http;
 pub mod replay;
 pub mod task;
+mod telemetry;
 
 pub use daemon::{AmqpSettings, Daemon};
 pub use endpoints::EndpointLimits;

@@ -60,6 +60,15 @@ pub fn new_subscription(org: &str, url: &str, events: &[&str]) -> Subscription {
     }
 }
 
+/// The process-wide metrics recorder, installed once for every harness of a test binary.
+fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| hookwire_api::meta::install_metrics_recorder().expect("recorder installs"))
+        .clone()
+}
+
 /// One daemon, its store and its namespace.
 #[derive(Debug)]
 pub struct Harness {
@@ -111,6 +120,7 @@ impl Harness {
             writer.clone(),
             Catalog::builtin(),
             ready.clone(),
+            Some(metrics_handle()),
         )
         .expect("API state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -392,3 +392,73 @@ async fn purge_by_id_and_by_age() {
     assert_eq!(list["dead_letters"], json!([]));
     h.finish().await;
 }
+
+/// The value of one sample line of the Prometheus text, or 0 when it is absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_as_deliveries_happen() {
+    let h = Harness::start(|_| {}).await;
+    let api = Api::new(&h);
+    let receiver = Receiver::ok().await;
+    create(&api, &receiver.url()).await;
+    let scrape = || async {
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!("{}/metrics", h.api_url()))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("text")
+    };
+    let delivered = r#"hookwire_deliveries_total{outcome="delivered"}"#;
+    let consumed =
+        r#"hookwire_events_consumed_total{event_type="report_created",result="accepted"}"#;
+    let before = scrape().await;
+    for i in 0..3 {
+        h.publish(
+            "acme",
+            "report_created",
+            &format!("m-{i}"),
+            "report_run_url",
+            "https://mode.test/m",
+        )
+        .await;
+    }
+    receiver.wait_for(3, WAIT).await;
+    let after = eventually(WAIT, "the counters to move", || async {
+        let after = scrape().await;
+        (sample(&after, delivered) >= sample(&before, delivered) + 3.0).then_some(after)
+    })
+    .await;
+    assert!(sample(&after, consumed) >= sample(&before, consumed) + 3.0);
+    assert!(
+        sample(
+            &after,
+            "hookwire_attempt_duration_seconds_count{outcome=\"delivered\"}"
+        ) >= 3.0
+    );
+    assert!(
+        after.contains("hookwire_delivery_lag_seconds_bucket"),
+        "end-to-end lag is a histogram"
+    );
+    assert!(
+        after.contains(&format!(
+            "hookwire_queue_messages{{queue=\"{}.events\"}}",
+            h.namespace()
+        )),
+        "queue depths are polled"
+    );
+    h.finish().await;
+}

@@ -24,6 +24,7 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
         "GET /healthz",
         "GET /readyz",
         "GET /openapi.json",
+        "GET /metrics",
         "GET /v1/event-types",
         "GET /v1/orgs/{org}/webhooks",
         "POST /v1/orgs/{org}/webhooks",
