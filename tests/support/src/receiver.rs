@@ -62,11 +62,19 @@ impl Reply {
 
 type Responder = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
 
+/// What the receiver saw: every request as it arrived, and which ones it answered.
+#[derive(Debug, Default)]
+struct Log {
+    requests: Mutex<Vec<Recorded>>,
+    /// Indexes into `requests` whose answer was handed to the connection.
+    answered: Mutex<Vec<usize>>,
+}
+
 /// A running receiver; it stops when dropped.
 pub struct Receiver {
     addr: SocketAddr,
     url: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
+    log: Arc<Log>,
     accepts: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -113,10 +121,10 @@ impl Receiver {
             Some(_) => format!("https://localhost:{}/hook", addr.port()),
             None => format!("http://{addr}/hook"),
         };
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Log::default());
         let accepts = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
-            let (requests, accepts) = (requests.clone(), accepts.clone());
+            let (requests, accepts) = (log.clone(), accepts.clone());
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     accepts.fetch_add(1, Ordering::SeqCst);
@@ -137,7 +145,7 @@ impl Receiver {
         Self {
             addr,
             url,
-            requests,
+            log,
             accepts,
             task,
         }
@@ -155,7 +163,13 @@ impl Receiver {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("lock").clone()
+        self.log.requests.lock().expect("lock").clone()
+    }
+
+    /// The requests whose answer was sent, in the order they were answered.
+    pub fn answered(&self) -> Vec<Recorded> {
+        let requests = self.log.requests.lock().expect("lock");
+        self.log.answered.lock().expect("lock").iter().map(|n| requests[*n].clone()).collect()
     }
 
     /// TCP connections accepted so far.
@@ -181,7 +195,7 @@ impl Receiver {
 /// what `respond` says.
 async fn serve_connection<S>(
     stream: S,
-    requests: Arc<Mutex<Vec<Recorded>>>,
+    requests: Arc<Log>,
     respond: Arc<Responder>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -206,7 +220,7 @@ async fn serve_connection<S>(
                 at: Instant::now(),
             };
             let n = {
-                let mut all = requests.lock().expect("lock");
+                let mut all = requests.requests.lock().expect("lock");
                 all.push(recorded.clone());
                 all.len() - 1
             };
@@ -216,6 +230,7 @@ async fn serve_connection<S>(
             for (k, v) in &reply.headers {
                 response = response.header(k, v);
             }
+            requests.answered.lock().expect("lock").push(n);
             Ok::<_, Infallible>(
                 response
                     .body(Full::new(Bytes::from_static(b"ok")))

@@ -315,3 +315,156 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
     producer.close().await.expect("close");
     topology.delete(&channel).await.expect("cleanup");
 }
+
+/// SIGTERM while slow receivers hold requests: the attempts in flight finish, `serve`
+/// exits 0 within its grace, nothing goes back to the events queue, and after a restart
+/// every event is delivered exactly once (no duplicate `webhook-id` among the answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
+    const TOTAL: usize = 12;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = test_config(&unique_namespace(), &dir.path().join("store"));
+    let receiver = Receiver::start(|_, _| Reply {
+        status: 200,
+        headers: vec![],
+        delay: Duration::from_secs(2),
+    })
+    .await;
+    let sub = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
+    {
+        let store = Store::open(
+            &config.store.path,
+            1 << 20,
+            &config.secrets_key().expect("key"),
+        )
+        .expect("store");
+        store.apply(Change::Upsert(sub.clone())).expect("seed");
+        store.flush().expect("flush");
+    }
+    let path = write_config(&config, dir.path());
+    let broker = Broker::connect().await;
+    let topology = Topology::new(
+        &config.amqp.namespace,
+        config
+            .retry_schedule()
+            .expect("schedule")
+            .tiers()
+            .into_iter()
+            .chain([config.delivery.defer_delay]),
+    );
+    let channel = broker.connection().create_channel().await.expect("channel");
+    topology.declare(&channel).await.expect("declare");
+    let mut serve = spawn_serve(&path);
+    wait_consuming(&broker, &config, 1).await;
+    let producer = Producer::connect(
+        &config.amqp.url,
+        &config.amqp.namespace,
+        "hookwire-test-producer",
+        Catalog::builtin(),
+    )
+    .await
+    .expect("producer");
+    for i in 0..TOTAL {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "report_run_url".into(),
+            format!("https://mode.test/runs/{i}").into(),
+        );
+        let event = hookwire_producer::OutgoingEvent {
+            org: "acme".into(),
+            event_type: "report_run_completed".into(),
+            id: format!("evt-{i}"),
+            data,
+        };
+        producer.publish(&event).await.expect("publish");
+    }
+    // The default per-webhook cap (8) is in flight; the rest wait in the deferral tier.
+    receiver.wait_for(8, Duration::from_secs(30)).await;
+    let in_flight = receiver.requests().len();
+    let pid = serve.0.id().to_string();
+    let stopping = std::time::Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = serve.0.wait().expect("serve exits");
+        (status, serve)
+    })
+    .await
+    .expect("join");
+    let elapsed = stopping.elapsed();
+    assert!(
+        status.0.success(),
+        "graceful shutdown exits 0, got {}",
+        status.0
+    );
+    let grace = Duration::from_secs(config.delivery.shutdown_grace_secs);
+    assert!(
+        elapsed < grace + Duration::from_secs(5),
+        "exited within the grace ({elapsed:?})"
+    );
+    assert!(
+        receiver.answered().len() >= in_flight,
+        "every request in flight at SIGTERM was answered before exit"
+    );
+    let events = format!("{}.events", config.amqp.namespace);
+    assert_eq!(
+        broker.ready(&events).await,
+        0,
+        "no event went back to the events queue"
+    );
+
+    let store = Store::open(
+        &config.store.path,
+        1 << 20,
+        &config.secrets_key().expect("key"),
+    )
+    .expect("store reopens");
+    let logged = store
+        .attempts(
+            &sub.id,
+            &hookwire_store::AttemptQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .expect("attempts");
+    assert!(
+        logged.items.len() >= in_flight,
+        "the attempt log was written out before exit: {}",
+        logged.items.len()
+    );
+    drop(store);
+
+    let mut serve = spawn_serve(&path);
+    let bodies = |r: &Receiver| {
+        r.answered()
+            .iter()
+            .map(|q| q.body.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    eventually(
+        Duration::from_secs(60),
+        "every event answered after the restart",
+        || async { (bodies(&receiver).len() == TOTAL).then_some(()) },
+    )
+    .await;
+    let answered = receiver.answered();
+    let ids: BTreeSet<&str> = answered.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), answered.len(), "no delivery was answered twice");
+    let pid = serve.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert!(serve.0.wait().expect("exit").success());
+    producer.close().await.expect("close");
+    topology.delete(&channel).await.expect("cleanup");
+}
