@@ -1,8 +1,9 @@
-//! `hookwire`: the one binary. `serve` runs the daemon; `webhooks` and `event-types` are
-//! clients of its admin API; the other commands are tools.
+//! `hookwire`: the one binary. `serve` runs the daemon; `webhooks`, `event-types`,
+//! `attempts` and `dead-letters` are clients of its admin API; the other commands are tools.
 
 mod client;
 mod config;
+mod operations;
 mod serve;
 
 use std::io::Read;
@@ -88,10 +89,24 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show a webhook's delivery attempts through the admin API.
+    Attempts {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: operations::AttemptsAction,
+    },
+    /// List, replay and purge dead letters through the admin API.
+    DeadLetters {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: operations::DeadLettersAction,
+    },
 }
 
 /// Where the admin API is and how to talk to it. Global, so they go anywhere after
-/// `webhooks`: `hookwire webhooks list --org acme --json`.
+/// `webhooks` (or `attempts`, `dead-letters`): `hookwire webhooks list --org acme --json`.
 #[derive(clap::Args, Debug)]
 struct ApiArgs {
     // Not named `url`: a global arg shares its id with the subcommands' args, and
@@ -334,6 +349,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Webhooks { api, action } => webhooks(&api, action).await,
+        Command::Attempts { api, action } => operations::attempts(&api, action).await,
+        Command::DeadLetters { api, action } => operations::dead_letters(&api, action).await,
         Command::EventTypes { api } => {
             let reply = api_client(&api)?.event_types().await?;
             if api.json {

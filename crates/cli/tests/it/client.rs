@@ -12,16 +12,16 @@ use crate::hookwire;
 
 /// What one run of the CLI did.
 #[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `hookwire ARGS` with `env`, off the runtime: `output()` blocks, and the API it
 /// talks to is served by this same runtime. `HOOKWIRE_API_*` from the test's own
 /// environment never leak in.
-async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+pub(crate) async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = hookwire();
     cmd.args(args)
         .env_remove("HOOKWIRE_API_URL")
@@ -40,7 +40,7 @@ async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// Runs `hookwire ARGS --api URL --token TOKEN` and requires success.
-async fn run_ok(h: &Harness, args: &[&str]) -> String {
+pub(crate) async fn run_ok(h: &Harness, args: &[&str]) -> String {
     let api = h.api_url();
     let mut all = args.to_vec();
     all.extend(["--api", &api, "--token", API_TOKEN]);
@@ -50,7 +50,7 @@ async fn run_ok(h: &Harness, args: &[&str]) -> String {
 }
 
 /// Runs `hookwire ARGS --api URL --token TOKEN` and requires failure.
-async fn run_err(h: &Harness, args: &[&str]) -> Run {
+pub(crate) async fn run_err(h: &Harness, args: &[&str]) -> Run {
     let api = h.api_url();
     let mut all = args.to_vec();
     all.extend(["--api", &api, "--token", API_TOKEN]);

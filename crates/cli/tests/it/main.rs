@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod operations;
 mod serve;
 
 use std::path::Path;
