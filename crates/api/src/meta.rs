@@ -21,6 +21,8 @@ pub struct EventTypeView {
     pub description: String,
     /// The fields its body carries besides `event`.
     pub fields: Vec<String>,
+    /// Sent by hookwire itself (`webhook_disabled`, `delivery_dead_lettered`).
+    pub operational: bool,
 }
 
 /// The event catalog.
@@ -42,6 +44,7 @@ pub async fn event_types(State(state): State<ApiState>) -> Json<EventTypes> {
                 name: t.name.clone(),
                 description: t.description.clone(),
                 fields: t.fields.clone(),
+                operational: t.operational,
             })
             .collect(),
     })

@@ -42,6 +42,12 @@ pub struct Webhook {
     pub max_concurrency: Option<u32>,
     /// Deliveries per second; unlimited when null.
     pub rate_limit_per_sec: Option<u32>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// When the current run of failures began (RFC 3339); null while healthy.
+    pub failing_since: Option<String>,
+    /// The last successful delivery (RFC 3339, refreshed at most once a minute).
+    pub last_success_at: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -155,6 +161,9 @@ impl From<&Subscription> for Webhook {
             disabled_reason: s.disabled_reason.clone(),
             max_concurrency: s.max_concurrency,
             rate_limit_per_sec: s.rate_limit_per_sec,
+            consecutive_failures: s.consecutive_failures,
+            failing_since: s.failing_since_ms.map(rfc3339),
+            last_success_at: s.last_success_ms.map(rfc3339),
             created_at: rfc3339(s.created_at_ms),
             updated_at: rfc3339(s.updated_at_ms),
         }
@@ -306,6 +315,9 @@ pub async fn create(
         disabled_reason: None,
         max_concurrency: request.max_concurrency,
         rate_limit_per_sec: request.rate_limit_per_sec,
+        consecutive_failures: 0,
+        failing_since_ms: None,
+        last_success_ms: None,
         keys: vec![SigningKey {
             secret: secret.clone(),
             expires_at_ms: None,

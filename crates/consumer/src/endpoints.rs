@@ -190,6 +190,9 @@ mod tests {
             keys: vec![],
             max_concurrency: None,
             rate_limit_per_sec: None,
+            consecutive_failures: 0,
+            failing_since_ms: None,
+            last_success_ms: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }

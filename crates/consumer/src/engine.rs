@@ -25,6 +25,14 @@ use crate::http::{AttemptReport, Deliverer};
 use crate::task::{self, Task};
 use crate::telemetry;
 
+/// The operational event sent when hookwire disables a webhook.
+const WEBHOOK_DISABLED: &str = "webhook_disabled";
+/// The operational event sent when a delivery is dead-lettered.
+const DELIVERY_DEAD_LETTERED: &str = "delivery_dead_lettered";
+const GONE_REASON: &str = "the receiver answered 410 Gone";
+/// A healthy webhook's `last_success_ms` is refreshed at most this often.
+const HEALTH_WRITE_EVERY_MS: u64 = 60_000;
+
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -40,6 +48,8 @@ pub struct EngineSettings {
     pub concurrency: usize,
     /// Per-webhook caps and circuits.
     pub limits: EndpointLimits,
+    /// No success for this long disables a webhook.
+    pub disable_after: Duration,
 }
 
 /// Shared by every message handler.
@@ -259,6 +269,12 @@ impl Engine {
             }
             let attempt = task.attempts + 1;
             self.attempt_log.record(attempt_record(&task, &webhook_id, attempt, &report));
+            if let Some(reason) = self.record_health(&sub, report.outcome).await {
+                warn!(%reason, "Webhook disabled: it keeps failing.");
+                self.disable(&sub, &reason).await?;
+                telemetry::webhook_disabled();
+                self.emit_webhook_disabled(publisher, &task, &reason).await?;
+            }
             let next = Task { attempts: attempt, ..task };
             match report.outcome {
                 Outcome::Delivered => {
@@ -290,8 +306,9 @@ impl Engine {
                 }
                 Outcome::Gone => {
                     warn!("Receiver answered 410 Gone; webhook disabled.");
-                    self.disable(&sub, "the receiver answered 410 Gone").await?;
+                    self.disable(&sub, GONE_REASON).await?;
                     telemetry::webhook_disabled();
+                    self.emit_webhook_disabled(publisher, &next, GONE_REASON).await?;
                     self.dead_letter_task(publisher, &next, body, DeadReason::Gone, "receiver answered 410").await
                 }
             }
@@ -346,7 +363,14 @@ impl Engine {
         detail: &str,
     ) -> Result<()> {
         let props = task::dead_letter_properties(&task.properties(), reason, detail);
-        self.dead_letter(publisher, body, props, reason).await
+        self.dead_letter(publisher, body, props, reason).await?;
+        let fields = [
+            ("webhook_id", task.subscription_id.to_string()),
+            ("event_id", task.event_id.clone()),
+            ("reason", reason.as_str().to_owned()),
+        ];
+        self.emit(publisher, task, DELIVERY_DEAD_LETTERED, &fields)
+            .await
     }
 
     async fn dead_letter(
@@ -366,6 +390,101 @@ impl Engine {
             )
             .await?;
         Ok(())
+    }
+
+    /// Records an attempt in its webhook's health; returns why to disable the webhook when
+    /// it has failed without a success for `disable_after`. Successes are written only
+    /// when they change something or once a minute, so a healthy webhook costs no writes.
+    async fn record_health(&self, sub: &Subscription, outcome: Outcome) -> Option<String> {
+        let now = now_ms();
+        let delivered = match outcome {
+            Outcome::Delivered => true,
+            Outcome::Retry { .. } | Outcome::Permanent => false,
+            // 410 disables the webhook by itself.
+            Outcome::Gone => return None,
+        };
+        let stale = sub
+            .last_success_ms
+            .is_none_or(|t| now.saturating_sub(t) > HEALTH_WRITE_EVERY_MS);
+        if delivered && sub.consecutive_failures == 0 && sub.failing_since_ms.is_none() && !stale {
+            return None;
+        }
+        let store = self.store.clone();
+        let change = Change::RecordHealth {
+            org: sub.org.clone(),
+            id: sub.id,
+            delivered,
+            at_ms: now,
+        };
+        match tokio::task::spawn_blocking(move || store.apply(change)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "Cannot record the webhook's health."),
+            Err(e) => warn!(error = %e, "Health write panicked."),
+        }
+        let since = sub.failing_since_ms.filter(|_| !delivered)?;
+        let failing_for = Duration::from_millis(now.saturating_sub(since));
+        (failing_for >= self.settings.disable_after).then(|| {
+            format!(
+                "no successful delivery for {}s (delivery.disable_after_secs)",
+                failing_for.as_secs()
+            )
+        })
+    }
+
+    /// Publishes an operational event to the org's own subscribers of it — unless the
+    /// delivery at hand is itself an operational event, so failures never cascade.
+    async fn emit(
+        &self,
+        publisher: &Publisher,
+        cause: &Task,
+        event_type: &str,
+        fields: &[(&str, String)],
+    ) -> Result<()> {
+        if self
+            .catalog
+            .get(&cause.event_type)
+            .is_some_and(|t| t.operational)
+        {
+            return Ok(());
+        }
+        let mut body = serde_json::Map::new();
+        body.insert("event".into(), event_type.into());
+        for (name, value) in fields {
+            body.insert((*name).to_owned(), value.as_str().into());
+        }
+        let body = serde_json::to_vec(&body).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let mut h = lapin::types::FieldTable::default();
+        headers::set_text(&mut h, hookwire_core::event::ORG_HEADER, &cause.org);
+        headers::set_unsigned(&mut h, PUBLISHED_AT_HEADER, now_ms());
+        // Derived from the cause, so a redelivered cause emits the same event id.
+        let id = format!("{event_type}_{}", cause.webhook_id());
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(id.as_str().into())
+            .with_headers(h);
+        publisher
+            .publish(
+                &self.topology.names.events_exchange(),
+                event_type,
+                &body,
+                props,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn emit_webhook_disabled(
+        &self,
+        publisher: &Publisher,
+        cause: &Task,
+        reason: &str,
+    ) -> Result<()> {
+        let fields = [
+            ("webhook_id", cause.subscription_id.to_string()),
+            ("reason", reason.to_owned()),
+        ];
+        self.emit(publisher, cause, WEBHOOK_DISABLED, &fields).await
     }
 
     /// Disables a webhook durably before the delivery that caused it is acked.

@@ -93,6 +93,7 @@ pub fn daemon_from_config(
                 circuit_failure_threshold: d.circuit_failure_threshold,
                 circuit_cool_off: Duration::from_secs(d.circuit_cool_off_secs),
             },
+            disable_after: Duration::from_secs(d.disable_after_secs),
         },
     });
     Ok(Daemon::new(

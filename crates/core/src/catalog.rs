@@ -24,6 +24,10 @@ pub struct EventType {
     pub description: String,
     /// The string fields every body of this type must carry besides `event`.
     pub fields: Vec<String>,
+    /// Emitted by hookwire itself about its own deliveries (`webhook_disabled`,
+    /// `delivery_dead_lettered`).
+    #[serde(default)]
+    pub operational: bool,
 }
 
 #[derive(Deserialize)]
@@ -118,8 +122,15 @@ mod tests {
     #[test]
     fn builtin_catalog_has_modes_eight_event_types() {
         let catalog = Catalog::builtin();
+        let operational: Vec<&str> = catalog
+            .types()
+            .filter(|t| t.operational)
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(operational, ["delivery_dead_lettered", "webhook_disabled"]);
         let fields: Vec<(&str, &str)> = catalog
             .types()
+            .filter(|t| !t.operational)
             .map(|t| (t.name.as_str(), t.fields[0].as_str()))
             .collect();
         assert_eq!(

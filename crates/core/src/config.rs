@@ -97,6 +97,8 @@ pub struct DeliveryConfig {
     pub circuit_failure_threshold: u32,
     /// How long an open circuit waits before one probe.
     pub circuit_cool_off_secs: u64,
+    /// A webhook that has failed without a single success this long is disabled.
+    pub disable_after_secs: u64,
     /// The deferral tier.
     #[serde(with = "humantime_serde")]
     pub defer_delay: Duration,

@@ -25,6 +25,12 @@ pub struct Subscription {
     pub max_concurrency: Option<u32>,
     /// Deliveries per second to this webhook; unlimited if unset.
     pub rate_limit_per_sec: Option<u32>,
+    /// Endpoint health: failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// When the current run of failures began (ms), if it is failing.
+    pub failing_since_ms: Option<u64>,
+    /// The last successful delivery (ms), if any (updated at most once a minute).
+    pub last_success_ms: Option<u64>,
     /// Newest first. During a rotation's grace period the old key signs too.
     pub keys: Vec<SigningKey>,
     /// Creation time, in milliseconds since the epoch.
@@ -77,6 +83,9 @@ mod tests {
             disabled_reason: None,
             max_concurrency: None,
             rate_limit_per_sec: None,
+            consecutive_failures: 0,
+            failing_since_ms: None,
+            last_success_ms: None,
             keys: vec![
                 SigningKey {
                     secret: new.clone(),

@@ -50,6 +50,18 @@ pub enum Change {
         /// Its id.
         id: Uuid,
     },
+    /// Record a delivery's result in its webhook's health, on the current record (never
+    /// a stale copy, so a concurrent API update is kept).
+    RecordHealth {
+        /// Its organization.
+        org: String,
+        /// The webhook.
+        id: Uuid,
+        /// Whether the attempt delivered.
+        delivered: bool,
+        /// When (ms).
+        at_ms: u64,
+    },
     /// Append attempts to the attempt log (batched; never on the ack path).
     RecordAttempts(Vec<AttemptRecord>),
     /// Drop attempts older than a time, and beyond a count per webhook.
@@ -98,6 +110,12 @@ struct Record {
     max_concurrency: Option<u32>,
     #[serde(default)]
     rate_limit_per_sec: Option<u32>,
+    #[serde(default)]
+    consecutive_failures: u32,
+    #[serde(default)]
+    failing_since_ms: Option<u64>,
+    #[serde(default)]
+    last_success_ms: Option<u64>,
     keys: Vec<SealedKey>,
     created_at_ms: u64,
     updated_at_ms: u64,
@@ -170,6 +188,12 @@ impl Store {
     /// Applies one change atomically. It is durable only after [`Store::flush`].
     pub fn apply(&self, change: Change) -> Result<()> {
         match change {
+            Change::RecordHealth {
+                org,
+                id,
+                delivered,
+                at_ms,
+            } => self.record_health(&org, &id, delivered, at_ms),
             Change::RecordAttempts(records) => self.record_attempts(&records),
             Change::PruneAttempts {
                 older_than_ms,
@@ -215,6 +239,33 @@ impl Store {
                     }
                     Ok(())
                 })
+            }
+        }
+    }
+
+    fn record_health(&self, org: &str, id: &Uuid, delivered: bool, at_ms: u64) -> Result<()> {
+        let key = sub_key(org, id);
+        // Compare-and-swap on the record: a concurrent API write wins and is retried on.
+        loop {
+            let Some(old) = self.subscriptions.get(&key)? else {
+                return Ok(());
+            };
+            let mut record: Record = decode(&old)?;
+            if delivered {
+                record.consecutive_failures = 0;
+                record.failing_since_ms = None;
+                record.last_success_ms = Some(at_ms);
+            } else {
+                record.consecutive_failures = record.consecutive_failures.saturating_add(1);
+                record.failing_since_ms = record.failing_since_ms.or(Some(at_ms));
+            }
+            let new = encode(&record)?;
+            if self
+                .subscriptions
+                .compare_and_swap(&key, Some(&old), Some(new))?
+                .is_ok()
+            {
+                return Ok(());
             }
         }
     }
@@ -397,6 +448,9 @@ impl Store {
             disabled_reason: sub.disabled_reason.clone(),
             max_concurrency: sub.max_concurrency,
             rate_limit_per_sec: sub.rate_limit_per_sec,
+            consecutive_failures: sub.consecutive_failures,
+            failing_since_ms: sub.failing_since_ms,
+            last_success_ms: sub.last_success_ms,
             keys,
             created_at_ms: sub.created_at_ms,
             updated_at_ms: sub.updated_at_ms,
@@ -430,6 +484,9 @@ impl Store {
             disabled_reason: r.disabled_reason,
             max_concurrency: r.max_concurrency,
             rate_limit_per_sec: r.rate_limit_per_sec,
+            consecutive_failures: r.consecutive_failures,
+            failing_since_ms: r.failing_since_ms,
+            last_success_ms: r.last_success_ms,
             keys,
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,

@@ -51,6 +51,9 @@ pub fn new_subscription(org: &str, url: &str, events: &[&str]) -> Subscription {
         disabled_reason: None,
         max_concurrency: None,
         rate_limit_per_sec: None,
+        consecutive_failures: 0,
+        failing_since_ms: None,
+        last_success_ms: None,
         keys: vec![SigningKey {
             secret: Secret::generate().expect("rng"),
             expires_at_ms: None,

@@ -3,6 +3,7 @@
 
 mod broken;
 mod delivery;
+mod health;
 mod https;
 mod hygiene;
 mod isolation;
