@@ -304,27 +304,16 @@ pub async fn create(
     let events = check_events(&state, &request.events)?;
     check_target(&state, &request.url).await?;
     let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let now = now_ms();
-    let sub = Subscription {
-        id: Uuid::now_v7(),
-        org,
-        url: request.url,
-        description: request.description,
+    let mut sub = Subscription::new(
+        &org,
+        &request.url,
+        &request.description,
         events,
-        enabled: true,
-        disabled_reason: None,
-        max_concurrency: request.max_concurrency,
-        rate_limit_per_sec: request.rate_limit_per_sec,
-        consecutive_failures: 0,
-        failing_since_ms: None,
-        last_success_ms: None,
-        keys: vec![SigningKey {
-            secret: secret.clone(),
-            expires_at_ms: None,
-        }],
-        created_at_ms: now,
-        updated_at_ms: now,
-    };
+        secret.clone(),
+        now_ms(),
+    );
+    sub.max_concurrency = request.max_concurrency;
+    sub.rate_limit_per_sec = request.rate_limit_per_sec;
     if params.verify != Some(false) {
         require_test_event(&state, &sub).await?;
     }

@@ -179,23 +179,8 @@ mod tests {
     }
 
     fn sub() -> Subscription {
-        Subscription {
-            id: Uuid::now_v7(),
-            org: "acme".into(),
-            url: "https://example.com/".into(),
-            description: String::new(),
-            events: vec![],
-            enabled: true,
-            disabled_reason: None,
-            keys: vec![],
-            max_concurrency: None,
-            rate_limit_per_sec: None,
-            consecutive_failures: 0,
-            failing_since_ms: None,
-            last_success_ms: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        }
+        let secret = hookwire_core::Secret::from_bytes(vec![0; 32]).expect("key");
+        Subscription::new("acme", "https://example.com/", "", vec![], secret, 0)
     }
 
     #[test]

@@ -49,6 +49,37 @@ pub struct SigningKey {
 }
 
 impl Subscription {
+    /// A new, enabled, healthy webhook with one signing secret and a fresh UUIDv7 id.
+    pub fn new(
+        org: &str,
+        url: &str,
+        description: &str,
+        events: Vec<String>,
+        secret: Secret,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            org: org.to_owned(),
+            url: url.to_owned(),
+            description: description.to_owned(),
+            events,
+            enabled: true,
+            disabled_reason: None,
+            max_concurrency: None,
+            rate_limit_per_sec: None,
+            consecutive_failures: 0,
+            failing_since_ms: None,
+            last_success_ms: None,
+            keys: vec![SigningKey {
+                secret,
+                expires_at_ms: None,
+            }],
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+
     /// The secrets that sign an attempt made at `now_ms`.
     pub fn signing_secrets(&self, now_ms: u64) -> impl Iterator<Item = &Secret> {
         self.keys
@@ -73,32 +104,18 @@ mod tests {
             Secret::generate().expect("rng"),
             Secret::generate().expect("rng"),
         );
-        let sub = Subscription {
-            id: Uuid::now_v7(),
-            org: "acme".into(),
-            url: "https://example.com/".into(),
-            description: String::new(),
-            events: vec!["report_created".into()],
-            enabled: true,
-            disabled_reason: None,
-            max_concurrency: None,
-            rate_limit_per_sec: None,
-            consecutive_failures: 0,
-            failing_since_ms: None,
-            last_success_ms: None,
-            keys: vec![
-                SigningKey {
-                    secret: new.clone(),
-                    expires_at_ms: None,
-                },
-                SigningKey {
-                    secret: old.clone(),
-                    expires_at_ms: Some(1_000),
-                },
-            ],
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        };
+        let mut sub = Subscription::new(
+            "acme",
+            "https://example.com/",
+            "",
+            vec!["report_created".into()],
+            new.clone(),
+            0,
+        );
+        sub.keys.push(SigningKey {
+            secret: old.clone(),
+            expires_at_ms: Some(1_000),
+        });
         assert_eq!(sub.signing_secrets(999).collect::<Vec<_>>(), [&new, &old]);
         assert_eq!(sub.signing_secrets(1_000).collect::<Vec<_>>(), [&new]);
         assert!(sub.listens_to("report_created"));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hookwire_core::{Catalog, Config, Secret, SigningKey, Subscription, now_ms};
+use hookwire_core::{Catalog, Config, Secret, Subscription, now_ms};
 use hookwire_producer::{Producer, Topology};
 use hookwire_store::{Change, Store, Writer};
 use tokio::sync::oneshot;
@@ -41,26 +41,15 @@ pub fn test_config(namespace: &str, store_path: &std::path::Path) -> Config {
 
 /// A subscription of `org` to `events` at `url`, with a fresh secret.
 pub fn new_subscription(org: &str, url: &str, events: &[&str]) -> Subscription {
-    Subscription {
-        id: uuid::Uuid::now_v7(),
-        org: org.to_owned(),
-        url: url.to_owned(),
-        description: "test".into(),
-        events: events.iter().map(|e| (*e).to_owned()).collect(),
-        enabled: true,
-        disabled_reason: None,
-        max_concurrency: None,
-        rate_limit_per_sec: None,
-        consecutive_failures: 0,
-        failing_since_ms: None,
-        last_success_ms: None,
-        keys: vec![SigningKey {
-            secret: Secret::generate().expect("rng"),
-            expires_at_ms: None,
-        }],
-        created_at_ms: now_ms(),
-        updated_at_ms: now_ms(),
-    }
+    let events = events.iter().map(|e| (*e).to_owned()).collect();
+    Subscription::new(
+        org,
+        url,
+        "test",
+        events,
+        Secret::generate().expect("rng"),
+        now_ms(),
+    )
 }
 
 /// The process-wide metrics recorder, installed once for every harness of a test binary.

@@ -1,22 +1,22 @@
-//! `hookwire serve` as a child process: killed with SIGKILL mid-delivery and restarted,
-//! every delivery still arrives.
+//! `hookwire serve` as a child process: SIGKILL mid-delivery, SIGTERM with requests in
+//! flight, and secrets kept out of logs and store files.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use hookwire_core::{Catalog, Config};
-use hookwire_producer::{Producer, Topology};
-use hookwire_store::{Change, Store};
+use hookwire_core::{Catalog, Config, Subscription};
+use hookwire_producer::{OutgoingEvent, Producer, Topology};
+use hookwire_store::{AttemptQuery, Change, Store};
 use hookwire_testkit::{
     Broker, Receiver, Reply, eventually, new_subscription, test_config, unique_namespace,
 };
+use lapin::Channel;
 
 use crate::{hookwire, write_config};
 
-const EVENTS: usize = 20;
-/// The receiver holds this many first requests open (never answering them) until the kill.
-const HELD: usize = 4;
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A `serve` child that is killed if the test fails, so no daemon outlives its test.
 struct Serve(Child);
@@ -28,34 +28,147 @@ impl Drop for Serve {
     }
 }
 
-fn spawn_serve(config_path: &std::path::Path) -> Serve {
-    Serve(
-        hookwire()
-            .args(["serve", "--config"])
-            .arg(config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("serve starts"),
-    )
+impl Serve {
+    /// SIGTERM, then the exit status, waited for off the runtime.
+    async fn terminate(mut self) -> ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        tokio::task::spawn_blocking(move || self.0.wait().expect("serve exits"))
+            .await
+            .expect("join")
+    }
 }
 
-async fn wait_consuming(broker: &Broker, config: &Config, n: u32) {
-    let queue = format!("{}.events", config.amqp.namespace);
-    eventually(
-        Duration::from_secs(30),
-        &format!("{n} consumer(s) on {queue}"),
-        || async { (broker.consumers(&queue).await == n).then_some(()) },
-    )
-    .await;
+/// One `serve` child's world: a config file, a seeded store, a declared namespace and a
+/// producer into it.
+struct Fixture {
+    dir: tempfile::TempDir,
+    config: Config,
+    path: PathBuf,
+    broker: Broker,
+    topology: Topology,
+    channel: Channel,
+    producer: Producer,
 }
 
-#[tokio::test]
+impl Fixture {
+    async fn new(subscriptions: &[&Subscription]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = test_config(&unique_namespace(), &dir.path().join("store"));
+        if !subscriptions.is_empty() {
+            // sled locks its directory: seed it, then close it before serve opens it.
+            let store = open_store(&config);
+            for sub in subscriptions {
+                store.apply(Change::Upsert((*sub).clone())).expect("seed");
+            }
+            store.flush().expect("flush");
+        }
+        let path = write_config(&config, dir.path());
+        let broker = Broker::connect().await;
+        let tiers = config
+            .retry_schedule()
+            .expect("schedule")
+            .tiers()
+            .into_iter()
+            .chain([config.delivery.defer_delay]);
+        let topology = Topology::new(&config.amqp.namespace, tiers);
+        let channel = broker.connection().create_channel().await.expect("channel");
+        // Declared up front, so the test can watch the queues before serve runs.
+        topology.declare(&channel).await.expect("declare");
+        let producer = Producer::connect(
+            &config.amqp.url,
+            &config.amqp.namespace,
+            "hookwire-test-producer",
+            Catalog::builtin(),
+        )
+        .await
+        .expect("producer");
+        Self {
+            dir,
+            config,
+            path,
+            broker,
+            topology,
+            channel,
+            producer,
+        }
+    }
+
+    fn spawn(&self) -> Serve {
+        self.spawn_logging_to(Stdio::inherit(), &[])
+    }
+
+    fn spawn_logging_to(&self, stderr: impl Into<Stdio>, env: &[(&str, &str)]) -> Serve {
+        Serve(
+            hookwire()
+                .args(["serve", "--config"])
+                .arg(&self.path)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("serve starts"),
+        )
+    }
+
+    async fn wait_consumers(&self, n: u32) {
+        let queue = format!("{}.events", self.config.amqp.namespace);
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} consumer(s) on {queue}"),
+            || async { (self.broker.consumers(&queue).await == n).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Publishes `report_run_completed` events `evt-{i}`, each with its own URL.
+    async fn publish_runs(&self, count: usize) {
+        for i in 0..count {
+            let data = serde_json::from_value(
+                serde_json::json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
+            )
+            .expect("a map");
+            let event = OutgoingEvent {
+                org: "acme".into(),
+                event_type: "report_run_completed".into(),
+                id: format!("evt-{i}"),
+                data,
+            };
+            self.producer.publish(&event).await.expect("publish");
+        }
+    }
+
+    async fn finish(self) {
+        self.producer.close().await.expect("close");
+        self.topology.delete(&self.channel).await.expect("cleanup");
+    }
+}
+
+fn open_store(config: &Config) -> Store {
+    Store::open(
+        &config.store.path,
+        1 << 20,
+        &config.secrets_key().expect("key"),
+    )
+    .expect("store opens")
+}
+
+fn answered_bodies(receiver: &Receiver) -> BTreeSet<Vec<u8>> {
+    receiver.answered().iter().map(|r| r.body.to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_delivery_then_restart_delivers_everything() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = test_config(&unique_namespace(), &dir.path().join("store"));
-    // The first requests hang long enough for the kill to land while they are open.
+    const EVENTS: usize = 20;
+    /// The receiver holds this many first requests open (never answering them) until the kill.
+    const HELD: usize = 4;
     let receiver = Receiver::start(|n, _| Reply {
         status: 200,
         headers: vec![],
@@ -67,75 +180,19 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
     })
     .await;
     let sub = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
-    {
-        // sled locks its directory: seed it, then close it before serve opens it.
-        let store = Store::open(
-            &config.store.path,
-            1 << 20,
-            &config.secrets_key().expect("key"),
-        )
-        .expect("store");
-        store.apply(Change::Upsert(sub.clone())).expect("seed");
-        store.flush().expect("flush");
-    }
-    let path = write_config(&config, dir.path());
-    let broker = Broker::connect().await;
-    let topology = Topology::new(
-        &config.amqp.namespace,
-        config
-            .retry_schedule()
-            .expect("schedule")
-            .tiers()
-            .into_iter()
-            .chain([config.delivery.defer_delay]),
-    );
-    let channel = broker.connection().create_channel().await.expect("channel");
-    topology.declare(&channel).await.expect("declare");
-    let mut serve = spawn_serve(&path);
-    wait_consuming(&broker, &config, 1).await;
-
-    let producer = Producer::connect(
-        &config.amqp.url,
-        &config.amqp.namespace,
-        "hookwire-test-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
-    for i in 0..EVENTS {
-        let mut data = serde_json::Map::new();
-        data.insert(
-            "report_run_url".into(),
-            format!("https://mode.test/runs/{i}").into(),
-        );
-        let event = hookwire_producer::OutgoingEvent {
-            org: "acme".into(),
-            event_type: "report_run_completed".into(),
-            id: format!("evt-{i}"),
-            data,
-        };
-        producer.publish(&event).await.expect("publish");
-    }
+    let fx = Fixture::new(&[&sub]).await;
+    let mut serve = fx.spawn();
+    fx.wait_consumers(1).await;
+    fx.publish_runs(EVENTS).await;
     receiver.wait_for(HELD, Duration::from_secs(30)).await;
     serve.0.kill().expect("SIGKILL");
     serve.0.wait().expect("reaped");
-    wait_consuming(&broker, &config, 0).await;
+    fx.wait_consumers(0).await;
 
-    let mut serve = spawn_serve(&path);
-    // Only answered requests count: the held ones never got their 200.
-    let bodies = |receiver: &Receiver| {
-        receiver
-            .requests()
-            .iter()
-            .skip(HELD)
-            .map(|r| r.body.clone())
-            .collect::<BTreeSet<_>>()
-    };
-    eventually(
-        Duration::from_secs(60),
-        "every event delivered after the restart",
-        || async { (bodies(&receiver).len() == EVENTS).then_some(()) },
-    )
+    let serve = fx.spawn();
+    eventually(WAIT, "every event answered after the restart", || async {
+        (answered_bodies(&receiver).len() == EVENTS).then_some(())
+    })
     .await;
     let ids: BTreeSet<String> = receiver
         .requests()
@@ -147,65 +204,28 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
         EVENTS,
         "redeliveries keep their webhook-id, so receivers can drop duplicates"
     );
-
-    // SIGTERM is a graceful stop: exit 0.
-    let pid = serve.0.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let status = serve.0.wait().expect("serve exits");
+    let status = serve.terminate().await;
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    let store = Store::open(
-        &config.store.path,
-        1 << 20,
-        &config.secrets_key().expect("key"),
-    )
-    .expect("store reopens");
     assert!(
-        store.all_dead_letters().expect("dead letters").is_empty(),
+        open_store(&fx.config)
+            .all_dead_letters()
+            .expect("dead letters")
+            .is_empty(),
         "nothing dead-lettered"
     );
-
-    producer.close().await.expect("close");
-    topology.delete(&channel).await.expect("cleanup");
+    fx.finish().await;
 }
 
 /// A created webhook's secret reaches neither the store's files (it is sealed) nor the
 /// logs, even at TRACE level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_logs_or_the_store_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = test_config(&unique_namespace(), &dir.path().join("store"));
-    let path = write_config(&config, dir.path());
-    let broker = Broker::connect().await;
-    let topology = Topology::new(
-        &config.amqp.namespace,
-        config
-            .retry_schedule()
-            .expect("schedule")
-            .tiers()
-            .into_iter()
-            .chain([config.delivery.defer_delay]),
-    );
-    let channel = broker.connection().create_channel().await.expect("channel");
-    topology.declare(&channel).await.expect("declare");
-    let log_path = dir.path().join("serve.log");
+    let fx = Fixture::new(&[]).await;
+    let log_path = fx.dir.path().join("serve.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut serve = Serve(
-        hookwire()
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "trace")
-            .env("HOOKWIRE_LOG__FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("serve starts"),
+    let serve = fx.spawn_logging_to(
+        log,
+        &[("RUST_LOG", "trace"), ("HOOKWIRE_LOG__FORMAT", "json")],
     );
     let api = eventually(
         Duration::from_secs(30),
@@ -218,34 +238,32 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
         },
     )
     .await;
-    wait_consuming(&broker, &config, 1).await;
+    fx.wait_consumers(1).await;
 
     let receiver = Receiver::ok().await;
-    let create = {
-        let mut cmd = hookwire();
-        cmd.args([
-            "webhooks",
-            "create",
-            "--org",
-            "acme",
-            "--url",
-            &receiver.url(),
-            "--events",
-            "report_created",
-            "--json",
-        ])
-        .args([
-            "--api",
-            &api,
-            "--token",
-            hookwire_testkit::harness::API_TOKEN,
-        ])
-        .stdin(Stdio::null());
-        tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .expect("join")
-            .expect("cli runs")
-    };
+    let mut cmd = hookwire();
+    cmd.args([
+        "webhooks",
+        "create",
+        "--org",
+        "acme",
+        "--url",
+        &receiver.url(),
+        "--events",
+        "report_run_completed",
+        "--json",
+    ])
+    .args([
+        "--api",
+        &api,
+        "--token",
+        hookwire_testkit::harness::API_TOKEN,
+    ])
+    .stdin(Stdio::null());
+    let create = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("cli runs");
     assert!(
         create.status.success(),
         "{}",
@@ -253,35 +271,9 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
     );
     let created: serde_json::Value = serde_json::from_slice(&create.stdout).expect("JSON");
     let secret = created["secret"].as_str().expect("secret").to_owned();
-    let producer = Producer::connect(
-        &config.amqp.url,
-        &config.amqp.namespace,
-        "hookwire-test-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
-    let mut data = serde_json::Map::new();
-    data.insert("report_run_url".into(), "https://mode.test/r".into());
-    producer
-        .publish(&hookwire_producer::OutgoingEvent {
-            org: "acme".into(),
-            event_type: "report_created".into(),
-            id: "e1".into(),
-            data,
-        })
-        .await
-        .expect("publish");
+    fx.publish_runs(1).await;
     receiver.wait_for(2, Duration::from_secs(30)).await;
-    let pid = serve.0.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    assert!(serve.0.wait().expect("exit").success());
+    assert!(serve.terminate().await.success());
 
     let encoded = secret.trim_start_matches("whsec_");
     let logs = std::fs::read(&log_path).expect("logs");
@@ -291,7 +283,7 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
         logs.len()
     );
     let mut files = vec![log_path.clone()];
-    let mut dirs = vec![config.store.path.clone()];
+    let mut dirs = vec![fx.config.store.path.clone()];
     while let Some(d) = dirs.pop() {
         for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
             if entry.path().is_dir() {
@@ -312,8 +304,7 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
             file.display()
         );
     }
-    producer.close().await.expect("close");
-    topology.delete(&channel).await.expect("cleanup");
+    fx.finish().await;
 }
 
 /// SIGTERM while slow receivers hold requests: the attempts in flight finish, `serve`
@@ -322,8 +313,6 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
     const TOTAL: usize = 12;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = test_config(&unique_namespace(), &dir.path().join("store"));
     let receiver = Receiver::start(|_, _| Reply {
         status: 200,
         headers: vec![],
@@ -331,78 +320,18 @@ async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
     })
     .await;
     let sub = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
-    {
-        let store = Store::open(
-            &config.store.path,
-            1 << 20,
-            &config.secrets_key().expect("key"),
-        )
-        .expect("store");
-        store.apply(Change::Upsert(sub.clone())).expect("seed");
-        store.flush().expect("flush");
-    }
-    let path = write_config(&config, dir.path());
-    let broker = Broker::connect().await;
-    let topology = Topology::new(
-        &config.amqp.namespace,
-        config
-            .retry_schedule()
-            .expect("schedule")
-            .tiers()
-            .into_iter()
-            .chain([config.delivery.defer_delay]),
-    );
-    let channel = broker.connection().create_channel().await.expect("channel");
-    topology.declare(&channel).await.expect("declare");
-    let mut serve = spawn_serve(&path);
-    wait_consuming(&broker, &config, 1).await;
-    let producer = Producer::connect(
-        &config.amqp.url,
-        &config.amqp.namespace,
-        "hookwire-test-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
-    for i in 0..TOTAL {
-        let mut data = serde_json::Map::new();
-        data.insert(
-            "report_run_url".into(),
-            format!("https://mode.test/runs/{i}").into(),
-        );
-        let event = hookwire_producer::OutgoingEvent {
-            org: "acme".into(),
-            event_type: "report_run_completed".into(),
-            id: format!("evt-{i}"),
-            data,
-        };
-        producer.publish(&event).await.expect("publish");
-    }
+    let fx = Fixture::new(&[&sub]).await;
+    let serve = fx.spawn();
+    fx.wait_consumers(1).await;
+    fx.publish_runs(TOTAL).await;
     // The default per-webhook cap (8) is in flight; the rest wait in the deferral tier.
     receiver.wait_for(8, Duration::from_secs(30)).await;
     let in_flight = receiver.requests().len();
-    let pid = serve.0.id().to_string();
-    let stopping = std::time::Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || {
-        let status = serve.0.wait().expect("serve exits");
-        (status, serve)
-    })
-    .await
-    .expect("join");
+    let stopping = Instant::now();
+    let status = serve.terminate().await;
     let elapsed = stopping.elapsed();
-    assert!(
-        status.0.success(),
-        "graceful shutdown exits 0, got {}",
-        status.0
-    );
-    let grace = Duration::from_secs(config.delivery.shutdown_grace_secs);
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let grace = Duration::from_secs(fx.config.delivery.shutdown_grace_secs);
     assert!(
         elapsed < grace + Duration::from_secs(5),
         "exited within the grace ({elapsed:?})"
@@ -411,23 +340,16 @@ async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
         receiver.answered().len() >= in_flight,
         "every request in flight at SIGTERM was answered before exit"
     );
-    let events = format!("{}.events", config.amqp.namespace);
+    let events = format!("{}.events", fx.config.amqp.namespace);
     assert_eq!(
-        broker.ready(&events).await,
+        fx.broker.ready(&events).await,
         0,
         "no event went back to the events queue"
     );
-
-    let store = Store::open(
-        &config.store.path,
-        1 << 20,
-        &config.secrets_key().expect("key"),
-    )
-    .expect("store reopens");
-    let logged = store
+    let logged = open_store(&fx.config)
         .attempts(
             &sub.id,
-            &hookwire_store::AttemptQuery {
+            &AttemptQuery {
                 limit: 100,
                 ..Default::default()
             },
@@ -438,33 +360,15 @@ async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
         "the attempt log was written out before exit: {}",
         logged.items.len()
     );
-    drop(store);
 
-    let mut serve = spawn_serve(&path);
-    let bodies = |r: &Receiver| {
-        r.answered()
-            .iter()
-            .map(|q| q.body.clone())
-            .collect::<BTreeSet<_>>()
-    };
-    eventually(
-        Duration::from_secs(60),
-        "every event answered after the restart",
-        || async { (bodies(&receiver).len() == TOTAL).then_some(()) },
-    )
+    let serve = fx.spawn();
+    eventually(WAIT, "every event answered after the restart", || async {
+        (answered_bodies(&receiver).len() == TOTAL).then_some(())
+    })
     .await;
     let answered = receiver.answered();
     let ids: BTreeSet<&str> = answered.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), answered.len(), "no delivery was answered twice");
-    let pid = serve.0.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    assert!(serve.0.wait().expect("exit").success());
-    producer.close().await.expect("close");
-    topology.delete(&channel).await.expect("cleanup");
+    assert!(serve.terminate().await.success());
+    fx.finish().await;
 }

@@ -1,32 +1,23 @@
 //! Integration tests of the store against a real sled directory.
 
-use hookwire_core::{Secret, SigningKey, Subscription};
+use hookwire_core::{Secret, Subscription};
 use hookwire_store::{Change, Error, SCHEMA_VERSION, Store};
 use uuid::Uuid;
 
 const KEY: [u8; 32] = [42; 32];
 
 fn sub(org: &str, events: &[&str]) -> Subscription {
-    Subscription {
-        id: Uuid::now_v7(),
-        org: org.into(),
-        url: "https://example.com/hook".into(),
-        description: "test".into(),
-        events: events.iter().map(|e| (*e).to_owned()).collect(),
-        enabled: true,
-        disabled_reason: None,
-        max_concurrency: None,
-        rate_limit_per_sec: None,
-        consecutive_failures: 0,
-        failing_since_ms: None,
-        last_success_ms: None,
-        keys: vec![SigningKey {
-            secret: Secret::generate().expect("rng"),
-            expires_at_ms: None,
-        }],
-        created_at_ms: 1,
-        updated_at_ms: 1,
-    }
+    let events = events.iter().map(|e| (*e).to_owned()).collect();
+    let mut sub = Subscription::new(
+        org,
+        "https://example.com/hook",
+        "test",
+        events,
+        Secret::generate().expect("rng"),
+        1,
+    );
+    sub.max_concurrency = Some(4);
+    sub
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
