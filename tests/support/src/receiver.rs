@@ -169,7 +169,13 @@ impl Receiver {
     /// The requests whose answer was sent, in the order they were answered.
     pub fn answered(&self) -> Vec<Recorded> {
         let requests = self.log.requests.lock().expect("lock");
-        self.log.answered.lock().expect("lock").iter().map(|n| requests[*n].clone()).collect()
+        self.log
+            .answered
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|n| requests[*n].clone())
+            .collect()
     }
 
     /// TCP connections accepted so far.
@@ -193,11 +199,8 @@ impl Receiver {
 
 /// Serves HTTP/1.1 on one connection, plain or TLS, recording each request and answering
 /// what `respond` says.
-async fn serve_connection<S>(
-    stream: S,
-    requests: Arc<Log>,
-    respond: Arc<Responder>,
-) where
+async fn serve_connection<S>(stream: S, requests: Arc<Log>, respond: Arc<Responder>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {

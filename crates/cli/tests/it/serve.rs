@@ -161,7 +161,11 @@ fn open_store(config: &Config) -> Store {
 }
 
 fn answered_bodies(receiver: &Receiver) -> BTreeSet<Vec<u8>> {
-    receiver.answered().iter().map(|r| r.body.to_vec()).collect()
+    receiver
+        .answered()
+        .iter()
+        .map(|r| r.body.to_vec())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,11 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn every_event_type_reaches_exactly_its_subscribers_byte_for_byte() {
     let h = Harness::start(|_| {}).await;
-    let all_types: Vec<String> = Catalog::builtin().types().filter(|t| !t.operational).map(|t| t.name.clone()).collect();
+    let all_types: Vec<String> = Catalog::builtin()
+        .types()
+        .filter(|t| !t.operational)
+        .map(|t| t.name.clone())
+        .collect();
     let all_refs: Vec<&str> = all_types.iter().map(String::as_str).collect();
     let (everything, reports_only, other_org) = (
         Receiver::ok().await,

@@ -1,0 +1,194 @@
+//! The broker side of the bench: publishing events by the wire contract with a window of
+//! unconfirmed publishes, the baseline consumer, and queue polls.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use hookwire_core::Catalog;
+use hookwire_producer::lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    QueueDeclareOptions,
+};
+use hookwire_producer::lapin::types::FieldTable;
+use hookwire_producer::lapin::{Channel, Confirmation, Connection, PublisherConfirm};
+use hookwire_producer::{Names, OutgoingEvent, Producer, Publisher};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::tally::{Tally, parse_seq};
+
+/// The event type every bench event has.
+pub const EVENT_TYPE: &str = "report_run_completed";
+
+/// Event `seq` of `org`, shaped like Mode's payloads (about 100 bytes of body).
+pub fn event(org: &str, seq: usize) -> OutgoingEvent {
+    let mut data = serde_json::Map::new();
+    data.insert(
+        "report_run_url".into(),
+        format!("https://app.mode.com/{org}/reports/8f2c1e0a9b7d/runs/{seq}").into(),
+    );
+    OutgoingEvent {
+        org: org.into(),
+        event_type: EVENT_TYPE.into(),
+        id: format!("{org}-{seq}"),
+        data,
+    }
+}
+
+/// Publishes into one namespace's events exchange on a connection of its own.
+#[derive(Debug)]
+pub struct Source {
+    connection: Connection,
+    channel: Channel,
+    producer: Producer,
+    exchange: String,
+}
+
+impl Source {
+    /// Connects and opens a confirm channel.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        let connection = hookwire_producer::connect(url, &format!("{namespace}-publisher"))
+            .await
+            .context("the bench cannot connect to RabbitMQ")?;
+        let publisher = Publisher::open(&connection, Duration::from_secs(30)).await?;
+        let channel = publisher.channel().clone();
+        Ok(Self {
+            connection,
+            channel,
+            producer: Producer::with_publisher(publisher, namespace, Catalog::builtin()),
+            exchange: Names::new(namespace).events_exchange(),
+        })
+    }
+
+    /// Publishes every event of `tally` for `org`, at most `window` unconfirmed at once,
+    /// and at `rate` events per second if given. Returns the seconds until the last
+    /// confirm.
+    pub async fn publish_all(
+        &self,
+        org: &str,
+        tally: &Arc<Tally>,
+        window: usize,
+        rate: Option<f64>,
+    ) -> Result<f64> {
+        let started = Instant::now();
+        let permits = Arc::new(Semaphore::new(window.max(1)));
+        let (tx, rx) = mpsc::unbounded_channel::<(PublisherConfirm, OwnedSemaphorePermit)>();
+        let drain = tokio::spawn(await_confirms(rx));
+        let start = tokio::time::Instant::now();
+        for seq in 0..tally.events() {
+            if let Some(rate) = rate {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate)).await;
+            }
+            let permit = permits.clone().acquire_owned().await?;
+            let (body, properties) = self.producer.encode(&event(org, seq))?;
+            tally.mark_sent(seq);
+            let confirm = self
+                .channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    EVENT_TYPE.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &body,
+                    properties,
+                )
+                .await
+                .context("basic.publish")?;
+            if tx.send((confirm, permit)).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let confirmed = drain.await??;
+        if confirmed != tally.events() {
+            bail!("{confirmed} of {} publishes confirmed", tally.events());
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "bye".into()).await;
+    }
+}
+
+/// Awaits confirms in publish order (the broker confirms in order), releasing a window
+/// slot with each.
+async fn await_confirms(
+    mut rx: mpsc::UnboundedReceiver<(PublisherConfirm, OwnedSemaphorePermit)>,
+) -> Result<usize> {
+    let mut confirmed = 0;
+    while let Some((confirm, permit)) = rx.recv().await {
+        match confirm.await? {
+            Confirmation::Ack(None) => confirmed += 1,
+            Confirmation::Ack(Some(_)) => bail!("a publish was returned: no queue is bound"),
+            Confirmation::Nack(_) | Confirmation::NotRequested => bail!("a publish was nacked"),
+        }
+        drop(permit);
+    }
+    Ok(confirmed)
+}
+
+/// Consumes `queue` with `prefetch`, acking one message at a time as hookwire does,
+/// until every event of `tally` is counted or `deadline` passes.
+pub async fn consume_until(
+    connection: &Connection,
+    queue: &str,
+    prefetch: u16,
+    tally: Arc<Tally>,
+    deadline: Instant,
+) -> Result<()> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "hwbench-baseline".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    while tally.delivered() < tally.expected() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(next) = tokio::time::timeout(left, consumer.next()).await else {
+            break;
+        };
+        let Some(delivery) = next else {
+            bail!("the baseline consumer was cancelled");
+        };
+        let delivery = delivery?;
+        match parse_seq(&delivery.data) {
+            Some(seq) => tally.deliver(seq, 0),
+            None => tally.deliver(usize::MAX, 0),
+        }
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+    }
+    channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await?;
+    channel.close(200, "done".into()).await?;
+    Ok(())
+}
+
+/// Ready messages and consumers of `queue` (a passive declare on a throwaway channel).
+pub async fn queue_counts(connection: &Connection, queue: &str) -> Result<(u32, u32)> {
+    let channel = connection.create_channel().await?;
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("queue {queue}"))?;
+    let _ = channel.close(200, "poll".into()).await;
+    Ok((q.message_count(), q.consumer_count()))
+}

@@ -1,0 +1,183 @@
+//! hookwire-bench: measures hookwire's delivery pipeline against the broker's own limit.
+//!
+//! - `baseline`: RabbitMQ alone (publish with confirms + consume with acks, at once).
+//! - `fanout1`, `fanout10`, `latency`, `retries`: `hookwire serve` (a release build, as a
+//!   child process) delivering to an in-process receiver.
+//! - `memory`: serve's RSS at 1,000 events/s and with many deliveries parked in a tier.
+//! - `store`: `Store::subscribers` with many subscriptions in sled.
+//!
+//! Everything runs on loopback in a namespace of its own (`hwbench-<random>`), deleted at
+//! the end. Build with `cargo build --release -p hookwire -p hookwire-bench`.
+
+mod amqp;
+mod procfs;
+mod receiver;
+mod report;
+mod scenarios;
+mod serve;
+mod store_scenario;
+mod tally;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use crate::scenarios::Scenario;
+
+/// Measure hookwire against RabbitMQ's own limit, on loopback.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Events per throughput scenario (baseline uses at least 20,000 unless --smoke).
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// CI smoke test: every scenario on a few hundred events; fails unless each completes
+    /// and counts every event. No timing is checked.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+    /// Events per second of the latency scenario (and of the memory scenario's steady load).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of the latency scenario.
+    #[arg(long, default_value_t = 30)]
+    pub latency_secs: u64,
+    /// Deliveries the memory scenario parks in a retry tier.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub parked: usize,
+    /// Subscriptions the store scenario puts in sled.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub subscriptions: usize,
+    /// Lookups the store scenario times.
+    #[arg(long, default_value_t = 20_000)]
+    pub lookups: usize,
+    /// serve's `delivery.concurrency`.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// serve's `amqp.prefetch`, and the baseline consumer's.
+    #[arg(long, default_value_t = 250)]
+    pub prefetch: u16,
+    /// Unconfirmed publishes in flight (baseline and every hookwire scenario).
+    #[arg(long, default_value_t = 256)]
+    pub confirm_window: usize,
+    /// Threads of the receiver.
+    #[arg(long, default_value_t = 1)]
+    pub receiver_threads: usize,
+    /// The broker.
+    #[arg(
+        long,
+        env = "HOOKWIRE_AMQP__URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Namespaces are `<prefix>-<random>`. tests/run's smoke test passes `hwtest-bench`,
+    /// so that `tests/sweep-namespaces` deletes what an interrupted run left behind.
+    #[arg(long, default_value = "hwbench")]
+    pub namespace_prefix: String,
+    /// The hookwire binary (default: `hookwire` next to this program).
+    #[arg(long)]
+    pub hookwire: Option<PathBuf>,
+}
+
+impl Cli {
+    fn apply_smoke(&mut self) {
+        if self.smoke {
+            self.events = self.events.min(300);
+            self.rate = self.rate.min(200.0);
+            self.latency_secs = self.latency_secs.min(2);
+            self.parked = self.parked.min(300);
+            self.subscriptions = self.subscriptions.min(2_000);
+            self.lookups = self.lookups.min(1_000);
+        }
+    }
+
+    fn hookwire_binary(&self) -> Result<PathBuf> {
+        let path = match &self.hookwire {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("hookwire"),
+        };
+        if !path.is_file() {
+            bail!(
+                "no hookwire binary at {}: build both with \
+                 `cargo build --release -p hookwire -p hookwire-bench`, or pass --hookwire",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    cli.apply_smoke();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: a scenario did not complete or did not count every event");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<bool> {
+    let selected = if cli.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        cli.scenarios.clone()
+    };
+    let needs_serve = selected.iter().any(|s| s.needs_serve());
+    let binary = if needs_serve {
+        Some(cli.hookwire_binary()?)
+    } else {
+        None
+    };
+    let machine = report::Machine::read().await;
+    let load_before = report::loadavg();
+    let mut bench = scenarios::Bench::new(cli.clone(), binary)
+        .await
+        .context("cannot set the bench up")?;
+    let outcome = tokio::select! {
+        outcome = bench.run(&selected) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // Whatever happened, the namespaces go.
+    bench.cleanup().await;
+    let results = outcome?;
+    let report = report::Report {
+        machine,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        serve_config: bench.settings.describe(),
+        serve_settings: bench.settings.clone(),
+        load_before,
+        load_after: report::loadavg(),
+        results,
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(report.results.iter().all(|r| r.complete))
+}

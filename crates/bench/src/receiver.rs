@@ -1,0 +1,112 @@
+//! The webhook receiver: hyper's HTTP/1 server on loopback, answering at once, on its own
+//! named threads so that its CPU time can be read apart from the rest of the bench.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+use crate::tally::{Mode, Tally, parse_seq};
+
+/// The name of every receiver thread (`/proc/self/task/*/comm`).
+pub const THREAD_NAME: &str = "hw-receiver";
+
+/// A running receiver. Webhook `k` of a scenario is `http://ADDR/k`.
+#[derive(Debug)]
+pub struct Receiver {
+    addr: SocketAddr,
+    tally: Arc<RwLock<Arc<Tally>>>,
+}
+
+impl Receiver {
+    /// Starts the receiver on `threads` threads of its own.
+    pub fn start(threads: usize) -> Result<Self> {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").context("receiver: bind 127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let idle = Tally::new(0, 1, Mode::Ok, std::time::Instant::now());
+        let tally = Arc::new(RwLock::new(Arc::new(idle)));
+        let runtime = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(THREAD_NAME)
+                .enable_all()
+                .build()?
+        };
+        let shared = tally.clone();
+        std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || runtime.block_on(accept_loop(listener, shared)))
+            .context("receiver thread")?;
+        Ok(Self { addr, tally })
+    }
+
+    /// The URL of subscriber `k`.
+    pub fn url(&self, k: usize) -> String {
+        format!("http://{}/{k}", self.addr)
+    }
+
+    /// Counts the next requests in `tally`.
+    pub fn count_into(&self, tally: Arc<Tally>) {
+        *self
+            .tally
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tally;
+    }
+}
+
+async fn accept_loop(listener: std::net::TcpListener, tally: Arc<RwLock<Arc<Tally>>>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("receiver: {e}");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let tally = tally.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(tally.clone(), req));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    tally: Arc<RwLock<Arc<Tally>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let k = req.uri().path().trim_start_matches('/').parse::<usize>();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+    let tally = tally
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let status = match (k, body.as_deref().ok().and_then(parse_seq)) {
+        (Ok(k), Some(seq)) => tally.on_request(seq, k),
+        // Counted as a stray (an index no scenario uses); 200 so it is never retried.
+        _ => tally.on_request(usize::MAX, 0),
+    };
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    Ok(response)
+}

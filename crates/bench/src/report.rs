@@ -1,0 +1,205 @@
+//! The figures, as one table or as JSON, and the machine they were measured on.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::procfs::CpuSplit;
+use crate::serve::ServeSettings;
+use crate::store_scenario::StoreResult;
+use crate::tally::Percentiles;
+
+/// The machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Cores available to the bench.
+    pub cores: usize,
+    /// `model name` of /proc/cpuinfo.
+    pub cpu: String,
+    /// RabbitMQ's version (`rabbitmqctl version`).
+    pub rabbitmq: String,
+    /// Total memory, in GiB.
+    pub memory_gib: f64,
+}
+
+impl Machine {
+    /// Reads what this machine is.
+    pub async fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map_or_else(|| "unknown".into(), |m| m.trim().to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_gib = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+        let rabbitmq = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            tokio::process::Command::new("rabbitmqctl")
+                .args(["-q", "version"])
+                .output(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu,
+            rabbitmq,
+            memory_gib,
+        }
+    }
+}
+
+/// One scenario's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    /// The scenario.
+    pub name: String,
+    /// How it ran (the part of the config that differs between scenarios).
+    pub setup: String,
+    /// Events published (for `store`: lookups).
+    pub events: usize,
+    /// Distinct deliveries expected.
+    pub expected: u64,
+    /// Distinct deliveries counted.
+    pub delivered: u64,
+    /// Deliveries received more than once.
+    pub duplicates: u64,
+    /// Requests the receiver answered 500 on purpose.
+    pub failed_answers: u64,
+    /// Requests or messages that belonged to no event of the scenario.
+    pub strays: u64,
+    /// From the first publish to the last receipt.
+    pub secs: f64,
+    /// `delivered / secs`.
+    pub per_sec: f64,
+    /// What `per_sec` counts.
+    pub unit: String,
+    /// `per_sec` over baseline's msg/s of the same run.
+    pub vs_baseline: Option<f64>,
+    /// Seconds until the last publish confirm.
+    pub publish_secs: Option<f64>,
+    /// Publish to receipt (for `store`: one lookup).
+    pub latency: Option<Percentiles>,
+    /// CPU, % of one core, from the first publish to the last receipt.
+    pub cpu: Option<CpuSplit>,
+    /// serve's largest RSS seen during the scenario, in MiB.
+    pub serve_rss_max_mib: Option<f64>,
+    /// serve's RSS at the end of the scenario, in MiB.
+    pub serve_rss_end_mib: Option<f64>,
+    /// The store scenario's own figures.
+    pub store: Option<StoreResult>,
+    /// Every event was counted, in time.
+    pub complete: bool,
+    /// Anything else worth knowing.
+    pub notes: Vec<String>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// The command line.
+    pub command: String,
+    /// serve's config, in words.
+    pub serve_config: String,
+    /// serve's config.
+    pub serve_settings: ServeSettings,
+    /// `/proc/loadavg` (1, 5, 15 min) when the run began.
+    pub load_before: String,
+    /// `/proc/loadavg` when it ended.
+    pub load_after: String,
+    /// One entry per scenario.
+    pub results: Vec<ScenarioResult>,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+}
+
+impl Report {
+    /// The Markdown table and the notes under it.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "Machine: {} cores, {}, {:.0} GiB; RabbitMQ {}; load average before/after: {} / {}",
+            m.cores, m.cpu, m.memory_gib, m.rabbitmq, self.load_before, self.load_after
+        );
+        let _ = writeln!(
+            out,
+            "CPU columns: % of one core ({} % = every core) from the first publish to the last receipt; \
+             receiver = its own threads in the bench process; bench = publisher (and baseline's consumer); \
+             other = the rest of the machine",
+            m.cores * 100
+        );
+        let _ = writeln!(out, "Command: {}", self.command);
+        let _ = writeln!(out, "hookwire serve config: {}", self.serve_config);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| scenario | events | delivered | s | per s | × baseline | p50 ms | p99 ms | p99.9 ms | CPU % serve | CPU % RabbitMQ | CPU % receiver | CPU % bench | CPU % other | serve RSS MiB max/end | ok |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for r in &self.results {
+            let lat = r.latency.unwrap_or_default();
+            let has_lat = r.latency.is_some();
+            let cpu = r.cpu.unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {:.0} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} |",
+                r.name,
+                r.events,
+                r.delivered,
+                r.secs,
+                r.per_sec,
+                r.unit,
+                opt(r.vs_baseline, 2),
+                opt(has_lat.then_some(lat.p50_ms), 3),
+                opt(has_lat.then_some(lat.p99_ms), 3),
+                opt(has_lat.then_some(lat.p999_ms), 3),
+                opt(r.cpu.and(cpu.serve_pct), 0),
+                opt(r.cpu.and(cpu.rabbitmq_pct), 0),
+                opt(r.cpu.map(|c| c.receiver_pct), 0),
+                opt(r.cpu.map(|c| c.bench_pct), 0),
+                opt(r.cpu.and(cpu.other_pct), 0),
+                opt(r.serve_rss_max_mib, 1),
+                opt(r.serve_rss_end_mib, 1),
+                if r.complete { "yes" } else { "NO" },
+            );
+        }
+        let _ = writeln!(out);
+        for r in &self.results {
+            let _ = writeln!(out, "- {}: {}", r.name, r.setup);
+            for note in &r.notes {
+                let _ = writeln!(out, "  - {note}");
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,325 @@
+//! `hookwire serve` as a child process: its config (loopback-only), its seeded store, its
+//! namespace, and its cleanup.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use hookwire_core::{Config, Secret, Subscription, now_ms};
+use hookwire_producer::Topology;
+use hookwire_producer::lapin::Connection;
+use hookwire_store::{Change, Store};
+use serde::Serialize;
+
+use crate::amqp::{EVENT_TYPE, queue_counts};
+
+/// The knobs of one `serve`; everything else is `config/default.toml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeSettings {
+    /// `delivery.concurrency`.
+    pub concurrency: usize,
+    /// `amqp.prefetch`.
+    pub prefetch: u16,
+    /// `delivery.per_endpoint_concurrency`: at least the prefetch, so that no delivery of
+    /// a single busy webhook is deferred by its cap.
+    pub per_endpoint_concurrency: usize,
+    /// `delivery.retry_schedule`.
+    pub retry_schedule: Vec<String>,
+    /// `delivery.defer_delay`.
+    pub defer_delay: String,
+    /// `delivery.circuit_failure_threshold`: high, so that 30 % failures never open it.
+    pub circuit_failure_threshold: u32,
+    /// `log.level`.
+    pub log_level: String,
+    /// `store.cache_capacity_bytes`.
+    pub cache_capacity_bytes: u64,
+}
+
+impl ServeSettings {
+    /// One line for the report.
+    pub fn describe(&self) -> String {
+        format!(
+            "loopback-only (allowed_cidrs 127.0.0.0/8 + ::1/128, only_allowed_cidrs); \
+             concurrency {}, prefetch {}, per_endpoint_concurrency {}, retry_schedule [{}], \
+             defer_delay {}, circuit_failure_threshold {}, log.level {}, sled cache {} MiB; \
+             other keys default",
+            self.concurrency,
+            self.prefetch,
+            self.per_endpoint_concurrency,
+            self.retry_schedule.join(", "),
+            self.defer_delay,
+            self.circuit_failure_threshold,
+            self.log_level,
+            self.cache_capacity_bytes >> 20,
+        )
+    }
+
+    fn overlay(&self, namespace: &str, amqp_url: &str, store: &Path, key_b64: &str) -> String {
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            r#"[amqp]
+url = {amqp_url:?}
+namespace = {namespace:?}
+connection_name = {namespace:?}
+prefetch = {prefetch}
+reconnect_max_delay_secs = 1
+
+[store]
+path = {store:?}
+cache_capacity_bytes = {cache}
+
+[api]
+listen = "127.0.0.1:0"
+
+[delivery]
+concurrency = {concurrency}
+per_endpoint_concurrency = {per_endpoint}
+retry_schedule = [{schedule}]
+defer_delay = {defer:?}
+circuit_failure_threshold = {circuit}
+timeout_secs = 15
+shutdown_grace_secs = 5
+allowed_cidrs = ["127.0.0.0/8", "::1/128"]
+only_allowed_cidrs = true
+
+[secrets]
+key = {key_b64:?}
+
+[log]
+level = {level:?}
+"#,
+            prefetch = self.prefetch,
+            store = store.display().to_string(),
+            cache = self.cache_capacity_bytes,
+            concurrency = self.concurrency,
+            per_endpoint = self.per_endpoint_concurrency,
+            schedule = quoted(&self.retry_schedule),
+            defer = self.defer_delay,
+            circuit = self.circuit_failure_threshold,
+            level = self.log_level,
+        )
+    }
+}
+
+/// Merges `overlay` over the embedded defaults, as `serve` does with `--config`.
+fn parse_config(overlay: &str) -> Result<Config> {
+    fn merge(base: &mut toml::Table, over: toml::Table) {
+        for (key, value) in over {
+            match (base.get_mut(&key), value) {
+                (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+                (_, value) => {
+                    base.insert(key, value);
+                }
+            }
+        }
+    }
+    let mut base: toml::Table = toml::from_str(hookwire_core::config::DEFAULT_CONFIG_TOML)?;
+    merge(&mut base, toml::from_str(overlay)?);
+    let config: Config = toml::Value::Table(base).try_into()?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// A subscription of `org` to the bench's event type at `url`.
+pub fn subscription(org: &str, url: &str) -> Result<Subscription> {
+    Ok(Subscription::new(
+        org,
+        url,
+        "hookwire-bench",
+        vec![EVENT_TYPE.into()],
+        Secret::generate()?,
+        now_ms(),
+    ))
+}
+
+/// A running `hookwire serve`, killed on drop if it was not stopped.
+#[derive(Debug)]
+pub struct Serve {
+    child: Option<Child>,
+    config: Config,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    /// Seeds a fresh store with `subscriptions`, declares the namespace, starts `binary`
+    /// and waits until it consumes.
+    pub async fn start(
+        binary: &Path,
+        namespace: &str,
+        amqp_url: &str,
+        settings: &ServeSettings,
+        subscriptions: &[Subscription],
+        broker: &Connection,
+    ) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("hwbench-").tempdir()?;
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        let key_b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let overlay = settings.overlay(namespace, amqp_url, &dir.path().join("store"), &key_b64);
+        let config = parse_config(&overlay).context("the bench's serve config")?;
+        {
+            // sled locks its directory: seed it, then close it before serve opens it.
+            let store = Store::open(&config.store.path, 8 << 20, &key)?;
+            for sub in subscriptions {
+                store.apply(Change::Upsert(sub.clone()))?;
+            }
+            store.flush()?;
+        }
+        let config_path = dir.path().join("hookwire.toml");
+        std::fs::write(&config_path, overlay)?;
+        let channel = broker.create_channel().await?;
+        topology(&config)?.declare(&channel).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        let log = dir.path().join("serve.log");
+        let child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut serve = Self {
+            child: Some(child),
+            config,
+            log,
+            _dir: dir,
+        };
+        let queue = format!("{namespace}.events");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            serve.check_alive()?;
+            if queue_counts(broker, &queue).await?.1 > 0 {
+                return Ok(serve);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "serve did not consume within 60 s; log:\n{}",
+                    serve.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        &self.config.amqp.namespace
+    }
+
+    /// Fails with the log's tail if serve has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!("serve exited ({status}); log:\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Lines of serve's log at WARN or above, other than failed-delivery retries.
+    pub fn unexpected_log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ERROR") || (l.contains("WARN") && !l.contains("retry")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Stops serve with SIGTERM (graceful), then deletes its namespace.
+    pub async fn stop(mut self, broker: &Connection) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        delete_namespace(broker, &self.config).await
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn topology(config: &Config) -> Result<Topology> {
+    Ok(Topology::new(
+        &config.amqp.namespace,
+        config
+            .retry_schedule()?
+            .tiers()
+            .into_iter()
+            .chain([config.delivery.defer_delay]),
+    ))
+}
+
+/// Deletes every queue and exchange of the config's namespace.
+async fn delete_namespace(broker: &Connection, config: &Config) -> Result<()> {
+    let channel = broker.create_channel().await?;
+    topology(config)?.delete(&channel).await?;
+    let _ = channel.close(200, "deleted".into()).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overlay_is_a_valid_loopback_only_config() {
+        let settings = ServeSettings {
+            concurrency: 64,
+            prefetch: 250,
+            per_endpoint_concurrency: 256,
+            retry_schedule: vec!["1s".into(), "5s".into()],
+            defer_delay: "1s".into(),
+            circuit_failure_threshold: 1_000_000,
+            log_level: "info".into(),
+            cache_capacity_bytes: 64 << 20,
+        };
+        let overlay = settings.overlay(
+            "hwbench-x",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            Path::new("/tmp/s"),
+            "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE=",
+        );
+        let config = parse_config(&overlay).expect("valid");
+        assert!(config.delivery.only_allowed_cidrs);
+        assert_eq!(config.prefetch(), 250);
+        assert_eq!(config.amqp.namespace, "hwbench-x");
+    }
+}

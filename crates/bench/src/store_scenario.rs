@@ -1,0 +1,118 @@
+//! The `store` scenario: many subscriptions in sled, then the delivery hot path's lookup
+//! (`Store::subscribers`) timed one call at a time, and the store's size on disk.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use hookwire_store::{Change, Store};
+use serde::Serialize;
+
+use crate::serve::subscription;
+use crate::tally::Percentiles;
+
+/// Event types of the catalog the subscriptions are spread over.
+const EVENTS: [&str; 5] = [
+    "report_created",
+    "report_run_started",
+    "report_run_completed",
+    "definition_created",
+    "definition_updated",
+];
+/// Subscriptions per organization.
+const PER_ORG: usize = 10;
+
+/// What the `store` scenario measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreResult {
+    /// Subscriptions in the store.
+    pub subscriptions: usize,
+    /// Organizations they belong to.
+    pub orgs: usize,
+    /// Seconds to insert them all, one `apply(Change::Upsert)` each, then flush.
+    pub insert_secs: f64,
+    /// Bytes of the store's files after the flush.
+    pub disk_bytes: u64,
+    /// Lookups timed.
+    pub lookups: usize,
+    /// Subscriptions one lookup returned, on average.
+    pub subscribers_per_lookup: f64,
+    /// Seconds the lookups took in all.
+    pub lookup_secs: f64,
+    /// Time of one lookup.
+    pub resolve: Percentiles,
+}
+
+/// Fills a fresh store with `subscriptions` (10 per organization, two per event type and
+/// organization), then times `lookups` random (org, event type) lookups.
+pub fn run(subscriptions: usize, lookups: usize, cache_capacity_bytes: u64) -> Result<StoreResult> {
+    let dir = tempfile::Builder::new()
+        .prefix("hwbench-store-")
+        .tempdir()?;
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    let store = Store::open(dir.path(), cache_capacity_bytes, &key)?;
+    let orgs = subscriptions.div_ceil(PER_ORG).max(1);
+    let started = Instant::now();
+    for i in 0..subscriptions {
+        let mut sub = subscription(
+            &org_name(i / PER_ORG),
+            &format!("https://hooks.example.com/{i}"),
+        )?;
+        sub.events = vec![EVENTS[i % EVENTS.len()].into()];
+        store.apply(Change::Upsert(sub))?;
+        if i > 0 && i % 100_000 == 0 {
+            eprintln!("  store: {i} subscriptions inserted");
+        }
+    }
+    store.flush()?;
+    let insert_secs = started.elapsed().as_secs_f64();
+    let disk_bytes = dir_size(dir.path());
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        // xorshift64: enough to pick lookups, and the same sequence every run.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut samples, mut found) = (Vec::with_capacity(lookups), 0usize);
+    let started = Instant::now();
+    for _ in 0..lookups {
+        let org = org_name(next() as usize % orgs);
+        let event = EVENTS[next() as usize % EVENTS.len()];
+        let t = Instant::now();
+        let subs = store.subscribers(&org, event)?;
+        samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        found += subs.len();
+    }
+    let lookup_secs = started.elapsed().as_secs_f64();
+    Ok(StoreResult {
+        subscriptions,
+        orgs,
+        insert_secs,
+        disk_bytes,
+        lookups,
+        subscribers_per_lookup: found as f64 / lookups.max(1) as f64,
+        lookup_secs,
+        resolve: Percentiles::of(samples),
+    })
+}
+
+fn org_name(i: usize) -> String {
+    format!("org-{i:07}")
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,295 @@
+//! What one scenario expects and what arrived: one slot per (event, subscriber), the
+//! publish time of every event, and the latency of every first receipt.
+//!
+//! The receiver and the baseline consumer both count here, so hookwire and the broker
+//! alone are measured the same way: from just before `basic.publish` to receipt.
+
+use std::sync::atomic::AtomicU16;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// The most subscribers per event a tally tracks (one bit each).
+pub const MAX_FANOUT: usize = 16;
+
+/// How the receiver answers the requests of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 to everything.
+    Ok,
+    /// 500 to the first attempt of `percent` % of the events (chosen by a hash of the
+    /// event's number), 200 otherwise.
+    FailFirst {
+        /// Share of events whose first attempt fails.
+        percent: u64,
+    },
+    /// 500 to everything: deliveries end up parked in the retry tiers.
+    AlwaysFail,
+}
+
+/// The counts of one scenario.
+#[derive(Debug)]
+pub struct Tally {
+    events: usize,
+    fanout: usize,
+    mode: Mode,
+    epoch: Instant,
+    /// Nanoseconds since `epoch` just before event `seq` was published; 0: not yet.
+    sent_ns: Vec<AtomicU64>,
+    /// Bit `k` of `received[seq]`: subscriber `k` got event `seq` (answered 200).
+    received: Vec<AtomicU16>,
+    /// Requests per (event, subscriber) slot.
+    attempts: Vec<AtomicU32>,
+    /// Publish-to-receipt latency per slot, in ns; 0: not received.
+    latency_ns: Vec<AtomicU64>,
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+    failed_answers: AtomicU64,
+    first_attempts: AtomicU64,
+    strays: AtomicU64,
+    first_sent_ns: AtomicU64,
+    last_received_ns: AtomicU64,
+}
+
+/// Publish-to-receipt percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples` (nanoseconds).
+    pub fn of(mut samples: Vec<u64>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+            samples[rank - 1] as f64 / 1e6
+        };
+        Self {
+            count: samples.len(),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: at(1.0),
+        }
+    }
+}
+
+impl Tally {
+    /// A tally for `events` events of `fanout` subscribers each.
+    pub fn new(events: usize, fanout: usize, mode: Mode, epoch: Instant) -> Self {
+        assert!(
+            (1..=MAX_FANOUT).contains(&fanout),
+            "fanout 1..={MAX_FANOUT}"
+        );
+        let slots = events * fanout;
+        Self {
+            events,
+            fanout,
+            mode,
+            epoch,
+            sent_ns: (0..events).map(|_| AtomicU64::new(0)).collect(),
+            received: (0..events).map(|_| AtomicU16::new(0)).collect(),
+            attempts: (0..slots).map(|_| AtomicU32::new(0)).collect(),
+            latency_ns: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            delivered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            failed_answers: AtomicU64::new(0),
+            first_attempts: AtomicU64::new(0),
+            strays: AtomicU64::new(0),
+            first_sent_ns: AtomicU64::new(u64::MAX),
+            last_received_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Events of the scenario.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Deliveries expected: events × subscribers.
+    pub fn expected(&self) -> u64 {
+        (self.events * self.fanout) as u64
+    }
+
+    fn now_ns(&self) -> u64 {
+        // At least 1, so that 0 keeps meaning "not yet".
+        u64::try_from(self.epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Records that event `seq` is about to be published.
+    pub fn mark_sent(&self, seq: usize) {
+        let now = self.now_ns();
+        if let Some(slot) = self.sent_ns.get(seq) {
+            slot.store(now, Relaxed);
+        }
+        self.first_sent_ns.fetch_min(now, Relaxed);
+    }
+
+    /// Whether the first attempt of event `seq` fails in [`Mode::FailFirst`].
+    pub fn fails_first(seq: usize, percent: u64) -> bool {
+        // Knuth's multiplicative hash spreads the failures over the run.
+        (seq as u64).wrapping_mul(2_654_435_761) % 100 < percent
+    }
+
+    /// The receiver's answer to one request for event `seq` at subscriber `k`, counted.
+    pub fn on_request(&self, seq: usize, k: usize) -> u16 {
+        if seq >= self.events || k >= self.fanout {
+            self.strays.fetch_add(1, Relaxed);
+            // 200, so that a stray delivery is counted once and never retried.
+            return 200;
+        }
+        let prior = self.attempts[seq * self.fanout + k].fetch_add(1, Relaxed);
+        if prior == 0 {
+            self.first_attempts.fetch_add(1, Relaxed);
+        }
+        let fail = match self.mode {
+            Mode::Ok => false,
+            Mode::FailFirst { percent } => prior == 0 && Self::fails_first(seq, percent),
+            Mode::AlwaysFail => true,
+        };
+        if fail {
+            self.failed_answers.fetch_add(1, Relaxed);
+            return 500;
+        }
+        self.deliver(seq, k);
+        200
+    }
+
+    /// Counts event `seq` as received by subscriber `k`.
+    pub fn deliver(&self, seq: usize, k: usize) {
+        let now = self.now_ns();
+        let (Some(bits), true) = (self.received.get(seq), k < self.fanout) else {
+            self.strays.fetch_add(1, Relaxed);
+            return;
+        };
+        let bit = 1u16 << k;
+        if bits.fetch_or(bit, Relaxed) & bit != 0 {
+            self.duplicates.fetch_add(1, Relaxed);
+            return;
+        }
+        let sent = self.sent_ns[seq].load(Relaxed);
+        if sent > 0 {
+            self.latency_ns[seq * self.fanout + k].store(now.saturating_sub(sent).max(1), Relaxed);
+        }
+        self.last_received_ns.fetch_max(now, Relaxed);
+        self.delivered.fetch_add(1, Relaxed);
+    }
+
+    /// Distinct deliveries so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Relaxed)
+    }
+
+    /// Deliveries received more than once.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Relaxed)
+    }
+
+    /// Requests answered 500 on purpose.
+    pub fn failed_answers(&self) -> u64 {
+        self.failed_answers.load(Relaxed)
+    }
+
+    /// Slots that saw at least one request.
+    pub fn first_attempts(&self) -> u64 {
+        self.first_attempts.load(Relaxed)
+    }
+
+    /// Requests that named no slot of this scenario.
+    pub fn strays(&self) -> u64 {
+        self.strays.load(Relaxed)
+    }
+
+    /// Seconds from the first publish to the last receipt.
+    pub fn span_secs(&self) -> f64 {
+        let first = self.first_sent_ns.load(Relaxed);
+        let last = self.last_received_ns.load(Relaxed);
+        if first == u64::MAX || last <= first {
+            return 0.0;
+        }
+        (last - first) as f64 / 1e9
+    }
+
+    /// Publish-to-receipt latency of every delivery received.
+    pub fn latencies(&self) -> Percentiles {
+        Percentiles::of(
+            self.latency_ns
+                .iter()
+                .map(|l| l.load(Relaxed))
+                .filter(|&l| l > 0)
+                .collect(),
+        )
+    }
+}
+
+/// The event number in a body: the digits after `/runs/` in its URL field.
+pub fn parse_seq(body: &[u8]) -> Option<usize> {
+    const MARK: &[u8] = b"/runs/";
+    let at = body.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
+    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&body[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_each_slot_once_and_fails_first_attempts_on_demand() {
+        let t = Tally::new(10, 2, Mode::FailFirst { percent: 30 }, Instant::now());
+        let failing: Vec<usize> = (0..10).filter(|&s| Tally::fails_first(s, 30)).collect();
+        assert!(!failing.is_empty() && failing.len() < 10);
+        for seq in 0..10 {
+            t.mark_sent(seq);
+            for k in 0..2 {
+                let first = t.on_request(seq, k);
+                assert_eq!(first == 500, failing.contains(&seq));
+                if first == 500 {
+                    assert_eq!(t.on_request(seq, k), 200);
+                }
+            }
+        }
+        assert_eq!(t.delivered(), t.expected());
+        assert_eq!(t.failed_answers(), 2 * failing.len() as u64);
+        assert_eq!(t.on_request(0, 0), 200);
+        assert_eq!(t.duplicates(), 1);
+        assert_eq!(t.on_request(10, 0), 200);
+        assert_eq!(t.strays(), 1);
+        assert_eq!(t.latencies().count, 20);
+    }
+
+    #[test]
+    fn seq_is_read_from_the_url_field() {
+        let body = br#"{"event":"report_run_completed","report_run_url":"https://app.mode.com/a/reports/1/runs/42"}"#;
+        assert_eq!(parse_seq(body), Some(42));
+        assert_eq!(parse_seq(b"{}"), None);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let p = Percentiles::of((1..=1000).map(|i| i * 1_000_000).collect());
+        assert_eq!(
+            (p.p50_ms, p.p99_ms, p.p999_ms, p.max_ms),
+            (500.0, 990.0, 999.0, 1000.0)
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The shared broker: queue inspection that survives restarts, `rabbitmqctl` actions
+//! (closing hookwire's connections by name, stopping and starting the app), and the guard
+//! that always puts the app back.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hookwire_producer::lapin::options::QueueDeclareOptions;
+use hookwire_producer::lapin::types::FieldTable;
+use hookwire_producer::lapin::{Connection, Queue};
+
+/// A broker connection for passive declares; reconnects after a broker restart.
+#[derive(Debug)]
+pub struct Inspector {
+    url: String,
+    connection: Option<Connection>,
+}
+
+impl Inspector {
+    /// An inspector of the broker at `url` (connects lazily).
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            connection: None,
+        }
+    }
+
+    async fn inspect(&mut self, queue: &str) -> Result<Queue> {
+        if !self
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
+        {
+            self.connection = Some(
+                hookwire_producer::connect(&self.url, "hookwire-chaos-inspector")
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "RabbitMQ is not answering at {}; start it with tests/ensure-broker",
+                            self.url
+                        )
+                    })?,
+            );
+        }
+        let connection = self.connection.as_ref().context("connected")?;
+        // A missing queue closes the channel: use a throwaway one.
+        let channel = connection.create_channel().await?;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("passive declare of {queue}"))?;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(q)
+    }
+
+    /// Consumers of `queue`.
+    pub async fn consumers(&mut self, queue: &str) -> Result<u32> {
+        Ok(self.inspect(queue).await?.consumer_count())
+    }
+
+    /// Waits until `queue` has exactly `n` consumers, riding out a restarting broker.
+    pub async fn wait_consumers(&mut self, queue: &str, n: u32, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let last = match self.consumers(queue).await {
+                Ok(c) if c == n => return Ok(()),
+                Ok(c) => format!("{c} consumers"),
+                Err(e) => {
+                    self.connection = None;
+                    format!("{e:#}")
+                }
+            };
+            if tokio::time::Instant::now() > deadline {
+                bail!("{queue} did not reach {n} consumer(s) within {timeout:?} (last: {last})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> Result<String> {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .context("cannot run rabbitmqctl")?;
+    if !out.status.success() {
+        bail!(
+            "rabbitmqctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Closes every connection whose client-provided name is `name`; returns how many.
+pub fn close_connections_named(name: &str) -> Result<usize> {
+    let out = rabbitmqctl(&[
+        "list_connections",
+        "-q",
+        "--no-table-headers",
+        "pid",
+        "client_properties",
+    ])?;
+    let marker = format!(r#"{{"connection_name","{name}"}}"#);
+    let pids: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&marker))
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    for pid in &pids {
+        rabbitmqctl(&["close_connection", pid, "hookwire chaos runner"])?;
+    }
+    Ok(pids.len())
+}
+
+/// `queue:ready/unacked` of every non-empty queue of `namespace`, for a failure report.
+pub fn queue_depths(namespace: &str) -> String {
+    match rabbitmqctl(&[
+        "list_queues",
+        "-q",
+        "--no-table-headers",
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+    ]) {
+        Ok(out) => out
+            .lines()
+            .filter(|l| l.starts_with(&format!("{namespace}.")))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() == 3 && (f[1] != "0" || f[2] != "0"))
+                    .then(|| format!("{}:{}/{}", f[0], f[1], f[2]))
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// Whether the runner stopped the broker's app and has not started it again. Shared with
+/// `main`, which starts the app again after an interruption.
+#[derive(Debug, Clone, Default)]
+pub struct AppState {
+    stopped: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Stops the app; the returned guard starts it again when dropped.
+    pub fn stop_app(&self) -> Result<AppGuard> {
+        self.stopped.store(true, Ordering::SeqCst);
+        let guard = AppGuard(self.clone());
+        rabbitmqctl(&["stop_app"])?;
+        Ok(guard)
+    }
+
+    /// Starts the app if this runner stopped it.
+    pub fn restore(&self) {
+        if self.stopped.swap(false, Ordering::SeqCst) {
+            eprintln!("chaos: starting the broker app again");
+            if let Err(e) = rabbitmqctl(&["start_app"]) {
+                eprintln!("chaos: {e:#}");
+            }
+            if let Err(e) = rabbitmqctl(&["await_startup", "--timeout", "120"]) {
+                eprintln!("chaos: {e:#}");
+            }
+        }
+    }
+}
+
+/// Starts the broker's app again when dropped: on success, failure or interruption.
+#[derive(Debug)]
+pub struct AppGuard(AppState);
+
+impl Drop for AppGuard {
+    fn drop(&mut self) {
+        self.0.restore();
+    }
+}

@@ -1,0 +1,257 @@
+//! hookwire's chaos runner: real `hookwire serve` children, signature-verifying loopback
+//! receivers and a confirmed producer, disturbed on purpose (SIGKILL, broker restarts,
+//! receiver outages, poison messages, store crashes). A ledger of every (event,
+//! subscription) pair proves that nothing is lost.
+//!
+//! - [`broker`]: queue inspection, `rabbitmqctl` actions, the guard that restarts the app.
+//! - [`serve`]: one `serve` child with its config, store, namespace and API.
+//! - [`sink`]: the subscribers.
+//! - [`ledger`]: the expected pairs, the tally and the report.
+//! - [`scenarios`]: the scenarios.
+//!
+//! `cargo build --release -p hookwire -p hookwire-chaos`, then
+//! `target/release/hookwire-chaos SCENARIO [--events N]`.
+
+mod broker;
+mod ledger;
+mod scenarios;
+mod serve;
+mod sink;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use hookwire_core::Config;
+
+use crate::broker::AppState;
+use crate::ledger::Outcome;
+
+/// Which scenario to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// SIGKILL serve at random moments while events flow; restart it each time.
+    Kill,
+    /// Stop and start the broker app, then close hookwire's connections.
+    BrokerRestart,
+    /// A receiver down for several tiers, then for longer than the schedule; replay.
+    Outage,
+    /// One message in ten breaks the wire contract.
+    Poison,
+    /// SIGKILL serve during a burst of webhook creations and deletions.
+    StoreCrash,
+    /// Every scenario above, at the size given.
+    All,
+    /// The short variant of every scenario that tests/run runs (a few minutes).
+    Ci,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Proves that hookwire loses nothing under crashes, broker restarts, outages and poison."
+)]
+struct Args {
+    /// The scenario.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Events to publish (store-crash: API changes per round, roughly).
+    #[arg(long)]
+    events: Option<usize>,
+    /// SIGKILLs in `kill` and rounds in `store-crash`.
+    #[arg(long, default_value_t = 6)]
+    kills: u32,
+    /// The broker; the test broker by default.
+    #[arg(
+        long,
+        env = "HOOKWIRE_TEST_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+}
+
+/// What every scenario shares: the binary, the broker, and what to clean up.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The `hookwire` binary.
+    pub binary: PathBuf,
+    /// The broker.
+    pub amqp_url: String,
+    /// Whether the broker app is stopped by us.
+    pub app: AppState,
+    namespaces: Arc<Mutex<Vec<Config>>>,
+}
+
+impl Ctx {
+    /// Remembers a namespace for deletion at the end, whatever happens.
+    pub fn register(&self, config: &Config) {
+        self.namespaces.lock().expect("lock").push(config.clone());
+    }
+
+    /// Deletes every registered namespace's queues and exchanges.
+    async fn cleanup(&self) {
+        let configs: Vec<Config> = std::mem::take(&mut *self.namespaces.lock().expect("lock"));
+        if configs.is_empty() {
+            return;
+        }
+        let mut connection = None;
+        for _ in 0..60 {
+            if let Ok(c) =
+                hookwire_producer::connect(&self.amqp_url, "hookwire-chaos-cleanup").await
+            {
+                connection = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let Some(connection) = connection else {
+            eprintln!(
+                "chaos: cannot reach the broker to delete the namespaces; tests/sweep-namespaces will"
+            );
+            return;
+        };
+        for config in configs {
+            let result = async {
+                let channel = connection.create_channel().await?;
+                serve::topology(&config)?.delete(&channel).await?;
+                let _ = channel.close(200, "deleted".into()).await;
+                anyhow::Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                eprintln!("chaos: deleting namespace {}: {e:#}", config.amqp.namespace);
+            }
+        }
+        let _ = connection.close(200, "bye".into()).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let binary = std::env::current_exe()?.with_file_name("hookwire");
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: build with `cargo build --release -p hookwire -p hookwire-chaos`",
+        binary.display()
+    );
+    let ctx = Ctx {
+        binary,
+        amqp_url: args.amqp_url.clone(),
+        app: AppState::default(),
+        namespaces: Arc::default(),
+    };
+    let mut outcomes = Vec::new();
+    let result = tokio::select! {
+        r = run(&ctx, &args, &mut outcomes) => r,
+        () = interrupted() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // The scenario's guards already ran (its future is done or dropped); make sure.
+    ctx.app.restore();
+    ctx.cleanup().await;
+    // The scenarios that finished, then the verdict; an aborted scenario fails it.
+    let (text, pass) = ledger::report(&outcomes);
+    match result {
+        Ok(()) => print!("{text}"),
+        Err(e) => {
+            let mut verdict = format!("FAIL: {e:#}");
+            for line in text.lines() {
+                if let Some(more) = line.strip_prefix("FAIL: ") {
+                    verdict.push_str("; ");
+                    verdict.push_str(more);
+                } else if line != "PASS" {
+                    println!("{line}");
+                }
+            }
+            println!("{verdict}");
+            std::process::exit(1);
+        }
+    }
+    if !pass {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
+    let n = args.events;
+    let kills = args.kills.max(5);
+    let one = |s: Scenario| -> bool { args.scenario == s || args.scenario == Scenario::All };
+    if args.scenario == Scenario::Ci {
+        out.push(
+            scenarios::kill(ctx, n.unwrap_or(1000), 5)
+                .await
+                .context("kill")?,
+        );
+        out.push(
+            scenarios::poison(ctx, n.unwrap_or(500))
+                .await
+                .context("poison")?,
+        );
+        out.push(
+            scenarios::outage(ctx, n.unwrap_or(200))
+                .await
+                .context("outage")?,
+        );
+        out.push(
+            scenarios::store_crash(ctx, n.unwrap_or(300), 3)
+                .await
+                .context("store-crash")?,
+        );
+        out.push(
+            scenarios::broker_restart(ctx, n.unwrap_or(1000))
+                .await
+                .context("broker-restart")?,
+        );
+        return Ok(());
+    }
+    if one(Scenario::Kill) {
+        out.push(
+            scenarios::kill(ctx, n.unwrap_or(2000), kills)
+                .await
+                .context("kill")?,
+        );
+    }
+    if one(Scenario::Poison) {
+        out.push(
+            scenarios::poison(ctx, n.unwrap_or(1000))
+                .await
+                .context("poison")?,
+        );
+    }
+    if one(Scenario::Outage) {
+        out.push(
+            scenarios::outage(ctx, n.unwrap_or(600))
+                .await
+                .context("outage")?,
+        );
+    }
+    if one(Scenario::StoreCrash) {
+        out.push(
+            scenarios::store_crash(ctx, n.unwrap_or(500), args.kills.max(3))
+                .await
+                .context("store-crash")?,
+        );
+    }
+    if one(Scenario::BrokerRestart) {
+        out.push(
+            scenarios::broker_restart(ctx, n.unwrap_or(2000))
+                .await
+                .context("broker-restart")?,
+        );
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: the scenario is dropped (killing serve, restarting the broker app)
+/// and the namespaces are deleted.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("chaos: interrupted; cleaning up");
+}

@@ -1,0 +1,733 @@
+//! The scenarios of issue 7. Each builds its subscribers and one `serve`, disturbs it,
+//! waits until every expected pair is delivered or dead-lettered (or a deadline passes),
+//! stops `serve` gracefully and reads the dead letters from its store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hookwire_core::Catalog;
+use hookwire_producer::lapin::BasicProperties;
+use hookwire_producer::lapin::types::{AMQPValue, FieldTable, ShortString};
+use hookwire_producer::{OutgoingEvent, Producer, Publisher};
+use rand::Rng;
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::Ctx;
+use crate::broker::close_connections_named;
+use crate::ledger::{Dead, Ledger, Outcome, Tally};
+use crate::serve::{Daemon, Settings};
+use crate::sink::{Behavior, Sink};
+
+const ORG: &str = "acme";
+const EVENT: &str = "report_run_completed";
+
+fn event(id: &str) -> OutgoingEvent {
+    let mut data = serde_json::Map::new();
+    data.insert(
+        "report_run_url".into(),
+        format!("https://mode.test/runs/{id}").into(),
+    );
+    OutgoingEvent {
+        org: ORG.into(),
+        event_type: EVENT.into(),
+        id: id.to_owned(),
+        data,
+    }
+}
+
+fn note(k: &str, v: impl ToString) -> (String, String) {
+    (k.to_owned(), v.to_string())
+}
+
+/// Publishes `ids` at an even pace over `window`, reconnecting and publishing the same
+/// event again (same id) whenever the broker is away. Returns how many publishes failed
+/// and were retried.
+async fn publish_paced(
+    url: String,
+    namespace: String,
+    ids: Vec<String>,
+    window: Duration,
+) -> Result<u32> {
+    let start = Instant::now();
+    let mut producer: Option<Producer> = None;
+    let mut retried = 0;
+    let n = ids.len().max(1);
+    for (i, id) in ids.iter().enumerate() {
+        if i % 10 == 0 {
+            let due = start + window.mul_f64(i as f64 / n as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let mut tries = 0;
+        loop {
+            if producer.is_none() {
+                match Producer::connect(
+                    &url,
+                    &namespace,
+                    "hookwire-chaos-producer",
+                    Catalog::builtin(),
+                )
+                .await
+                {
+                    Ok(p) => producer = Some(p),
+                    Err(e) => {
+                        tries += 1;
+                        if tries > 600 {
+                            bail!("the producer cannot reconnect: {e}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(p) = producer.as_ref() else { continue };
+            match p.publish(&event(id)).await {
+                Ok(()) => break,
+                Err(_) => {
+                    // Not confirmed: maybe stored, maybe not. Publish it again with the
+                    // same id; a duplicate keeps its webhook-id.
+                    retried += 1;
+                    tries += 1;
+                    if tries > 600 {
+                        bail!("event {id} was never confirmed");
+                    }
+                    producer = None;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+    if let Some(p) = producer {
+        let _ = p.close().await;
+    }
+    Ok(retried)
+}
+
+/// Polls the ledger (dead letters through the API) until every pair is settled and
+/// `also` holds, or until `deadline`.
+async fn wait_settled(
+    d: &mut Daemon,
+    ledger: &Ledger,
+    sinks: &[&Sink],
+    deadline: Instant,
+    allowed: impl Fn(&Dead) -> bool,
+    also: impl Fn(&Tally, &[Dead]) -> bool,
+) -> Result<Tally> {
+    loop {
+        d.check_alive()?;
+        let dead = d.dead_letters(ORG).await.unwrap_or_default();
+        let t = ledger.tally(sinks, &dead, &allowed);
+        if (t.settled() && also(&t, &dead)) || Instant::now() > deadline {
+            return Ok(t);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Stops serve (SIGTERM must exit 0), then tallies with the store's dead letters.
+async fn finish(
+    d: &mut Daemon,
+    ledger: &Ledger,
+    sinks: &[&Sink],
+    allowed: impl Fn(&Dead) -> bool,
+    failures: &mut Vec<String>,
+) -> Result<(Tally, Vec<Dead>)> {
+    if let Err(e) = d.stop().await {
+        failures.push(format!("graceful stop: {e:#}"));
+    }
+    let store = d.open_store()?;
+    let dead: Vec<Dead> = store
+        .all_dead_letters()?
+        .into_iter()
+        .map(Dead::from)
+        .collect();
+    drop(store);
+    let tally = ledger.tally(sinks, &dead, allowed);
+    if tally.lost > 0 {
+        // Evidence for whoever investigates: where the lost pairs stopped, what is left
+        // in the namespace's queues, and serve's log.
+        failures.push(format!("lost detail: {}", ledger.lost_detail(sinks, &dead)));
+        failures.push(format!(
+            "queues: {}",
+            crate::broker::queue_depths(&d.config.amqp.namespace)
+        ));
+        match d.keep_log() {
+            Ok(path) => failures.push(format!("serve log kept at {}", path.display())),
+            Err(e) => failures.push(format!("serve log not kept: {e:#}")),
+        }
+    }
+    Ok((tally, dead))
+}
+
+/// 1. SIGKILL serve at random moments while events flow, preferably while the slow
+///    receiver holds a request open; restart it each time.
+pub async fn kill(ctx: &Ctx, events: usize, kills: u32) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let flaky = Sink::start("flaky", ORG, &[EVENT], Behavior::Flaky).await?;
+    let slow = Sink::start("slow", ORG, &[EVENT], Behavior::Slow).await?;
+    let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
+    let sinks = [&flaky, &slow, &healthy];
+    let settings = Settings::default();
+    let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
+    let mut d = Daemon::create(ctx, &settings, &subs).await?;
+    d.start().await?;
+    let mut ledger = Ledger::default();
+    let ids: Vec<String> = (0..events)
+        .map(|i| format!("kill-{}-{i}", &Uuid::now_v7().simple().to_string()[20..]))
+        .collect();
+    for id in &ids {
+        ledger.expect(id, &sinks);
+    }
+    let window = Duration::from_secs_f64((events as f64 / 100.0).max(4.0 * f64::from(kills)));
+    let publisher = tokio::spawn(publish_paced(
+        ctx.amqp_url.clone(),
+        d.config.amqp.namespace.clone(),
+        ids,
+        window,
+    ));
+    let gap = window / kills;
+    let mut held_at_kill = 0;
+    let mut last_kill = Instant::now();
+    for _ in 0..kills {
+        let pause = rand::rng().random_range(gap.mul_f64(0.3)..gap);
+        tokio::time::sleep(pause).await;
+        let until = Instant::now() + Duration::from_secs(1);
+        while slow.in_flight() == 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        held_at_kill += slow.in_flight();
+        d.check_alive()?;
+        d.kill()?;
+        last_kill = Instant::now();
+        d.start().await?;
+    }
+    let retried = publisher.await??;
+    // As after a broker restart: the broker's at-least-once dead-letter worker (which
+    // moves expired retries back to the work queue) retries an unconfirmed batch only
+    // after dead_letter_worker_publisher_confirm_timeout (180 s on 3.10), so allow the
+    // schedule plus 200 s after the last kill before counting anything lost.
+    let deadline = last_kill + settings.total() + Duration::from_secs(200);
+    wait_settled(&mut d, &ledger, &sinks, deadline, |_| false, |_, _| true).await?;
+    let settled_after = last_kill.elapsed();
+    let mut failures = Vec::new();
+    let (tally, _) = finish(&mut d, &ledger, &sinks, |_| false, &mut failures).await?;
+    if d.kills < 5 {
+        failures.push(format!("only {} kills", d.kills));
+    }
+    Ok(Outcome {
+        name: "kill".into(),
+        tally,
+        notes: vec![
+            note("events", events),
+            note("kills", d.kills),
+            note("restarts", d.starts - 1),
+            note("held_open_at_kills", held_at_kill),
+            note(
+                "settled_s_after_last_kill",
+                format!("{:.0}", settled_after.as_secs_f64()),
+            ),
+            note("republished", retried),
+            note(
+                "requests",
+                sinks.iter().map(|s| s.received()).sum::<usize>(),
+            ),
+        ],
+        failures,
+        wall: t0.elapsed(),
+    })
+}
+
+/// 2. Stop and start the broker app mid-run, then close hookwire's connections; wait the
+///    whole schedule plus 200 s after the restart before counting anything lost.
+pub async fn broker_restart(ctx: &Ctx, events: usize) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let flaky = Sink::start("flaky", ORG, &[EVENT], Behavior::Flaky).await?;
+    let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
+    let sinks = [&flaky, &healthy];
+    let settings = Settings::default();
+    let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
+    let mut d = Daemon::create(ctx, &settings, &subs).await?;
+    d.start().await?;
+    let mut ledger = Ledger::default();
+    let ids: Vec<String> = (0..events)
+        .map(|i| format!("broker-{}-{i}", &Uuid::now_v7().simple().to_string()[20..]))
+        .collect();
+    for id in &ids {
+        ledger.expect(id, &sinks);
+    }
+    let window = Duration::from_secs_f64((events as f64 / 50.0).max(15.0));
+    let publisher = tokio::spawn(publish_paced(
+        ctx.amqp_url.clone(),
+        d.config.amqp.namespace.clone(),
+        ids,
+        window,
+    ));
+    let mut failures = Vec::new();
+    tokio::time::sleep(window / 3).await;
+    {
+        let _guard = ctx.app.stop_app()?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // The guard starts the app and waits for it.
+    }
+    let restarted_at = Instant::now();
+    tokio::time::sleep(window / 3).await;
+    d.check_alive()?;
+    // hookwire's own connections only, by their connection name; retried while it is
+    // still reconnecting after the restart.
+    let mut closed = 0;
+    for _ in 0..50 {
+        closed = close_connections_named(d.connection_name())?;
+        if closed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if closed == 0 {
+        failures.push("no hookwire connection to close after the restart".into());
+    }
+    let closed_at = Instant::now();
+    let retried = publisher.await??;
+    // The broker's at-least-once dead-letter worker retries only every few minutes.
+    let deadline = restarted_at.max(closed_at) + settings.total() + Duration::from_secs(200);
+    wait_settled(
+        &mut d,
+        &ledger,
+        &sinks,
+        deadline.max(Instant::now() + Duration::from_secs(30)),
+        |_| false,
+        |_, _| true,
+    )
+    .await?;
+    let settled_after = closed_at.elapsed();
+    let (tally, _) = finish(&mut d, &ledger, &sinks, |_| false, &mut failures).await?;
+    Ok(Outcome {
+        name: "broker-restart".into(),
+        tally,
+        notes: vec![
+            note("events", events),
+            note("app_restarts", 1),
+            note("connections_closed", closed),
+            note(
+                "settled_s_after_close",
+                format!("{:.0}", settled_after.as_secs_f64()),
+            ),
+            note("serve_starts", d.starts),
+            note("republished", retried),
+        ],
+        failures,
+        wall: t0.elapsed(),
+    })
+}
+
+/// 3. One receiver is down for several tiers but less than the schedule (everything
+///    arrives, nothing dies), then for longer than the schedule (exactly those deliveries
+///    die as `exhausted`), and replaying them delivers them.
+pub async fn outage(ctx: &Ctx, events: usize) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let steady = Sink::start("steady", ORG, &[EVENT], Behavior::Healthy).await?;
+    let target = Sink::start("target", ORG, &[EVENT], Behavior::Healthy).await?;
+    let sinks = [&steady, &target];
+    // Cumulative 1, 3, 6, 11 s (× 1.25 at most with jitter).
+    let settings = Settings {
+        schedule: vec!["1s", "2s", "3s", "5s"],
+        ..Settings::default()
+    };
+    let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
+    let mut d = Daemon::create(ctx, &settings, &subs).await?;
+    d.start().await?;
+    let tag = Uuid::now_v7().simple().to_string()[20..].to_owned();
+    let mut ledger = Ledger::default();
+    let mut failures = Vec::new();
+    let ns = d.config.amqp.namespace.clone();
+
+    // Phase 1: down 7 s, past three tiers (1, 2, 3 s) but short of the 11 s schedule.
+    let n1 = events / 2;
+    let ids1: Vec<String> = (0..n1).map(|i| format!("outage1-{tag}-{i}")).collect();
+    for id in &ids1 {
+        ledger.expect(id, &sinks);
+    }
+    target.set_down(true);
+    let down_at = Instant::now();
+    publish_paced(
+        ctx.amqp_url.clone(),
+        ns.clone(),
+        ids1,
+        Duration::from_secs(5),
+    )
+    .await?;
+    tokio::time::sleep_until((down_at + Duration::from_secs(7)).into()).await;
+    target.set_down(false);
+    let deadline = Instant::now() + settings.total() + Duration::from_secs(60);
+    let t1 = wait_settled(
+        &mut d,
+        &ledger,
+        &sinks,
+        deadline,
+        |_| false,
+        |t, _| t.delivered == t.expected,
+    )
+    .await?;
+    if t1.delivered != t1.expected || !t1.dead_by_reason.is_empty() {
+        failures.push(format!(
+            "short outage: {} of {} delivered, dead {:?}",
+            t1.delivered, t1.expected, t1.dead_by_reason
+        ));
+    }
+
+    // Phase 2: down for longer than the whole schedule.
+    let n2 = events - n1;
+    let ids2: Vec<String> = (0..n2).map(|i| format!("outage2-{tag}-{i}")).collect();
+    for id in &ids2 {
+        ledger.expect(id, &sinks);
+    }
+    let phase2: HashSet<String> = ids2
+        .iter()
+        .map(|id| hookwire_core::event::webhook_id(id, &target.sub.id))
+        .collect();
+    target.set_down(true);
+    publish_paced(ctx.amqp_url.clone(), ns, ids2, Duration::from_secs(1)).await?;
+    let is_phase2 = |x: &Dead| {
+        x.reason == "exhausted"
+            && x.subscription == Some(target.sub.id)
+            && x.event_id.as_ref().is_some_and(|e| {
+                phase2.contains(&hookwire_core::event::webhook_id(e, &target.sub.id))
+            })
+    };
+    let deadline = Instant::now() + settings.total() + Duration::from_secs(60);
+    let t2 = wait_settled(&mut d, &ledger, &sinks, deadline, is_phase2, |_, dead| {
+        dead.len() >= n2
+    })
+    .await?;
+    let dead2 = d.dead_letters(ORG).await?;
+    let exact = dead2.len() == n2 && dead2.iter().all(is_phase2);
+    if !exact || t2.unexpected_dead > 0 {
+        failures.push(format!(
+            "long outage: {} dead letters, expected exactly the {n2} deliveries to the down receiver",
+            dead2.len()
+        ));
+    }
+    target.set_down(false);
+    let (status, body) = d
+        .api(
+            Method::POST,
+            &format!("/v1/orgs/{ORG}/dead-letters/replay"),
+            Some(&json!({"since": "2000-01-01T00:00:00Z"})),
+        )
+        .await?;
+    let replayed = body["replayed"].as_array().map_or(0, Vec::len);
+    if status != 200 || replayed != n2 {
+        failures.push(format!(
+            "replay answered {status}, replayed {replayed} of {n2}: {body}"
+        ));
+    }
+    let deadline = Instant::now() + settings.total() + Duration::from_secs(60);
+    wait_settled(
+        &mut d,
+        &ledger,
+        &sinks,
+        deadline,
+        |_| false,
+        |t, dead| t.delivered == t.expected && dead.is_empty(),
+    )
+    .await?;
+    let (tally, _) = finish(&mut d, &ledger, &sinks, |_| false, &mut failures).await?;
+    if tally.delivered != tally.expected {
+        failures.push(format!(
+            "{} of {} delivered after the replay",
+            tally.delivered, tally.expected
+        ));
+    }
+    Ok(Outcome {
+        name: "outage".into(),
+        tally,
+        notes: vec![
+            note("events", events),
+            note("short_outage_s", 7),
+            note("long_outage_dead_exhausted", dead2.len()),
+            note("replayed", replayed),
+        ],
+        failures,
+        wall: t0.elapsed(),
+    })
+}
+
+/// The ways a message breaks the wire contract, with the reason it must die for.
+const POISON: [&str; 6] = [
+    "invalid_json",
+    "missing_org",
+    "unknown_event",
+    "missing_field",
+    "event_mismatch",
+    "too_large",
+];
+
+fn poison_message(kind: &str, id: &str) -> (String, Vec<u8>, BasicProperties) {
+    let mut headers = FieldTable::default();
+    if kind != "missing_org" {
+        headers.insert(ShortString::from("org"), AMQPValue::LongString(ORG.into()));
+    }
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(id.into())
+        .with_headers(headers);
+    let good = json!({"event": EVENT, "report_run_url": format!("https://mode.test/p/{id}")});
+    let (key, body) = match kind {
+        "invalid_json" => (EVENT, b"{not json".to_vec()),
+        "unknown_event" => (
+            "report_run_exploded",
+            serde_json::to_vec(&json!({"event": "report_run_exploded", "report_run_url": "u"}))
+                .unwrap_or_default(),
+        ),
+        "missing_field" => (
+            EVENT,
+            serde_json::to_vec(&json!({"event": EVENT})).unwrap_or_default(),
+        ),
+        "event_mismatch" => (
+            EVENT,
+            serde_json::to_vec(&json!({"event": "report_created", "report_run_url": "u"}))
+                .unwrap_or_default(),
+        ),
+        "too_large" => (
+            EVENT,
+            serde_json::to_vec(&json!({"event": EVENT, "report_run_url": "x".repeat(70 * 1024)}))
+                .unwrap_or_default(),
+        ),
+        _ => (EVENT, serde_json::to_vec(&good).unwrap_or_default()),
+    };
+    (key.to_owned(), body, props)
+}
+
+/// 4. One message in ten breaks the wire contract: the good ones are delivered, the
+///    broken ones are archived with their reason, and serve never restarts.
+pub async fn poison(ctx: &Ctx, events: usize) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
+    let sinks = [&healthy];
+    let settings = Settings::default();
+    let mut d = Daemon::create(ctx, &settings, std::slice::from_ref(&healthy.sub)).await?;
+    d.start().await?;
+    let pid = d.pid();
+    let ns = d.config.amqp.namespace.clone();
+    let producer = Producer::connect(
+        &ctx.amqp_url,
+        &ns,
+        "hookwire-chaos-producer",
+        Catalog::builtin(),
+    )
+    .await?;
+    let raw_conn = hookwire_producer::connect(&ctx.amqp_url, "hookwire-chaos-poisoner").await?;
+    let raw = Publisher::open(&raw_conn, Duration::from_secs(30)).await?;
+    let tag = Uuid::now_v7().simple().to_string()[20..].to_owned();
+    let mut ledger = Ledger::default();
+    let mut broken: HashMap<String, &'static str> = HashMap::new();
+    for i in 0..events {
+        let id = format!("poison-{tag}-{i}");
+        if i % 10 == 9 {
+            let kind = POISON[(i / 10) % POISON.len()];
+            let (key, body, props) = poison_message(kind, &id);
+            raw.publish(&format!("{ns}.events"), &key, &body, props)
+                .await
+                .with_context(|| format!("publish broken message {id}"))?;
+            broken.insert(id, kind);
+        } else {
+            producer.publish(&event(&id)).await?;
+            ledger.expect(&id, &sinks);
+        }
+    }
+    let _ = producer.close().await;
+    let _ = raw_conn.close(200, "bye".into()).await;
+    let allowed = |x: &Dead| {
+        x.event_id
+            .as_ref()
+            .and_then(|e| broken.get(e))
+            .is_some_and(|r| *r == x.reason)
+    };
+    let deadline = Instant::now() + settings.total() + Duration::from_secs(60);
+    wait_settled(&mut d, &ledger, &sinks, deadline, allowed, |_, dead| {
+        dead.len() >= broken.len()
+    })
+    .await?;
+    let mut failures = Vec::new();
+    if d.pid() != pid || d.starts != 1 {
+        failures.push("serve restarted".into());
+    }
+    let (tally, dead) = finish(&mut d, &ledger, &sinks, allowed, &mut failures).await?;
+    let archived: HashSet<&str> = dead
+        .iter()
+        .filter(|x| allowed(x))
+        .filter_map(|x| x.event_id.as_deref())
+        .collect();
+    let missing = broken
+        .keys()
+        .filter(|id| !archived.contains(id.as_str()))
+        .count();
+    if missing > 0 {
+        failures.push(format!(
+            "{missing} broken message(s) not archived with their reason"
+        ));
+    }
+    Ok(Outcome {
+        name: "poison".into(),
+        tally,
+        notes: vec![
+            note("events", events),
+            note("broken", broken.len()),
+            note("serve_starts", d.starts),
+        ],
+        failures,
+        wall: t0.elapsed(),
+    })
+}
+
+/// What the API acknowledged about one webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acked {
+    Created,
+    Deleted,
+    /// A delete was in flight at the kill: either state is right.
+    Unknown,
+}
+
+/// 5. SIGKILL serve during a burst of webhook creations and deletions; the store must
+///    open, and hold every change the API acknowledged.
+pub async fn store_crash(ctx: &Ctx, changes: usize, rounds: u32) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let receiver = hookwire_testkit::Receiver::ok().await;
+    let mut d = Daemon::create(ctx, &Settings::default(), &[]).await?;
+    let mut state: HashMap<Uuid, Acked> = HashMap::new();
+    let mut failures = Vec::new();
+    let mut acked_changes = 0;
+    let mut verified = 0;
+    let mut lost = 0;
+    let per_round = (changes / rounds.max(1) as usize).max(20);
+    for round in 0..rounds {
+        d.start().await?;
+        let api = d.client()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for w in 0..6 {
+            let (api, stop, done, url) = (api.clone(), stop.clone(), done.clone(), receiver.url());
+            workers.spawn(async move {
+                let mut mine: Vec<Uuid> = Vec::new();
+                let mut log: Vec<(Uuid, Acked)> = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    if n.is_multiple_of(3) && !mine.is_empty() {
+                        let id = mine.swap_remove(rand::rng().random_range(0..mine.len()));
+                        match api.request(Method::DELETE, &format!("/v1/orgs/{ORG}/webhooks/{id}"), None).await {
+                            Ok((s, _)) if (200..300).contains(&s) => {
+                                log.push((id, Acked::Deleted));
+                                done.fetch_add(1, Ordering::SeqCst);
+                            }
+                            _ => log.push((id, Acked::Unknown)),
+                        }
+                    } else {
+                        let body = json!({"url": url, "description": format!("chaos {w}-{n}"), "events": [EVENT]});
+                        if let Ok((201, v)) = api
+                            .request(Method::POST, &format!("/v1/orgs/{ORG}/webhooks?verify=false"), Some(&body))
+                            .await
+                            && let Some(id) = v["id"].as_str().and_then(|s| s.parse().ok())
+                        {
+                            mine.push(id);
+                            log.push((id, Acked::Created));
+                            done.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                log
+            });
+        }
+        // Kill at a random moment of the burst.
+        let target = rand::rng().random_range(per_round / 2..=per_round);
+        let until = Instant::now() + Duration::from_secs(60);
+        while done.load(Ordering::SeqCst) < target && Instant::now() < until {
+            d.check_alive()?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        d.kill()?;
+        stop.store(true, Ordering::SeqCst);
+        while let Some(log) = workers.join_next().await {
+            for (id, acked) in log? {
+                if acked != Acked::Unknown {
+                    acked_changes += 1;
+                }
+                state.insert(id, acked);
+            }
+        }
+        let store = match d.open_store() {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("round {round}: {e:#}"));
+                break;
+            }
+        };
+        for (id, acked) in &state {
+            let present = store.get(ORG, id)?.is_some();
+            match acked {
+                Acked::Created if !present => {
+                    lost += 1;
+                    failures.push(format!("round {round}: acknowledged webhook {id} is gone"));
+                }
+                Acked::Deleted if present => {
+                    lost += 1;
+                    failures.push(format!("round {round}: deleted webhook {id} is back"));
+                }
+                Acked::Unknown => {}
+                _ => verified += 1,
+            }
+        }
+        drop(store);
+    }
+    // serve itself opens the store after the last crash and lists the same webhooks.
+    d.start().await?;
+    let (status, body) = d
+        .api(Method::GET, &format!("/v1/orgs/{ORG}/webhooks"), None)
+        .await?;
+    let listed: HashSet<Uuid> = body
+        .as_array()
+        .or_else(|| body["webhooks"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["id"].as_str().and_then(|s| s.parse().ok()))
+        .collect();
+    let should: HashSet<Uuid> = state
+        .iter()
+        .filter(|(_, a)| **a == Acked::Created)
+        .map(|(id, _)| *id)
+        .collect();
+    if status != 200 || !should.is_subset(&listed) {
+        failures.push(format!(
+            "after restart the API lists {} webhooks, {} acknowledged ones missing",
+            listed.len(),
+            should.difference(&listed).count()
+        ));
+    }
+    if let Err(e) = d.stop().await {
+        failures.push(format!("graceful stop: {e:#}"));
+    }
+    failures.truncate(10);
+    Ok(Outcome {
+        name: "store-crash".into(),
+        tally: Tally {
+            expected: acked_changes,
+            delivered: acked_changes.saturating_sub(lost),
+            lost,
+            ..Tally::default()
+        },
+        notes: vec![
+            note("acked_changes", acked_changes),
+            note("checks", verified),
+            note("kills", d.kills),
+            note("webhooks_left", should.len()),
+        ],
+        failures,
+        wall: t0.elapsed(),
+    })
+}

@@ -1,0 +1,168 @@
+//! Subscribers: loopback receivers (hookwire-testkit's [`Receiver`]) that verify every
+//! signature and answer like a healthy, a flaky, a slow or a down endpoint.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use hookwire_core::{Secret, Subscription};
+use hookwire_testkit::{Receiver, Recorded, Reply, new_subscription};
+use rand::Rng;
+
+/// How a subscriber answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    /// 200 at once.
+    Healthy,
+    /// 500 to about 30 % of requests, but at most twice per webhook-id, so the retry
+    /// schedule never runs out and an `exhausted` dead letter is always a bug.
+    Flaky,
+    /// 200 after 0.2–2 s: requests are held open when serve is killed.
+    Slow,
+}
+
+/// Shared between the receiver's handler and the ledger.
+#[derive(Debug, Default)]
+struct State {
+    /// While set, the endpoint answers 503 (an outage).
+    down: AtomicBool,
+    /// Requests whose signature or timestamp did not verify.
+    bad_signatures: AtomicUsize,
+    /// The status decided for each request, by (webhook-id, arrival).
+    statuses: Mutex<HashMap<(String, Instant), u16>>,
+    /// 500s answered per webhook-id (Flaky).
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// One subscriber: its subscription (with the secret it verifies) and its receiver.
+#[derive(Debug)]
+pub struct Sink {
+    /// The subscription to seed.
+    pub sub: Subscription,
+    receiver: Receiver,
+    state: Arc<State>,
+}
+
+impl Sink {
+    /// A receiver answering like `behavior`, subscribed by `org` to `events`.
+    pub async fn start(
+        name: &'static str,
+        org: &str,
+        events: &[&str],
+        behavior: Behavior,
+    ) -> Result<Self> {
+        let secret = Secret::generate()?;
+        let state = Arc::new(State::default());
+        let receiver = Receiver::start({
+            let (secret, state) = (secret.clone(), state.clone());
+            move |_, req| respond(&secret, &state, behavior, req)
+        })
+        .await;
+        let mut sub = new_subscription(org, &receiver.url(), events);
+        sub.description = format!("hookwire-chaos {name}");
+        sub.keys[0].secret = secret;
+        Ok(Self {
+            sub,
+            receiver,
+            state,
+        })
+    }
+
+    /// Starts (`true`) or ends an outage: every request is answered 503 meanwhile.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests whose signature did not verify.
+    pub fn bad_signatures(&self) -> usize {
+        self.state.bad_signatures.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far (answered or not).
+    pub fn received(&self) -> usize {
+        self.receiver.requests().len()
+    }
+
+    /// Requests received but not answered yet: held open.
+    pub fn in_flight(&self) -> usize {
+        self.received()
+            .saturating_sub(self.receiver.answered().len())
+    }
+
+    /// Every webhook-id that reached this receiver.
+    pub fn requested_ids(&self) -> std::collections::HashSet<String> {
+        self.receiver
+            .requests()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect()
+    }
+
+    /// 2xx answers handed to the connection, by webhook-id.
+    pub fn delivered(&self) -> HashMap<String, usize> {
+        let statuses = self.state.statuses.lock().expect("lock");
+        let mut out = HashMap::new();
+        for r in self.receiver.answered() {
+            let id = r.header("webhook-id").to_owned();
+            if statuses
+                .get(&(id.clone(), r.at))
+                .is_some_and(|s| (200..300).contains(s))
+            {
+                *out.entry(id).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+}
+
+fn respond(secret: &Secret, state: &State, behavior: Behavior, req: &Recorded) -> Reply {
+    let id = req.header("webhook-id").to_owned();
+    let verified = req
+        .header("webhook-timestamp")
+        .parse::<u64>()
+        .ok()
+        .filter(|ts| hookwire_core::now_ms() / 1000 <= ts + 300)
+        .is_some_and(|ts| {
+            secret
+                .verify(&id, ts, &req.body, req.header("webhook-signature"))
+                .is_ok()
+        });
+    let mut delay = Duration::ZERO;
+    let status = if !verified {
+        state.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        // A permanent status: it ends as a dead letter, which fails the verdict.
+        400
+    } else if state.down.load(Ordering::SeqCst) {
+        503
+    } else {
+        match behavior {
+            Behavior::Healthy => 200,
+            Behavior::Flaky => {
+                let mut failures = state.failures.lock().expect("lock");
+                let n = failures.entry(id.clone()).or_insert(0);
+                if *n < 2 && rand::rng().random_bool(0.3) {
+                    *n += 1;
+                    500
+                } else {
+                    200
+                }
+            }
+            Behavior::Slow => {
+                delay = Duration::from_millis(rand::rng().random_range(200..2000));
+                200
+            }
+        }
+    };
+    state
+        .statuses
+        .lock()
+        .expect("lock")
+        .insert((id, req.at), status);
+    Reply {
+        status,
+        headers: Vec::new(),
+        delay,
+    }
+}
