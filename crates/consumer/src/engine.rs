@@ -157,7 +157,7 @@ impl Engine {
         let subscribers = self.store.subscribers(&event.org, &event.event_type)?;
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
         let first_seen_ms = now_ms();
-        let tasks = subscribers.into_iter().map(|sub| {
+        let tasks = subscribers.iter().map(|sub| {
             let task = Task {
                 event_id: event.id.clone(),
                 org: event.org.clone(),
@@ -213,7 +213,7 @@ impl Engine {
                 )
                 .await;
         }
-        self.deliver(publisher, task, sub, &delivery.data).await
+        self.deliver(publisher, task, &sub, &delivery.data).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.
@@ -231,7 +231,7 @@ impl Engine {
         &self,
         publisher: &Publisher,
         task: Task,
-        sub: Subscription,
+        sub: &Subscription,
         body: &[u8],
     ) -> Result<()> {
         let webhook_id = task.webhook_id();
@@ -242,7 +242,7 @@ impl Engine {
                 let detail = format!("undelivered after {}s", age.as_secs());
                 return self.dead_letter_task(publisher, &task, body, DeadReason::Expired, &detail).await;
             }
-            let admission = match self.endpoints.admit(&sub, Instant::now()) {
+            let admission = match self.endpoints.admit(sub, Instant::now()) {
                 Ok(admission) => admission,
                 Err(deferral) => {
                     let delay = match deferral {
@@ -255,7 +255,7 @@ impl Engine {
                 }
             };
             let report = tokio::select! {
-                report = self.attempt(&sub, &webhook_id, body) => report,
+                report = self.attempt(sub, &webhook_id, body) => report,
                 () = self.grace_over.cancelled() => {
                     info!("Shutdown grace is over; delivery handed back to the deferral tier.");
                     return self.park(publisher, &task, body, self.settings.defer_delay).await;
@@ -269,9 +269,9 @@ impl Engine {
             }
             let attempt = task.attempts + 1;
             self.attempt_log.record(attempt_record(&task, &webhook_id, attempt, &report));
-            if let Some(reason) = self.record_health(&sub, report.outcome).await {
+            if let Some(reason) = self.record_health(sub, report.outcome).await {
                 warn!(%reason, "Webhook disabled: it keeps failing.");
-                self.disable(&sub, &reason).await?;
+                self.disable(sub, &reason).await?;
                 telemetry::webhook_disabled();
                 self.emit_webhook_disabled(publisher, &task, &reason).await?;
             }
@@ -306,7 +306,7 @@ impl Engine {
                 }
                 Outcome::Gone => {
                     warn!("Receiver answered 410 Gone; webhook disabled.");
-                    self.disable(&sub, GONE_REASON).await?;
+                    self.disable(sub, GONE_REASON).await?;
                     telemetry::webhook_disabled();
                     self.emit_webhook_disabled(publisher, &next, GONE_REASON).await?;
                     self.dead_letter_task(publisher, &next, body, DeadReason::Gone, "receiver answered 410").await

@@ -128,9 +128,12 @@ impl Deliverer {
                 },
             }
         };
-        if let Err(refused) = self.check_literal_target(&sub.url) {
-            return finish(Err((AttemptFailure::TargetRefused, refused.to_string())));
-        }
+        let url = match self.check_literal_target(&sub.url) {
+            Ok(url) => url,
+            Err(refused) => {
+                return finish(Err((AttemptFailure::TargetRefused, refused.to_string())));
+            }
+        };
         let now = SystemTime::now();
         let timestamp = now
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -143,7 +146,7 @@ impl Deliverer {
         );
         let request = self
             .client
-            .post(&sub.url)
+            .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", webhook_id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -176,12 +179,13 @@ impl Deliverer {
     }
 
     /// Literal IPs never reach the resolver, so they are checked here, before connecting.
-    fn check_literal_target(&self, url: &str) -> Result<(), TargetError> {
+    /// The parsed URL is what gets requested, so it is parsed once.
+    fn check_literal_target(&self, url: &str) -> Result<url::Url, TargetError> {
         let url = self.policy.check_url(url)?;
-        match url.host() {
-            Some(Host::Domain(name)) => self.policy.check_host_name(name),
-            _ => Ok(()),
+        if let Some(Host::Domain(name)) = url.host() {
+            self.policy.check_host_name(name)?;
         }
+        Ok(url)
     }
 }
 

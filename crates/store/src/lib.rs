@@ -14,6 +14,7 @@ mod error;
 mod records;
 mod sealing;
 mod store;
+mod subscriber_cache;
 mod writer;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! The sled store and its one write path, [`Store::apply`].
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -15,6 +16,7 @@ use crate::records::{
     attempt_prefix, dead_key, dead_prefix, decode, encode,
 };
 use crate::sealing::Sealer;
+use crate::subscriber_cache::SubscriberCache;
 use crate::{Error, Result};
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -95,6 +97,7 @@ pub struct Store {
     /// `org ‖ 0 ‖ id` → dead letter.
     dead: sled::Tree,
     sealer: Sealer,
+    subscribers: Arc<SubscriberCache>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -182,6 +185,7 @@ impl Store {
             dead: db.open_tree("dead_letters")?,
             db,
             sealer: Sealer::new(secrets_key),
+            subscribers: Arc::default(),
         })
     }
 
@@ -193,7 +197,11 @@ impl Store {
                 id,
                 delivered,
                 at_ms,
-            } => self.record_health(&org, &id, delivered, at_ms),
+            } => {
+                self.record_health(&org, &id, delivered, at_ms)?;
+                self.subscribers.invalidate(&org);
+                Ok(())
+            }
             Change::RecordAttempts(records) => self.record_attempts(&records),
             Change::PruneAttempts {
                 older_than_ms,
@@ -226,7 +234,9 @@ impl Store {
                     }
                     subs.insert(key.as_slice(), record.as_slice())?;
                     Ok(())
-                })
+                })?;
+                self.subscribers.invalidate(&sub.org);
+                Ok(())
             }
             Change::Delete { org, id } => {
                 let key = sub_key(&org, &id);
@@ -238,7 +248,9 @@ impl Store {
                         index.remove(event_key(&org, &event, &id))?;
                     }
                     Ok(())
-                })
+                })?;
+                self.subscribers.invalidate(&org);
+                Ok(())
             }
         }
     }
@@ -418,11 +430,22 @@ impl Store {
             .collect()
     }
 
-    /// The enabled subscriptions of `org` that listen to `event`: the delivery hot path.
-    pub fn subscribers(&self, org: &str, event: &str) -> Result<Vec<Subscription>> {
+    /// The enabled subscriptions of `org` that listen to `event`: the delivery hot path,
+    /// served from a cache of decoded lists.
+    pub fn subscribers(&self, org: &str, event: &str) -> Result<Arc<[Subscription]>> {
         let prefix = event_prefix(org, event);
+        let generation = match self.subscribers.get(&prefix) {
+            Ok(list) => return Ok(list),
+            Err(generation) => generation,
+        };
+        let list: Arc<[Subscription]> = self.read_subscribers(org, &prefix)?.into();
+        self.subscribers.insert(prefix, list.clone(), generation);
+        Ok(list)
+    }
+
+    fn read_subscribers(&self, org: &str, prefix: &[u8]) -> Result<Vec<Subscription>> {
         let mut subs = Vec::new();
-        for entry in self.by_event.scan_prefix(&prefix) {
+        for entry in self.by_event.scan_prefix(prefix) {
             let (key, _) = entry?;
             let id = Uuid::from_slice(&key[prefix.len()..])
                 .map_err(|e| Error::Corrupt(e.to_string()))?;

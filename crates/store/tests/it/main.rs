@@ -34,19 +34,19 @@ fn resolves_subscribers_by_org_and_event() {
     for s in [&a, &b, &other_org] {
         store.apply(Change::Upsert(s.clone())).expect("apply");
     }
-    let ids = |v: Vec<Subscription>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let ids = |v: &[Subscription]| v.iter().map(|s| s.id).collect::<Vec<_>>();
     assert_eq!(
-        ids(store.subscribers("acme", "report_created").expect("lookup")),
+        ids(&store.subscribers("acme", "report_created").expect("lookup")),
         [a.id, b.id]
     );
     assert_eq!(
-        ids(store
+        ids(&store
             .subscribers("acme", "report_run_started")
             .expect("lookup")),
         [a.id]
     );
     assert_eq!(
-        ids(store
+        ids(&store
             .subscribers("globex", "report_created")
             .expect("lookup")),
         [other_org.id]
@@ -63,7 +63,49 @@ fn resolves_subscribers_by_org_and_event() {
         None,
         "org scoping"
     );
-    assert_eq!(ids(store.list("acme").expect("list")), [a.id, b.id]);
+    assert_eq!(ids(&store.list("acme").expect("list")), [a.id, b.id]);
+}
+
+#[test]
+fn every_write_reaches_the_cached_subscriber_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let mut a = sub("acme", &["report_created"]);
+    let other_org = sub("globex", &["report_created"]);
+    for s in [&a, &other_org] {
+        store.apply(Change::Upsert(s.clone())).expect("apply");
+    }
+    let lookup = |org: &str| store.subscribers(org, "report_created").expect("lookup");
+    // Fill the cache, then change the record behind it in each way a write can.
+    assert_eq!(lookup("acme")[0].url, a.url);
+    let globex_before = lookup("globex");
+
+    a.url = "https://example.com/moved".into();
+    store.apply(Change::Upsert(a.clone())).expect("apply");
+    assert_eq!(lookup("acme")[0].url, "https://example.com/moved", "upsert");
+
+    store
+        .apply(Change::RecordHealth {
+            org: "acme".into(),
+            id: a.id,
+            delivered: false,
+            at_ms: 42,
+        })
+        .expect("apply");
+    assert_eq!(lookup("acme")[0].failing_since_ms, Some(42), "health");
+
+    store
+        .apply(Change::Delete {
+            org: "acme".into(),
+            id: a.id,
+        })
+        .expect("apply");
+    assert!(lookup("acme").is_empty(), "delete");
+
+    assert!(
+        std::sync::Arc::ptr_eq(&globex_before, &lookup("globex")),
+        "another org's cached list is kept"
+    );
 }
 
 #[test]
