@@ -10,6 +10,7 @@
 //! when the changes later travel through a RabbitMQ stream. [`Writer`] group-commits
 //! the writes that must be durable before anyone is answered.
 
+mod attempt_log;
 mod error;
 mod records;
 mod sealing;

@@ -118,20 +118,6 @@ pub(crate) fn attempt_prefix(subscription_id: &Uuid) -> Vec<u8> {
     subscription_id.as_bytes().to_vec()
 }
 
-pub(crate) fn attempt_key(r: &AttemptRecord, seq: u64) -> Vec<u8> {
-    let mut key = attempt_prefix(&r.subscription_id);
-    key.extend_from_slice(&r.at_ms.to_be_bytes());
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// The time inside an attempt key.
-pub(crate) fn attempt_key_time(key: &[u8]) -> Option<u64> {
-    key.get(16..24)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(u64::from_be_bytes)
-}
-
 pub(crate) fn dead_prefix(org: Option<&str>) -> Vec<u8> {
     let mut key = org.unwrap_or("").as_bytes().to_vec();
     key.push(SEP);

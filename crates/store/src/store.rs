@@ -11,27 +11,14 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use uuid::Uuid;
 
+use crate::attempt_log;
 use crate::records::{
-    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, attempt_key, attempt_key_time,
-    attempt_prefix, dead_key, dead_prefix, decode, encode,
+    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, dead_key, dead_prefix, decode,
+    encode,
 };
 use crate::sealing::Sealer;
 use crate::subscriber_cache::SubscriberCache;
 use crate::{Error, Result};
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 /// The schema this build writes. Bump it with every incompatible record change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -92,7 +79,7 @@ pub struct Store {
     subscriptions: sled::Tree,
     /// `org ‖ 0 ‖ event ‖ 0 ‖ id` → nothing: the delivery hot path's index.
     by_event: sled::Tree,
-    /// `subscription ‖ time ‖ seq` → attempt.
+    /// `subscription ‖ time ‖ seq` → a chunk of attempts ([`attempt_log`]).
     attempts: sled::Tree,
     /// `org ‖ 0 ‖ id` → dead letter.
     dead: sled::Tree,
@@ -202,11 +189,13 @@ impl Store {
                 self.subscribers.invalidate(&org);
                 Ok(())
             }
-            Change::RecordAttempts(records) => self.record_attempts(&records),
+            Change::RecordAttempts(records) => {
+                attempt_log::record(&self.attempts, &self.db, &records)
+            }
             Change::PruneAttempts {
                 older_than_ms,
                 keep_per_webhook,
-            } => self.prune_attempts(older_than_ms, keep_per_webhook),
+            } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
             Change::ArchiveDeadLetter(d) => {
                 self.dead
                     .insert(dead_key(d.org.as_deref(), &d.id), encode(&d)?)?;
@@ -282,92 +271,13 @@ impl Store {
         }
     }
 
-    fn record_attempts(&self, records: &[AttemptRecord]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for r in records {
-            batch.insert(attempt_key(r, self.db.generate_id()?), encode(r)?);
-        }
-        Ok(self.attempts.apply_batch(batch)?)
-    }
-
-    fn prune_attempts(&self, older_than_ms: u64, keep_per_webhook: usize) -> Result<()> {
-        // Removals go in slices: one batch of every removal once took serve's memory from
-        // 90 MiB to 1.5 GiB for 300k attempts (measured with the benchmark).
-        const SLICE: usize = 1000;
-        let mut batch = sled::Batch::default();
-        let mut pending = 0;
-        let (mut current, mut kept) = (Vec::new(), 0usize);
-        // Newest first within each webhook, so the count keeps the newest.
-        for entry in self.attempts.iter().rev() {
-            let (key, _) = entry?;
-            if key.get(..16) != Some(current.as_slice()) {
-                current = key.get(..16).unwrap_or_default().to_vec();
-                kept = 0;
-            }
-            let old = attempt_key_time(&key).is_none_or(|t| t < older_than_ms);
-            if old || kept >= keep_per_webhook {
-                batch.remove(key);
-                pending += 1;
-                if pending == SLICE {
-                    self.attempts.apply_batch(std::mem::take(&mut batch))?;
-                    pending = 0;
-                }
-            } else {
-                kept += 1;
-            }
-        }
-        Ok(self.attempts.apply_batch(batch)?)
-    }
-
     /// One webhook's attempts, oldest first, a page at a time.
     pub fn attempts(
         &self,
         subscription_id: &Uuid,
         query: &AttemptQuery,
     ) -> Result<Page<AttemptRecord>> {
-        let prefix = attempt_prefix(subscription_id);
-        let start = match &query.cursor {
-            Some(cursor) => {
-                let mut after =
-                    hex_decode(cursor).ok_or_else(|| Error::InvalidCursor(cursor.clone()))?;
-                if !after.starts_with(&prefix) {
-                    return Err(Error::InvalidCursor(cursor.clone()));
-                }
-                after.push(0);
-                after
-            }
-            None => prefix.clone(),
-        };
-        let limit = query.limit.max(1);
-        let mut items = Vec::new();
-        let mut last_key = None;
-        for entry in self.attempts.range(start..) {
-            let (key, raw) = entry?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            if items.len() == limit {
-                return Ok(Page {
-                    items,
-                    next_cursor: last_key.map(|k: sled::IVec| hex_encode(&k)),
-                });
-            }
-            let time = attempt_key_time(&key).unwrap_or(0);
-            last_key = Some(key);
-            if query.since_ms.is_some_and(|t| time < t) || query.until_ms.is_some_and(|t| time >= t)
-            {
-                continue;
-            }
-            let record: AttemptRecord = decode(&raw)?;
-            if query.outcome.as_ref().is_some_and(|o| *o != record.outcome) {
-                continue;
-            }
-            items.push(record);
-        }
-        Ok(Page {
-            items,
-            next_cursor: None,
-        })
+        attempt_log::page(&self.attempts, subscription_id, query)
     }
 
     /// The dead letters of `org` (`None`: invalid events without an org) that match.

@@ -362,6 +362,80 @@ fn attempt_log_pages_filters_and_prunes() {
 }
 
 #[test]
+fn attempt_log_pages_and_prunes_across_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    // Two batches, each with more of `a`'s attempts than one chunk holds, interleaved
+    // with another webhook's and out of time order.
+    for batch in 0..2u32 {
+        let mut records: Vec<_> = (1..=150u32)
+            .rev()
+            .flat_map(|n| {
+                let n = batch * 150 + n;
+                [
+                    attempt(&a, n, 10 * u64::from(n), "delivered"),
+                    attempt(&b, n, 10 * u64::from(n), "retry"),
+                ]
+            })
+            .collect();
+        records.swap(0, 7);
+        store
+            .apply(Change::RecordAttempts(records))
+            .expect("record");
+    }
+    let all_pages = |sub: &Uuid| {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .attempts(
+                    sub,
+                    &hookwire_store::AttemptQuery {
+                        limit: 7,
+                        cursor,
+                        ..Default::default()
+                    },
+                )
+                .expect("page");
+            seen.extend(page.items.iter().map(|r| r.attempt));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return seen,
+            }
+        }
+    };
+    assert_eq!(
+        all_pages(&a),
+        (1..=300).collect::<Vec<_>>(),
+        "every attempt once, in order"
+    );
+
+    store
+        .apply(Change::PruneAttempts {
+            older_than_ms: 0,
+            keep_per_webhook: 100,
+        })
+        .expect("prune");
+    assert_eq!(
+        all_pages(&a),
+        (201..=300).collect::<Vec<_>>(),
+        "the newest 100"
+    );
+    store
+        .apply(Change::PruneAttempts {
+            older_than_ms: 2905,
+            keep_per_webhook: 100,
+        })
+        .expect("prune");
+    assert_eq!(
+        all_pages(&b),
+        (291..=300).collect::<Vec<_>>(),
+        "younger than the cutoff"
+    );
+}
+
+#[test]
 fn dead_letters_by_org_query_and_removal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
