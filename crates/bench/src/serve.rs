@@ -56,75 +56,43 @@ impl ServeSettings {
         )
     }
 
-    fn overlay(&self, namespace: &str, amqp_url: &str, store: &Path, key_b64: &str) -> String {
-        let quoted = |v: &[String]| {
-            v.iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+    /// serve's config: the embedded defaults with these knobs, in loopback-only mode.
+    fn config(
+        &self,
+        namespace: &str,
+        amqp_url: &str,
+        store: &Path,
+        key_b64: &str,
+    ) -> Result<Config> {
+        let durations = |list: &[String]| {
+            list.iter()
+                .map(|d| humantime::parse_duration(d).with_context(|| format!("duration {d:?}")))
+                .collect::<Result<Vec<_>>>()
         };
-        format!(
-            r#"[amqp]
-url = {amqp_url:?}
-namespace = {namespace:?}
-connection_name = {namespace:?}
-prefetch = {prefetch}
-reconnect_max_delay_secs = 1
-
-[store]
-path = {store:?}
-cache_capacity_bytes = {cache}
-
-[api]
-listen = "127.0.0.1:0"
-
-[delivery]
-concurrency = {concurrency}
-per_endpoint_concurrency = {per_endpoint}
-retry_schedule = [{schedule}]
-defer_delay = {defer:?}
-circuit_failure_threshold = {circuit}
-timeout_secs = 15
-shutdown_grace_secs = 5
-allowed_cidrs = ["127.0.0.0/8", "::1/128"]
-only_allowed_cidrs = true
-
-[secrets]
-key = {key_b64:?}
-
-[log]
-level = {level:?}
-"#,
-            prefetch = self.prefetch,
-            store = store.display().to_string(),
-            cache = self.cache_capacity_bytes,
-            concurrency = self.concurrency,
-            per_endpoint = self.per_endpoint_concurrency,
-            schedule = quoted(&self.retry_schedule),
-            defer = self.defer_delay,
-            circuit = self.circuit_failure_threshold,
-            level = self.log_level,
-        )
+        let mut c = Config::defaults();
+        c.amqp.url = amqp_url.to_owned();
+        c.amqp.namespace = namespace.to_owned();
+        c.amqp.connection_name = namespace.to_owned();
+        c.amqp.prefetch = self.prefetch;
+        c.amqp.reconnect_max_delay_secs = 1;
+        c.store.path = store.to_owned();
+        c.store.cache_capacity_bytes = self.cache_capacity_bytes;
+        c.api.listen = "127.0.0.1:0".into();
+        let d = &mut c.delivery;
+        d.concurrency = self.concurrency;
+        d.per_endpoint_concurrency = self.per_endpoint_concurrency;
+        d.retry_schedule = durations(&self.retry_schedule)?;
+        d.defer_delay = durations(std::slice::from_ref(&self.defer_delay))?[0];
+        d.circuit_failure_threshold = self.circuit_failure_threshold;
+        d.timeout_secs = 15;
+        d.shutdown_grace_secs = 5;
+        d.allowed_cidrs = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
+        d.only_allowed_cidrs = true;
+        c.secrets.key = key_b64.to_owned();
+        c.log.level = self.log_level.clone();
+        c.validate()?;
+        Ok(c)
     }
-}
-
-/// Merges `overlay` over the embedded defaults, as `serve` does with `--config`.
-fn parse_config(overlay: &str) -> Result<Config> {
-    fn merge(base: &mut toml::Table, over: toml::Table) {
-        for (key, value) in over {
-            match (base.get_mut(&key), value) {
-                (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-                (_, value) => {
-                    base.insert(key, value);
-                }
-            }
-        }
-    }
-    let mut base: toml::Table = toml::from_str(hookwire_core::config::DEFAULT_CONFIG_TOML)?;
-    merge(&mut base, toml::from_str(overlay)?);
-    let config: Config = toml::Value::Table(base).try_into()?;
-    config.validate()?;
-    Ok(config)
 }
 
 /// A subscription of `org` to the bench's event type at `url`.
@@ -163,8 +131,9 @@ impl Serve {
         let mut key = [0u8; 32];
         rand::fill(&mut key);
         let key_b64 = base64::engine::general_purpose::STANDARD.encode(key);
-        let overlay = settings.overlay(namespace, amqp_url, &dir.path().join("store"), &key_b64);
-        let config = parse_config(&overlay).context("the bench's serve config")?;
+        let config = settings
+            .config(namespace, amqp_url, &dir.path().join("store"), &key_b64)
+            .context("the bench's serve config")?;
         {
             // sled locks its directory: seed it, then close it before serve opens it.
             let store = Store::open(&config.store.path, 8 << 20, &key)?;
@@ -174,7 +143,7 @@ impl Serve {
             store.flush()?;
         }
         let config_path = dir.path().join("hookwire.toml");
-        std::fs::write(&config_path, overlay)?;
+        std::fs::write(&config_path, config.to_toml())?;
         let channel = broker.create_channel().await?;
         topology(&config)?.declare(&channel).await?;
         let _ = channel.close(200, "declared".into()).await;
@@ -300,7 +269,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_overlay_is_a_valid_loopback_only_config() {
+    fn the_config_is_a_valid_loopback_only_config() {
         let settings = ServeSettings {
             concurrency: 64,
             prefetch: 250,
@@ -311,15 +280,20 @@ mod tests {
             log_level: "info".into(),
             cache_capacity_bytes: 64 << 20,
         };
-        let overlay = settings.overlay(
-            "hwbench-x",
-            "amqp://guest:guest@127.0.0.1:5672/%2f",
-            Path::new("/tmp/s"),
-            "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE=",
-        );
-        let config = parse_config(&overlay).expect("valid");
+        let config = settings
+            .config(
+                "hwbench-x",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                Path::new("/tmp/s"),
+                "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE=",
+            )
+            .expect("valid");
         assert!(config.delivery.only_allowed_cidrs);
         assert_eq!(config.prefetch(), 250);
         assert_eq!(config.amqp.namespace, "hwbench-x");
+        assert_eq!(
+            config.delivery.retry_schedule,
+            [Duration::from_secs(1), Duration::from_secs(5)]
+        );
     }
 }

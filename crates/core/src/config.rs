@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Catalog, Error, Result, RetrySchedule, TargetPolicy};
 
@@ -15,7 +15,7 @@ use crate::{Catalog, Error, Result, RetrySchedule, TargetPolicy};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/default.toml");
 
 /// Everything `hookwire serve` is configured by.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The broker connection and namespace.
@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// `[amqp]`: all that `topology` and `publish` need.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     /// The broker URL, `amqp://user:pass@host:port/vhost`.
@@ -53,7 +53,7 @@ pub struct AmqpConfig {
 }
 
 /// `[store]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// The sled directory.
@@ -67,7 +67,7 @@ pub struct StoreConfig {
 }
 
 /// `[api]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Listen address of the admin API.
@@ -79,13 +79,13 @@ pub struct ApiConfig {
 }
 
 /// `[delivery]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Timeout of one attempt.
     pub timeout_secs: u64,
     /// Waits between attempts.
-    #[serde(deserialize_with = "durations")]
+    #[serde(with = "durations")]
     pub retry_schedule: Vec<Duration>,
     /// Attempts in flight at once.
     pub concurrency: usize,
@@ -121,7 +121,7 @@ pub struct DeliveryConfig {
 }
 
 /// `[secrets]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     /// Base64 of the 32-byte key that encrypts signing secrets at rest.
@@ -131,7 +131,7 @@ pub struct SecretsConfig {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// Output format.
@@ -141,7 +141,7 @@ pub struct LogConfig {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -151,7 +151,7 @@ pub enum LogFormat {
 }
 
 /// `[catalog]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     /// A catalog file; empty for the embedded one.
@@ -159,12 +159,24 @@ pub struct CatalogConfig {
 }
 
 /// `humantime_serde` handles one duration; the schedule is a list of them.
-fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-    let list: Vec<humantime_serde::Serde<Duration>> = Vec::deserialize(d)?;
-    Ok(list
-        .into_iter()
-        .map(humantime_serde::Serde::into_inner)
-        .collect())
+mod durations {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let list: Vec<humantime_serde::Serde<Duration>> = Vec::deserialize(d)?;
+        Ok(list
+            .into_iter()
+            .map(humantime_serde::Serde::into_inner)
+            .collect())
+    }
+
+    pub fn serialize<S: Serializer>(list: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<humantime_serde::Serde<&Duration>> =
+            list.iter().map(humantime_serde::Serde::from).collect();
+        list.serialize(s)
+    }
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> Error {
@@ -188,6 +200,13 @@ impl Config {
     pub fn defaults() -> Self {
         // A unit test parses the embedded file, so this cannot fail in a released build.
         toml::from_str(DEFAULT_CONFIG_TOML).expect("config/default.toml is valid")
+    }
+
+    /// The whole tree as a config file, which `serve --config` reads back as it is: how
+    /// tests, the benchmark and the chaos runner configure the `serve` they start.
+    pub fn to_toml(&self) -> String {
+        // Every field is a string, number, bool, list or table: TOML takes them all.
+        toml::to_string(self).expect("a Config serializes to TOML")
     }
 
     /// Checks every key `serve` depends on; errors name the key.
@@ -341,6 +360,21 @@ mod tests {
         assert!(matches!(c.validate(), Err(Error::Config { key, .. }) if key == "secrets.key"));
         dev().validate().expect("defaults plus a key are valid");
         assert_eq!(dev().prefetch(), 128);
+    }
+
+    #[test]
+    fn to_toml_reads_back_as_the_same_config() {
+        let mut c = dev();
+        c.delivery.retry_schedule = vec![Duration::from_millis(500), Duration::from_secs(90)];
+        c.delivery.defer_delay = Duration::from_millis(250);
+        c.delivery.allowed_cidrs = vec!["127.0.0.0/8".parse().expect("cidr")];
+        c.log.format = LogFormat::Json;
+        let back: Config = toml::from_str(&c.to_toml()).expect("parses");
+        // Config has no PartialEq (durations and nets compare fine, but the tree is big):
+        // its serialized form is compared instead.
+        assert_eq!(back.to_toml(), c.to_toml());
+        assert_eq!(back.delivery.retry_schedule, c.delivery.retry_schedule);
+        assert_eq!(back.delivery.defer_delay, c.delivery.defer_delay);
     }
 
     #[test]
