@@ -7,7 +7,7 @@
 //! - `store`: `Store::subscribers` with many subscriptions in sled.
 //!
 //! Everything runs on loopback in a namespace of its own (`hwbench-<random>`), deleted at
-//! the end. Build with `cargo build --release -p hookwire -p hookwire-bench`.
+//! the end. Build with `cargo build --release --workspace --all-targets`.
 
 mod amqp;
 mod procfs;
@@ -49,6 +49,10 @@ pub struct Cli {
     /// Seconds of the latency scenario.
     #[arg(long, default_value_t = 30)]
     pub latency_secs: u64,
+    /// Seconds of the memory scenario's steady load: long enough for attempt-log prunes
+    /// (every 60 s) to count.
+    #[arg(long, default_value_t = 180)]
+    pub memory_secs: u64,
     /// Deliveries the memory scenario parks in a retry tier.
     #[arg(long, default_value_t = 1_000_000)]
     pub parked: usize,
@@ -92,6 +96,7 @@ impl Cli {
             self.events = self.events.min(300);
             self.rate = self.rate.min(200.0);
             self.latency_secs = self.latency_secs.min(2);
+            self.memory_secs = self.memory_secs.min(2);
             self.parked = self.parked.min(300);
             self.subscriptions = self.subscriptions.min(2_000);
             self.lookups = self.lookups.min(1_000);
@@ -106,7 +111,7 @@ impl Cli {
         if !path.is_file() {
             bail!(
                 "no hookwire binary at {}: build both with \
-                 `cargo build --release -p hookwire -p hookwire-bench`, or pass --hookwire",
+                 `cargo build --release --workspace --all-targets`, or pass --hookwire",
                 path.display()
             );
         }

@@ -134,6 +134,16 @@ pub fn loadavg() -> String {
         .join(" ")
 }
 
+impl ScenarioResult {
+    /// CPU time per delivered message, in µs, of a process with `pct` % of one core: what
+    /// each message costs, which other load on the machine does not change much.
+    fn cpu_us_per_message(&self, pct: Option<f64>) -> Option<f64> {
+        let delivered = self.delivered as f64;
+        pct.filter(|_| delivered > 0.0)
+            .map(|pct| pct / 100.0 * self.secs * 1e6 / delivered)
+    }
+}
+
 fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
 }
@@ -160,11 +170,11 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| scenario | events | delivered | s | per s | × baseline | p50 ms | p99 ms | p99.9 ms | CPU % serve | CPU % RabbitMQ | CPU % receiver | CPU % bench | CPU % other | serve RSS MiB max/end | ok |"
+            "| scenario | events | delivered | s | per s | × baseline | p50 ms | p99 ms | p99.9 ms | CPU % serve | CPU % RabbitMQ | CPU % receiver | CPU % bench | CPU % other | serve CPU µs/msg | RabbitMQ CPU µs/msg | serve RSS MiB max/end | ok |"
         );
         let _ = writeln!(
             out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for r in &self.results {
             let lat = r.latency.unwrap_or_default();
@@ -172,7 +182,7 @@ impl Report {
             let cpu = r.cpu.unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.2} | {:.0} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} |",
+                "| {} | {} | {} | {:.2} | {:.0} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} |",
                 r.name,
                 r.events,
                 r.delivered,
@@ -188,6 +198,8 @@ impl Report {
                 opt(r.cpu.map(|c| c.receiver_pct), 0),
                 opt(r.cpu.map(|c| c.bench_pct), 0),
                 opt(r.cpu.and(cpu.other_pct), 0),
+                opt(r.cpu_us_per_message(r.cpu.and(cpu.serve_pct)), 0),
+                opt(r.cpu_us_per_message(r.cpu.and(cpu.rabbitmq_pct)), 0),
                 opt(r.serve_rss_max_mib, 1),
                 opt(r.serve_rss_end_mib, 1),
                 if r.complete { "yes" } else { "NO" },

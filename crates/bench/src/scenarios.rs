@@ -115,7 +115,7 @@ impl Bench {
             defer_delay: "1s".into(),
             circuit_failure_threshold: 1_000_000_000,
             log_level: "info".into(),
-            cache_capacity_bytes: 64 << 20,
+            cache_capacity_bytes: hookwire_core::Config::defaults().store.cache_capacity_bytes,
         };
         let memory_settings = ServeSettings {
             retry_schedule: vec!["1h".into()],
@@ -438,7 +438,7 @@ impl Bench {
             .start_serve(&namespace, &self.memory_settings.clone(), &subs)
             .await?;
         let idle = self.serves[serve].pid().and_then(procfs::rss_bytes);
-        let steady_events = self.latency_events();
+        let steady_events = (self.cli.rate * self.cli.memory_secs as f64).round() as usize;
         let mut steady = self
             .deliver(
                 serve,
@@ -450,7 +450,7 @@ impl Bench {
                 Some(self.cli.rate),
                 format!(
                     "serve's RSS at a steady {} events/s for {} s (a fresh serve, retry_schedule [1h])",
-                    self.cli.rate, self.cli.latency_secs
+                    self.cli.rate, self.cli.memory_secs
                 ),
             )
             .await?;
