@@ -1,11 +1,15 @@
 //! The attempt log's layout: attempts are kept in chunks, one sled value per webhook per
-//! chunk of up to [`CHUNK`] attempts, keyed `subscription ‖ first time ‖ seq`.
+//! chunk of up to [`CHUNK`] attempts, keyed `subscription ‖ first time ‖ seq ‖ last time ‖
+//! count`. The key sorts by first time; the rest lets pruning judge most chunks without
+//! decoding them.
 //!
 //! A chunk, not a key per attempt, because a sled insert costs far more than the bytes it
 //! writes: one key per attempt made the log a third of `serve`'s CPU per delivery
 //! (measured with `hookwire-bench`, README "Performance"). A batch of attempts to one
 //! webhook is now a few inserts. Values written by earlier builds (one attempt each) are
 //! still read.
+
+use std::collections::HashSet;
 
 use uuid::Uuid;
 
@@ -19,11 +23,66 @@ const CHUNK: usize = 64;
 /// serve's memory from 90 MiB to 1.5 GiB for 300k attempts (measured with the benchmark).
 const SLICE: usize = 1000;
 
-fn chunk_key(subscription_id: &Uuid, first_at_ms: u64, seq: u64) -> Vec<u8> {
-    let mut key = attempt_prefix(subscription_id);
-    key.extend_from_slice(&first_at_ms.to_be_bytes());
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
+/// What a chunk's key says about it.
+#[derive(Debug, Clone, Copy)]
+struct ChunkMeta {
+    first_at_ms: u64,
+    seq: u64,
+    last_at_ms: u64,
+    count: usize,
+}
+
+impl ChunkMeta {
+    fn of(records: &[&AttemptRecord], seq: u64) -> Self {
+        Self {
+            first_at_ms: records.first().map_or(0, |r| r.at_ms),
+            seq,
+            last_at_ms: records.last().map_or(0, |r| r.at_ms),
+            count: records.len(),
+        }
+    }
+
+    fn key(&self, subscription_id: &Uuid) -> Vec<u8> {
+        let mut key = attempt_prefix(subscription_id);
+        key.extend_from_slice(&self.first_at_ms.to_be_bytes());
+        key.extend_from_slice(&self.seq.to_be_bytes());
+        key.extend_from_slice(&self.last_at_ms.to_be_bytes());
+        key.extend_from_slice(&u32::try_from(self.count).unwrap_or(u32::MAX).to_be_bytes());
+        key
+    }
+
+    /// Reads a key back; earlier builds' keys (`subscription ‖ time ‖ seq`) hold one attempt.
+    fn parse(key: &[u8]) -> Result<Self> {
+        let u64_at = |at: usize| {
+            key.get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+        };
+        let corrupt = || Error::Corrupt(format!("attempt log key of {} bytes", key.len()));
+        let (first_at_ms, seq) = (
+            u64_at(16).ok_or_else(corrupt)?,
+            u64_at(24).ok_or_else(corrupt)?,
+        );
+        if key.len() == 32 {
+            return Ok(Self {
+                first_at_ms,
+                seq,
+                last_at_ms: first_at_ms,
+                count: 1,
+            });
+        }
+        let count = key
+            .get(40..44)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(corrupt)?;
+        Ok(Self {
+            first_at_ms,
+            seq,
+            last_at_ms: u64_at(32).ok_or_else(corrupt)?,
+            count: count as usize,
+        })
+    }
 }
 
 /// A chunk, or one attempt as earlier builds wrote it.
@@ -42,49 +101,55 @@ pub(crate) fn record(tree: &sled::Tree, db: &sled::Db, records: &[AttemptRecord]
     let mut batch = sled::Batch::default();
     for group in sorted.chunk_by(|a, b| a.subscription_id == b.subscription_id) {
         for chunk in group.chunks(CHUNK) {
-            let first = chunk[0];
-            let key = chunk_key(&first.subscription_id, first.at_ms, db.generate_id()?);
-            batch.insert(key, encode(&chunk)?);
+            let meta = ChunkMeta::of(chunk, db.generate_id()?);
+            batch.insert(meta.key(&chunk[0].subscription_id), encode(&chunk)?);
         }
     }
     Ok(tree.apply_batch(batch)?)
 }
 
 /// Drops attempts older than `older_than_ms`, and beyond the newest `keep_per_webhook` of
-/// each webhook; a chunk that loses some of its attempts is rewritten.
+/// each webhook. Keys tell whether a chunk stays or goes whole; only a chunk that loses
+/// some of its attempts is decoded, and rewritten under a new key.
 pub(crate) fn prune(tree: &sled::Tree, older_than_ms: u64, keep_per_webhook: usize) -> Result<()> {
     let mut batch = sled::Batch::default();
     let mut pending = 0;
     let (mut current, mut kept) = (Vec::new(), 0usize);
+    // A rewritten chunk may sort below its old key, where this walk (which sees applied
+    // slices) would meet it again; it was counted already.
+    let mut rewritten = HashSet::new();
     // Newest first within each webhook, so the count keeps the newest.
     for entry in tree.iter().rev() {
         let (key, raw) = entry?;
+        if rewritten.contains(key.as_ref()) {
+            continue;
+        }
         if key.get(..16) != Some(current.as_slice()) {
             current = key.get(..16).unwrap_or_default().to_vec();
             kept = 0;
         }
-        let mut chunk = decode_chunk(&raw)?;
-        let before = chunk.len();
-        // Oldest first within a chunk: walk it backwards for the count.
-        let mut keep = vec![false; before];
-        for (i, r) in chunk.iter().enumerate().rev() {
-            if r.at_ms >= older_than_ms && kept < keep_per_webhook {
-                keep[i] = true;
-                kept += 1;
-            }
-        }
-        let mut flags = keep.into_iter();
-        chunk.retain(|_| flags.next().unwrap_or(false));
-        if chunk.len() == before {
+        let meta = ChunkMeta::parse(&key)?;
+        let room = keep_per_webhook.saturating_sub(kept);
+        if meta.first_at_ms >= older_than_ms && meta.count <= room {
+            kept += meta.count;
             continue;
         }
-        if chunk.is_empty() {
-            batch.remove(key);
-        } else {
-            batch.insert(key, encode(&chunk)?);
+        batch.remove(key.clone());
+        if meta.last_at_ms >= older_than_ms && room > 0 {
+            // Oldest first within a chunk: keep the newest young ones that fit.
+            let chunk = decode_chunk(&raw)?;
+            let young = chunk.iter().filter(|r| r.at_ms >= older_than_ms).count();
+            let keep: Vec<&AttemptRecord> =
+                chunk.iter().rev().take(young.min(room)).rev().collect();
+            kept += keep.len();
+            if !keep.is_empty() {
+                let new_key = ChunkMeta::of(&keep, meta.seq).key(&keep[0].subscription_id);
+                batch.insert(new_key.as_slice(), encode(&keep)?);
+                rewritten.insert(new_key);
+            }
         }
         pending += 1;
-        if pending == SLICE {
+        if pending >= SLICE {
             tree.apply_batch(std::mem::take(&mut batch))?;
             pending = 0;
         }
@@ -171,24 +236,49 @@ pub(crate) fn page(
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_the_one_attempt_values_of_earlier_builds() {
-        let record = AttemptRecord {
-            subscription_id: Uuid::now_v7(),
+    fn attempt(subscription_id: Uuid, attempt: u32, at_ms: u64) -> AttemptRecord {
+        AttemptRecord {
+            subscription_id,
             event_id: "e1".into(),
             message_id: "msg_1".into(),
-            attempt: 1,
-            at_ms: 5,
+            attempt,
+            at_ms,
             outcome: "delivered".into(),
             status: Some(200),
             latency_ms: 1,
             error_kind: None,
             error: None,
             response_excerpt: String::new(),
+        }
+    }
+
+    fn attempts_of(tree: &sled::Tree, sub: Uuid) -> Vec<u32> {
+        let query = AttemptQuery {
+            limit: 100,
+            ..AttemptQuery::default()
         };
-        let single = encode(&record).expect("encode");
-        assert_eq!(decode_chunk(&single).expect("decode"), std::slice::from_ref(&record));
-        let chunk = encode(&[&record]).expect("encode");
-        assert_eq!(decode_chunk(&chunk).expect("decode"), [record]);
+        let page = page(tree, &sub, &query).expect("page");
+        page.items.iter().map(|r| r.attempt).collect()
+    }
+
+    #[test]
+    fn reads_and_prunes_the_one_attempt_values_of_earlier_builds() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("attempts").expect("tree");
+        let sub = Uuid::now_v7();
+        // Earlier builds: `subscription ‖ time ‖ seq` → one attempt.
+        for (n, at) in [(1u32, 100u64), (2, 200)] {
+            let mut key = attempt_prefix(&sub);
+            key.extend_from_slice(&at.to_be_bytes());
+            key.extend_from_slice(&u64::from(n).to_be_bytes());
+            tree.insert(key, encode(&attempt(sub, n, at)).expect("encode"))
+                .expect("insert");
+        }
+        record(&tree, &db, &[attempt(sub, 3, 300)]).expect("record");
+        assert_eq!(attempts_of(&tree, sub), [1, 2, 3]);
+        prune(&tree, 150, 10).expect("prune");
+        assert_eq!(attempts_of(&tree, sub), [2, 3], "by age");
+        prune(&tree, 0, 1).expect("prune");
+        assert_eq!(attempts_of(&tree, sub), [3], "by count");
     }
 }
