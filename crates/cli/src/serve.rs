@@ -1,6 +1,7 @@
 //! `hookwire serve`: validate the configuration, open the store, run the daemon until
 //! SIGTERM or Ctrl-C, then flush the store.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -86,6 +87,8 @@ fn init_logging(config: &Config) -> Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a terminal, not for journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Text => builder.init(),
