@@ -6,6 +6,7 @@
 //! - [`broker`]: queue inspection, `rabbitmqctl` actions, the guard that restarts the app.
 //! - [`serve`]: one `serve` child with its config, store, namespace and API.
 //! - [`sink`]: the subscribers.
+//! - [`publish`]: good and broken messages, and a publisher that rides out restarts.
 //! - [`ledger`]: the expected pairs, the tally and the report.
 //! - [`scenarios`]: the scenarios.
 //!
@@ -14,6 +15,7 @@
 
 mod broker;
 mod ledger;
+mod publish;
 mod scenarios;
 mod serve;
 mod sink;
