@@ -83,14 +83,9 @@ impl Ledger {
     /// Counts what arrived and what died. `allowed` says which dead letters the scenario
     /// expects; `delivery_limit` is never allowed.
     pub fn tally(&self, sinks: &[&Sink], dead: &[Dead], allowed: impl Fn(&Dead) -> bool) -> Tally {
-        let mut delivered: HashMap<String, usize> = HashMap::new();
-        let mut bad_signatures = 0;
-        for s in sinks {
-            for (id, n) in s.delivered() {
-                *delivered.entry(id).or_insert(0) += n;
-            }
-            bad_signatures += s.bad_signatures();
-        }
+        let bad_signatures = sinks.iter().map(|s| s.bad_signatures()).sum();
+        // Each receiver's counts are looked up in place: a soak's are too many to copy.
+        let delivered: HashMap<Uuid, _> = sinks.iter().map(|s| (s.sub.id, s.delivered())).collect();
         let mut dead_pairs = HashSet::new();
         let mut t = Tally {
             expected: self.expected.len(),
@@ -106,8 +101,8 @@ impl Ledger {
                 t.unexpected_dead += 1;
             }
         }
-        for id in self.expected.keys() {
-            match delivered.get(id) {
+        for (id, (_, sub)) in &self.expected {
+            match delivered.get(sub).and_then(|d| d.get(id)) {
                 Some(n) => {
                     t.delivered += 1;
                     t.duplicates += n - 1;

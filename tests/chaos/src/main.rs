@@ -6,17 +6,23 @@
 //! - [`broker`]: queue inspection, `rabbitmqctl` actions, the guard that restarts the app.
 //! - [`serve`]: one `serve` child with its config, store, namespace and API.
 //! - [`sink`]: the subscribers.
+//! - [`publish`]: good and broken messages, and a publisher that rides out restarts.
 //! - [`ledger`]: the expected pairs, the tally and the report.
 //! - [`scenarios`]: the scenarios.
+//! - [`soak`]: all of them in turn for a long time, with [`resources`] sampled.
 //!
 //! `cargo build --release -p hookwire -p hookwire-chaos`, then
-//! `target/release/hookwire-chaos SCENARIO [--events N]`.
+//! `target/release/hookwire-chaos SCENARIO [--events N]`, or
+//! `target/release/hookwire-chaos soak [--duration 2h] [--rate 50]`.
 
 mod broker;
 mod ledger;
+mod publish;
+mod resources;
 mod scenarios;
 mod serve;
 mod sink;
+mod soak;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -46,6 +52,9 @@ enum Scenario {
     All,
     /// The short variant of every scenario that tests/run runs (a few minutes).
     Ci,
+    /// Every disturbance above in turn, at a modest rate for `--duration`, with serve's
+    /// RSS and open fds sampled. Not part of `all` or `ci`.
+    Soak,
 }
 
 #[derive(Debug, Parser)]
@@ -62,6 +71,16 @@ struct Args {
     /// SIGKILLs in `kill` and rounds in `store-crash`.
     #[arg(long, default_value_t = 6)]
     kills: u32,
+    /// soak: how long to publish and disturb (`90s`, `20m`, `2h`); the drain comes after.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// soak: events published per second (one in ten broken).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rate: u32,
+    /// soak: time between two disturbances (kill, connection close, outage, broker
+    /// restart, in turn).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    every: Duration,
     /// The broker; the test broker by default.
     #[arg(
         long,
@@ -178,6 +197,20 @@ async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
     let n = args.events;
     let kills = args.kills.max(5);
     let one = |s: Scenario| -> bool { args.scenario == s || args.scenario == Scenario::All };
+    if args.scenario == Scenario::Soak {
+        // At least one whole cycle of disturbances, each with room to settle.
+        anyhow::ensure!(
+            args.every >= Duration::from_secs(15) && args.duration >= 4 * args.every,
+            "soak needs --every of at least 15s and --duration of at least 4 × --every"
+        );
+        let soak = soak::Soak {
+            duration: args.duration,
+            rate: args.rate,
+            every: args.every,
+        };
+        out.push(soak::soak(ctx, soak).await.context("soak")?);
+        return Ok(());
+    }
     if args.scenario == Scenario::Ci {
         out.push(
             scenarios::kill(ctx, n.unwrap_or(1000), 5)

@@ -4,14 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use hookwire_core::Catalog;
-use hookwire_producer::lapin::BasicProperties;
-use hookwire_producer::lapin::types::{AMQPValue, FieldTable, ShortString};
-use hookwire_producer::{OutgoingEvent, Producer, Publisher};
+use anyhow::Result;
+use hookwire_store::Store;
 use rand::Rng;
 use reqwest::Method;
 use serde_json::json;
@@ -20,96 +17,18 @@ use uuid::Uuid;
 use crate::Ctx;
 use crate::broker::close_connections_named;
 use crate::ledger::{Dead, Ledger, Outcome, Tally};
-use crate::serve::{Daemon, Settings};
+use crate::publish::{EVENT, Message, ORG, Sender, publish_paced};
+use crate::serve::{ApiClient, Daemon, Settings};
 use crate::sink::{Behavior, Sink};
 
-const ORG: &str = "acme";
-const EVENT: &str = "report_run_completed";
-
-fn event(id: &str) -> OutgoingEvent {
-    let mut data = serde_json::Map::new();
-    data.insert(
-        "report_run_url".into(),
-        format!("https://mode.test/runs/{id}").into(),
-    );
-    OutgoingEvent {
-        org: ORG.into(),
-        event_type: EVENT.into(),
-        id: id.to_owned(),
-        data,
-    }
-}
-
-fn note(k: &str, v: impl ToString) -> (String, String) {
+/// One `key=value` figure of a scenario's report.
+pub fn note(k: &str, v: impl ToString) -> (String, String) {
     (k.to_owned(), v.to_string())
-}
-
-/// Publishes `ids` at an even pace over `window`, reconnecting and publishing the same
-/// event again (same id) whenever the broker is away. Returns how many publishes failed
-/// and were retried.
-async fn publish_paced(
-    url: String,
-    namespace: String,
-    ids: Vec<String>,
-    window: Duration,
-) -> Result<u32> {
-    let start = Instant::now();
-    let mut producer: Option<Producer> = None;
-    let mut retried = 0;
-    let n = ids.len().max(1);
-    for (i, id) in ids.iter().enumerate() {
-        if i % 10 == 0 {
-            let due = start + window.mul_f64(i as f64 / n as f64);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let mut tries = 0;
-        loop {
-            if producer.is_none() {
-                match Producer::connect(
-                    &url,
-                    &namespace,
-                    "hookwire-chaos-producer",
-                    Catalog::builtin(),
-                )
-                .await
-                {
-                    Ok(p) => producer = Some(p),
-                    Err(e) => {
-                        tries += 1;
-                        if tries > 600 {
-                            bail!("the producer cannot reconnect: {e}");
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                }
-            }
-            let Some(p) = producer.as_ref() else { continue };
-            match p.publish(&event(id)).await {
-                Ok(()) => break,
-                Err(_) => {
-                    // Not confirmed: maybe stored, maybe not. Publish it again with the
-                    // same id; a duplicate keeps its webhook-id.
-                    retried += 1;
-                    tries += 1;
-                    if tries > 600 {
-                        bail!("event {id} was never confirmed");
-                    }
-                    producer = None;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
-    if let Some(p) = producer {
-        let _ = p.close().await;
-    }
-    Ok(retried)
 }
 
 /// Polls the ledger (dead letters through the API) until every pair is settled and
 /// `also` holds, or until `deadline`.
-async fn wait_settled(
+pub async fn wait_settled(
     d: &mut Daemon,
     ledger: &Ledger,
     sinks: &[&Sink],
@@ -129,7 +48,7 @@ async fn wait_settled(
 }
 
 /// Stops serve (SIGTERM must exit 0), then tallies with the store's dead letters.
-async fn finish(
+pub async fn finish(
     d: &mut Daemon,
     ledger: &Ledger,
     sinks: &[&Sink],
@@ -161,6 +80,16 @@ async fn finish(
         }
     }
     Ok((tally, dead))
+}
+
+/// Waits up to 1 s for `sink` to hold a request open (so that a kill catches one in
+/// flight); returns how many it holds.
+async fn wait_held(sink: &Sink) -> usize {
+    let until = Instant::now() + Duration::from_secs(1);
+    while sink.in_flight() == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sink.in_flight()
 }
 
 /// 1. SIGKILL serve at random moments while events flow, preferably while the slow
@@ -195,11 +124,7 @@ pub async fn kill(ctx: &Ctx, events: usize, kills: u32) -> Result<Outcome> {
     for _ in 0..kills {
         let pause = rand::rng().random_range(gap.mul_f64(0.3)..gap);
         tokio::time::sleep(pause).await;
-        let until = Instant::now() + Duration::from_secs(1);
-        while slow.in_flight() == 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        held_at_kill += slow.in_flight();
+        held_at_kill += wait_held(&slow).await;
         d.check_alive()?;
         d.kill()?;
         last_kill = Instant::now();
@@ -276,16 +201,7 @@ pub async fn broker_restart(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let restarted_at = Instant::now();
     tokio::time::sleep(window / 3).await;
     d.check_alive()?;
-    // hookwire's own connections only, by their connection name; retried while it is
-    // still reconnecting after the restart.
-    let mut closed = 0;
-    for _ in 0..50 {
-        closed = close_connections_named(d.connection_name())?;
-        if closed > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let closed = close_hookwire_connections(&d).await?;
     if closed == 0 {
         failures.push("no hookwire connection to close after the restart".into());
     }
@@ -321,6 +237,22 @@ pub async fn broker_restart(ctx: &Ctx, events: usize) -> Result<Outcome> {
         failures,
         wall: t0.elapsed(),
     })
+}
+
+/// Closes serve's own connections, found by their connection name; retried for up to
+/// 10 s while it is still reconnecting (after a broker restart). Returns how many.
+pub async fn close_hookwire_connections(d: &Daemon) -> Result<usize> {
+    for _ in 0..50 {
+        let name = d.connection_name().to_owned();
+        // rabbitmqctl takes a second or two: off the runtime's workers, which the
+        // receivers need.
+        let closed = tokio::task::spawn_blocking(move || close_connections_named(&name)).await??;
+        if closed > 0 {
+            return Ok(closed);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(0)
 }
 
 /// 3. One receiver is down for several tiers but less than the schedule (everything
@@ -455,51 +387,25 @@ pub async fn outage(ctx: &Ctx, events: usize) -> Result<Outcome> {
     })
 }
 
-/// The ways a message breaks the wire contract, with the reason it must die for.
-const POISON: [&str; 6] = [
-    "invalid_json",
-    "missing_org",
-    "unknown_event",
-    "missing_field",
-    "event_mismatch",
-    "too_large",
-];
+/// A dead letter of a broken message, with the reason it was broken for.
+pub fn is_poison(broken: &HashMap<String, &'static str>, x: &Dead) -> bool {
+    x.event_id
+        .as_ref()
+        .and_then(|e| broken.get(e))
+        .is_some_and(|r| *r == x.reason)
+}
 
-fn poison_message(kind: &str, id: &str) -> (String, Vec<u8>, BasicProperties) {
-    let mut headers = FieldTable::default();
-    if kind != "missing_org" {
-        headers.insert(ShortString::from("org"), AMQPValue::LongString(ORG.into()));
-    }
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(id.into())
-        .with_headers(headers);
-    let good = json!({"event": EVENT, "report_run_url": format!("https://mode.test/p/{id}")});
-    let (key, body) = match kind {
-        "invalid_json" => (EVENT, b"{not json".to_vec()),
-        "unknown_event" => (
-            "report_run_exploded",
-            serde_json::to_vec(&json!({"event": "report_run_exploded", "report_run_url": "u"}))
-                .unwrap_or_default(),
-        ),
-        "missing_field" => (
-            EVENT,
-            serde_json::to_vec(&json!({"event": EVENT})).unwrap_or_default(),
-        ),
-        "event_mismatch" => (
-            EVENT,
-            serde_json::to_vec(&json!({"event": "report_created", "report_run_url": "u"}))
-                .unwrap_or_default(),
-        ),
-        "too_large" => (
-            EVENT,
-            serde_json::to_vec(&json!({"event": EVENT, "report_run_url": "x".repeat(70 * 1024)}))
-                .unwrap_or_default(),
-        ),
-        _ => (EVENT, serde_json::to_vec(&good).unwrap_or_default()),
-    };
-    (key.to_owned(), body, props)
+/// Broken messages that are not archived with their reason.
+pub fn unarchived(broken: &HashMap<String, &'static str>, dead: &[Dead]) -> usize {
+    let archived: HashSet<&str> = dead
+        .iter()
+        .filter(|x| is_poison(broken, x))
+        .filter_map(|x| x.event_id.as_deref())
+        .collect();
+    broken
+        .keys()
+        .filter(|id| !archived.contains(id.as_str()))
+        .count()
 }
 
 /// 4. One message in ten breaks the wire contract: the good ones are delivered, the
@@ -512,41 +418,22 @@ pub async fn poison(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let mut d = Daemon::create(ctx, &settings, std::slice::from_ref(&healthy.sub)).await?;
     d.start().await?;
     let pid = d.pid();
-    let ns = d.config.amqp.namespace.clone();
-    let producer = Producer::connect(
-        &ctx.amqp_url,
-        &ns,
-        "hookwire-chaos-producer",
-        Catalog::builtin(),
-    )
-    .await?;
-    let raw_conn = hookwire_producer::connect(&ctx.amqp_url, "hookwire-chaos-poisoner").await?;
-    let raw = Publisher::open(&raw_conn, Duration::from_secs(30)).await?;
-    let tag = Uuid::now_v7().simple().to_string()[20..].to_owned();
+    let mut sender = Sender::new(&ctx.amqp_url, &d.config.amqp.namespace);
+    let prefix = format!("poison-{}", &Uuid::now_v7().simple().to_string()[20..]);
     let mut ledger = Ledger::default();
     let mut broken: HashMap<String, &'static str> = HashMap::new();
     for i in 0..events {
-        let id = format!("poison-{tag}-{i}");
-        if i % 10 == 9 {
-            let kind = POISON[(i / 10) % POISON.len()];
-            let (key, body, props) = poison_message(kind, &id);
-            raw.publish(&format!("{ns}.events"), &key, &body, props)
-                .await
-                .with_context(|| format!("publish broken message {id}"))?;
-            broken.insert(id, kind);
-        } else {
-            producer.publish(&event(&id)).await?;
-            ledger.expect(&id, &sinks);
+        let message = Message::nth(&prefix, i);
+        sender.send(&message).await?;
+        match message {
+            Message::Good(id) => ledger.expect(&id, &sinks),
+            Message::Broken(id, kind) => {
+                broken.insert(id, kind);
+            }
         }
     }
-    let _ = producer.close().await;
-    let _ = raw_conn.close(200, "bye".into()).await;
-    let allowed = |x: &Dead| {
-        x.event_id
-            .as_ref()
-            .and_then(|e| broken.get(e))
-            .is_some_and(|r| *r == x.reason)
-    };
+    sender.close().await;
+    let allowed = |x: &Dead| is_poison(&broken, x);
     let deadline = Instant::now() + settings.total() + Duration::from_secs(60);
     wait_settled(&mut d, &ledger, &sinks, deadline, allowed, |_, dead| {
         dead.len() >= broken.len()
@@ -557,15 +444,7 @@ pub async fn poison(ctx: &Ctx, events: usize) -> Result<Outcome> {
         failures.push("serve restarted".into());
     }
     let (tally, dead) = finish(&mut d, &ledger, &sinks, allowed, &mut failures).await?;
-    let archived: HashSet<&str> = dead
-        .iter()
-        .filter(|x| allowed(x))
-        .filter_map(|x| x.event_id.as_deref())
-        .collect();
-    let missing = broken
-        .keys()
-        .filter(|id| !archived.contains(id.as_str()))
-        .count();
+    let missing = unarchived(&broken, &dead);
     if missing > 0 {
         failures.push(format!(
             "{missing} broken message(s) not archived with their reason"
@@ -586,11 +465,114 @@ pub async fn poison(ctx: &Ctx, events: usize) -> Result<Outcome> {
 
 /// What the API acknowledged about one webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Acked {
+pub enum Acked {
+    /// Created (201).
     Created,
+    /// Deleted (2xx).
     Deleted,
     /// A delete was in flight at the kill: either state is right.
     Unknown,
+}
+
+/// Six API clients that create (`?verify=false`, pointing at `url`) and delete webhooks of
+/// `org` until `stop`, counting acknowledged changes in `done`. Each returns what the API
+/// acknowledged.
+fn api_burst(
+    api: &ApiClient,
+    org: &str,
+    url: &str,
+    stop: &Arc<AtomicBool>,
+    done: &Arc<AtomicUsize>,
+) -> tokio::task::JoinSet<Vec<(Uuid, Acked)>> {
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..6 {
+        let (api, stop, done) = (api.clone(), stop.clone(), done.clone());
+        let (org, url) = (org.to_owned(), url.to_owned());
+        workers.spawn(async move {
+            let mut mine: Vec<Uuid> = Vec::new();
+            let mut log: Vec<(Uuid, Acked)> = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                if n.is_multiple_of(3) && !mine.is_empty() {
+                    let id = mine.swap_remove(rand::rng().random_range(0..mine.len()));
+                    let path = format!("/v1/orgs/{org}/webhooks/{id}");
+                    match api.request(Method::DELETE, &path, None).await {
+                        Ok((s, _)) if (200..300).contains(&s) => {
+                            log.push((id, Acked::Deleted));
+                            done.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => log.push((id, Acked::Unknown)),
+                    }
+                } else {
+                    let body = json!({"url": url, "description": format!("chaos {w}-{n}"), "events": [EVENT]});
+                    let path = format!("/v1/orgs/{org}/webhooks?verify=false");
+                    if let Ok((201, v)) = api.request(Method::POST, &path, Some(&body)).await
+                        && let Some(id) = v["id"].as_str().and_then(|s| s.parse().ok())
+                    {
+                        mine.push(id);
+                        log.push((id, Acked::Created));
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            log
+        });
+    }
+    workers
+}
+
+/// SIGKILLs the running serve in the middle of an API burst on `org`: after `target`
+/// acknowledged changes (or 60 s), and, given `hold`, preferably while that receiver holds
+/// a request open. Returns what the API acknowledged, and the requests held open.
+pub async fn crash_mid_burst(
+    d: &mut Daemon,
+    org: &str,
+    url: &str,
+    target: usize,
+    hold: Option<&Sink>,
+) -> Result<(Vec<(Uuid, Acked)>, usize)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = api_burst(&d.client()?, org, url, &stop, &done);
+    let until = Instant::now() + Duration::from_secs(60);
+    while done.load(Ordering::SeqCst) < target && Instant::now() < until {
+        d.check_alive()?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let held = match hold {
+        Some(sink) => wait_held(sink).await,
+        None => 0,
+    };
+    d.check_alive()?;
+    d.kill()?;
+    stop.store(true, Ordering::SeqCst);
+    let mut log = Vec::new();
+    while let Some(part) = workers.join_next().await {
+        log.extend(part?);
+    }
+    Ok((log, held))
+}
+
+/// Checks a store (serve stopped) against what the API acknowledged for `org`: how many
+/// webhooks are as acknowledged, and a line for each one that is not.
+pub fn check_store(
+    store: &Store,
+    org: &str,
+    state: &HashMap<Uuid, Acked>,
+) -> Result<(usize, Vec<String>)> {
+    let mut verified = 0;
+    let mut wrong = Vec::new();
+    for (id, acked) in state {
+        let present = store.get(org, id)?.is_some();
+        match acked {
+            Acked::Created if !present => wrong.push(format!("acknowledged webhook {id} is gone")),
+            Acked::Deleted if present => wrong.push(format!("deleted webhook {id} is back")),
+            Acked::Unknown => {}
+            _ => verified += 1,
+        }
+    }
+    Ok((verified, wrong))
 }
 
 /// 5. SIGKILL serve during a burst of webhook creations and deletions; the store must
@@ -607,59 +589,14 @@ pub async fn store_crash(ctx: &Ctx, changes: usize, rounds: u32) -> Result<Outco
     let per_round = (changes / rounds.max(1) as usize).max(20);
     for round in 0..rounds {
         d.start().await?;
-        let api = d.client()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut workers = tokio::task::JoinSet::new();
-        for w in 0..6 {
-            let (api, stop, done, url) = (api.clone(), stop.clone(), done.clone(), receiver.url());
-            workers.spawn(async move {
-                let mut mine: Vec<Uuid> = Vec::new();
-                let mut log: Vec<(Uuid, Acked)> = Vec::new();
-                let mut n = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    n += 1;
-                    if n.is_multiple_of(3) && !mine.is_empty() {
-                        let id = mine.swap_remove(rand::rng().random_range(0..mine.len()));
-                        match api.request(Method::DELETE, &format!("/v1/orgs/{ORG}/webhooks/{id}"), None).await {
-                            Ok((s, _)) if (200..300).contains(&s) => {
-                                log.push((id, Acked::Deleted));
-                                done.fetch_add(1, Ordering::SeqCst);
-                            }
-                            _ => log.push((id, Acked::Unknown)),
-                        }
-                    } else {
-                        let body = json!({"url": url, "description": format!("chaos {w}-{n}"), "events": [EVENT]});
-                        if let Ok((201, v)) = api
-                            .request(Method::POST, &format!("/v1/orgs/{ORG}/webhooks?verify=false"), Some(&body))
-                            .await
-                            && let Some(id) = v["id"].as_str().and_then(|s| s.parse().ok())
-                        {
-                            mine.push(id);
-                            log.push((id, Acked::Created));
-                            done.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                }
-                log
-            });
-        }
         // Kill at a random moment of the burst.
         let target = rand::rng().random_range(per_round / 2..=per_round);
-        let until = Instant::now() + Duration::from_secs(60);
-        while done.load(Ordering::SeqCst) < target && Instant::now() < until {
-            d.check_alive()?;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        d.kill()?;
-        stop.store(true, Ordering::SeqCst);
-        while let Some(log) = workers.join_next().await {
-            for (id, acked) in log? {
-                if acked != Acked::Unknown {
-                    acked_changes += 1;
-                }
-                state.insert(id, acked);
+        let (log, _) = crash_mid_burst(&mut d, ORG, &receiver.url(), target, None).await?;
+        for (id, acked) in log {
+            if acked != Acked::Unknown {
+                acked_changes += 1;
             }
+            state.insert(id, acked);
         }
         let store = match d.open_store() {
             Ok(s) => s,
@@ -668,21 +605,10 @@ pub async fn store_crash(ctx: &Ctx, changes: usize, rounds: u32) -> Result<Outco
                 break;
             }
         };
-        for (id, acked) in &state {
-            let present = store.get(ORG, id)?.is_some();
-            match acked {
-                Acked::Created if !present => {
-                    lost += 1;
-                    failures.push(format!("round {round}: acknowledged webhook {id} is gone"));
-                }
-                Acked::Deleted if present => {
-                    lost += 1;
-                    failures.push(format!("round {round}: deleted webhook {id} is back"));
-                }
-                Acked::Unknown => {}
-                _ => verified += 1,
-            }
-        }
+        let (ok, wrong) = check_store(&store, ORG, &state)?;
+        verified += ok;
+        lost += wrong.len();
+        failures.extend(wrong.into_iter().map(|w| format!("round {round}: {w}")));
         drop(store);
     }
     // serve itself opens the store after the last crash and lists the same webhooks.

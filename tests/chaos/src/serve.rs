@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -23,6 +25,8 @@ pub struct Settings {
     pub schedule: Vec<&'static str>,
     /// `delivery.per_endpoint_concurrency`.
     pub per_endpoint_concurrency: usize,
+    /// `delivery.concurrency`.
+    pub concurrency: usize,
 }
 
 impl Default for Settings {
@@ -30,6 +34,7 @@ impl Default for Settings {
         Self {
             schedule: vec!["1s", "2s", "4s"],
             per_endpoint_concurrency: 32,
+            concurrency: 64,
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct Daemon {
     pub starts: u32,
     /// Times it was SIGKILLed.
     pub kills: u32,
+    /// The running child's pid, 0 while none runs: for a sampler in another task.
+    pid: Arc<AtomicU32>,
     _dir: tempfile::TempDir,
 }
 
@@ -110,6 +117,7 @@ defer_delay = "500ms"
 timeout_secs = 10
 shutdown_grace_secs = 5
 per_endpoint_concurrency = {per_endpoint}
+concurrency = {concurrency}
 # Failures are the point here: the circuit would defer them without using attempts.
 circuit_failure_threshold = 1000000
 allowed_cidrs = ["127.0.0.0/8", "::1/128"]
@@ -133,6 +141,7 @@ level = "info"
                 .collect::<Vec<_>>()
                 .join(", "),
             per_endpoint = settings.per_endpoint_concurrency,
+            concurrency = settings.concurrency,
             key = config.secrets.key,
         );
         config.delivery.retry_schedule = settings
@@ -182,6 +191,7 @@ level = "info"
             inspector: Inspector::new(&ctx.amqp_url),
             starts: 0,
             kills: 0,
+            pid: Arc::default(),
             _dir: dir,
         })
     }
@@ -219,6 +229,7 @@ level = "info"
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", self.binary.display()))?;
+        self.pid.store(child.id(), Ordering::SeqCst);
         self.child = Some(child);
         self.starts += 1;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -259,6 +270,7 @@ level = "info"
     /// SIGKILL, reaped.
     pub fn kill(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
+            self.pid.store(0, Ordering::SeqCst);
             child.kill().context("SIGKILL serve")?;
             child.wait()?;
             self.kills += 1;
@@ -271,6 +283,7 @@ level = "info"
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        self.pid.store(0, Ordering::SeqCst);
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
@@ -299,12 +312,18 @@ level = "info"
         self.child.as_ref().map(Child::id)
     }
 
+    /// The running child's pid as it changes with kills and restarts (0 while none runs).
+    pub fn pid_watch(&self) -> Arc<AtomicU32> {
+        self.pid.clone()
+    }
+
     /// Fails with the log's tail if serve has exited on its own.
     pub fn check_alive(&mut self) -> Result<()> {
         if let Some(child) = self.child.as_mut()
             && let Some(status) = child.try_wait()?
         {
             self.child = None;
+            self.pid.store(0, Ordering::SeqCst);
             bail!("serve exited ({status}); log:\n{}", self.log_tail());
         }
         Ok(())

@@ -1,10 +1,10 @@
 //! Subscribers: loopback receivers (hookwire-testkit's [`Receiver`]) that verify every
 //! signature and answer like a healthy, a flaky, a slow or a down endpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::Result;
 use hookwire_core::{Secret, Subscription};
@@ -23,15 +23,22 @@ pub enum Behavior {
     Slow,
 }
 
-/// Shared between the receiver's handler and the ledger.
+/// Shared between the receiver's handler and the ledger. Only webhook-ids and counts are
+/// kept, not the requests: a soak would otherwise hold a copy of every request.
 #[derive(Debug, Default)]
 struct State {
     /// While set, the endpoint answers 503 (an outage).
     down: AtomicBool,
     /// Requests whose signature or timestamp did not verify.
     bad_signatures: AtomicUsize,
-    /// The status decided for each request, by (webhook-id, arrival).
-    statuses: Mutex<HashMap<(String, Instant), u16>>,
+    /// Requests received so far.
+    received: AtomicUsize,
+    /// Requests whose answer was handed to the connection.
+    answered: AtomicUsize,
+    /// Every webhook-id that arrived.
+    requested: Mutex<HashSet<String>>,
+    /// 2xx answers handed to the connection, by webhook-id.
+    delivered: Mutex<HashMap<String, usize>>,
     /// 500s answered per webhook-id (Flaky).
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -41,7 +48,7 @@ struct State {
 pub struct Sink {
     /// The subscription to seed.
     pub sub: Subscription,
-    receiver: Receiver,
+    _receiver: Receiver,
     state: Arc<State>,
 }
 
@@ -55,17 +62,29 @@ impl Sink {
     ) -> Result<Self> {
         let secret = Secret::generate()?;
         let state = Arc::new(State::default());
-        let receiver = Receiver::start({
-            let (secret, state) = (secret.clone(), state.clone());
-            move |_, req| respond(&secret, &state, behavior, req)
-        })
+        let receiver = Receiver::start_unlogged(
+            {
+                let (secret, state) = (secret.clone(), state.clone());
+                move |_, req| respond(&secret, &state, behavior, req)
+            },
+            {
+                let state = state.clone();
+                move |_, req, status| {
+                    state.answered.fetch_add(1, Ordering::SeqCst);
+                    if (200..300).contains(&status) {
+                        let id = req.header("webhook-id").to_owned();
+                        *state.delivered.lock().expect("lock").entry(id).or_insert(0) += 1;
+                    }
+                }
+            },
+        )
         .await;
         let mut sub = new_subscription(org, &receiver.url(), events);
         sub.description = format!("hookwire-chaos {name}");
         sub.keys[0].secret = secret;
         Ok(Self {
             sub,
-            receiver,
+            _receiver: receiver,
             state,
         })
     }
@@ -82,43 +101,30 @@ impl Sink {
 
     /// Requests received so far (answered or not).
     pub fn received(&self) -> usize {
-        self.receiver.requests().len()
+        self.state.received.load(Ordering::SeqCst)
     }
 
     /// Requests received but not answered yet: held open.
     pub fn in_flight(&self) -> usize {
         self.received()
-            .saturating_sub(self.receiver.answered().len())
+            .saturating_sub(self.state.answered.load(Ordering::SeqCst))
     }
 
     /// Every webhook-id that reached this receiver.
-    pub fn requested_ids(&self) -> std::collections::HashSet<String> {
-        self.receiver
-            .requests()
-            .iter()
-            .map(|r| r.header("webhook-id").to_owned())
-            .collect()
+    pub fn requested_ids(&self) -> HashSet<String> {
+        self.state.requested.lock().expect("lock").clone()
     }
 
-    /// 2xx answers handed to the connection, by webhook-id.
-    pub fn delivered(&self) -> HashMap<String, usize> {
-        let statuses = self.state.statuses.lock().expect("lock");
-        let mut out = HashMap::new();
-        for r in self.receiver.answered() {
-            let id = r.header("webhook-id").to_owned();
-            if statuses
-                .get(&(id.clone(), r.at))
-                .is_some_and(|s| (200..300).contains(s))
-            {
-                *out.entry(id).or_insert(0) += 1;
-            }
-        }
-        out
+    /// 2xx answers handed to the connection, by webhook-id; locked while held.
+    pub fn delivered(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.state.delivered.lock().expect("lock")
     }
 }
 
 fn respond(secret: &Secret, state: &State, behavior: Behavior, req: &Recorded) -> Reply {
     let id = req.header("webhook-id").to_owned();
+    state.received.fetch_add(1, Ordering::SeqCst);
+    state.requested.lock().expect("lock").insert(id.clone());
     let verified = req
         .header("webhook-timestamp")
         .parse::<u64>()
@@ -141,7 +147,7 @@ fn respond(secret: &Secret, state: &State, behavior: Behavior, req: &Recorded) -
             Behavior::Healthy => 200,
             Behavior::Flaky => {
                 let mut failures = state.failures.lock().expect("lock");
-                let n = failures.entry(id.clone()).or_insert(0);
+                let n = failures.entry(id).or_insert(0);
                 if *n < 2 && rand::rng().random_bool(0.3) {
                     *n += 1;
                     500
@@ -155,11 +161,6 @@ fn respond(secret: &Secret, state: &State, behavior: Behavior, req: &Recorded) -
             }
         }
     };
-    state
-        .statuses
-        .lock()
-        .expect("lock")
-        .insert((id, req.at), status);
     Reply {
         status,
         headers: Vec::new(),

@@ -62,12 +62,20 @@ impl Reply {
 
 type Responder = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
 
+/// Hears of each answer once it is handed to the connection: the request's number, the
+/// request and the status.
+type Observer = dyn Fn(usize, &Recorded, u16) + Send + Sync;
+
 /// What the receiver saw: every request as it arrived, and which ones it answered.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Log {
     requests: Mutex<Vec<Recorded>>,
     /// Indexes into `requests` whose answer was handed to the connection.
     answered: Mutex<Vec<usize>>,
+    /// With an observer nothing is kept: requests are only counted, and the observer
+    /// keeps what it needs.
+    observer: Option<Arc<Observer>>,
+    count: AtomicUsize,
 }
 
 /// A running receiver; it stops when dropped.
@@ -104,7 +112,20 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
-        Self::serve(listener, Arc::new(respond), None)
+        Self::serve(listener, Arc::new(respond), None, None)
+    }
+
+    /// Like [`Receiver::start`], but keeps no log: `answered` hears of each answer instead,
+    /// and [`Receiver::requests`] and [`Receiver::answered`] stay empty. For long runs
+    /// (the chaos runner's soak), where a copy of every request would grow without bound.
+    pub async fn start_unlogged(
+        respond: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static,
+        answered: impl Fn(usize, &Recorded, u16) + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        Self::serve(listener, Arc::new(respond), None, Some(Arc::new(answered)))
     }
 
     /// Accepts on `listener`; with `tls`, each connection does the TLS handshake first
@@ -114,6 +135,7 @@ impl Receiver {
         listener: TcpListener,
         respond: Arc<Responder>,
         tls: Option<TlsAcceptor>,
+        observer: Option<Arc<Observer>>,
     ) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let url = match tls {
@@ -121,7 +143,10 @@ impl Receiver {
             Some(_) => format!("https://localhost:{}/hook", addr.port()),
             None => format!("http://{addr}/hook"),
         };
-        let log = Arc::new(Log::default());
+        let log = Arc::new(Log {
+            observer,
+            ..Log::default()
+        });
         let accepts = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
             let (requests, accepts) = (log.clone(), accepts.clone());
@@ -222,7 +247,9 @@ where
                 path: parts.uri.path().to_owned(),
                 at: Instant::now(),
             };
-            let n = {
+            let n = if requests.observer.is_some() {
+                requests.count.fetch_add(1, Ordering::SeqCst)
+            } else {
                 let mut all = requests.requests.lock().expect("lock");
                 all.push(recorded.clone());
                 all.len() - 1
@@ -233,7 +260,10 @@ where
             for (k, v) in &reply.headers {
                 response = response.header(k, v);
             }
-            requests.answered.lock().expect("lock").push(n);
+            match &requests.observer {
+                Some(observer) => observer(n, &recorded, reply.status),
+                None => requests.answered.lock().expect("lock").push(n),
+            }
             Ok::<_, Infallible>(
                 response
                     .body(Full::new(Bytes::from_static(b"ok")))

@@ -132,6 +132,6 @@ impl Receiver {
             .await
             .expect("bind a loopback port");
         let acceptor = TlsAcceptor::from(Arc::new(ca.server_config()));
-        Self::serve(listener, Arc::new(respond), Some(acceptor))
+        Self::serve(listener, Arc::new(respond), Some(acceptor), None)
     }
 }
