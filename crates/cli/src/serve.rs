@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
+/// Runs the daemon and its admin API until SIGTERM or Ctrl-C.
 pub async fn serve(file: Option<&Path>) -> Result<()> {
     let figment = crate::config::layers(file)?;
     let config: Config = crate::config::extract(&figment, "")?;
@@ -33,6 +34,7 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     let metrics = hookwire_api::meta::install_metrics_recorder()
         .map_err(anyhow::Error::msg)
         .context("cannot install the metrics recorder")?;
+    let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics.clone()));
     let api_state = ApiState::from_config(
         &config,
         store.clone(),
@@ -72,6 +74,7 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     // The daemon also ends on its own (a refusal to start): take the API down with it.
     stop.cancel();
     api.await?.context("the admin API failed")?;
+    upkeep.abort();
     tokio::task::spawn_blocking(move || store.flush())
         .await?
         .context("cannot flush the store")?;
