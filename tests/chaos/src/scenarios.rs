@@ -265,7 +265,7 @@ pub async fn outage(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let sinks = [&steady, &target];
     // Cumulative 1, 3, 6, 11 s (× 1.25 at most with jitter).
     let settings = Settings {
-        schedule: vec!["1s", "2s", "3s", "5s"],
+        schedule: vec![1, 2, 3, 5],
         ..Settings::default()
     };
     let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();

@@ -21,8 +21,8 @@ use crate::broker::Inspector;
 /// The knobs a scenario sets; every other key is the test config's.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `delivery.retry_schedule`, e.g. `["1s", "2s", "4s"]`.
-    pub schedule: Vec<&'static str>,
+    /// `delivery.retry_schedule`, in seconds.
+    pub schedule: Vec<u64>,
     /// `delivery.per_endpoint_concurrency`.
     pub per_endpoint_concurrency: usize,
     /// `delivery.concurrency`.
@@ -32,7 +32,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            schedule: vec!["1s", "2s", "4s"],
+            schedule: vec![1, 2, 4],
             per_endpoint_concurrency: 32,
             concurrency: 64,
         }
@@ -43,15 +43,7 @@ impl Settings {
     /// The whole schedule with the largest jitter (× 1.25): the longest a delivery can
     /// keep retrying.
     pub fn total(&self) -> Duration {
-        let sum: Duration = self
-            .schedule
-            .iter()
-            .map(|s| {
-                let ms: u64 = s.trim_end_matches('s').parse::<u64>().unwrap_or(60) * 1000;
-                Duration::from_millis(ms)
-            })
-            .sum();
-        sum.mul_f64(1.25)
+        Duration::from_secs(self.schedule.iter().sum()).mul_f64(1.25)
     }
 }
 
@@ -96,59 +88,18 @@ impl Daemon {
         );
         let mut config = hookwire_testkit::test_config(&namespace, &dir.path().join("store"));
         config.amqp.url = ctx.amqp_url.clone();
-        let text = format!(
-            r#"[amqp]
-url = "{url}"
-namespace = "{ns}"
-connection_name = "{name}"
-reconnect_max_delay_secs = 1
-
-[store]
-path = "{store}"
-cache_capacity_bytes = 8388608
-
-[api]
-listen = "127.0.0.1:0"
-tokens = ["{token}"]
-
-[delivery]
-retry_schedule = [{schedule}]
-defer_delay = "500ms"
-timeout_secs = 10
-shutdown_grace_secs = 5
-per_endpoint_concurrency = {per_endpoint}
-concurrency = {concurrency}
-# Failures are the point here: the circuit would defer them without using attempts.
-circuit_failure_threshold = 1000000
-allowed_cidrs = ["127.0.0.0/8", "::1/128"]
-only_allowed_cidrs = true
-
-[secrets]
-key = "{key}"
-
-[log]
-level = "info"
-"#,
-            url = config.amqp.url,
-            ns = config.amqp.namespace,
-            name = config.amqp.connection_name,
-            store = config.store.path.display(),
-            token = API_TOKEN,
-            schedule = settings
-                .schedule
-                .iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            per_endpoint = settings.per_endpoint_concurrency,
-            concurrency = settings.concurrency,
-            key = config.secrets.key,
-        );
-        config.delivery.retry_schedule = settings
+        let d = &mut config.delivery;
+        d.retry_schedule = settings
             .schedule
             .iter()
-            .map(|s| Duration::from_secs(s.trim_end_matches('s').parse::<u64>().unwrap_or(1)))
+            .map(|s| Duration::from_secs(*s))
             .collect();
+        d.timeout_secs = 10;
+        d.per_endpoint_concurrency = settings.per_endpoint_concurrency;
+        d.concurrency = settings.concurrency;
+        // Failures are the point here: the circuit would defer them without using attempts.
+        d.circuit_failure_threshold = 1_000_000;
+        config.log.level = "info".into();
         {
             // sled locks its directory: seed it, then close it before serve opens it.
             let store = Store::open(&config.store.path, 8 << 20, &config.secrets_key()?)
@@ -159,7 +110,7 @@ level = "info"
             store.flush()?;
         }
         let config_path = dir.path().join("hookwire.toml");
-        std::fs::write(&config_path, text)?;
+        std::fs::write(&config_path, config.to_toml())?;
         let topology = topology(&config)?;
         let mut connection = None;
         for _ in 0..60 {

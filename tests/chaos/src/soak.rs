@@ -129,7 +129,7 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
     let api_target = hookwire_testkit::Receiver::ok().await;
     let rate = soak.rate.max(1) as usize;
     let settings = Settings {
-        schedule: vec!["1s", "2s", "3s", "5s"],
+        schedule: vec![1, 2, 3, 5],
         // The slow receiver holds each request 1.1 s on average: room for three times the
         // rate keeps it from falling behind, and the backlog after a kill drains.
         per_endpoint_concurrency: (rate * 3).max(32),
