@@ -13,7 +13,9 @@ const BUFFER: usize = 65_536;
 const BATCH: usize = 1024;
 /// How long records are gathered before they are written: what a crash can lose of the log.
 const LINGER: Duration = Duration::from_millis(100);
+/// Prunes run this often, and after every [`PRUNE_AFTER`] attempts written.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_AFTER: usize = 10_000;
 
 /// How long attempts are kept.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,7 @@ impl AttemptLog {
 
 async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<Message>) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut written_since_prune = 0;
     loop {
         let first = tokio::select! {
             message = rx.recv() => match message {
@@ -75,9 +78,8 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
                 None => return,
             },
             _ = prune.tick() => {
-                let older_than_ms = now_ms().saturating_sub(u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX));
-                let change = Change::PruneAttempts { older_than_ms, keep_per_webhook: retention.per_webhook };
-                write(&store, change).await;
+                prune_now(&store, retention).await;
+                written_since_prune = 0;
                 continue;
             }
         };
@@ -105,15 +107,32 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
             }
         }
         if !records.is_empty() {
+            written_since_prune += records.len();
             write(&store, Change::RecordAttempts(records)).await;
         }
         for done in syncs {
             let _ = done.send(());
         }
+        // sled's memory follows the live log: 60 s of 1,000 attempts/s between prunes
+        // held 25-35 MiB, pruning every 10,000 attempts 12 MiB (README "Performance").
+        if written_since_prune >= PRUNE_AFTER {
+            prune_now(&store, retention).await;
+            prune.reset();
+            written_since_prune = 0;
+        }
         if !open {
             return;
         }
     }
+}
+
+async fn prune_now(store: &Store, retention: Retention) {
+    let max_age = u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX);
+    let change = Change::PruneAttempts {
+        older_than_ms: now_ms().saturating_sub(max_age),
+        keep_per_webhook: retention.per_webhook,
+    };
+    write(store, change).await;
 }
 
 async fn write(store: &Store, change: Change) {
