@@ -9,7 +9,6 @@ use futures_util::StreamExt;
 use hookwire_core::Catalog;
 use hookwire_producer::lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions,
 };
 use hookwire_producer::lapin::types::FieldTable;
 use hookwire_producer::lapin::{Channel, Confirmation, Connection, PublisherConfirm};
@@ -175,20 +174,10 @@ pub async fn consume_until(
     Ok(())
 }
 
-/// Ready messages and consumers of `queue` (a passive declare on a throwaway channel).
+/// Ready messages and consumers of `queue`.
 pub async fn queue_counts(connection: &Connection, queue: &str) -> Result<(u32, u32)> {
-    let channel = connection.create_channel().await?;
-    let q = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let q = hookwire_producer::inspect_queue(connection, queue)
         .await
         .with_context(|| format!("queue {queue}"))?;
-    let _ = channel.close(200, "poll".into()).await;
     Ok((q.message_count(), q.consumer_count()))
 }

@@ -145,7 +145,7 @@ impl Serve {
         let config_path = dir.path().join("hookwire.toml");
         std::fs::write(&config_path, config.to_toml())?;
         let channel = broker.create_channel().await?;
-        topology(&config)?.declare(&channel).await?;
+        Topology::of_config(&config)?.declare(&channel).await?;
         let _ = channel.close(200, "declared".into()).await;
         let log = dir.path().join("serve.log");
         let child = Command::new(binary)
@@ -245,21 +245,10 @@ impl Drop for Serve {
     }
 }
 
-fn topology(config: &Config) -> Result<Topology> {
-    Ok(Topology::new(
-        &config.amqp.namespace,
-        config
-            .retry_schedule()?
-            .tiers()
-            .into_iter()
-            .chain([config.delivery.defer_delay]),
-    ))
-}
-
 /// Deletes every queue and exchange of the config's namespace.
 async fn delete_namespace(broker: &Connection, config: &Config) -> Result<()> {
     let channel = broker.create_channel().await?;
-    topology(config)?.delete(&channel).await?;
+    Topology::of_config(config)?.delete(&channel).await?;
     let _ = channel.close(200, "deleted".into()).await;
     Ok(())
 }

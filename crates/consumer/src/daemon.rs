@@ -162,19 +162,7 @@ impl Daemon {
         topology.declare(publisher.channel()).await?;
         let events_queue = topology.names.events_queue();
         if refuse_if_consumed {
-            // A passive declare on a throwaway channel: it reports the consumer count.
-            let probe = connection.create_channel().await?;
-            let queue = probe
-                .queue_declare(
-                    events_queue.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-            probe.close(200, "probe done".into()).await?;
+            let queue = hookwire_producer::inspect_queue(&connection, &events_queue).await?;
             if queue.consumer_count() > 0 {
                 return Err(Error::Refused(format!(
                     "queue `{events_queue}` already has {} consumer(s): another hookwire serves namespace `{}`. \

@@ -63,10 +63,7 @@ pub fn daemon_from_config(
         .retry_schedule()
         .map_err(|e| Error::Config(e.to_string()))?;
     let deliverer = deliverer_from_config(config)?;
-    let topology = Topology::new(
-        &config.amqp.namespace,
-        schedule.tiers().into_iter().chain([d.defer_delay]),
-    );
+    let topology = Topology::of_config(config).map_err(|e| Error::Config(e.to_string()))?;
     let attempt_log = AttemptLog::spawn(
         store.clone(),
         Retention {

@@ -16,7 +16,7 @@ pub mod topology;
 pub use error::{Error, Result};
 pub use producer::{OutgoingEvent, Producer};
 pub use publisher::{Publisher, connect};
-pub use topology::{Names, Topology};
+pub use topology::{Names, Topology, inspect_queue};
 
 /// Re-exported so that producers need no direct lapin dependency for the basics.
 pub use lapin;

@@ -85,6 +85,21 @@ impl Names {
     }
 }
 
+/// Reads `queue`'s counts with a passive declare, on a channel of its own because a
+/// missing queue closes the channel it was asked on.
+pub async fn inspect_queue(connection: &lapin::Connection, queue: &str) -> Result<lapin::Queue> {
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let q = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?;
+    let _ = channel.close(200, "inspected".into()).await;
+    Ok(q)
+}
+
 /// A namespace's topology: its names and its retry tiers.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -101,6 +116,15 @@ impl Topology {
             names: Names::new(namespace),
             tiers: tiers.into_iter().collect(),
         }
+    }
+
+    /// The topology `serve` declares for `config`: the schedule's tiers and the deferral tier.
+    pub fn of_config(config: &hookwire_core::Config) -> hookwire_core::Result<Self> {
+        let tiers = config.retry_schedule()?.tiers();
+        Ok(Self::new(
+            &config.amqp.namespace,
+            tiers.into_iter().chain([config.delivery.defer_delay]),
+        ))
     }
 
     /// Declares every exchange, queue and binding. Safe to run any number of times.

@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hookwire_producer::lapin::options::QueueDeclareOptions;
-use hookwire_producer::lapin::types::FieldTable;
 use hookwire_producer::lapin::{Connection, Queue};
 
 /// A broker connection for passive declares; reconnects after a broker restart.
@@ -46,21 +44,9 @@ impl Inspector {
             );
         }
         let connection = self.connection.as_ref().context("connected")?;
-        // A missing queue closes the channel: use a throwaway one.
-        let channel = connection.create_channel().await?;
-        let q = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        hookwire_producer::inspect_queue(connection, queue)
             .await
-            .with_context(|| format!("passive declare of {queue}"))?;
-        let _ = channel.close(200, "done".into()).await;
-        Ok(q)
+            .with_context(|| format!("passive declare of {queue}"))
     }
 
     /// Consumers of `queue`.

@@ -133,7 +133,9 @@ impl Ctx {
         for config in configs {
             let result = async {
                 let channel = connection.create_channel().await?;
-                serve::topology(&config)?.delete(&channel).await?;
+                hookwire_producer::Topology::of_config(&config)?
+                    .delete(&channel)
+                    .await?;
                 let _ = channel.close(200, "deleted".into()).await;
                 anyhow::Ok(())
             }

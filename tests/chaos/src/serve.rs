@@ -111,7 +111,7 @@ impl Daemon {
         }
         let config_path = dir.path().join("hookwire.toml");
         std::fs::write(&config_path, config.to_toml())?;
-        let topology = topology(&config)?;
+        let topology = Topology::of_config(&config)?;
         let mut connection = None;
         for _ in 0..60 {
             match hookwire_producer::connect(&ctx.amqp_url, "hookwire-chaos-setup").await {
@@ -381,18 +381,6 @@ fn api_addr(line: &str) -> Option<SocketAddr> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix("api="))
         .and_then(|a| a.parse().ok())
-}
-
-/// The namespace's topology: the schedule's tiers and the deferral tier.
-pub fn topology(config: &Config) -> Result<Topology> {
-    Ok(Topology::new(
-        &config.amqp.namespace,
-        config
-            .retry_schedule()?
-            .tiers()
-            .into_iter()
-            .chain([config.delivery.defer_delay]),
-    ))
 }
 
 #[cfg(test)]

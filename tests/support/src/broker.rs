@@ -1,7 +1,6 @@
 //! The real broker, one namespace per test.
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{BasicProperties, Channel, Connection};
 
 /// The broker tests use: `HOOKWIRE_TEST_AMQP_URL`, or the local one.
@@ -58,22 +57,10 @@ impl Broker {
         self.inspect(queue).await.consumer_count()
     }
 
-    /// A passive declare on a throwaway channel, since a missing queue closes the channel.
     async fn inspect(&self, queue: &str) -> lapin::Queue {
-        let channel = self.channel().await;
-        let q = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        hookwire_producer::inspect_queue(&self.connection, queue)
             .await
-            .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
-        let _ = channel.close(200, "done".into()).await;
-        q
+            .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"))
     }
 
     /// Takes every message from `queue`, acking each.

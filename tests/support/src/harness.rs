@@ -248,16 +248,10 @@ impl Harness {
             .create_channel()
             .await
             .expect("channel");
-        let schedule = self.config.retry_schedule().expect("schedule");
-        Topology::new(
-            self.namespace(),
-            schedule
-                .tiers()
-                .into_iter()
-                .chain([self.config.delivery.defer_delay]),
-        )
-        .delete(&channel)
-        .await
-        .expect("namespace deleted");
+        Topology::of_config(&self.config)
+            .expect("schedule")
+            .delete(&channel)
+            .await
+            .expect("namespace deleted");
     }
 }

@@ -71,13 +71,7 @@ impl Fixture {
         }
         let path = write_config(&config, dir.path());
         let broker = Broker::connect().await;
-        let tiers = config
-            .retry_schedule()
-            .expect("schedule")
-            .tiers()
-            .into_iter()
-            .chain([config.delivery.defer_delay]);
-        let topology = Topology::new(&config.amqp.namespace, tiers);
+        let topology = Topology::of_config(&config).expect("schedule");
         let channel = broker.connection().create_channel().await.expect("channel");
         // Declared up front, so the test can watch the queues before serve runs.
         topology.declare(&channel).await.expect("declare");
