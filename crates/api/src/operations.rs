@@ -94,11 +94,13 @@ pub struct DeadLetterView {
     pub body: String,
 }
 
-/// Dead letters, oldest first.
+/// A page of dead letters, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterList {
     /// The dead letters.
     pub dead_letters: Vec<DeadLetterView>,
+    /// Pass it as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Filters of the dead letters.
@@ -111,6 +113,10 @@ pub struct DeadLetterParams {
     pub since: Option<String>,
     /// Before (RFC 3339).
     pub until: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (100).
+    pub limit: Option<usize>,
 }
 
 /// Which dead letters to replay: by ids, by webhook, or by time.
@@ -205,27 +211,17 @@ pub async fn attempts(
     Query(params): Query<AttemptParams>,
 ) -> Result<axum::Json<AttemptPage>> {
     let sub = load(&state, &org, &id).await?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("limit is 1 to {MAX_PAGE}"),
-        });
-    }
     let query = AttemptQuery {
         outcome: params.outcome,
         since_ms: time_ms("since", params.since.as_ref())?,
         until_ms: time_ms("until", params.until.as_ref())?,
         cursor: params.cursor,
-        limit,
+        limit: page_size(params.limit)?,
     };
-    let page = state.store.attempts(&sub.id, &query).map_err(|e| match e {
-        hookwire_store::Error::InvalidCursor(_) => ApiError::BadRequest {
-            code: "invalid_cursor",
-            message: e.to_string(),
-        },
-        other => other.into(),
-    })?;
+    let page = state
+        .store
+        .attempts(&sub.id, &query)
+        .map_err(cursor_error)?;
     let attempts = page
         .items
         .into_iter()
@@ -249,12 +245,75 @@ pub async fn attempts(
     }))
 }
 
-fn dead_query(params: &DeadLetterParams) -> Result<DeadLetterQuery> {
-    Ok(DeadLetterQuery {
+/// The page size a request asked for, or the default.
+fn page_size(limit: Option<usize>) -> Result<usize> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("limit is 1 to {MAX_PAGE}"),
+        });
+    }
+    Ok(limit)
+}
+
+/// A cursor the store did not hand out is the client's mistake.
+fn cursor_error(e: hookwire_store::Error) -> ApiError {
+    match e {
+        hookwire_store::Error::InvalidCursor(_) => ApiError::BadRequest {
+            code: "invalid_cursor",
+            message: e.to_string(),
+        },
+        other => other.into(),
+    }
+}
+
+fn dead_letter_page(
+    state: &ApiState,
+    org: Option<&str>,
+    params: DeadLetterParams,
+) -> Result<axum::Json<DeadLetterList>> {
+    let query = DeadLetterQuery {
         ids: None,
         subscription_id: params.webhook_id,
         since_ms: time_ms("since", params.since.as_ref())?,
         until_ms: time_ms("until", params.until.as_ref())?,
+        cursor: params.cursor,
+        limit: page_size(params.limit)?,
+    };
+    let page = state
+        .store
+        .dead_letters(org, &query)
+        .map_err(cursor_error)?;
+    Ok(axum::Json(DeadLetterList {
+        dead_letters: page.items.into_iter().map(view).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// The dead letters of `org` that `query` selects, a page at a time. A cursor is a
+/// position, not an index, so the caller may remove each page's letters as it goes.
+fn dead_letter_pages<'a>(
+    state: &'a ApiState,
+    org: Option<&'a str>,
+    mut query: DeadLetterQuery,
+) -> impl Iterator<Item = Result<Vec<DeadLetter>>> + 'a {
+    query.limit = MAX_PAGE;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let page = match state.store.dead_letters(org, &query) {
+            Ok(page) => page,
+            Err(e) => {
+                done = true;
+                return Some(Err(e.into()));
+            }
+        };
+        query.cursor = page.next_cursor;
+        done = query.cursor.is_none();
+        Some(Ok(page.items))
     })
 }
 
@@ -268,12 +327,7 @@ pub async fn dead_letters(
     Query(params): Query<DeadLetterParams>,
 ) -> Result<axum::Json<DeadLetterList>> {
     check_org(&org)?;
-    let list = state
-        .store
-        .dead_letters(Some(&org), &dead_query(&params)?)?;
-    Ok(axum::Json(DeadLetterList {
-        dead_letters: list.into_iter().map(view).collect(),
-    }))
+    dead_letter_page(&state, Some(&org), params)
 }
 
 /// Dead letters that belong to no organization: events whose `org` was missing or invalid.
@@ -284,10 +338,7 @@ pub async fn orgless_dead_letters(
     State(state): State<ApiState>,
     Query(params): Query<DeadLetterParams>,
 ) -> Result<axum::Json<DeadLetterList>> {
-    let list = state.store.dead_letters(None, &dead_query(&params)?)?;
-    Ok(axum::Json(DeadLetterList {
-        dead_letters: list.into_iter().map(view).collect(),
-    }))
+    dead_letter_page(&state, None, params)
 }
 
 /// Publishes dead letters back: failed deliveries to the work queue with a fresh retry
@@ -318,28 +369,30 @@ pub async fn replay(
         subscription_id: request.webhook_id,
         since_ms: time_ms("since", request.since.as_ref())?,
         until_ms: time_ms("until", request.until.as_ref())?,
+        ..DeadLetterQuery::default()
     };
-    let selected = state.store.dead_letters(Some(&org), &query)?;
     let mut result = ReplayResult {
         replayed: Vec::new(),
         failed: Vec::new(),
     };
-    for dead in selected {
-        match state.replayer.replay(&dead).await {
-            Ok(()) => {
-                state
-                    .writer
-                    .commit(Change::RemoveDeadLetters {
-                        org: Some(org.clone()),
-                        ids: vec![dead.id],
-                    })
-                    .await?;
-                result.replayed.push(dead.id);
+    for page in dead_letter_pages(&state, Some(&org), query) {
+        for dead in page? {
+            match state.replayer.replay(&dead).await {
+                Ok(()) => {
+                    state
+                        .writer
+                        .commit(Change::RemoveDeadLetters {
+                            org: Some(org.clone()),
+                            ids: vec![dead.id],
+                        })
+                        .await?;
+                    result.replayed.push(dead.id);
+                }
+                Err(e) => result.failed.push(ReplayFailure {
+                    id: dead.id,
+                    error: e.to_string(),
+                }),
             }
-            Err(e) => result.failed.push(ReplayFailure {
-                id: dead.id,
-                error: e.to_string(),
-            }),
         }
     }
     tracing::info!(%org, replayed = result.replayed.len(), failed = result.failed.len(), "Dead letters replayed.");
@@ -360,16 +413,13 @@ async fn purge_in(
     }
     let query = DeadLetterQuery {
         ids: request.ids,
-        subscription_id: None,
-        since_ms: None,
         until_ms: before,
+        ..DeadLetterQuery::default()
     };
-    let ids: Vec<Uuid> = state
-        .store
-        .dead_letters(org, &query)?
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    let mut ids = Vec::new();
+    for page in dead_letter_pages(state, org, query) {
+        ids.extend(page?.into_iter().map(|d| d.id));
+    }
     let purged = ids.len();
     state
         .writer

@@ -179,6 +179,10 @@ pub struct DeadLetterFilter {
     pub since: Option<String>,
     /// Dead before (RFC 3339).
     pub until: Option<String>,
+    /// A previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size; the API's default when `None`.
+    pub limit: Option<usize>,
 }
 
 impl DeadLetterFilter {
@@ -187,6 +191,8 @@ impl DeadLetterFilter {
             ("webhook_id", self.webhook_id.map(|id| id.to_string())),
             ("since", self.since.clone()),
             ("until", self.until.clone()),
+            ("cursor", self.cursor.clone()),
+            ("limit", self.limit.map(|l| l.to_string())),
         ])
     }
 }

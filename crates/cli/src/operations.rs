@@ -3,7 +3,9 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use hookwire_api::operations::{Attempt, AttemptPage, DeadLetterView, ReplayResult};
+use hookwire_api::operations::{
+    Attempt, AttemptPage, DeadLetterList, DeadLetterView, ReplayResult,
+};
 use uuid::Uuid;
 
 use crate::client::{
@@ -78,7 +80,7 @@ impl Owner {
 
 #[derive(Subcommand, Debug)]
 pub enum DeadLettersAction {
-    /// List dead letters, oldest first.
+    /// List dead letters, oldest first, one page at a time (or `--all`).
     List {
         #[command(flatten)]
         owner: Owner,
@@ -91,6 +93,15 @@ pub enum DeadLettersAction {
         /// Only those dead before this time.
         #[arg(long, value_name = "RFC3339")]
         until: Option<String>,
+        /// Dead letters per page, 1 to 500 (the API's default is 100).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Start at this page: the cursor a previous `dead-letters list` printed.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow the pages to the end and print them as one.
+        #[arg(long)]
+        all: bool,
     },
     /// Publish dead letters back: failed deliveries get a fresh retry budget. Those
     /// replayed leave the archive; exits non-zero when any could not be replayed.
@@ -181,18 +192,12 @@ pub async fn attempts(api: &ApiArgs, action: AttemptsAction) -> Result<()> {
         }
         return Ok(());
     }
-    let mut attempts = Vec::new();
-    loop {
+    let attempts = follow_pages(filter.cursor.clone(), async |cursor| {
+        filter.cursor = cursor;
         let page = client.attempts(&org, &webhook, &filter).await?.value;
-        attempts.extend(page.attempts);
-        match page.next_cursor {
-            None => break,
-            Some(next) if filter.cursor.as_ref() == Some(&next) => {
-                bail!("the API answered the cursor `{next}` with itself; stopping")
-            }
-            Some(next) => filter.cursor = Some(next),
-        }
-    }
+        Ok((page.attempts, page.next_cursor))
+    })
+    .await?;
     if api.json {
         let all = AttemptPage {
             attempts,
@@ -243,6 +248,25 @@ fn error_cell(a: &Attempt) -> String {
     }
 }
 
+/// Every page from `cursor` on, fetched with `fetch`, as one list.
+async fn follow_pages<T>(
+    mut cursor: Option<String>,
+    mut fetch: impl AsyncFnMut(Option<String>) -> Result<(Vec<T>, Option<String>)>,
+) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    loop {
+        let (items, next) = fetch(cursor.clone()).await?;
+        all.extend(items);
+        match next {
+            None => return Ok(all),
+            Some(next) if cursor.as_ref() == Some(&next) => {
+                bail!("the API answered the cursor `{next}` with itself; stopping")
+            }
+            Some(next) => cursor = Some(next),
+        }
+    }
+}
+
 /// Runs one `dead-letters` subcommand and prints its answer.
 pub async fn dead_letters(api: &ApiArgs, action: DeadLettersAction) -> Result<()> {
     let client = api_client(api)?;
@@ -252,28 +276,56 @@ pub async fn dead_letters(api: &ApiArgs, action: DeadLettersAction) -> Result<()
             webhook,
             since,
             until,
+            limit,
+            cursor,
+            all,
         } => {
             let filtered = webhook.is_some() || since.is_some() || until.is_some();
-            let filter = DeadLetterFilter {
+            let mut filter = DeadLetterFilter {
                 webhook_id: webhook,
                 since,
                 until,
+                cursor,
+                limit,
             };
-            let reply = client.dead_letters(owner.org(), &filter).await?;
-            if api.json {
-                println!("{}", pretty_json(&reply.raw));
-                return Ok(());
-            }
-            if reply.value.dead_letters.is_empty() {
+            let (dead, next_cursor) = if all {
+                let dead = follow_pages(filter.cursor.clone(), async |cursor| {
+                    filter.cursor = cursor;
+                    let page = client.dead_letters(owner.org(), &filter).await?.value;
+                    Ok((page.dead_letters, page.next_cursor))
+                })
+                .await?;
+                if api.json {
+                    let all = DeadLetterList {
+                        dead_letters: dead,
+                        next_cursor: None,
+                    };
+                    println!("{}", serde_json::to_string_pretty(&all)?);
+                    return Ok(());
+                }
+                (dead, None)
+            } else {
+                let reply = client.dead_letters(owner.org(), &filter).await?;
+                if api.json {
+                    println!("{}", pretty_json(&reply.raw));
+                    return Ok(());
+                }
+                (reply.value.dead_letters, reply.value.next_cursor)
+            };
+            if dead.is_empty() {
                 let matching = if filtered {
                     " matching the filters"
                 } else {
                     ""
                 };
                 println!("No dead letters {}{matching}.", owner.describe());
-                return Ok(());
+            } else {
+                print_dead_letters(&dead);
             }
-            print_dead_letters(&reply.value.dead_letters);
+            if let Some(next) = next_cursor {
+                // On stderr, so that the table alone goes down a pipe.
+                eprintln!("More dead letters: add --cursor {next} (or --all for every page).");
+            }
         }
         DeadLettersAction::Replay {
             org,

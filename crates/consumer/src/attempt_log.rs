@@ -1,5 +1,6 @@
 //! The attempt log writer. Attempts are recorded in batches by a background task, never
 //! on the ack path: a crash can lose the last [`LINGER`] of the log, never a delivery.
+//! The same task applies the retention of the log and of the dead-letter archive.
 
 use std::time::Duration;
 
@@ -13,17 +14,22 @@ const BUFFER: usize = 65_536;
 const BATCH: usize = 1024;
 /// How long records are gathered before they are written: what a crash can lose of the log.
 const LINGER: Duration = Duration::from_millis(100);
-/// Prunes run this often, and after every [`PRUNE_AFTER`] attempts written.
+/// Prunes run this often, and the attempt log's also after every [`PRUNE_AFTER`] attempts
+/// written.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_AFTER: usize = 10_000;
 
-/// How long attempts are kept.
+/// How long attempts and dead letters are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     /// Attempts older than this go.
     pub max_age: Duration,
     /// Each webhook keeps at most this many.
     pub per_webhook: usize,
+    /// Dead letters older than this go.
+    pub dead_letter_max_age: Duration,
+    /// Each organization keeps at most this many dead letters.
+    pub dead_letters_per_org: usize,
 }
 
 enum Message {
@@ -80,6 +86,11 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
             _ = prune.tick() => {
                 prune_now(&store, retention).await;
                 written_since_prune = 0;
+                let change = Change::PruneDeadLetters {
+                    older_than_ms: before(retention.dead_letter_max_age),
+                    keep_per_org: retention.dead_letters_per_org,
+                };
+                write(&store, change).await;
                 continue;
             }
         };
@@ -127,19 +138,25 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
 }
 
 async fn prune_now(store: &Store, retention: Retention) {
-    let max_age = u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX);
     let change = Change::PruneAttempts {
-        older_than_ms: now_ms().saturating_sub(max_age),
+        older_than_ms: before(retention.max_age),
         keep_per_webhook: retention.per_webhook,
     };
     write(store, change).await;
+}
+
+/// The time (ms) `age` ago.
+fn before(age: Duration) -> u64 {
+    now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn write(store: &Store, change: Change) {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || store.apply(change)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %e, "Attempt log write failed; those records are lost."),
+        Ok(Err(e)) => {
+            warn!(error = %e, "Attempt log write or prune failed; a failed write loses its records.")
+        }
         Err(e) => warn!(error = %e, "Attempt log writer panicked."),
     }
 }

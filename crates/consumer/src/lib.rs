@@ -69,6 +69,8 @@ pub fn daemon_from_config(
         Retention {
             max_age: Duration::from_secs(config.store.attempt_retention_secs),
             per_webhook: config.store.attempts_per_webhook,
+            dead_letter_max_age: Duration::from_secs(config.store.dead_letter_retention_secs),
+            dead_letters_per_org: config.store.dead_letters_per_org,
         },
     );
     let engine = Engine::new(EngineParts {

@@ -64,6 +64,11 @@ pub struct StoreConfig {
     pub attempt_retention_secs: u64,
     /// Each webhook keeps at most this many attempts.
     pub attempts_per_webhook: usize,
+    /// Dead letters older than this are pruned.
+    pub dead_letter_retention_secs: u64,
+    /// Each organization keeps at most this many dead letters (and so do the letters
+    /// without one).
+    pub dead_letters_per_org: usize,
 }
 
 /// `[api]`.
@@ -217,6 +222,9 @@ impl Config {
             return Err(invalid("delivery.timeout_secs", "must be at least 1"));
         }
         self.retry_schedule()?;
+        if self.store.dead_letters_per_org == 0 {
+            return Err(invalid("store.dead_letters_per_org", "must be at least 1"));
+        }
         if d.concurrency == 0 {
             return Err(invalid("delivery.concurrency", "must be at least 1"));
         }
@@ -390,6 +398,9 @@ mod tests {
             ("delivery.concurrency", |c| c.delivery.concurrency = 0),
             ("delivery.only_allowed_cidrs", |c| {
                 c.delivery.only_allowed_cidrs = true
+            }),
+            ("store.dead_letters_per_org", |c| {
+                c.store.dead_letters_per_org = 0
             }),
             ("api.listen", |c| c.api.listen = "nowhere".into()),
             ("api.tokens", |c| c.api.tokens = vec!["short".into()]),

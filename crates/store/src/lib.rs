@@ -11,6 +11,7 @@
 //! the writes that must be durable before anyone is answered.
 
 mod attempt_log;
+mod dead_letters;
 mod error;
 mod records;
 mod sealing;

@@ -1,13 +1,10 @@
 //! The operational records: the attempt log and the dead-letter archive.
 //!
-//! Attempts are keyed `subscription ‖ time ‖ sequence`, so one webhook's attempts read in
-//! order; dead letters `org ‖ 0 ‖ id` (UUIDv7, so in time order), with the empty org for
-//! invalid events that carry none.
+//! Their layouts in sled are in [`crate::attempt_log`] and [`crate::dead_letters`].
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::SEP;
 use crate::{Error, Result};
 
 /// The largest response excerpt the attempt log keeps.
@@ -90,8 +87,8 @@ pub struct DeadLetter {
     pub body: Vec<u8>,
 }
 
-/// A filter over an organization's dead letters.
-#[derive(Debug, Clone, Default)]
+/// A filter over an organization's dead letters, and the page wanted.
+#[derive(Debug, Clone)]
 pub struct DeadLetterQuery {
     /// Only these ids.
     pub ids: Option<Vec<Uuid>>,
@@ -101,6 +98,24 @@ pub struct DeadLetterQuery {
     pub since_ms: Option<u64>,
     /// Before (ms).
     pub until_ms: Option<u64>,
+    /// Continue after this cursor (from the previous page).
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: usize,
+}
+
+impl Default for DeadLetterQuery {
+    /// Every letter, a page of 100 at a time.
+    fn default() -> Self {
+        Self {
+            ids: None,
+            subscription_id: None,
+            since_ms: None,
+            until_ms: None,
+            cursor: None,
+            limit: 100,
+        }
+    }
 }
 
 impl DeadLetterQuery {
@@ -116,18 +131,6 @@ impl DeadLetterQuery {
 
 pub(crate) fn attempt_prefix(subscription_id: &Uuid) -> Vec<u8> {
     subscription_id.as_bytes().to_vec()
-}
-
-pub(crate) fn dead_prefix(org: Option<&str>) -> Vec<u8> {
-    let mut key = org.unwrap_or("").as_bytes().to_vec();
-    key.push(SEP);
-    key
-}
-
-pub(crate) fn dead_key(org: Option<&str>, id: &Uuid) -> Vec<u8> {
-    let mut key = dead_prefix(org);
-    key.extend_from_slice(id.as_bytes());
-    key
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -12,9 +12,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use uuid::Uuid;
 
 use crate::attempt_log;
+use crate::dead_letters::Archive;
 use crate::records::{
-    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, dead_key, dead_prefix, decode,
-    encode,
+    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode,
 };
 use crate::sealing::Sealer;
 use crate::subscriber_cache::SubscriberCache;
@@ -69,6 +69,14 @@ pub enum Change {
         /// Their ids.
         ids: Vec<Uuid>,
     },
+    /// Drop dead letters older than a time, and beyond a count per organization.
+    PruneDeadLetters {
+        /// Letters archived before this time (ms) go.
+        older_than_ms: u64,
+        /// Each organization (and the letters without one) keeps at most this many of
+        /// its newest letters.
+        keep_per_org: usize,
+    },
 }
 
 /// The embedded store. Cloning is cheap: clones share one sled database.
@@ -81,8 +89,8 @@ pub struct Store {
     by_event: sled::Tree,
     /// `subscription ‖ time ‖ seq` → a chunk of attempts ([`attempt_log`]).
     attempts: sled::Tree,
-    /// `org ‖ 0 ‖ id` → dead letter.
-    dead: sled::Tree,
+    /// The dead letters and their bodies.
+    dead: Archive,
     sealer: Sealer,
     subscribers: Arc<SubscriberCache>,
 }
@@ -169,7 +177,7 @@ impl Store {
             subscriptions: db.open_tree("subscriptions")?,
             by_event: db.open_tree("subscriptions_by_event")?,
             attempts: db.open_tree("attempts")?,
-            dead: db.open_tree("dead_letters")?,
+            dead: Archive::open(&db)?,
             db,
             sealer: Sealer::new(secrets_key),
             subscribers: Arc::default(),
@@ -196,17 +204,17 @@ impl Store {
                 older_than_ms,
                 keep_per_webhook,
             } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
-            Change::ArchiveDeadLetter(d) => {
-                self.dead
-                    .insert(dead_key(d.org.as_deref(), &d.id), encode(&d)?)?;
-                Ok(())
-            }
-            Change::RemoveDeadLetters { org, ids } => {
-                let mut batch = sled::Batch::default();
-                for id in &ids {
-                    batch.remove(dead_key(org.as_deref(), id));
+            Change::ArchiveDeadLetter(d) => self.dead.insert(d),
+            Change::RemoveDeadLetters { org, ids } => self.dead.remove(org.as_deref(), &ids),
+            Change::PruneDeadLetters {
+                older_than_ms,
+                keep_per_org,
+            } => {
+                let removed = self.dead.prune(older_than_ms, keep_per_org)?;
+                if removed > 0 {
+                    tracing::info!(removed, "Dead letters past their retention removed.");
                 }
-                Ok(self.dead.apply_batch(batch)?)
+                Ok(())
             }
             Change::Upsert(sub) => {
                 let key = sub_key(&sub.org, &sub.id);
@@ -280,25 +288,19 @@ impl Store {
         attempt_log::page(&self.attempts, subscription_id, query)
     }
 
-    /// The dead letters of `org` (`None`: invalid events without an org) that match.
+    /// A page of the dead letters of `org` (`None`: invalid events without an org) that
+    /// match, oldest first.
     pub fn dead_letters(
         &self,
         org: Option<&str>,
         query: &DeadLetterQuery,
-    ) -> Result<Vec<DeadLetter>> {
-        let mut out = Vec::new();
-        for entry in self.dead.scan_prefix(dead_prefix(org)) {
-            let d: DeadLetter = decode(&entry?.1)?;
-            if query.matches(&d) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+    ) -> Result<Page<DeadLetter>> {
+        self.dead.page(org, query)
     }
 
     /// Every dead letter of every organization (and those without one), oldest first per org.
     pub fn all_dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        self.dead.iter().map(|entry| decode(&entry?.1)).collect()
+        self.dead.all()
     }
 
     fn transact(

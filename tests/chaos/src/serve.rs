@@ -326,18 +326,25 @@ impl Daemon {
     /// Dead letters of `org` and those without an org, through the API.
     pub async fn dead_letters(&self, org: &str) -> Result<Vec<crate::ledger::Dead>> {
         let mut out = Vec::new();
-        for path in [
-            format!("/v1/orgs/{org}/dead-letters"),
-            "/v1/admin/dead-letters".into(),
+        for list in [
+            format!("/v1/orgs/{org}/dead-letters?limit=500"),
+            "/v1/admin/dead-letters?limit=500".into(),
         ] {
-            let (status, body) = self.api(reqwest::Method::GET, &path, None).await?;
-            anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
-            for d in body["dead_letters"].as_array().into_iter().flatten() {
-                out.push(crate::ledger::Dead {
-                    reason: d["reason"].as_str().unwrap_or("").to_owned(),
-                    event_id: d["event_id"].as_str().map(str::to_owned),
-                    subscription: d["webhook_id"].as_str().and_then(|s| s.parse().ok()),
-                });
+            let mut path = list.clone();
+            loop {
+                let (status, body) = self.api(reqwest::Method::GET, &path, None).await?;
+                anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+                for d in body["dead_letters"].as_array().into_iter().flatten() {
+                    out.push(crate::ledger::Dead {
+                        reason: d["reason"].as_str().unwrap_or("").to_owned(),
+                        event_id: d["event_id"].as_str().map(str::to_owned),
+                        subscription: d["webhook_id"].as_str().and_then(|s| s.parse().ok()),
+                    });
+                }
+                match body["next_cursor"].as_str() {
+                    Some(cursor) => path = format!("{list}&cursor={cursor}"),
+                    None => break,
+                }
             }
         }
         Ok(out)

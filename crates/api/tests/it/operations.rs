@@ -359,6 +359,39 @@ async fn purge_by_id_and_by_age() {
         (list["dead_letters"].as_array().map(Vec::len) == Some(3)).then_some(list)
     })
     .await;
+    assert_eq!(list["next_cursor"], json!(null), "one page holds them");
+    // Two pages of at most two: the cursor continues where the first page ended.
+    let (_, page) = api
+        .call(Method::GET, "/v1/orgs/acme/dead-letters?limit=2", None)
+        .await;
+    assert_eq!(
+        page["dead_letters"],
+        json!(list["dead_letters"].as_array().expect("list")[..2])
+    );
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let (_, rest) = api
+        .call(
+            Method::GET,
+            &format!("/v1/orgs/acme/dead-letters?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["dead_letters"], json!([list["dead_letters"][2]]));
+    assert_eq!(rest["next_cursor"], json!(null));
+    for (query, code) in [
+        ("cursor=nope", "invalid_cursor"),
+        ("limit=0", "invalid_query"),
+        ("limit=501", "invalid_query"),
+    ] {
+        let (status, body) = api
+            .call(
+                Method::GET,
+                &format!("/v1/orgs/acme/dead-letters?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!((status, error_code(&body)), (400, code), "{query}: {body}");
+    }
     let first = list["dead_letters"][0]["id"].clone();
     let (_, purged) = api
         .call(

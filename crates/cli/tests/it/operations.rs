@@ -150,6 +150,22 @@ async fn attempts_and_dead_letters_through_the_cli() {
     assert_eq!(dead["dead_letters"][0]["reason"], "exhausted");
     assert_eq!(dead["dead_letters"][0]["webhook_id"], id.as_str());
     assert_eq!(dead["dead_letters"][0]["id"], rows[1][0]);
+    // Paged like the attempts: --all follows the cursors (here, one page).
+    let every = json(
+        &h,
+        &[
+            "dead-letters",
+            "list",
+            "--org",
+            "acme",
+            "--limit",
+            "1",
+            "--all",
+        ],
+    )
+    .await;
+    assert_eq!(every["dead_letters"], dead["dead_letters"], "{every}");
+    assert_eq!(every["next_cursor"], Value::Null);
     let other = uuid::Uuid::now_v7().to_string();
     let out = run_ok(
         &h,

@@ -120,3 +120,37 @@ async fn every_contract_breach_is_dead_lettered_with_its_reason() {
     );
     h.finish().await;
 }
+
+#[tokio::test]
+async fn dead_letters_beyond_the_retention_are_pruned() {
+    let mut h = Harness::start(|_| {}).await;
+    for i in 0..3 {
+        let body = format!("not json {i}");
+        h.broker
+            .publish_raw(
+                h.namespace(),
+                "report_created",
+                body.as_bytes(),
+                props(org()),
+            )
+            .await;
+        // One at a time, so that the archive order is the publish order.
+        h.wait_dead_letters(i + 1, WAIT).await;
+    }
+    // Retention is applied when the daemon starts, and every minute after.
+    h.stop_daemon().await.expect("daemon stops");
+    h.config.store.dead_letters_per_org = 2;
+    h.restart_daemon().await;
+    let kept = hookwire_testkit::eventually(WAIT, "the oldest letter pruned", || async {
+        let all = h.dead_letters();
+        (all.len() == 2).then_some(all)
+    })
+    .await;
+    let bodies: Vec<&[u8]> = kept.iter().map(|d| d.body.as_slice()).collect();
+    assert_eq!(
+        bodies,
+        [&b"not json 1"[..], b"not json 2"],
+        "the newest two stay"
+    );
+    h.finish().await;
+}

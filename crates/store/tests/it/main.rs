@@ -1,7 +1,7 @@
 //! Integration tests of the store against a real sled directory.
 
 use hookwire_core::{Secret, Subscription};
-use hookwire_store::{Change, Error, SCHEMA_VERSION, Store};
+use hookwire_store::{Change, DeadLetterQuery, Error, SCHEMA_VERSION, Store};
 use uuid::Uuid;
 
 const KEY: [u8; 32] = [42; 32];
@@ -435,12 +435,8 @@ fn attempt_log_pages_and_prunes_across_chunks() {
     );
 }
 
-#[test]
-fn dead_letters_by_org_query_and_removal() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
-    let sub_id = Uuid::now_v7();
-    let dead = |org: Option<&str>, sub: Option<Uuid>, at: u64| hookwire_store::DeadLetter {
+fn dead_letter(org: Option<&str>, sub: Option<Uuid>, at: u64) -> hookwire_store::DeadLetter {
+    hookwire_store::DeadLetter {
         id: Uuid::now_v7(),
         org: org.map(str::to_owned),
         subscription_id: sub,
@@ -451,38 +447,70 @@ fn dead_letters_by_org_query_and_removal() {
         attempts: 10,
         dead_at_ms: at,
         body: b"{\"event\":\"report_created\"}".to_vec(),
-    };
-    let (d1, d2, d3, orgless) = (
-        dead(Some("acme"), Some(sub_id), 10),
-        dead(Some("acme"), None, 20),
-        dead(Some("globex"), None, 30),
-        dead(None, None, 40),
-    );
-    for d in [&d1, &d2, &d3, &orgless] {
+    }
+}
+
+fn archive(store: &Store, letters: &[&hookwire_store::DeadLetter]) {
+    for d in letters {
         store
-            .apply(Change::ArchiveDeadLetter(d.clone()))
+            .apply(Change::ArchiveDeadLetter((*d).clone()))
             .expect("archive");
     }
-    let all = hookwire_store::DeadLetterQuery::default();
+}
+
+/// Every letter of `org` that `query` selects, following the cursors.
+fn dead_letters(
+    store: &Store,
+    org: Option<&str>,
+    mut query: DeadLetterQuery,
+) -> Vec<hookwire_store::DeadLetter> {
+    let mut all = Vec::new();
+    loop {
+        let page = store.dead_letters(org, &query).expect("list");
+        assert!(
+            page.items.len() <= query.limit,
+            "a page holds at most its limit"
+        );
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(next) => query.cursor = Some(next),
+            None => return all,
+        }
+    }
+}
+
+#[test]
+fn dead_letters_by_org_query_and_removal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let sub_id = Uuid::now_v7();
+    let (d1, d2, d3, orgless) = (
+        dead_letter(Some("acme"), Some(sub_id), 10),
+        dead_letter(Some("acme"), None, 20),
+        dead_letter(Some("globex"), None, 30),
+        dead_letter(None, None, 40),
+    );
+    archive(&store, &[&d1, &d2, &d3, &orgless]);
+    let all = DeadLetterQuery::default;
     assert_eq!(
-        store.dead_letters(Some("acme"), &all).expect("list"),
+        dead_letters(&store, Some("acme"), all()),
         [d1.clone(), d2.clone()]
     );
-    assert_eq!(store.dead_letters(None, &all).expect("list"), [orgless]);
-    let by_sub = hookwire_store::DeadLetterQuery {
+    assert_eq!(dead_letters(&store, None, all()), [orgless]);
+    let by_sub = DeadLetterQuery {
         subscription_id: Some(sub_id),
-        ..Default::default()
+        ..all()
     };
     assert_eq!(
-        store.dead_letters(Some("acme"), &by_sub).expect("list"),
+        dead_letters(&store, Some("acme"), by_sub),
         std::slice::from_ref(&d1)
     );
-    let since = hookwire_store::DeadLetterQuery {
+    let since = DeadLetterQuery {
         since_ms: Some(15),
-        ..Default::default()
+        ..all()
     };
     assert_eq!(
-        store.dead_letters(Some("acme"), &since).expect("list"),
+        dead_letters(&store, Some("acme"), since),
         std::slice::from_ref(&d2)
     );
     store
@@ -491,13 +519,144 @@ fn dead_letters_by_org_query_and_removal() {
             ids: vec![d1.id, d3.id],
         })
         .expect("remove");
-    assert_eq!(store.dead_letters(Some("acme"), &all).expect("list"), [d2]);
+    assert_eq!(dead_letters(&store, Some("acme"), all()), [d2]);
     assert_eq!(
-        store
-            .dead_letters(Some("globex"), &all)
-            .expect("list")
-            .len(),
+        dead_letters(&store, Some("globex"), all()).len(),
         1,
         "only the org's own ids are removed"
+    );
+}
+
+#[test]
+fn dead_letters_are_listed_a_page_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let sub_id = Uuid::now_v7();
+    // Every third letter is the webhook's: a filtered page skips the others.
+    let letters: Vec<_> = (0..10)
+        .map(|i| dead_letter(Some("acme"), (i % 3 == 0).then_some(sub_id), i))
+        .collect();
+    archive(&store, &letters.iter().collect::<Vec<_>>());
+    archive(&store, &[&dead_letter(Some("acmf"), None, 99)]);
+
+    let first = store
+        .dead_letters(
+            Some("acme"),
+            &DeadLetterQuery {
+                limit: 4,
+                ..DeadLetterQuery::default()
+            },
+        )
+        .expect("page");
+    assert_eq!(first.items, letters[..4]);
+    assert_eq!(first.next_cursor, Some(letters[3].id.to_string()));
+    let paged = |limit| {
+        dead_letters(
+            &store,
+            Some("acme"),
+            DeadLetterQuery {
+                limit,
+                ..DeadLetterQuery::default()
+            },
+        )
+    };
+    for limit in [1, 3, 10, 11] {
+        assert_eq!(
+            paged(limit),
+            letters,
+            "limit {limit}: every letter once, in order"
+        );
+    }
+    let mine = dead_letters(
+        &store,
+        Some("acme"),
+        DeadLetterQuery {
+            subscription_id: Some(sub_id),
+            limit: 2,
+            ..DeadLetterQuery::default()
+        },
+    );
+    let expected: Vec<_> = letters.iter().step_by(3).cloned().collect();
+    assert_eq!(mine, expected);
+
+    // A page read after the previous page's letters were removed (a replay) goes on.
+    store
+        .apply(Change::RemoveDeadLetters {
+            org: Some("acme".into()),
+            ids: letters[..4].iter().map(|d| d.id).collect(),
+        })
+        .expect("remove");
+    let rest = store
+        .dead_letters(
+            Some("acme"),
+            &DeadLetterQuery {
+                cursor: first.next_cursor,
+                ..DeadLetterQuery::default()
+            },
+        )
+        .expect("page");
+    assert_eq!(rest.items, letters[4..]);
+
+    let bad = store.dead_letters(
+        Some("acme"),
+        &DeadLetterQuery {
+            cursor: Some("not-an-id".into()),
+            ..DeadLetterQuery::default()
+        },
+    );
+    assert!(
+        matches!(bad, Err(hookwire_store::Error::InvalidCursor(_))),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn dead_letter_retention_drops_the_old_and_each_orgs_oldest_beyond_the_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    // Ids carry the archive time: three letters from 2023, the rest from now.
+    let at = |secs| Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, 0));
+    let old: Vec<_> = (0..3)
+        .map(|i| hookwire_store::DeadLetter {
+            id: at(1_700_000_000 + i),
+            ..dead_letter(Some("acme"), None, 0)
+        })
+        .collect();
+    let acme: Vec<_> = (0..5).map(|_| dead_letter(Some("acme"), None, 0)).collect();
+    let globex: Vec<_> = (0..2)
+        .map(|_| dead_letter(Some("globex"), None, 0))
+        .collect();
+    let orgless: Vec<_> = (0..6).map(|_| dead_letter(None, None, 0)).collect();
+    for group in [&old, &acme, &globex, &orgless] {
+        archive(&store, &group.iter().collect::<Vec<_>>());
+    }
+    let all = |org| dead_letters(&store, org, DeadLetterQuery::default());
+
+    store
+        .apply(Change::PruneDeadLetters {
+            older_than_ms: 1_700_000_001_500,
+            keep_per_org: 100,
+        })
+        .expect("prune by age");
+    let mut young = old[2..].to_vec();
+    young.extend(acme.iter().cloned());
+    assert_eq!(
+        all(Some("acme")),
+        young,
+        "the two older than the cutoff went"
+    );
+
+    store
+        .apply(Change::PruneDeadLetters {
+            older_than_ms: 0,
+            keep_per_org: 4,
+        })
+        .expect("prune by count");
+    assert_eq!(all(Some("acme")), acme[1..], "acme keeps its newest four");
+    assert_eq!(all(Some("globex")), globex, "globex is under the count");
+    assert_eq!(
+        all(None),
+        orgless[2..],
+        "letters without an org count as one org"
     );
 }
