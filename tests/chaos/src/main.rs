@@ -74,9 +74,12 @@ struct Args {
     /// soak: how long to publish and disturb (`90s`, `20m`, `2h`); the drain comes after.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// soak: events published per second (one in ten broken).
+    /// soak: events published per second.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rate: u32,
+    /// soak: one message in this many is broken, as in `poison`; 0 for none.
+    #[arg(long, default_value_t = 10)]
+    broken_every: usize,
     /// soak: time between two disturbances (kill, connection close, outage, broker
     /// restart, in turn).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -209,6 +212,7 @@ async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
             duration: args.duration,
             rate: args.rate,
             every: args.every,
+            broken_every: args.broken_every,
         };
         out.push(soak::soak(ctx, soak).await.context("soak")?);
         return Ok(());

@@ -87,12 +87,12 @@ pub enum Message {
 }
 
 impl Message {
-    /// The `i`th message of a run whose ids start with `prefix`: one in ten is broken,
-    /// in turn each way of [`POISON`].
-    pub fn nth(prefix: &str, i: usize) -> Self {
+    /// The `i`th message of a run whose ids start with `prefix`: one in `broken_every`
+    /// is broken (none when 0), in turn each way of [`POISON`].
+    pub fn nth(prefix: &str, i: usize, broken_every: usize) -> Self {
         let id = format!("{prefix}-{i}");
-        if i % 10 == 9 {
-            Self::Broken(id, POISON[(i / 10) % POISON.len()])
+        if broken_every > 0 && i % broken_every == broken_every - 1 {
+            Self::Broken(id, POISON[(i / broken_every) % POISON.len()])
         } else {
             Self::Good(id)
         }

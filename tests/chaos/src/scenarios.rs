@@ -423,7 +423,7 @@ pub async fn poison(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let mut ledger = Ledger::default();
     let mut broken: HashMap<String, &'static str> = HashMap::new();
     for i in 0..events {
-        let message = Message::nth(&prefix, i);
+        let message = Message::nth(&prefix, i, 10);
         sender.send(&message).await?;
         match message {
             Message::Good(id) => ledger.expect(&id, &sinks),

@@ -40,6 +40,8 @@ pub struct Soak {
     pub rate: u32,
     /// The time between two disturbances.
     pub every: Duration,
+    /// One message in this many is broken; none when 0.
+    pub broken_every: usize,
 }
 
 /// The disturbances, in the order they recur.
@@ -71,13 +73,14 @@ struct Published {
     retried: u32,
 }
 
-/// Publishes `rate` messages a second until `end` (one in ten broken); a publish held up
+/// Publishes `rate` messages a second until `end` (one in `broken_every` broken); a publish held up
 /// by a broker restart delays the rest instead of bursting to catch up.
 async fn publish_steady(
     url: String,
     namespace: String,
     prefix: String,
     rate: u32,
+    broken_every: usize,
     end: Instant,
 ) -> Result<Published> {
     let mut sender = Sender::new(&url, &namespace);
@@ -89,7 +92,7 @@ async fn publish_steady(
         if Instant::now() >= end {
             break;
         }
-        let message = Message::nth(&prefix, i);
+        let message = Message::nth(&prefix, i, broken_every);
         sender.send(&message).await?;
         match message {
             Message::Good(id) => out.good.push(id),
@@ -147,6 +150,7 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
         d.config.amqp.namespace.clone(),
         prefix,
         soak.rate,
+        soak.broken_every,
         end,
     ));
 
