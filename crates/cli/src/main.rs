@@ -1,6 +1,7 @@
 //! `hookwire`: the one binary. `serve` runs the daemon; `webhooks`, `event-types`,
 //! `attempts` and `dead-letters` are clients of its admin API; the other commands are tools.
 
+mod allocator;
 mod client;
 mod config;
 mod operations;
@@ -248,6 +249,7 @@ enum TopologyAction {
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
