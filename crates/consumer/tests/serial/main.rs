@@ -12,6 +12,10 @@ use hookwire_producer::Producer;
 use hookwire_testkit::{Harness, Receiver, eventually, new_subscription};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// After `start_app` the broker recovers its quorum queues before declares on them
+/// answer; right after the main suite has created and deleted hundreds of them, on two
+/// loaded cores, that once took longer than [`WAIT`] (CI, 2026-11-27).
+const WAIT_AFTER_APP_RESTART: Duration = Duration::from_secs(240);
 
 /// Closes every broker connection whose client-provided name is `name`; returns how many.
 fn close_connections_named(name: &str) -> usize {
@@ -142,7 +146,7 @@ async fn delivery_resumes_after_the_broker_app_restarts() {
     .expect("producer reconnects");
     publish_batch(&producer, 50, 100).await;
     eventually(
-        WAIT,
+        WAIT_AFTER_APP_RESTART,
         "all 100 events delivered after the restart",
         || async { (delivered_ids(&receiver).len() == 100).then_some(()) },
     )
