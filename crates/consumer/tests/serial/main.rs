@@ -12,9 +12,10 @@ use hookwire_producer::Producer;
 use hookwire_testkit::{Harness, Receiver, eventually, new_subscription};
 
 const WAIT: Duration = Duration::from_secs(60);
-/// After `start_app` the broker recovers its quorum queues before declares on them
-/// answer; right after the main suite has created and deleted hundreds of them, on two
-/// loaded cores, that once took longer than [`WAIT`] (CI, 2026-11-27).
+/// Delivery after `start_app` once took longer than [`WAIT`]: in a clean-clone CI run,
+/// right after the main suite had created and deleted hundreds of quorum queues on two
+/// cores (2026-11-27; the test alone takes 14 s). Most likely the broker's recovery of its
+/// queues; the cause is not proven.
 const WAIT_AFTER_APP_RESTART: Duration = Duration::from_secs(240);
 
 /// Closes every broker connection whose client-provided name is `name`; returns how many.
