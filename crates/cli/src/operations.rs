@@ -35,16 +35,23 @@ pub enum AttemptsAction {
         /// Only attempts made before this time.
         #[arg(long, value_name = "RFC3339")]
         until: Option<String>,
-        /// Attempts per page, 1 to 500 (the API's default is 100).
-        #[arg(long, value_name = "N")]
-        limit: Option<usize>,
-        /// Start at this page: the cursor a previous `attempts list` printed.
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow the pages to the end and print them as one.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        pages: Pages,
     },
+}
+
+/// Which page of a list, or every page.
+#[derive(clap::Args, Debug)]
+pub struct Pages {
+    /// Items per page, 1 to 500 (the API's default is 100).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Start at this page: the cursor a previous `list` printed.
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Follow the pages to the end and print them as one.
+    #[arg(long)]
+    all: bool,
 }
 
 /// `--org ORG` or `--admin`: whose dead letters.
@@ -93,15 +100,8 @@ pub enum DeadLettersAction {
         /// Only those dead before this time.
         #[arg(long, value_name = "RFC3339")]
         until: Option<String>,
-        /// Dead letters per page, 1 to 500 (the API's default is 100).
-        #[arg(long, value_name = "N")]
-        limit: Option<usize>,
-        /// Start at this page: the cursor a previous `dead-letters list` printed.
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow the pages to the end and print them as one.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        pages: Pages,
     },
     /// Publish dead letters back: failed deliveries get a fresh retry budget. Those
     /// replayed leave the archive; exits non-zero when any could not be replayed.
@@ -167,9 +167,7 @@ pub async fn attempts(api: &ApiArgs, action: AttemptsAction) -> Result<()> {
         outcome,
         since,
         until,
-        limit,
-        cursor,
-        all,
+        pages: Pages { limit, cursor, all },
     } = action;
     let filtered = outcome.is_some() || since.is_some() || until.is_some();
     let mut filter = AttemptFilter {
@@ -276,9 +274,7 @@ pub async fn dead_letters(api: &ApiArgs, action: DeadLettersAction) -> Result<()
             webhook,
             since,
             until,
-            limit,
-            cursor,
-            all,
+            pages: Pages { limit, cursor, all },
         } => {
             let filtered = webhook.is_some() || since.is_some() || until.is_some();
             let mut filter = DeadLetterFilter {

@@ -12,12 +12,11 @@
 //! that listing and retention walk small.
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use uuid::Uuid;
 
 use crate::records::{DeadLetter, DeadLetterQuery, Page, decode, encode};
-use crate::store::SEP;
+use crate::store::{SEP, transact_pair};
 use crate::{Error, Result};
 
 /// The largest piece of a body in one value.
@@ -132,12 +131,7 @@ impl Archive {
             &TransactionalTree,
         ) -> Result<(), ConflictableTransactionError<Error>>,
     ) -> Result<()> {
-        (&self.letters, &self.bodies)
-            .transaction(|(letters, bodies)| f(letters, bodies))
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => Error::Sled(e),
-            })
+        transact_pair(&self.letters, &self.bodies, f)
     }
 
     /// A stored letter with its body.

@@ -149,6 +149,21 @@ fn event_key(org: &str, event: &str, id: &Uuid) -> Vec<u8> {
     key
 }
 
+/// Runs `f` as one sled transaction over two trees; an abort returns its own error.
+pub(crate) fn transact_pair(
+    a: &sled::Tree,
+    b: &sled::Tree,
+    f: impl Fn(
+        &sled::transaction::TransactionalTree,
+        &sled::transaction::TransactionalTree,
+    ) -> Result<(), ConflictableTransactionError<Error>>,
+) -> Result<()> {
+    (a, b).transaction(|(a, b)| f(a, b)).map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => Error::Sled(e),
+    })
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`. Fails when another process holds it, or when
     /// a newer hookwire wrote it.
@@ -310,12 +325,7 @@ impl Store {
             &sled::transaction::TransactionalTree,
         ) -> Result<(), ConflictableTransactionError<Error>>,
     ) -> Result<()> {
-        (&self.subscriptions, &self.by_event)
-            .transaction(|(subs, index)| f(subs, index))
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => Error::Sled(e),
-            })
+        transact_pair(&self.subscriptions, &self.by_event, f)
     }
 
     /// Makes every applied change durable. Blocking: call it off the async workers.
