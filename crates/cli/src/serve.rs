@@ -65,12 +65,14 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
         api_state,
         stop.clone().cancelled_owned(),
     ));
-    let result = daemon
-        .run(async {
-            shutdown_signal().await;
-            stop.cancel();
-        })
-        .await;
+    // On a worker, not on the thread that blocks on `main`: delivery hand-offs then stay
+    // among the runtime's workers instead of waking one more thread per batch.
+    let stopper = stop.clone();
+    let result = tokio::spawn(daemon.run(async move {
+        shutdown_signal().await;
+        stopper.cancel();
+    }))
+    .await?;
     // The daemon also ends on its own (a refusal to start): take the API down with it.
     stop.cancel();
     api.await?.context("the admin API failed")?;
