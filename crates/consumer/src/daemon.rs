@@ -16,14 +16,16 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use hookwire_producer::{Publisher, connect};
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::acks::Acks;
 use crate::engine::Engine;
 use crate::{Error, Result};
 
@@ -229,35 +231,39 @@ impl Session {
             probe,
         } = self;
         let depth_poller = tokio::spawn(poll_queue_depths(probe, engine.topology.clone()));
+        let broken = CancellationToken::new();
         let mut cancels = Vec::new();
-        // One stream of every consumer's deliveries; a consumer that ends says so with a
-        // final `None`, which ends the session.
+        let mut ack_tasks = Vec::new();
+        // One stream of every consumer's deliveries, each with its channel's acks; a
+        // consumer that ends says so with a final `None`, which ends the session.
         let mut deliveries = futures_util::stream::select_all(consumers.into_iter().map(
             |(source, channel, consumer)| {
+                let (acks, task) = Acks::spawn(channel.clone(), broken.clone());
+                ack_tasks.push(task);
                 cancels.push((channel, consumer.tag()));
                 consumer
-                    .map(move |item| (source, Some(item)))
+                    .map(move |item| (source, Some((acks.clone(), item))))
                     .chain(futures_util::stream::once(async move { (source, None) }))
                     .boxed()
             },
         ));
         let tracker = TaskTracker::new();
-        let broken = CancellationToken::new();
         let spawn = |source: Source,
-                     item: Option<lapin::Result<lapin::message::Delivery>>|
+                     item: Option<(Acks, lapin::Result<lapin::message::Delivery>)>|
          -> Option<Error> {
             match item {
-                Some(Ok(delivery)) => {
+                Some((acks, Ok(delivery))) => {
                     tracker.spawn(handle(
                         engine.clone(),
                         publisher.clone(),
+                        acks,
                         broken.clone(),
                         source,
                         delivery,
                     ));
                     None
                 }
-                Some(Err(e)) => Some(Error::Amqp(e)),
+                Some((_, Err(e))) => Some(Error::Amqp(e)),
                 None => Some(Error::Internal(format!("the {source:?} consumer ended"))),
             }
         };
@@ -276,8 +282,9 @@ impl Session {
         };
         depth_poller.abort();
         if matches!(end, SessionEnd::Broken(_)) {
-            // In-flight handlers finish on their own; their acks fail and the broker
-            // redelivers those messages to the next session.
+            // In-flight handlers finish on their own; their acks are not sent and the
+            // broker redelivers those messages to the next session.
+            ack_tasks.iter().for_each(JoinHandle::abort);
             let _ = connection.close(320, "session broken".into()).await;
             return end;
         }
@@ -317,6 +324,12 @@ impl Session {
                 );
             }
         }
+        // The last acks go out before the connection closes; a handler still running
+        // holds its channel's ack task open, so it is not waited for past the timeout.
+        drop(deliveries);
+        for task in ack_tasks {
+            let _ = tokio::time::timeout(amqp.confirm_timeout, task).await;
+        }
         engine.attempt_log.sync().await;
         let _ = connection.close(200, "shutdown".into()).await;
         SessionEnd::Shutdown
@@ -326,6 +339,7 @@ impl Session {
 async fn handle(
     engine: Arc<Engine>,
     publisher: Publisher,
+    acks: Acks,
     broken: CancellationToken,
     source: Source,
     delivery: lapin::message::Delivery,
@@ -335,18 +349,12 @@ async fn handle(
         Source::Tasks => engine.handle_task(&publisher, &delivery).await,
         Source::Dead => engine.handle_dead(&delivery).await,
     };
-    let acked = match result {
-        // lapin answers Ok(false) when the ack could not be sent (the channel died).
-        Ok(()) => match delivery.acker.ack(BasicAckOptions::default()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::Internal("the ack could not be sent".into())),
-            Err(e) => Err(Error::Amqp(e)),
-        },
-        Err(e) => Err(e),
-    };
-    if let Err(e) = acked {
-        warn!(error = %e, ?source, "Outcome not durable; message left unacked for redelivery.");
-        broken.cancel();
+    match result {
+        Ok(()) => acks.finish(delivery.delivery_tag),
+        Err(e) => {
+            warn!(error = %e, ?source, "Outcome not durable; message left unacked for redelivery.");
+            broken.cancel();
+        }
     }
 }
 

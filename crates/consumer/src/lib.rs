@@ -7,6 +7,7 @@
 //! - [`http`]: one signed attempt under the target policy.
 //! - [`task`]: a delivery's state between attempts, carried in message headers.
 
+mod acks;
 pub mod attempt_log;
 mod daemon;
 mod dead;

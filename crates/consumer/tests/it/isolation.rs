@@ -50,6 +50,70 @@ async fn a_slow_receiver_never_holds_up_a_fast_one() {
 }
 
 #[tokio::test]
+async fn an_unfinished_delivery_holds_back_no_other_ack() {
+    // Prefetch 2: were the acks of later messages held until the slow one is done, the
+    // broker would send no third message while it hangs.
+    let h = Harness::start(|c| {
+        c.amqp.prefetch = 2;
+        c.delivery.timeout_secs = 30;
+    })
+    .await;
+    let slow = Receiver::start(|_, _| Reply {
+        status: 200,
+        headers: vec![],
+        delay: Duration::from_secs(8),
+    })
+    .await;
+    let fast = Receiver::ok().await;
+    h.subscribe(&new_subscription(
+        "slow-org",
+        &slow.url(),
+        &["report_created"],
+    ));
+    h.subscribe(&new_subscription(
+        "fast-org",
+        &fast.url(),
+        &["report_created"],
+    ));
+    h.publish(
+        "slow-org",
+        "report_created",
+        "evt-slow",
+        "report_run_url",
+        "https://mode.test/r",
+    )
+    .await;
+    slow.wait_for(1, WAIT).await;
+    const EVENTS: usize = 20;
+    for i in 0..EVENTS {
+        h.publish(
+            "fast-org",
+            "report_created",
+            &format!("evt-{i}"),
+            "report_run_url",
+            "https://mode.test/r",
+        )
+        .await;
+    }
+    fast.wait_for(EVENTS, WAIT).await;
+    assert!(
+        slow.answered().is_empty(),
+        "every fast delivery completed while the slow one still hangs"
+    );
+    let events = format!("{}.events", h.namespace());
+    eventually(WAIT, "every message acked", || async {
+        (hookwire_testkit::Broker::unacked(&events) == 0
+            && h.broker.ready(&events).await == 0
+            && !slow.answered().is_empty())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(fast.requests().len(), EVENTS, "nothing was redelivered");
+    assert_eq!(slow.requests().len(), 1, "nothing was redelivered");
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn an_open_circuit_defers_without_requests_until_a_probe_succeeds() {
     let h = Harness::start(|c| {
         c.delivery.circuit_failure_threshold = 3;
