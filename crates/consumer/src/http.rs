@@ -4,19 +4,22 @@
 //! names through [`PolicyResolver`], so it only ever connects to addresses the target
 //! policy allows.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use hookwire_core::outcome::classify;
 use hookwire_core::{AttemptFailure, Outcome, Subscription, TargetError, TargetPolicy};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use url::Host;
 
 use crate::{Error, Result};
 
 /// At most this much of a response body is read (DESIGN.md, "Delivery flow").
 pub const MAX_RESPONSE_BYTES: usize = 4096;
+
+/// Distinct target URLs kept parsed; past this the cache starts over.
+const MAX_CACHED_TARGETS: usize = 4096;
 
 /// What one attempt did.
 #[derive(Debug, Clone)]
@@ -51,6 +54,10 @@ impl AttemptReport {
 pub struct Deliverer {
     client: reqwest::Client,
     policy: Arc<TargetPolicy>,
+    /// URLs that passed the policy, by their text. The policy is fixed for the
+    /// deliverer's life, and parsing a URL (IDNA included) cost more per attempt than
+    /// signing it.
+    targets: Arc<RwLock<HashMap<String, url::Url>>>,
     retry_client_errors: bool,
 }
 
@@ -91,6 +98,7 @@ impl Deliverer {
         Ok(Self {
             client,
             policy,
+            targets: Arc::default(),
             retry_client_errors: config.retry_client_errors,
         })
     }
@@ -180,11 +188,18 @@ impl Deliverer {
 
     /// Literal IPs never reach the resolver, so they are checked here, before connecting.
     /// The parsed URL is what gets requested, so it is parsed once.
-    fn check_literal_target(&self, url: &str) -> Result<url::Url, TargetError> {
-        let url = self.policy.check_url(url)?;
-        if let Some(Host::Domain(name)) = url.host() {
-            self.policy.check_host_name(name)?;
+    fn check_literal_target(&self, text: &str) -> Result<url::Url, TargetError> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(url) = targets.get(text) {
+            return Ok(url.clone());
         }
+        drop(targets);
+        let url = self.policy.check_url(text)?;
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        if targets.len() >= MAX_CACHED_TARGETS {
+            targets.clear();
+        }
+        targets.insert(text.to_owned(), url.clone());
         Ok(url)
     }
 }
@@ -279,6 +294,45 @@ pub async fn resolve_allowed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_target_is_judged_as_when_it_was_parsed() {
+        let deliverer = Deliverer::new(DelivererConfig {
+            policy: TargetPolicy::loopback_only(),
+            timeout: Duration::from_secs(1),
+            ca_pem: None,
+            retry_client_errors: false,
+        })
+        .expect("deliverer builds");
+        for _ in 0..2 {
+            let url = deliverer
+                .check_literal_target("http://127.0.0.1:9/hook")
+                .expect("loopback is allowed");
+            assert_eq!(url.as_str(), "http://127.0.0.1:9/hook");
+            // Nothing is sent: these are only judged.
+            for refused in [
+                "http://10.0.0.1/hook",
+                "http://example.com/hook",
+                "ftp://127.0.0.1/",
+            ] {
+                assert!(
+                    deliverer.check_literal_target(refused).is_err(),
+                    "{refused}"
+                );
+            }
+        }
+        assert_eq!(
+            deliverer.targets.read().unwrap().len(),
+            1,
+            "refusals are not kept"
+        );
+        for port in 0..=MAX_CACHED_TARGETS {
+            deliverer
+                .check_literal_target(&format!("http://127.0.0.1:{port}/"))
+                .expect("loopback is allowed");
+        }
+        assert!(deliverer.targets.read().unwrap().len() <= MAX_CACHED_TARGETS);
+    }
 
     #[test]
     fn the_excerpt_never_exceeds_the_cap() {
