@@ -231,6 +231,8 @@ impl Session {
             probe,
         } = self;
         let depth_poller = tokio::spawn(poll_queue_depths(probe, engine.topology.clone()));
+        // Shared, not cloned per delivery: a lapin channel is over a dozen `Arc`s.
+        let publisher = Arc::new(publisher);
         let broken = CancellationToken::new();
         let mut cancels = Vec::new();
         let mut ack_tasks = Vec::new();
@@ -338,7 +340,7 @@ impl Session {
 
 async fn handle(
     engine: Arc<Engine>,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
     acks: Acks,
     broken: CancellationToken,
     source: Source,

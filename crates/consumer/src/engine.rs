@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::try_join_all;
+use futures_util::future::{BoxFuture, try_join_all};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::{jittered, tier_name};
 use hookwire_core::{
@@ -213,7 +213,9 @@ impl Engine {
                 )
                 .await;
         }
-        self.deliver(publisher, task, &sub, &delivery.data).await
+        // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
+        // events' included, whose attempts `try_join_all` already keeps on the heap.
+        Box::pin(self.deliver(publisher, task, &sub, &delivery.data)).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.
@@ -348,9 +350,14 @@ impl Engine {
         let props = task
             .properties()
             .with_expiration(expiration.as_millis().to_string().as_str().into());
-        publisher
-            .publish("", &self.topology.names.retry_queue(delay), body, props)
-            .await?;
+        publish(
+            publisher,
+            "",
+            &self.topology.names.retry_queue(delay),
+            body,
+            props,
+        )
+        .await?;
         Ok(())
     }
 
@@ -381,14 +388,14 @@ impl Engine {
         reason: DeadReason,
     ) -> Result<()> {
         telemetry::dead_lettered(reason);
-        publisher
-            .publish(
-                &self.topology.names.dead_letter_exchange(),
-                DEAD_KEY,
-                body,
-                props,
-            )
-            .await?;
+        publish(
+            publisher,
+            &self.topology.names.dead_letter_exchange(),
+            DEAD_KEY,
+            body,
+            props,
+        )
+        .await?;
         Ok(())
     }
 
@@ -463,14 +470,14 @@ impl Engine {
             .with_content_type("application/json".into())
             .with_message_id(id.as_str().into())
             .with_headers(h);
-        publisher
-            .publish(
-                &self.topology.names.events_exchange(),
-                event_type,
-                &body,
-                props,
-            )
-            .await?;
+        publish(
+            publisher,
+            &self.topology.names.events_exchange(),
+            event_type,
+            &body,
+            props,
+        )
+        .await?;
         Ok(())
     }
 
@@ -497,6 +504,18 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Publishes with a confirm, boxed: publishing is off the hot path, and its future inlined
+/// would make every delivery's task kilobytes larger, allocated and copied per message.
+fn publish<'a>(
+    publisher: &'a Publisher,
+    exchange: &'a str,
+    routing_key: &'a str,
+    body: &'a [u8],
+    properties: BasicProperties,
+) -> BoxFuture<'a, hookwire_producer::Result<()>> {
+    Box::pin(publisher.publish(exchange, routing_key, body, properties))
 }
 
 /// The attempt log's view of one attempt.
