@@ -9,26 +9,21 @@ use hookwire_testkit::{Harness, Receiver, Reply, eventually, new_subscription};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn a_slow_receiver_never_holds_up_a_fast_one() {
-    let h = Harness::start(|c| {
-        c.delivery.per_endpoint_concurrency = 4;
-        c.delivery.shutdown_grace_secs = 1;
-    })
-    .await;
-    let slow = Receiver::start(|_, _| Reply {
+/// A receiver that answers 200 after `delay`.
+async fn slow_receiver(delay: Duration) -> Receiver {
+    Receiver::start(move |_, _| Reply {
         status: 200,
         headers: vec![],
-        delay: Duration::from_secs(10),
+        delay,
     })
-    .await;
-    let fast = Receiver::ok().await;
-    h.subscribe(&new_subscription("acme", &slow.url(), &["report_created"]));
-    h.subscribe(&new_subscription("acme", &fast.url(), &["report_created"]));
-    const EVENTS: usize = 40;
-    for i in 0..EVENTS {
+    .await
+}
+
+/// Publishes `n` `report_created` events of `org`, `evt-0` to `evt-{n-1}`.
+async fn publish_reports(h: &Harness, org: &str, n: usize) {
+    for i in 0..n {
         h.publish(
-            "acme",
+            org,
             "report_created",
             &format!("evt-{i}"),
             "report_run_url",
@@ -36,6 +31,21 @@ async fn a_slow_receiver_never_holds_up_a_fast_one() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn a_slow_receiver_never_holds_up_a_fast_one() {
+    let h = Harness::start(|c| {
+        c.delivery.per_endpoint_concurrency = 4;
+        c.delivery.shutdown_grace_secs = 1;
+    })
+    .await;
+    let slow = slow_receiver(Duration::from_secs(10)).await;
+    let fast = Receiver::ok().await;
+    h.subscribe(&new_subscription("acme", &slow.url(), &["report_created"]));
+    h.subscribe(&new_subscription("acme", &fast.url(), &["report_created"]));
+    const EVENTS: usize = 40;
+    publish_reports(&h, "acme", EVENTS).await;
     fast.wait_for(EVENTS, WAIT).await;
     let slow_seen = slow.requests().len();
     assert!(
@@ -58,12 +68,7 @@ async fn an_unfinished_delivery_holds_back_no_other_ack() {
         c.delivery.timeout_secs = 30;
     })
     .await;
-    let slow = Receiver::start(|_, _| Reply {
-        status: 200,
-        headers: vec![],
-        delay: Duration::from_secs(8),
-    })
-    .await;
+    let slow = slow_receiver(Duration::from_secs(8)).await;
     let fast = Receiver::ok().await;
     h.subscribe(&new_subscription(
         "slow-org",
@@ -85,16 +90,7 @@ async fn an_unfinished_delivery_holds_back_no_other_ack() {
     .await;
     slow.wait_for(1, WAIT).await;
     const EVENTS: usize = 20;
-    for i in 0..EVENTS {
-        h.publish(
-            "fast-org",
-            "report_created",
-            &format!("evt-{i}"),
-            "report_run_url",
-            "https://mode.test/r",
-        )
-        .await;
-    }
+    publish_reports(&h, "fast-org", EVENTS).await;
     fast.wait_for(EVENTS, WAIT).await;
     assert!(
         slow.answered().is_empty(),
