@@ -33,6 +33,11 @@ pub struct Cli {
     /// Events per throughput scenario (baseline uses at least 20,000 unless --smoke).
     #[arg(long, default_value_t = 20_000)]
     pub events: usize,
+    /// Rounds of baseline then fanout1: each fanout1's ratio is to the baseline just
+    /// before it, and the report gives the median of the ratios. On a machine whose
+    /// broker speed wanders from minute to minute, one pair is a sample, not a figure.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -177,6 +182,7 @@ async fn run(cli: Cli) -> Result<bool> {
         serve_settings: bench.settings.clone(),
         load_before,
         load_after: report::loadavg(),
+        fanout1_rounds: report::Rounds::of(&results),
         results,
     };
     if cli.json {

@@ -122,6 +122,49 @@ pub struct Report {
     pub load_after: String,
     /// One entry per scenario.
     pub results: Vec<ScenarioResult>,
+    /// fanout1's ratios to baseline over the rounds, when there were several.
+    pub fanout1_rounds: Option<Rounds>,
+}
+
+/// fanout1's ratio to baseline over alternating rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rounds {
+    /// Each round's ratio, in the order they ran.
+    pub ratios: Vec<f64>,
+    /// The median ratio: the figure to compare with the bar.
+    pub median: f64,
+    /// The smallest ratio.
+    pub min: f64,
+    /// The largest ratio.
+    pub max: f64,
+}
+
+impl Rounds {
+    /// The ratios of every fanout1 round, if there were at least two.
+    pub fn of(results: &[ScenarioResult]) -> Option<Self> {
+        let ratios: Vec<f64> = results
+            .iter()
+            .filter(|r| r.name.split(" #").next() == Some("fanout1"))
+            .filter_map(|r| r.vs_baseline)
+            .collect();
+        if ratios.len() < 2 {
+            return None;
+        }
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len().is_multiple_of(2) {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        } else {
+            sorted[mid]
+        };
+        Some(Self {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            ratios,
+        })
+    }
 }
 
 /// The 1, 5 and 15 minute load averages.
@@ -206,6 +249,19 @@ impl Report {
             );
         }
         let _ = writeln!(out);
+        if let Some(rounds) = &self.fanout1_rounds {
+            let each: Vec<String> = rounds.ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let _ = writeln!(
+                out,
+                "fanout1 × baseline over {} alternating rounds: median {:.2} (min {:.2}, max {:.2}; in order: {})",
+                rounds.ratios.len(),
+                rounds.median,
+                rounds.min,
+                rounds.max,
+                each.join(", ")
+            );
+            let _ = writeln!(out);
+        }
         for r in &self.results {
             let _ = writeln!(out, "- {}: {}", r.name, r.setup);
             for note in &r.notes {
@@ -213,5 +269,57 @@ impl Report {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fanout1(name: &str, ratio: Option<f64>) -> ScenarioResult {
+        ScenarioResult {
+            name: name.into(),
+            setup: String::new(),
+            events: 1,
+            expected: 1,
+            delivered: 1,
+            duplicates: 0,
+            failed_answers: 0,
+            strays: 0,
+            secs: 1.0,
+            per_sec: 1.0,
+            unit: "deliveries/s".into(),
+            vs_baseline: ratio,
+            publish_secs: None,
+            latency: None,
+            cpu: None,
+            serve_rss_max_mib: None,
+            serve_rss_end_mib: None,
+            store: None,
+            complete: true,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rounds_give_the_median_of_fanout1_ratios_only() {
+        let results = [
+            fanout1("fanout1 #1", Some(0.9)),
+            fanout1("fanout1 #2", Some(0.7)),
+            fanout1("fanout10", Some(2.0)),
+            fanout1("fanout1 #3", Some(0.8)),
+            fanout1("fanout1 #4", Some(1.1)),
+        ];
+        let rounds = Rounds::of(&results).expect("four rounds");
+        assert_eq!(rounds.ratios, [0.9, 0.7, 0.8, 1.1]);
+        assert!((rounds.median - 0.85).abs() < 1e-9, "{}", rounds.median);
+        assert_eq!((rounds.min, rounds.max), (0.7, 1.1));
+        assert!((Rounds::of(&results[..3]).expect("two rounds").median - 0.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_round_is_no_summary() {
+        assert!(Rounds::of(&[fanout1("fanout1", Some(0.9))]).is_none());
+        assert!(Rounds::of(&[fanout1("fanout1 #1", None), fanout1("fanout1 #2", None)]).is_none());
     }
 }

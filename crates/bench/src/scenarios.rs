@@ -1,5 +1,7 @@
-//! The scenarios, run in order against one broker: the baseline first, then one `serve`
-//! for the delivery scenarios, one for memory, and the store in-process.
+//! The scenarios, run in order against one broker: one `serve` for the delivery
+//! scenarios is started first; then baseline and fanout1 (alternating, `--rounds` times),
+//! the broker alone at the latency rate, fanout10, latency, retries; a second `serve` for
+//! memory; the store in-process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,7 +74,7 @@ const FAIL_PERCENT: u64 = 30;
 /// One delivery scenario of the delivery serve.
 struct Step {
     scenario: Scenario,
-    name: &'static str,
+    name: String,
     org: &'static str,
     fanout: usize,
     mode: Mode,
@@ -92,6 +94,9 @@ pub struct Bench {
     receiver: Receiver,
     broker: Connection,
     namespace: String,
+    /// The broker-alone scenarios' namespace: apart from serve's, so that they can run
+    /// while serve is up.
+    baseline_namespace: String,
     memory_namespace: String,
     rabbitmq: Option<u32>,
     hz: f64,
@@ -124,6 +129,7 @@ impl Bench {
         Ok(Self {
             receiver: Receiver::start(cli.receiver_threads)?,
             memory_namespace: format!("{namespace}-mem"),
+            baseline_namespace: format!("{namespace}-base"),
             namespace,
             broker,
             settings,
@@ -148,25 +154,10 @@ impl Bench {
         );
         if has(Scenario::Baseline) || has(Scenario::Latency) {
             let channel = self.broker.create_channel().await?;
-            self.topology()?.declare(&channel).await?;
+            Self::delivery_topology(&self.baseline_namespace)
+                .declare(&channel)
+                .await?;
             let _ = channel.close(200, "declared".into()).await;
-        }
-        if has(Scenario::Baseline) {
-            let n = if self.cli.smoke {
-                self.cli.events
-            } else {
-                self.cli.events.max(20_000)
-            };
-            let r = self.baseline("baseline", n, None).await?;
-            self.baseline_per_sec = Some(r.per_sec);
-            results.push(r);
-        }
-        if has(Scenario::Latency) {
-            let n = self.latency_events();
-            results.push(
-                self.baseline("baseline-latency", n, Some(self.cli.rate))
-                    .await?,
-            );
         }
         let delivery = [
             Scenario::Fanout1,
@@ -174,7 +165,9 @@ impl Bench {
             Scenario::Latency,
             Scenario::Retries,
         ];
-        if delivery.iter().any(|s| has(*s)) {
+        // Started before the first baseline, so that every baseline runs beside the same
+        // idle serve, whichever round it belongs to.
+        let serve = if delivery.iter().any(|s| has(*s)) {
             let mut subs = vec![
                 subscription(FANOUT1_ORG, &self.receiver.url(0))?,
                 subscription(LATENCY_ORG, &self.receiver.url(0))?,
@@ -183,15 +176,40 @@ impl Bench {
             for k in 0..10 {
                 subs.push(subscription(FANOUT10_ORG, &self.receiver.url(k))?);
             }
-            let serve = self
-                .start_serve(&self.namespace.clone(), &self.settings.clone(), &subs)
-                .await?;
-            let events = self.cli.events;
-            let window = self.cli.confirm_window;
-            let steps = [
-                Step {
+            Some(
+                self.start_serve(&self.namespace.clone(), &self.settings.clone(), &subs)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let events = self.cli.events;
+        let window = self.cli.confirm_window;
+        // The broker's own rate wanders between runs a minute apart on a VM, so baseline
+        // and fanout1 alternate: each fanout1 is compared with the baseline just before it.
+        let rounds = self.cli.rounds.max(1);
+        for round in 1..=rounds {
+            let label = |name: &str| {
+                if rounds == 1 {
+                    name.to_owned()
+                } else {
+                    format!("{name} #{round}")
+                }
+            };
+            if has(Scenario::Baseline) {
+                let n = if self.cli.smoke {
+                    events
+                } else {
+                    events.max(20_000)
+                };
+                let r = self.baseline(&label("baseline"), n, None).await?;
+                self.baseline_per_sec = Some(r.per_sec);
+                results.push(r);
+            }
+            if let (Some(serve), true) = (serve, has(Scenario::Fanout1)) {
+                let step = Step {
                     scenario: Scenario::Fanout1,
-                    name: "fanout1",
+                    name: label("fanout1"),
                     org: FANOUT1_ORG,
                     fanout: 1,
                     mode: Mode::Ok,
@@ -200,10 +218,22 @@ impl Bench {
                     setup: format!(
                         "{events} events as fast as the confirm window ({window}) allows; 1 webhook"
                     ),
-                },
+                };
+                results.push(self.deliver(serve, step).await?);
+            }
+        }
+        if has(Scenario::Latency) {
+            let n = self.latency_events();
+            results.push(
+                self.baseline("baseline-latency", n, Some(self.cli.rate))
+                    .await?,
+            );
+        }
+        if let Some(serve) = serve {
+            let steps = [
                 Step {
                     scenario: Scenario::Fanout10,
-                    name: "fanout10",
+                    name: "fanout10".into(),
                     org: FANOUT10_ORG,
                     fanout: 10,
                     mode: Mode::Ok,
@@ -215,7 +245,7 @@ impl Bench {
                 },
                 Step {
                     scenario: Scenario::Latency,
-                    name: "latency",
+                    name: "latency".into(),
                     org: LATENCY_ORG,
                     fanout: 1,
                     mode: Mode::Ok,
@@ -228,7 +258,7 @@ impl Bench {
                 },
                 Step {
                     scenario: Scenario::Retries,
-                    name: "retries",
+                    name: "retries".into(),
                     org: RETRIES_ORG,
                     fanout: 1,
                     mode: Mode::FailFirst {
@@ -246,18 +276,7 @@ impl Bench {
                     continue;
                 }
                 let (scenario, n) = (step.scenario, step.events);
-                let mut r = self
-                    .deliver(
-                        serve,
-                        step.name,
-                        step.org,
-                        step.fanout,
-                        step.mode,
-                        n,
-                        step.rate,
-                        step.setup,
-                    )
-                    .await?;
+                let mut r = self.deliver(serve, step).await?;
                 if scenario == Scenario::Retries {
                     let failing = (0..n)
                         .filter(|&s| Tally::fails_first(s, FAIL_PERCENT))
@@ -289,20 +308,15 @@ impl Bench {
         (self.cli.rate * self.cli.latency_secs as f64).round() as usize
     }
 
-    /// The delivery serve's namespace: tiers 1s and 5s (the deferral tier is 1s too).
-    fn topology(&self) -> Result<Topology> {
-        Ok(Topology::new(
-            &self.namespace,
-            [Duration::from_secs(1), Duration::from_secs(5)],
-        ))
+    /// The delivery serve's namespace, and the broker-alone one beside it: tiers 1s and
+    /// 5s (the deferral tier is 1s too).
+    fn delivery_topology(namespace: &str) -> Topology {
+        Topology::new(namespace, [Duration::from_secs(1), Duration::from_secs(5)])
     }
 
     /// The memory serve's namespace: tier 1h and the deferral tier 1s.
-    fn memory_topology(&self) -> Result<Topology> {
-        Ok(Topology::new(
-            &self.memory_namespace,
-            [PARK_TIER, Duration::from_secs(1)],
-        ))
+    fn memory_topology(&self) -> Topology {
+        Topology::new(&self.memory_namespace, [PARK_TIER, Duration::from_secs(1)])
     }
 
     async fn start_serve(
@@ -340,14 +354,16 @@ impl Bench {
     async fn baseline(&self, name: &str, n: usize, rate: Option<f64>) -> Result<ScenarioResult> {
         eprintln!("{name}: {n} messages");
         let tally = Arc::new(Tally::new(n, 1, Mode::Ok, Instant::now()));
-        let consumer =
-            hookwire_producer::connect(&self.cli.amqp_url, &format!("{}-consumer", self.namespace))
-                .await?;
-        let source = Source::connect(&self.cli.amqp_url, &self.namespace).await?;
+        let consumer = hookwire_producer::connect(
+            &self.cli.amqp_url,
+            &format!("{}-consumer", self.baseline_namespace),
+        )
+        .await?;
+        let source = Source::connect(&self.cli.amqp_url, &self.baseline_namespace).await?;
         let watched = self.watched(None);
         let before = watched.snapshot();
         let deadline = Instant::now() + deadline_for(n as u64, rate);
-        let queue = Names::new(&self.namespace).events_queue();
+        let queue = Names::new(&self.baseline_namespace).events_queue();
         let consume = tokio::spawn(consume_until_owned(
             consumer,
             queue,
@@ -382,18 +398,17 @@ impl Bench {
         Ok(r)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn deliver(
-        &mut self,
-        serve: usize,
-        name: &str,
-        org: &str,
-        fanout: usize,
-        mode: Mode,
-        n: usize,
-        rate: Option<f64>,
-        setup: String,
-    ) -> Result<ScenarioResult> {
+    async fn deliver(&mut self, serve: usize, step: Step) -> Result<ScenarioResult> {
+        let Step {
+            name,
+            org,
+            fanout,
+            mode,
+            events: n,
+            rate,
+            setup,
+            ..
+        } = step;
         eprintln!("{name}: {n} events × {fanout} subscriber(s)");
         let tally = Arc::new(Tally::new(n, fanout, mode, Instant::now()));
         self.receiver.count_into(tally.clone());
@@ -416,7 +431,7 @@ impl Bench {
         let cpu = watched.since(&before);
         let (rss_max, rss_end) = rss.stop();
         source.close().await;
-        let mut r = result(name, &tally, cpu, "deliveries/s");
+        let mut r = result(&name, &tally, cpu, "deliveries/s");
         r.setup = setup;
         r.publish_secs = Some(publish_secs);
         r.vs_baseline = self
@@ -439,21 +454,20 @@ impl Bench {
             .await?;
         let idle = self.serves[serve].pid().and_then(procfs::rss_bytes);
         let steady_events = (self.cli.rate * self.cli.memory_secs as f64).round() as usize;
-        let mut steady = self
-            .deliver(
-                serve,
-                "memory-steady",
-                STEADY_ORG,
-                1,
-                Mode::Ok,
-                steady_events,
-                Some(self.cli.rate),
-                format!(
-                    "serve's RSS at a steady {} events/s for {} s (a fresh serve, retry_schedule [1h])",
-                    self.cli.rate, self.cli.memory_secs
-                ),
-            )
-            .await?;
+        let steady = Step {
+            scenario: Scenario::Memory,
+            name: "memory-steady".into(),
+            org: STEADY_ORG,
+            fanout: 1,
+            mode: Mode::Ok,
+            events: steady_events,
+            rate: Some(self.cli.rate),
+            setup: format!(
+                "serve's RSS at a steady {} events/s for {} s (a fresh serve, retry_schedule [1h])",
+                self.cli.rate, self.cli.memory_secs
+            ),
+        };
+        let mut steady = self.deliver(serve, steady).await?;
         steady.notes.push(format!(
             "RSS when idle before the load: {} MiB",
             opt_mib(idle)
@@ -587,8 +601,8 @@ impl Bench {
         }
         let Some(broker) = broker else {
             eprintln!(
-                "warning: cleanup: cannot reach RabbitMQ; delete the queues of namespaces {} and {} by hand",
-                self.namespace, self.memory_namespace
+                "warning: cleanup: cannot reach RabbitMQ; delete the queues of namespaces {}, {} and {} by hand",
+                self.namespace, self.baseline_namespace, self.memory_namespace
             );
             return;
         };
@@ -598,10 +612,11 @@ impl Bench {
             }
         }
         // Deleting twice is harmless; a namespace whose serve never started still goes.
-        for topology in [self.topology(), self.memory_topology()]
-            .into_iter()
-            .flatten()
-        {
+        for topology in [
+            Self::delivery_topology(&self.namespace),
+            Self::delivery_topology(&self.baseline_namespace),
+            self.memory_topology(),
+        ] {
             if let Ok(channel) = broker.create_channel().await {
                 let _ = topology.delete(&channel).await;
                 let _ = channel.close(200, "cleanup".into()).await;
