@@ -33,9 +33,10 @@ pub struct Cli {
     /// Events per throughput scenario (baseline uses at least 20,000 unless --smoke).
     #[arg(long, default_value_t = 20_000)]
     pub events: usize,
-    /// Rounds of baseline then fanout1: each fanout1's ratio is to the baseline just
-    /// before it, and the report gives the median of the ratios. On a machine whose
-    /// broker speed wanders from minute to minute, one pair is a sample, not a figure.
+    /// Rounds of baseline, fanout1, baseline-latency and latency (those selected): each
+    /// hookwire figure is compared with the broker alone just before it, and the report
+    /// gives the median over the rounds. On a machine whose broker speed wanders from
+    /// minute to minute, one pair is a sample, not a figure.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// Print the figures as JSON instead of a table.
@@ -182,7 +183,8 @@ async fn run(cli: Cli) -> Result<bool> {
         serve_settings: bench.settings.clone(),
         load_before,
         load_after: report::loadavg(),
-        fanout1_rounds: report::Rounds::of(&results),
+        fanout1_ratio: report::Spread::of(&results, "fanout1", |r| r.vs_baseline),
+        p99_gap_ms: report::Spread::of(&results, "latency", |r| r.p99_gap_ms),
         results,
     };
     if cli.json {

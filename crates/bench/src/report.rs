@@ -85,8 +85,10 @@ pub struct ScenarioResult {
     pub per_sec: f64,
     /// What `per_sec` counts.
     pub unit: String,
-    /// `per_sec` over baseline's msg/s of the same run.
+    /// `per_sec` over the msg/s of the baseline just before it.
     pub vs_baseline: Option<f64>,
+    /// p99 less the p99 of the broker alone just before it (`latency`), in ms.
+    pub p99_gap_ms: Option<f64>,
     /// Seconds until the last publish confirm.
     pub publish_secs: Option<f64>,
     /// Publish to receipt (for `store`: one lookup).
@@ -123,34 +125,41 @@ pub struct Report {
     /// One entry per scenario.
     pub results: Vec<ScenarioResult>,
     /// fanout1's ratios to baseline over the rounds, when there were several.
-    pub fanout1_rounds: Option<Rounds>,
+    pub fanout1_ratio: Option<Spread>,
+    /// latency's p99 gaps to the broker alone over the rounds, when there were several.
+    pub p99_gap_ms: Option<Spread>,
 }
 
-/// fanout1's ratio to baseline over alternating rounds.
+/// One figure over alternating rounds.
 #[derive(Debug, Clone, Serialize)]
-pub struct Rounds {
-    /// Each round's ratio, in the order they ran.
-    pub ratios: Vec<f64>,
-    /// The median ratio: the figure to compare with the bar.
+pub struct Spread {
+    /// Each round's value, in the order they ran.
+    pub values: Vec<f64>,
+    /// The median: the figure to compare with the bar.
     pub median: f64,
-    /// The smallest ratio.
+    /// The smallest value.
     pub min: f64,
-    /// The largest ratio.
+    /// The largest value.
     pub max: f64,
 }
 
-impl Rounds {
-    /// The ratios of every fanout1 round, if there were at least two.
-    pub fn of(results: &[ScenarioResult]) -> Option<Self> {
-        let ratios: Vec<f64> = results
+impl Spread {
+    /// `figure` of every round of `scenario` (named `scenario` or `scenario #N`), if
+    /// there were at least two.
+    pub fn of(
+        results: &[ScenarioResult],
+        scenario: &str,
+        figure: impl Fn(&ScenarioResult) -> Option<f64>,
+    ) -> Option<Self> {
+        let values: Vec<f64> = results
             .iter()
-            .filter(|r| r.name.split(" #").next() == Some("fanout1"))
-            .filter_map(|r| r.vs_baseline)
+            .filter(|r| r.name.split(" #").next() == Some(scenario))
+            .filter_map(figure)
             .collect();
-        if ratios.len() < 2 {
+        if values.len() < 2 {
             return None;
         }
-        let mut sorted = ratios.clone();
+        let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
         let mid = sorted.len() / 2;
         let median = if sorted.len().is_multiple_of(2) {
@@ -162,8 +171,20 @@ impl Rounds {
             median,
             min: sorted[0],
             max: sorted[sorted.len() - 1],
-            ratios,
+            values,
         })
+    }
+
+    fn line(&self, what: &str) -> String {
+        let each: Vec<String> = self.values.iter().map(|v| format!("{v:.2}")).collect();
+        format!(
+            "{what} over {} alternating rounds: median {:.2} (min {:.2}, max {:.2}; in order: {})",
+            self.values.len(),
+            self.median,
+            self.min,
+            self.max,
+            each.join(", ")
+        )
     }
 }
 
@@ -249,18 +270,15 @@ impl Report {
             );
         }
         let _ = writeln!(out);
-        if let Some(rounds) = &self.fanout1_rounds {
-            let each: Vec<String> = rounds.ratios.iter().map(|r| format!("{r:.2}")).collect();
-            let _ = writeln!(
-                out,
-                "fanout1 × baseline over {} alternating rounds: median {:.2} (min {:.2}, max {:.2}; in order: {})",
-                rounds.ratios.len(),
-                rounds.median,
-                rounds.min,
-                rounds.max,
-                each.join(", ")
-            );
-            let _ = writeln!(out);
+        let spreads = [
+            (&self.fanout1_ratio, "fanout1 × baseline"),
+            (&self.p99_gap_ms, "latency p99 − baseline-latency p99, ms,"),
+        ];
+        for (spread, what) in spreads {
+            if let Some(spread) = spread {
+                let _ = writeln!(out, "{}", spread.line(what));
+                let _ = writeln!(out);
+            }
         }
         for r in &self.results {
             let _ = writeln!(out, "- {}: {}", r.name, r.setup);
@@ -276,7 +294,7 @@ impl Report {
 mod tests {
     use super::*;
 
-    fn fanout1(name: &str, ratio: Option<f64>) -> ScenarioResult {
+    fn result(name: &str, ratio: Option<f64>) -> ScenarioResult {
         ScenarioResult {
             name: name.into(),
             setup: String::new(),
@@ -290,6 +308,7 @@ mod tests {
             per_sec: 1.0,
             unit: "deliveries/s".into(),
             vs_baseline: ratio,
+            p99_gap_ms: None,
             publish_secs: None,
             latency: None,
             cpu: None,
@@ -301,25 +320,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rounds_give_the_median_of_fanout1_ratios_only() {
-        let results = [
-            fanout1("fanout1 #1", Some(0.9)),
-            fanout1("fanout1 #2", Some(0.7)),
-            fanout1("fanout10", Some(2.0)),
-            fanout1("fanout1 #3", Some(0.8)),
-            fanout1("fanout1 #4", Some(1.1)),
-        ];
-        let rounds = Rounds::of(&results).expect("four rounds");
-        assert_eq!(rounds.ratios, [0.9, 0.7, 0.8, 1.1]);
-        assert!((rounds.median - 0.85).abs() < 1e-9, "{}", rounds.median);
-        assert_eq!((rounds.min, rounds.max), (0.7, 1.1));
-        assert!((Rounds::of(&results[..3]).expect("two rounds").median - 0.8).abs() < 1e-9);
+    fn ratios(results: &[ScenarioResult]) -> Option<Spread> {
+        Spread::of(results, "fanout1", |r| r.vs_baseline)
     }
 
     #[test]
-    fn one_round_is_no_summary() {
-        assert!(Rounds::of(&[fanout1("fanout1", Some(0.9))]).is_none());
-        assert!(Rounds::of(&[fanout1("fanout1 #1", None), fanout1("fanout1 #2", None)]).is_none());
+    fn a_spread_is_the_median_of_one_scenario_s_rounds() {
+        let results = [
+            result("fanout1 #1", Some(0.9)),
+            result("fanout1 #2", Some(0.7)),
+            result("fanout10", Some(2.0)),
+            result("fanout1 #3", Some(0.8)),
+            result("fanout1 #4", Some(1.1)),
+        ];
+        let spread = ratios(&results).expect("four rounds");
+        assert_eq!(spread.values, [0.9, 0.7, 0.8, 1.1]);
+        assert!((spread.median - 0.85).abs() < 1e-9, "{}", spread.median);
+        assert_eq!((spread.min, spread.max), (0.7, 1.1));
+        assert!((ratios(&results[..3]).expect("two rounds").median - 0.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_round_is_no_spread() {
+        assert!(ratios(&[result("fanout1", Some(0.9))]).is_none());
+        assert!(ratios(&[result("fanout1 #1", None), result("fanout1 #2", None)]).is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! The scenarios, run in order against one broker: one `serve` for the delivery
-//! scenarios is started first; then baseline and fanout1 (alternating, `--rounds` times),
-//! the broker alone at the latency rate, fanout10, latency, retries; a second `serve` for
+//! scenarios is started first; then, `--rounds` times, baseline, fanout1, the broker alone
+//! at the latency rate and latency; then fanout10 and retries; a second `serve` for
 //! memory; the store in-process.
 
 use std::path::PathBuf;
@@ -101,6 +101,7 @@ pub struct Bench {
     rabbitmq: Option<u32>,
     hz: f64,
     baseline_per_sec: Option<f64>,
+    baseline_p99_ms: Option<f64>,
     serves: Vec<Serve>,
 }
 
@@ -137,6 +138,7 @@ impl Bench {
             rabbitmq: procfs::rabbitmq_pid(),
             hz: procfs::ticks_per_sec(),
             baseline_per_sec: None,
+            baseline_p99_ms: None,
             serves: Vec::new(),
             cli,
             binary,
@@ -185,8 +187,8 @@ impl Bench {
         };
         let events = self.cli.events;
         let window = self.cli.confirm_window;
-        // The broker's own rate wanders between runs a minute apart on a VM, so baseline
-        // and fanout1 alternate: each fanout1 is compared with the baseline just before it.
+        // The broker's own speed wanders between runs a minute apart on a VM, so each
+        // hookwire figure of the bar is compared with the broker alone just before it.
         let rounds = self.cli.rounds.max(1);
         for round in 1..=rounds {
             let label = |name: &str| {
@@ -221,13 +223,28 @@ impl Bench {
                 };
                 results.push(self.deliver(serve, step).await?);
             }
-        }
-        if has(Scenario::Latency) {
-            let n = self.latency_events();
-            results.push(
-                self.baseline("baseline-latency", n, Some(self.cli.rate))
-                    .await?,
-            );
+            if let (Some(serve), true) = (serve, has(Scenario::Latency)) {
+                let n = self.latency_events();
+                let r = self
+                    .baseline(&label("baseline-latency"), n, Some(self.cli.rate))
+                    .await?;
+                self.baseline_p99_ms = r.latency.map(|l| l.p99_ms);
+                results.push(r);
+                let step = Step {
+                    scenario: Scenario::Latency,
+                    name: label("latency"),
+                    org: LATENCY_ORG,
+                    fanout: 1,
+                    mode: Mode::Ok,
+                    events: n,
+                    rate: Some(self.cli.rate),
+                    setup: format!(
+                        "{} events/s for {} s, 1 webhook; from just before basic.publish to receipt by the receiver",
+                        self.cli.rate, self.cli.latency_secs
+                    ),
+                };
+                results.push(self.deliver(serve, step).await?);
+            }
         }
         if let Some(serve) = serve {
             let steps = [
@@ -241,19 +258,6 @@ impl Bench {
                     rate: None,
                     setup: format!(
                         "{events} events, 10 webhooks of one org each (attempted inline: inline_fanout_max 16)"
-                    ),
-                },
-                Step {
-                    scenario: Scenario::Latency,
-                    name: "latency".into(),
-                    org: LATENCY_ORG,
-                    fanout: 1,
-                    mode: Mode::Ok,
-                    events: self.latency_events(),
-                    rate: Some(self.cli.rate),
-                    setup: format!(
-                        "{} events/s for {} s, 1 webhook; from just before basic.publish to receipt by the receiver",
-                        self.cli.rate, self.cli.latency_secs
                     ),
                 },
                 Step {
@@ -400,6 +404,7 @@ impl Bench {
 
     async fn deliver(&mut self, serve: usize, step: Step) -> Result<ScenarioResult> {
         let Step {
+            scenario,
             name,
             org,
             fanout,
@@ -407,7 +412,6 @@ impl Bench {
             events: n,
             rate,
             setup,
-            ..
         } = step;
         eprintln!("{name}: {n} events × {fanout} subscriber(s)");
         let tally = Arc::new(Tally::new(n, fanout, mode, Instant::now()));
@@ -436,8 +440,18 @@ impl Bench {
         r.publish_secs = Some(publish_secs);
         r.vs_baseline = self
             .baseline_per_sec
-            .filter(|_| name.starts_with("fanout"))
+            .filter(|_| matches!(scenario, Scenario::Fanout1 | Scenario::Fanout10))
             .map(|b| r.per_sec / b);
+        r.p99_gap_ms = self
+            .baseline_p99_ms
+            .filter(|_| scenario == Scenario::Latency)
+            .zip(r.latency)
+            .map(|(b, l)| l.p99_ms - b);
+        if let Some(gap) = r.p99_gap_ms {
+            r.notes.push(format!(
+                "p99 {gap:+.2} ms against the broker alone just before it"
+            ));
+        }
         r.serve_rss_max_mib = rss_max;
         r.serve_rss_end_mib = rss_end;
         Ok(r)
@@ -552,6 +566,7 @@ impl Bench {
             per_sec: s.lookups as f64 / s.lookup_secs.max(1e-9),
             unit: "lookups/s".into(),
             vs_baseline: None,
+            p99_gap_ms: None,
             publish_secs: None,
             latency: Some(s.resolve),
             cpu: None,
@@ -669,6 +684,7 @@ fn result(name: &str, tally: &Tally, cpu: CpuSplit, unit: &str) -> ScenarioResul
         per_sec: delivered as f64 / secs.max(1e-9),
         unit: unit.into(),
         vs_baseline: None,
+        p99_gap_ms: None,
         publish_secs: None,
         latency: Some(tally.latencies()),
         cpu: Some(cpu),
