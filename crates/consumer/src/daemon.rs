@@ -46,6 +46,8 @@ pub struct AmqpSettings {
     pub reconnect_max_delay: Duration,
     /// How long a publish waits for its confirm.
     pub confirm_timeout: Duration,
+    /// How long opening a session may take before it is abandoned and retried.
+    pub open_timeout: Duration,
     /// How long in-flight attempts may run after shutdown begins.
     pub shutdown_grace: Duration,
 }
@@ -118,8 +120,11 @@ impl Daemon {
         let mut first = true;
         let mut backoff = self.backoff();
         loop {
+            // lapin has no handshake timeout: a broker that accepts the connection but
+            // never answers would hold this open forever.
+            let open = tokio::time::timeout(self.amqp.open_timeout, self.open_session(first));
             let opened = tokio::select! {
-                opened = self.open_session(first) => opened,
+                opened = open => opened.unwrap_or_else(|_| Err(Error::SessionTimeout(self.amqp.open_timeout))),
                 () = stop.cancelled() => return Ok(()),
             };
             match opened {

@@ -104,6 +104,7 @@ pub fn daemon_from_config(
             prefetch: config.prefetch(),
             reconnect_max_delay: Duration::from_secs(config.amqp.reconnect_max_delay_secs.max(1)),
             confirm_timeout: Duration::from_secs(config.amqp.confirm_timeout_secs),
+            open_timeout: Duration::from_secs(config.amqp.open_timeout_secs),
             shutdown_grace: Duration::from_secs(d.shutdown_grace_secs),
         },
     ))

@@ -50,6 +50,9 @@ pub struct AmqpConfig {
     pub confirm_timeout_secs: u64,
     /// Longest wait between two reconnection attempts.
     pub reconnect_max_delay_secs: u64,
+    /// How long opening a broker session (connection, handshake, declarations, consumers)
+    /// may take before it is abandoned and tried again.
+    pub open_timeout_secs: u64,
 }
 
 /// `[store]`.
@@ -348,6 +351,9 @@ impl AmqpConfig {
         if self.confirm_timeout_secs == 0 {
             return Err(invalid("amqp.confirm_timeout_secs", "must be at least 1"));
         }
+        if self.open_timeout_secs == 0 {
+            return Err(invalid("amqp.open_timeout_secs", "must be at least 1"));
+        }
         Ok(())
     }
 }
@@ -391,6 +397,10 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             ("amqp.url", |c| c.amqp.url = "http://x".into()),
             ("amqp.namespace", |c| c.amqp.namespace = "a b".into()),
+            ("amqp.confirm_timeout_secs", |c| {
+                c.amqp.confirm_timeout_secs = 0
+            }),
+            ("amqp.open_timeout_secs", |c| c.amqp.open_timeout_secs = 0),
             ("delivery.timeout_secs", |c| c.delivery.timeout_secs = 0),
             ("delivery.retry_schedule", |c| {
                 c.delivery.retry_schedule = vec![Duration::ZERO]

@@ -96,8 +96,9 @@ impl Harness {
         )
         .expect("store opens");
         let broker = Broker::connect().await;
+        // The broker itself, even when the daemon is pointed elsewhere.
         let producer = Producer::connect(
-            &config.amqp.url,
+            &amqp_url(),
             &config.amqp.namespace,
             "hookwire-test-producer",
             Catalog::builtin(),

@@ -8,5 +8,6 @@ mod https;
 mod hygiene;
 mod isolation;
 mod retry;
+mod session;
 mod ssrf;
 mod topology;
