@@ -3,6 +3,9 @@
 /// What went wrong talking to the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The broker URL cannot be parsed.
+    #[error("AMQP URL: {0}")]
+    Url(String),
     /// The broker connection or channel failed.
     #[error("AMQP: {0}")]
     Amqp(#[from] lapin::Error),

@@ -1,16 +1,85 @@
 //! Confirmed publishing: every publish is `mandatory` and waits for its confirm.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::tcp::{AMQPUriTcpExt, TLSConfig};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
 use crate::{Error, Result};
 
 /// Opens a connection whose name (`rabbitmqctl list_connections name`) is `name`.
+///
+/// Dropped before the connection opened (by a timeout around it, say), it shuts the
+/// socket down: lapin has no handshake timeout and no way to stop a connection that never
+/// opened, so its I/O thread would otherwise wait on a silent peer for as long as the
+/// peer keeps the socket open (on Unix; elsewhere the socket is left to lapin).
 pub async fn connect(url: &str, name: &str) -> Result<Connection> {
+    let uri: AMQPUri = url.parse().map_err(Error::Url)?;
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Ok(Connection::connect(url, properties).await?)
+    let runtime = lapin::runtime::default_runtime()?;
+    let opening = Opening::default();
+    let socket = opening.socket.clone();
+    let connection = Connection::connector(
+        uri,
+        runtime,
+        async move |uri, runtime| {
+            let stream = uri
+                .connect_with_config_async(TLSConfig::default(), &runtime)
+                .await?;
+            // A duplicate of the socket's descriptor: shutting it down ends the socket
+            // lapin's I/O thread reads, whatever that thread is doing.
+            #[cfg(unix)]
+            {
+                use lapin::tcp::AsyncTcpStream;
+                use std::os::fd::AsFd;
+                let duplicate = match &stream {
+                    AsyncTcpStream::Plain(s) => s.get_ref().as_fd().try_clone_to_owned().ok(),
+                    AsyncTcpStream::Rustls(s) => {
+                        s.get_ref().0.get_ref().as_fd().try_clone_to_owned().ok()
+                    }
+                    _ => None,
+                };
+                *socket.lock().unwrap_or_else(|e| e.into_inner()) = duplicate;
+            }
+            #[cfg(not(unix))]
+            let _ = &socket;
+            Ok(stream)
+        },
+        properties,
+    )
+    .await?;
+    opening.opened();
+    Ok(connection)
+}
+
+#[cfg(unix)]
+type Socket = std::os::fd::OwnedFd;
+#[cfg(not(unix))]
+type Socket = std::convert::Infallible;
+
+/// The socket of a connection being opened, shut down if the opening is abandoned.
+#[derive(Debug, Default)]
+struct Opening {
+    socket: Arc<Mutex<Option<Socket>>>,
+}
+
+impl Opening {
+    /// The connection opened: lapin owns the socket from now on.
+    fn opened(&self) {
+        self.socket.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(fd) = self.socket.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 /// A channel in confirm mode. Clones share the channel; lapin pipelines their publishes.

@@ -2,10 +2,10 @@
 //! never answers is given up on, and the daemon tries again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hookwire_testkit::{Harness, Receiver, amqp_url, new_subscription};
+use hookwire_testkit::{Harness, Receiver, amqp_url, eventually, new_subscription};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 struct SilentFirst {
     url: String,
     accepted: Arc<AtomicUsize>,
+    /// Set once the daemon closed the connection that got no answer.
+    silent_closed: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,18 +34,21 @@ impl SilentFirst {
             &broker_url[host_end..]
         );
         let accepted = Arc::new(AtomicUsize::new(0));
+        let silent_closed = Arc::new(AtomicBool::new(false));
         let task = {
-            let accepted = accepted.clone();
+            let (accepted, silent_closed) = (accepted.clone(), silent_closed.clone());
             tokio::spawn(async move {
                 loop {
                     let Ok((mut client, _)) = listener.accept().await else {
                         return;
                     };
                     if accepted.fetch_add(1, Ordering::SeqCst) == 0 {
-                        // Read whatever comes and answer nothing.
+                        // Read whatever comes, answer nothing, note when it is closed.
+                        let silent_closed = silent_closed.clone();
                         tokio::spawn(async move {
                             let mut buf = [0; 1024];
                             while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
+                            silent_closed.store(true, Ordering::SeqCst);
                         });
                         continue;
                     }
@@ -59,6 +64,7 @@ impl SilentFirst {
         Self {
             url,
             accepted,
+            silent_closed,
             task,
         }
     }
@@ -92,6 +98,17 @@ async fn a_broker_that_never_answers_the_handshake_is_given_up_on_and_retried() 
     )
     .await;
     receiver.wait_for(1, Duration::from_secs(20)).await;
+    // The abandoned connection is closed, not left open with lapin's I/O thread behind it.
+    let closed = proxy.silent_closed.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the abandoned connection to be closed",
+        || {
+            let closed = closed.clone();
+            async move { closed.load(Ordering::SeqCst).then_some(()) }
+        },
+    )
+    .await;
     h.finish().await;
     proxy.task.abort();
 }

@@ -1,3 +1,4 @@
 //! hookwire-producer integration tests against the real broker.
 
+mod connect;
 mod deploy;
