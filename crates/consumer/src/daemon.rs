@@ -33,6 +33,11 @@ use crate::{Error, Result};
 /// not hand them back to the broker (which would count a redelivery).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long closing a session's connection waits for the broker. lapin never settles a
+/// close that it queued as the connection died (seen in the serial test when the broker
+/// app stops), and the supervisor must go on to reconnect.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How the daemon talks to the broker.
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
@@ -292,7 +297,7 @@ impl Session {
             // In-flight handlers finish on their own; their acks are not sent and the
             // broker redelivers those messages to the next session.
             ack_tasks.iter().for_each(JoinHandle::abort);
-            let _ = connection.close(320, "session broken".into()).await;
+            close(&connection, 320, "session broken").await;
             return end;
         }
 
@@ -338,8 +343,20 @@ impl Session {
             let _ = tokio::time::timeout(amqp.confirm_timeout, task).await;
         }
         engine.attempt_log.sync().await;
-        let _ = connection.close(200, "shutdown".into()).await;
+        close(&connection, 200, "shutdown").await;
         SessionEnd::Shutdown
+    }
+}
+
+/// Closes the connection, waiting at most [`CLOSE_TIMEOUT`]; one that does not close in
+/// time is dropped, which ends its socket.
+async fn close(connection: &Connection, code: u16, reason: &str) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(code, reason.into())).await {
+        Ok(_) => {}
+        Err(_) => warn!(
+            timeout_secs = CLOSE_TIMEOUT.as_secs(),
+            "The broker connection did not close in time; dropped."
+        ),
     }
 }
 

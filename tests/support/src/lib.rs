@@ -19,6 +19,16 @@ pub use broker::{Broker, amqp_url, unique_namespace};
 pub use harness::{Harness, new_subscription, test_config};
 pub use receiver::{Receiver, Recorded, Reply};
 
+/// Sends the log lines of hookwire and lapin (info and above) to the test's captured
+/// output, which the test runner shows when the test fails. Once per test binary; later
+/// calls do nothing.
+pub fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
 where
