@@ -1,12 +1,14 @@
 //! Acks for one consumer channel, sent by one task that coalesces them.
 //!
-//! Handlers finish out of order. Whatever has finished when the task wakes is acked at
-//! once: the settled run at the bottom of the channel's delivery tags as one `multiple`
-//! ack, each tag above the first unfinished one on its own. So a slow delivery holds no
-//! other ack back (the prefetch window keeps moving), and under load one frame, and one
-//! settle in the broker's queue, covers many messages instead of one each.
+//! Handlers finish out of order. Whatever has finished within [`LINGER`] of the first tag
+//! the task wakes for is acked together: the settled run at the bottom of the channel's
+//! delivery tags as one `multiple` ack, each tag above the first unfinished one on its
+//! own. So a slow delivery holds no other ack back (the prefetch window keeps moving),
+//! and under load one frame, and one settle in the broker's queue, covers many messages
+//! instead of one each.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use lapin::Channel;
 use lapin::options::BasicAckOptions;
@@ -14,6 +16,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
+
+/// How long the task gathers finished tags before acking them. Each ack frame is one
+/// settle command in the quorum queue's log, and one wake of lapin's I/O thread; this
+/// delays no delivery, only its ack, within the prefetch window.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// One ack frame to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +114,7 @@ async fn ack_loop(
     let mut book = AckBook::default();
     while let Some(tag) = rx.recv().await {
         book.finish(tag);
+        tokio::time::sleep(LINGER).await;
         // Whatever finished meanwhile goes in the same round.
         while let Ok(tag) = rx.try_recv() {
             book.finish(tag);
