@@ -95,25 +95,25 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
             }
         };
         // Gather for a moment: sled charges per insert, so one write per few records
-        // cost a third of serve's CPU per delivery (README "Performance").
-        let deadline = tokio::time::Instant::now() + LINGER;
+        // cost a third of serve's CPU per delivery (README "Performance"). The task sleeps
+        // rather than waiting on the channel, which would wake it for every record.
         let (mut records, mut syncs) = (Vec::new(), Vec::new());
-        let mut next = Some(first);
         let mut open = true;
+        if matches!(first, Message::Record(_)) && rx.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+        }
+        let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Record(r) => records.push(*r),
-                // A sync (shutdown) writes what is gathered at once.
-                Message::Sync(done) => {
-                    syncs.push(done);
-                    continue;
-                }
+                // A sync (shutdown) is answered once what is gathered is written.
+                Message::Sync(done) => syncs.push(done),
             }
             if records.len() < BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(message)) => next = Some(message),
-                    Ok(None) => open = false,
-                    Err(_) => {}
+                match rx.try_recv() {
+                    Ok(message) => next = Some(message),
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                    Err(mpsc::error::TryRecvError::Empty) => {}
                 }
             }
         }
