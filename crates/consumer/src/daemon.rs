@@ -348,15 +348,16 @@ impl Session {
     }
 }
 
-/// Closes the connection, waiting at most [`CLOSE_TIMEOUT`]; one that does not close in
-/// time is dropped, which ends its socket.
+/// Closes the connection, waiting at most [`CLOSE_TIMEOUT`] for the broker. Where the
+/// wait ran out (the socket had died, and lapin's I/O thread with it), the connection is
+/// given up as it is.
 async fn close(connection: &Connection, code: u16, reason: &str) {
-    match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(code, reason.into())).await {
-        Ok(_) => {}
-        Err(_) => warn!(
+    let closing = connection.close(code, reason.into());
+    if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+        warn!(
             timeout_secs = CLOSE_TIMEOUT.as_secs(),
-            "The broker connection did not close in time; dropped."
-        ),
+            "The broker connection did not close in time; given up."
+        );
     }
 }
 
