@@ -5,6 +5,7 @@ mod allocator;
 mod client;
 mod config;
 mod operations;
+mod runtime;
 mod serve;
 
 use std::io::Read;
@@ -251,10 +252,10 @@ enum TopologyAction {
 fn main() -> std::process::ExitCode {
     allocator::tune();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };

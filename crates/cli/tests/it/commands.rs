@@ -184,6 +184,21 @@ fn configuration_errors_name_the_key() {
 }
 
 #[test]
+fn a_bad_worker_thread_override_is_refused_before_anything_runs() {
+    let (ok, _, stderr) = output(
+        hookwire()
+            .args(["serve", "--config", "/nonexistent/hookwire.toml"])
+            .env("TOKIO_WORKER_THREADS", "zero"),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("TOKIO_WORKER_THREADS must be a whole number")
+            && !stderr.contains("does not exist"),
+        "the runtime's setting is checked first, and named: {stderr}"
+    );
+}
+
+#[test]
 fn verify_checks_a_delivery_like_a_receiver() {
     let secret = Secret::generate().expect("rng");
     let body = br#"{"event":"report_created","report_run_url":"u"}"#;
