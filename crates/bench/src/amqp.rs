@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use hookwire_core::Catalog;
-use hookwire_producer::lapin::options::{
+use hookwire_amqp::lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
 };
-use hookwire_producer::lapin::types::FieldTable;
-use hookwire_producer::lapin::{Channel, Confirmation, Connection, PublisherConfirm};
-use hookwire_producer::{Names, OutgoingEvent, Producer, Publisher};
+use hookwire_amqp::lapin::types::FieldTable;
+use hookwire_amqp::lapin::{Channel, Confirmation, Connection, PublisherConfirm};
+use hookwire_amqp::{Names, OutgoingEvent, Producer, Publisher};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::tally::{Tally, parse_seq};
@@ -47,7 +47,7 @@ pub struct Source {
 impl Source {
     /// Connects and opens a confirm channel.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
-        let connection = hookwire_producer::connect(url, &format!("{namespace}-publisher"))
+        let connection = hookwire_amqp::connect(url, &format!("{namespace}-publisher"))
             .await
             .context("the bench cannot connect to RabbitMQ")?;
         let publisher = Publisher::open(&connection, Duration::from_secs(30)).await?;
@@ -176,7 +176,7 @@ pub async fn consume_until(
 
 /// Ready messages and consumers of `queue`.
 pub async fn queue_counts(connection: &Connection, queue: &str) -> Result<(u32, u32)> {
-    let q = hookwire_producer::inspect_queue(connection, queue)
+    let q = hookwire_amqp::inspect_queue(connection, queue)
         .await
         .with_context(|| format!("queue {queue}"))?;
     Ok((q.message_count(), q.consumer_count()))

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hookwire_producer::lapin::Connection;
-use hookwire_producer::{Names, Topology};
+use hookwire_amqp::lapin::Connection;
+use hookwire_amqp::{Names, Topology};
 use serde::Serialize;
 
 use crate::Cli;
@@ -110,7 +110,7 @@ impl Bench {
     pub async fn new(cli: Cli, binary: Option<PathBuf>) -> Result<Self> {
         let id: u32 = rand::random();
         let namespace = format!("{}-{id:08x}", cli.namespace_prefix);
-        let broker = hookwire_producer::connect(&cli.amqp_url, &format!("{namespace}-control"))
+        let broker = hookwire_amqp::connect(&cli.amqp_url, &format!("{namespace}-control"))
             .await
             .with_context(|| format!("cannot reach RabbitMQ at {}", redact(&cli.amqp_url)))?;
         let settings = ServeSettings {
@@ -358,7 +358,7 @@ impl Bench {
     async fn baseline(&self, name: &str, n: usize, rate: Option<f64>) -> Result<ScenarioResult> {
         eprintln!("{name}: {n} messages");
         let tally = Arc::new(Tally::new(n, 1, Mode::Ok, Instant::now()));
-        let consumer = hookwire_producer::connect(
+        let consumer = hookwire_amqp::connect(
             &self.cli.amqp_url,
             &format!("{}-consumer", self.baseline_namespace),
         )
@@ -601,7 +601,7 @@ impl Bench {
     pub async fn cleanup(&mut self) {
         let mut broker = None;
         for _ in 0..30 {
-            match hookwire_producer::connect(
+            match hookwire_amqp::connect(
                 &self.cli.amqp_url,
                 &format!("{}-cleanup", self.namespace),
             )

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use hookwire_core::config::{AmqpConfig, CatalogConfig};
 use hookwire_core::{Catalog, Secret};
-use hookwire_producer::{OutgoingEvent, Producer, Topology};
+use hookwire_amqp::{OutgoingEvent, Producer, Topology};
 
 use crate::client::{ApiClient, NewWebhook, WebhookChanges, pretty_json};
 
@@ -311,7 +311,7 @@ async fn run(cli: Cli) -> Result<()> {
             let figment = config::layers(config.as_deref())?;
             let amqp = amqp_section(&figment, namespace)?;
             let topology = Topology::new(&amqp.namespace, tiers(&figment)?);
-            let connection = hookwire_producer::connect(&amqp.url, "hookwire-topology")
+            let connection = hookwire_amqp::connect(&amqp.url, "hookwire-topology")
                 .await
                 .with_context(|| {
                     format!("cannot connect to the broker at {}", redact(&amqp.url))

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
-use hookwire_producer::{Publisher, connect};
+use hookwire_amqp::{Publisher, connect};
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
@@ -174,7 +174,7 @@ impl Daemon {
         topology.declare(publisher.channel()).await?;
         let events_queue = topology.names.events_queue();
         if refuse_if_consumed {
-            let queue = hookwire_producer::inspect_queue(&connection, &events_queue).await?;
+            let queue = hookwire_amqp::inspect_queue(&connection, &events_queue).await?;
             if queue.consumer_count() > 0 {
                 return Err(Error::Refused(format!(
                     "queue `{events_queue}` already has {} consumer(s): another hookwire serves namespace `{}`. \
@@ -387,7 +387,7 @@ async fn handle(
 const DEPTH_POLL: Duration = Duration::from_secs(10);
 
 /// Sets `hookwire_queue_messages` for every queue of the namespace, until aborted.
-async fn poll_queue_depths(probe: Channel, topology: hookwire_producer::Topology) {
+async fn poll_queue_depths(probe: Channel, topology: hookwire_amqp::Topology) {
     let n = &topology.names;
     let mut queues = vec![n.events_queue(), n.deliveries_queue(), n.dead_queue()];
     queues.extend(topology.tiers.iter().map(|t| n.retry_queue(*t)));

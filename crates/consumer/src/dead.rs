@@ -6,7 +6,7 @@
 
 use hookwire_core::event::{ORG_HEADER, is_valid_org};
 use hookwire_core::{DeadReason, now_ms};
-use hookwire_producer::headers;
+use hookwire_amqp::headers;
 use hookwire_store::DeadLetter;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};

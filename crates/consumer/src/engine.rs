@@ -10,7 +10,7 @@ use hookwire_core::retry::{jittered, tier_name};
 use hookwire_core::{
     AttemptFailure, Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms,
 };
-use hookwire_producer::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
+use hookwire_amqp::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
 use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store, Writer};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
@@ -550,7 +550,7 @@ fn publish<'a>(
     routing_key: &'a str,
     body: &'a [u8],
     properties: BasicProperties,
-) -> BoxFuture<'a, hookwire_producer::Result<()>> {
+) -> BoxFuture<'a, hookwire_amqp::Result<()>> {
     Box::pin(publisher.publish(exchange, routing_key, body, properties))
 }
 

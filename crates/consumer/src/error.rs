@@ -5,7 +5,7 @@
 pub enum Error {
     /// Publishing or declaring failed; the message stays unacked and comes back.
     #[error(transparent)]
-    Broker(#[from] hookwire_producer::Error),
+    Broker(#[from] hookwire_amqp::Error),
     /// The broker connection or a channel failed.
     #[error("AMQP: {0}")]
     Amqp(#[from] lapin::Error),

@@ -28,7 +28,7 @@ pub use http::{Deliverer, DelivererConfig};
 use std::time::Duration;
 
 use hookwire_core::{Catalog, Config};
-use hookwire_producer::Topology;
+use hookwire_amqp::Topology;
 use hookwire_store::{Store, Writer};
 
 use crate::attempt_log::{AttemptLog, Retention};

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hookwire_core::event::ORG_HEADER;
 use hookwire_core::now_ms;
-use hookwire_producer::topology::DELIVER_KEY;
-use hookwire_producer::{Names, Publisher, connect, headers};
+use hookwire_amqp::topology::DELIVER_KEY;
+use hookwire_amqp::{Names, Publisher, connect, headers};
 use hookwire_store::DeadLetter;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};

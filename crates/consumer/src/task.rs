@@ -3,7 +3,7 @@
 
 use hookwire_core::event::{ORG_HEADER, PUBLISHED_AT_HEADER, webhook_id};
 use hookwire_core::{DeadReason, now_ms};
-use hookwire_producer::headers;
+use hookwire_amqp::headers;
 use lapin::BasicProperties;
 use lapin::types::FieldTable;
 use uuid::Uuid;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hookwire_producer::lapin::{Connection, Queue};
+use hookwire_amqp::lapin::{Connection, Queue};
 
 /// A broker connection for passive declares; reconnects after a broker restart.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ impl Inspector {
             .is_some_and(|c| c.status().connected())
         {
             self.connection = Some(
-                hookwire_producer::connect(&self.url, "hookwire-chaos-inspector")
+                hookwire_amqp::connect(&self.url, "hookwire-chaos-inspector")
                     .await
                     .with_context(|| {
                         format!(
@@ -44,7 +44,7 @@ impl Inspector {
             );
         }
         let connection = self.connection.as_ref().context("connected")?;
-        hookwire_producer::inspect_queue(connection, queue)
+        hookwire_amqp::inspect_queue(connection, queue)
             .await
             .with_context(|| format!("passive declare of {queue}"))
     }

@@ -120,7 +120,7 @@ impl Ctx {
         let mut connection = None;
         for _ in 0..60 {
             if let Ok(c) =
-                hookwire_producer::connect(&self.amqp_url, "hookwire-chaos-cleanup").await
+                hookwire_amqp::connect(&self.amqp_url, "hookwire-chaos-cleanup").await
             {
                 connection = Some(c);
                 break;
@@ -136,7 +136,7 @@ impl Ctx {
         for config in configs {
             let result = async {
                 let channel = connection.create_channel().await?;
-                hookwire_producer::Topology::of_config(&config)?
+                hookwire_amqp::Topology::of_config(&config)?
                     .delete(&channel)
                     .await?;
                 let _ = channel.close(200, "deleted".into()).await;

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use hookwire_core::Catalog;
-use hookwire_producer::lapin::types::{AMQPValue, FieldTable, ShortString};
-use hookwire_producer::lapin::{BasicProperties, Connection};
-use hookwire_producer::{OutgoingEvent, Producer, Publisher};
+use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, ShortString};
+use hookwire_amqp::lapin::{BasicProperties, Connection};
+use hookwire_amqp::{OutgoingEvent, Producer, Publisher};
 use serde_json::json;
 
 /// The organization every scenario's events belong to.
@@ -168,7 +168,7 @@ impl Sender {
             }
             Message::Broken(..) if self.raw.is_none() => {
                 let connection =
-                    hookwire_producer::connect(&self.url, "hookwire-chaos-poisoner").await?;
+                    hookwire_amqp::connect(&self.url, "hookwire-chaos-poisoner").await?;
                 let publisher = Publisher::open(&connection, Duration::from_secs(30)).await?;
                 self.raw = Some((connection, publisher));
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hookwire_core::{Config, Subscription};
-use hookwire_producer::Topology;
+use hookwire_amqp::Topology;
 use hookwire_store::{Change, Store};
 use hookwire_testkit::harness::API_TOKEN;
 use serde_json::Value;
@@ -114,7 +114,7 @@ impl Daemon {
         let topology = Topology::of_config(&config)?;
         let mut connection = None;
         for _ in 0..60 {
-            match hookwire_producer::connect(&ctx.amqp_url, "hookwire-chaos-setup").await {
+            match hookwire_amqp::connect(&ctx.amqp_url, "hookwire-chaos-setup").await {
                 Ok(c) => {
                     connection = Some(c);
                     break;

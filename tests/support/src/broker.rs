@@ -27,7 +27,7 @@ impl Broker {
     /// Connects, failing the test with a clear message when RabbitMQ is not there.
     pub async fn connect() -> Self {
         let url = amqp_url();
-        match hookwire_producer::connect(&url, "hookwire-test-inspector").await {
+        match hookwire_amqp::connect(&url, "hookwire-test-inspector").await {
             Ok(connection) => Self { connection },
             Err(e) => panic!(
                 "RabbitMQ is not answering at {url} ({e}). Start it with tests/ensure-broker; these tests need a real broker."
@@ -58,7 +58,7 @@ impl Broker {
     }
 
     async fn inspect(&self, queue: &str) -> lapin::Queue {
-        hookwire_producer::inspect_queue(&self.connection, queue)
+        hookwire_amqp::inspect_queue(&self.connection, queue)
             .await
             .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"))
     }
@@ -91,7 +91,7 @@ impl Broker {
         body: &[u8],
         properties: BasicProperties,
     ) {
-        let publisher = hookwire_producer::Publisher::open(
+        let publisher = hookwire_amqp::Publisher::open(
             &self.connection,
             std::time::Duration::from_secs(10),
         )

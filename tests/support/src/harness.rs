@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hookwire_core::{Catalog, Config, Secret, Subscription, now_ms};
-use hookwire_producer::{Producer, Topology};
+use hookwire_amqp::{Producer, Topology};
 use hookwire_store::{Change, Store, Writer};
 use tokio::sync::oneshot;
 
@@ -211,7 +211,7 @@ impl Harness {
             field.to_owned(),
             serde_json::Value::String(value.to_owned()),
         );
-        let event = hookwire_producer::OutgoingEvent {
+        let event = hookwire_amqp::OutgoingEvent {
             org: org.into(),
             event_type: event_type.into(),
             id: id.into(),

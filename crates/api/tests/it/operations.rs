@@ -163,7 +163,7 @@ async fn crash_loop(h: &Harness) {
         )
         .await
         .expect("bind");
-    let event = hookwire_producer::OutgoingEvent {
+    let event = hookwire_amqp::OutgoingEvent {
         org: "acme".into(),
         event_type: "report_created".into(),
         id: "evt-crash".into(),
@@ -172,7 +172,7 @@ async fn crash_loop(h: &Harness) {
     };
     let (body, properties) = h.producer.encode(&event).expect("encode");
     let publisher =
-        hookwire_producer::Publisher::open(h.broker.connection(), Duration::from_secs(10))
+        hookwire_amqp::Publisher::open(h.broker.connection(), Duration::from_secs(10))
             .await
             .expect("publisher");
     publisher

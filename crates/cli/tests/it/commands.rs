@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use hookwire_core::Secret;
-use hookwire_producer::Topology;
+use hookwire_amqp::Topology;
 use hookwire_testkit::{Broker, unique_namespace};
 
 use crate::hookwire;

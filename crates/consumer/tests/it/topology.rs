@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hookwire_producer::{Error, Publisher, Topology};
+use hookwire_amqp::{Error, Publisher, Topology};
 use hookwire_testkit::{Broker, unique_namespace};
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hookwire_core::Catalog;
-use hookwire_producer::Producer;
+use hookwire_amqp::Producer;
 use hookwire_testkit::{Harness, Receiver, capture_logs, eventually, new_subscription};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -68,7 +68,7 @@ async fn publish_batch(producer: &Producer, from: usize, to: usize) {
             "report_run_url".into(),
             format!("https://mode.test/runs/{i}").into(),
         );
-        let event = hookwire_producer::OutgoingEvent {
+        let event = hookwire_amqp::OutgoingEvent {
             org: "acme".into(),
             event_type: "report_run_completed".into(),
             id: format!("evt-{i}"),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hookwire_producer::{Error, connect};
+use hookwire_amqp::{Error, connect};
 
 /// Long enough for any machine; a hang, not a slow answer, is what this guards against.
 const HANG: Duration = Duration::from_secs(20);

@@ -1,4 +1,4 @@
-//! hookwire-producer: hookwire's side of AMQP, and the library Rust applications publish
+//! hookwire-amqp: hookwire's side of AMQP, and the library Rust applications publish
 //! events with.
 //!
 //! - [`connect`]: one connection, named so operators (and tests) can find it.

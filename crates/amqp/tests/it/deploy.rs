@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hookwire_core::Config;
-use hookwire_producer::Topology;
-use hookwire_producer::lapin::options::QueueDeclareOptions;
-use hookwire_producer::lapin::types::{AMQPValue, FieldTable, LongString};
+use hookwire_amqp::Topology;
+use hookwire_amqp::lapin::options::QueueDeclareOptions;
+use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
@@ -237,7 +237,7 @@ async fn definitions_load_and_hookwire_declares_against_them() {
     // hookwire's declaration, exactly as `serve` runs it with the default configuration.
     let config = Config::defaults();
     let topology = Topology::new(&config.amqp.namespace, tiers(&config));
-    let connection = hookwire_producer::connect(&vhost.url(), "hwtest-deploy")
+    let connection = hookwire_amqp::connect(&vhost.url(), "hwtest-deploy")
         .await
         .expect("connect to the scratch vhost");
     let channel = connection.create_channel().await.expect("channel");

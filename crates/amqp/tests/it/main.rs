@@ -1,0 +1,4 @@
+//! hookwire-amqp integration tests against the real broker.
+
+mod connect;
+mod deploy;

@@ -1,4 +1,0 @@
-//! hookwire-producer integration tests against the real broker.
-
-mod connect;
-mod deploy;
