@@ -198,7 +198,7 @@ async fn check_target(state: &ApiState, url: &str) -> Result<()> {
         other => ApiError::unprocessable("invalid_url", other.to_string()),
     })?;
     if let Some(Host::Domain(host)) = parsed.host() {
-        hookwire_consumer::http::resolve_allowed(&state.config.policy, host)
+        hookwire_http::resolve_allowed(&state.config.policy, host)
             .await
             .map_err(|e| refused(&e))?;
     }

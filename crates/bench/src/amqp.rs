@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
-use hookwire_core::Catalog;
 use hookwire_amqp::lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
 };
 use hookwire_amqp::lapin::types::FieldTable;
 use hookwire_amqp::lapin::{Channel, Confirmation, Connection, PublisherConfirm};
 use hookwire_amqp::{Names, OutgoingEvent, Producer, Publisher};
+use hookwire_core::Catalog;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::tally::{Tally, parse_seq};

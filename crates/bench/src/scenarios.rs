@@ -601,11 +601,8 @@ impl Bench {
     pub async fn cleanup(&mut self) {
         let mut broker = None;
         for _ in 0..30 {
-            match hookwire_amqp::connect(
-                &self.cli.amqp_url,
-                &format!("{}-cleanup", self.namespace),
-            )
-            .await
+            match hookwire_amqp::connect(&self.cli.amqp_url, &format!("{}-cleanup", self.namespace))
+                .await
             {
                 Ok(c) => {
                     broker = Some(c);

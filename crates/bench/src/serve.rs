@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use hookwire_core::{Config, Secret, Subscription, now_ms};
 use hookwire_amqp::Topology;
 use hookwire_amqp::lapin::Connection;
+use hookwire_core::{Config, Secret, Subscription, now_ms};
 use hookwire_store::{Change, Store};
 use serde::Serialize;
 

@@ -1,16 +1,13 @@
-//! `hookwire serve`: validate the configuration, open the store, run the daemon until
-//! SIGTERM or Ctrl-C, then flush the store.
+//! `hookwire serve`: validate the configuration, start logging, then build and run the
+//! [`App`] until SIGTERM or Ctrl-C.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use hookwire_api::ApiState;
+use hookwire_app::App;
 use hookwire_core::Config;
 use hookwire_core::config::LogFormat;
-use hookwire_store::{Store, Writer};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -20,67 +17,16 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     let config: Config = crate::config::extract(&figment, "")?;
     config.validate()?;
     init_logging(&config)?;
-    let catalog = crate::catalog(&config.catalog)?;
-    let key = config.secrets_key()?;
-    let store = Store::open(&config.store.path, config.store.cache_capacity_bytes, &key)
-        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
-    let writer = Writer::spawn(store.clone());
-    let daemon = hookwire_consumer::daemon_from_config(
-        &config,
-        store.clone(),
-        writer.clone(),
-        catalog.clone(),
-    )?;
-    let metrics = hookwire_api::meta::install_metrics_recorder()
-        .map_err(anyhow::Error::msg)
-        .context("cannot install the metrics recorder")?;
-    let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics.clone()));
-    let api_state = ApiState::from_config(
-        &config,
-        store.clone(),
-        writer,
-        catalog,
-        daemon.readiness(),
-        Some(metrics),
-    )?;
-    let listener = TcpListener::bind(&config.api.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "config key `api.listen`: cannot listen on {}",
-                config.api.listen
-            )
-        })?;
+    let app = App::build(&config).await?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         namespace = %config.amqp.namespace,
         broker = %crate::redact(&config.amqp.url),
         store = %config.store.path.display(),
-        api = %listener.local_addr()?,
+        api = %app.api_addr()?,
         "hookwire starting."
     );
-    let stop = CancellationToken::new();
-    let api = tokio::spawn(hookwire_api::serve(
-        listener,
-        api_state,
-        stop.clone().cancelled_owned(),
-    ));
-    // On a worker, not on the thread that blocks on `main`: delivery hand-offs then stay
-    // among the runtime's workers instead of waking one more thread per batch.
-    let stopper = stop.clone();
-    let result = tokio::spawn(daemon.run(async move {
-        shutdown_signal().await;
-        stopper.cancel();
-    }))
-    .await?;
-    // The daemon also ends on its own (a refusal to start): take the API down with it.
-    stop.cancel();
-    api.await?.context("the admin API failed")?;
-    upkeep.abort();
-    tokio::task::spawn_blocking(move || store.flush())
-        .await?
-        .context("cannot flush the store")?;
-    result?;
+    app.run(shutdown_signal()).await?;
     info!("hookwire stopped.");
     Ok(())
 }

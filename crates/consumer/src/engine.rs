@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, try_join_all};
+use hookwire_amqp::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::{jittered, tier_name};
 use hookwire_core::{
     AttemptFailure, Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms,
 };
-use hookwire_amqp::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
 use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store, Writer};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
@@ -21,9 +21,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::endpoints::{Deferral, EndpointLimits, Endpoints};
-use crate::http::{AttemptReport, Deliverer};
 use crate::task::{self, Task};
 use crate::telemetry;
+use hookwire_http::{AttemptReport, Deliverer};
 
 /// The operational event sent when hookwire disables a webhook.
 const WEBHOOK_DISABLED: &str = "webhook_disabled";
@@ -353,12 +353,7 @@ impl Engine {
         }
     }
 
-    async fn attempt(
-        &self,
-        sub: &Subscription,
-        webhook_id: &str,
-        body: &[u8],
-    ) -> crate::http::AttemptReport {
+    async fn attempt(&self, sub: &Subscription, webhook_id: &str, body: &[u8]) -> AttemptReport {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self
             .permits

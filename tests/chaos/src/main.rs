@@ -119,9 +119,7 @@ impl Ctx {
         }
         let mut connection = None;
         for _ in 0..60 {
-            if let Ok(c) =
-                hookwire_amqp::connect(&self.amqp_url, "hookwire-chaos-cleanup").await
-            {
+            if let Ok(c) = hookwire_amqp::connect(&self.amqp_url, "hookwire-chaos-cleanup").await {
                 connection = Some(c);
                 break;
             }

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use hookwire_core::Catalog;
 use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, ShortString};
 use hookwire_amqp::lapin::{BasicProperties, Connection};
 use hookwire_amqp::{OutgoingEvent, Producer, Publisher};
+use hookwire_core::Catalog;
 use serde_json::json;
 
 /// The organization every scenario's events belong to.

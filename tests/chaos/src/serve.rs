@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hookwire_core::{Config, Subscription};
 use hookwire_amqp::Topology;
+use hookwire_core::{Config, Subscription};
 use hookwire_store::{Change, Store};
 use hookwire_testkit::harness::API_TOKEN;
 use serde_json::Value;

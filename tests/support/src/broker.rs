@@ -91,12 +91,10 @@ impl Broker {
         body: &[u8],
         properties: BasicProperties,
     ) {
-        let publisher = hookwire_amqp::Publisher::open(
-            &self.connection,
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .expect("confirm channel");
+        let publisher =
+            hookwire_amqp::Publisher::open(&self.connection, std::time::Duration::from_secs(10))
+                .await
+                .expect("confirm channel");
         publisher
             .publish(
                 &format!("{namespace}.events"),

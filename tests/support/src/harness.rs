@@ -1,13 +1,14 @@
-//! A daemon running in-process: a fresh store and namespace, seeded subscriptions, and a
-//! shutdown the test controls.
+//! hookwire running in-process, assembled by the same [`App`] as `hookwire serve`: a fresh
+//! store and namespace, seeded subscriptions, and a shutdown the test controls.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hookwire_core::{Catalog, Config, Secret, Subscription, now_ms};
 use hookwire_amqp::{Producer, Topology};
-use hookwire_store::{Change, Store, Writer};
+use hookwire_app::App;
+use hookwire_core::{Catalog, Config, Secret, Subscription, now_ms};
+use hookwire_store::{Change, Store};
 use tokio::sync::oneshot;
 
 use crate::{Broker, amqp_url, unique_namespace};
@@ -52,51 +53,39 @@ pub fn new_subscription(org: &str, url: &str, events: &[&str]) -> Subscription {
     )
 }
 
-/// The process-wide metrics recorder, installed once for every harness of a test binary.
-fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
-    HANDLE
-        .get_or_init(|| hookwire_api::meta::install_metrics_recorder().expect("recorder installs"))
-        .clone()
-}
-
-/// One daemon, its store and its namespace.
+/// One hookwire (engine and API, assembled by [`App`]), its store and its namespace.
 #[derive(Debug)]
 pub struct Harness {
-    /// The configuration the daemon runs with.
+    /// The configuration hookwire runs with.
     pub config: Config,
-    /// The store the daemon reads (shared in-process).
+    /// The store hookwire reads and writes (shared in-process, open across restarts).
     pub store: Store,
-    /// The group-commit writer the daemon and the API share.
-    pub writer: Writer,
     /// A broker connection for inspection.
     pub broker: Broker,
     /// A producer into the namespace.
     pub producer: Producer,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<hookwire_consumer::Result<()>>>,
+    running: Option<Running>,
     ready: Arc<AtomicBool>,
     api_addr: std::net::SocketAddr,
-    api_task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
+/// A running [`App`] and the means to stop it.
+#[derive(Debug)]
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<hookwire_app::Result<()>>,
+}
+
 impl Harness {
-    /// Starts a daemon with the test config, changed by `adjust`.
+    /// Starts hookwire with the test config, changed by `adjust`.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(&unique_namespace(), dir.path());
         adjust(&mut config);
-        config.validate().expect("test config is valid");
-        let store = Store::open(
-            &config.store.path,
-            config.store.cache_capacity_bytes,
-            &config.secrets_key().expect("key"),
-        )
-        .expect("store opens");
+        let app = App::build(&config).await.expect("hookwire builds");
         let broker = Broker::connect().await;
-        // The broker itself, even when the daemon is pointed elsewhere.
+        // The broker itself, even when hookwire is pointed elsewhere.
         let producer = Producer::connect(
             &amqp_url(),
             &config.amqp.namespace,
@@ -105,57 +94,28 @@ impl Harness {
         )
         .await
         .expect("producer connects");
-        let writer = Writer::spawn(store.clone());
-        let ready = Arc::new(AtomicBool::new(false));
-        let api_state = hookwire_api::ApiState::from_config(
-            &config,
-            store.clone(),
-            writer.clone(),
-            Catalog::builtin(),
-            ready.clone(),
-            Some(metrics_handle()),
-        )
-        .expect("API state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the API");
-        let api_addr = listener.local_addr().expect("API address");
-        let api_task = tokio::spawn(hookwire_api::serve(
-            listener,
-            api_state,
-            std::future::pending(),
-        ));
         let mut harness = Self {
             config,
-            writer,
-            store,
+            store: app.store().clone(),
             broker,
             producer,
-            stop: None,
-            task: None,
-            ready,
-            api_addr,
-            api_task,
+            running: None,
+            ready: app.readiness(),
+            api_addr: app.api_addr().expect("API address"),
             _dir: dir,
         };
-        harness.spawn_daemon().await;
+        harness.run(app).await;
         harness
     }
 
-    async fn spawn_daemon(&mut self) {
-        let daemon = hookwire_consumer::daemon_from_config(
-            &self.config,
-            self.store.clone(),
-            self.writer.clone(),
-            Catalog::builtin(),
-        )
-        .expect("daemon builds")
-        .with_readiness(self.ready.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        self.stop = Some(tx);
-        self.task = Some(tokio::spawn(daemon.run(async {
-            let _ = rx.await;
-        })));
+    async fn run(&mut self, app: App) {
+        self.ready = app.readiness();
+        self.api_addr = app.api_addr().expect("API address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        self.running = Some(Running { stop, task });
         self.wait_ready().await;
     }
 
@@ -223,26 +183,29 @@ impl Harness {
             .expect("publish confirmed");
     }
 
-    /// Stops the daemon gracefully and returns its result.
-    pub async fn stop_daemon(&mut self) -> hookwire_consumer::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.expect("daemon task"),
+    /// Stops hookwire gracefully (engine and API) and returns its result.
+    pub async fn stop_daemon(&mut self) -> hookwire_app::Result<()> {
+        match self.running.take() {
+            Some(Running { stop, task }) => {
+                let _ = stop.send(());
+                task.await.expect("hookwire's task")
+            }
             None => Ok(()),
         }
     }
 
-    /// Starts the daemon again after [`Harness::stop_daemon`].
+    /// Starts hookwire again after [`Harness::stop_daemon`], on the same store, with
+    /// `config` as it is now; the API may listen on another port.
     pub async fn restart_daemon(&mut self) {
-        self.spawn_daemon().await;
+        let app = App::with_store(&self.config, self.store.clone())
+            .await
+            .expect("hookwire builds");
+        self.run(app).await;
     }
 
     /// Stops the daemon and deletes the namespace.
     pub async fn finish(mut self) {
-        self.stop_daemon().await.expect("daemon stops cleanly");
-        self.api_task.abort();
+        self.stop_daemon().await.expect("hookwire stops cleanly");
         let channel = self
             .broker
             .connection()

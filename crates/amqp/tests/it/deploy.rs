@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hookwire_core::Config;
 use hookwire_amqp::Topology;
 use hookwire_amqp::lapin::options::QueueDeclareOptions;
 use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, LongString};
+use hookwire_core::Config;
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {

@@ -171,10 +171,9 @@ async fn crash_loop(h: &Harness) {
             .expect("map"),
     };
     let (body, properties) = h.producer.encode(&event).expect("encode");
-    let publisher =
-        hookwire_amqp::Publisher::open(h.broker.connection(), Duration::from_secs(10))
-            .await
-            .expect("publisher");
+    let publisher = hookwire_amqp::Publisher::open(h.broker.connection(), Duration::from_secs(10))
+        .await
+        .expect("publisher");
     publisher
         .publish("amq.direct", "report_created", &body, properties)
         .await

@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use hookwire_core::Secret;
 use hookwire_amqp::Topology;
+use hookwire_core::Secret;
 use hookwire_testkit::{Broker, unique_namespace};
 
 use crate::hookwire;

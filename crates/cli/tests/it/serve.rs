@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use hookwire_core::{Catalog, Config, Subscription};
 use hookwire_amqp::{OutgoingEvent, Producer, Topology};
+use hookwire_core::{Catalog, Config, Subscription};
 use hookwire_store::{AttemptQuery, Change, Store};
 use hookwire_testkit::{
     Broker, Receiver, Reply, eventually, new_subscription, test_config, unique_namespace,

@@ -178,21 +178,12 @@ async fn a_second_daemon_on_the_same_namespace_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = h.config.clone();
     config.store.path = dir.path().to_owned();
-    let store =
-        hookwire_store::Store::open(dir.path(), 1 << 20, &config.secrets_key().expect("key"))
-            .expect("store");
-    let second = hookwire_consumer::daemon_from_config(
-        &config,
-        store.clone(),
-        hookwire_store::Writer::spawn(store),
-        Catalog::builtin(),
-    )
-    .expect("builds");
+    let second = hookwire_app::App::build(&config).await.expect("builds");
     let result = tokio::time::timeout(WAIT, second.run(std::future::pending()))
         .await
         .expect("refuses promptly");
     match result {
-        Err(hookwire_consumer::Error::Refused(message)) => {
+        Err(hookwire_app::Error::Daemon(hookwire_consumer::Error::Refused(message))) => {
             assert!(message.contains("already has 1 consumer"), "{message}")
         }
         other => panic!("expected a refusal, got {other:?}"),

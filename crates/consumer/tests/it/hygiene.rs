@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookwire_consumer::http::{AttemptReport, MAX_RESPONSE_BYTES};
-use hookwire_consumer::{Deliverer, DelivererConfig};
 use hookwire_core::{AttemptFailure, Outcome, TargetPolicy};
+use hookwire_http::{AttemptReport, Deliverer, DelivererConfig, MAX_RESPONSE_BYTES};
 use hookwire_testkit::misbehaving::{Misbehaviour, RawReceiver};
 use hookwire_testkit::new_subscription;
 

@@ -9,9 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use hookwire_consumer::http::AttemptReport;
-use hookwire_consumer::{Deliverer, DelivererConfig};
 use hookwire_core::{AttemptFailure, Outcome, TargetError, TargetPolicy};
+use hookwire_http::{AttemptReport, Deliverer, DelivererConfig};
 use hookwire_testkit::misbehaving::RawReceiver;
 use hookwire_testkit::{Harness, Receiver, Reply, new_subscription};
 

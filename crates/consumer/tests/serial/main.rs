@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use hookwire_core::Catalog;
 use hookwire_amqp::Producer;
+use hookwire_core::Catalog;
 use hookwire_testkit::{Harness, Receiver, capture_logs, eventually, new_subscription};
 
 const WAIT: Duration = Duration::from_secs(60);

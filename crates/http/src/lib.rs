@@ -1,11 +1,11 @@
-//! One HTTP attempt: sign, POST, read at most 4 KiB back, classify.
+//! hookwire-http: one HTTP attempt at a webhook URL: sign, POST, read at most 4 KiB back,
+//! classify. Deliveries and the API's test events both go through [`Deliverer`].
 //!
 //! The client follows no redirects, takes no proxy from the environment, and resolves
 //! names through [`PolicyResolver`], so it only ever connects to addresses the target
 //! policy allows. It is hyper-util's pooled client over rustls (platform roots plus
-//! `delivery.ca_file`), the stack reqwest builds on, without reqwest's per-request
-//! layers: in fanout1 those (two URL parses, redirect and retry layers) were ~7 % of
-//! serve's CPU.
+//! `delivery.ca_file`), without reqwest's per-request layers (docs/architecture.md,
+//! "Outbound HTTP").
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,9 +29,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::{Error, Result};
+mod error;
 
-/// At most this much of a response body is read (DESIGN.md, "Delivery flow").
+pub use error::{Error, Result};
+
+/// At most this much of a response body is read: enough for an error message, never a
+/// receiver-sized allocation.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
 
 /// Distinct target URLs kept parsed; past this the cache starts over.

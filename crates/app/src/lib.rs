@@ -1,0 +1,253 @@
+//! hookwire-app: the composition root. One configuration in, one process out: the store
+//! and its writer, the delivery engine, the admin API and the metrics recorder, wired
+//! together once, for `hookwire serve` and for the test harness alike
+//! (docs/architecture.md).
+
+mod error;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookwire_amqp::Topology;
+use hookwire_api::{ApiSettings, ApiState};
+use hookwire_consumer::attempt_log::{AttemptLog, Retention};
+use hookwire_consumer::replay::Replayer;
+use hookwire_consumer::{
+    AmqpSettings, Daemon, EndpointLimits, Engine, EngineParts, EngineSettings,
+};
+use hookwire_core::config::CatalogConfig;
+use hookwire_core::{Catalog, Config};
+use hookwire_http::{Deliverer, DelivererConfig};
+use hookwire_store::{Store, Writer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+
+/// hookwire, assembled and ready to run: nothing consumes or answers until [`App::run`].
+#[derive(Debug)]
+pub struct App {
+    store: Store,
+    daemon: Daemon,
+    api: ApiState,
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+}
+
+impl App {
+    /// Validates `config`, opens the store it names and assembles everything else.
+    pub async fn build(config: &Config) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let key = config
+            .secrets_key()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let path = &config.store.path;
+        let store =
+            Store::open(path, config.store.cache_capacity_bytes, &key).map_err(|source| {
+                Error::Store {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        Self::with_store(config, store).await
+    }
+
+    /// Assembles everything around a store that is already open, so a process can stop
+    /// and start hookwire again on one store (sled allows one open per directory).
+    pub async fn with_store(config: &Config, store: Store) -> Result<Self> {
+        let catalog = catalog(&config.catalog)?;
+        let writer = Writer::spawn(store.clone());
+        let daemon = daemon(config, store.clone(), writer.clone(), catalog.clone())?;
+        let metrics = metrics_recorder()?;
+        let api = ApiState {
+            config: Arc::new(ApiSettings {
+                tokens: config.api.tokens.clone(),
+                max_body_bytes: config.api.max_body_bytes,
+                rotation_grace: Duration::from_secs(config.secrets.rotation_grace_secs),
+                policy: config.target_policy(),
+            }),
+            store: store.clone(),
+            writer,
+            catalog: Arc::new(catalog),
+            deliverer: deliverer(config)?,
+            broker_ready: daemon.readiness(),
+            replayer: Arc::new(Replayer::new(
+                &config.amqp.url,
+                &config.amqp.connection_name,
+                &config.amqp.namespace,
+                Duration::from_secs(config.amqp.confirm_timeout_secs),
+            )),
+            metrics: Some(metrics.clone()),
+        };
+        let listener = TcpListener::bind(&config.api.listen)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: config.api.listen.clone(),
+                source,
+            })?;
+        Ok(Self {
+            store,
+            daemon,
+            api,
+            listener,
+            metrics,
+        })
+    }
+
+    /// The store the engine reads and the API writes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// True while the engine consumes; `/readyz` reads the same flag.
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        self.daemon.readiness()
+    }
+
+    /// Where the admin API listens (`api.listen`, with its port resolved).
+    pub fn api_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::Internal(format!("the API listener has no address: {e}")))
+    }
+
+    /// Runs the engine and the API until `shutdown` completes or the engine ends on its
+    /// own (a refusal to start), then takes the API down and flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let Self {
+            store,
+            daemon,
+            api,
+            listener,
+            metrics,
+        } = self;
+        let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics));
+        let stop = CancellationToken::new();
+        let api = tokio::spawn(hookwire_api::serve(
+            listener,
+            api,
+            stop.clone().cancelled_owned(),
+        ));
+        // On a worker, not on the caller's thread (which may block on `main`): delivery
+        // hand-offs then stay among the runtime's workers.
+        let stopper = stop.clone();
+        let engine = tokio::spawn(daemon.run(async move {
+            shutdown.await;
+            stopper.cancel();
+        }))
+        .await
+        .map_err(|e| Error::Internal(format!("the engine task failed: {e}")));
+        stop.cancel();
+        let served = api
+            .await
+            .map_err(|e| Error::Internal(format!("the API task failed: {e}")))?;
+        upkeep.abort();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| Error::Internal(format!("the flush task failed: {e}")))?
+            .map_err(Error::Flush)?;
+        engine??;
+        served.map_err(Error::Api)
+    }
+}
+
+/// The embedded catalog, or the one `catalog.path` names.
+pub fn catalog(section: &CatalogConfig) -> Result<Catalog> {
+    let path = &section.path;
+    if path.as_os_str().is_empty() {
+        return Ok(Catalog::builtin());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Catalog(format!("cannot read {}: {e}", path.display())))?;
+    Catalog::from_toml(&text).map_err(|e| Error::Catalog(e.to_string()))
+}
+
+/// The HTTP client of deliveries and test events.
+pub fn deliverer(config: &Config) -> Result<Deliverer> {
+    let d = &config.delivery;
+    let ca_pem =
+        if d.ca_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(std::fs::read(&d.ca_file).map_err(|e| {
+                Error::Config(format!("delivery.ca_file {}: {e}", d.ca_file.display()))
+            })?)
+        };
+    Ok(Deliverer::new(DelivererConfig {
+        policy: config.target_policy(),
+        timeout: Duration::from_secs(d.timeout_secs),
+        ca_pem,
+        retry_client_errors: d.retry_client_errors,
+    })?)
+}
+
+/// The delivery engine and the daemon that feeds it from the broker.
+fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Result<Daemon> {
+    let d = &config.delivery;
+    let schedule = config
+        .retry_schedule()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let topology = Topology::of_config(config).map_err(|e| Error::Config(e.to_string()))?;
+    let attempt_log = AttemptLog::spawn(
+        store.clone(),
+        Retention {
+            max_age: Duration::from_secs(config.store.attempt_retention_secs),
+            per_webhook: config.store.attempts_per_webhook,
+            dead_letter_max_age: Duration::from_secs(config.store.dead_letter_retention_secs),
+            dead_letters_per_org: config.store.dead_letters_per_org,
+        },
+    );
+    let engine = Engine::new(EngineParts {
+        store,
+        writer,
+        attempt_log,
+        catalog,
+        deliverer: deliverer(config)?,
+        schedule,
+        topology,
+        settings: EngineSettings {
+            defer_delay: d.defer_delay,
+            max_age: Duration::from_secs(d.max_age_secs),
+            max_event_bytes: d.max_event_bytes,
+            inline_fanout_max: d.inline_fanout_max,
+            concurrency: d.concurrency,
+            limits: EndpointLimits {
+                per_endpoint_concurrency: d.per_endpoint_concurrency,
+                circuit_failure_threshold: d.circuit_failure_threshold,
+                circuit_cool_off: Duration::from_secs(d.circuit_cool_off_secs),
+            },
+            disable_after: Duration::from_secs(d.disable_after_secs),
+        },
+    });
+    Ok(Daemon::new(
+        engine,
+        AmqpSettings {
+            url: config.amqp.url.clone(),
+            connection_name: config.amqp.connection_name.clone(),
+            prefetch: config.prefetch(),
+            reconnect_max_delay: Duration::from_secs(config.amqp.reconnect_max_delay_secs.max(1)),
+            confirm_timeout: Duration::from_secs(config.amqp.confirm_timeout_secs),
+            open_timeout: Duration::from_secs(config.amqp.open_timeout_secs),
+            shutdown_grace: Duration::from_secs(d.shutdown_grace_secs),
+        },
+    ))
+}
+
+/// The process's metrics recorder. The `metrics` facade has one global recorder, so every
+/// [`App`] of a process (tests start many) shares the first one installed.
+fn metrics_recorder() -> Result<PrometheusHandle> {
+    static RECORDER: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut recorder = RECORDER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = recorder.as_ref() {
+        return Ok(handle.clone());
+    }
+    let handle = hookwire_api::meta::install_metrics_recorder().map_err(Error::Metrics)?;
+    *recorder = Some(handle.clone());
+    Ok(handle)
+}
