@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use hookwire_amqp::{OutgoingEvent, Producer, Topology};
 use hookwire_core::config::{AmqpConfig, CatalogConfig};
 use hookwire_core::{Catalog, Secret};
-use hookwire_amqp::{OutgoingEvent, Producer, Topology};
 
 use crate::client::{ApiClient, NewWebhook, WebhookChanges, pretty_json};
 
