@@ -205,102 +205,28 @@ impl ApiClient {
     }
 }
 
-/// `raw` JSON indented by two spaces, keys in the order the API sent them (re-serializing
-/// a `serde_json::Value` would sort them). Anything that is not JSON comes back as text.
-pub fn pretty_json(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    if serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_err() {
-        return text.into_owned();
-    }
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut depth = 0usize;
-    let (mut in_string, mut escaped) = (false, false);
-    let mut chars = text.chars().peekable();
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.push_str(&"  ".repeat(depth));
-    };
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
+/// Every page of a list from `cursor` on, fetched with `fetch`, as one list.
+pub async fn follow_pages<T>(
+    mut cursor: Option<String>,
+    mut fetch: impl AsyncFnMut(Option<String>) -> Result<(Vec<T>, Option<String>)>,
+) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    loop {
+        let (items, next) = fetch(cursor.clone()).await?;
+        all.extend(items);
+        match next {
+            None => return Ok(all),
+            Some(next) if cursor.as_ref() == Some(&next) => {
+                bail!("the API answered the cursor `{next}` with itself; stopping")
             }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                out.push(c);
-                while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
-                if chars.peek().is_some_and(|&n| n == '}' || n == ']') {
-                    // An empty object or array stays on one line.
-                    out.extend(chars.next());
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(c);
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_ascii_whitespace() => {}
-            c => out.push(c),
+            Some(next) => cursor = Some(next),
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pretty_json_keeps_key_order_and_strings() {
-        let raw = br#"{"z":1,"a":[true,null,{}],"s":"a,b:{\"c\"}\\","e":[],"n":{"k":-1.5e3}}"#;
-        let pretty = pretty_json(raw);
-        let expected = r#"{
-  "z": 1,
-  "a": [
-    true,
-    null,
-    {}
-  ],
-  "s": "a,b:{\"c\"}\\",
-  "e": [],
-  "n": {
-    "k": -1.5e3
-  }
-}"#;
-        assert_eq!(pretty, expected);
-        let reparsed: Value = serde_json::from_str(&pretty).expect("still JSON");
-        assert_eq!(
-            reparsed,
-            serde_json::from_slice::<Value>(raw).expect("JSON")
-        );
-    }
-
-    #[test]
-    fn pretty_json_passes_non_json_through() {
-        assert_eq!(
-            pretty_json(b"<html>bad gateway</html>"),
-            "<html>bad gateway</html>"
-        );
-        assert_eq!(pretty_json(b" { } "), "{}");
-    }
 
     #[test]
     fn failures_read_the_api_error_shape() {
