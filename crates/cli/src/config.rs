@@ -1,12 +1,12 @@
 //! Configuration layers: the embedded defaults, then `--config FILE`, then the environment
-//! (`HOOKWIRE_<SECTION>__<KEY>`).
+//! (`HOOKWIRE_<SECTION>__<KEY>`); and what the commands read from them.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use hookwire_core::config::DEFAULT_CONFIG_TOML;
+use hookwire_core::config::{AmqpConfig, DEFAULT_CONFIG_TOML};
 use serde::de::DeserializeOwned;
 
 /// The layered configuration, not yet extracted.
@@ -50,4 +50,25 @@ pub fn extract<T: DeserializeOwned>(figment: &Figment, section: &str) -> Result<
                 }
             )
         })
+}
+
+/// `[amqp]` alone: `topology` and `publish` need nothing else (no secrets key, no store).
+pub fn amqp_section(figment: &Figment, namespace: Option<String>) -> Result<AmqpConfig> {
+    let mut amqp: AmqpConfig = extract(figment, "amqp")?;
+    if let Some(ns) = namespace {
+        amqp.namespace = ns;
+    }
+    amqp.validate()?;
+    Ok(amqp)
+}
+
+/// A broker URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -1,58 +1,14 @@
-//! `hookwire attempts` and `hookwire dead-letters`: the attempt log and the dead-letter
-//! archive, through the admin API's operations routes.
+//! `hookwire dead-letters`: the dead-letter archive, through the admin API: list, replay,
+//! purge.
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use hookwire_api::operations::{
-    Attempt, AttemptPage, DeadLetterList, DeadLetterView, ReplayResult,
-};
+use hookwire_api::operations::{DeadLetterList, DeadLetterView, ReplayResult};
 use uuid::Uuid;
 
-use crate::client::{
-    AttemptFilter, DeadLetterFilter, PurgeSelection, ReplaySelection, pretty_json,
-};
-use crate::{ApiArgs, api_client, print_table};
-
-/// The outcomes the attempt log records.
-const OUTCOMES: [&str; 4] = ["delivered", "retry", "permanent", "gone"];
-
-#[derive(Subcommand, Debug)]
-pub enum AttemptsAction {
-    /// A webhook's delivery attempts, oldest first, one page at a time (or `--all`).
-    List {
-        /// The organization.
-        #[arg(long)]
-        org: String,
-        /// The webhook's id.
-        #[arg(long, value_name = "ID")]
-        webhook: String,
-        /// Only attempts with this outcome.
-        #[arg(long, value_parser = OUTCOMES)]
-        outcome: Option<String>,
-        /// Only attempts made at or after this time.
-        #[arg(long, value_name = "RFC3339")]
-        since: Option<String>,
-        /// Only attempts made before this time.
-        #[arg(long, value_name = "RFC3339")]
-        until: Option<String>,
-        #[command(flatten)]
-        pages: Pages,
-    },
-}
-
-/// Which page of a list, or every page.
-#[derive(clap::Args, Debug)]
-pub struct Pages {
-    /// Items per page, 1 to 500 (the API's default is 100).
-    #[arg(long, value_name = "N")]
-    limit: Option<usize>,
-    /// Start at this page: the cursor a previous `list` printed.
-    #[arg(long)]
-    cursor: Option<String>,
-    /// Follow the pages to the end and print them as one.
-    #[arg(long)]
-    all: bool,
-}
+use crate::cli::{ApiArgs, Pages};
+use crate::client::{DeadLetterFilter, PurgeSelection, ReplaySelection, follow_pages};
+use crate::output::{one_line, print_json, print_json_value, print_table};
 
 /// `--org ORG` or `--admin`: whose dead letters.
 #[derive(clap::Args, Debug)]
@@ -158,116 +114,9 @@ fn parse_id(text: &str) -> std::result::Result<Uuid, String> {
     Uuid::parse_str(text.trim()).map_err(|_| format!("`{text}` is not an id (a UUID)"))
 }
 
-/// Runs one `attempts` subcommand and prints its answer.
-pub async fn attempts(api: &ApiArgs, action: AttemptsAction) -> Result<()> {
-    let client = api_client(api)?;
-    let AttemptsAction::List {
-        org,
-        webhook,
-        outcome,
-        since,
-        until,
-        pages: Pages { limit, cursor, all },
-    } = action;
-    let filtered = outcome.is_some() || since.is_some() || until.is_some();
-    let mut filter = AttemptFilter {
-        outcome,
-        since,
-        until,
-        cursor,
-        limit,
-    };
-    if !all {
-        let reply = client.attempts(&org, &webhook, &filter).await?;
-        if api.json {
-            println!("{}", pretty_json(&reply.raw));
-            return Ok(());
-        }
-        print_attempts(&reply.value.attempts, &webhook, filtered);
-        if let Some(next) = reply.value.next_cursor {
-            // On stderr, so that the table alone goes down a pipe.
-            eprintln!("More attempts: add --cursor {next} (or --all for every page).");
-        }
-        return Ok(());
-    }
-    let attempts = follow_pages(filter.cursor.clone(), async |cursor| {
-        filter.cursor = cursor;
-        let page = client.attempts(&org, &webhook, &filter).await?.value;
-        Ok((page.attempts, page.next_cursor))
-    })
-    .await?;
-    if api.json {
-        let all = AttemptPage {
-            attempts,
-            next_cursor: None,
-        };
-        println!("{}", serde_json::to_string_pretty(&all)?);
-    } else {
-        print_attempts(&attempts, &webhook, filtered);
-    }
-    Ok(())
-}
-
-fn print_attempts(attempts: &[Attempt], webhook: &str, filtered: bool) {
-    if attempts.is_empty() {
-        let matching = if filtered {
-            " matching the filters"
-        } else {
-            ""
-        };
-        println!("Webhook {webhook} has no attempts{matching}.");
-        return;
-    }
-    let rows = attempts
-        .iter()
-        .map(|a| {
-            vec![
-                a.at.clone(),
-                a.attempt.to_string(),
-                a.outcome.clone(),
-                a.status.map_or_else(|| "-".into(), |s| s.to_string()),
-                format!("{}ms", a.latency_ms),
-                error_cell(a),
-            ]
-        })
-        .collect();
-    print_table(
-        &["AT", "ATTEMPT", "OUTCOME", "STATUS", "LATENCY", "ERROR"],
-        rows,
-    );
-}
-
-fn error_cell(a: &Attempt) -> String {
-    match (&a.error_kind, &a.error) {
-        (Some(kind), Some(error)) => format!("{kind}: {error}"),
-        (None, Some(error)) => error.clone(),
-        (Some(kind), None) => kind.clone(),
-        (None, None) => "-".into(),
-    }
-}
-
-/// Every page from `cursor` on, fetched with `fetch`, as one list.
-async fn follow_pages<T>(
-    mut cursor: Option<String>,
-    mut fetch: impl AsyncFnMut(Option<String>) -> Result<(Vec<T>, Option<String>)>,
-) -> Result<Vec<T>> {
-    let mut all = Vec::new();
-    loop {
-        let (items, next) = fetch(cursor.clone()).await?;
-        all.extend(items);
-        match next {
-            None => return Ok(all),
-            Some(next) if cursor.as_ref() == Some(&next) => {
-                bail!("the API answered the cursor `{next}` with itself; stopping")
-            }
-            Some(next) => cursor = Some(next),
-        }
-    }
-}
-
 /// Runs one `dead-letters` subcommand and prints its answer.
-pub async fn dead_letters(api: &ApiArgs, action: DeadLettersAction) -> Result<()> {
-    let client = api_client(api)?;
+pub async fn run(api: &ApiArgs, action: DeadLettersAction) -> Result<()> {
+    let client = api.client()?;
     match action {
         DeadLettersAction::List {
             owner,
@@ -296,14 +145,14 @@ pub async fn dead_letters(api: &ApiArgs, action: DeadLettersAction) -> Result<()
                         dead_letters: dead,
                         next_cursor: None,
                     };
-                    println!("{}", serde_json::to_string_pretty(&all)?);
+                    print_json_value(&all)?;
                     return Ok(());
                 }
                 (dead, None)
             } else {
                 let reply = client.dead_letters(owner.org(), &filter).await?;
                 if api.json {
-                    println!("{}", pretty_json(&reply.raw));
+                    print_json(&reply.raw);
                     return Ok(());
                 }
                 (reply.value.dead_letters, reply.value.next_cursor)
@@ -338,7 +187,7 @@ pub async fn dead_letters(api: &ApiArgs, action: DeadLettersAction) -> Result<()
             };
             let reply = client.replay(&org, &selection).await?;
             if api.json {
-                println!("{}", pretty_json(&reply.raw));
+                print_json(&reply.raw);
             } else {
                 print!("{}", replay_summary(&reply.value));
             }
@@ -355,7 +204,7 @@ pub async fn dead_letters(api: &ApiArgs, action: DeadLettersAction) -> Result<()
             let selection = PurgeSelection { ids, before };
             let reply = client.purge(owner.org(), &selection).await?;
             if api.json {
-                println!("{}", pretty_json(&reply.raw));
+                print_json(&reply.raw);
             } else {
                 println!(
                     "Purged {}.",
@@ -402,7 +251,7 @@ fn replay_summary(result: &ReplayResult) -> String {
         out.push_str(&format!(
             "Not replayed: {}: {}\n",
             failure.id,
-            crate::one_line(&failure.error)
+            one_line(&failure.error)
         ));
     }
     out
@@ -418,7 +267,7 @@ mod tests {
     use hookwire_api::operations::ReplayFailure;
 
     use super::*;
-    use crate::{Cli, Command};
+    use crate::cli::{Cli, Command};
 
     fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("hookwire").chain(args.iter().copied()))
@@ -477,7 +326,7 @@ mod tests {
         for args in refused {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }
-        let accepted: [&[&str]; 4] = [
+        let accepted: [&[&str]; 3] = [
             &[
                 "dead-letters",
                 "replay",
@@ -497,34 +346,10 @@ mod tests {
                 "2024-01-01T00:00:00Z",
             ],
             &["dead-letters", "list", "--admin", "--json"],
-            &[
-                "attempts",
-                "list",
-                "--org",
-                "acme",
-                "--webhook",
-                "w",
-                "--outcome",
-                "gone",
-                "--all",
-            ],
         ];
         for args in accepted {
             assert!(parse(args).is_ok(), "{args:?} refused");
         }
-        assert!(
-            parse(&[
-                "attempts",
-                "list",
-                "--org",
-                "acme",
-                "--webhook",
-                "w",
-                "--outcome",
-                "lost"
-            ])
-            .is_err()
-        );
     }
 
     #[test]

@@ -1,0 +1,181 @@
+//! The webhook routes, and the event types webhooks subscribe to.
+
+use anyhow::Result;
+use hookwire_api::webhooks::{RotatedSecret, TestResult, Webhook, WebhookList, WebhookWithSecret};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{ApiClient, Reply};
+
+/// The fields of a new webhook.
+#[derive(Debug)]
+pub struct NewWebhook {
+    /// Where deliveries go.
+    pub url: String,
+    /// What it is for; the API stores "" when absent.
+    pub description: Option<String>,
+    /// Event types to subscribe to.
+    pub events: Vec<String>,
+}
+
+/// Changes to a webhook; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct WebhookChanges {
+    /// A new URL (the API sends it a test event first, unless told not to).
+    pub url: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+    /// New event types.
+    pub events: Option<Vec<String>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+impl WebhookChanges {
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.url.is_none()
+            && self.description.is_none()
+            && self.events.is_none()
+            && self.enabled.is_none()
+    }
+
+    fn to_json(&self) -> Value {
+        let mut body = serde_json::Map::new();
+        if let Some(url) = &self.url {
+            body.insert("url".into(), url.clone().into());
+        }
+        if let Some(description) = &self.description {
+            body.insert("description".into(), description.clone().into());
+        }
+        if let Some(events) = &self.events {
+            body.insert("events".into(), events.clone().into());
+        }
+        if let Some(enabled) = self.enabled {
+            body.insert("enabled".into(), enabled.into());
+        }
+        Value::Object(body)
+    }
+}
+
+impl ApiClient {
+    /// `GET /v1/event-types`. The API's `EventTypes` is not `Deserialize`, so this is
+    /// the JSON value: `{"event_types":[{"name","description","fields"}]}`.
+    pub async fn event_types(&self) -> Result<Reply<Value>> {
+        self.call(Method::GET, &["v1", "event-types"], None, None)
+            .await
+    }
+
+    /// `POST /v1/orgs/{org}/webhooks`; with `verify` false, `?verify=false` skips the
+    /// test event.
+    pub async fn create(
+        &self,
+        org: &str,
+        webhook: &NewWebhook,
+        verify: bool,
+    ) -> Result<Reply<WebhookWithSecret>> {
+        let mut body = serde_json::json!({ "url": webhook.url, "events": webhook.events });
+        if let Some(description) = &webhook.description {
+            body["description"] = description.clone().into();
+        }
+        self.call(
+            Method::POST,
+            &["v1", "orgs", org, "webhooks"],
+            Some(verify_query(verify)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `GET /v1/orgs/{org}/webhooks`.
+    pub async fn list(&self, org: &str) -> Result<Reply<WebhookList>> {
+        self.call(Method::GET, &["v1", "orgs", org, "webhooks"], None, None)
+            .await
+    }
+
+    /// `GET /v1/orgs/{org}/webhooks/{id}`.
+    pub async fn get(&self, org: &str, id: &str) -> Result<Reply<Webhook>> {
+        self.call(
+            Method::GET,
+            &["v1", "orgs", org, "webhooks", id],
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// `PATCH /v1/orgs/{org}/webhooks/{id}`.
+    pub async fn update(
+        &self,
+        org: &str,
+        id: &str,
+        changes: &WebhookChanges,
+        verify: bool,
+    ) -> Result<Reply<Webhook>> {
+        let path = ["v1", "orgs", org, "webhooks", id];
+        self.call(
+            Method::PATCH,
+            &path,
+            Some(verify_query(verify)),
+            Some(changes.to_json()),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/orgs/{org}/webhooks/{id}` (204, no body).
+    pub async fn delete(&self, org: &str, id: &str) -> Result<()> {
+        self.send(
+            Method::DELETE,
+            &["v1", "orgs", org, "webhooks", id],
+            None,
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/orgs/{org}/webhooks/{id}/test`.
+    pub async fn test(&self, org: &str, id: &str) -> Result<Reply<TestResult>> {
+        self.call(
+            Method::POST,
+            &["v1", "orgs", org, "webhooks", id, "test"],
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-secret`.
+    pub async fn rotate_secret(&self, org: &str, id: &str) -> Result<Reply<RotatedSecret>> {
+        self.call(
+            Method::POST,
+            &["v1", "orgs", org, "webhooks", id, "rotate-secret"],
+            None,
+            None,
+        )
+        .await
+    }
+}
+
+fn verify_query(verify: bool) -> &'static str {
+    if verify {
+        "verify=true"
+    } else {
+        "verify=false"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_send_only_what_was_given() {
+        let changes = WebhookChanges {
+            enabled: Some(false),
+            ..WebhookChanges::default()
+        };
+        assert_eq!(changes.to_json(), serde_json::json!({ "enabled": false }));
+        assert!(WebhookChanges::default().is_empty());
+    }
+}

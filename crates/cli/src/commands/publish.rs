@@ -1,0 +1,64 @@
+//! `hookwire publish`: one event, checked against the catalog, confirmed by the broker.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use hookwire_amqp::{OutgoingEvent, Producer};
+
+use crate::config;
+
+/// The event to publish, and the configuration that names the broker and the catalog.
+#[derive(clap::Args, Debug)]
+pub struct PublishArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The organization that owns the event.
+    #[arg(long)]
+    org: String,
+    /// The event type, e.g. report_run_completed.
+    #[arg(long)]
+    event: String,
+    /// The event's fields as a JSON object, e.g. '{"report_run_url":"https://…"}'.
+    #[arg(long)]
+    data: String,
+    /// The event's unique id; a UUIDv7 when omitted.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+/// Publishes the event and prints its id.
+pub async fn run(args: PublishArgs) -> Result<()> {
+    let PublishArgs {
+        config,
+        org,
+        event,
+        data,
+        id,
+    } = args;
+    let figment = config::layers(config.as_deref())?;
+    let amqp = config::amqp_section(&figment, None)?;
+    let catalog = hookwire_app::catalog(&config::extract(&figment, "catalog")?)?;
+    let data = match serde_json::from_str(&data).context("--data is not JSON")? {
+        serde_json::Value::Object(map) => map,
+        _ => bail!("--data must be a JSON object"),
+    };
+    let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let event = OutgoingEvent {
+        org,
+        event_type: event,
+        id: id.clone(),
+        data,
+    };
+    let producer = Producer::connect(&amqp.url, &amqp.namespace, "hookwire-publish", catalog)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to the broker at {}",
+                config::redact(&amqp.url)
+            )
+        })?;
+    producer.publish(&event).await?;
+    producer.close().await?;
+    println!("{id}");
+    Ok(())
+}

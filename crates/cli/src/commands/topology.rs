@@ -1,0 +1,75 @@
+//! `hookwire topology`: declares or deletes a namespace's exchanges and queues.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use hookwire_amqp::Topology;
+
+use crate::config;
+
+#[derive(Subcommand, Debug)]
+pub enum TopologyAction {
+    /// Declare every exchange and queue (idempotent).
+    Declare {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides amqp.namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Delete every exchange and queue of the namespace, messages included.
+    Delete {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides amqp.namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+}
+
+/// Runs one `topology` subcommand and prints what it did.
+pub async fn run(action: TopologyAction) -> Result<()> {
+    let (config, namespace, delete) = match action {
+        TopologyAction::Declare { config, namespace } => (config, namespace, false),
+        TopologyAction::Delete { config, namespace } => (config, namespace, true),
+    };
+    let figment = config::layers(config.as_deref())?;
+    let amqp = config::amqp_section(&figment, namespace)?;
+    let topology = Topology::new(&amqp.namespace, tiers(&figment)?);
+    let connection = hookwire_amqp::connect(&amqp.url, "hookwire-topology")
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to the broker at {}",
+                config::redact(&amqp.url)
+            )
+        })?;
+    let channel = connection.create_channel().await?;
+    if delete {
+        topology.delete(&channel).await?;
+        println!("deleted namespace {}", amqp.namespace);
+    } else {
+        topology.declare(&channel).await?;
+        println!(
+            "declared namespace {} ({} retry tiers)",
+            amqp.namespace,
+            topology.tiers.len()
+        );
+    }
+    connection.close(200, "done".into()).await?;
+    Ok(())
+}
+
+/// The tier delays: the retry schedule plus the deferral tier.
+fn tiers(figment: &figment::Figment) -> Result<Vec<Duration>> {
+    let schedule: Vec<humantime_serde::Serde<Duration>> =
+        config::extract(figment, "delivery.retry_schedule")?;
+    let defer: humantime_serde::Serde<Duration> = config::extract(figment, "delivery.defer_delay")?;
+    Ok(schedule
+        .into_iter()
+        .chain([defer])
+        .map(humantime_serde::Serde::into_inner)
+        .collect())
+}
