@@ -5,8 +5,8 @@
 //! use): up to eight arenas per core, each keeping what its threads freed, and an mmap
 //! threshold that rises once the first large buffer (sled's log buffers, lapin's frame
 //! buffers) is freed, so that later ones fragment the heap instead of going back to the
-//! kernel. Two arenas and fixed 128 KiB thresholds held it at 58 MiB, at the same CPU per
-//! delivery (README "Reliability"). jemalloc also bounded it, at 70 MiB.
+//! kernel. Two arenas and fixed 128 KiB thresholds bound it at the same CPU per delivery
+//! (docs/history.md, "Memory").
 //!
 //! An operator's own `MALLOC_*` environment variables win.
 

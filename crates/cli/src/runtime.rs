@@ -1,10 +1,9 @@
 //! The async runtime: a tokio worker for every two cores, not one per core.
 //!
 //! hookwire runs next to its broker, and its work per message crosses threads that are not
-//! tokio workers (lapin's I/O thread, sled's flusher, the blocking pool). With a worker per
-//! core on two cores, the workers woke each other for each message and competed with
-//! RabbitMQ: one worker instead of two cut `serve`'s CPU per fanout1 delivery from 52 to
-//! 45 µs over ten alternating benchmark rounds (README "Performance").
+//! tokio workers (lapin's I/O thread, sled's flusher, the blocking pool). A worker per core
+//! makes the workers wake each other for each message and compete with RabbitMQ
+//! (measured in docs/history.md).
 
 /// Overrides the worker count, as tokio's own default runtime reads it.
 const WORKERS_ENV: &str = "TOKIO_WORKER_THREADS";

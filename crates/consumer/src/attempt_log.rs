@@ -94,9 +94,9 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
                 continue;
             }
         };
-        // Gather for a moment: sled charges per insert, so one write per few records
-        // cost a third of serve's CPU per delivery (README "Performance"). The task sleeps
-        // rather than waiting on the channel, which would wake it for every record.
+        // Gather for a moment: sled charges per insert, so batching is most of the
+        // attempt log's cost (docs/performance.md). The task sleeps rather than waiting on
+        // the channel, which would wake it for every record.
         let (mut records, mut syncs) = (Vec::new(), Vec::new());
         let mut open = true;
         if matches!(first, Message::Record(_)) && rx.len() < BATCH {
@@ -124,8 +124,8 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
         for done in syncs {
             let _ = done.send(());
         }
-        // sled's memory follows the live log: 60 s of 1,000 attempts/s between prunes
-        // held 25-35 MiB, pruning every 10,000 attempts 12 MiB (README "Performance").
+        // sled's memory follows the live log, so pruning by count as well as by time
+        // bounds serve's memory under load (docs/history.md, "Memory").
         if written_since_prune >= PRUNE_AFTER {
             prune_now(&store, retention).await;
             prune.reset();

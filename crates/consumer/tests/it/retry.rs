@@ -1,5 +1,5 @@
 //! Failures: retries held by the broker's tier queues, Retry-After, permanent failures,
-//! 410 and exhaustion, each ending where DESIGN.md says.
+//! 410 and exhaustion, each ending where docs/delivery-semantics.md says.
 
 use std::time::Duration;
 
