@@ -4,9 +4,9 @@
 //! dead-lettered itself (a crash loop reaching `x-delivery-limit`) carry only the
 //! broker's `x-death` header, from which the reason is derived.
 
+use hookwire_amqp::headers;
 use hookwire_core::event::{ORG_HEADER, is_valid_org};
 use hookwire_core::{DeadReason, now_ms};
-use hookwire_amqp::headers;
 use hookwire_store::DeadLetter;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};

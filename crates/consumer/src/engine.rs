@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, try_join_all};
+use hookwire_amqp::{
+    Names, Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY,
+};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::{jittered, tier_name};
 use hookwire_core::{
-    AttemptFailure, Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms,
+    AttemptFailure, Catalog, DeadReason, Outcome, RetryPlan, Subscription, now_ms,
 };
-use hookwire_amqp::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
 use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store, Writer};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
@@ -36,8 +38,6 @@ const HEALTH_WRITE_EVERY_MS: u64 = 60_000;
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Deferral tier for deliveries handed back at shutdown (and, later, caps and circuits).
-    pub defer_delay: Duration,
     /// A delivery older than this is dead-lettered as `expired`.
     pub max_age: Duration,
     /// Largest event body.
@@ -60,13 +60,12 @@ pub struct Engine {
     pub(crate) attempt_log: AttemptLog,
     pub(crate) catalog: Catalog,
     pub(crate) deliverer: Deliverer,
-    pub(crate) schedule: RetrySchedule,
+    /// The retry schedule and every tier, which `topology` declares.
+    plan: RetryPlan,
     pub(crate) topology: Topology,
     pub(crate) settings: EngineSettings,
     permits: Semaphore,
     endpoints: Endpoints,
-    /// Every tier (the schedule's and the deferral tier), to defer by the smallest that fits.
-    tiers: RetrySchedule,
     /// Cancelled when the shutdown grace is over: attempts still running are handed back.
     pub(crate) grace_over: CancellationToken,
 }
@@ -84,10 +83,10 @@ pub struct EngineParts {
     pub catalog: Catalog,
     /// HTTP attempts.
     pub deliverer: Deliverer,
-    /// The retry schedule.
-    pub schedule: RetrySchedule,
-    /// Names and tiers.
-    pub topology: Topology,
+    /// The retry schedule and its tiers, the deferral tier included.
+    pub plan: RetryPlan,
+    /// The namespace's exchange and queue names; its tiers are the plan's.
+    pub names: Names,
     /// The rest.
     pub settings: EngineSettings,
 }
@@ -101,23 +100,20 @@ impl Engine {
             attempt_log,
             catalog,
             deliverer,
-            schedule,
-            topology,
+            plan,
+            names,
             settings,
         } = parts;
-        // Tier delays were validated with the schedule; the deferral tier by the config.
-        let tiers = RetrySchedule::try_new(topology.tiers.iter().copied().collect())
-            .unwrap_or_else(|_| schedule.clone());
+        let topology = Topology::of_plan(names.namespace(), &plan);
         Arc::new(Self {
             permits: Semaphore::new(settings.concurrency),
             endpoints: Endpoints::new(settings.limits),
-            tiers,
             store,
             writer,
             attempt_log,
             catalog,
             deliverer,
-            schedule,
+            plan,
             topology,
             settings,
             grace_over: CancellationToken::new(),
@@ -248,8 +244,8 @@ impl Engine {
             Ok(admission) => admission,
             Err(deferral) => {
                 let delay = match deferral {
-                    Deferral::CircuitOpen(rest) => self.tiers.tier_covering(rest),
-                    Deferral::AtCapacity | Deferral::RateLimited => self.settings.defer_delay,
+                    Deferral::CircuitOpen(rest) => self.plan.tier_covering(rest),
+                    Deferral::AtCapacity | Deferral::RateLimited => self.plan.deferral(),
                 };
                 debug!(%webhook_id, ?deferral, delay_ms = delay.as_millis() as u64, "Delivery deferred; no attempt used.");
                 telemetry::delivery("deferred");
@@ -260,7 +256,7 @@ impl Engine {
             report = self.attempt(sub, &webhook_id, body) => report,
             () = self.grace_over.cancelled() => {
                 info!(%webhook_id, subscription_id = %sub.id, "Shutdown grace is over; delivery handed back to the deferral tier.");
-                return self.park(publisher, &task, body, self.settings.defer_delay).await;
+                return self.park(publisher, &task, body, self.plan.deferral()).await;
             }
         };
         // The circuit counts what says the receiver is unwell; a 4xx or 410 is an answer.
@@ -314,7 +310,7 @@ impl Engine {
         match report.outcome {
             // `deliver` settled it.
             Outcome::Delivered => Ok(()),
-            Outcome::Retry { after } => match self.schedule.next_delay(attempt, after) {
+            Outcome::Retry { after } => match self.plan.schedule().next_delay(attempt, after) {
                 Some(delay) => {
                     warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
                     self.park(publisher, &next, body, delay).await?;

@@ -27,8 +27,8 @@ pub use http::{Deliverer, DelivererConfig};
 
 use std::time::Duration;
 
+use hookwire_amqp::Names;
 use hookwire_core::{Catalog, Config};
-use hookwire_amqp::Topology;
 use hookwire_store::{Store, Writer};
 
 use crate::attempt_log::{AttemptLog, Retention};
@@ -60,11 +60,8 @@ pub fn daemon_from_config(
     catalog: Catalog,
 ) -> Result<Daemon> {
     let d = &config.delivery;
-    let schedule = config
-        .retry_schedule()
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let plan = d.retry_plan().map_err(|e| Error::Config(e.to_string()))?;
     let deliverer = deliverer_from_config(config)?;
-    let topology = Topology::of_config(config).map_err(|e| Error::Config(e.to_string()))?;
     let attempt_log = AttemptLog::spawn(
         store.clone(),
         Retention {
@@ -80,10 +77,9 @@ pub fn daemon_from_config(
         attempt_log,
         catalog,
         deliverer,
-        schedule,
-        topology,
+        plan,
+        names: Names::new(&config.amqp.namespace),
         settings: EngineSettings {
-            defer_delay: d.defer_delay,
             max_age: Duration::from_secs(d.max_age_secs),
             max_event_bytes: d.max_event_bytes,
             inline_fanout_max: d.inline_fanout_max,

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use hookwire_core::event::ORG_HEADER;
-use hookwire_core::now_ms;
 use hookwire_amqp::topology::DELIVER_KEY;
 use hookwire_amqp::{Names, Publisher, connect, headers};
+use hookwire_core::event::ORG_HEADER;
+use hookwire_core::now_ms;
 use hookwire_store::DeadLetter;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};

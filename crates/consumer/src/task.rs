@@ -1,9 +1,9 @@
 //! A delivery task: one (event, subscription) pair travelling through the work queue and
 //! the retry tiers. The body stays the producer's bytes; the state rides in headers.
 
+use hookwire_amqp::headers;
 use hookwire_core::event::{ORG_HEADER, PUBLISHED_AT_HEADER, webhook_id};
 use hookwire_core::{DeadReason, now_ms};
-use hookwire_amqp::headers;
 use lapin::BasicProperties;
 use lapin::types::FieldTable;
 use uuid::Uuid;

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hookwire_core::Config;
 use hookwire_amqp::Topology;
 use hookwire_amqp::lapin::options::QueueDeclareOptions;
 use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, LongString};
+use hookwire_core::Config;
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
@@ -138,14 +138,8 @@ fn retargeted(mut defs: Value, vhost: &str) -> Value {
 
 /// hookwire's tiers for a configuration: the schedule's distinct delays plus `defer_delay`.
 fn tiers(config: &Config) -> Vec<Duration> {
-    let mut tiers: Vec<Duration> = config
-        .retry_schedule()
-        .expect("valid schedule")
-        .tiers()
-        .into_iter()
-        .collect();
-    tiers.push(config.delivery.defer_delay);
-    tiers
+    let plan = config.retry_plan().expect("valid schedule");
+    plan.tiers().iter().copied().collect()
 }
 
 /// Every queue name hookwire declares for `topology`.
