@@ -8,10 +8,14 @@ use futures_util::future::{BoxFuture, try_join_all};
 use hookwire_amqp::{
     Names, Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY,
 };
+use hookwire_core::disposition::{
+    BeforeAttempt, Decision, Disable, Disposition, HealthRecord, ParkCause,
+    emits_operational_events,
+};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::{jittered, tier_name};
 use hookwire_core::{
-    AttemptFailure, Catalog, DeadReason, Outcome, RetryPlan, Subscription, now_ms,
+    AttemptFailure, Catalog, DeadReason, DeliveryRules, Outcome, Subscription, now_ms,
 };
 use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store, Writer};
 use lapin::BasicProperties;
@@ -22,7 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::Result;
 use crate::attempt_log::AttemptLog;
-use crate::endpoints::{Deferral, EndpointLimits, Endpoints};
+use crate::endpoints::{EndpointLimits, Endpoints};
 use crate::http::{AttemptReport, Deliverer};
 use crate::task::{self, Task};
 use crate::telemetry;
@@ -31,15 +35,10 @@ use crate::telemetry;
 const WEBHOOK_DISABLED: &str = "webhook_disabled";
 /// The operational event sent when a delivery is dead-lettered.
 const DELIVERY_DEAD_LETTERED: &str = "delivery_dead_lettered";
-const GONE_REASON: &str = "the receiver answered 410 Gone";
-/// A healthy webhook's `last_success_ms` is refreshed at most this often.
-const HEALTH_WRITE_EVERY_MS: u64 = 60_000;
 
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// A delivery older than this is dead-lettered as `expired`.
-    pub max_age: Duration,
     /// Largest event body.
     pub max_event_bytes: usize,
     /// Above this many subscribers, deliveries are published as tasks.
@@ -48,8 +47,6 @@ pub struct EngineSettings {
     pub concurrency: usize,
     /// Per-webhook caps and circuits.
     pub limits: EndpointLimits,
-    /// No success for this long disables a webhook.
-    pub disable_after: Duration,
 }
 
 /// Shared by every message handler.
@@ -60,8 +57,8 @@ pub struct Engine {
     pub(crate) attempt_log: AttemptLog,
     pub(crate) catalog: Catalog,
     pub(crate) deliverer: Deliverer,
-    /// The retry schedule and every tier, which `topology` declares.
-    plan: RetryPlan,
+    /// What becomes of a task; its retry plan's tiers are what `topology` declares.
+    rules: DeliveryRules,
     pub(crate) topology: Topology,
     pub(crate) settings: EngineSettings,
     permits: Semaphore,
@@ -83,8 +80,8 @@ pub struct EngineParts {
     pub catalog: Catalog,
     /// HTTP attempts.
     pub deliverer: Deliverer,
-    /// The retry schedule and its tiers, the deferral tier included.
-    pub plan: RetryPlan,
+    /// The delivery policy, with the retry schedule and every tier.
+    pub rules: DeliveryRules,
     /// The namespace's exchange and queue names; its tiers are the plan's.
     pub names: Names,
     /// The rest.
@@ -100,11 +97,11 @@ impl Engine {
             attempt_log,
             catalog,
             deliverer,
-            plan,
+            rules,
             names,
             settings,
         } = parts;
-        let topology = Topology::of_plan(names.namespace(), &plan);
+        let topology = Topology::of_plan(names.namespace(), &rules.plan);
         Arc::new(Self {
             permits: Semaphore::new(settings.concurrency),
             endpoints: Endpoints::new(settings.limits),
@@ -113,7 +110,7 @@ impl Engine {
             attempt_log,
             catalog,
             deliverer,
-            plan,
+            rules,
             topology,
             settings,
             grace_over: CancellationToken::new(),
@@ -174,8 +171,10 @@ impl Engine {
             .await?;
             return Ok(());
         }
-        try_join_all(tasks.map(|(task, sub)| self.deliver(publisher, task, sub, &delivery.data)))
-            .await?;
+        try_join_all(
+            tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &delivery.data)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -192,26 +191,10 @@ impl Engine {
                     .await;
             }
         };
-        let Some(sub) = self.store.get(&task.org, &task.subscription_id)? else {
-            info!(subscription_id = %task.subscription_id, event_id = %task.event_id, "Webhook was deleted; its pending delivery is dropped.");
-            telemetry::delivery("dropped_webhook_deleted");
-            return Ok(());
-        };
-        if !sub.enabled {
-            let detail = format!("webhook {} is disabled", sub.id);
-            return self
-                .dead_letter_task(
-                    publisher,
-                    &task,
-                    &delivery.data,
-                    DeadReason::WebhookDisabled,
-                    &detail,
-                )
-                .await;
-        }
+        let sub = self.store.get(&task.org, &task.subscription_id)?;
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, &sub, &delivery.data)).await
+        Box::pin(self.deliver(publisher, task, sub.as_ref(), &delivery.data)).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.
@@ -224,39 +207,35 @@ impl Engine {
         Ok(())
     }
 
-    /// Makes one attempt and makes its outcome durable.
+    /// Makes one attempt to `webhook` (`None`: it was deleted), unless the rules settle
+    /// the task without one, and makes what becomes of it durable.
     async fn deliver(
         &self,
         publisher: &Publisher,
         task: Task,
-        sub: &Subscription,
+        webhook: Option<&Subscription>,
         body: &[u8],
     ) -> Result<()> {
-        let webhook_id = task.webhook_id();
         let age = Duration::from_millis(now_ms().saturating_sub(task.first_seen_ms));
-        if age > self.settings.max_age {
-            let detail = format!("undelivered after {}s", age.as_secs());
-            return self
-                .dead_letter_task(publisher, &task, body, DeadReason::Expired, &detail)
-                .await;
-        }
+        let sub = match self.rules.before_attempt(webhook, age) {
+            BeforeAttempt::Attempt(sub) => sub,
+            BeforeAttempt::Instead(disposition) => {
+                return self.settle(publisher, &task, body, disposition).await;
+            }
+        };
         let admission = match self.endpoints.admit(sub, Instant::now()) {
             Ok(admission) => admission,
             Err(deferral) => {
-                let delay = match deferral {
-                    Deferral::CircuitOpen(rest) => self.plan.tier_covering(rest),
-                    Deferral::AtCapacity | Deferral::RateLimited => self.plan.deferral(),
-                };
-                debug!(%webhook_id, ?deferral, delay_ms = delay.as_millis() as u64, "Delivery deferred; no attempt used.");
-                telemetry::delivery("deferred");
-                return self.park(publisher, &task, body, delay).await;
+                let disposition = self.rules.deferred(deferral);
+                return self.settle(publisher, &task, body, disposition).await;
             }
         };
+        let webhook_id = task.webhook_id();
         let report = tokio::select! {
             report = self.attempt(sub, &webhook_id, body) => report,
             () = self.grace_over.cancelled() => {
-                info!(%webhook_id, subscription_id = %sub.id, "Shutdown grace is over; delivery handed back to the deferral tier.");
-                return self.park(publisher, &task, body, self.plan.deferral()).await;
+                let disposition = self.rules.handed_back();
+                return self.settle(publisher, &task, body, disposition).await;
             }
         };
         // The circuit counts what says the receiver is unwell; a 4xx or 410 is an answer.
@@ -272,79 +251,105 @@ impl Engine {
             attempts: attempt,
             ..task
         };
-        if let Outcome::Delivered = report.outcome {
-            // A success never disables a webhook.
-            self.record_health(sub, report.outcome).await;
+        let now = now_ms();
+        let decision =
+            self.rules
+                .after_attempt(report.outcome, attempt, || report.describe(), sub, now);
+        self.record_health(sub, decision.health, now).await;
+        if decision.disposition == Disposition::Delivered {
             debug!(%webhook_id, status = report.status, latency_ms = report.latency.as_millis() as u64, "Delivered.");
-            telemetry::delivery("delivered");
-            if let Some(at) = next.published_at_ms {
-                telemetry::end_to_end_lag(Duration::from_millis(now_ms().saturating_sub(at)));
-            }
-            return Ok(());
+            return self
+                .settle(publisher, &next, body, decision.disposition)
+                .await;
         }
         // Only failures get a span: on every delivery it cost ~4 % of serve's CPU, and the
         // delivered path logs nothing at info.
         let span = info_span!("delivery", %webhook_id, subscription_id = %sub.id, attempt);
-        self.settle_failure(publisher, next, sub, body, &report)
+        self.settle_failure(publisher, &next, sub, body, decision, &report)
             .instrument(span)
             .await
     }
 
-    /// Retries, dead-letters or disables after an attempt that did not deliver.
+    /// Applies the decision after an attempt that did not deliver: disabling, then the
+    /// task's disposition.
     async fn settle_failure(
         &self,
         publisher: &Publisher,
-        next: Task,
+        next: &Task,
         sub: &Subscription,
         body: &[u8],
+        decision: Decision,
         report: &AttemptReport,
     ) -> Result<()> {
-        let attempt = next.attempts;
-        if let Some(reason) = self.record_health(sub, report.outcome).await {
-            warn!(%reason, "Webhook disabled: it keeps failing.");
+        let Decision {
+            disable,
+            disposition,
+            ..
+        } = decision;
+        if let Some(disable) = disable {
+            let reason = disable.reason();
+            match disable {
+                Disable::Gone => warn!("Receiver answered 410 Gone; webhook disabled."),
+                Disable::Failing(_) => warn!(%reason, "Webhook disabled: it keeps failing."),
+            }
             self.disable(sub, &reason).await?;
             telemetry::webhook_disabled();
-            self.emit_webhook_disabled(publisher, &next, &reason)
-                .await?;
+            self.emit_webhook_disabled(publisher, next, &reason).await?;
         }
-        match report.outcome {
-            // `deliver` settled it.
-            Outcome::Delivered => Ok(()),
-            Outcome::Retry { after } => match self.plan.schedule().next_delay(attempt, after) {
-                Some(delay) => {
-                    warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
-                    self.park(publisher, &next, body, delay).await?;
+        if let Disposition::Park { delay, .. } = disposition {
+            warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
+        }
+        self.settle(publisher, next, body, disposition).await
+    }
+
+    /// Does what the rules decided for a task: counts it, parks it or dead-letters it.
+    async fn settle(
+        &self,
+        publisher: &Publisher,
+        task: &Task,
+        body: &[u8],
+        disposition: Disposition,
+    ) -> Result<()> {
+        match disposition {
+            Disposition::Delivered => {
+                telemetry::delivery("delivered");
+                if let Some(at) = task.published_at_ms {
+                    telemetry::end_to_end_lag(Duration::from_millis(now_ms().saturating_sub(at)));
+                }
+                Ok(())
+            }
+            Disposition::Dropped => {
+                info!(subscription_id = %task.subscription_id, event_id = %task.event_id, "Webhook was deleted; its pending delivery is dropped.");
+                telemetry::delivery("dropped_webhook_deleted");
+                Ok(())
+            }
+            Disposition::Park { delay, cause } => match cause {
+                ParkCause::Retry => {
+                    self.park(publisher, task, body, delay).await?;
                     telemetry::delivery("retry_scheduled");
                     telemetry::retry_scheduled(&tier_name(delay));
                     Ok(())
                 }
-                None => {
-                    let detail = format!("{attempt} attempts failed; last: {}", report.describe());
-                    warn!(%detail, "Delivery exhausted; dead-lettered.");
-                    self.dead_letter_task(publisher, &next, body, DeadReason::Exhausted, &detail)
-                        .await
+                ParkCause::Deferred(deferral) => {
+                    debug!(webhook_id = %task.webhook_id(), ?deferral, delay_ms = delay.as_millis() as u64, "Delivery deferred; no attempt used.");
+                    telemetry::delivery("deferred");
+                    self.park(publisher, task, body, delay).await
+                }
+                ParkCause::HandedBack => {
+                    info!(webhook_id = %task.webhook_id(), subscription_id = %task.subscription_id, "Shutdown grace is over; delivery handed back to the deferral tier.");
+                    self.park(publisher, task, body, delay).await
                 }
             },
-            Outcome::Permanent => {
-                let detail = report.describe();
-                warn!(%detail, "Delivery failed permanently; dead-lettered.");
-                self.dead_letter_task(publisher, &next, body, DeadReason::PermanentStatus, &detail)
+            Disposition::DeadLetter { reason, detail } => {
+                match reason {
+                    DeadReason::Exhausted => warn!(%detail, "Delivery exhausted; dead-lettered."),
+                    DeadReason::PermanentStatus => {
+                        warn!(%detail, "Delivery failed permanently; dead-lettered.");
+                    }
+                    _ => {}
+                }
+                self.dead_letter_task(publisher, task, body, reason, &detail)
                     .await
-            }
-            Outcome::Gone => {
-                warn!("Receiver answered 410 Gone; webhook disabled.");
-                self.disable(sub, GONE_REASON).await?;
-                telemetry::webhook_disabled();
-                self.emit_webhook_disabled(publisher, &next, GONE_REASON)
-                    .await?;
-                self.dead_letter_task(
-                    publisher,
-                    &next,
-                    body,
-                    DeadReason::Gone,
-                    "receiver answered 410",
-                )
-                .await
             }
         }
     }
@@ -429,29 +434,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Records an attempt in its webhook's health; returns why to disable the webhook when
-    /// it has failed without a success for `disable_after`. Successes are written only
-    /// when they change something or once a minute, so a healthy webhook costs no writes.
-    async fn record_health(&self, sub: &Subscription, outcome: Outcome) -> Option<String> {
-        let now = now_ms();
-        let delivered = match outcome {
-            Outcome::Delivered => true,
-            Outcome::Retry { .. } | Outcome::Permanent => false,
-            // 410 disables the webhook by itself.
-            Outcome::Gone => return None,
-        };
-        let stale = sub
-            .last_success_ms
-            .is_none_or(|t| now.saturating_sub(t) > HEALTH_WRITE_EVERY_MS);
-        if delivered && sub.consecutive_failures == 0 && sub.failing_since_ms.is_none() && !stale {
-            return None;
-        }
+    /// Writes an attempt to its webhook's health, when the rules say so. A failed write
+    /// is logged, not fatal: health only decides when to disable.
+    async fn record_health(&self, sub: &Subscription, record: Option<HealthRecord>, at_ms: u64) {
+        let Some(record) = record else { return };
         let store = self.store.clone();
         let change = Change::RecordHealth {
             org: sub.org.clone(),
             id: sub.id,
-            delivered,
-            at_ms: now,
+            delivered: record == HealthRecord::Delivered,
+            at_ms,
         };
         match tokio::task::spawn_blocking(move || store.apply(change)).await {
             Ok(Ok(())) => {}
@@ -460,14 +452,6 @@ impl Engine {
             }
             Err(e) => warn!(subscription_id = %sub.id, error = %e, "Health write panicked."),
         }
-        let since = sub.failing_since_ms.filter(|_| !delivered)?;
-        let failing_for = Duration::from_millis(now.saturating_sub(since));
-        (failing_for >= self.settings.disable_after).then(|| {
-            format!(
-                "no successful delivery for {}s (delivery.disable_after_secs)",
-                failing_for.as_secs()
-            )
-        })
     }
 
     /// Publishes an operational event to the org's own subscribers of it — unless the
@@ -479,11 +463,7 @@ impl Engine {
         event_type: &str,
         fields: &[(&str, String)],
     ) -> Result<()> {
-        if self
-            .catalog
-            .get(&cause.event_type)
-            .is_some_and(|t| t.operational)
-        {
+        if !emits_operational_events(self.catalog.get(&cause.event_type)) {
             return Ok(());
         }
         let mut body = serde_json::Map::new();

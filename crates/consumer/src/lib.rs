@@ -60,7 +60,7 @@ pub fn daemon_from_config(
     catalog: Catalog,
 ) -> Result<Daemon> {
     let d = &config.delivery;
-    let plan = d.retry_plan().map_err(|e| Error::Config(e.to_string()))?;
+    let rules = d.rules().map_err(|e| Error::Config(e.to_string()))?;
     let deliverer = deliverer_from_config(config)?;
     let attempt_log = AttemptLog::spawn(
         store.clone(),
@@ -77,10 +77,9 @@ pub fn daemon_from_config(
         attempt_log,
         catalog,
         deliverer,
-        plan,
+        rules,
         names: Names::new(&config.amqp.namespace),
         settings: EngineSettings {
-            max_age: Duration::from_secs(d.max_age_secs),
             max_event_bytes: d.max_event_bytes,
             inline_fanout_max: d.inline_fanout_max,
             concurrency: d.concurrency,
@@ -89,7 +88,6 @@ pub fn daemon_from_config(
                 circuit_failure_threshold: d.circuit_failure_threshold,
                 circuit_cool_off: Duration::from_secs(d.circuit_cool_off_secs),
             },
-            disable_after: Duration::from_secs(d.disable_after_secs),
         },
     });
     Ok(Daemon::new(

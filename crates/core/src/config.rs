@@ -9,7 +9,7 @@ use base64::Engine;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{Catalog, Error, Result, RetryPlan, RetrySchedule, TargetPolicy};
+use crate::{Catalog, DeliveryRules, Error, Result, RetryPlan, RetrySchedule, TargetPolicy};
 
 /// `config/default.toml`: every key with its default, embedded in the binary.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/default.toml");
@@ -347,6 +347,15 @@ impl DeliveryConfig {
     /// so tools that read no other key can have it.
     pub fn retry_plan(&self) -> Result<RetryPlan> {
         self.retry_plan_of(self.retry_schedule()?)
+    }
+
+    /// The delivery policy: the retry plan, `max_age_secs` and `disable_after_secs`.
+    pub fn rules(&self) -> Result<DeliveryRules> {
+        Ok(DeliveryRules {
+            plan: self.retry_plan()?,
+            max_age: Duration::from_secs(self.max_age_secs),
+            disable_after: Duration::from_secs(self.disable_after_secs),
+        })
     }
 
     fn retry_plan_of(&self, schedule: RetrySchedule) -> Result<RetryPlan> {
