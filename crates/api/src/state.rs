@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use hookwire_amqp::Replayer;
 use hookwire_consumer::Deliverer;
-use hookwire_consumer::replay::Replayer;
 use hookwire_core::{Catalog, TargetPolicy};
 use hookwire_store::{Store, Writer};
 

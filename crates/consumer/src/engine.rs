@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, try_join_all};
+use hookwire_amqp::wire::{self, Task};
 use hookwire_amqp::{
     Names, Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY,
 };
@@ -28,7 +29,6 @@ use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::endpoints::{EndpointLimits, Endpoints};
 use crate::http::{AttemptReport, Deliverer};
-use crate::task::{self, Task};
 use crate::telemetry;
 
 /// The operational event sent when hookwire disables a webhook.
@@ -52,19 +52,19 @@ pub struct EngineSettings {
 /// Shared by every message handler.
 #[derive(Debug)]
 pub struct Engine {
-    pub(crate) store: Store,
+    store: Store,
     writer: Writer,
-    pub(crate) attempt_log: AttemptLog,
-    pub(crate) catalog: Catalog,
-    pub(crate) deliverer: Deliverer,
+    attempt_log: AttemptLog,
+    catalog: Catalog,
+    deliverer: Deliverer,
     /// What becomes of a task; its retry plan's tiers are what `topology` declares.
     rules: DeliveryRules,
-    pub(crate) topology: Topology,
-    pub(crate) settings: EngineSettings,
+    topology: Topology,
+    settings: EngineSettings,
     permits: Semaphore,
     endpoints: Endpoints,
     /// Cancelled when the shutdown grace is over: attempts still running are handed back.
-    pub(crate) grace_over: CancellationToken,
+    grace_over: CancellationToken,
 }
 
 /// What an engine is made of.
@@ -117,32 +117,43 @@ impl Engine {
         })
     }
 
+    /// The namespace's names and tiers.
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The batched attempt log.
+    pub(crate) fn attempt_log(&self) -> &AttemptLog {
+        &self.attempt_log
+    }
+
+    /// Ends the shutdown grace: attempts still running are handed back to the deferral tier.
+    pub(crate) fn end_grace(&self) {
+        self.grace_over.cancel();
+    }
+
     /// Handles one message of the events queue. `Ok` means every delivery it carries is
     /// succeeded, confirmed as scheduled, or confirmed as dead-lettered: ack it.
-    pub async fn handle_event(&self, publisher: &Publisher, delivery: &Delivery) -> Result<()> {
-        let props = &delivery.properties;
+    pub async fn handle_event(&self, publisher: &Publisher, message: &Delivery) -> Result<()> {
+        let props = &message.properties;
         let h = props.headers().as_ref();
         let raw = RawEvent {
-            routing_key: delivery.routing_key.as_str(),
+            routing_key: message.routing_key.as_str(),
             org: headers::org(h),
             message_id: props.message_id().as_ref().map(|s| s.as_str()),
             timestamp_secs: *props.timestamp(),
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
-            body: &delivery.data,
+            body: &message.data,
         };
         let event = match event::decode(&raw, &self.catalog, self.settings.max_event_bytes) {
             Ok(event) => event,
             Err(rejection) => {
                 telemetry::event_consumed(None, rejection.reason.as_str());
                 warn!(reason = %rejection.reason, detail = %rejection.detail, routing_key = raw.routing_key, "Event breaks the wire contract; dead-lettered.");
-                let mut dead =
-                    task::dead_letter_properties(props, rejection.reason, &rejection.detail);
-                // Keep the routing key: in the dead queue every message has the key `dead`.
-                let mut h = dead.headers().clone().unwrap_or_default();
-                headers::set_text(&mut h, task::EVENT_TYPE, raw.routing_key);
-                dead = dead.with_headers(h);
+                let dead =
+                    wire::rejected_event_properties(message, rejection.reason, &rejection.detail);
                 return self
-                    .dead_letter(publisher, &delivery.data, dead, rejection.reason)
+                    .dead_letter(publisher, &message.data, dead, rejection.reason)
                     .await;
             }
         };
@@ -166,40 +177,40 @@ impl Engine {
             // A large fan-out becomes tasks, so one event never holds many attempts inline.
             let work = self.topology.names.work_exchange();
             try_join_all(tasks.map(|(task, _)| {
-                publisher.publish(&work, DELIVER_KEY, &delivery.data, task.properties())
+                publisher.publish(&work, DELIVER_KEY, &message.data, task.properties())
             }))
             .await?;
             return Ok(());
         }
         try_join_all(
-            tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &delivery.data)),
+            tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data)),
         )
         .await?;
         Ok(())
     }
 
     /// Handles one message of the deliveries queue: one more attempt of one task.
-    pub async fn handle_task(&self, publisher: &Publisher, delivery: &Delivery) -> Result<()> {
-        let props = &delivery.properties;
+    pub async fn handle_task(&self, publisher: &Publisher, message: &Delivery) -> Result<()> {
+        let props = &message.properties;
         let task = match Task::from_headers(props.headers().as_ref()) {
             Ok(task) => task,
             Err(detail) => {
                 warn!(%detail, "Delivery task is unreadable; dead-lettered.");
-                let dead = task::dead_letter_properties(props, DeadReason::MissingField, &detail);
+                let dead = wire::dead_letter_properties(props, DeadReason::MissingField, &detail);
                 return self
-                    .dead_letter(publisher, &delivery.data, dead, DeadReason::MissingField)
+                    .dead_letter(publisher, &message.data, dead, DeadReason::MissingField)
                     .await;
             }
         };
         let sub = self.store.get(&task.org, &task.subscription_id)?;
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, sub.as_ref(), &delivery.data)).await
+        Box::pin(self.deliver(publisher, task, sub.as_ref(), &message.data)).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.
-    pub async fn handle_dead(&self, delivery: &Delivery) -> Result<()> {
-        let record = crate::dead::archive_record(delivery);
+    pub async fn handle_dead(&self, message: &Delivery) -> Result<()> {
+        let record = crate::dead::archive_record(message);
         info!(reason = %record.reason, org = record.org.as_deref().unwrap_or("-"), "Dead letter archived.");
         self.writer
             .commit(Change::ArchiveDeadLetter(record))
@@ -382,9 +393,7 @@ impl Engine {
         delay: Duration,
     ) -> Result<()> {
         let expiration = jittered(delay, rand::random::<f64>());
-        let props = task
-            .properties()
-            .with_expiration(expiration.as_millis().to_string().as_str().into());
+        let props = task.parked_properties(expiration);
         publish(
             publisher,
             "",
@@ -404,7 +413,7 @@ impl Engine {
         reason: DeadReason,
         detail: &str,
     ) -> Result<()> {
-        let props = task::dead_letter_properties(&task.properties(), reason, detail);
+        let props = task.dead_letter_properties(reason, detail);
         self.dead_letter(publisher, body, props, reason).await?;
         let fields = [
             ("webhook_id", task.subscription_id.to_string()),
@@ -466,22 +475,15 @@ impl Engine {
         if !emits_operational_events(self.catalog.get(&cause.event_type)) {
             return Ok(());
         }
-        let mut body = serde_json::Map::new();
-        body.insert("event".into(), event_type.into());
-        for (name, value) in fields {
-            body.insert((*name).to_owned(), value.as_str().into());
-        }
-        let body = serde_json::to_vec(&body).map_err(|e| crate::Error::Internal(e.to_string()))?;
-        let mut h = lapin::types::FieldTable::default();
-        headers::set_text(&mut h, hookwire_core::event::ORG_HEADER, &cause.org);
-        headers::set_unsigned(&mut h, PUBLISHED_AT_HEADER, now_ms());
-        // Derived from the cause, so a redelivered cause emits the same event id.
-        let id = format!("{event_type}_{}", cause.webhook_id());
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(id.as_str().into())
-            .with_headers(h);
+        let event = wire::operational_event(cause, event_type, fields);
+        let (body, props) = match wire::encode_event(&self.catalog, &event) {
+            Ok(encoded) => encoded,
+            // A catalog without this operational type: the consumer would dead-letter it.
+            Err(e) => {
+                warn!(event_type, error = %e, "Operational event not sent.");
+                return Ok(());
+            }
+        };
         publish(
             publisher,
             &self.topology.names.events_exchange(),

@@ -5,7 +5,6 @@
 //!   dead-letter, or finish, acking only once the outcome is durable.
 //! - [`endpoints`]: per-webhook concurrency caps, rate limits and circuit breakers.
 //! - [`http`]: one signed attempt under the target policy.
-//! - [`task`]: a delivery's state between attempts, carried in message headers.
 
 mod acks;
 pub mod attempt_log;
@@ -15,8 +14,6 @@ pub mod endpoints;
 mod engine;
 mod error;
 pub mod http;
-pub mod replay;
-pub mod task;
 mod telemetry;
 
 pub use daemon::{AmqpSettings, Daemon};
