@@ -527,6 +527,72 @@ mod tests {
         ));
     }
 
+    fn message(routing_key: &str, properties: BasicProperties) -> Delivery {
+        let mut m = Delivery::mock(
+            1,
+            "ns.dlx".into(),
+            routing_key.into(),
+            false,
+            b"{}".to_vec(),
+        );
+        m.properties = properties;
+        m
+    }
+
+    #[test]
+    fn dead_letters_read_back() {
+        let task = task();
+        let dead = message(
+            DEAD_KEY,
+            task.dead_letter_properties(DeadReason::Exhausted, "4 attempts"),
+        );
+        assert_eq!(
+            DeadMessage::read(&dead),
+            DeadMessage {
+                org: Some("acme".into()),
+                subscription_id: Some(task.subscription_id),
+                event_id: Some("evt-1".into()),
+                event_type: Some("report_created".into()),
+                reason: "exhausted".into(),
+                detail: "4 attempts".into(),
+                attempts: 3,
+            }
+        );
+
+        let mut event = message("report_created", BasicProperties::default());
+        event.properties = event_properties(Some("acme"), Some("evt-2"), None);
+        let rejected = message(
+            DEAD_KEY,
+            rejected_event_properties(&event, DeadReason::UnknownEvent, "no such type"),
+        );
+        let read = DeadMessage::read(&rejected);
+        assert_eq!(read.event_type.as_deref(), Some("report_created"));
+        assert_eq!(read.event_id.as_deref(), Some("evt-2"));
+        assert_eq!(read.subscription_id, None);
+
+        let mut death = FieldTable::default();
+        headers::set_text(&mut death, "reason", "delivery_limit");
+        headers::set_text(&mut death, "queue", "ns.events");
+        death.insert(
+            "routing-keys".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::LongString("report_created".into())].into()),
+        );
+        let mut h = FieldTable::default();
+        h.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into()),
+        );
+        let crash_loop = DeadMessage::read(&message(
+            DEAD_KEY,
+            BasicProperties::default().with_headers(h),
+        ));
+        assert_eq!(crash_loop.reason, "delivery_limit");
+        assert_eq!(crash_loop.event_type.as_deref(), Some("report_created"));
+
+        let bare = DeadMessage::read(&message(DEAD_KEY, BasicProperties::default()));
+        assert_eq!((bare.reason.as_str(), bare.event_type), ("unknown", None));
+    }
+
     #[test]
     fn replay_destinations() {
         let names = Names::new("ns");
