@@ -35,6 +35,9 @@ pub enum Error {
     /// The event breaks the wire contract; it was not published.
     #[error("event refused before publishing: {0}")]
     Contract(String),
+    /// A dead letter lacks what a replay needs.
+    #[error("{0}")]
+    Unreplayable(String),
 }
 
 /// The result type of the producer.

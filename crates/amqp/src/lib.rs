@@ -5,18 +5,25 @@
 //! - [`topology`]: every exchange and queue of a namespace, declared idempotently.
 //! - [`Publisher`]: confirmed, `mandatory` publishing, where a nack, a return or a missing
 //!   confirm is an error, never a silent drop.
+//! - [`wire`]: every message hookwire writes or reads on the broker: events, tasks, dead
+//!   letters, operational events, replays.
 //! - [`Producer`]: publishes events that follow the wire contract.
+//! - [`Replayer`]: publishes dead letters back.
 
 mod error;
 pub mod headers;
 mod producer;
 mod publisher;
+mod replayer;
 pub mod topology;
+pub mod wire;
 
 pub use error::{Error, Result};
-pub use producer::{OutgoingEvent, Producer};
+pub use producer::Producer;
 pub use publisher::{Publisher, connect};
+pub use replayer::Replayer;
 pub use topology::{Names, Topology, inspect_queue};
+pub use wire::OutgoingEvent;
 
 /// Re-exported so that producers need no direct lapin dependency for the basics.
 pub use lapin;

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use hookwire_core::RetryPlan;
 use hookwire_core::retry::{tier_name, tier_ttl};
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
@@ -110,7 +111,8 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The topology of `namespace` with these tier delays.
+    /// The topology of `namespace` with these tier delays (tools and tests; `serve`'s
+    /// come from its [`RetryPlan`]).
     pub fn new(namespace: &str, tiers: impl IntoIterator<Item = Duration>) -> Self {
         Self {
             names: Names::new(namespace),
@@ -118,13 +120,14 @@ impl Topology {
         }
     }
 
+    /// The topology of `namespace` with every tier of `plan`.
+    pub fn of_plan(namespace: &str, plan: &RetryPlan) -> Self {
+        Self::new(namespace, plan.tiers().iter().copied())
+    }
+
     /// The topology `serve` declares for `config`: the schedule's tiers and the deferral tier.
     pub fn of_config(config: &hookwire_core::Config) -> hookwire_core::Result<Self> {
-        let tiers = config.retry_schedule()?.tiers();
-        Ok(Self::new(
-            &config.amqp.namespace,
-            tiers.into_iter().chain([config.delivery.defer_delay]),
-        ))
+        Ok(Self::of_plan(&config.amqp.namespace, &config.retry_plan()?))
     }
 
     /// Declares every exchange, queue and binding. Safe to run any number of times.

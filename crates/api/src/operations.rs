@@ -4,6 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
+use hookwire_amqp::wire::Replay;
 use hookwire_store::{AttemptQuery, Change, DeadLetter, DeadLetterQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -377,7 +378,7 @@ pub async fn replay(
     };
     for page in dead_letter_pages(&state, Some(&org), query) {
         for dead in page? {
-            match state.replayer.replay(&dead).await {
+            match state.replayer.replay(&replay_of(&dead)).await {
                 Ok(()) => {
                     state
                         .writer
@@ -397,6 +398,18 @@ pub async fn replay(
     }
     tracing::info!(%org, replayed = result.replayed.len(), failed = result.failed.len(), "Dead letters replayed.");
     Ok(axum::Json(result))
+}
+
+/// What the replayer needs of a dead letter.
+fn replay_of(dead: &DeadLetter) -> Replay<'_> {
+    Replay {
+        id: dead.id,
+        org: dead.org.as_deref(),
+        subscription_id: dead.subscription_id,
+        event_id: dead.event_id.as_deref(),
+        event_type: dead.event_type.as_deref(),
+        body: &dead.body,
+    }
 }
 
 async fn purge_in(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use hookwire_consumer::replay::Replayer;
+use hookwire_amqp::Replayer;
 use hookwire_core::{Catalog, TargetPolicy};
 use hookwire_http::Deliverer;
 use hookwire_store::{Store, Writer};

@@ -11,10 +11,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hookwire_amqp::Topology;
+use hookwire_amqp::{Names, Replayer};
 use hookwire_api::{ApiSettings, ApiState};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
-use hookwire_consumer::replay::Replayer;
 use hookwire_consumer::{
     AmqpSettings, Daemon, EndpointLimits, Engine, EngineParts, EngineSettings,
 };
@@ -190,10 +189,7 @@ pub fn deliverer(config: &Config) -> Result<Deliverer> {
 /// The delivery engine and the daemon that feeds it from the broker.
 fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Result<Daemon> {
     let d = &config.delivery;
-    let schedule = config
-        .retry_schedule()
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let topology = Topology::of_config(config).map_err(|e| Error::Config(e.to_string()))?;
+    let rules = d.rules().map_err(|e| Error::Config(e.to_string()))?;
     let attempt_log = AttemptLog::spawn(
         store.clone(),
         Retention {
@@ -209,11 +205,9 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
         attempt_log,
         catalog,
         deliverer: deliverer(config)?,
-        schedule,
-        topology,
+        rules,
+        names: Names::new(&config.amqp.namespace),
         settings: EngineSettings {
-            defer_delay: d.defer_delay,
-            max_age: Duration::from_secs(d.max_age_secs),
             max_event_bytes: d.max_event_bytes,
             inline_fanout_max: d.inline_fanout_max,
             concurrency: d.concurrency,
@@ -222,7 +216,6 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
                 circuit_failure_threshold: d.circuit_failure_threshold,
                 circuit_cool_off: Duration::from_secs(d.circuit_cool_off_secs),
             },
-            disable_after: Duration::from_secs(d.disable_after_secs),
         },
     });
     Ok(Daemon::new(

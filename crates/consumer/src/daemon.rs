@@ -137,7 +137,7 @@ impl Daemon {
                     first = false;
                     backoff = self.backoff();
                     self.ready.store(true, Ordering::SeqCst);
-                    info!(namespace = %self.engine.topology.names.namespace(), "Consuming.");
+                    info!(namespace = %self.engine.topology().names.namespace(), "Consuming.");
                     let end = session.run(&self.engine, &stop, &self.amqp).await;
                     self.ready.store(false, Ordering::SeqCst);
                     match end {
@@ -170,7 +170,7 @@ impl Daemon {
     async fn open_session(&self, refuse_if_consumed: bool) -> Result<Session> {
         let connection = connect(&self.amqp.url, &self.amqp.connection_name).await?;
         let publisher = Publisher::open(&connection, self.amqp.confirm_timeout).await?;
-        let topology = &self.engine.topology;
+        let topology = self.engine.topology();
         topology.declare(publisher.channel()).await?;
         let events_queue = topology.names.events_queue();
         if refuse_if_consumed {
@@ -240,7 +240,7 @@ impl Session {
             consumers,
             probe,
         } = self;
-        let depth_poller = tokio::spawn(poll_queue_depths(probe, engine.topology.clone()));
+        let depth_poller = tokio::spawn(poll_queue_depths(probe, engine.topology().clone()));
         // Shared, not cloned per delivery: a lapin channel is over a dozen `Arc`s.
         let publisher = Arc::new(publisher);
         let broken = CancellationToken::new();
@@ -325,7 +325,7 @@ impl Session {
                 in_flight = tracker.len(),
                 "Shutdown grace is over; handing back in-flight deliveries."
             );
-            engine.grace_over.cancel();
+            engine.end_grace();
             if tokio::time::timeout(amqp.confirm_timeout, tracker.wait())
                 .await
                 .is_err()
@@ -342,7 +342,7 @@ impl Session {
         for task in ack_tasks {
             let _ = tokio::time::timeout(amqp.confirm_timeout, task).await;
         }
-        engine.attempt_log.sync().await;
+        engine.attempt_log().sync().await;
         close(&connection, 200, "shutdown").await;
         SessionEnd::Shutdown
     }

@@ -23,16 +23,7 @@ pub struct EndpointLimits {
     pub circuit_cool_off: Duration,
 }
 
-/// Why a delivery may not be attempted now, and for how long at least.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deferral {
-    /// The webhook has as many attempts in flight as it may.
-    AtCapacity,
-    /// The webhook used up its deliveries for this second.
-    RateLimited,
-    /// The webhook's circuit is open for this much longer.
-    CircuitOpen(Duration),
-}
+pub use hookwire_core::disposition::Deferral;
 
 #[derive(Debug, Default)]
 struct Endpoint {

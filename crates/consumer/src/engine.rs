@@ -5,11 +5,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, try_join_all};
-use hookwire_amqp::{Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY};
+use hookwire_amqp::wire::{self, Task};
+use hookwire_amqp::{
+    Names, Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY,
+};
+use hookwire_core::disposition::{
+    BeforeAttempt, Decision, Disable, Disposition, HealthRecord, ParkCause,
+    emits_operational_events,
+};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::{jittered, tier_name};
 use hookwire_core::{
-    AttemptFailure, Catalog, DeadReason, Outcome, RetrySchedule, Subscription, now_ms,
+    AttemptFailure, Catalog, DeadReason, DeliveryRules, Outcome, Subscription, now_ms,
 };
 use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store, Writer};
 use lapin::BasicProperties;
@@ -20,8 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::Result;
 use crate::attempt_log::AttemptLog;
-use crate::endpoints::{Deferral, EndpointLimits, Endpoints};
-use crate::task::{self, Task};
+use crate::endpoints::{EndpointLimits, Endpoints};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
 
@@ -29,17 +35,10 @@ use hookwire_http::{AttemptReport, Deliverer};
 const WEBHOOK_DISABLED: &str = "webhook_disabled";
 /// The operational event sent when a delivery is dead-lettered.
 const DELIVERY_DEAD_LETTERED: &str = "delivery_dead_lettered";
-const GONE_REASON: &str = "the receiver answered 410 Gone";
-/// A healthy webhook's `last_success_ms` is refreshed at most this often.
-const HEALTH_WRITE_EVERY_MS: u64 = 60_000;
 
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Deferral tier for deliveries handed back at shutdown (and, later, caps and circuits).
-    pub defer_delay: Duration,
-    /// A delivery older than this is dead-lettered as `expired`.
-    pub max_age: Duration,
     /// Largest event body.
     pub max_event_bytes: usize,
     /// Above this many subscribers, deliveries are published as tasks.
@@ -48,27 +47,24 @@ pub struct EngineSettings {
     pub concurrency: usize,
     /// Per-webhook caps and circuits.
     pub limits: EndpointLimits,
-    /// No success for this long disables a webhook.
-    pub disable_after: Duration,
 }
 
 /// Shared by every message handler.
 #[derive(Debug)]
 pub struct Engine {
-    pub(crate) store: Store,
+    store: Store,
     writer: Writer,
-    pub(crate) attempt_log: AttemptLog,
-    pub(crate) catalog: Catalog,
-    pub(crate) deliverer: Deliverer,
-    pub(crate) schedule: RetrySchedule,
-    pub(crate) topology: Topology,
-    pub(crate) settings: EngineSettings,
+    attempt_log: AttemptLog,
+    catalog: Catalog,
+    deliverer: Deliverer,
+    /// What becomes of a task; its retry plan's tiers are what `topology` declares.
+    rules: DeliveryRules,
+    topology: Topology,
+    settings: EngineSettings,
     permits: Semaphore,
     endpoints: Endpoints,
-    /// Every tier (the schedule's and the deferral tier), to defer by the smallest that fits.
-    tiers: RetrySchedule,
     /// Cancelled when the shutdown grace is over: attempts still running are handed back.
-    pub(crate) grace_over: CancellationToken,
+    grace_over: CancellationToken,
 }
 
 /// What an engine is made of.
@@ -84,10 +80,10 @@ pub struct EngineParts {
     pub catalog: Catalog,
     /// HTTP attempts.
     pub deliverer: Deliverer,
-    /// The retry schedule.
-    pub schedule: RetrySchedule,
-    /// Names and tiers.
-    pub topology: Topology,
+    /// The delivery policy, with the retry schedule and every tier.
+    pub rules: DeliveryRules,
+    /// The namespace's exchange and queue names; its tiers are the plan's.
+    pub names: Names,
     /// The rest.
     pub settings: EngineSettings,
 }
@@ -101,55 +97,63 @@ impl Engine {
             attempt_log,
             catalog,
             deliverer,
-            schedule,
-            topology,
+            rules,
+            names,
             settings,
         } = parts;
-        // Tier delays were validated with the schedule; the deferral tier by the config.
-        let tiers = RetrySchedule::try_new(topology.tiers.iter().copied().collect())
-            .unwrap_or_else(|_| schedule.clone());
+        let topology = Topology::of_plan(names.namespace(), &rules.plan);
         Arc::new(Self {
             permits: Semaphore::new(settings.concurrency),
             endpoints: Endpoints::new(settings.limits),
-            tiers,
             store,
             writer,
             attempt_log,
             catalog,
             deliverer,
-            schedule,
+            rules,
             topology,
             settings,
             grace_over: CancellationToken::new(),
         })
     }
 
+    /// The namespace's names and tiers.
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The batched attempt log.
+    pub(crate) fn attempt_log(&self) -> &AttemptLog {
+        &self.attempt_log
+    }
+
+    /// Ends the shutdown grace: attempts still running are handed back to the deferral tier.
+    pub(crate) fn end_grace(&self) {
+        self.grace_over.cancel();
+    }
+
     /// Handles one message of the events queue. `Ok` means every delivery it carries is
     /// succeeded, confirmed as scheduled, or confirmed as dead-lettered: ack it.
-    pub async fn handle_event(&self, publisher: &Publisher, delivery: &Delivery) -> Result<()> {
-        let props = &delivery.properties;
+    pub async fn handle_event(&self, publisher: &Publisher, message: &Delivery) -> Result<()> {
+        let props = &message.properties;
         let h = props.headers().as_ref();
         let raw = RawEvent {
-            routing_key: delivery.routing_key.as_str(),
+            routing_key: message.routing_key.as_str(),
             org: headers::org(h),
             message_id: props.message_id().as_ref().map(|s| s.as_str()),
             timestamp_secs: *props.timestamp(),
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
-            body: &delivery.data,
+            body: &message.data,
         };
         let event = match event::decode(&raw, &self.catalog, self.settings.max_event_bytes) {
             Ok(event) => event,
             Err(rejection) => {
                 telemetry::event_consumed(None, rejection.reason.as_str());
                 warn!(reason = %rejection.reason, detail = %rejection.detail, routing_key = raw.routing_key, "Event breaks the wire contract; dead-lettered.");
-                let mut dead =
-                    task::dead_letter_properties(props, rejection.reason, &rejection.detail);
-                // Keep the routing key: in the dead queue every message has the key `dead`.
-                let mut h = dead.headers().clone().unwrap_or_default();
-                headers::set_text(&mut h, task::EVENT_TYPE, raw.routing_key);
-                dead = dead.with_headers(h);
+                let dead =
+                    wire::rejected_event_properties(message, rejection.reason, &rejection.detail);
                 return self
-                    .dead_letter(publisher, &delivery.data, dead, rejection.reason)
+                    .dead_letter(publisher, &message.data, dead, rejection.reason)
                     .await;
             }
         };
@@ -173,54 +177,40 @@ impl Engine {
             // A large fan-out becomes tasks, so one event never holds many attempts inline.
             let work = self.topology.names.work_exchange();
             try_join_all(tasks.map(|(task, _)| {
-                publisher.publish(&work, DELIVER_KEY, &delivery.data, task.properties())
+                publisher.publish(&work, DELIVER_KEY, &message.data, task.properties())
             }))
             .await?;
             return Ok(());
         }
-        try_join_all(tasks.map(|(task, sub)| self.deliver(publisher, task, sub, &delivery.data)))
-            .await?;
+        try_join_all(
+            tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data)),
+        )
+        .await?;
         Ok(())
     }
 
     /// Handles one message of the deliveries queue: one more attempt of one task.
-    pub async fn handle_task(&self, publisher: &Publisher, delivery: &Delivery) -> Result<()> {
-        let props = &delivery.properties;
+    pub async fn handle_task(&self, publisher: &Publisher, message: &Delivery) -> Result<()> {
+        let props = &message.properties;
         let task = match Task::from_headers(props.headers().as_ref()) {
             Ok(task) => task,
             Err(detail) => {
                 warn!(%detail, "Delivery task is unreadable; dead-lettered.");
-                let dead = task::dead_letter_properties(props, DeadReason::MissingField, &detail);
+                let dead = wire::dead_letter_properties(props, DeadReason::MissingField, &detail);
                 return self
-                    .dead_letter(publisher, &delivery.data, dead, DeadReason::MissingField)
+                    .dead_letter(publisher, &message.data, dead, DeadReason::MissingField)
                     .await;
             }
         };
-        let Some(sub) = self.store.get(&task.org, &task.subscription_id)? else {
-            info!(subscription_id = %task.subscription_id, event_id = %task.event_id, "Webhook was deleted; its pending delivery is dropped.");
-            telemetry::delivery("dropped_webhook_deleted");
-            return Ok(());
-        };
-        if !sub.enabled {
-            let detail = format!("webhook {} is disabled", sub.id);
-            return self
-                .dead_letter_task(
-                    publisher,
-                    &task,
-                    &delivery.data,
-                    DeadReason::WebhookDisabled,
-                    &detail,
-                )
-                .await;
-        }
+        let sub = self.store.get(&task.org, &task.subscription_id)?;
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, &sub, &delivery.data)).await
+        Box::pin(self.deliver(publisher, task, sub.as_ref(), &message.data)).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.
-    pub async fn handle_dead(&self, delivery: &Delivery) -> Result<()> {
-        let record = crate::dead::archive_record(delivery);
+    pub async fn handle_dead(&self, message: &Delivery) -> Result<()> {
+        let record = crate::dead::archive_record(message);
         info!(reason = %record.reason, org = record.org.as_deref().unwrap_or("-"), "Dead letter archived.");
         self.writer
             .commit(Change::ArchiveDeadLetter(record))
@@ -228,39 +218,35 @@ impl Engine {
         Ok(())
     }
 
-    /// Makes one attempt and makes its outcome durable.
+    /// Makes one attempt to `webhook` (`None`: it was deleted), unless the rules settle
+    /// the task without one, and makes what becomes of it durable.
     async fn deliver(
         &self,
         publisher: &Publisher,
         task: Task,
-        sub: &Subscription,
+        webhook: Option<&Subscription>,
         body: &[u8],
     ) -> Result<()> {
-        let webhook_id = task.webhook_id();
         let age = Duration::from_millis(now_ms().saturating_sub(task.first_seen_ms));
-        if age > self.settings.max_age {
-            let detail = format!("undelivered after {}s", age.as_secs());
-            return self
-                .dead_letter_task(publisher, &task, body, DeadReason::Expired, &detail)
-                .await;
-        }
+        let sub = match self.rules.before_attempt(webhook, age) {
+            BeforeAttempt::Attempt(sub) => sub,
+            BeforeAttempt::Instead(disposition) => {
+                return self.settle(publisher, &task, body, disposition).await;
+            }
+        };
         let admission = match self.endpoints.admit(sub, Instant::now()) {
             Ok(admission) => admission,
             Err(deferral) => {
-                let delay = match deferral {
-                    Deferral::CircuitOpen(rest) => self.tiers.tier_covering(rest),
-                    Deferral::AtCapacity | Deferral::RateLimited => self.settings.defer_delay,
-                };
-                debug!(%webhook_id, ?deferral, delay_ms = delay.as_millis() as u64, "Delivery deferred; no attempt used.");
-                telemetry::delivery("deferred");
-                return self.park(publisher, &task, body, delay).await;
+                let disposition = self.rules.deferred(deferral);
+                return self.settle(publisher, &task, body, disposition).await;
             }
         };
+        let webhook_id = task.webhook_id();
         let report = tokio::select! {
             report = self.attempt(sub, &webhook_id, body) => report,
             () = self.grace_over.cancelled() => {
-                info!(%webhook_id, subscription_id = %sub.id, "Shutdown grace is over; delivery handed back to the deferral tier.");
-                return self.park(publisher, &task, body, self.settings.defer_delay).await;
+                let disposition = self.rules.handed_back();
+                return self.settle(publisher, &task, body, disposition).await;
             }
         };
         // The circuit counts what says the receiver is unwell; a 4xx or 410 is an answer.
@@ -276,79 +262,105 @@ impl Engine {
             attempts: attempt,
             ..task
         };
-        if let Outcome::Delivered = report.outcome {
-            // A success never disables a webhook.
-            self.record_health(sub, report.outcome).await;
+        let now = now_ms();
+        let decision =
+            self.rules
+                .after_attempt(report.outcome, attempt, || report.describe(), sub, now);
+        self.record_health(sub, decision.health, now).await;
+        if decision.disposition == Disposition::Delivered {
             debug!(%webhook_id, status = report.status, latency_ms = report.latency.as_millis() as u64, "Delivered.");
-            telemetry::delivery("delivered");
-            if let Some(at) = next.published_at_ms {
-                telemetry::end_to_end_lag(Duration::from_millis(now_ms().saturating_sub(at)));
-            }
-            return Ok(());
+            return self
+                .settle(publisher, &next, body, decision.disposition)
+                .await;
         }
         // Only failures get a span: on every delivery it cost ~4 % of serve's CPU, and the
         // delivered path logs nothing at info.
         let span = info_span!("delivery", %webhook_id, subscription_id = %sub.id, attempt);
-        self.settle_failure(publisher, next, sub, body, &report)
+        self.settle_failure(publisher, &next, sub, body, decision, &report)
             .instrument(span)
             .await
     }
 
-    /// Retries, dead-letters or disables after an attempt that did not deliver.
+    /// Applies the decision after an attempt that did not deliver: disabling, then the
+    /// task's disposition.
     async fn settle_failure(
         &self,
         publisher: &Publisher,
-        next: Task,
+        next: &Task,
         sub: &Subscription,
         body: &[u8],
+        decision: Decision,
         report: &AttemptReport,
     ) -> Result<()> {
-        let attempt = next.attempts;
-        if let Some(reason) = self.record_health(sub, report.outcome).await {
-            warn!(%reason, "Webhook disabled: it keeps failing.");
+        let Decision {
+            disable,
+            disposition,
+            ..
+        } = decision;
+        if let Some(disable) = disable {
+            let reason = disable.reason();
+            match disable {
+                Disable::Gone => warn!("Receiver answered 410 Gone; webhook disabled."),
+                Disable::Failing(_) => warn!(%reason, "Webhook disabled: it keeps failing."),
+            }
             self.disable(sub, &reason).await?;
             telemetry::webhook_disabled();
-            self.emit_webhook_disabled(publisher, &next, &reason)
-                .await?;
+            self.emit_webhook_disabled(publisher, next, &reason).await?;
         }
-        match report.outcome {
-            // `deliver` settled it.
-            Outcome::Delivered => Ok(()),
-            Outcome::Retry { after } => match self.schedule.next_delay(attempt, after) {
-                Some(delay) => {
-                    warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
-                    self.park(publisher, &next, body, delay).await?;
+        if let Disposition::Park { delay, .. } = disposition {
+            warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
+        }
+        self.settle(publisher, next, body, disposition).await
+    }
+
+    /// Does what the rules decided for a task: counts it, parks it or dead-letters it.
+    async fn settle(
+        &self,
+        publisher: &Publisher,
+        task: &Task,
+        body: &[u8],
+        disposition: Disposition,
+    ) -> Result<()> {
+        match disposition {
+            Disposition::Delivered => {
+                telemetry::delivery("delivered");
+                if let Some(at) = task.published_at_ms {
+                    telemetry::end_to_end_lag(Duration::from_millis(now_ms().saturating_sub(at)));
+                }
+                Ok(())
+            }
+            Disposition::Dropped => {
+                info!(subscription_id = %task.subscription_id, event_id = %task.event_id, "Webhook was deleted; its pending delivery is dropped.");
+                telemetry::delivery("dropped_webhook_deleted");
+                Ok(())
+            }
+            Disposition::Park { delay, cause } => match cause {
+                ParkCause::Retry => {
+                    self.park(publisher, task, body, delay).await?;
                     telemetry::delivery("retry_scheduled");
                     telemetry::retry_scheduled(&tier_name(delay));
                     Ok(())
                 }
-                None => {
-                    let detail = format!("{attempt} attempts failed; last: {}", report.describe());
-                    warn!(%detail, "Delivery exhausted; dead-lettered.");
-                    self.dead_letter_task(publisher, &next, body, DeadReason::Exhausted, &detail)
-                        .await
+                ParkCause::Deferred(deferral) => {
+                    debug!(webhook_id = %task.webhook_id(), ?deferral, delay_ms = delay.as_millis() as u64, "Delivery deferred; no attempt used.");
+                    telemetry::delivery("deferred");
+                    self.park(publisher, task, body, delay).await
+                }
+                ParkCause::HandedBack => {
+                    info!(webhook_id = %task.webhook_id(), subscription_id = %task.subscription_id, "Shutdown grace is over; delivery handed back to the deferral tier.");
+                    self.park(publisher, task, body, delay).await
                 }
             },
-            Outcome::Permanent => {
-                let detail = report.describe();
-                warn!(%detail, "Delivery failed permanently; dead-lettered.");
-                self.dead_letter_task(publisher, &next, body, DeadReason::PermanentStatus, &detail)
+            Disposition::DeadLetter { reason, detail } => {
+                match reason {
+                    DeadReason::Exhausted => warn!(%detail, "Delivery exhausted; dead-lettered."),
+                    DeadReason::PermanentStatus => {
+                        warn!(%detail, "Delivery failed permanently; dead-lettered.");
+                    }
+                    _ => {}
+                }
+                self.dead_letter_task(publisher, task, body, reason, &detail)
                     .await
-            }
-            Outcome::Gone => {
-                warn!("Receiver answered 410 Gone; webhook disabled.");
-                self.disable(sub, GONE_REASON).await?;
-                telemetry::webhook_disabled();
-                self.emit_webhook_disabled(publisher, &next, GONE_REASON)
-                    .await?;
-                self.dead_letter_task(
-                    publisher,
-                    &next,
-                    body,
-                    DeadReason::Gone,
-                    "receiver answered 410",
-                )
-                .await
             }
         }
     }
@@ -376,9 +388,7 @@ impl Engine {
         delay: Duration,
     ) -> Result<()> {
         let expiration = jittered(delay, rand::random::<f64>());
-        let props = task
-            .properties()
-            .with_expiration(expiration.as_millis().to_string().as_str().into());
+        let props = task.parked_properties(expiration);
         publish(
             publisher,
             "",
@@ -398,7 +408,7 @@ impl Engine {
         reason: DeadReason,
         detail: &str,
     ) -> Result<()> {
-        let props = task::dead_letter_properties(&task.properties(), reason, detail);
+        let props = task.dead_letter_properties(reason, detail);
         self.dead_letter(publisher, body, props, reason).await?;
         let fields = [
             ("webhook_id", task.subscription_id.to_string()),
@@ -428,29 +438,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Records an attempt in its webhook's health; returns why to disable the webhook when
-    /// it has failed without a success for `disable_after`. Successes are written only
-    /// when they change something or once a minute, so a healthy webhook costs no writes.
-    async fn record_health(&self, sub: &Subscription, outcome: Outcome) -> Option<String> {
-        let now = now_ms();
-        let delivered = match outcome {
-            Outcome::Delivered => true,
-            Outcome::Retry { .. } | Outcome::Permanent => false,
-            // 410 disables the webhook by itself.
-            Outcome::Gone => return None,
-        };
-        let stale = sub
-            .last_success_ms
-            .is_none_or(|t| now.saturating_sub(t) > HEALTH_WRITE_EVERY_MS);
-        if delivered && sub.consecutive_failures == 0 && sub.failing_since_ms.is_none() && !stale {
-            return None;
-        }
+    /// Writes an attempt to its webhook's health, when the rules say so. A failed write
+    /// is logged, not fatal: health only decides when to disable.
+    async fn record_health(&self, sub: &Subscription, record: Option<HealthRecord>, at_ms: u64) {
+        let Some(record) = record else { return };
         let store = self.store.clone();
         let change = Change::RecordHealth {
             org: sub.org.clone(),
             id: sub.id,
-            delivered,
-            at_ms: now,
+            delivered: record == HealthRecord::Delivered,
+            at_ms,
         };
         match tokio::task::spawn_blocking(move || store.apply(change)).await {
             Ok(Ok(())) => {}
@@ -459,14 +456,6 @@ impl Engine {
             }
             Err(e) => warn!(subscription_id = %sub.id, error = %e, "Health write panicked."),
         }
-        let since = sub.failing_since_ms.filter(|_| !delivered)?;
-        let failing_for = Duration::from_millis(now.saturating_sub(since));
-        (failing_for >= self.settings.disable_after).then(|| {
-            format!(
-                "no successful delivery for {}s (delivery.disable_after_secs)",
-                failing_for.as_secs()
-            )
-        })
     }
 
     /// Publishes an operational event to the org's own subscribers of it — unless the
@@ -478,29 +467,18 @@ impl Engine {
         event_type: &str,
         fields: &[(&str, String)],
     ) -> Result<()> {
-        if self
-            .catalog
-            .get(&cause.event_type)
-            .is_some_and(|t| t.operational)
-        {
+        if !emits_operational_events(self.catalog.get(&cause.event_type)) {
             return Ok(());
         }
-        let mut body = serde_json::Map::new();
-        body.insert("event".into(), event_type.into());
-        for (name, value) in fields {
-            body.insert((*name).to_owned(), value.as_str().into());
-        }
-        let body = serde_json::to_vec(&body).map_err(|e| crate::Error::Internal(e.to_string()))?;
-        let mut h = lapin::types::FieldTable::default();
-        headers::set_text(&mut h, hookwire_core::event::ORG_HEADER, &cause.org);
-        headers::set_unsigned(&mut h, PUBLISHED_AT_HEADER, now_ms());
-        // Derived from the cause, so a redelivered cause emits the same event id.
-        let id = format!("{event_type}_{}", cause.webhook_id());
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(id.as_str().into())
-            .with_headers(h);
+        let event = wire::operational_event(cause, event_type, fields);
+        let (body, props) = match wire::encode_event(&self.catalog, &event) {
+            Ok(encoded) => encoded,
+            // A catalog without this operational type: the consumer would dead-letter it.
+            Err(e) => {
+                warn!(event_type, error = %e, "Operational event not sent.");
+                return Ok(());
+            }
+        };
         publish(
             publisher,
             &self.topology.names.events_exchange(),

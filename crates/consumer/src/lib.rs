@@ -4,7 +4,6 @@
 //! - [`Engine`]: per message, decode, fan out, attempt, then retry through a tier,
 //!   dead-letter, or finish, acking only once the outcome is durable.
 //! - [`endpoints`]: per-webhook concurrency caps, rate limits and circuit breakers.
-//! - [`task`]: a delivery's state between attempts, carried in message headers.
 
 mod acks;
 pub mod attempt_log;
@@ -13,8 +12,6 @@ mod dead;
 pub mod endpoints;
 mod engine;
 mod error;
-pub mod replay;
-pub mod task;
 mod telemetry;
 
 pub use daemon::{AmqpSettings, Daemon};

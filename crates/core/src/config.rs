@@ -9,7 +9,7 @@ use base64::Engine;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{Catalog, Error, Result, RetrySchedule, TargetPolicy};
+use crate::{Catalog, DeliveryRules, Error, Result, RetryPlan, RetrySchedule, TargetPolicy};
 
 /// `config/default.toml`: every key with its default, embedded in the binary.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/default.toml");
@@ -224,7 +224,7 @@ impl Config {
         if d.timeout_secs == 0 {
             return Err(invalid("delivery.timeout_secs", "must be at least 1"));
         }
-        self.retry_schedule()?;
+        let schedule = d.retry_schedule()?;
         if self.store.dead_letters_per_org == 0 {
             return Err(invalid("store.dead_letters_per_org", "must be at least 1"));
         }
@@ -243,12 +243,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if RetrySchedule::try_new(vec![d.defer_delay]).is_err() {
-            return Err(invalid(
-                "delivery.defer_delay",
-                "must be from 100ms to 7 days",
-            ));
-        }
+        d.retry_plan_of(schedule)?;
         if d.max_event_bytes == 0 || d.max_event_bytes > 16 * 1024 * 1024 {
             return Err(invalid(
                 "delivery.max_event_bytes",
@@ -285,8 +280,12 @@ impl Config {
 
     /// The retry schedule, validated.
     pub fn retry_schedule(&self) -> Result<RetrySchedule> {
-        RetrySchedule::try_new(self.delivery.retry_schedule.clone())
-            .map_err(|e| invalid("delivery.retry_schedule", e.to_string()))
+        self.delivery.retry_schedule()
+    }
+
+    /// The retry schedule and every tier, validated.
+    pub fn retry_plan(&self) -> Result<RetryPlan> {
+        self.delivery.retry_plan()
     }
 
     /// The target policy of deliveries and of webhook creation.
@@ -333,6 +332,35 @@ impl Config {
             0 => u16::try_from(self.delivery.concurrency.saturating_mul(2)).unwrap_or(u16::MAX),
             n => n,
         }
+    }
+}
+
+impl DeliveryConfig {
+    /// The retry schedule, validated.
+    pub fn retry_schedule(&self) -> Result<RetrySchedule> {
+        RetrySchedule::try_new(self.retry_schedule.clone())
+            .map_err(|e| invalid("delivery.retry_schedule", e.to_string()))
+    }
+
+    /// The retry schedule and every tier (the schedule's and `defer_delay`), validated:
+    /// what the topology declares and the engine parks tasks in. Needs only this section,
+    /// so tools that read no other key can have it.
+    pub fn retry_plan(&self) -> Result<RetryPlan> {
+        self.retry_plan_of(self.retry_schedule()?)
+    }
+
+    /// The delivery policy: the retry plan, `max_age_secs` and `disable_after_secs`.
+    pub fn rules(&self) -> Result<DeliveryRules> {
+        Ok(DeliveryRules {
+            plan: self.retry_plan()?,
+            max_age: Duration::from_secs(self.max_age_secs),
+            disable_after: Duration::from_secs(self.disable_after_secs),
+        })
+    }
+
+    fn retry_plan_of(&self, schedule: RetrySchedule) -> Result<RetryPlan> {
+        RetryPlan::try_new(schedule, self.defer_delay)
+            .map_err(|_| invalid("delivery.defer_delay", "must be from 100ms to 7 days"))
     }
 }
 
@@ -406,6 +434,9 @@ mod tests {
                 c.delivery.retry_schedule = vec![Duration::ZERO]
             }),
             ("delivery.concurrency", |c| c.delivery.concurrency = 0),
+            ("delivery.defer_delay", |c| {
+                c.delivery.defer_delay = Duration::from_millis(10)
+            }),
             ("delivery.only_allowed_cidrs", |c| {
                 c.delivery.only_allowed_cidrs = true
             }),
@@ -425,6 +456,22 @@ mod tests {
                 other => panic!("{key}: expected a config error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_retry_plan_holds_the_schedule_and_the_deferral_tier() {
+        let mut c = dev();
+        c.delivery.retry_schedule = vec![Duration::from_secs(5), Duration::from_secs(60)];
+        c.delivery.defer_delay = Duration::from_secs(2);
+        let plan = c.retry_plan().expect("valid");
+        assert_eq!(plan.schedule(), &c.retry_schedule().expect("valid"));
+        assert_eq!(plan.deferral(), Duration::from_secs(2));
+        let tiers: Vec<Duration> = plan.tiers().iter().copied().collect();
+        assert_eq!(
+            tiers,
+            [2, 5, 60].map(Duration::from_secs),
+            "the schedule's tiers and the deferral tier"
+        );
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //! - [`event`]: the wire contract, decoding an AMQP message into an [`Event`] or a
 //!   [`Rejection`] with its dead-letter reason.
 //! - [`signing`]: Standard Webhooks secrets and `v1` signatures.
-//! - [`retry`]: the retry schedule and its broker tiers.
+//! - [`retry`]: the retry schedule, and the plan of every broker tier.
 //! - [`outcome`]: what an HTTP attempt's result means for the delivery.
+//! - [`disposition`]: what becomes of a task after an attempt, or instead of one.
 //! - [`target`]: which target URLs and addresses hookwire may connect to.
 //! - [`subscription`]: a webhook subscription.
 //! - [`config`]: the configuration tree and its validation.
 
 pub mod catalog;
 pub mod config;
+pub mod disposition;
 pub mod error;
 pub mod event;
 pub mod outcome;
@@ -22,10 +24,11 @@ pub mod target;
 
 pub use catalog::{Catalog, EventType};
 pub use config::Config;
+pub use disposition::{DeliveryRules, Disposition};
 pub use error::{Error, Result};
 pub use event::{DeadReason, Event, OrgHeader, RawEvent, Rejection};
 pub use outcome::{AttemptFailure, Outcome};
-pub use retry::RetrySchedule;
+pub use retry::{RetryPlan, RetrySchedule};
 pub use signing::Secret;
 pub use subscription::{SigningKey, Subscription};
 pub use target::{TargetError, TargetPolicy};

@@ -80,13 +80,7 @@ impl RetrySchedule {
 
     /// The smallest tier that waits at least `wanted`, or the longest tier.
     pub fn tier_covering(&self, wanted: Duration) -> Duration {
-        let tiers = self.tiers();
-        tiers
-            .iter()
-            .copied()
-            .find(|t| *t >= wanted)
-            .or_else(|| tiers.last().copied())
-            .unwrap_or(wanted)
+        covering(&self.tiers(), wanted)
     }
 
     /// Every distinct delay: one tier queue each.
@@ -98,6 +92,64 @@ impl RetrySchedule {
     pub fn delays(&self) -> &[Duration] {
         &self.delays
     }
+}
+
+/// The retry schedule together with the deferral tier: every tier queue a namespace has,
+/// computed once from the configuration so that the topology that declares the tiers and
+/// the engine that parks tasks in them cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPlan {
+    schedule: RetrySchedule,
+    deferral: Duration,
+    tiers: BTreeSet<Duration>,
+}
+
+impl RetryPlan {
+    /// The plan of `schedule` plus the deferral tier `deferral` (100 ms to 7 days), where
+    /// deliveries wait without using an attempt.
+    pub fn try_new(schedule: RetrySchedule, deferral: Duration) -> Result<Self> {
+        if !(MIN_DELAY..=MAX_DELAY).contains(&deferral) {
+            return Err(Error::RetrySchedule(format!(
+                "deferral tier {deferral:?} is outside {MIN_DELAY:?}..={MAX_DELAY:?}"
+            )));
+        }
+        let mut tiers = schedule.tiers();
+        tiers.insert(deferral);
+        Ok(Self {
+            schedule,
+            deferral,
+            tiers,
+        })
+    }
+
+    /// The delays between attempts.
+    pub fn schedule(&self) -> &RetrySchedule {
+        &self.schedule
+    }
+
+    /// The deferral tier: deliveries deferred by caps, or handed back at shutdown.
+    pub fn deferral(&self) -> Duration {
+        self.deferral
+    }
+
+    /// Every distinct tier delay, the schedule's and the deferral tier: one queue each.
+    pub fn tiers(&self) -> &BTreeSet<Duration> {
+        &self.tiers
+    }
+
+    /// The smallest of all tiers that waits at least `wanted`, or the longest tier.
+    pub fn tier_covering(&self, wanted: Duration) -> Duration {
+        covering(&self.tiers, wanted)
+    }
+}
+
+fn covering(tiers: &BTreeSet<Duration>, wanted: Duration) -> Duration {
+    tiers
+        .range(wanted..)
+        .next()
+        .or_else(|| tiers.last())
+        .copied()
+        .unwrap_or(wanted)
 }
 
 /// The queue-name suffix of a tier: the delay in its largest exact unit (`500ms`, `30s`,
@@ -181,6 +233,26 @@ mod tests {
     fn exponential_schedule_comes_from_backon() {
         let s = RetrySchedule::exponential(secs(5), 4.0, secs(3600), 4).expect("valid");
         assert_eq!(s.delays(), [secs(5), secs(20), secs(80), secs(320)]);
+    }
+
+    #[test]
+    fn a_plan_adds_the_deferral_tier_to_the_schedule() {
+        let s = RetrySchedule::try_new(vec![secs(5), secs(30), secs(30)]).expect("valid");
+        let plan = RetryPlan::try_new(s.clone(), secs(10)).expect("valid");
+        assert_eq!(plan.schedule(), &s);
+        assert_eq!(plan.deferral(), secs(10));
+        assert_eq!(
+            plan.tiers().iter().copied().collect::<Vec<_>>(),
+            [secs(5), secs(10), secs(30)]
+        );
+        assert_eq!(plan.tier_covering(secs(6)), secs(10));
+        assert_eq!(plan.tier_covering(secs(31)), secs(30));
+        // Retry-After covers with the schedule's tiers only, never the deferral tier.
+        assert_eq!(plan.schedule().next_delay(1, Some(secs(6))), Some(secs(30)));
+        let same = RetryPlan::try_new(s.clone(), secs(30)).expect("valid");
+        assert_eq!(same.tiers().len(), 2);
+        assert!(RetryPlan::try_new(s.clone(), Duration::from_millis(10)).is_err());
+        assert!(RetryPlan::try_new(s, secs(8 * 24 * 3600)).is_err());
     }
 
     #[test]

@@ -138,14 +138,8 @@ fn retargeted(mut defs: Value, vhost: &str) -> Value {
 
 /// hookwire's tiers for a configuration: the schedule's distinct delays plus `defer_delay`.
 fn tiers(config: &Config) -> Vec<Duration> {
-    let mut tiers: Vec<Duration> = config
-        .retry_schedule()
-        .expect("valid schedule")
-        .tiers()
-        .into_iter()
-        .collect();
-    tiers.push(config.delivery.defer_delay);
-    tiers
+    let plan = config.retry_plan().expect("valid schedule");
+    plan.tiers().iter().copied().collect()
 }
 
 /// Every queue name hookwire declares for `topology`.

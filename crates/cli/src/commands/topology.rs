@@ -1,11 +1,11 @@
 //! `hookwire topology`: declares or deletes a namespace's exchanges and queues.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use hookwire_amqp::Topology;
+use hookwire_core::config::DeliveryConfig;
 
 use crate::config;
 
@@ -37,7 +37,8 @@ pub async fn run(action: TopologyAction) -> Result<()> {
     };
     let figment = config::layers(config.as_deref())?;
     let amqp = config::amqp_section(&figment, namespace)?;
-    let topology = Topology::new(&amqp.namespace, tiers(&figment)?);
+    let delivery: DeliveryConfig = config::extract(&figment, "delivery")?;
+    let topology = Topology::of_plan(&amqp.namespace, &delivery.retry_plan()?);
     let connection = hookwire_amqp::connect(&amqp.url, "hookwire-topology")
         .await
         .with_context(|| {
@@ -60,16 +61,4 @@ pub async fn run(action: TopologyAction) -> Result<()> {
     }
     connection.close(200, "done".into()).await?;
     Ok(())
-}
-
-/// The tier delays: the retry schedule plus the deferral tier.
-fn tiers(figment: &figment::Figment) -> Result<Vec<Duration>> {
-    let schedule: Vec<humantime_serde::Serde<Duration>> =
-        config::extract(figment, "delivery.retry_schedule")?;
-    let defer: humantime_serde::Serde<Duration> = config::extract(figment, "delivery.defer_delay")?;
-    Ok(schedule
-        .into_iter()
-        .chain([defer])
-        .map(humantime_serde::Serde::into_inner)
-        .collect())
 }

@@ -1,0 +1,649 @@
+//! Every message hookwire writes or reads on the broker, encoded and decoded here only:
+//! events (the wire contract producers follow, and hookwire's operational events), tasks
+//! (one delivery between attempts), dead letters, and replays of dead letters.
+
+use std::time::Duration;
+
+use hookwire_core::event::{
+    self, ORG_HEADER, OrgHeader, PUBLISHED_AT_HEADER, RawEvent, is_valid_org, webhook_id,
+};
+use hookwire_core::{Catalog, DeadReason, now_ms};
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::topology::{DEAD_KEY, DELIVER_KEY};
+use crate::{Error, Names, Result, headers};
+
+/// Persistent, so a broker restart keeps it (AMQP 0-9-1 `delivery-mode`).
+const PERSISTENT: u8 = 2;
+const JSON: &str = "application/json";
+/// The body limit the encoder holds events to: the wire contract's default.
+const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Task header: the event's id.
+pub const EVENT_ID: &str = "x-hookwire-event-id";
+/// Task header: the event type (the routing key is `deliver` in the work queue).
+pub const EVENT_TYPE: &str = "x-hookwire-event-type";
+/// Task header: the subscription the task delivers to.
+pub const SUBSCRIPTION_ID: &str = "x-hookwire-subscription-id";
+/// Task header: attempts made so far.
+pub const ATTEMPTS: &str = "x-hookwire-attempts";
+/// Task header: when hookwire first saw the event, for `delivery.max_age_secs`.
+pub const FIRST_SEEN_MS: &str = "x-hookwire-first-seen-ms";
+/// Dead-letter header: why a message is dead (one of [`DeadReason`]).
+pub const REASON: &str = "x-hookwire-reason";
+/// Dead-letter header: the reason in words.
+pub const DETAIL: &str = "x-hookwire-detail";
+
+// ---- Events -------------------------------------------------------------------------
+
+/// An event to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingEvent {
+    /// The organization that owns it.
+    pub org: String,
+    /// Its type, e.g. `report_run_completed`.
+    pub event_type: String,
+    /// Its unique id. Keep it when publishing the same event again, so receivers can
+    /// drop the duplicate; two different events never share one.
+    pub id: String,
+    /// The catalog fields, e.g. `{"report_run_url": "https://…"}`; `event` is added.
+    pub data: Map<String, Value>,
+}
+
+/// An event's body and properties, refusing anything the wire contract would dead-letter.
+pub fn encode_event(
+    catalog: &Catalog,
+    event: &OutgoingEvent,
+) -> Result<(Vec<u8>, BasicProperties)> {
+    let Some(event_type) = catalog.get(&event.event_type) else {
+        return Err(Error::Contract(format!(
+            "unknown event type `{}`; known: {}",
+            event.event_type,
+            catalog.names_joined()
+        )));
+    };
+    let mut expected: Vec<&str> = event_type.fields.iter().map(String::as_str).collect();
+    let mut given: Vec<&str> = event.data.keys().map(String::as_str).collect();
+    expected.sort_unstable();
+    given.sort_unstable();
+    if expected != given {
+        return Err(Error::Contract(format!(
+            "`{}` carries exactly the fields [{}], not [{}]",
+            event_type.name,
+            expected.join(", "),
+            given.join(", ")
+        )));
+    }
+    /// `event` first, as in Mode's payloads, then the catalog fields.
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        event: &'a str,
+        #[serde(flatten)]
+        data: &'a Map<String, Value>,
+    }
+    let body = serde_json::to_vec(&Body {
+        event: &event.event_type,
+        data: &event.data,
+    })
+    .map_err(|e| Error::Contract(e.to_string()))?;
+    let published_at_ms = now_ms();
+    let raw = RawEvent {
+        routing_key: &event.event_type,
+        org: OrgHeader::Text(&event.org),
+        message_id: Some(&event.id),
+        timestamp_secs: Some(published_at_ms / 1000),
+        published_at_ms: Some(published_at_ms),
+        body: &body,
+    };
+    // The same function the consumer runs: nothing encoded here can be dead-lettered for
+    // breaking the contract.
+    event::decode(&raw, catalog, MAX_EVENT_BYTES).map_err(|r| Error::Contract(r.detail))?;
+    if event.id.is_empty() || event.id.len() > 255 {
+        return Err(Error::Contract(
+            "the event id must have 1 to 255 bytes".into(),
+        ));
+    }
+    let properties = event_properties(Some(&event.org), Some(&event.id), Some(published_at_ms))
+        .with_timestamp(published_at_ms / 1000);
+    Ok((body, properties))
+}
+
+/// An operational event about a delivery of `cause`: its id is derived from the cause, so
+/// a redelivered cause announces the same event. Encode it with [`encode_event`].
+pub fn operational_event(
+    cause: &Task,
+    event_type: &str,
+    fields: &[(&str, String)],
+) -> OutgoingEvent {
+    OutgoingEvent {
+        org: cause.org.clone(),
+        event_type: event_type.to_owned(),
+        id: format!("{event_type}_{}", cause.webhook_id()),
+        data: fields
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), Value::from(value.as_str())))
+            .collect(),
+    }
+}
+
+/// The properties every event on the events exchange has, and those of it that are known.
+fn event_properties(
+    org: Option<&str>,
+    id: Option<&str>,
+    published_at_ms: Option<u64>,
+) -> BasicProperties {
+    let mut h = FieldTable::default();
+    if let Some(org) = org {
+        headers::set_text(&mut h, ORG_HEADER, org);
+    }
+    if let Some(at) = published_at_ms {
+        headers::set_unsigned(&mut h, PUBLISHED_AT_HEADER, at);
+    }
+    let properties = BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_content_type(JSON.into());
+    let properties = match id {
+        Some(id) => properties.with_message_id(id.into()),
+        None => properties,
+    };
+    properties.with_headers(h)
+}
+
+// ---- Tasks --------------------------------------------------------------------------
+
+/// One delivery's state between attempts: one (event, subscription) pair travelling
+/// through the work queue and the retry tiers. The body stays the producer's bytes; the
+/// state rides in headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// The event's id.
+    pub event_id: String,
+    /// The organization.
+    pub org: String,
+    /// The event type.
+    pub event_type: String,
+    /// The subscription.
+    pub subscription_id: Uuid,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When hookwire first saw the event (ms).
+    pub first_seen_ms: u64,
+    /// When the producer published it (ms), for end-to-end lag.
+    pub published_at_ms: Option<u64>,
+}
+
+impl Task {
+    /// The `webhook-id`: the same for every attempt of this pair.
+    pub fn webhook_id(&self) -> String {
+        webhook_id(&self.event_id, &self.subscription_id)
+    }
+
+    /// Properties of the task message on the work exchange.
+    pub fn properties(&self) -> BasicProperties {
+        let mut h = FieldTable::default();
+        headers::set_text(&mut h, ORG_HEADER, &self.org);
+        headers::set_text(&mut h, EVENT_ID, &self.event_id);
+        headers::set_text(&mut h, EVENT_TYPE, &self.event_type);
+        headers::set_text(&mut h, SUBSCRIPTION_ID, &self.subscription_id.to_string());
+        headers::set_unsigned(&mut h, ATTEMPTS, u64::from(self.attempts));
+        headers::set_unsigned(&mut h, FIRST_SEEN_MS, self.first_seen_ms);
+        if let Some(at) = self.published_at_ms {
+            headers::set_unsigned(&mut h, PUBLISHED_AT_HEADER, at);
+        }
+        BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type(JSON.into())
+            .with_message_id(self.webhook_id().as_str().into())
+            .with_timestamp(now_ms() / 1000)
+            .with_headers(h)
+    }
+
+    /// Properties of the task parked in a tier: it expires back to the work queue after
+    /// `expiration`.
+    pub fn parked_properties(&self, expiration: Duration) -> BasicProperties {
+        self.properties()
+            .with_expiration(expiration.as_millis().to_string().as_str().into())
+    }
+
+    /// Properties of the task as a dead letter.
+    pub fn dead_letter_properties(&self, reason: DeadReason, detail: &str) -> BasicProperties {
+        dead_letter_properties(&self.properties(), reason, detail)
+    }
+
+    /// Reads a task back from its message's headers.
+    pub fn from_headers(h: Option<&FieldTable>) -> Result<Self, String> {
+        let text = |key: &str| {
+            headers::text(h, key)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("task header `{key}` is missing"))
+        };
+        let subscription_id = text(SUBSCRIPTION_ID)?;
+        Ok(Self {
+            event_id: text(EVENT_ID)?,
+            org: text(ORG_HEADER)?,
+            event_type: text(EVENT_TYPE)?,
+            subscription_id: Uuid::parse_str(&subscription_id)
+                .map_err(|_| format!("task header `{SUBSCRIPTION_ID}` is not a UUID"))?,
+            attempts: headers::unsigned(h, ATTEMPTS)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("task header `{ATTEMPTS}` is missing"))?,
+            first_seen_ms: headers::unsigned(h, FIRST_SEEN_MS).unwrap_or_else(now_ms),
+            published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
+        })
+    }
+}
+
+// ---- Dead letters -------------------------------------------------------------------
+
+/// Properties of a dead letter: the original headers, plus the reason and its detail.
+pub fn dead_letter_properties(
+    original: &BasicProperties,
+    reason: DeadReason,
+    detail: &str,
+) -> BasicProperties {
+    let mut h = original.headers().clone().unwrap_or_default();
+    headers::set_text(&mut h, REASON, reason.as_str());
+    headers::set_text(&mut h, DETAIL, detail);
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_headers(h);
+    if let Some(id) = original.message_id() {
+        props = props.with_message_id(id.clone());
+    }
+    if let Some(ct) = original.content_type() {
+        props = props.with_content_type(ct.clone());
+    }
+    if let Some(ts) = original.timestamp() {
+        props = props.with_timestamp(*ts);
+    }
+    props
+}
+
+/// Properties of an event that breaks the wire contract, as a dead letter. It keeps its
+/// routing key in a header: in the dead queue every message has the key `dead`.
+pub fn rejected_event_properties(
+    message: &Delivery,
+    reason: DeadReason,
+    detail: &str,
+) -> BasicProperties {
+    let dead = dead_letter_properties(&message.properties, reason, detail);
+    let mut h = dead.headers().clone().unwrap_or_default();
+    headers::set_text(&mut h, EVENT_TYPE, message.routing_key.as_str());
+    dead.with_headers(h)
+}
+
+/// What a message of the dead queue says about itself.
+///
+/// hookwire's own dead letters carry `x-hookwire-reason`. Messages the broker
+/// dead-lettered itself (a crash loop reaching `x-delivery-limit`) carry only the
+/// broker's `x-death` header, from which the reason is derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadMessage {
+    /// Its organization, when it has a valid one.
+    pub org: Option<String>,
+    /// The subscription, when it was a task.
+    pub subscription_id: Option<Uuid>,
+    /// The event's id (a task's header, else the message id).
+    pub event_id: Option<String>,
+    /// The event type, when known.
+    pub event_type: Option<String>,
+    /// Why it is dead: a [`DeadReason`], or the broker's reason.
+    pub reason: String,
+    /// The reason in words.
+    pub detail: String,
+    /// Attempts made, 0 when it was never attempted.
+    pub attempts: u32,
+}
+
+impl DeadMessage {
+    /// Reads a message of the dead queue.
+    pub fn read(message: &Delivery) -> Self {
+        let h = message.properties.headers().as_ref();
+        let death = first_death(h);
+        let (reason, detail) = match headers::text(h, REASON) {
+            Some(reason) => (
+                reason.to_owned(),
+                headers::text(h, DETAIL).unwrap_or_default().to_owned(),
+            ),
+            None => broker_reason(death),
+        };
+        let event_type = headers::text(h, EVENT_TYPE)
+            .map(str::to_owned)
+            .or_else(|| death.and_then(death_routing_key))
+            .or_else(|| Some(message.routing_key.to_string()).filter(|k| k != DEAD_KEY));
+        Self {
+            org: headers::text(h, ORG_HEADER)
+                .filter(|o| is_valid_org(o))
+                .map(str::to_owned),
+            subscription_id: headers::text(h, SUBSCRIPTION_ID)
+                .and_then(|s| Uuid::parse_str(s).ok()),
+            event_id: headers::text(h, EVENT_ID).map(str::to_owned).or_else(|| {
+                message
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.to_string())
+            }),
+            event_type,
+            reason,
+            detail,
+            attempts: headers::unsigned(h, ATTEMPTS)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The most recent `x-death` entry (the broker puts it first).
+fn first_death(h: Option<&FieldTable>) -> Option<&FieldTable> {
+    match h?.inner().get("x-death")? {
+        AMQPValue::FieldArray(entries) => entries.as_slice().iter().find_map(|e| match e {
+            AMQPValue::FieldTable(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+fn broker_reason(death: Option<&FieldTable>) -> (String, String) {
+    let Some(death) = death else {
+        return (
+            "unknown".into(),
+            "dead-lettered without x-hookwire-reason or x-death".into(),
+        );
+    };
+    let queue = headers::text(Some(death), "queue").unwrap_or("?");
+    let count = headers::unsigned(Some(death), "count").unwrap_or(0);
+    match headers::text(Some(death), "reason").unwrap_or("?") {
+        "delivery_limit" => (
+            DeadReason::DeliveryLimit.as_str().to_owned(),
+            format!(
+                "the broker dead-lettered it from `{queue}` after too many redeliveries: a crash loop"
+            ),
+        ),
+        other => (
+            other.to_owned(),
+            format!("the broker dead-lettered it from `{queue}` ({other}, {count} time(s))"),
+        ),
+    }
+}
+
+fn death_routing_key(death: &FieldTable) -> Option<String> {
+    match death.inner().get("routing-keys")? {
+        AMQPValue::FieldArray(keys) => keys.as_slice().iter().find_map(|k| match k {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok().map(str::to_owned),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+// ---- Replays ------------------------------------------------------------------------
+
+/// What a replay needs of an archived dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay<'a> {
+    /// The archive's id of it, for errors.
+    pub id: Uuid,
+    /// Its organization.
+    pub org: Option<&'a str>,
+    /// The subscription, when it was a task.
+    pub subscription_id: Option<Uuid>,
+    /// The event's id.
+    pub event_id: Option<&'a str>,
+    /// The event type.
+    pub event_type: Option<&'a str>,
+    /// The producer's bytes.
+    pub body: &'a [u8],
+}
+
+/// Where a replayed dead letter is published, and as what.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// The exchange.
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// The message's properties.
+    pub properties: BasicProperties,
+}
+
+impl Replay<'_> {
+    /// A failed delivery goes back to the work queue as a task with a fresh retry budget;
+    /// an event that never fanned out goes back to the events exchange.
+    pub fn destination(&self, names: &Names) -> Result<Destination> {
+        let unreplayable = |why: &str| {
+            Error::Unreplayable(format!("dead letter {} cannot be replayed: {why}", self.id))
+        };
+        let event_type = self
+            .event_type
+            .ok_or_else(|| unreplayable("its event type is unknown"))?;
+        match (self.subscription_id, self.org, self.event_id) {
+            (Some(subscription_id), Some(org), Some(event_id)) => {
+                let task = Task {
+                    event_id: event_id.to_owned(),
+                    org: org.to_owned(),
+                    event_type: event_type.to_owned(),
+                    subscription_id,
+                    attempts: 0,
+                    first_seen_ms: now_ms(),
+                    published_at_ms: None,
+                };
+                Ok(Destination {
+                    exchange: names.work_exchange(),
+                    routing_key: DELIVER_KEY.to_owned(),
+                    properties: task.properties(),
+                })
+            }
+            (Some(_), _, _) => Err(unreplayable("its organization or event id is missing")),
+            (None, org, event_id) => Ok(Destination {
+                exchange: names.events_exchange(),
+                routing_key: event_type.to_owned(),
+                properties: event_properties(org, event_id, None),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> Task {
+        Task {
+            event_id: "evt-1".into(),
+            org: "acme".into(),
+            event_type: "report_created".into(),
+            subscription_id: Uuid::now_v7(),
+            attempts: 3,
+            first_seen_ms: 42,
+            published_at_ms: Some(41),
+        }
+    }
+
+    #[test]
+    fn task_round_trips_through_headers() {
+        let task = task();
+        let props = task.properties();
+        assert_eq!(
+            Task::from_headers(props.headers().as_ref()),
+            Ok(task.clone())
+        );
+        assert_eq!(
+            props.message_id().as_ref().map(|s| s.to_string()),
+            Some(task.webhook_id())
+        );
+        let dead = dead_letter_properties(&props, DeadReason::Exhausted, "5 attempts");
+        assert_eq!(
+            headers::text(dead.headers().as_ref(), REASON),
+            Some("exhausted")
+        );
+        assert_eq!(Task::from_headers(dead.headers().as_ref()), Ok(task));
+    }
+
+    #[test]
+    fn broken_task_headers_are_named() {
+        let err = Task::from_headers(None).expect_err("no headers");
+        assert!(err.contains(SUBSCRIPTION_ID), "{err}");
+    }
+
+    #[test]
+    fn a_parked_task_expires_after_its_delay() {
+        let props = task().parked_properties(Duration::from_millis(31_250));
+        assert_eq!(
+            props.expiration().as_ref().map(|e| e.to_string()),
+            Some("31250".to_owned())
+        );
+        assert_eq!(props.delivery_mode(), &Some(PERSISTENT));
+    }
+
+    #[test]
+    fn operational_events_pass_the_catalog_like_any_event() {
+        let catalog = Catalog::builtin();
+        let cause = task();
+        let fields = [
+            ("webhook_id", cause.subscription_id.to_string()),
+            ("reason", "the receiver answered 410 Gone".to_owned()),
+        ];
+        let event = operational_event(&cause, "webhook_disabled", &fields);
+        assert_eq!(event.id, format!("webhook_disabled_{}", cause.webhook_id()));
+        let (body, props) = encode_event(&catalog, &event).expect("a catalog event");
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["event"], "webhook_disabled");
+        assert_eq!(body["reason"], "the receiver answered 410 Gone");
+        assert_eq!(
+            headers::text(props.headers().as_ref(), ORG_HEADER),
+            Some("acme")
+        );
+        assert_eq!(props.delivery_mode(), &Some(PERSISTENT));
+        let unknown = operational_event(&cause, "no_such_event", &fields);
+        assert!(matches!(
+            encode_event(&catalog, &unknown),
+            Err(Error::Contract(_))
+        ));
+    }
+
+    fn message(routing_key: &str, properties: BasicProperties) -> Delivery {
+        let mut m = Delivery::mock(
+            1,
+            "ns.dlx".into(),
+            routing_key.into(),
+            false,
+            b"{}".to_vec(),
+        );
+        m.properties = properties;
+        m
+    }
+
+    #[test]
+    fn dead_letters_read_back() {
+        let task = task();
+        let dead = message(
+            DEAD_KEY,
+            task.dead_letter_properties(DeadReason::Exhausted, "4 attempts"),
+        );
+        assert_eq!(
+            DeadMessage::read(&dead),
+            DeadMessage {
+                org: Some("acme".into()),
+                subscription_id: Some(task.subscription_id),
+                event_id: Some("evt-1".into()),
+                event_type: Some("report_created".into()),
+                reason: "exhausted".into(),
+                detail: "4 attempts".into(),
+                attempts: 3,
+            }
+        );
+
+        let mut event = message("report_created", BasicProperties::default());
+        event.properties = event_properties(Some("acme"), Some("evt-2"), None);
+        let rejected = message(
+            DEAD_KEY,
+            rejected_event_properties(&event, DeadReason::UnknownEvent, "no such type"),
+        );
+        let read = DeadMessage::read(&rejected);
+        assert_eq!(read.event_type.as_deref(), Some("report_created"));
+        assert_eq!(read.event_id.as_deref(), Some("evt-2"));
+        assert_eq!(read.subscription_id, None);
+
+        let mut death = FieldTable::default();
+        headers::set_text(&mut death, "reason", "delivery_limit");
+        headers::set_text(&mut death, "queue", "ns.events");
+        death.insert(
+            "routing-keys".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::LongString("report_created".into())].into()),
+        );
+        let mut h = FieldTable::default();
+        h.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into()),
+        );
+        let crash_loop = DeadMessage::read(&message(
+            DEAD_KEY,
+            BasicProperties::default().with_headers(h),
+        ));
+        assert_eq!(crash_loop.reason, "delivery_limit");
+        assert_eq!(crash_loop.event_type.as_deref(), Some("report_created"));
+
+        let bare = DeadMessage::read(&message(DEAD_KEY, BasicProperties::default()));
+        assert_eq!((bare.reason.as_str(), bare.event_type), ("unknown", None));
+    }
+
+    #[test]
+    fn replay_destinations() {
+        let names = Names::new("ns");
+        let sub = Uuid::now_v7();
+        let dead = Replay {
+            id: Uuid::now_v7(),
+            org: Some("acme"),
+            subscription_id: Some(sub),
+            event_id: Some("evt-1"),
+            event_type: Some("report_created"),
+            body: b"{}",
+        };
+        let task = dead.destination(&names).expect("a task");
+        assert_eq!(
+            (task.exchange.as_str(), task.routing_key.as_str()),
+            ("ns.work", DELIVER_KEY)
+        );
+        let back = Task::from_headers(task.properties.headers().as_ref()).expect("task");
+        assert_eq!((back.attempts, back.subscription_id), (0, sub));
+
+        let event = Replay {
+            subscription_id: None,
+            ..dead
+        }
+        .destination(&names)
+        .expect("an event");
+        assert_eq!(
+            (event.exchange.as_str(), event.routing_key.as_str()),
+            ("ns.events", "report_created")
+        );
+        assert_eq!(
+            event
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string()),
+            Some("evt-1".to_owned())
+        );
+
+        let no_org = Replay { org: None, ..dead };
+        assert!(matches!(
+            no_org.destination(&names),
+            Err(Error::Unreplayable(_))
+        ));
+        let no_type = Replay {
+            event_type: None,
+            ..dead
+        };
+        assert!(matches!(
+            no_type.destination(&names),
+            Err(Error::Unreplayable(_))
+        ));
+    }
+}
