@@ -349,7 +349,7 @@ impl Bench {
 
     fn watched(&self, serve: Option<usize>) -> Watched {
         Watched {
-            serve: serve.and_then(|i| self.serves[i].pid()),
+            serve: serve.map(|i| self.serves[i].pid()),
             rabbitmq: self.rabbitmq,
             hz: self.hz,
         }
@@ -466,7 +466,7 @@ impl Bench {
         let serve = self
             .start_serve(&namespace, &self.memory_settings.clone(), &subs)
             .await?;
-        let idle = self.serves[serve].pid().and_then(procfs::rss_bytes);
+        let idle = procfs::rss_bytes(self.serves[serve].pid());
         let steady_events = (self.cli.rate * self.cli.memory_secs as f64).round() as usize;
         let steady = Step {
             scenario: Scenario::Memory,
@@ -716,19 +716,19 @@ fn redact(url: &str) -> String {
 
 /// Samples serve's RSS every 100 ms while a scenario runs.
 struct RssSampler {
-    pid: Option<u32>,
+    pid: u32,
     max: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RssSampler {
-    fn start(pid: Option<u32>) -> Self {
+    fn start(pid: u32) -> Self {
         let max = Arc::new(AtomicU64::new(0));
         let task = {
             let max = max.clone();
             tokio::spawn(async move {
                 loop {
-                    if let Some(rss) = pid.and_then(procfs::rss_bytes) {
+                    if let Some(rss) = procfs::rss_bytes(pid) {
                         max.fetch_max(rss, Ordering::Relaxed);
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -741,7 +741,7 @@ impl RssSampler {
     /// The largest RSS seen and the RSS now, in MiB.
     fn stop(self) -> (Option<f64>, Option<f64>) {
         self.task.abort();
-        let end = self.pid.and_then(procfs::rss_bytes);
+        let end = procfs::rss_bytes(self.pid);
         let max = self.max.load(Ordering::Relaxed).max(end.unwrap_or(0));
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         ((max > 0).then(|| mib(max)), end.map(mib))

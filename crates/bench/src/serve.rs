@@ -1,19 +1,19 @@
 //! `hookwire serve` as a child process: its config (loopback-only), its seeded store, its
 //! namespace, and its cleanup.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine;
 use hookwire_amqp::Topology;
 use hookwire_amqp::lapin::Connection;
 use hookwire_core::{Config, Secret, Subscription, now_ms};
-use hookwire_store::{Change, Store};
+use hookwire_testkit::ServeChild;
+use hookwire_testkit::serve_child::seed_store;
 use serde::Serialize;
 
-use crate::amqp::{EVENT_TYPE, queue_counts};
+use crate::amqp::EVENT_TYPE;
 
 /// The knobs of one `serve`; everything else is `config/default.toml`.
 #[derive(Debug, Clone, Serialize)]
@@ -110,9 +110,8 @@ pub fn subscription(org: &str, url: &str) -> Result<Subscription> {
 /// A running `hookwire serve`, killed on drop if it was not stopped.
 #[derive(Debug)]
 pub struct Serve {
-    child: Option<Child>,
+    child: ServeChild,
     config: Config,
-    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -134,55 +133,25 @@ impl Serve {
         let config = settings
             .config(namespace, amqp_url, &dir.path().join("store"), &key_b64)
             .context("the bench's serve config")?;
-        {
-            // sled locks its directory: seed it, then close it before serve opens it.
-            let store = Store::open(&config.store.path, 8 << 20, &key)?;
-            for sub in subscriptions {
-                store.apply(Change::Upsert(sub.clone()))?;
-            }
-            store.flush()?;
-        }
+        seed_store(&config, subscriptions)?;
         let config_path = dir.path().join("hookwire.toml");
         std::fs::write(&config_path, config.to_toml())?;
         let channel = broker.create_channel().await?;
         Topology::of_config(&config)?.declare(&channel).await?;
         let _ = channel.close(200, "declared".into()).await;
-        let log = dir.path().join("serve.log");
-        let child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut serve = Self {
-            child: Some(child),
+        let mut child =
+            ServeChild::spawn(binary, &config_path, &dir.path().join("serve.log"), &[])?;
+        child.wait_ready(Duration::from_secs(60)).await?;
+        Ok(Self {
+            child,
             config,
-            log,
             _dir: dir,
-        };
-        let queue = format!("{namespace}.events");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            serve.check_alive()?;
-            if queue_counts(broker, &queue).await?.1 > 0 {
-                return Ok(serve);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "serve did not consume within 60 s; log:\n{}",
-                    serve.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
     }
 
     /// The child's pid.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
     }
 
     /// Its namespace.
@@ -192,23 +161,12 @@ impl Serve {
 
     /// Fails with the log's tail if serve has exited.
     pub fn check_alive(&mut self) -> Result<()> {
-        if let Some(child) = self.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            bail!("serve exited ({status}); log:\n{}", self.log_tail());
-        }
-        Ok(())
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.child.check_alive()
     }
 
     /// Lines of serve's log at WARN or above, other than failed-delivery retries.
     pub fn unexpected_log_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
+        std::fs::read_to_string(self.child.log())
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains("ERROR") || (l.contains("WARN") && !l.contains("retry")))
@@ -216,32 +174,12 @@ impl Serve {
             .collect()
     }
 
-    /// Stops serve with SIGTERM (graceful), then deletes its namespace.
+    /// Stops serve with SIGTERM (graceful), then deletes its namespace, whether or not
+    /// serve stopped in time.
     pub async fn stop(mut self, broker: &Connection) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while child.try_wait()?.is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        delete_namespace(broker, &self.config).await
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let stopped = self.child.terminate(Duration::from_secs(30)).await;
+        delete_namespace(broker, &self.config).await?;
+        stopped.map(drop)
     }
 }
 

@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
+use futures_util::stream::{BoxStream, SelectAll};
 use hookwire_amqp::{Publisher, connect};
+use lapin::message::Delivery;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +31,7 @@ use crate::acks::Acks;
 use crate::engine::Engine;
 use crate::{Error, Result};
 
-/// Buffered deliveries are handled after a consumer is cancelled, so that shutdown does
+/// Buffered messages are handled after a consumer is cancelled, so that shutdown does
 /// not hand them back to the broker (which would count a redelivery).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -228,6 +230,7 @@ struct Session {
 }
 
 impl Session {
+    /// Consumes until `stop` or a failure, then shuts down or gives up accordingly.
     async fn run(
         self,
         engine: &Arc<Engine>,
@@ -241,14 +244,57 @@ impl Session {
             probe,
         } = self;
         let depth_poller = tokio::spawn(poll_queue_depths(probe, engine.topology().clone()));
-        // Shared, not cloned per delivery: a lapin channel is over a dozen `Arc`s.
-        let publisher = Arc::new(publisher);
+        let mut consuming = Consuming::start(engine, publisher, consumers);
+        let end = consuming.until_ended(stop).await;
+        depth_poller.abort();
+        match end {
+            SessionEnd::Broken(_) => {
+                consuming.abandon();
+                close(&connection, 320, "session broken").await;
+            }
+            SessionEnd::Shutdown => {
+                consuming.shut_down(amqp).await;
+                engine.attempt_log().sync().await;
+                close(&connection, 200, "shutdown").await;
+            }
+        }
+        end
+    }
+}
+
+/// A message from a consumer, with its channel's acks.
+type Received = (Acks, lapin::Result<Delivery>);
+
+/// One consumer's next message, or `None` once that consumer has ended.
+type Incoming = (Source, Option<Received>);
+
+/// A session's consumers at work: every consumer's messages in one stream, and the
+/// handlers they were handed to.
+struct Consuming<'a> {
+    engine: &'a Arc<Engine>,
+    // Shared, not cloned per message: a lapin channel is over a dozen `Arc`s.
+    publisher: Arc<Publisher>,
+    /// Cancelled by a handler whose outcome could not be made durable.
+    broken: CancellationToken,
+    messages: SelectAll<BoxStream<'static, Incoming>>,
+    handlers: TaskTracker,
+    /// Each consumer's channel and tag, for cancelling it at shutdown.
+    cancels: Vec<(Channel, ShortString)>,
+    ack_tasks: Vec<JoinHandle<()>>,
+}
+
+impl<'a> Consuming<'a> {
+    /// Merges the consumers into one stream, each message with its channel's acks; a
+    /// consumer that ends says so with a final `None`, which ends the session.
+    fn start(
+        engine: &'a Arc<Engine>,
+        publisher: Publisher,
+        consumers: Vec<(Source, Channel, Consumer)>,
+    ) -> Self {
         let broken = CancellationToken::new();
         let mut cancels = Vec::new();
         let mut ack_tasks = Vec::new();
-        // One stream of every consumer's deliveries, each with its channel's acks; a
-        // consumer that ends says so with a final `None`, which ends the session.
-        let mut deliveries = futures_util::stream::select_all(consumers.into_iter().map(
+        let messages = futures_util::stream::select_all(consumers.into_iter().map(
             |(source, channel, consumer)| {
                 let (acks, task) = Acks::spawn(channel.clone(), broken.clone());
                 ack_tasks.push(task);
@@ -259,92 +305,121 @@ impl Session {
                     .boxed()
             },
         ));
-        let tracker = TaskTracker::new();
-        let spawn = |source: Source,
-                     item: Option<(Acks, lapin::Result<lapin::message::Delivery>)>|
-         -> Option<Error> {
-            match item {
-                Some((acks, Ok(delivery))) => {
-                    tracker.spawn(handle(
-                        engine.clone(),
-                        publisher.clone(),
-                        acks,
-                        broken.clone(),
-                        source,
-                        delivery,
-                    ));
-                    None
-                }
-                Some((_, Err(e))) => Some(Error::Amqp(e)),
-                None => Some(Error::Internal(format!("the {source:?} consumer ended"))),
-            }
-        };
-        let end = loop {
+        Self {
+            engine,
+            publisher: Arc::new(publisher),
+            broken,
+            messages,
+            handlers: TaskTracker::new(),
+            cancels,
+            ack_tasks,
+        }
+    }
+
+    /// Hands every message to a handler until `stop`, or until the session breaks.
+    async fn until_ended(&mut self, stop: &CancellationToken) -> SessionEnd {
+        loop {
             let failure = tokio::select! {
-                () = stop.cancelled() => break SessionEnd::Shutdown,
-                () = broken.cancelled() => Some(Error::Internal("an outcome could not be made durable".into())),
-                next = deliveries.next() => match next {
-                    Some((source, item)) => spawn(source, item),
+                () = stop.cancelled() => return SessionEnd::Shutdown,
+                () = self.broken.cancelled() => Some(Error::Internal("an outcome could not be made durable".into())),
+                next = self.messages.next() => match next {
+                    Some((source, item)) => self.dispatch(source, item),
                     None => Some(Error::Internal("every consumer ended".into())),
                 },
             };
             if let Some(e) = failure {
-                break SessionEnd::Broken(e);
+                return SessionEnd::Broken(e);
             }
-        };
-        depth_poller.abort();
-        if matches!(end, SessionEnd::Broken(_)) {
-            // In-flight handlers finish on their own; their acks are not sent and the
-            // broker redelivers those messages to the next session.
-            ack_tasks.iter().for_each(JoinHandle::abort);
-            close(&connection, 320, "session broken").await;
-            return end;
         }
+    }
 
+    /// Spawns the message's handler, or says why the session cannot go on.
+    fn dispatch(&self, source: Source, item: Option<Received>) -> Option<Error> {
+        match item {
+            Some((acks, Ok(message))) => {
+                self.handlers.spawn(handle(
+                    self.engine.clone(),
+                    self.publisher.clone(),
+                    acks,
+                    self.broken.clone(),
+                    source,
+                    message,
+                ));
+                None
+            }
+            Some((_, Err(e))) => Some(Error::Amqp(e)),
+            None => Some(Error::Internal(format!("the {source:?} consumer ended"))),
+        }
+    }
+
+    /// After a break: in-flight handlers finish on their own; their acks are not sent
+    /// and the broker redelivers those messages to the next session.
+    fn abandon(&self) {
+        self.ack_tasks.iter().for_each(JoinHandle::abort);
+    }
+
+    /// A graceful end: no new messages, the ones already here handled, in-flight attempts
+    /// given their grace, and the last acks sent.
+    async fn shut_down(&mut self, amqp: &AmqpSettings) {
         info!("Shutting down: consuming stopped, finishing in-flight deliveries.");
-        for (channel, tag) in &cancels {
+        self.cancel_consumers().await;
+        self.handle_buffered().await;
+        self.finish_in_flight(amqp).await;
+        self.send_last_acks(amqp).await;
+    }
+
+    async fn cancel_consumers(&mut self) {
+        for (channel, tag) in &self.cancels {
             let _ = channel
                 .basic_cancel(tag.clone(), BasicCancelOptions::default())
                 .await;
         }
-        // Deliveries the broker had already sent are handled, not handed back: a
-        // handed-back message would count one more delivery against its limit.
+    }
+
+    /// Messages the broker had already sent are handled, not handed back: a handed-back
+    /// message would count one more delivery against its limit.
+    async fn handle_buffered(&mut self) {
         while let Ok(Some((source, item))) =
-            tokio::time::timeout(DRAIN_TIMEOUT, deliveries.next()).await
+            tokio::time::timeout(DRAIN_TIMEOUT, self.messages.next()).await
         {
-            if item.is_some() && spawn(source, item).is_some() {
+            if item.is_some() && self.dispatch(source, item).is_some() {
                 break;
             }
         }
-        tracker.close();
-        if tokio::time::timeout(amqp.shutdown_grace, tracker.wait())
+    }
+
+    /// Waits out the shutdown grace, then has the handlers still running hand their
+    /// messages back.
+    async fn finish_in_flight(&mut self, amqp: &AmqpSettings) {
+        self.handlers.close();
+        if tokio::time::timeout(amqp.shutdown_grace, self.handlers.wait())
             .await
             .is_err()
         {
             warn!(
-                in_flight = tracker.len(),
+                in_flight = self.handlers.len(),
                 "Shutdown grace is over; handing back in-flight deliveries."
             );
-            engine.end_grace();
-            if tokio::time::timeout(amqp.confirm_timeout, tracker.wait())
+            self.engine.end_grace();
+            if tokio::time::timeout(amqp.confirm_timeout, self.handlers.wait())
                 .await
                 .is_err()
             {
                 error!(
-                    in_flight = tracker.len(),
+                    in_flight = self.handlers.len(),
                     "Deliveries could not be handed back; the broker will redeliver them."
                 );
             }
         }
-        // The last acks go out before the connection closes; a handler still running
-        // holds its channel's ack task open, so it is not waited for past the timeout.
-        drop(deliveries);
-        for task in ack_tasks {
+    }
+
+    /// The last acks go out before the connection closes; a handler still running holds
+    /// its channel's ack task open, so it is not waited for past the timeout.
+    async fn send_last_acks(&mut self, amqp: &AmqpSettings) {
+        drop(std::mem::take(&mut self.messages));
+        for task in std::mem::take(&mut self.ack_tasks) {
             let _ = tokio::time::timeout(amqp.confirm_timeout, task).await;
         }
-        engine.attempt_log().sync().await;
-        close(&connection, 200, "shutdown").await;
-        SessionEnd::Shutdown
     }
 }
 
@@ -367,15 +442,15 @@ async fn handle(
     acks: Acks,
     broken: CancellationToken,
     source: Source,
-    delivery: lapin::message::Delivery,
+    message: Delivery,
 ) {
     let result = match source {
-        Source::Events => engine.handle_event(&publisher, &delivery).await,
-        Source::Tasks => engine.handle_task(&publisher, &delivery).await,
-        Source::Dead => engine.handle_dead(&delivery).await,
+        Source::Events => engine.handle_event(&publisher, &message).await,
+        Source::Tasks => engine.handle_task(&publisher, &message).await,
+        Source::Dead => engine.handle_dead(&message).await,
     };
     match result {
-        Ok(()) => acks.finish(delivery.delivery_tag),
+        Ok(()) => acks.finish(message.delivery_tag),
         Err(e) => {
             warn!(error = %e, ?source, "Outcome not durable; message left unacked for redelivery.");
             broken.cancel();

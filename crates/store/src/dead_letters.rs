@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use uuid::Uuid;
 
+use crate::keys::{org_key, org_prefix};
 use crate::records::{DeadLetter, DeadLetterQuery, Page, decode, encode};
-use crate::store::{SEP, transact_pair};
+use crate::transaction::transact_pair;
 use crate::{Error, Result};
 
 /// The largest piece of a body in one value.
@@ -33,15 +34,11 @@ struct Stored {
 }
 
 fn prefix(org: Option<&str>) -> Vec<u8> {
-    let mut key = org.unwrap_or("").as_bytes().to_vec();
-    key.push(SEP);
-    key
+    org_prefix(org.unwrap_or(""))
 }
 
 fn key(org: Option<&str>, id: &Uuid) -> Vec<u8> {
-    let mut key = prefix(org);
-    key.extend_from_slice(id.as_bytes());
-    key
+    org_key(org.unwrap_or(""), id)
 }
 
 fn piece_key(id: &Uuid, piece: u32) -> [u8; 20] {

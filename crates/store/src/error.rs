@@ -28,6 +28,12 @@ pub enum Error {
     /// A change refers to a subscription that does not exist.
     #[error("no subscription {0}")]
     NotFound(uuid::Uuid),
+    /// A committed change was applied but could not be made durable.
+    #[error("the store could not be flushed: {0}")]
+    Flush(String),
+    /// The [`Writer`](crate::Writer)'s thread is gone, so nothing more can be committed.
+    #[error("the store writer has stopped")]
+    WriterStopped,
 }
 
 /// The result type of the store.

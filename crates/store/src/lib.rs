@@ -13,10 +13,12 @@
 mod attempt_log;
 mod dead_letters;
 mod error;
+mod keys;
 mod records;
 mod sealing;
 mod store;
 mod subscriber_cache;
+mod transaction;
 mod writer;
 
 pub use error::{Error, Result};

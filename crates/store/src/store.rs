@@ -7,24 +7,24 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hookwire_core::{Secret, SigningKey, Subscription};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 use uuid::Uuid;
 
 use crate::attempt_log;
 use crate::dead_letters::Archive;
+use crate::keys::{event_key, event_prefix, org_key, org_prefix};
 use crate::records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode,
 };
 use crate::sealing::Sealer;
 use crate::subscriber_cache::SubscriberCache;
+use crate::transaction::transact_pair;
 use crate::{Error, Result};
 
 /// The schema this build writes. Bump it with every incompatible record change.
 pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-pub(crate) const SEP: u8 = 0;
 
 /// One mutation of the store. Every write goes through [`Store::apply`], so that the same
 /// records can later be replicated through a changelog.
@@ -126,44 +126,6 @@ struct SealedKey {
     expires_at_ms: Option<u64>,
 }
 
-fn sub_key(org: &str, id: &Uuid) -> Vec<u8> {
-    let mut key = Vec::with_capacity(org.len() + 17);
-    key.extend_from_slice(org.as_bytes());
-    key.push(SEP);
-    key.extend_from_slice(id.as_bytes());
-    key
-}
-
-fn event_prefix(org: &str, event: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(org.len() + event.len() + 18);
-    key.extend_from_slice(org.as_bytes());
-    key.push(SEP);
-    key.extend_from_slice(event.as_bytes());
-    key.push(SEP);
-    key
-}
-
-fn event_key(org: &str, event: &str, id: &Uuid) -> Vec<u8> {
-    let mut key = event_prefix(org, event);
-    key.extend_from_slice(id.as_bytes());
-    key
-}
-
-/// Runs `f` as one sled transaction over two trees; an abort returns its own error.
-pub(crate) fn transact_pair(
-    a: &sled::Tree,
-    b: &sled::Tree,
-    f: impl Fn(
-        &sled::transaction::TransactionalTree,
-        &sled::transaction::TransactionalTree,
-    ) -> Result<(), ConflictableTransactionError<Error>>,
-) -> Result<()> {
-    (a, b).transaction(|(a, b)| f(a, b)).map_err(|e| match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => Error::Sled(e),
-    })
-}
-
 impl Store {
     /// Opens (or creates) the store at `path`. Fails when another process holds it, or when
     /// a newer hookwire wrote it.
@@ -232,7 +194,7 @@ impl Store {
                 Ok(())
             }
             Change::Upsert(sub) => {
-                let key = sub_key(&sub.org, &sub.id);
+                let key = org_key(&sub.org, &sub.id);
                 let record = serde_json::to_vec(&self.seal(&sub)?)
                     .map_err(|e| Error::Corrupt(e.to_string()))?;
                 self.transact(|subs, index| {
@@ -251,7 +213,7 @@ impl Store {
                 Ok(())
             }
             Change::Delete { org, id } => {
-                let key = sub_key(&org, &id);
+                let key = org_key(&org, &id);
                 self.transact(|subs, index| {
                     let Some(old) = subs.remove(key.as_slice())? else {
                         return Err(ConflictableTransactionError::Abort(Error::NotFound(id)));
@@ -268,7 +230,7 @@ impl Store {
     }
 
     fn record_health(&self, org: &str, id: &Uuid, delivered: bool, at_ms: u64) -> Result<()> {
-        let key = sub_key(org, id);
+        let key = org_key(org, id);
         // Compare-and-swap on the record: a concurrent API write wins and is retried on.
         loop {
             let Some(old) = self.subscriptions.get(&key)? else {
@@ -337,17 +299,15 @@ impl Store {
     /// One subscription of `org`.
     pub fn get(&self, org: &str, id: &Uuid) -> Result<Option<Subscription>> {
         self.subscriptions
-            .get(sub_key(org, id))?
+            .get(org_key(org, id))?
             .map(|raw| self.decode(&raw))
             .transpose()
     }
 
     /// Every subscription of `org`, oldest first (UUIDv7 order).
     pub fn list(&self, org: &str) -> Result<Vec<Subscription>> {
-        let mut prefix = org.as_bytes().to_vec();
-        prefix.push(SEP);
         self.subscriptions
-            .scan_prefix(prefix)
+            .scan_prefix(org_prefix(org))
             .map(|entry| self.decode(&entry?.1))
             .collect()
     }

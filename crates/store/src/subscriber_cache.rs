@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hookwire_core::Subscription;
 
-use crate::store::SEP;
+use crate::keys::org_prefix;
 
 /// At most this many subscriptions are held decoded; a full cache is cleared and refilled.
 /// Bounded by count, as one cached subscription costs a few hundred bytes.
@@ -69,8 +69,9 @@ impl SubscriberCache {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut dropped = 0;
+        let org_prefix = org_prefix(org);
         entries.lists.retain(|prefix, list| {
-            let keep = !(prefix.starts_with(org.as_bytes()) && prefix.get(org.len()) == Some(&SEP));
+            let keep = !prefix.starts_with(&org_prefix);
             if !keep {
                 dropped += list.len();
             }

@@ -35,7 +35,7 @@ impl Writer {
                     for (result, reply) in applied {
                         let outcome = match (&result, &flushed) {
                             (Err(_), _) => result,
-                            (Ok(()), Err(e)) => Err(Error::Corrupt(format!("flush failed: {e}"))),
+                            (Ok(()), Err(e)) => Err(Error::Flush(e.to_string())),
                             (Ok(()), Ok(())) => Ok(()),
                         };
                         let _ = reply.send(outcome);
@@ -51,9 +51,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send((change, reply))
-            .map_err(|_| Error::Corrupt("the store writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Corrupt("the store writer has stopped".into()))?
+            .map_err(|_| Error::WriterStopped)?;
+        answer.await.map_err(|_| Error::WriterStopped)?
     }
 }

@@ -3,16 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use hookwire_amqp::Topology;
 use hookwire_core::{Config, Subscription};
-use hookwire_store::{Change, Store};
+use hookwire_store::Store;
+use hookwire_testkit::ServeChild;
 use hookwire_testkit::harness::API_TOKEN;
+use hookwire_testkit::serve_child::seed_store;
 use serde_json::Value;
 
 use crate::Ctx;
@@ -55,7 +56,7 @@ pub struct Daemon {
     config_path: PathBuf,
     log_path: PathBuf,
     binary: PathBuf,
-    child: Option<Child>,
+    child: Option<ServeChild>,
     api: Option<SocketAddr>,
     http: reqwest::Client,
     inspector: Inspector,
@@ -66,15 +67,6 @@ pub struct Daemon {
     /// The running child's pid, 0 while none runs: for a sampler in another task.
     pid: Arc<AtomicU32>,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 impl Daemon {
@@ -100,15 +92,7 @@ impl Daemon {
         // Failures are the point here: the circuit would defer them without using attempts.
         d.circuit_failure_threshold = 1_000_000;
         config.log.level = "info".into();
-        {
-            // sled locks its directory: seed it, then close it before serve opens it.
-            let store = Store::open(&config.store.path, 8 << 20, &config.secrets_key()?)
-                .context("seed the store")?;
-            for sub in subs {
-                store.apply(Change::Upsert(sub.clone()))?;
-            }
-            store.flush()?;
-        }
+        seed_store(&config, subs)?;
         let config_path = dir.path().join("hookwire.toml");
         std::fs::write(&config_path, config.to_toml())?;
         let topology = Topology::of_config(&config)?;
@@ -165,56 +149,26 @@ impl Daemon {
         self.inspector
             .wait_consumers(&queue, 0, Duration::from_secs(60))
             .await?;
-        let offset = std::fs::metadata(&self.log_path).map_or(0, |m| m.len());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)?;
-        let child = Command::new(&self.binary)
-            .args(["serve", "--config"])
-            .arg(&self.config_path)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.binary.display()))?;
-        self.pid.store(child.id(), Ordering::SeqCst);
-        self.child = Some(child);
+        let child = self.child.insert(ServeChild::spawn(
+            &self.binary,
+            &self.config_path,
+            &self.log_path,
+            &[],
+        )?);
+        self.pid.store(child.pid(), Ordering::SeqCst);
         self.starts += 1;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         self.api = None;
-        while self.api.is_none() {
-            self.check_alive()?;
-            let text = std::fs::read(&self.log_path).unwrap_or_default();
-            let fresh =
-                String::from_utf8_lossy(&text[(offset as usize).min(text.len())..]).into_owned();
-            self.api = fresh
-                .lines()
-                .find(|l| l.contains("hookwire starting."))
-                .and_then(api_addr);
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "serve did not log its API address; log:\n{}",
-                    self.log_tail()
-                );
+        // A minute for the API to listen and another for the broker session.
+        match child.wait_ready(Duration::from_secs(120)).await {
+            Ok(api) => {
+                self.api = Some(api);
+                Ok(())
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            self.check_alive()?;
-            if matches!(self.inspector.consumers(&queue).await, Ok(n) if n > 0) {
-                return Ok(());
+            Err(e) => {
+                // Forgets a child that exited; one that is merely slow stays.
+                let _ = self.check_alive();
+                Err(e)
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "serve did not consume within 60 s; log:\n{}",
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -222,8 +176,7 @@ impl Daemon {
     pub fn kill(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
             self.pid.store(0, Ordering::SeqCst);
-            child.kill().context("SIGKILL serve")?;
-            child.wait()?;
+            child.kill()?;
             self.kills += 1;
         }
         Ok(())
@@ -235,32 +188,18 @@ impl Daemon {
             return Ok(());
         };
         self.pid.store(0, Ordering::SeqCst);
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    bail!(
-                        "serve exited with {status} on SIGTERM; log:\n{}",
-                        self.log_tail()
-                    );
-                }
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("serve did not stop within 30 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let status = child.terminate(Duration::from_secs(30)).await?;
+        anyhow::ensure!(
+            status.success(),
+            "serve exited with {status} on SIGTERM; log:\n{}",
+            child.log_tail()
+        );
+        Ok(())
     }
 
     /// The running child's pid.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(ServeChild::pid)
     }
 
     /// The running child's pid as it changes with kills and restarts (0 while none runs).
@@ -270,14 +209,15 @@ impl Daemon {
 
     /// Fails with the log's tail if serve has exited on its own.
     pub fn check_alive(&mut self) -> Result<()> {
-        if let Some(child) = self.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        let alive = child.check_alive();
+        if alive.is_err() {
             self.child = None;
             self.pid.store(0, Ordering::SeqCst);
-            bail!("serve exited ({status}); log:\n{}", self.log_tail());
         }
-        Ok(())
+        alive
     }
 
     /// Copies serve's log out of the temporary directory, for a failed run.
@@ -285,13 +225,6 @@ impl Daemon {
         let path = std::env::temp_dir().join(format!("{}-serve.log", self.config.amqp.namespace));
         std::fs::copy(&self.log_path, &path)?;
         Ok(path)
-    }
-
-    /// The last 20 lines of serve's log.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// Opens the store; only while serve is stopped (sled locks the directory).
@@ -383,25 +316,9 @@ impl ApiClient {
     }
 }
 
-/// The API address from serve's start line (`… api=127.0.0.1:PORT …`).
-fn api_addr(line: &str) -> Option<SocketAddr> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("api="))
-        .and_then(|a| a.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_api_address_is_read_from_the_start_line() {
-        let line = "2026-11-27T08:00:00Z  INFO hookwire::serve: hookwire starting. version=\"0.1.0\" namespace=hwchaos-1 broker=amqp://guest:***@127.0.0.1:5672/%2f store=/tmp/s api=127.0.0.1:40123";
-        assert_eq!(
-            api_addr(line),
-            Some("127.0.0.1:40123".parse().expect("addr"))
-        );
-    }
 
     #[test]
     fn the_schedule_total_includes_the_jitter() {

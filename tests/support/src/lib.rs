@@ -7,17 +7,20 @@
 //! - [`misbehaving`]: raw-TCP receivers that misbehave on purpose (huge, endless or
 //!   trickled responses).
 //! - [`harness`]: a daemon running in-process against a seeded store.
+//! - [`serve_child`]: `hookwire serve` as a child process.
 
 pub mod broker;
 pub mod harness;
 pub mod misbehaving;
 pub mod receiver;
+pub mod serve_child;
 pub mod tls;
 pub mod tools;
 
 pub use broker::{Broker, amqp_url, unique_namespace};
 pub use harness::{Harness, new_subscription, test_config};
 pub use receiver::{Receiver, Recorded, Reply};
+pub use serve_child::ServeChild;
 
 /// Sends the log lines of hookwire and lapin (info and above) to the test's captured
 /// output, which the test runner shows when the test fails. Once per test binary; later

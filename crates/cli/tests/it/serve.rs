@@ -2,15 +2,17 @@
 //! flight, and secrets kept out of logs and store files.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hookwire_amqp::{OutgoingEvent, Producer, Topology};
 use hookwire_core::{Catalog, Config, Subscription};
-use hookwire_store::{AttemptQuery, Change, Store};
+use hookwire_store::{AttemptQuery, Store};
+use hookwire_testkit::serve_child::seed_store;
 use hookwire_testkit::{
-    Broker, Receiver, Reply, eventually, new_subscription, test_config, unique_namespace,
+    Broker, Receiver, Reply, ServeChild, eventually, new_subscription, test_config,
+    unique_namespace,
 };
 use lapin::Channel;
 
@@ -18,39 +20,13 @@ use crate::{hookwire, write_config};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A `serve` child that is killed if the test fails, so no daemon outlives its test.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Serve {
-    /// SIGTERM, then the exit status, waited for off the runtime.
-    async fn terminate(mut self) -> ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .expect("kill")
-                .success()
-        );
-        tokio::task::spawn_blocking(move || self.0.wait().expect("serve exits"))
-            .await
-            .expect("join")
-    }
-}
-
-/// One `serve` child's world: a config file, a seeded store, a declared namespace and a
-/// producer into it.
+/// One `serve` child's world: a config file, a seeded store, a declared namespace, a
+/// producer into it, and the log every `serve` of the test appends to.
 struct Fixture {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     config: Config,
     path: PathBuf,
+    log: PathBuf,
     broker: Broker,
     topology: Topology,
     channel: Channel,
@@ -58,16 +34,13 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new(subscriptions: &[&Subscription]) -> Self {
+    async fn new(subscriptions: &[Subscription]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = test_config(&unique_namespace(), &dir.path().join("store"));
+        // Not even opened without subscriptions: the secrets test looks for the files
+        // that serve writes.
         if !subscriptions.is_empty() {
-            // sled locks its directory: seed it, then close it before serve opens it.
-            let store = open_store(&config);
-            for sub in subscriptions {
-                store.apply(Change::Upsert((*sub).clone())).expect("seed");
-            }
-            store.flush().expect("flush");
+            seed_store(&config, subscriptions).expect("seed");
         }
         let path = write_config(&config, dir.path());
         let broker = Broker::connect().await;
@@ -83,10 +56,12 @@ impl Fixture {
         )
         .await
         .expect("producer");
+        let log = dir.path().join("serve.log");
         Self {
-            dir,
+            _dir: dir,
             config,
             path,
+            log,
             broker,
             topology,
             channel,
@@ -94,22 +69,18 @@ impl Fixture {
         }
     }
 
-    fn spawn(&self) -> Serve {
-        self.spawn_logging_to(Stdio::inherit(), &[])
+    /// Starts `serve` and waits until it consumes.
+    async fn start(&self) -> ServeChild {
+        self.start_with(&[]).await
     }
 
-    fn spawn_logging_to(&self, stderr: impl Into<Stdio>, env: &[(&str, &str)]) -> Serve {
-        Serve(
-            hookwire()
-                .args(["serve", "--config"])
-                .arg(&self.path)
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .expect("serve starts"),
-        )
+    /// Starts `serve` with `env` and waits until it consumes.
+    async fn start_with(&self, env: &[(&str, &str)]) -> ServeChild {
+        let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
+        let mut serve =
+            ServeChild::spawn(binary, &self.path, &self.log, env).expect("serve starts");
+        serve.wait_ready(WAIT).await.expect("serve consumes");
+        serve
     }
 
     async fn wait_consumers(&self, n: u32) {
@@ -178,16 +149,15 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
     })
     .await;
     let sub = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
-    let fx = Fixture::new(&[&sub]).await;
-    let mut serve = fx.spawn();
+    let fx = Fixture::new(std::slice::from_ref(&sub)).await;
+    let mut serve = fx.start().await;
     fx.wait_consumers(1).await;
     fx.publish_runs(EVENTS).await;
     receiver.wait_for(HELD, Duration::from_secs(30)).await;
-    serve.0.kill().expect("SIGKILL");
-    serve.0.wait().expect("reaped");
+    serve.kill().expect("SIGKILL, reaped");
     fx.wait_consumers(0).await;
 
-    let serve = fx.spawn();
+    let mut serve = fx.start().await;
     eventually(WAIT, "every event answered after the restart", || async {
         (answered_bodies(&receiver).len() == EVENTS).then_some(())
     })
@@ -202,7 +172,7 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
         EVENTS,
         "redeliveries keep their webhook-id, so receivers can drop duplicates"
     );
-    let status = serve.terminate().await;
+    let status = serve.terminate(WAIT).await.expect("serve stops");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
     assert!(
         open_store(&fx.config)
@@ -219,23 +189,14 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_logs_or_the_store_files() {
     let fx = Fixture::new(&[]).await;
-    let log_path = fx.dir.path().join("serve.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let serve = fx.spawn_logging_to(
-        log,
-        &[("RUST_LOG", "trace"), ("HOOKWIRE_LOG__FORMAT", "json")],
+    let mut serve = fx
+        .start_with(&[("RUST_LOG", "trace"), ("HOOKWIRE_LOG__FORMAT", "json")])
+        .await;
+    let api = format!(
+        "http://{}",
+        serve.api().expect("serve logged its API address")
     );
-    let api = eventually(
-        Duration::from_secs(30),
-        "serve to log its API address",
-        || async {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find_map(|l| l["fields"]["api"].as_str().map(|a| format!("http://{a}")))
-        },
-    )
-    .await;
+    let log_path = serve.log().to_owned();
     fx.wait_consumers(1).await;
 
     let receiver = Receiver::ok().await;
@@ -271,7 +232,7 @@ async fn secrets_never_reach_the_logs_or_the_store_files() {
     let secret = created["secret"].as_str().expect("secret").to_owned();
     fx.publish_runs(1).await;
     receiver.wait_for(2, Duration::from_secs(30)).await;
-    assert!(serve.terminate().await.success());
+    assert!(serve.terminate(WAIT).await.expect("serve stops").success());
 
     let encoded = secret.trim_start_matches("whsec_");
     let logs = std::fs::read(&log_path).expect("logs");
@@ -318,15 +279,15 @@ async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
     })
     .await;
     let sub = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
-    let fx = Fixture::new(&[&sub]).await;
-    let serve = fx.spawn();
+    let fx = Fixture::new(std::slice::from_ref(&sub)).await;
+    let mut serve = fx.start().await;
     fx.wait_consumers(1).await;
     fx.publish_runs(TOTAL).await;
     // The default per-webhook cap (8) is in flight; the rest wait in the deferral tier.
     receiver.wait_for(8, Duration::from_secs(30)).await;
     let in_flight = receiver.requests().len();
     let stopping = Instant::now();
-    let status = serve.terminate().await;
+    let status = serve.terminate(WAIT).await.expect("serve stops");
     let elapsed = stopping.elapsed();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
     let grace = Duration::from_secs(fx.config.delivery.shutdown_grace_secs);
@@ -359,7 +320,7 @@ async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
         logged.items.len()
     );
 
-    let serve = fx.spawn();
+    let mut serve = fx.start().await;
     eventually(WAIT, "every event answered after the restart", || async {
         (answered_bodies(&receiver).len() == TOTAL).then_some(())
     })
@@ -367,6 +328,6 @@ async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
     let answered = receiver.answered();
     let ids: BTreeSet<&str> = answered.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), answered.len(), "no delivery was answered twice");
-    assert!(serve.terminate().await.success());
+    assert!(serve.terminate(WAIT).await.expect("serve stops").success());
     fx.finish().await;
 }
