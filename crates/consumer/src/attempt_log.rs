@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use hookwire_core::now_ms;
-use hookwire_store::{AttemptRecord, Change, Store};
+use hookwire_amqp::wire::Task;
+use hookwire_core::{AttemptFailure, Outcome, now_ms};
+use hookwire_http::AttemptReport;
+use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -158,5 +160,53 @@ async fn write(store: &Store, change: Change) {
             warn!(error = %e, "Attempt log write or prune failed; a failed write loses its records.")
         }
         Err(e) => warn!(error = %e, "Attempt log writer panicked."),
+    }
+}
+
+/// The attempt log's view of one attempt.
+pub(crate) fn attempt_record(
+    task: &Task,
+    message_id: &str,
+    attempt: u32,
+    report: &AttemptReport,
+) -> AttemptRecord {
+    let mut excerpt = report.response_excerpt.clone();
+    if excerpt.len() > MAX_EXCERPT_BYTES {
+        let mut end = MAX_EXCERPT_BYTES;
+        while !excerpt.is_char_boundary(end) {
+            end -= 1;
+        }
+        excerpt.truncate(end);
+    }
+    AttemptRecord {
+        subscription_id: task.subscription_id,
+        event_id: task.event_id.clone(),
+        message_id: message_id.to_owned(),
+        attempt,
+        at_ms: now_ms().saturating_sub(u64::try_from(report.latency.as_millis()).unwrap_or(0)),
+        outcome: outcome_name(report.outcome).to_owned(),
+        status: report.status,
+        latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
+        error_kind: report.failure.map(|f| {
+            match f {
+                AttemptFailure::Timeout => "timeout",
+                AttemptFailure::Connect => "connect",
+                AttemptFailure::TargetRefused => "target_refused",
+                AttemptFailure::Other => "other",
+            }
+            .to_owned()
+        }),
+        error: report.error.clone(),
+        response_excerpt: excerpt,
+    }
+}
+
+/// The outcome's name in the attempt log and in metric labels.
+pub(crate) fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Permanent => "permanent",
+        Outcome::Gone => "gone",
     }
 }

@@ -4,37 +4,27 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{BoxFuture, try_join_all};
+use futures_util::future::try_join_all;
 use hookwire_amqp::wire::{self, Task};
-use hookwire_amqp::{
-    Names, Publisher, Topology, headers, topology::DEAD_KEY, topology::DELIVER_KEY,
-};
-use hookwire_core::disposition::{
-    BeforeAttempt, Decision, Disable, Disposition, HealthRecord, ParkCause,
-    emits_operational_events,
-};
+use hookwire_amqp::{Names, Publisher, Topology, headers, topology::DELIVER_KEY};
+use hookwire_core::disposition::{BeforeAttempt, Decision, Disable, Disposition, ParkCause};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
-use hookwire_core::retry::{jittered, tier_name};
-use hookwire_core::{
-    AttemptFailure, Catalog, DeadReason, DeliveryRules, Outcome, Subscription, now_ms,
-};
-use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store, Writer};
-use lapin::BasicProperties;
+use hookwire_core::retry::tier_name;
+use hookwire_core::{Catalog, DeadReason, DeliveryRules, Outcome, Subscription, now_ms};
+use hookwire_store::{Change, Store, Writer};
 use lapin::message::Delivery;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+mod effects;
+
 use crate::Result;
 use crate::attempt_log::AttemptLog;
+use crate::attempt_log::{attempt_record, outcome_name};
 use crate::endpoints::{EndpointLimits, Endpoints};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
-
-/// The operational event sent when hookwire disables a webhook.
-const WEBHOOK_DISABLED: &str = "webhook_disabled";
-/// The operational event sent when a delivery is dead-lettered.
-const DELIVERY_DEAD_LETTERED: &str = "delivery_dead_lettered";
 
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
@@ -377,200 +367,5 @@ impl Engine {
         telemetry::in_flight(-1.0);
         telemetry::attempt_finished(outcome_name(report.outcome), report.latency);
         report
-    }
-
-    /// Parks a task in the tier queue for `delay`; its TTL brings it back to the work queue.
-    async fn park(
-        &self,
-        publisher: &Publisher,
-        task: &Task,
-        body: &[u8],
-        delay: Duration,
-    ) -> Result<()> {
-        let expiration = jittered(delay, rand::random::<f64>());
-        let props = task.parked_properties(expiration);
-        publish(
-            publisher,
-            "",
-            &self.topology.names.retry_queue(delay),
-            body,
-            props,
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn dead_letter_task(
-        &self,
-        publisher: &Publisher,
-        task: &Task,
-        body: &[u8],
-        reason: DeadReason,
-        detail: &str,
-    ) -> Result<()> {
-        let props = task.dead_letter_properties(reason, detail);
-        self.dead_letter(publisher, body, props, reason).await?;
-        let fields = [
-            ("webhook_id", task.subscription_id.to_string()),
-            ("event_id", task.event_id.clone()),
-            ("reason", reason.as_str().to_owned()),
-        ];
-        self.emit(publisher, task, DELIVERY_DEAD_LETTERED, &fields)
-            .await
-    }
-
-    async fn dead_letter(
-        &self,
-        publisher: &Publisher,
-        body: &[u8],
-        props: BasicProperties,
-        reason: DeadReason,
-    ) -> Result<()> {
-        telemetry::dead_lettered(reason);
-        publish(
-            publisher,
-            &self.topology.names.dead_letter_exchange(),
-            DEAD_KEY,
-            body,
-            props,
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Writes an attempt to its webhook's health, when the rules say so. A failed write
-    /// is logged, not fatal: health only decides when to disable.
-    async fn record_health(&self, sub: &Subscription, record: Option<HealthRecord>, at_ms: u64) {
-        let Some(record) = record else { return };
-        let store = self.store.clone();
-        let change = Change::RecordHealth {
-            org: sub.org.clone(),
-            id: sub.id,
-            delivered: record == HealthRecord::Delivered,
-            at_ms,
-        };
-        match tokio::task::spawn_blocking(move || store.apply(change)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                warn!(subscription_id = %sub.id, error = %e, "Cannot record the webhook's health.")
-            }
-            Err(e) => warn!(subscription_id = %sub.id, error = %e, "Health write panicked."),
-        }
-    }
-
-    /// Publishes an operational event to the org's own subscribers of it — unless the
-    /// delivery at hand is itself an operational event, so failures never cascade.
-    async fn emit(
-        &self,
-        publisher: &Publisher,
-        cause: &Task,
-        event_type: &str,
-        fields: &[(&str, String)],
-    ) -> Result<()> {
-        if !emits_operational_events(self.catalog.get(&cause.event_type)) {
-            return Ok(());
-        }
-        let event = wire::operational_event(cause, event_type, fields);
-        let (body, props) = match wire::encode_event(&self.catalog, &event) {
-            Ok(encoded) => encoded,
-            // A catalog without this operational type: the consumer would dead-letter it.
-            Err(e) => {
-                warn!(event_type, error = %e, "Operational event not sent.");
-                return Ok(());
-            }
-        };
-        publish(
-            publisher,
-            &self.topology.names.events_exchange(),
-            event_type,
-            &body,
-            props,
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn emit_webhook_disabled(
-        &self,
-        publisher: &Publisher,
-        cause: &Task,
-        reason: &str,
-    ) -> Result<()> {
-        let fields = [
-            ("webhook_id", cause.subscription_id.to_string()),
-            ("reason", reason.to_owned()),
-        ];
-        self.emit(publisher, cause, WEBHOOK_DISABLED, &fields).await
-    }
-
-    /// Disables a webhook durably before the delivery that caused it is acked.
-    async fn disable(&self, sub: &Subscription, reason: &str) -> Result<()> {
-        if let Some(mut current) = self.store.get(&sub.org, &sub.id)? {
-            current.enabled = false;
-            current.disabled_reason = Some(reason.to_owned());
-            current.updated_at_ms = now_ms();
-            self.writer.commit(Change::Upsert(current)).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Publishes with a confirm, boxed: publishing is off the hot path, and its future inlined
-/// would make every delivery's task kilobytes larger, allocated and copied per message.
-fn publish<'a>(
-    publisher: &'a Publisher,
-    exchange: &'a str,
-    routing_key: &'a str,
-    body: &'a [u8],
-    properties: BasicProperties,
-) -> BoxFuture<'a, hookwire_amqp::Result<()>> {
-    Box::pin(publisher.publish(exchange, routing_key, body, properties))
-}
-
-/// The attempt log's view of one attempt.
-fn attempt_record(
-    task: &Task,
-    message_id: &str,
-    attempt: u32,
-    report: &AttemptReport,
-) -> AttemptRecord {
-    let mut excerpt = report.response_excerpt.clone();
-    if excerpt.len() > MAX_EXCERPT_BYTES {
-        let mut end = MAX_EXCERPT_BYTES;
-        while !excerpt.is_char_boundary(end) {
-            end -= 1;
-        }
-        excerpt.truncate(end);
-    }
-    AttemptRecord {
-        subscription_id: task.subscription_id,
-        event_id: task.event_id.clone(),
-        message_id: message_id.to_owned(),
-        attempt,
-        at_ms: now_ms().saturating_sub(u64::try_from(report.latency.as_millis()).unwrap_or(0)),
-        outcome: outcome_name(report.outcome).to_owned(),
-        status: report.status,
-        latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
-        error_kind: report.failure.map(|f| {
-            match f {
-                AttemptFailure::Timeout => "timeout",
-                AttemptFailure::Connect => "connect",
-                AttemptFailure::TargetRefused => "target_refused",
-                AttemptFailure::Other => "other",
-            }
-            .to_owned()
-        }),
-        error: report.error.clone(),
-        response_excerpt: excerpt,
-    }
-}
-
-/// The outcome's name in the attempt log and in metric labels.
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Delivered => "delivered",
-        Outcome::Retry { .. } => "retry",
-        Outcome::Permanent => "permanent",
-        Outcome::Gone => "gone",
     }
 }

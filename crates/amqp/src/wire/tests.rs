@@ -1,0 +1,195 @@
+use super::*;
+
+fn task() -> Task {
+    Task {
+        event_id: "evt-1".into(),
+        org: "acme".into(),
+        event_type: "report_created".into(),
+        subscription_id: Uuid::now_v7(),
+        attempts: 3,
+        first_seen_ms: 42,
+        published_at_ms: Some(41),
+    }
+}
+
+#[test]
+fn task_round_trips_through_headers() {
+    let task = task();
+    let props = task.properties();
+    assert_eq!(
+        Task::from_headers(props.headers().as_ref()),
+        Ok(task.clone())
+    );
+    assert_eq!(
+        props.message_id().as_ref().map(|s| s.to_string()),
+        Some(task.webhook_id())
+    );
+    let dead = dead_letter_properties(&props, DeadReason::Exhausted, "5 attempts");
+    assert_eq!(
+        headers::text(dead.headers().as_ref(), REASON),
+        Some("exhausted")
+    );
+    assert_eq!(Task::from_headers(dead.headers().as_ref()), Ok(task));
+}
+
+#[test]
+fn broken_task_headers_are_named() {
+    let err = Task::from_headers(None).expect_err("no headers");
+    assert!(err.contains(SUBSCRIPTION_ID), "{err}");
+}
+
+#[test]
+fn a_parked_task_expires_after_its_delay() {
+    let props = task().parked_properties(Duration::from_millis(31_250));
+    assert_eq!(
+        props.expiration().as_ref().map(|e| e.to_string()),
+        Some("31250".to_owned())
+    );
+    assert_eq!(props.delivery_mode(), &Some(PERSISTENT));
+}
+
+#[test]
+fn operational_events_pass_the_catalog_like_any_event() {
+    let catalog = Catalog::builtin();
+    let cause = task();
+    let fields = [
+        ("webhook_id", cause.subscription_id.to_string()),
+        ("reason", "the receiver answered 410 Gone".to_owned()),
+    ];
+    let event = operational_event(&cause, "webhook_disabled", &fields);
+    assert_eq!(event.id, format!("webhook_disabled_{}", cause.webhook_id()));
+    let (body, props) = encode_event(&catalog, &event).expect("a catalog event");
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["event"], "webhook_disabled");
+    assert_eq!(body["reason"], "the receiver answered 410 Gone");
+    assert_eq!(
+        headers::text(props.headers().as_ref(), ORG_HEADER),
+        Some("acme")
+    );
+    assert_eq!(props.delivery_mode(), &Some(PERSISTENT));
+    let unknown = operational_event(&cause, "no_such_event", &fields);
+    assert!(matches!(
+        encode_event(&catalog, &unknown),
+        Err(Error::Contract(_))
+    ));
+}
+
+fn message(routing_key: &str, properties: BasicProperties) -> Delivery {
+    let mut m = Delivery::mock(
+        1,
+        "ns.dlx".into(),
+        routing_key.into(),
+        false,
+        b"{}".to_vec(),
+    );
+    m.properties = properties;
+    m
+}
+
+#[test]
+fn dead_letters_read_back() {
+    let task = task();
+    let dead = message(
+        DEAD_KEY,
+        task.dead_letter_properties(DeadReason::Exhausted, "4 attempts"),
+    );
+    assert_eq!(
+        DeadMessage::read(&dead),
+        DeadMessage {
+            org: Some("acme".into()),
+            subscription_id: Some(task.subscription_id),
+            event_id: Some("evt-1".into()),
+            event_type: Some("report_created".into()),
+            reason: "exhausted".into(),
+            detail: "4 attempts".into(),
+            attempts: 3,
+        }
+    );
+
+    let mut event = message("report_created", BasicProperties::default());
+    event.properties = event_properties(Some("acme"), Some("evt-2"), None);
+    let rejected = message(
+        DEAD_KEY,
+        rejected_event_properties(&event, DeadReason::UnknownEvent, "no such type"),
+    );
+    let read = DeadMessage::read(&rejected);
+    assert_eq!(read.event_type.as_deref(), Some("report_created"));
+    assert_eq!(read.event_id.as_deref(), Some("evt-2"));
+    assert_eq!(read.subscription_id, None);
+
+    let mut death = FieldTable::default();
+    headers::set_text(&mut death, "reason", "delivery_limit");
+    headers::set_text(&mut death, "queue", "ns.events");
+    death.insert(
+        "routing-keys".into(),
+        AMQPValue::FieldArray(vec![AMQPValue::LongString("report_created".into())].into()),
+    );
+    let mut h = FieldTable::default();
+    h.insert(
+        "x-death".into(),
+        AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into()),
+    );
+    let crash_loop = DeadMessage::read(&message(
+        DEAD_KEY,
+        BasicProperties::default().with_headers(h),
+    ));
+    assert_eq!(crash_loop.reason, "delivery_limit");
+    assert_eq!(crash_loop.event_type.as_deref(), Some("report_created"));
+
+    let bare = DeadMessage::read(&message(DEAD_KEY, BasicProperties::default()));
+    assert_eq!((bare.reason.as_str(), bare.event_type), ("unknown", None));
+}
+
+#[test]
+fn replay_destinations() {
+    let names = Names::new("ns");
+    let sub = Uuid::now_v7();
+    let dead = Replay {
+        id: Uuid::now_v7(),
+        org: Some("acme"),
+        subscription_id: Some(sub),
+        event_id: Some("evt-1"),
+        event_type: Some("report_created"),
+        body: b"{}",
+    };
+    let task = dead.destination(&names).expect("a task");
+    assert_eq!(
+        (task.exchange.as_str(), task.routing_key.as_str()),
+        ("ns.work", DELIVER_KEY)
+    );
+    let back = Task::from_headers(task.properties.headers().as_ref()).expect("task");
+    assert_eq!((back.attempts, back.subscription_id), (0, sub));
+
+    let event = Replay {
+        subscription_id: None,
+        ..dead
+    }
+    .destination(&names)
+    .expect("an event");
+    assert_eq!(
+        (event.exchange.as_str(), event.routing_key.as_str()),
+        ("ns.events", "report_created")
+    );
+    assert_eq!(
+        event
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.to_string()),
+        Some("evt-1".to_owned())
+    );
+
+    let no_org = Replay { org: None, ..dead };
+    assert!(matches!(
+        no_org.destination(&names),
+        Err(Error::Unreplayable(_))
+    ));
+    let no_type = Replay {
+        event_type: None,
+        ..dead
+    };
+    assert!(matches!(
+        no_type.destination(&names),
+        Err(Error::Unreplayable(_))
+    ));
+}
