@@ -31,7 +31,7 @@ pub const EVENT_TYPE: &str = "x-hookwire-event-type";
 pub const SUBSCRIPTION_ID: &str = "x-hookwire-subscription-id";
 /// Task header: attempts made so far.
 pub const ATTEMPTS: &str = "x-hookwire-attempts";
-/// Task header: when hookwire first saw the event, for `delivery.max_age_secs`.
+/// Task header: when hookwire first saw the event, for `delivery.max_age`.
 pub const FIRST_SEEN_MS: &str = "x-hookwire-first-seen-ms";
 /// Dead-letter header: why a message is dead (one of [`DeadReason`]).
 pub const REASON: &str = "x-hookwire-reason";

@@ -427,7 +427,7 @@ pub async fn test(
     Ok(axum::Json(send_test_event(&state, &sub).await))
 }
 
-/// Issues a new secret. The previous one keeps signing for `secrets.rotation_grace_secs`,
+/// Issues a new secret. The previous one keeps signing for `secrets.rotation_grace`,
 /// so every delivery in between carries both signatures.
 #[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
     params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),

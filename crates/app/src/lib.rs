@@ -68,7 +68,7 @@ impl App {
             config: Arc::new(ApiSettings {
                 tokens: config.api.tokens.clone(),
                 max_body_bytes: config.api.max_body_bytes,
-                rotation_grace: Duration::from_secs(config.secrets.rotation_grace_secs),
+                rotation_grace: config.secrets.rotation_grace,
                 policy: config.target_policy(),
             }),
             store: store.clone(),
@@ -80,7 +80,7 @@ impl App {
                 &config.amqp.url,
                 &config.amqp.connection_name,
                 &config.amqp.namespace,
-                Duration::from_secs(config.amqp.confirm_timeout_secs),
+                config.amqp.confirm_timeout,
             )),
             metrics: Some(metrics.clone()),
         };
@@ -158,10 +158,9 @@ impl App {
 
 /// The embedded catalog, or the one `catalog.path` names.
 pub fn catalog(section: &CatalogConfig) -> Result<Catalog> {
-    let path = &section.path;
-    if path.as_os_str().is_empty() {
+    let Some(path) = &section.path else {
         return Ok(Catalog::builtin());
-    }
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Catalog(format!("cannot read {}: {e}", path.display())))?;
     Catalog::from_toml(&text).map_err(|e| Error::Catalog(e.to_string()))
@@ -170,17 +169,16 @@ pub fn catalog(section: &CatalogConfig) -> Result<Catalog> {
 /// The HTTP client of deliveries and test events.
 pub fn deliverer(config: &Config) -> Result<Deliverer> {
     let d = &config.delivery;
-    let ca_pem =
-        if d.ca_file.as_os_str().is_empty() {
-            None
-        } else {
-            Some(std::fs::read(&d.ca_file).map_err(|e| {
-                Error::Config(format!("delivery.ca_file {}: {e}", d.ca_file.display()))
-            })?)
-        };
+    let ca_pem = match &d.ca_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| Error::Config(format!("delivery.ca_file {}: {e}", path.display())))?,
+        ),
+    };
     Ok(Deliverer::new(DelivererConfig {
         policy: config.target_policy(),
-        timeout: Duration::from_secs(d.timeout_secs),
+        timeout: d.timeout,
         ca_pem,
         retry_client_errors: d.retry_client_errors,
     })?)
@@ -193,9 +191,9 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
     let attempt_log = AttemptLog::spawn(
         store.clone(),
         Retention {
-            max_age: Duration::from_secs(config.store.attempt_retention_secs),
+            max_age: config.store.attempt_retention,
             per_webhook: config.store.attempts_per_webhook,
-            dead_letter_max_age: Duration::from_secs(config.store.dead_letter_retention_secs),
+            dead_letter_max_age: config.store.dead_letter_retention,
             dead_letters_per_org: config.store.dead_letters_per_org,
         },
     );
@@ -214,7 +212,7 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
             limits: EndpointLimits {
                 per_endpoint_concurrency: d.per_endpoint_concurrency,
                 circuit_failure_threshold: d.circuit_failure_threshold,
-                circuit_cool_off: Duration::from_secs(d.circuit_cool_off_secs),
+                circuit_cool_off: d.circuit_cool_off,
             },
         },
     });
@@ -224,10 +222,10 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
             url: config.amqp.url.clone(),
             connection_name: config.amqp.connection_name.clone(),
             prefetch: config.prefetch(),
-            reconnect_max_delay: Duration::from_secs(config.amqp.reconnect_max_delay_secs.max(1)),
-            confirm_timeout: Duration::from_secs(config.amqp.confirm_timeout_secs),
-            open_timeout: Duration::from_secs(config.amqp.open_timeout_secs),
-            shutdown_grace: Duration::from_secs(d.shutdown_grace_secs),
+            reconnect_max_delay: config.amqp.reconnect_max_delay.max(Duration::from_secs(1)),
+            confirm_timeout: config.amqp.confirm_timeout,
+            open_timeout: config.amqp.open_timeout,
+            shutdown_grace: d.shutdown_grace,
         },
     ))
 }

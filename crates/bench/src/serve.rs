@@ -74,7 +74,7 @@ impl ServeSettings {
         c.amqp.namespace = namespace.to_owned();
         c.amqp.connection_name = namespace.to_owned();
         c.amqp.prefetch = self.prefetch;
-        c.amqp.reconnect_max_delay_secs = 1;
+        c.amqp.reconnect_max_delay = Duration::from_secs(1);
         c.store.path = store.to_owned();
         c.store.cache_capacity_bytes = self.cache_capacity_bytes;
         c.api.listen = "127.0.0.1:0".into();
@@ -84,8 +84,8 @@ impl ServeSettings {
         d.retry_schedule = durations(&self.retry_schedule)?;
         d.defer_delay = durations(std::slice::from_ref(&self.defer_delay))?[0];
         d.circuit_failure_threshold = self.circuit_failure_threshold;
-        d.timeout_secs = 15;
-        d.shutdown_grace_secs = 5;
+        d.timeout = Duration::from_secs(15);
+        d.shutdown_grace = Duration::from_secs(5);
         d.allowed_cidrs = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
         d.only_allowed_cidrs = true;
         c.secrets.key = key_b64.to_owned();

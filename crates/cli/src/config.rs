@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use hookwire_core::config::{AmqpConfig, DEFAULT_CONFIG_TOML};
+use hookwire_core::config::{AmqpConfig, DEFAULT_CONFIG_TOML, RENAMED_KEYS};
 use serde::de::DeserializeOwned;
 
 /// The layered configuration, not yet extracted.
@@ -21,11 +21,19 @@ pub fn layers(file: Option<&Path>) -> Result<Figment> {
     }
     // Only variables with `__` are config, so the CLI's HOOKWIRE_API_URL and
     // HOOKWIRE_API_TOKEN never reach `serve`'s configuration.
-    Ok(figment.merge(
+    let figment = figment.merge(
         Env::prefixed("HOOKWIRE_")
             .filter(|key| key.as_str().contains("__"))
             .split("__"),
-    ))
+    );
+    for (old, new) in RENAMED_KEYS {
+        if figment.contains(old) {
+            bail!(
+                "config key `{old}` is now `{new}`, a duration such as \"30s\" or \"5m\"; rename it"
+            );
+        }
+    }
+    Ok(figment)
 }
 
 /// Extracts one section (or the whole tree with `""`), naming the key in any error.

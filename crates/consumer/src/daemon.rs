@@ -430,7 +430,7 @@ async fn close(connection: &Connection, code: u16, reason: &str) {
     let closing = connection.close(code, reason.into());
     if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
         warn!(
-            timeout_secs = CLOSE_TIMEOUT.as_secs(),
+            timeout = CLOSE_TIMEOUT.as_secs(),
             "The broker connection did not close in time; given up."
         );
     }

@@ -18,7 +18,7 @@ pub enum Error {
     /// A background task died; a bug, not an input problem.
     #[error("internal: {0}")]
     Internal(String),
-    /// Opening a broker session took longer than `amqp.open_timeout_secs`.
+    /// Opening a broker session took longer than `amqp.open_timeout`.
     #[error("the broker session did not open within {0:?}")]
     SessionTimeout(std::time::Duration),
     /// `serve` must not start (another daemon consumes the namespace…).

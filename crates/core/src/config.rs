@@ -14,6 +14,28 @@ use crate::{Catalog, DeliveryRules, Error, Result, RetryPlan, RetrySchedule, Tar
 /// `config/default.toml`: every key with its default, embedded in the binary.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/default.toml");
 
+/// Keys of earlier releases and the keys that replaced them. A configuration that still
+/// sets one is refused with a message naming its successor, rather than read differently.
+pub const RENAMED_KEYS: &[(&str, &str)] = &[
+    ("amqp.confirm_timeout_secs", "amqp.confirm_timeout"),
+    ("amqp.reconnect_max_delay_secs", "amqp.reconnect_max_delay"),
+    ("amqp.open_timeout_secs", "amqp.open_timeout"),
+    ("store.attempt_retention_secs", "store.attempt_retention"),
+    (
+        "store.dead_letter_retention_secs",
+        "store.dead_letter_retention",
+    ),
+    ("delivery.timeout_secs", "delivery.timeout"),
+    (
+        "delivery.circuit_cool_off_secs",
+        "delivery.circuit_cool_off",
+    ),
+    ("delivery.disable_after_secs", "delivery.disable_after"),
+    ("delivery.max_age_secs", "delivery.max_age"),
+    ("delivery.shutdown_grace_secs", "delivery.shutdown_grace"),
+    ("secrets.rotation_grace_secs", "secrets.rotation_grace"),
+];
+
 /// Everything `hookwire serve` is configured by.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,12 +69,15 @@ pub struct AmqpConfig {
     /// The connection name shown by the broker.
     pub connection_name: String,
     /// How long a publish may wait for its confirm.
-    pub confirm_timeout_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
     /// Longest wait between two reconnection attempts.
-    pub reconnect_max_delay_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max_delay: Duration,
     /// How long opening a broker session (connection, handshake, declarations, consumers)
     /// may take before it is abandoned and tried again.
-    pub open_timeout_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub open_timeout: Duration,
 }
 
 /// `[store]`.
@@ -64,11 +89,13 @@ pub struct StoreConfig {
     /// sled's page cache size.
     pub cache_capacity_bytes: u64,
     /// Attempts older than this are pruned.
-    pub attempt_retention_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub attempt_retention: Duration,
     /// Each webhook keeps at most this many attempts.
     pub attempts_per_webhook: usize,
     /// Dead letters older than this are pruned.
-    pub dead_letter_retention_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub dead_letter_retention: Duration,
     /// Each organization keeps at most this many dead letters (and so do the letters
     /// without one).
     pub dead_letters_per_org: usize,
@@ -91,7 +118,8 @@ pub struct ApiConfig {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Timeout of one attempt.
-    pub timeout_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Waits between attempts.
     #[serde(with = "durations")]
     pub retry_schedule: Vec<Duration>,
@@ -104,14 +132,17 @@ pub struct DeliveryConfig {
     /// Consecutive failures that open a webhook's circuit.
     pub circuit_failure_threshold: u32,
     /// How long an open circuit waits before one probe.
-    pub circuit_cool_off_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub circuit_cool_off: Duration,
     /// A webhook that has failed without a single success this long is disabled.
-    pub disable_after_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
     /// The deferral tier.
     #[serde(with = "humantime_serde")]
     pub defer_delay: Duration,
     /// Age after which a delivery is dead-lettered as `expired`.
-    pub max_age_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
     /// Largest event body.
     pub max_event_bytes: usize,
     /// Retry 4xx other than 410.
@@ -122,10 +153,12 @@ pub struct DeliveryConfig {
     pub allowed_cidrs: Vec<IpNet>,
     /// Loopback-only mode when `allowed_cidrs` is loopback.
     pub only_allowed_cidrs: bool,
-    /// Extra CA certificates (PEM); empty for none.
-    pub ca_file: PathBuf,
+    /// Extra CA certificates (PEM), besides the platform's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Shutdown grace for in-flight attempts.
-    pub shutdown_grace_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 /// `[secrets]`.
@@ -135,7 +168,8 @@ pub struct SecretsConfig {
     /// Base64 of the 32-byte key that encrypts signing secrets at rest.
     pub key: String,
     /// How long a rotated-out secret keeps signing.
-    pub rotation_grace_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub rotation_grace: Duration,
 }
 
 /// `[log]`.
@@ -162,8 +196,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
-    /// A catalog file; empty for the embedded one.
-    pub path: PathBuf,
+    /// A catalog file instead of the embedded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
 }
 
 /// `humantime_serde` handles one duration; the schedule is a list of them.
@@ -221,8 +256,8 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.amqp.validate()?;
         let d = &self.delivery;
-        if d.timeout_secs == 0 {
-            return Err(invalid("delivery.timeout_secs", "must be at least 1"));
+        if d.timeout < Duration::from_secs(1) {
+            return Err(invalid("delivery.timeout", "must be at least 1s"));
         }
         let schedule = d.retry_schedule()?;
         if self.store.dead_letters_per_org == 0 {
@@ -273,6 +308,14 @@ impl Config {
         }
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
+        }
+        for (key, path) in [
+            ("delivery.ca_file", &d.ca_file),
+            ("catalog.path", &self.catalog.path),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(invalid(key, "is empty: leave the key out for none"));
+            }
         }
         self.secrets_key()?;
         Ok(())
@@ -349,12 +392,12 @@ impl DeliveryConfig {
         self.retry_plan_of(self.retry_schedule()?)
     }
 
-    /// The delivery policy: the retry plan, `max_age_secs` and `disable_after_secs`.
+    /// The delivery policy: the retry plan, `max_age` and `disable_after`.
     pub fn rules(&self) -> Result<DeliveryRules> {
         Ok(DeliveryRules {
             plan: self.retry_plan()?,
-            max_age: Duration::from_secs(self.max_age_secs),
-            disable_after: Duration::from_secs(self.disable_after_secs),
+            max_age: self.max_age,
+            disable_after: self.disable_after,
         })
     }
 
@@ -376,11 +419,11 @@ impl AmqpConfig {
                 "must be 1 to 100 of [A-Za-z0-9._-]",
             ));
         }
-        if self.confirm_timeout_secs == 0 {
-            return Err(invalid("amqp.confirm_timeout_secs", "must be at least 1"));
+        if self.confirm_timeout < Duration::from_secs(1) {
+            return Err(invalid("amqp.confirm_timeout", "must be at least 1s"));
         }
-        if self.open_timeout_secs == 0 {
-            return Err(invalid("amqp.open_timeout_secs", "must be at least 1"));
+        if self.open_timeout < Duration::from_secs(1) {
+            return Err(invalid("amqp.open_timeout", "must be at least 1s"));
         }
         Ok(())
     }
@@ -425,11 +468,13 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             ("amqp.url", |c| c.amqp.url = "http://x".into()),
             ("amqp.namespace", |c| c.amqp.namespace = "a b".into()),
-            ("amqp.confirm_timeout_secs", |c| {
-                c.amqp.confirm_timeout_secs = 0
+            ("amqp.confirm_timeout", |c| {
+                c.amqp.confirm_timeout = Duration::ZERO
             }),
-            ("amqp.open_timeout_secs", |c| c.amqp.open_timeout_secs = 0),
-            ("delivery.timeout_secs", |c| c.delivery.timeout_secs = 0),
+            ("amqp.open_timeout", |c| {
+                c.amqp.open_timeout = Duration::ZERO
+            }),
+            ("delivery.timeout", |c| c.delivery.timeout = Duration::ZERO),
             ("delivery.retry_schedule", |c| {
                 c.delivery.retry_schedule = vec![Duration::ZERO]
             }),

@@ -61,7 +61,7 @@ pub enum Deferral {
 pub enum Disable {
     /// The receiver answered 410 Gone.
     Gone,
-    /// No success for this long, at least `delivery.disable_after_secs`.
+    /// No success for this long, at least `delivery.disable_after`.
     Failing(Duration),
 }
 
@@ -71,7 +71,7 @@ impl Disable {
         match self {
             Self::Gone => "the receiver answered 410 Gone".to_owned(),
             Self::Failing(failing_for) => format!(
-                "no successful delivery for {}s (delivery.disable_after_secs)",
+                "no successful delivery for {}s (delivery.disable_after)",
                 failing_for.as_secs()
             ),
         }

@@ -18,7 +18,7 @@ pub enum Error {
     /// A configuration key has an invalid value; `key` names it in dotted form.
     #[error("config key `{key}`: {message}")]
     Config {
-        /// The dotted key, e.g. `delivery.timeout_secs`.
+        /// The dotted key, e.g. `delivery.timeout`.
         key: String,
         /// Why the value is refused.
         message: String,

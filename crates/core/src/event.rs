@@ -44,7 +44,7 @@ pub enum DeadReason {
     Gone,
     /// The webhook was disabled while the delivery waited; replayable.
     WebhookDisabled,
-    /// The delivery waited longer than `delivery.max_age_secs`.
+    /// The delivery waited longer than `delivery.max_age`.
     Expired,
     /// The broker dead-lettered the message after too many redeliveries: a crash loop.
     DeliveryLimit,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 /// A failure before any HTTP status was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptFailure {
-    /// No complete response within `delivery.timeout_secs`.
+    /// No complete response within `delivery.timeout`.
     Timeout,
     /// The TCP or TLS connection failed, or the receiver closed it early.
     Connect,

@@ -86,7 +86,7 @@ impl Daemon {
             .iter()
             .map(|s| Duration::from_secs(*s))
             .collect();
-        d.timeout_secs = 10;
+        d.timeout = Duration::from_secs(10);
         d.per_endpoint_concurrency = settings.per_endpoint_concurrency;
         d.concurrency = settings.concurrency;
         // Failures are the point here: the circuit would defer them without using attempts.

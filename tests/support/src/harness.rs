@@ -22,15 +22,15 @@ pub fn test_config(namespace: &str, store_path: &std::path::Path) -> Config {
     c.amqp.url = amqp_url();
     c.amqp.namespace = namespace.to_owned();
     c.amqp.connection_name = format!("hookwire-{namespace}");
-    c.amqp.reconnect_max_delay_secs = 1;
+    c.amqp.reconnect_max_delay = Duration::from_secs(1);
     c.store.path = store_path.to_owned();
     c.store.cache_capacity_bytes = 8 << 20;
     c.api.listen = "127.0.0.1:0".into();
     c.api.tokens = vec![API_TOKEN.into()];
     c.delivery.retry_schedule = vec![Duration::from_millis(500), Duration::from_secs(1)];
     c.delivery.defer_delay = Duration::from_millis(500);
-    c.delivery.timeout_secs = 5;
-    c.delivery.shutdown_grace_secs = 5;
+    c.delivery.timeout = Duration::from_secs(5);
+    c.delivery.shutdown_grace = Duration::from_secs(5);
     c.delivery.allowed_cidrs = vec![
         "127.0.0.0/8".parse().expect("cidr"),
         "::1/128".parse().expect("cidr"),

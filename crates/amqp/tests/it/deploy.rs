@@ -372,7 +372,7 @@ fn example_config_parses_and_validates_with_a_key_from_the_environment() {
 
 #[test]
 fn stop_timeouts_leave_room_for_the_graceful_shutdown() {
-    let grace = deploy_config().delivery.shutdown_grace_secs;
+    let grace = deploy_config().delivery.shutdown_grace.as_secs();
     let unit = read("deploy/hookwire.service");
     let setting = |key: &str| {
         unit.lines()

@@ -248,7 +248,7 @@ async fn org_scoping_update_test_and_delete() {
 
 #[tokio::test]
 async fn rotation_signs_with_both_secrets_during_the_grace_only() {
-    let h = Harness::start(|c| c.secrets.rotation_grace_secs = 2).await;
+    let h = Harness::start(|c| c.secrets.rotation_grace = Duration::from_secs(2)).await;
     let api = Api::new(&h);
     let receiver = Receiver::ok().await;
     let (_, created) = api

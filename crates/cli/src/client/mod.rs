@@ -22,7 +22,7 @@ pub use webhooks::{NewWebhook, WebhookChanges};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one call may take. Create and test wait for the receiver's answer to the test
-/// event, which the API bounds by `delivery.timeout_secs` (15 s by default) plus DNS.
+/// event, which the API bounds by `delivery.timeout` (15 s by default) plus DNS.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A successful answer: the body exactly as the API sent it, and its parsed form.

@@ -92,7 +92,7 @@ pub enum WebhookAction {
         id: String,
     },
     /// Issue a new signing secret, shown only this once. The previous one keeps signing
-    /// through the daemon's `secrets.rotation_grace_secs`.
+    /// through the daemon's `secrets.rotation_grace`.
     RotateSecret {
         /// The organization.
         #[arg(long)]

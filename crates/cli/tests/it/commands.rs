@@ -130,18 +130,14 @@ fn configuration_errors_name_the_key() {
     let cases: Vec<Case> = vec![
         (vec![store_env], None, "secrets.key"),
         (
-            vec![store_env, key_env, ("HOOKWIRE_DELIVERY__TIMEOUT_SECS", "0")],
+            vec![store_env, key_env, ("HOOKWIRE_DELIVERY__TIMEOUT", "0s")],
             None,
-            "delivery.timeout_secs",
+            "delivery.timeout",
         ),
         (
-            vec![
-                store_env,
-                key_env,
-                ("HOOKWIRE_DELIVERY__TIMEOUT_SECS", "soon"),
-            ],
+            vec![store_env, key_env, ("HOOKWIRE_DELIVERY__TIMEOUT", "soon")],
             None,
-            "timeout_secs",
+            "timeout",
         ),
         (
             vec![
@@ -161,6 +157,26 @@ fn configuration_errors_name_the_key() {
             vec![store_env, key_env],
             Some("[delivery]\nretry_schedule = [\"0s\"]\n"),
             "delivery.retry_schedule",
+        ),
+        // Keys of earlier releases are refused with their successor's name.
+        (
+            vec![store_env, key_env],
+            Some("[delivery]\ntimeout_secs = 3\n"),
+            "`delivery.timeout_secs` is now `delivery.timeout`",
+        ),
+        (
+            vec![
+                store_env,
+                key_env,
+                ("HOOKWIRE_SECRETS__ROTATION_GRACE_SECS", "60"),
+            ],
+            None,
+            "`secrets.rotation_grace_secs` is now `secrets.rotation_grace`",
+        ),
+        (
+            vec![store_env, key_env],
+            Some("[delivery]\nca_file = \"\"\n"),
+            "delivery.ca_file",
         ),
     ];
     for (env, file, expected) in cases {

@@ -290,7 +290,7 @@ async fn sigterm_finishes_in_flight_deliveries_and_loses_nothing() {
     let status = serve.terminate(WAIT).await.expect("serve stops");
     let elapsed = stopping.elapsed();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    let grace = Duration::from_secs(fx.config.delivery.shutdown_grace_secs);
+    let grace = fx.config.delivery.shutdown_grace;
     assert!(
         elapsed < grace + Duration::from_secs(5),
         "exited within the grace ({elapsed:?})"

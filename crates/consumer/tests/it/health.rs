@@ -66,7 +66,7 @@ async fn a_410_disables_the_webhook_and_tells_the_org() {
 #[tokio::test]
 async fn a_webhook_that_only_fails_is_disabled_after_disable_after_secs() {
     let h = Harness::start(|c| {
-        c.delivery.disable_after_secs = 1;
+        c.delivery.disable_after = Duration::from_secs(1);
         c.delivery.retry_schedule = vec![Duration::from_millis(500); 8];
     })
     .await;

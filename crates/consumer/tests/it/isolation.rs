@@ -37,7 +37,7 @@ async fn publish_reports(h: &Harness, org: &str, n: usize) {
 async fn a_slow_receiver_never_holds_up_a_fast_one() {
     let h = Harness::start(|c| {
         c.delivery.per_endpoint_concurrency = 4;
-        c.delivery.shutdown_grace_secs = 1;
+        c.delivery.shutdown_grace = Duration::from_secs(1);
     })
     .await;
     let slow = slow_receiver(Duration::from_secs(10)).await;
@@ -65,7 +65,7 @@ async fn an_unfinished_delivery_holds_back_no_other_ack() {
     // broker would send no third message while it hangs.
     let h = Harness::start(|c| {
         c.amqp.prefetch = 2;
-        c.delivery.timeout_secs = 30;
+        c.delivery.timeout = Duration::from_secs(30);
     })
     .await;
     let slow = slow_receiver(Duration::from_secs(8)).await;
@@ -113,7 +113,7 @@ async fn an_unfinished_delivery_holds_back_no_other_ack() {
 async fn an_open_circuit_defers_without_requests_until_a_probe_succeeds() {
     let h = Harness::start(|c| {
         c.delivery.circuit_failure_threshold = 3;
-        c.delivery.circuit_cool_off_secs = 4;
+        c.delivery.circuit_cool_off = Duration::from_secs(4);
         // Four attempts each: deferrals must not use them up, or the waiting events would be exhausted.
         c.delivery.retry_schedule = vec![Duration::from_millis(500); 3];
     })
@@ -171,7 +171,7 @@ async fn an_open_circuit_defers_without_requests_until_a_probe_succeeds() {
 #[tokio::test]
 async fn a_delivery_older_than_max_age_is_dead_lettered_as_expired() {
     let h = Harness::start(|c| {
-        c.delivery.max_age_secs = 1;
+        c.delivery.max_age = Duration::from_secs(1);
         c.delivery.retry_schedule = vec![Duration::from_secs(2)];
     })
     .await;

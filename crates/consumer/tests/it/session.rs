@@ -76,7 +76,7 @@ async fn a_broker_that_never_answers_the_handshake_is_given_up_on_and_retried() 
     // Ready means a session opened: after the silent one was abandoned.
     let h = Harness::start(|c| {
         c.amqp.url = proxy.url.clone();
-        c.amqp.open_timeout_secs = 1;
+        c.amqp.open_timeout = Duration::from_secs(1);
     })
     .await;
     assert!(

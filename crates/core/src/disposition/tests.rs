@@ -387,7 +387,7 @@ fn disable_reasons() {
     assert_eq!(Disable::Gone.reason(), "the receiver answered 410 Gone");
     assert_eq!(
         Disable::Failing(Duration::from_millis(600_900)).reason(),
-        "no successful delivery for 600s (delivery.disable_after_secs)"
+        "no successful delivery for 600s (delivery.disable_after)"
     );
 }
 
