@@ -1,4 +1,5 @@
-//! The broker topology of one namespace (DESIGN.md, "Topology"), declared idempotently.
+//! The broker topology of one namespace (docs/architecture.md, "Broker topology"),
+//! declared idempotently.
 //!
 //! Every queue is a durable quorum queue. Queues that dead-letter do so with
 //! `x-dead-letter-strategy=at-least-once`, which RabbitMQ only accepts together with
@@ -19,7 +20,8 @@ use lapin::{Channel, ExchangeKind};
 use crate::Result;
 
 /// Each unacked redelivery (crash, dropped connection, broker restart) counts; 20 leaves
-/// room for many restarts before a message is called a crash loop (DESIGN.md).
+/// room for many restarts before a message is called a crash loop
+/// (docs/delivery-semantics.md, "Crash loops").
 pub const DELIVERY_LIMIT: i64 = 20;
 /// The routing key from the work exchange to the deliveries queue.
 pub const DELIVER_KEY: &str = "deliver";

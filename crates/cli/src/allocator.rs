@@ -1,8 +1,8 @@
 //! glibc malloc settings for a daemon that runs for months.
 //!
 //! With glibc's defaults, `serve`'s RSS crept up for as long as it ran under the chaos
-//! soak (about 45 to 100 MiB in six minutes, while heaptrack saw at most 38 MiB of heap in
-//! use): up to eight arenas per core, each keeping what its threads freed, and an mmap
+//! soak, far above the heap actually in use: up to eight arenas per core, each keeping
+//! what its threads freed, and an mmap
 //! threshold that rises once the first large buffer (sled's log buffers, lapin's frame
 //! buffers) is freed, so that later ones fragment the heap instead of going back to the
 //! kernel. Two arenas and fixed 128 KiB thresholds bound it at the same CPU per delivery

@@ -13,7 +13,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use crate::{Error, Result};
 
 /// RabbitMQ expires per-message TTLs only at the head of a queue, so each tier gets one
-/// queue TTL that caps its whole jitter band (measured on 3.10.8; DESIGN.md, "Topology").
+/// queue TTL that caps its whole jitter band (docs/architecture.md, "Broker topology").
 const JITTER_MAX: f64 = 1.25;
 const MIN_DELAY: Duration = Duration::from_millis(100);
 /// Longer than the broker's 30-minute consumer timeout is fine here: nobody holds the message.

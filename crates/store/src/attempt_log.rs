@@ -4,8 +4,7 @@
 //! decoding them.
 //!
 //! A chunk, not a key per attempt, because a sled insert costs far more than the bytes it
-//! writes: one key per attempt made the log a third of `serve`'s CPU per delivery
-//! (measured with `hookwire-bench`, README "Performance"). A batch of attempts to one
+//! writes (docs/history.md). A batch of attempts to one
 //! webhook is now a few inserts. Values written by earlier builds (one attempt each) are
 //! still read.
 

@@ -6,10 +6,9 @@
 //! Bodies live in a tree of their own, `id ‖ piece` → at most [`PIECE`] bytes. sled writes
 //! a page over a quarter of a segment (128 KiB) to a blob file and charges its cache only
 //! the pointer's size for it, so such pages are never evicted: with whole bodies in the
-//! letters (one in six 70 KiB in the soak's mix), serve's RSS grew with the archive, to
-//! 114 MiB for 12,000 letters against a 16 MiB cache. In pieces, a full leaf of 17 stays
-//! near 70 KiB and the cache bound holds (README "Reliability"). It also keeps the pages
-//! that listing and retention walk small.
+//! letters, serve's RSS grew with the archive past the cache bound. In pieces, a full leaf
+//! stays small and the cache bound holds (docs/history.md, "Memory"). It also keeps the
+//! pages that listing and retention walk small.
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
