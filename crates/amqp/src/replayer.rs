@@ -10,13 +10,23 @@ use crate::wire::Replay;
 use crate::{Names, Publisher, Result, connect};
 
 /// Publishes replays over its own connection, opened on first use and again after a failure.
-#[derive(Debug)]
 pub struct Replayer {
     url: String,
     connection_name: String,
     confirm_timeout: Duration,
     names: Names,
     session: Mutex<Option<(Connection, Publisher)>>,
+}
+
+impl std::fmt::Debug for Replayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayer")
+            .field("url", &hookwire_core::config::redact_url(&self.url))
+            .field("connection_name", &self.connection_name)
+            .field("confirm_timeout", &self.confirm_timeout)
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Replayer {

@@ -40,7 +40,19 @@ pub enum ApiError {
     /// The body is not `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// A server fault; logged.
+    /// The request was not answered within `api.request_timeout`.
+    #[error("the request was not answered within {0:?}")]
+    RequestTimeout(std::time::Duration),
+    /// A limit is reached; trying again later can succeed.
+    #[error("{message}")]
+    Unavailable {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is busy.
+        message: String,
+    },
+    /// A server fault. The detail is logged with an id; the client sees only the id, since
+    /// store and I/O errors name paths and internals.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -84,6 +96,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -101,13 +115,20 @@ impl From<hookwire_store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "API request failed.");
-        }
+        let message = if let Self::Internal(detail) = &self {
+            let error_id = uuid::Uuid::now_v7();
+            tracing::error!(%error_id, error = %detail, "API request failed.");
+            format!("internal error {error_id}; the server log has the detail")
+        } else {
+            if status.is_server_error() {
+                tracing::warn!(error = %self, "API request refused.");
+            }
+            self.to_string()
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_owned(),
-                message: self.to_string(),
+                message,
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -129,4 +150,31 @@ pub async fn not_found() -> ApiError {
 /// The fallback for known routes with an unknown method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_internal_error_shows_an_id_and_no_detail() {
+        let detail = "sled: I/O error at /var/lib/hookwire/db/conf: permission denied";
+        let response = ApiError::Internal(detail.into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "internal");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            !message.contains("sled") && !message.contains("/var/lib"),
+            "{message}"
+        );
+        let id = message
+            .split_whitespace()
+            .nth(2)
+            .and_then(|w| w.trim_end_matches(';').parse::<uuid::Uuid>().ok());
+        assert!(id.is_some(), "an id to find the log line by: {message}");
+    }
 }

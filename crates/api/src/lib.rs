@@ -16,11 +16,19 @@ mod state;
 pub mod webhooks;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use auth::BearerScheme;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -61,6 +69,10 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(meta::openapi_json))
         .routes(routes!(meta::metrics))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ))
         .with_state(state.clone())
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
@@ -72,14 +84,81 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     (router, openapi)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Answers 408 when the handler (its body read included) outlasts `api.request_timeout`.
+async fn request_deadline(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let limit = state.config.request_timeout;
+    tokio::time::timeout(limit, next.run(request))
+        .await
+        .map_err(|_| ApiError::RequestTimeout(limit))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets open requests finish.
+///
+/// axum's own `serve` sets no timer, so hyper would wait forever for a request head; this
+/// loop sets `api.header_read_timeout`, and holds at most `api.max_connections`
+/// connections, so slow or idle clients cannot use up the descriptors deliveries need.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let header_read_timeout = state.config.header_read_timeout;
+    let connections = Arc::new(Semaphore::new(state.config.max_connections));
     let (router, _) = router(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a receiver; `closed()` resolves when the last is gone.
+    let (done_tx, done_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+        };
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "The API cannot accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "An API connection ended with an error.");
+                    }
+                }
+                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop((permit, done));
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
 }

@@ -9,8 +9,8 @@ use hookwire_core::{Catalog, TargetPolicy};
 use hookwire_http::Deliverer;
 use hookwire_store::{Store, Writer};
 
-/// The API's settings, derived from the configuration once.
-#[derive(Debug, Clone)]
+/// The API's settings, derived from the configuration once. `Debug` hides the tokens.
+#[derive(Clone)]
 pub struct ApiSettings {
     /// Accepted bearer tokens.
     pub tokens: Vec<String>,
@@ -20,6 +20,26 @@ pub struct ApiSettings {
     pub rotation_grace: Duration,
     /// The target policy applied at create and update.
     pub policy: TargetPolicy,
+    /// A connection must send a request's head within this long.
+    pub header_read_timeout: Duration,
+    /// A request must be answered within this long.
+    pub request_timeout: Duration,
+    /// API connections open at once.
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("rotation_grace", &self.rotation_grace)
+            .field("policy", &self.policy)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Shared state of the handlers. Cloning is cheap.
@@ -35,6 +55,9 @@ pub struct ApiState {
     pub catalog: Arc<Catalog>,
     /// Sends test events, signed and policed like deliveries.
     pub deliverer: Deliverer,
+    /// Permits for test events in flight (`api.max_test_sends`): the engine's concurrency
+    /// limit lives in the consumer, so the API bounds its own outbound requests.
+    pub test_sends: Arc<tokio::sync::Semaphore>,
     /// True while the daemon consumes.
     pub broker_ready: Arc<AtomicBool>,
     /// Publishes dead letters back.

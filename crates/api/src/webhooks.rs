@@ -189,6 +189,8 @@ pub(crate) async fn load(state: &ApiState, org: &str, id: &str) -> Result<Subscr
 }
 
 /// Checks the URL's shape and every address its host resolves to, with the delivery policy.
+/// A refusal names the rule (e.g. `private (RFC 1918)`), never a resolved address: that
+/// would let a client map internal names. The address goes to the server's log.
 async fn check_target(state: &ApiState, url: &str) -> Result<()> {
     let refused = |e: &dyn std::fmt::Display| {
         ApiError::unprocessable("target_refused", format!("target URL refused: {e}"))
@@ -198,11 +200,29 @@ async fn check_target(state: &ApiState, url: &str) -> Result<()> {
         other => ApiError::unprocessable("invalid_url", other.to_string()),
     })?;
     if let Some(Host::Domain(host)) = parsed.host() {
-        hookwire_http::resolve_allowed(&state.config.policy, host)
+        let limit = state.deliverer.timeout();
+        hookwire_http::resolve_allowed_within(&state.config.policy, host, limit)
             .await
-            .map_err(|e| refused(&e))?;
+            .map_err(|e| {
+                tracing::warn!(host, error = ?e, "Webhook target refused.");
+                refused(&e)
+            })?;
     }
     Ok(())
+}
+
+/// A permit for one test event, or 503 at once when `api.max_test_sends` are in flight:
+/// an admin client that floods create or test gets a clear answer, and outbound requests
+/// never queue up inside the API.
+fn test_send_permit(state: &ApiState) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    state
+        .test_sends
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable {
+            code: "too_many_test_events",
+            message: "too many test events are in flight; try again shortly".into(),
+        })
 }
 
 fn check_description(description: &str) -> Result<()> {
@@ -251,8 +271,10 @@ fn check_events(state: &ApiState, events: &[String]) -> Result<Vec<String>> {
     Ok(events)
 }
 
-/// Sends `{"event":"webhook_test","webhook_id":…}`, signed with the webhook's secrets.
-async fn send_test_event(state: &ApiState, sub: &Subscription) -> TestResult {
+/// Sends `{"event":"webhook_test","webhook_id":…}`, signed with the webhook's secrets,
+/// under a test-send permit.
+async fn send_test_event(state: &ApiState, sub: &Subscription) -> Result<TestResult> {
+    let _permit = test_send_permit(state)?;
     let body = serde_json::json!({ "event": "webhook_test", "webhook_id": sub.id }).to_string();
     let message_id = webhook_id(&format!("webhook_test_{}", now_ms()), &sub.id);
     let report = state
@@ -260,16 +282,16 @@ async fn send_test_event(state: &ApiState, sub: &Subscription) -> TestResult {
         .attempt(sub, &message_id, body.as_bytes())
         .await;
     let delivered = report.status.is_some_and(|s| (200..300).contains(&s));
-    TestResult {
+    Ok(TestResult {
         delivered,
         status: report.status,
         error: (!delivered).then(|| report.describe()),
         latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
-    }
+    })
 }
 
 async fn require_test_event(state: &ApiState, sub: &Subscription) -> Result<()> {
-    let result = send_test_event(state, sub).await;
+    let result = send_test_event(state, sub).await?;
     if result.delivered {
         return Ok(());
     }
@@ -291,6 +313,7 @@ async fn require_test_event(state: &ApiState, sub: &Subscription) -> Result<()> 
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "Invalid input, refused target, or the receiver did not accept the test event"),
+        (status = 503, body = ErrorBody, description = "`too_many_test_events`: api.max_test_sends are in flight"),
     ))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -360,6 +383,7 @@ pub async fn get(
         (status = 200, body = Webhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`too_many_test_events`: api.max_test_sends are in flight"),
     ))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -418,13 +442,14 @@ pub async fn delete(
 /// Sends a test event now and reports the receiver's answer.
 #[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])),
     params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
-    responses((status = 200, body = TestResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TestResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`too_many_test_events`: api.max_test_sends are in flight")))]
 pub async fn test(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<axum::Json<TestResult>> {
     let sub = load(&state, &org, &id).await?;
-    Ok(axum::Json(send_test_event(&state, &sub).await))
+    Ok(axum::Json(send_test_event(&state, &sub).await?))
 }
 
 /// Issues a new secret. The previous one keeps signing for `secrets.rotation_grace`,

@@ -40,8 +40,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// app stops), and the supervisor must go on to reconnect.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How the daemon talks to the broker.
-#[derive(Debug, Clone)]
+/// How the daemon talks to the broker. `Debug` hides the URL's password.
+#[derive(Clone)]
 pub struct AmqpSettings {
     /// Broker URL.
     pub url: String,
@@ -57,6 +57,20 @@ pub struct AmqpSettings {
     pub open_timeout: Duration,
     /// How long in-flight attempts may run after shutdown begins.
     pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for AmqpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpSettings")
+            .field("url", &hookwire_core::config::redact_url(&self.url))
+            .field("connection_name", &self.connection_name)
+            .field("prefetch", &self.prefetch)
+            .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .field("confirm_timeout", &self.confirm_timeout)
+            .field("open_timeout", &self.open_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
 }
 
 /// The delivery daemon.

@@ -56,8 +56,8 @@ pub struct Config {
     pub catalog: CatalogConfig,
 }
 
-/// `[amqp]`: all that `topology` and `publish` need.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[amqp]`: all that `topology` and `publish` need. `Debug` hides the URL's password.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     /// The broker URL, `amqp://user:pass@host:port/vhost`.
@@ -101,17 +101,32 @@ pub struct StoreConfig {
     pub dead_letters_per_org: usize,
 }
 
-/// `[api]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[api]`. `Debug` shows how many tokens there are, never their text.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Listen address of the admin API.
     pub listen: String,
-    /// Bearer tokens accepted on `/v1`.
+    /// Bearer tokens accepted on `/v1`, each at least [`MIN_TOKEN_CHARS`] characters.
     pub tokens: Vec<String>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// A connection must send a request's complete head within this long, or is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request (body read, handling and a test event included) must be answered within
+    /// this long, or gets 408 `request_timeout`. Longer than `delivery.timeout_secs`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// API connections open at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Test events (create, update of the URL, test) in flight at once; further ones are
+    /// answered 503 `too_many_test_events` at once.
+    pub max_test_sends: usize,
 }
+
+/// The shortest bearer token accepted in `api.tokens`.
+pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// `[delivery]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,8 +176,8 @@ pub struct DeliveryConfig {
     pub shutdown_grace: Duration,
 }
 
-/// `[secrets]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[secrets]`. `Debug` hides the key.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     /// Base64 of the 32-byte key that encrypts signing secrets at rest.
@@ -300,11 +315,33 @@ impl Config {
                 ),
             ));
         }
-        if self.api.tokens.iter().any(|t| t.len() < 8) {
+        if self
+            .api
+            .tokens
+            .iter()
+            .any(|t| t.chars().count() < MIN_TOKEN_CHARS)
+        {
             return Err(invalid(
                 "api.tokens",
-                "every token must have at least 8 characters",
+                format!(
+                    "every token must have at least {MIN_TOKEN_CHARS} characters (e.g. openssl rand -hex 32)"
+                ),
             ));
+        }
+        if self.api.header_read_timeout.is_zero() {
+            return Err(invalid("api.header_read_timeout", "must be more than 0"));
+        }
+        if self.api.request_timeout <= Duration::from_secs(d.timeout_secs) {
+            return Err(invalid(
+                "api.request_timeout",
+                "must be longer than delivery.timeout_secs, which a test event may take",
+            ));
+        }
+        if self.api.max_connections == 0 {
+            return Err(invalid("api.max_connections", "must be at least 1"));
+        }
+        if self.api.max_test_sends == 0 {
+            return Err(invalid("api.max_test_sends", "must be at least 1"));
         }
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
@@ -407,6 +444,55 @@ impl DeliveryConfig {
     }
 }
 
+/// A URL with its password, if any, replaced by `***`: for messages and `Debug`.
+pub fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => text.to_owned(),
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("prefetch", &self.prefetch)
+            .field("connection_name", &self.connection_name)
+            .field("confirm_timeout_secs", &self.confirm_timeout_secs)
+            .field("reconnect_max_delay_secs", &self.reconnect_max_delay_secs)
+            .field("open_timeout_secs", &self.open_timeout_secs)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_test_sends", &self.max_test_sends)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("key", &"<redacted>")
+            .field("rotation_grace_secs", &self.rotation_grace_secs)
+            .finish()
+    }
+}
+
 impl AmqpConfig {
     /// Checks the `[amqp]` keys, all that `topology` and `publish` need.
     pub fn validate(&self) -> Result<()> {
@@ -490,6 +576,18 @@ mod tests {
             }),
             ("api.listen", |c| c.api.listen = "nowhere".into()),
             ("api.tokens", |c| c.api.tokens = vec!["short".into()]),
+            // Fifteen characters: one short of the minimum.
+            ("api.tokens", |c| {
+                c.api.tokens = vec!["0123456789abcde".into()]
+            }),
+            ("api.request_timeout", |c| {
+                c.api.request_timeout = Duration::from_secs(c.delivery.timeout_secs)
+            }),
+            ("api.header_read_timeout", |c| {
+                c.api.header_read_timeout = Duration::ZERO
+            }),
+            ("api.max_connections", |c| c.api.max_connections = 0),
+            ("api.max_test_sends", |c| c.api.max_test_sends = 0),
             ("secrets.key", |c| c.secrets.key = "c2hvcnQ=".into()),
             ("secrets.key", |c| c.secrets.key = "!!".into()),
         ];

@@ -30,8 +30,10 @@ pub enum TargetError {
     /// Has no host.
     #[error("URL has no host")]
     NoHost,
-    /// The address lies in a refused range.
-    #[error("address {addr} is refused: {range}")]
+    /// The address lies in a refused range. The message names the range only: it reaches
+    /// API clients, and the addresses a name resolves to would map the internal network
+    /// for them. `Debug` and [`TargetError::refused_addr`] keep the address for logs.
+    #[error("the target's address is refused: {range} addresses are not allowed")]
     RefusedAddress {
         /// The refused address.
         addr: IpAddr,
@@ -41,6 +43,16 @@ pub enum TargetError {
     /// In loopback-only mode, every host name but `localhost` is refused before any DNS query.
     #[error("host `{0}` is refused: only the allowed CIDRs may be targeted")]
     RefusedHost(String),
+}
+
+impl TargetError {
+    /// The refused address, for the server's log.
+    pub fn refused_addr(&self) -> Option<IpAddr> {
+        match self {
+            Self::RefusedAddress { addr, .. } => Some(*addr),
+            _ => None,
+        }
+    }
 }
 
 /// Which targets are allowed.

@@ -105,6 +105,7 @@ impl Deliverer {
         let policy = Arc::new(config.policy);
         let mut http = HttpConnector::new_with_resolver(PolicyResolver {
             policy: policy.clone(),
+            timeout: config.timeout,
         });
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -126,6 +127,11 @@ impl Deliverer {
             timeout: config.timeout,
             retry_client_errors: config.retry_client_errors,
         })
+    }
+
+    /// The timeout of one attempt, which bounds its DNS lookup too.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// POSTs `body` to the subscription's URL, signed with its current secrets.
@@ -325,6 +331,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[derive(Debug, Clone)]
 struct PolicyResolver {
     policy: Arc<TargetPolicy>,
+    /// The attempt timeout: a lookup may not take longer than the whole attempt.
+    timeout: Duration,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -340,7 +348,12 @@ impl tower_service::Service<Name> for PolicyResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy.clone();
-        Box::pin(async move { Ok(resolve_allowed(&policy, name.as_str()).await?.into_iter()) })
+        let timeout = self.timeout;
+        Box::pin(async move {
+            Ok(resolve_allowed_within(&policy, name.as_str(), timeout)
+                .await?
+                .into_iter())
+        })
     }
 }
 
@@ -353,6 +366,47 @@ pub async fn resolve_allowed(
 ) -> Result<Vec<SocketAddr>, BoxError> {
     policy.check_host_name(host)?;
     let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    keep_allowed(policy, host, resolved)
+}
+
+/// [`resolve_allowed`] within `limit`: the system resolver has no deadline of its own,
+/// and a lookup that never answers must not hold a test event or a delivery forever.
+pub async fn resolve_allowed_within(
+    policy: &TargetPolicy,
+    host: &str,
+    limit: Duration,
+) -> Result<Vec<SocketAddr>, BoxError> {
+    within(limit, host, resolve_allowed(policy, host)).await
+}
+
+/// Bounds a lookup's future by `limit`.
+async fn within<T>(
+    limit: Duration,
+    host: &str,
+    lookup: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, BoxError> {
+    match tokio::time::timeout(limit, lookup).await {
+        Ok(result) => result,
+        Err(_) => Err(Box::new(DnsTimeout {
+            host: host.to_owned(),
+            limit,
+        })),
+    }
+}
+
+/// A DNS lookup that did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS lookup of `{host}` did not answer within {}s", limit.as_secs_f64())]
+pub struct DnsTimeout {
+    host: String,
+    limit: Duration,
+}
+
+fn keep_allowed(
+    policy: &TargetPolicy,
+    host: &str,
+    resolved: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, BoxError> {
     let mut first_refusal = None;
     let allowed: Vec<SocketAddr> = resolved
         .into_iter()
@@ -365,7 +419,10 @@ pub async fn resolve_allowed(
         })
         .collect();
     if allowed.is_empty() {
-        return Err(Box::new(first_refusal.unwrap_or(TargetError::NoHost)));
+        let refusal = first_refusal.unwrap_or(TargetError::NoHost);
+        // The address stays in the server's log; the error's text leaves it out.
+        tracing::debug!(host, addr = ?refusal.refused_addr(), error = %refusal, "Target refused.");
+        return Err(Box::new(refusal));
     }
     Ok(allowed)
 }
@@ -411,6 +468,40 @@ mod tests {
                 .expect("loopback is allowed");
         }
         assert!(deliverer.targets.read().unwrap().len() <= MAX_CACHED_TARGETS);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_never_answers_times_out() {
+        let never = std::future::pending::<Result<Vec<SocketAddr>, BoxError>>();
+        let error = within(Duration::from_millis(50), "stalled.example", never)
+            .await
+            .expect_err("a lookup that never answers fails");
+        assert!(error.is::<DnsTimeout>(), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "DNS lookup of `stalled.example` did not answer within 0.05s"
+        );
+        let answered = within(Duration::from_secs(3), "h", async {
+            Ok::<_, BoxError>(vec![SocketAddr::from(([127, 0, 0, 1], 80))])
+        })
+        .await
+        .expect("an answer in time passes through");
+        assert_eq!(answered.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_name_is_reported_without_its_address() {
+        // `localhost` with loopback not allowed: resolved on this machine, never connected.
+        let policy = TargetPolicy::default();
+        let error = resolve_allowed_within(&policy, "localhost", Duration::from_secs(5))
+            .await
+            .expect_err("loopback is refused");
+        let text = error.to_string();
+        assert!(text.contains("loopback"), "{text}");
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("::1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -110,12 +110,20 @@ fn query(pairs: &[(&str, Option<String>)]) -> Option<String> {
     any.then(|| out.finish())
 }
 
-/// The admin API at one base URL, with one bearer token.
-#[derive(Debug)]
+/// The admin API at one base URL, with one bearer token (which `Debug` hides).
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     token: String,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.base.as_str())
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiClient {

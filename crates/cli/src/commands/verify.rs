@@ -1,16 +1,26 @@
 //! `hookwire verify`: checks a delivery's signature the way a receiver does.
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use hookwire_core::Secret;
 
 /// The delivery's headers and the receiver's secret; the body comes on stdin.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// The webhook's `whsec_…` secret.
-    #[arg(long)]
-    secret: String,
+    /// The webhook's `whsec_…` secret. Other users can read it in the process list:
+    /// prefer --secret-file.
+    #[arg(
+        long,
+        required_unless_present = "secret_file",
+        conflicts_with = "secret_file"
+    )]
+    secret: Option<String>,
+    /// A file holding the `whsec_…` secret (surrounding whitespace ignored). `-` reads it
+    /// from the first line of stdin, and the body from the rest.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
     /// The `webhook-id` header.
     #[arg(long)]
     id: String,
@@ -25,20 +35,52 @@ pub struct VerifyArgs {
     tolerance_secs: u64,
 }
 
+impl std::fmt::Debug for VerifyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyArgs")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .field("id", &self.id)
+            .field("timestamp", &self.timestamp)
+            .field("signature", &self.signature)
+            .field("tolerance_secs", &self.tolerance_secs)
+            .finish()
+    }
+}
+
 /// Reads the body from stdin and prints `ok` when the signature and timestamp hold.
 pub fn run(args: VerifyArgs) -> Result<()> {
     let VerifyArgs {
         secret,
+        secret_file,
         id,
         timestamp,
         signature,
         tolerance_secs,
     } = args;
-    let secret = Secret::parse(&secret)?;
-    let mut body = Vec::new();
+    let mut input = Vec::new();
     std::io::stdin()
-        .read_to_end(&mut body)
+        .read_to_end(&mut input)
         .context("cannot read the body from stdin")?;
+    let (secret, body) = match (secret, secret_file) {
+        (Some(secret), _) => (secret, input),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let Some(newline) = input.iter().position(|b| *b == b'\n') else {
+                bail!("--secret-file -: stdin must start with the secret on a line of its own");
+            };
+            let body = input.split_off(newline + 1);
+            let line = String::from_utf8(input)
+                .context("--secret-file -: the first line of stdin is not text")?;
+            (line, body)
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read --secret-file {}", path.display()))?;
+            (text, input)
+        }
+        (None, None) => bail!("pass --secret-file (or --secret)"),
+    };
+    let secret = Secret::parse(secret.trim())?;
     let now = hookwire_core::now_ms() / 1000;
     if now.abs_diff(timestamp) > tolerance_secs {
         bail!("timestamp {timestamp} is more than {tolerance_secs}s from now ({now})");

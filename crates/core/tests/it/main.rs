@@ -4,6 +4,7 @@
 //!
 //! Case counts stay modest so that CI stays fast; `PROPTEST_CASES` does not raise them.
 
+mod config;
 mod event;
 mod target;
 

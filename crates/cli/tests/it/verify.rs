@@ -1,0 +1,90 @@
+//! `hookwire verify` with the secret kept out of the process list.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use hookwire_core::Secret;
+
+use crate::hookwire;
+
+/// Runs `hookwire verify` with `secret_args`, the delivery's headers, and `stdin`.
+fn verify(secret_args: &[&str], timestamp: u64, signature: &str, stdin: &[u8]) -> (bool, String) {
+    let mut child = hookwire()
+        .arg("verify")
+        .args(secret_args)
+        .args(["--id", "msg_1", "--timestamp", &timestamp.to_string()])
+        .args(["--signature", signature])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.success() && stdout.trim() == "ok",
+        format!("{stdout}{stderr}"),
+    )
+}
+
+#[test]
+fn the_secret_can_come_from_a_file() {
+    let secret = Secret::generate().expect("rng");
+    let body = br#"{"event":"report_created","report_run_url":"u"}"#;
+    let now = hookwire_core::now_ms() / 1000;
+    let signature = secret.sign("msg_1", now, body);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("secret");
+    std::fs::write(&file, format!("{}\n", secret.to_whsec())).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+
+    let (ok, output) = verify(&["--secret-file", file], now, &signature, body);
+    assert!(ok, "{output}");
+    let (ok, output) = verify(&["--secret-file", file], now, &signature, b"{}");
+    assert!(!ok && output.contains("signature"), "{output}");
+
+    let missing = dir.path().join("missing");
+    let (ok, output) = verify(
+        &["--secret-file", missing.to_str().expect("utf-8")],
+        now,
+        &signature,
+        body,
+    );
+    assert!(!ok && output.contains("--secret-file"), "{output}");
+}
+
+#[test]
+fn the_secret_can_come_from_the_first_line_of_stdin() {
+    let secret = Secret::generate().expect("rng");
+    // The body may hold newlines of its own: only the first line is the secret.
+    let body = b"{\"event\":\"report_created\",\n\"report_run_url\":\"u\"}\n";
+    let now = hookwire_core::now_ms() / 1000;
+    let signature = secret.sign("msg_1", now, body);
+    let mut stdin = format!("{}\n", secret.to_whsec()).into_bytes();
+    stdin.extend_from_slice(body);
+    let (ok, output) = verify(&["--secret-file", "-"], now, &signature, &stdin);
+    assert!(ok, "{output}");
+
+    let (ok, output) = verify(&["--secret-file", "-"], now, &signature, b"no newline");
+    assert!(!ok && output.contains("line of its own"), "{output}");
+}
+
+#[test]
+fn one_source_of_the_secret_is_required() {
+    let (ok, output) = verify(&[], 0, "v1,x", b"");
+    assert!(!ok && output.contains("--secret"), "{output}");
+    let (ok, output) = verify(
+        &["--secret", "whsec_eA==", "--secret-file", "-"],
+        0,
+        "v1,x",
+        b"",
+    );
+    assert!(!ok && output.contains("cannot be used with"), "{output}");
+}
