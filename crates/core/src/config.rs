@@ -115,7 +115,7 @@ pub struct ApiConfig {
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// A request (body read, handling and a test event included) must be answered within
-    /// this long, or gets 408 `request_timeout`. Longer than `delivery.timeout_secs`.
+    /// this long, or gets 408 `request_timeout`. Longer than `delivery.timeout`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// API connections open at once; further ones wait in the listen backlog.
@@ -331,10 +331,10 @@ impl Config {
         if self.api.header_read_timeout.is_zero() {
             return Err(invalid("api.header_read_timeout", "must be more than 0"));
         }
-        if self.api.request_timeout <= Duration::from_secs(d.timeout_secs) {
+        if self.api.request_timeout <= d.timeout {
             return Err(invalid(
                 "api.request_timeout",
-                "must be longer than delivery.timeout_secs, which a test event may take",
+                "must be longer than delivery.timeout, which a test event may take",
             ));
         }
         if self.api.max_connections == 0 {
@@ -463,9 +463,9 @@ impl std::fmt::Debug for AmqpConfig {
             .field("namespace", &self.namespace)
             .field("prefetch", &self.prefetch)
             .field("connection_name", &self.connection_name)
-            .field("confirm_timeout_secs", &self.confirm_timeout_secs)
-            .field("reconnect_max_delay_secs", &self.reconnect_max_delay_secs)
-            .field("open_timeout_secs", &self.open_timeout_secs)
+            .field("confirm_timeout", &self.confirm_timeout)
+            .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .field("open_timeout", &self.open_timeout)
             .finish()
     }
 }
@@ -488,7 +488,7 @@ impl std::fmt::Debug for SecretsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretsConfig")
             .field("key", &"<redacted>")
-            .field("rotation_grace_secs", &self.rotation_grace_secs)
+            .field("rotation_grace", &self.rotation_grace)
             .finish()
     }
 }
@@ -581,7 +581,7 @@ mod tests {
                 c.api.tokens = vec!["0123456789abcde".into()]
             }),
             ("api.request_timeout", |c| {
-                c.api.request_timeout = Duration::from_secs(c.delivery.timeout_secs)
+                c.api.request_timeout = c.delivery.timeout
             }),
             ("api.header_read_timeout", |c| {
                 c.api.header_read_timeout = Duration::ZERO

@@ -54,7 +54,7 @@ async fn a_client_that_stalls_in_the_request_head_is_disconnected() {
 #[tokio::test]
 async fn a_request_whose_body_stalls_gets_408() {
     let h = Harness::start(|c| {
-        c.delivery.timeout_secs = 1;
+        c.delivery.timeout = Duration::from_secs(1);
         c.api.request_timeout = Duration::from_secs(2);
     })
     .await;
