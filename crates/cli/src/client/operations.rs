@@ -48,6 +48,8 @@ pub struct DeadLetterFilter {
     pub cursor: Option<String>,
     /// Page size; the API's default when `None`.
     pub limit: Option<usize>,
+    /// Ask for each letter's body too (`include=body`).
+    pub bodies: bool,
 }
 
 impl DeadLetterFilter {
@@ -58,6 +60,7 @@ impl DeadLetterFilter {
             ("until", self.until.clone()),
             ("cursor", self.cursor.clone()),
             ("limit", self.limit.map(|l| l.to_string())),
+            ("include", self.bodies.then(|| "body".to_owned())),
         ])
     }
 }

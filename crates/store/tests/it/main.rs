@@ -447,6 +447,8 @@ fn dead_letter(org: Option<&str>, sub: Option<Uuid>, at: u64) -> hookwire_store:
         attempts: 10,
         dead_at_ms: at,
         body: b"{\"event\":\"report_created\"}".to_vec(),
+        body_bytes: 26,
+        truncated: false,
     }
 }
 
