@@ -327,7 +327,16 @@ pub fn rejected_event<'a>(
     max_body: usize,
 ) -> (&'a [u8], BasicProperties) {
     let props = rejected_event_properties(message, reason, detail);
-    let body = message.data.as_slice();
+    bounded_dead_letter(&message.data, props, max_body)
+}
+
+/// A dead letter's body and properties: past `max_body` bytes, only that prefix, with
+/// the whole size in `x-hookwire-body-bytes`.
+pub fn bounded_dead_letter(
+    body: &[u8],
+    props: BasicProperties,
+    max_body: usize,
+) -> (&[u8], BasicProperties) {
     if body.len() <= max_body {
         return (body, props);
     }

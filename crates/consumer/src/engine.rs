@@ -206,8 +206,11 @@ impl Engine {
             self.settings.max_event_bytes,
         ) {
             warn!(reason = %rejection.reason, detail = %rejection.detail, subscription_id = %task.subscription_id, "Delivery task breaks the wire contract; dead-lettered.");
-            let dead = wire::dead_letter_properties(props, rejection.reason, &rejection.detail);
-            let body = &message.data[..message.data.len().min(self.settings.max_event_bytes)];
+            let (body, dead) = wire::bounded_dead_letter(
+                &message.data,
+                wire::dead_letter_properties(props, rejection.reason, &rejection.detail),
+                self.settings.dead_letter_body_max_bytes,
+            );
             return self
                 .dead_letter(publisher, body, dead, rejection.reason)
                 .await;
