@@ -231,6 +231,11 @@ mod tests {
             filter.query().as_deref(),
             Some("webhook_id=00000000-0000-0000-0000-000000000000")
         );
+        let with_bodies = DeadLetterFilter {
+            bodies: true,
+            ..DeadLetterFilter::default()
+        };
+        assert_eq!(with_bodies.query().as_deref(), Some("include=body"));
         let replay = ReplaySelection {
             webhook_id: Some(id),
             until: Some("2999-01-01T00:00:00Z".into()),
