@@ -37,6 +37,10 @@ pub const FIRST_SEEN_MS: &str = "x-hookwire-first-seen-ms";
 pub const REASON: &str = "x-hookwire-reason";
 /// Dead-letter header: the reason in words.
 pub const DETAIL: &str = "x-hookwire-detail";
+/// Dead-letter header: the size of the body when only a prefix of it was dead-lettered.
+pub const BODY_BYTES: &str = "x-hookwire-body-bytes";
+/// Every header hookwire's own messages rely on starts with this; producers' are removed.
+pub const RESERVED_PREFIX: &str = "x-hookwire-";
 
 // ---- Events -------------------------------------------------------------------------
 
@@ -78,18 +82,7 @@ pub fn encode_event(
             given.join(", ")
         )));
     }
-    /// `event` first, as in Mode's payloads, then the catalog fields.
-    #[derive(serde::Serialize)]
-    struct Body<'a> {
-        event: &'a str,
-        #[serde(flatten)]
-        data: &'a Map<String, Value>,
-    }
-    let body = serde_json::to_vec(&Body {
-        event: &event.event_type,
-        data: &event.data,
-    })
-    .map_err(|e| Error::Contract(e.to_string()))?;
+    let body = event_body(event)?;
     let published_at_ms = now_ms();
     let raw = RawEvent {
         routing_key: &event.event_type,
@@ -101,7 +94,8 @@ pub fn encode_event(
     };
     // The same function the consumer runs: nothing encoded here can be dead-lettered for
     // breaking the contract.
-    event::decode(&raw, catalog, MAX_EVENT_BYTES).map_err(|r| Error::Contract(r.detail))?;
+    event::decode_produced(&raw, catalog, MAX_EVENT_BYTES)
+        .map_err(|r| Error::Contract(r.detail))?;
     if event.id.is_empty() || event.id.len() > 255 {
         return Err(Error::Contract(
             "the event id must have 1 to 255 bytes".into(),
@@ -110,6 +104,32 @@ pub fn encode_event(
     let properties = event_properties(Some(&event.org), Some(&event.id), Some(published_at_ms))
         .with_timestamp(published_at_ms / 1000);
     Ok((body, properties))
+}
+
+/// The body of an operational event, checked against the catalog like any event. Only
+/// hookwire sends these, as one task per subscriber on the work exchange: producers
+/// cannot write there, and the events exchange refuses operational types.
+pub fn encode_operational(catalog: &Catalog, event: &OutgoingEvent) -> Result<Vec<u8>> {
+    if !catalog
+        .get(&event.event_type)
+        .is_some_and(|t| t.operational)
+    {
+        return Err(Error::Contract(format!(
+            "`{}` is not an operational event type",
+            event.event_type
+        )));
+    }
+    let body = event_body(event)?;
+    let raw = RawEvent {
+        routing_key: &event.event_type,
+        org: OrgHeader::Text(&event.org),
+        message_id: Some(&event.id),
+        timestamp_secs: None,
+        published_at_ms: None,
+        body: &body,
+    };
+    event::decode(&raw, catalog, MAX_EVENT_BYTES).map_err(|r| Error::Contract(r.detail))?;
+    Ok(body)
 }
 
 /// An operational event about a delivery of `cause`: its id is derived from the cause, so
@@ -128,6 +148,21 @@ pub fn operational_event(
             .map(|(name, value)| ((*name).to_owned(), Value::from(value.as_str())))
             .collect(),
     }
+}
+
+/// An event's body: `event` first, as in Mode's payloads, then the catalog fields.
+fn event_body(event: &OutgoingEvent) -> Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        event: &'a str,
+        #[serde(flatten)]
+        data: &'a Map<String, Value>,
+    }
+    serde_json::to_vec(&Body {
+        event: &event.event_type,
+        data: &event.data,
+    })
+    .map_err(|e| Error::Contract(e.to_string()))
 }
 
 /// The properties every event on the events exchange has, and those of it that are known.
@@ -264,16 +299,61 @@ pub fn dead_letter_properties(
 }
 
 /// Properties of an event that breaks the wire contract, as a dead letter. It keeps its
-/// routing key in a header: in the dead queue every message has the key `dead`.
+/// routing key in a header: in the dead queue every message has the key `dead`. The
+/// producer's own `x-hookwire-*` headers are dropped: only hookwire's may reach the
+/// archive, whose replay would read them as a task's.
 pub fn rejected_event_properties(
     message: &Delivery,
     reason: DeadReason,
     detail: &str,
 ) -> BasicProperties {
-    let dead = dead_letter_properties(&message.properties, reason, detail);
+    let mut original = message.properties.clone();
+    if let Some(h) = message.properties.headers() {
+        original = original.with_headers(without_reserved(h));
+    }
+    let dead = dead_letter_properties(&original, reason, detail);
     let mut h = dead.headers().clone().unwrap_or_default();
     headers::set_text(&mut h, EVENT_TYPE, message.routing_key.as_str());
     dead.with_headers(h)
+}
+
+/// An event that breaks the wire contract, as a dead letter: its properties, and its body
+/// or, past `max_body` bytes, only that prefix with the whole size in `x-hookwire-body-bytes`,
+/// so an over-size event is not copied whole into the dead queue and the archive.
+pub fn rejected_event<'a>(
+    message: &'a Delivery,
+    reason: DeadReason,
+    detail: &str,
+    max_body: usize,
+) -> (&'a [u8], BasicProperties) {
+    let props = rejected_event_properties(message, reason, detail);
+    bounded_dead_letter(&message.data, props, max_body)
+}
+
+/// A dead letter's body and properties: past `max_body` bytes, only that prefix, with
+/// the whole size in `x-hookwire-body-bytes`.
+pub fn bounded_dead_letter(
+    body: &[u8],
+    props: BasicProperties,
+    max_body: usize,
+) -> (&[u8], BasicProperties) {
+    if body.len() <= max_body {
+        return (body, props);
+    }
+    let mut h = props.headers().clone().unwrap_or_default();
+    headers::set_unsigned(&mut h, BODY_BYTES, body.len() as u64);
+    (&body[..max_body], props.with_headers(h))
+}
+
+/// The headers without any `x-hookwire-*` one.
+pub fn without_reserved(h: &FieldTable) -> FieldTable {
+    let mut kept = FieldTable::default();
+    for (key, value) in h.inner() {
+        if !key.as_str().starts_with(RESERVED_PREFIX) {
+            kept.insert(key.clone(), value.clone());
+        }
+    }
+    kept
 }
 
 /// What a message of the dead queue says about itself.
@@ -297,13 +377,27 @@ pub struct DeadMessage {
     pub detail: String,
     /// Attempts made, 0 when it was never attempted.
     pub attempts: u32,
+    /// The size of the body when it died: more than the message carries when hookwire
+    /// dead-lettered only a prefix of it.
+    pub body_bytes: u64,
 }
 
 impl DeadMessage {
     /// Reads a message of the dead queue.
+    ///
+    /// A producer's message that the broker dead-lettered from an events queue itself (a
+    /// crash loop) still carries whatever headers the producer gave it: its
+    /// `x-hookwire-*` ones are not believed.
     pub fn read(message: &Delivery) -> Self {
-        let h = message.properties.headers().as_ref();
-        let death = first_death(h);
+        let all = message.properties.headers().as_ref();
+        let death = first_death(all);
+        let stripped;
+        let h = if death.is_some_and(from_events_queue) {
+            stripped = all.map(without_reserved);
+            stripped.as_ref()
+        } else {
+            all
+        };
         let (reason, detail) = match headers::text(h, REASON) {
             Some(reason) => (
                 reason.to_owned(),
@@ -334,8 +428,16 @@ impl DeadMessage {
             attempts: headers::unsigned(h, ATTEMPTS)
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
+            body_bytes: headers::unsigned(h, BODY_BYTES)
+                .unwrap_or(0)
+                .max(message.data.len() as u64),
         }
     }
+}
+
+/// Whether the broker dead-lettered the message from an events queue (`<ns>.events`).
+fn from_events_queue(death: &FieldTable) -> bool {
+    headers::text(Some(death), "queue").is_some_and(|q| q.ends_with(".events"))
 }
 
 /// The most recent `x-death` entry (the broker puts it first).
@@ -399,6 +501,8 @@ pub struct Replay<'a> {
     pub event_type: Option<&'a str>,
     /// The producer's bytes.
     pub body: &'a [u8],
+    /// The archive kept only a prefix of the body.
+    pub truncated: bool,
 }
 
 /// Where a replayed dead letter is published, and as what.
@@ -419,6 +523,11 @@ impl Replay<'_> {
         let unreplayable = |why: &str| {
             Error::Unreplayable(format!("dead letter {} cannot be replayed: {why}", self.id))
         };
+        if self.truncated {
+            return Err(unreplayable(
+                "the archive kept only the first bytes of its body",
+            ));
+        }
         let event_type = self
             .event_type
             .ok_or_else(|| unreplayable("its event type is unknown"))?;

@@ -91,8 +91,13 @@ pub struct DeadLetterView {
     pub attempts: u32,
     /// RFC 3339.
     pub dead_at: String,
-    /// The body, as text.
-    pub body: String,
+    /// The size of the message's body when it died.
+    pub body_bytes: u64,
+    /// The archive kept only the first bytes of the body: it cannot be replayed.
+    pub truncated: bool,
+    /// The body as text (its first bytes when `truncated`); only with `include=body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// A page of dead letters, oldest first.
@@ -118,6 +123,8 @@ pub struct DeadLetterParams {
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (100).
     pub limit: Option<usize>,
+    /// `body`: each letter's body too. Without it a page carries no bodies.
+    pub include: Option<String>,
 }
 
 /// Which dead letters to replay: by ids, by webhook, or by time.
@@ -187,7 +194,7 @@ fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn view(d: DeadLetter) -> DeadLetterView {
+fn view(d: DeadLetter, with_body: bool) -> DeadLetterView {
     DeadLetterView {
         id: d.id,
         org: d.org,
@@ -198,7 +205,9 @@ fn view(d: DeadLetter) -> DeadLetterView {
         detail: d.detail,
         attempts: d.attempts,
         dead_at: rfc3339(d.dead_at_ms),
-        body: String::from_utf8_lossy(&d.body).into_owned(),
+        body_bytes: d.body_bytes,
+        truncated: d.truncated,
+        body: with_body.then(|| String::from_utf8_lossy(&d.body).into_owned()),
     }
 }
 
@@ -274,6 +283,16 @@ fn dead_letter_page(
     org: Option<&str>,
     params: DeadLetterParams,
 ) -> Result<axum::Json<DeadLetterList>> {
+    let bodies = match params.include.as_deref() {
+        None => false,
+        Some("body") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("include is `body`, not `{other}`"),
+            });
+        }
+    };
     let query = DeadLetterQuery {
         ids: None,
         subscription_id: params.webhook_id,
@@ -281,25 +300,28 @@ fn dead_letter_page(
         until_ms: time_ms("until", params.until.as_ref())?,
         cursor: params.cursor,
         limit: page_size(params.limit)?,
+        bodies,
     };
     let page = state
         .store
         .dead_letters(org, &query)
         .map_err(cursor_error)?;
     Ok(axum::Json(DeadLetterList {
-        dead_letters: page.items.into_iter().map(view).collect(),
+        dead_letters: page.items.into_iter().map(|d| view(d, bodies)).collect(),
         next_cursor: page.next_cursor,
     }))
 }
 
-/// The dead letters of `org` that `query` selects, a page at a time. A cursor is a
-/// position, not an index, so the caller may remove each page's letters as it goes.
+/// The dead letters of `org` that `query` selects, without their bodies, a page at a
+/// time. A cursor is a position, not an index, so the caller may remove each page's
+/// letters as it goes.
 fn dead_letter_pages<'a>(
     state: &'a ApiState,
     org: Option<&'a str>,
     mut query: DeadLetterQuery,
 ) -> impl Iterator<Item = Result<Vec<DeadLetter>>> + 'a {
     query.limit = MAX_PAGE;
+    query.bodies = false;
     let mut done = false;
     std::iter::from_fn(move || {
         if done {
@@ -377,7 +399,11 @@ pub async fn replay(
         failed: Vec::new(),
     };
     for page in dead_letter_pages(&state, Some(&org), query) {
-        for dead in page? {
+        for listed in page? {
+            // One body at a time: a page of them could be hundreds of large bodies.
+            let Some(dead) = state.store.dead_letter(Some(&org), &listed.id)? else {
+                continue;
+            };
             match state.replayer.replay(&replay_of(&dead)).await {
                 Ok(()) => {
                     state
@@ -409,6 +435,7 @@ fn replay_of(dead: &DeadLetter) -> Replay<'_> {
         event_id: dead.event_id.as_deref(),
         event_type: dead.event_type.as_deref(),
         body: &dead.body,
+        truncated: dead.truncated,
     }
 }
 

@@ -211,6 +211,7 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
         names: Names::new(&config.amqp.namespace),
         settings: EngineSettings {
             max_event_bytes: d.max_event_bytes,
+            dead_letter_body_max_bytes: config.store.dead_letter_body_max_bytes,
             inline_fanout_max: d.inline_fanout_max,
             concurrency: d.concurrency,
             limits: EndpointLimits {

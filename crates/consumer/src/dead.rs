@@ -6,8 +6,9 @@ use hookwire_store::DeadLetter;
 use lapin::message::Delivery;
 use uuid::Uuid;
 
-/// The archive record of one dead message.
-pub fn archive_record(message: &Delivery) -> DeadLetter {
+/// The archive record of one dead message: at most `max_body` bytes of its body, with
+/// its whole size, so that an over-size message never fills the archive.
+pub fn archive_record(message: &Delivery, max_body: usize) -> DeadLetter {
     let DeadMessage {
         org,
         subscription_id,
@@ -16,7 +17,9 @@ pub fn archive_record(message: &Delivery) -> DeadLetter {
         reason,
         detail,
         attempts,
+        body_bytes,
     } = DeadMessage::read(message);
+    let kept = &message.data[..message.data.len().min(max_body)];
     DeadLetter {
         id: Uuid::now_v7(),
         org,
@@ -27,6 +30,8 @@ pub fn archive_record(message: &Delivery) -> DeadLetter {
         detail,
         attempts,
         dead_at_ms: now_ms(),
-        body: message.data.clone(),
+        body: kept.to_vec(),
+        body_bytes,
+        truncated: (kept.len() as u64) < body_bytes,
     }
 }

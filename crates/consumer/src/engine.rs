@@ -37,6 +37,9 @@ pub struct EngineSettings {
     pub concurrency: usize,
     /// Per-webhook caps and circuits.
     pub limits: EndpointLimits,
+    /// The most of a dead letter's body that is archived (and, for an over-size event,
+    /// dead-lettered at all).
+    pub dead_letter_body_max_bytes: usize,
 }
 
 /// Shared by every message handler.
@@ -135,15 +138,20 @@ impl Engine {
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
             body: &message.data,
         };
-        let event = match event::decode(&raw, &self.catalog, self.settings.max_event_bytes) {
+        let event = match event::decode_produced(&raw, &self.catalog, self.settings.max_event_bytes)
+        {
             Ok(event) => event,
             Err(rejection) => {
                 telemetry::event_consumed(None, rejection.reason.as_str());
                 warn!(reason = %rejection.reason, detail = %rejection.detail, routing_key = raw.routing_key, "Event breaks the wire contract; dead-lettered.");
-                let dead =
-                    wire::rejected_event_properties(message, rejection.reason, &rejection.detail);
+                let (body, dead) = wire::rejected_event(
+                    message,
+                    rejection.reason,
+                    &rejection.detail,
+                    self.settings.dead_letter_body_max_bytes,
+                );
                 return self
-                    .dead_letter(publisher, &message.data, dead, rejection.reason)
+                    .dead_letter(publisher, body, dead, rejection.reason)
                     .await;
             }
         };
@@ -192,7 +200,30 @@ impl Engine {
                     .await;
             }
         };
+        if let Err(rejection) = event::check_task_body(
+            &message.data,
+            &task.event_type,
+            self.settings.max_event_bytes,
+        ) {
+            warn!(reason = %rejection.reason, detail = %rejection.detail, subscription_id = %task.subscription_id, "Delivery task breaks the wire contract; dead-lettered.");
+            let (body, dead) = wire::bounded_dead_letter(
+                &message.data,
+                wire::dead_letter_properties(props, rejection.reason, &rejection.detail),
+                self.settings.dead_letter_body_max_bytes,
+            );
+            return self
+                .dead_letter(publisher, body, dead, rejection.reason)
+                .await;
+        }
         let sub = self.store.get(&task.org, &task.subscription_id)?;
+        if sub
+            .as_ref()
+            .is_some_and(|s| !s.listens_to(&task.event_type))
+        {
+            info!(subscription_id = %task.subscription_id, event_type = %task.event_type, "Webhook no longer subscribes to the task's event type; its delivery is dropped.");
+            telemetry::delivery("dropped_not_subscribed");
+            return Ok(());
+        }
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
         Box::pin(self.deliver(publisher, task, sub.as_ref(), &message.data)).await
@@ -200,7 +231,7 @@ impl Engine {
 
     /// Archives one message of the dead queue, durably, before it is acked.
     pub async fn handle_dead(&self, message: &Delivery) -> Result<()> {
-        let record = crate::dead::archive_record(message);
+        let record = crate::dead::archive_record(message, self.settings.dead_letter_body_max_bytes);
         info!(reason = %record.reason, org = record.org.as_deref().unwrap_or("-"), "Dead letter archived.");
         self.writer
             .commit(Change::ArchiveDeadLetter(record))

@@ -99,6 +99,10 @@ pub struct StoreConfig {
     /// Each organization keeps at most this many dead letters (and so do the letters
     /// without one).
     pub dead_letters_per_org: usize,
+    /// The most of a dead letter's body the archive keeps; a longer body keeps this
+    /// prefix, its size and a `truncated` flag, and cannot be replayed. At least
+    /// `delivery.max_event_bytes`, so that every deliverable body is kept whole.
+    pub dead_letter_body_max_bytes: usize,
 }
 
 /// `[api]`. `Debug` shows how many tokens there are, never their text.
@@ -298,6 +302,12 @@ impl Config {
             return Err(invalid(
                 "delivery.max_event_bytes",
                 "must be from 1 byte to 16 MiB",
+            ));
+        }
+        if self.store.dead_letter_body_max_bytes < d.max_event_bytes {
+            return Err(invalid(
+                "store.dead_letter_body_max_bytes",
+                "must be at least delivery.max_event_bytes",
             ));
         }
         if d.only_allowed_cidrs && d.allowed_cidrs.is_empty() {
@@ -573,6 +583,9 @@ mod tests {
             }),
             ("store.dead_letters_per_org", |c| {
                 c.store.dead_letters_per_org = 0
+            }),
+            ("store.dead_letter_body_max_bytes", |c| {
+                c.store.dead_letter_body_max_bytes = 1024
             }),
             ("api.listen", |c| c.api.listen = "nowhere".into()),
             ("api.tokens", |c| c.api.tokens = vec!["short".into()]),

@@ -48,11 +48,13 @@ pub enum DeadReason {
     Expired,
     /// The broker dead-lettered the message after too many redeliveries: a crash loop.
     DeliveryLimit,
+    /// A producer published an operational event type, which only hookwire itself sends.
+    ReservedEventType,
 }
 
 impl DeadReason {
     /// Every reason, for exhaustive tests and metrics.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::InvalidJson,
         Self::MissingOrg,
         Self::UnknownEvent,
@@ -65,6 +67,7 @@ impl DeadReason {
         Self::WebhookDisabled,
         Self::Expired,
         Self::DeliveryLimit,
+        Self::ReservedEventType,
     ];
 
     /// The header value, e.g. `invalid_json`.
@@ -82,6 +85,7 @@ impl DeadReason {
             Self::WebhookDisabled => "webhook_disabled",
             Self::Expired => "expired",
             Self::DeliveryLimit => "delivery_limit",
+            Self::ReservedEventType => "reserved_event_type",
         }
     }
 }
@@ -270,6 +274,58 @@ pub fn decode(raw: &RawEvent<'_>, catalog: &Catalog, max_bytes: usize) -> Result
     })
 }
 
+/// Applies the wire contract to a producer's message: [`decode`], and the operational
+/// types refused. hookwire sends those itself, as tasks on the work exchange that
+/// producers cannot write to, so one on the events exchange is a forgery.
+pub fn decode_produced(
+    raw: &RawEvent<'_>,
+    catalog: &Catalog,
+    max_bytes: usize,
+) -> Result<Event, Rejection> {
+    let event = decode(raw, catalog, max_bytes)?;
+    if catalog
+        .get(&event.event_type)
+        .is_some_and(|t| t.operational)
+    {
+        return Err(Rejection::new(
+            DeadReason::ReservedEventType,
+            format!(
+                "`{}` is an operational event type: only hookwire sends it",
+                event.event_type
+            ),
+        ));
+    }
+    Ok(event)
+}
+
+/// What a task's body must be before hookwire signs it: no larger than an event may be,
+/// a JSON object, and the event the task's header says it is. Tasks are hookwire's own
+/// messages, but the broker is not trusted to hold only those.
+pub fn check_task_body(body: &[u8], event_type: &str, max_bytes: usize) -> Result<(), Rejection> {
+    if body.len() > max_bytes {
+        return Err(Rejection::new(
+            DeadReason::TooLarge,
+            format!(
+                "task body is {} bytes; the limit is {max_bytes}",
+                body.len()
+            ),
+        ));
+    }
+    let object: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        Rejection::new(
+            DeadReason::InvalidJson,
+            format!("task body is not a JSON object: {e}"),
+        )
+    })?;
+    match object.get("event") {
+        Some(Value::String(name)) if name == event_type => Ok(()),
+        _ => Err(Rejection::new(
+            DeadReason::EventMismatch,
+            format!("task body's `event` is not `{}`", truncate(event_type, 80)),
+        )),
+    }
+}
+
 /// The id of an event published without `message_id`: a hash of what identifies the
 /// message, so that a redelivery of the same message keeps the same id.
 pub fn derived_event_id(
@@ -449,6 +505,47 @@ mod tests {
         assert_eq!(webhook_id("e1", &a), webhook_id("e1", &a));
         assert_ne!(webhook_id("e1", &a), webhook_id("e1", &b));
         assert_ne!(webhook_id("e1", &a), webhook_id("e2", &a));
+    }
+
+    #[test]
+    fn producers_cannot_send_operational_types() {
+        let catalog = Catalog::builtin();
+        let body = br#"{"event":"webhook_disabled","webhook_id":"w","reason":"r"}"#;
+        let r = raw("webhook_disabled", OrgHeader::Text("acme"), body);
+        assert!(
+            decode(&r, &catalog, LIMIT).is_ok(),
+            "the contract itself holds"
+        );
+        assert_eq!(
+            decode_produced(&r, &catalog, LIMIT)
+                .expect_err("reserved")
+                .reason,
+            DeadReason::ReservedEventType
+        );
+        let ok = br#"{"event":"report_created","report_run_url":"u"}"#;
+        let r = raw("report_created", OrgHeader::Text("acme"), ok);
+        assert!(decode_produced(&r, &catalog, LIMIT).is_ok());
+    }
+
+    #[test]
+    fn task_bodies_are_checked_against_their_task() {
+        let ok = br#"{"event":"report_created","report_run_url":"u"}"#;
+        assert!(check_task_body(ok, "report_created", LIMIT).is_ok());
+        let reason =
+            |body: &[u8], t: &str, max| check_task_body(body, t, max).expect_err("refused").reason;
+        assert_eq!(reason(ok, "report_created", 10), DeadReason::TooLarge);
+        assert_eq!(
+            reason(b"[1]", "report_created", LIMIT),
+            DeadReason::InvalidJson
+        );
+        assert_eq!(
+            reason(ok, "webhook_disabled", LIMIT),
+            DeadReason::EventMismatch
+        );
+        assert_eq!(
+            reason(b"{}", "report_created", LIMIT),
+            DeadReason::EventMismatch
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ fn main() {
             detail: "not JSON".into(),
             attempts: 0,
             dead_at_ms: 0,
+            body_bytes: body.len() as u64,
             body,
+            truncated: false,
         };
         ids.push_back((org, d.id));
         store.apply(Change::ArchiveDeadLetter(d)).unwrap();

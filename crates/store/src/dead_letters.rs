@@ -132,16 +132,39 @@ impl Archive {
 
     /// A stored letter with its body.
     fn read(&self, raw: &[u8]) -> Result<DeadLetter> {
+        let (mut letter, body_pieces) = Self::read_record(raw)?;
+        self.read_body(&mut letter, body_pieces)?;
+        Ok(letter)
+    }
+
+    /// A stored letter without its body: the record only. A letter of an earlier build,
+    /// whose body is inline, loses it here.
+    fn read_record(raw: &[u8]) -> Result<(DeadLetter, u32)> {
         let Stored {
             mut letter,
             body_pieces,
         } = decode(raw)?;
+        if letter.body_bytes == 0 {
+            letter.body_bytes = letter.body.len() as u64;
+        }
+        Ok((letter, body_pieces))
+    }
+
+    fn read_body(&self, letter: &mut DeadLetter, body_pieces: u32) -> Result<()> {
         if body_pieces > 0 {
             for piece in self.bodies.scan_prefix(letter.id.as_bytes()) {
                 letter.body.extend_from_slice(&piece?.1);
             }
         }
-        Ok(letter)
+        Ok(())
+    }
+
+    /// One letter of `org`, with its body.
+    pub(crate) fn get(&self, org: Option<&str>, id: &Uuid) -> Result<Option<DeadLetter>> {
+        self.letters
+            .get(key(org, id))?
+            .map(|raw| self.read(&raw))
+            .transpose()
     }
 
     /// Every letter, oldest first per org.
@@ -178,9 +201,14 @@ impl Archive {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let letter = self.read(&raw)?;
+            let (mut letter, body_pieces) = Self::read_record(&raw)?;
             if !query.matches(&letter) {
                 continue;
+            }
+            if query.bodies {
+                self.read_body(&mut letter, body_pieces)?;
+            } else {
+                letter.body = Vec::new();
             }
             if items.len() == limit {
                 let last: &DeadLetter = items.last().expect("limit is at least 1");
@@ -248,7 +276,9 @@ mod tests {
             detail: "over 64 KiB".into(),
             attempts: 0,
             dead_at_ms: 1,
+            body_bytes: body.len() as u64,
             body,
+            truncated: false,
         }
     }
 

@@ -82,9 +82,17 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// When it was archived (ms).
     pub dead_at_ms: u64,
-    /// The body, byte for byte.
+    /// The body, byte for byte, or its first bytes when `truncated`. Empty when the
+    /// letter was read without its body ([`DeadLetterQuery::bodies`]).
     #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
+    /// The size of the message's body when it died; 0 in letters archived before sizes
+    /// were kept, whose body is whole.
+    #[serde(default)]
+    pub body_bytes: u64,
+    /// The archive kept only the first bytes of the body: the letter cannot be replayed.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// A filter over an organization's dead letters, and the page wanted.
@@ -102,10 +110,13 @@ pub struct DeadLetterQuery {
     pub cursor: Option<String>,
     /// Page size.
     pub limit: usize,
+    /// Read each letter's body too. Without, a page reads only the small letter records:
+    /// listing and selecting never load bodies.
+    pub bodies: bool,
 }
 
 impl Default for DeadLetterQuery {
-    /// Every letter, a page of 100 at a time.
+    /// Every letter with its body, a page of 100 at a time.
     fn default() -> Self {
         Self {
             ids: None,
@@ -114,6 +125,7 @@ impl Default for DeadLetterQuery {
             until_ms: None,
             cursor: None,
             limit: 100,
+            bodies: true,
         }
     }
 }

@@ -275,6 +275,11 @@ impl Store {
         self.dead.page(org, query)
     }
 
+    /// One dead letter of `org`, with its body.
+    pub fn dead_letter(&self, org: Option<&str>, id: &Uuid) -> Result<Option<DeadLetter>> {
+        self.dead.get(org, id)
+    }
+
     /// Every dead letter of every organization (and those without one), oldest first per org.
     pub fn all_dead_letters(&self) -> Result<Vec<DeadLetter>> {
         self.dead.all()

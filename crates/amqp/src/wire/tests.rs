@@ -58,10 +58,15 @@ fn operational_events_pass_the_catalog_like_any_event() {
     ];
     let event = operational_event(&cause, "webhook_disabled", &fields);
     assert_eq!(event.id, format!("webhook_disabled_{}", cause.webhook_id()));
-    let (body, props) = encode_event(&catalog, &event).expect("a catalog event");
+    let body = encode_operational(&catalog, &event).expect("a catalog event");
     let body: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(body["event"], "webhook_disabled");
     assert_eq!(body["reason"], "the receiver answered 410 Gone");
+    let task = Task {
+        event_type: event.event_type.clone(),
+        ..task()
+    };
+    let props = task.properties();
     assert_eq!(
         headers::text(props.headers().as_ref(), ORG_HEADER),
         Some("acme")
@@ -69,7 +74,12 @@ fn operational_events_pass_the_catalog_like_any_event() {
     assert_eq!(props.delivery_mode(), &Some(PERSISTENT));
     let unknown = operational_event(&cause, "no_such_event", &fields);
     assert!(matches!(
-        encode_event(&catalog, &unknown),
+        encode_operational(&catalog, &unknown),
+        Err(Error::Contract(_))
+    ));
+    // Producers cannot send them: only hookwire does, on the work exchange.
+    assert!(matches!(
+        encode_event(&catalog, &event),
         Err(Error::Contract(_))
     ));
 }
@@ -103,6 +113,7 @@ fn dead_letters_read_back() {
             reason: "exhausted".into(),
             detail: "4 attempts".into(),
             attempts: 3,
+            body_bytes: 2,
         }
     );
 
@@ -151,6 +162,7 @@ fn replay_destinations() {
         event_id: Some("evt-1"),
         event_type: Some("report_created"),
         body: b"{}",
+        truncated: false,
     };
     let task = dead.destination(&names).expect("a task");
     assert_eq!(
@@ -192,4 +204,81 @@ fn replay_destinations() {
         no_type.destination(&names),
         Err(Error::Unreplayable(_))
     ));
+}
+
+#[test]
+fn a_producers_reserved_headers_never_reach_the_archive() {
+    let forged_sub = Uuid::now_v7();
+    let mut h = FieldTable::default();
+    headers::set_text(&mut h, ORG_HEADER, "acme");
+    headers::set_text(&mut h, SUBSCRIPTION_ID, &forged_sub.to_string());
+    headers::set_text(&mut h, EVENT_ID, "forged");
+    headers::set_unsigned(&mut h, BODY_BYTES, 1);
+    headers::set_text(&mut h, "x-custom", "kept");
+    let event = message(
+        "report_created",
+        BasicProperties::default()
+            .with_message_id("evt-9".into())
+            .with_headers(h.clone()),
+    );
+    let rejected = message(
+        DEAD_KEY,
+        rejected_event_properties(&event, DeadReason::InvalidJson, "not json"),
+    );
+    let read = DeadMessage::read(&rejected);
+    assert_eq!(
+        read.subscription_id, None,
+        "not a task: replay republishes it as an event"
+    );
+    assert_eq!(read.event_id.as_deref(), Some("evt-9"));
+    assert_eq!(read.reason, "invalid_json");
+    assert_eq!(
+        headers::text(rejected.properties.headers().as_ref(), "x-custom"),
+        Some("kept")
+    );
+
+    // The broker dead-letters a crash-looping event with the producer's headers intact.
+    let mut death = FieldTable::default();
+    headers::set_text(&mut death, "reason", "delivery_limit");
+    headers::set_text(&mut death, "queue", "ns.events");
+    h.insert(
+        "x-death".into(),
+        AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into()),
+    );
+    headers::set_text(&mut h, REASON, "exhausted");
+    let crash_loop = DeadMessage::read(&message(
+        DEAD_KEY,
+        BasicProperties::default().with_headers(h),
+    ));
+    assert_eq!(crash_loop.reason, "delivery_limit");
+    assert_eq!(crash_loop.subscription_id, None);
+    assert_eq!(crash_loop.body_bytes, 2);
+}
+
+#[test]
+fn an_over_size_rejected_event_is_dead_lettered_as_a_prefix_with_its_size() {
+    let mut event = message("report_created", event_properties(Some("acme"), None, None));
+    event.data = vec![b'x'; 10_000];
+    let (body, props) = rejected_event(&event, DeadReason::TooLarge, "too large", 1024);
+    assert_eq!(body.len(), 1024);
+    let mut dead = message(DEAD_KEY, props);
+    dead.data = body.to_vec();
+    assert_eq!(DeadMessage::read(&dead).body_bytes, 10_000);
+    let (whole, _) = rejected_event(&event, DeadReason::TooLarge, "too large", 10_000);
+    assert_eq!(whole.len(), 10_000);
+}
+
+#[test]
+fn a_truncated_dead_letter_is_not_replayed() {
+    let dead = Replay {
+        id: Uuid::now_v7(),
+        org: Some("acme"),
+        subscription_id: None,
+        event_id: Some("evt-1"),
+        event_type: Some("report_created"),
+        body: b"{",
+        truncated: true,
+    };
+    let err = dead.destination(&Names::new("ns")).expect_err("refused");
+    assert!(err.to_string().contains("first bytes"), "{err}");
 }

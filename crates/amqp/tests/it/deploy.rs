@@ -402,3 +402,152 @@ fn stop_timeouts_leave_room_for_the_graceful_shutdown() {
         "stop_grace_period={period}s <= grace {grace}"
     );
 }
+
+/// A broker user of its own, deleted when the test ends, however it ends.
+struct ScratchUser {
+    name: String,
+    password: String,
+}
+
+impl ScratchUser {
+    fn create() -> Self {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let user = Self {
+            name: format!("hwtest-producer-{id}"),
+            password: format!("pw-{id}"),
+        };
+        rabbitmqctl(&["add_user", &user.name, &user.password]);
+        user
+    }
+}
+
+impl Drop for ScratchUser {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_user", &self.name])
+            .output();
+    }
+}
+
+/// A producer with the permissions of `deploy/rabbitmq/permissions.json` (their names
+/// moved to a test namespace) may publish events and nothing else: not tasks on the work
+/// exchange, which hookwire would sign and send, and no queue of its own.
+#[tokio::test]
+async fn a_producer_may_publish_events_only() {
+    let permissions: Value =
+        serde_json::from_str(&read("deploy/rabbitmq/permissions.json")).expect("JSON");
+    assert_eq!(permissions["vhost"], "hookwire");
+    let namespace = format!("hwtest-perm-{}", uuid::Uuid::now_v7().simple());
+    let regex = |kind: &str| {
+        str_of(&permissions["producer"], kind).replace("hookwire\\.", &format!("{namespace}\\."))
+    };
+    let config = Config::defaults();
+    let topology = Topology::new(&namespace, tiers(&config));
+    let admin = hookwire_amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "hwtest-perm")
+        .await
+        .expect("connect as guest");
+    let admin_channel = admin.create_channel().await.expect("channel");
+    topology.declare(&admin_channel).await.expect("topology");
+
+    let user = ScratchUser::create();
+    rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        "/",
+        &user.name,
+        &regex("configure"),
+        &regex("write"),
+        &regex("read"),
+    ]);
+    let url = format!("amqp://{}:{}@127.0.0.1:5672/%2f", user.name, user.password);
+    let producer = hookwire_amqp::connect(&url, "hwtest-perm-producer")
+        .await
+        .expect("the producer connects");
+    let publish = async |exchange: String, key: &str| {
+        let publisher = hookwire_amqp::Publisher::open(&producer, Duration::from_secs(10))
+            .await
+            .expect("confirm channel");
+        publisher
+            .publish(
+                &exchange,
+                key,
+                br#"{"event":"report_created","report_run_url":"u"}"#,
+                hookwire_amqp::lapin::BasicProperties::default(),
+            )
+            .await
+    };
+    let n = &topology.names;
+    publish(n.events_exchange(), "report_created")
+        .await
+        .expect("events may be published");
+    publish(
+        n.events_exchange(),
+        "no_queue_is_bound_for_this_key_but_all_are",
+    )
+    .await
+    .expect("and reach the events queue");
+    let refused = publish(n.work_exchange(), "deliver")
+        .await
+        .expect_err("tasks may not be published");
+    assert!(
+        format!("{refused:?}").contains("ACCESS_REFUSED"),
+        "{refused:?}"
+    );
+    let refused = publish(n.dead_letter_exchange(), "dead")
+        .await
+        .expect_err("dead letters may not be published");
+    assert!(
+        format!("{refused:?}").contains("ACCESS_REFUSED"),
+        "{refused:?}"
+    );
+    let channel = producer.create_channel().await.expect("channel");
+    let refused = channel
+        .queue_declare(
+            format!("{namespace}.sneaky").as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("queues may not be declared");
+    assert!(
+        format!("{refused:?}").contains("ACCESS_REFUSED"),
+        "{refused:?}"
+    );
+    let channel = producer.create_channel().await.expect("channel");
+    let refused = channel
+        .basic_get(
+            n.deliveries_queue().as_str().into(),
+            hookwire_amqp::lapin::options::BasicGetOptions::default(),
+        )
+        .await
+        .expect_err("queues may not be read");
+    assert!(
+        format!("{refused:?}").contains("ACCESS_REFUSED"),
+        "{refused:?}"
+    );
+
+    let _ = producer.close(200, "done".into()).await;
+    let admin_channel = admin.create_channel().await.expect("channel");
+    topology
+        .delete(&admin_channel)
+        .await
+        .expect("namespace deleted");
+    let _ = admin.close(200, "done".into()).await;
+}
+
+#[test]
+fn the_broker_caps_the_message_size() {
+    let conf = read("deploy/rabbitmq/rabbitmq.conf");
+    let max: usize = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("max_message_size"))
+        .and_then(|v| v.trim().strip_prefix('='))
+        .expect("rabbitmq.conf sets max_message_size")
+        .trim()
+        .parse()
+        .expect("bytes");
+    let config = Config::defaults();
+    assert!(max <= 16 << 20, "{max}");
+    assert!(max >= config.delivery.max_event_bytes);
+    assert!(max >= config.store.dead_letter_body_max_bytes);
+}

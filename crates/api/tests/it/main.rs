@@ -1,6 +1,7 @@
 //! The admin API against a live in-process server, the real broker and loopback receivers.
 
 mod bad_input;
+mod dead_letter_bounds;
 mod hygiene;
 mod lifecycle;
 mod operations;

@@ -48,6 +48,8 @@ pub struct DeadLetterFilter {
     pub cursor: Option<String>,
     /// Page size; the API's default when `None`.
     pub limit: Option<usize>,
+    /// Ask for each letter's body too (`include=body`).
+    pub bodies: bool,
 }
 
 impl DeadLetterFilter {
@@ -58,6 +60,7 @@ impl DeadLetterFilter {
             ("until", self.until.clone()),
             ("cursor", self.cursor.clone()),
             ("limit", self.limit.map(|l| l.to_string())),
+            ("include", self.bodies.then(|| "body".to_owned())),
         ])
     }
 }
@@ -228,6 +231,11 @@ mod tests {
             filter.query().as_deref(),
             Some("webhook_id=00000000-0000-0000-0000-000000000000")
         );
+        let with_bodies = DeadLetterFilter {
+            bodies: true,
+            ..DeadLetterFilter::default()
+        };
+        assert_eq!(with_bodies.query().as_deref(), Some("include=body"));
         let replay = ReplaySelection {
             webhook_id: Some(id),
             until: Some("2999-01-01T00:00:00Z".into()),

@@ -56,6 +56,10 @@ pub enum DeadLettersAction {
         /// Only those dead before this time.
         #[arg(long, value_name = "RFC3339")]
         until: Option<String>,
+        /// Show each letter's body too (the archive keeps at most
+        /// `store.dead_letter_body_max_bytes` of it).
+        #[arg(long)]
+        bodies: bool,
         #[command(flatten)]
         pages: Pages,
     },
@@ -123,6 +127,7 @@ pub async fn run(api: &ApiArgs, action: DeadLettersAction) -> Result<()> {
             webhook,
             since,
             until,
+            bodies,
             pages: Pages { limit, cursor, all },
         } => {
             let filtered = webhook.is_some() || since.is_some() || until.is_some();
@@ -132,6 +137,7 @@ pub async fn run(api: &ApiArgs, action: DeadLettersAction) -> Result<()> {
                 until,
                 cursor,
                 limit,
+                bodies,
             };
             let (dead, next_cursor) = if all {
                 let dead = follow_pages(filter.cursor.clone(), async |cursor| {
@@ -239,6 +245,16 @@ fn print_dead_letters(dead: &[DeadLetterView]) {
         &["ID", "DEAD AT", "REASON", "WEBHOOK", "EVENT TYPE", "DETAIL"],
         rows,
     );
+    for d in dead {
+        if let Some(body) = &d.body {
+            let kept = if d.truncated {
+                format!(" (first bytes of {})", d.body_bytes)
+            } else {
+                String::new()
+            };
+            println!("\n{} body{kept}:\n{body}", d.id);
+        }
+    }
 }
 
 /// `Replayed N dead letters.`, then one line per failure.

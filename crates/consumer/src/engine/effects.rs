@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use hookwire_amqp::wire::{self, Task};
-use hookwire_amqp::{Publisher, topology::DEAD_KEY};
+use hookwire_amqp::{
+    Publisher,
+    topology::{DEAD_KEY, DELIVER_KEY},
+};
 use hookwire_core::disposition::{HealthRecord, emits_operational_events};
 use hookwire_core::retry::jittered;
 use hookwire_core::{DeadReason, Subscription, now_ms};
@@ -106,8 +109,10 @@ impl Engine {
         }
     }
 
-    /// Publishes an operational event to the org's own subscribers of it — unless the
-    /// delivery at hand is itself an operational event, so failures never cascade.
+    /// Sends an operational event to the org's own subscribers of it — unless the
+    /// delivery at hand is itself an operational event, so failures never cascade. It goes
+    /// as one task per subscriber to the work exchange, which producers cannot write to:
+    /// the events exchange refuses operational types, so none can be forged there.
     pub(super) async fn emit(
         &self,
         publisher: &Publisher,
@@ -119,22 +124,29 @@ impl Engine {
             return Ok(());
         }
         let event = wire::operational_event(cause, event_type, fields);
-        let (body, props) = match wire::encode_event(&self.catalog, &event) {
-            Ok(encoded) => encoded,
-            // A catalog without this operational type: the consumer would dead-letter it.
+        let body = match wire::encode_operational(&self.catalog, &event) {
+            Ok(body) => body,
+            // A catalog without this operational type: nobody can subscribe to it.
             Err(e) => {
                 warn!(event_type, error = %e, "Operational event not sent.");
                 return Ok(());
             }
         };
-        publish(
-            publisher,
-            &self.topology.names.events_exchange(),
-            event_type,
-            &body,
-            props,
-        )
-        .await?;
+        let subscribers = self.store.subscribers(&event.org, event_type)?;
+        let now = now_ms();
+        let work = self.topology.names.work_exchange();
+        for sub in subscribers.iter() {
+            let task = Task {
+                event_id: event.id.clone(),
+                org: event.org.clone(),
+                event_type: event.event_type.clone(),
+                subscription_id: sub.id,
+                attempts: 0,
+                first_seen_ms: now,
+                published_at_ms: Some(now),
+            };
+            publish(publisher, &work, DELIVER_KEY, &body, task.properties()).await?;
+        }
         Ok(())
     }
 

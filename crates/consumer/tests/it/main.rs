@@ -4,6 +4,7 @@
 mod broken;
 mod delivery;
 mod health;
+mod hostile;
 mod https;
 mod hygiene;
 mod isolation;

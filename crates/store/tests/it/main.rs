@@ -447,6 +447,8 @@ fn dead_letter(org: Option<&str>, sub: Option<Uuid>, at: u64) -> hookwire_store:
         attempts: 10,
         dead_at_ms: at,
         body: b"{\"event\":\"report_created\"}".to_vec(),
+        body_bytes: 26,
+        truncated: false,
     }
 }
 
@@ -659,4 +661,50 @@ fn dead_letter_retention_drops_the_old_and_each_orgs_oldest_beyond_the_count() {
         orgless[2..],
         "letters without an org count as one org"
     );
+}
+
+#[test]
+fn dead_letters_are_selected_without_their_bodies_and_read_one_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let sub = Uuid::now_v7();
+    let big = hookwire_store::DeadLetter {
+        body: vec![b'x'; 64 * 1024],
+        body_bytes: 4 << 20,
+        truncated: true,
+        ..dead_letter(Some("acme"), Some(sub), 10)
+    };
+    let small = dead_letter(Some("acme"), None, 20);
+    archive(&store, &[&big, &small]);
+    let records = dead_letters(
+        &store,
+        Some("acme"),
+        DeadLetterQuery {
+            bodies: false,
+            ..DeadLetterQuery::default()
+        },
+    );
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|d| d.body.is_empty()), "no bodies read");
+    assert_eq!(
+        (records[0].body_bytes, records[0].truncated),
+        (4 << 20, true)
+    );
+    let filtered = dead_letters(
+        &store,
+        Some("acme"),
+        DeadLetterQuery {
+            subscription_id: Some(sub),
+            bodies: false,
+            ..DeadLetterQuery::default()
+        },
+    );
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0].id, big.id);
+    let one = store
+        .dead_letter(Some("acme"), &big.id)
+        .expect("read")
+        .expect("found");
+    assert!(one == big, "one letter with its whole archived body");
+    assert_eq!(store.dead_letter(None, &big.id).expect("read"), None);
 }
