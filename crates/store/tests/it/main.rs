@@ -660,3 +660,5 @@ fn dead_letter_retention_drops_the_old_and_each_orgs_oldest_beyond_the_count() {
         "letters without an org count as one org"
     );
 }
+
+mod cas;
