@@ -70,6 +70,7 @@ impl App {
                 max_body_bytes: config.api.max_body_bytes,
                 rotation_grace: Duration::from_secs(config.secrets.rotation_grace_secs),
                 policy: config.target_policy(),
+                max_webhooks_per_org: config.api.max_webhooks_per_org,
             }),
             store: store.clone(),
             writer,
