@@ -280,3 +280,44 @@ async fn rotations_leave_a_bounded_signature_header() {
         .expect("the newest secret verifies");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_webhook_disabled_after_410_during_a_patch_stays_disabled() {
+    let h = Harness::start(|_| {}).await;
+    let api = Api::new(&h);
+    // Accepts the test event, then answers 410 Gone to the delivery.
+    let gone = Receiver::start(|n, _| Reply::status(if n == 0 { 200 } else { 410 })).await;
+    let (id, _) = create(&api, &gone.url()).await;
+    let uuid = Uuid::parse_str(&id).expect("uuid");
+    // Held under the 5 s attempt timeout, long enough for the 410 to disable it.
+    let slow = holding(Duration::from_secs(4)).await;
+    let patch = patch_in_flight(&api, &id, &slow).await;
+
+    h.publish(
+        "acme",
+        "report_created",
+        "evt-gone",
+        "report_run_url",
+        "https://mode.test/r",
+    )
+    .await;
+    hookwire_testkit::eventually(WAIT, "the 410 to disable the webhook", || async {
+        let sub = h.store.get("acme", &uuid).expect("get").expect("there");
+        (!sub.enabled).then_some(())
+    })
+    .await;
+    assert!(
+        slow.answered().is_empty(),
+        "the webhook was disabled while the PATCH's test event was held"
+    );
+
+    let (status, body) = patch.await.expect("PATCH task");
+    assert_eq!(status, 409, "{body}");
+    let (_, fetched) = api
+        .call(Method::GET, &format!("/v1/orgs/acme/webhooks/{id}"), None)
+        .await;
+    assert_eq!(fetched["enabled"], false, "{fetched}");
+    assert!(fetched["disabled_reason"].is_string(), "{fetched}");
+    assert_eq!(fetched["url"], gone.url().as_str());
+    h.finish().await;
+}
