@@ -103,6 +103,10 @@ impl From<hookwire_store::Error> for ApiError {
     fn from(e: hookwire_store::Error) -> Self {
         match e {
             hookwire_store::Error::NotFound(id) => Self::NotFound(format!("no webhook {id}")),
+            e @ hookwire_store::Error::LimitReached { .. } => Self::Conflict {
+                code: "webhook_limit_reached",
+                message: format!("{e}; delete one first"),
+            },
             hookwire_store::Error::Conflict { id, .. } => Self::Conflict {
                 code: "conflict",
                 message: format!(

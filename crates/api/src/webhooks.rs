@@ -307,7 +307,8 @@ async fn require_test_event(state: &ApiState, sub: &Subscription) -> Result<()> 
     ))
 }
 
-/// Refuses one more webhook to an organization at `api.max_webhooks_per_org`.
+/// Refuses one more webhook to an organization at `api.max_webhooks_per_org`, before its
+/// test event is sent (the write checks again).
 fn check_webhook_limit(state: &ApiState, org: &str) -> Result<()> {
     let max = state.config.max_webhooks_per_org;
     if state.store.count(org)? >= max {
@@ -373,10 +374,15 @@ pub async fn create(
     sub.rate_limit_per_sec = request.rate_limit_per_sec;
     if params.verify != Some(false) {
         require_test_event(&state, &sub).await?;
-        // Again: others may have been created during the test event.
-        check_webhook_limit(&state, &org)?;
     }
-    state.writer.commit(Change::Upsert(sub.clone())).await?;
+    // Checked again where writes are serialized: others may have been created meanwhile.
+    state
+        .writer
+        .commit(Change::Create {
+            sub: sub.clone(),
+            max_per_org: state.config.max_webhooks_per_org,
+        })
+        .await?;
     tracing::info!(webhook_id = %sub.id, org = %sub.org, "Webhook created.");
     Ok((
         StatusCode::CREATED,

@@ -38,6 +38,14 @@ pub enum Error {
         /// The version stored now.
         found: u64,
     },
+    /// An organization has the most subscriptions it may have.
+    #[error("organization `{org}` already has the most webhooks allowed ({max})")]
+    LimitReached {
+        /// The organization.
+        org: String,
+        /// Its limit.
+        max: usize,
+    },
     /// A committed change was applied but could not be made durable.
     #[error("the store could not be flushed: {0}")]
     Flush(String),

@@ -33,6 +33,15 @@ pub enum Change {
     /// Create or replace a subscription, whatever is stored: for creation. Its version is
     /// the stored one's plus one, or the given one for a new subscription.
     Upsert(Subscription),
+    /// Create a new subscription unless its organization already has `max_per_org`
+    /// ([`Error::LimitReached`]). Strict when every creation goes through the one
+    /// [`Writer`](crate::Writer), which applies changes one at a time.
+    Create {
+        /// The new subscription.
+        sub: Subscription,
+        /// The most subscriptions its organization may have.
+        max_per_org: usize,
+    },
     /// Replace a subscription only if its stored version is still `expected_version`
     /// (decided inside the transaction), writing it as `expected_version + 1`. Fails with
     /// [`Error::Conflict`] when it changed meanwhile and [`Error::NotFound`] when it was
@@ -208,6 +217,17 @@ impl Store {
                 Ok(())
             }
             Change::Upsert(sub) => {
+                self.write_subscription(&sub, None)?;
+                self.subscribers.invalidate(&sub.org);
+                Ok(())
+            }
+            Change::Create { sub, max_per_org } => {
+                if self.count(&sub.org)? >= max_per_org {
+                    return Err(Error::LimitReached {
+                        org: sub.org,
+                        max: max_per_org,
+                    });
+                }
                 self.write_subscription(&sub, None)?;
                 self.subscribers.invalidate(&sub.org);
                 Ok(())

@@ -321,3 +321,29 @@ async fn a_webhook_disabled_after_410_during_a_patch_stays_disabled() {
     assert_eq!(fetched["url"], gone.url().as_str());
     h.finish().await;
 }
+
+#[tokio::test]
+async fn concurrent_creates_never_pass_the_webhook_limit() {
+    let h = Harness::start(|c| c.api.max_webhooks_per_org = 3).await;
+    let api = Api::new(&h);
+    // Every test event is held, so all creates pass the early check before any is saved.
+    let receiver = holding(Duration::from_millis(500)).await;
+    let creates = (0..6).map(|_| {
+        Api::send_owned(
+            api.request(Method::POST, "/v1/orgs/acme/webhooks")
+                .json(&json!({"url": receiver.url(), "events": ["report_created"]})),
+        )
+    });
+    let results = futures_util::future::join_all(creates).await;
+    let created = results.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(created, 3, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|(status, _)| *status != 201)
+            .all(|(status, body)| *status == 409 && error_code(body) == "webhook_limit_reached"),
+        "{results:?}"
+    );
+    assert_eq!(h.store.count("acme").expect("count"), 3);
+    h.finish().await;
+}

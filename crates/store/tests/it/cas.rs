@@ -234,3 +234,21 @@ fn listing_pages_without_unsealing_secrets() {
         Err(Error::InvalidCursor(_))
     ));
 }
+
+#[test]
+fn create_refuses_one_more_than_the_org_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let create = |s: &hookwire_core::Subscription| {
+        store.apply(Change::Create {
+            sub: s.clone(),
+            max_per_org: 2,
+        })
+    };
+    create(&sub("acme", &["report_created"])).expect("1st");
+    create(&sub("acme", &["report_created"])).expect("2nd");
+    let err = create(&sub("acme", &["report_created"])).expect_err("3rd is refused");
+    assert!(matches!(err, Error::LimitReached { max: 2, .. }), "{err}");
+    assert_eq!(store.count("acme").expect("count"), 2);
+    create(&sub("globex", &["report_created"])).expect("another org has its own");
+}
