@@ -5,7 +5,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::IF_MATCH;
+use axum::http::{HeaderMap, StatusCode};
 use hookwire_core::event::{is_valid_org, webhook_id};
 use hookwire_core::{Secret, Subscription, TargetError, now_ms};
 use hookwire_store::Change;
@@ -322,6 +323,38 @@ fn check_webhook_limit(state: &ApiState, org: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses the write (409 `conflict`) unless `sub` is at the version the client expects:
+/// the body's `version`, or an `If-Match` header (`3`, `"3"` or `W/"3"`), when sent.
+fn check_expected_version(
+    headers: &HeaderMap,
+    body: Option<u64>,
+    sub: &Subscription,
+) -> Result<()> {
+    let header = match headers.get(IF_MATCH) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default().trim();
+            let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+            Some(text.parse::<u64>().map_err(|_| ApiError::BadRequest {
+                code: "invalid_if_match",
+                message: "If-Match is the webhook's `version`, e.g. `If-Match: \"3\"`".into(),
+            })?)
+        }
+    };
+    for expected in [body, header].into_iter().flatten() {
+        if expected != sub.version {
+            return Err(ApiError::Conflict {
+                code: "conflict",
+                message: format!(
+                    "webhook {} is at version {}, not {expected}: read it again and retry",
+                    sub.id, sub.version
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Writes `sub` over the version it was read at, so that a change made meanwhile (a
 /// delete, another update, hookwire disabling it) is never undone: that answers 409
 /// `conflict` (404 if it was deleted). Returns the webhook as written.
@@ -439,7 +472,8 @@ pub async fn get(
 
 /// Changes a webhook. A new URL must accept the test event first.
 #[utoipa::path(patch, path = "/v1/orgs/{org}/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"), VerifyParam),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"), VerifyParam,
+        ("If-Match" = Option<String>, Header, description = "The webhook's `version` you read: refused with 409 `conflict` if it changed since")),
     request_body = UpdateWebhook,
     responses(
         (status = 200, body = Webhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -451,18 +485,11 @@ pub async fn update(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
     Query(params): Query<VerifyParam>,
+    headers: HeaderMap,
     Json(request): Json<UpdateWebhook>,
 ) -> Result<axum::Json<Webhook>> {
     let mut sub = load(&state, &org, &id).await?;
-    if let Some(version) = request.version.filter(|v| *v != sub.version) {
-        return Err(ApiError::Conflict {
-            code: "conflict",
-            message: format!(
-                "webhook `{id}` is at version {}, not {version}: read it again and retry",
-                sub.version
-            ),
-        });
-    }
+    check_expected_version(&headers, request.version, &sub)?;
     if let Some(description) = request.description {
         check_description(&description)?;
         sub.description = description;
@@ -525,14 +552,17 @@ pub async fn test(
 /// Issues a new secret. The previous one keeps signing for `secrets.rotation_grace_secs`,
 /// so every delivery in between carries both signatures.
 #[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"),
+        ("If-Match" = Option<String>, Header, description = "The webhook's `version` you read: refused with 409 `conflict` if it changed since")),
     responses((status = 200, body = RotatedSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "It changed while the secret was being rotated (`conflict`); no secret was issued")))]
 pub async fn rotate_secret(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<axum::Json<RotatedSecret>> {
     let mut sub = load(&state, &org, &id).await?;
+    check_expected_version(&headers, None, &sub)?;
     let now = now_ms();
     let grace_ms = u64::try_from(state.config.rotation_grace.as_millis()).unwrap_or(u64::MAX);
     let previous_valid_until = now.saturating_add(grace_ms);

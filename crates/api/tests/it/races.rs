@@ -347,3 +347,45 @@ async fn concurrent_creates_never_pass_the_webhook_limit() {
     assert_eq!(h.store.count("acme").expect("count"), 3);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn if_match_guards_patch_and_rotate() {
+    let h = Harness::start(|_| {}).await;
+    let api = Api::new(&h);
+    let receiver = Receiver::ok().await;
+    let (id, _) = create(&api, &receiver.url()).await;
+    let path = format!("/v1/orgs/acme/webhooks/{id}");
+    let rotate = format!("{path}/rotate-secret");
+    let (status, body) = api
+        .send(
+            api.request(Method::PATCH, &path)
+                .header("if-match", "\"0\"")
+                .json(&json!({"description": "one"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 1);
+    let (status, body) = api
+        .send(
+            api.request(Method::POST, &rotate)
+                .header("if-match", "W/\"0\""),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(error_code(&body), "conflict");
+    let (status, body) = api
+        .send(api.request(Method::POST, &rotate).header("if-match", "1"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .send(
+            api.request(Method::POST, &rotate)
+                .header("if-match", "soon"),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "invalid_if_match");
+    let (_, fetched) = api.call(Method::GET, &path, None).await;
+    assert_eq!(fetched["version"], 2);
+    h.finish().await;
+}
