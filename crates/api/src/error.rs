@@ -34,6 +34,15 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The request conflicts with the resource's current state: it changed meanwhile, or
+    /// a limit is reached.
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The body is over `api.max_body_bytes`.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -92,6 +101,7 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -107,6 +117,16 @@ impl From<hookwire_store::Error> for ApiError {
     fn from(e: hookwire_store::Error) -> Self {
         match e {
             hookwire_store::Error::NotFound(id) => Self::NotFound(format!("no webhook {id}")),
+            e @ hookwire_store::Error::LimitReached { .. } => Self::Conflict {
+                code: "webhook_limit_reached",
+                message: format!("{e}; delete one first"),
+            },
+            hookwire_store::Error::Conflict { id, .. } => Self::Conflict {
+                code: "conflict",
+                message: format!(
+                    "webhook {id} changed while this request was in progress; nothing was saved: read it again and retry"
+                ),
+            },
             other => Self::Internal(other.to_string()),
         }
     }

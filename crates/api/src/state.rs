@@ -20,6 +20,8 @@ pub struct ApiSettings {
     pub rotation_grace: Duration,
     /// The target policy applied at create and update.
     pub policy: TargetPolicy,
+    /// Webhooks one organization may have.
+    pub max_webhooks_per_org: usize,
     /// A connection must send a request's head within this long.
     pub header_read_timeout: Duration,
     /// A request must be answered within this long.

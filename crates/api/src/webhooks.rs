@@ -5,9 +5,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::IF_MATCH;
+use axum::http::{HeaderMap, StatusCode};
 use hookwire_core::event::{is_valid_org, webhook_id};
-use hookwire_core::{Secret, SigningKey, Subscription, TargetError, now_ms};
+use hookwire_core::{Secret, Subscription, TargetError, now_ms};
 use hookwire_store::Change;
 use serde::{Deserialize, Serialize};
 use url::Host;
@@ -52,6 +53,9 @@ pub struct Webhook {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// Incremented by every change of its settings. Send it back as `version` in a PATCH
+    /// to refuse the change (409 `conflict`) if someone changed it since you read it.
+    pub version: u64,
 }
 
 /// A webhook and its signing secret: the answer to create.
@@ -69,7 +73,24 @@ pub struct WebhookWithSecret {
 pub struct WebhookList {
     /// The organization's webhooks, oldest first.
     pub webhooks: Vec<Webhook>,
+    /// Pass it as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
+
+/// A page of the webhook listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (100).
+    pub limit: Option<usize>,
+}
+
+/// The default page of the webhook listing.
+const DEFAULT_LIST_PAGE: usize = 100;
+/// The largest page of the webhook listing.
+const MAX_LIST_PAGE: usize = 500;
 
 /// A new webhook.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -114,6 +135,10 @@ pub struct UpdateWebhook {
     /// A new rate limit (1 to 100000 per second).
     #[schema(minimum = 1, maximum = 100000)]
     pub rate_limit_per_sec: Option<u32>,
+    /// The `version` you read: the change is refused (409 `conflict`) if the webhook has
+    /// changed since. Without it, the change still fails rather than undo a change made
+    /// while this request was in progress (e.g. during its test event).
+    pub version: Option<u64>,
 }
 
 /// Whether to send the test event before saving.
@@ -166,6 +191,7 @@ impl From<&Subscription> for Webhook {
             last_success_at: s.last_success_ms.map(rfc3339),
             created_at: rfc3339(s.created_at_ms),
             updated_at: rfc3339(s.updated_at_ms),
+            version: s.version,
         }
     }
 }
@@ -304,6 +330,69 @@ async fn require_test_event(state: &ApiState, sub: &Subscription) -> Result<()> 
     ))
 }
 
+/// Refuses one more webhook to an organization at `api.max_webhooks_per_org`, before its
+/// test event is sent (the write checks again).
+fn check_webhook_limit(state: &ApiState, org: &str) -> Result<()> {
+    let max = state.config.max_webhooks_per_org;
+    if state.store.count(org)? >= max {
+        return Err(ApiError::Conflict {
+            code: "webhook_limit_reached",
+            message: format!(
+                "organization `{org}` already has the most webhooks allowed ({max}); delete one first"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses the write (409 `conflict`) unless `sub` is at the version the client expects:
+/// the body's `version`, or an `If-Match` header (`3`, `"3"` or `W/"3"`), when sent.
+fn check_expected_version(
+    headers: &HeaderMap,
+    body: Option<u64>,
+    sub: &Subscription,
+) -> Result<()> {
+    let header = match headers.get(IF_MATCH) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default().trim();
+            let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+            Some(text.parse::<u64>().map_err(|_| ApiError::BadRequest {
+                code: "invalid_if_match",
+                message: "If-Match is the webhook's `version`, e.g. `If-Match: \"3\"`".into(),
+            })?)
+        }
+    };
+    for expected in [body, header].into_iter().flatten() {
+        if expected != sub.version {
+            return Err(ApiError::Conflict {
+                code: "conflict",
+                message: format!(
+                    "webhook {} is at version {}, not {expected}: read it again and retry",
+                    sub.id, sub.version
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `sub` over the version it was read at, so that a change made meanwhile (a
+/// delete, another update, hookwire disabling it) is never undone: that answers 409
+/// `conflict` (404 if it was deleted). Returns the webhook as written.
+async fn replace(state: &ApiState, mut sub: Subscription) -> Result<Subscription> {
+    let expected_version = sub.version;
+    state
+        .writer
+        .commit(Change::Replace {
+            sub: sub.clone(),
+            expected_version,
+        })
+        .await?;
+    sub.version = expected_version.wrapping_add(1);
+    Ok(sub)
+}
+
 /// Creates a webhook, after its receiver accepted a signed test event.
 #[utoipa::path(post, path = "/v1/orgs/{org}/webhooks", tag = "webhooks", security(("bearer" = [])),
     params(("org" = String, Path, description = "The organization"), VerifyParam),
@@ -313,6 +402,7 @@ async fn require_test_event(state: &ApiState, sub: &Subscription) -> Result<()> 
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "Invalid input, refused target, or the receiver did not accept the test event"),
+        (status = 409, body = ErrorBody, description = "The organization has `api.max_webhooks_per_org` webhooks already (`webhook_limit_reached`)"),
         (status = 503, body = ErrorBody, description = "`too_many_test_events`: api.max_test_sends are in flight"),
     ))]
 pub async fn create(
@@ -326,6 +416,7 @@ pub async fn create(
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
     let events = check_events(&state, &request.events)?;
     check_target(&state, &request.url).await?;
+    check_webhook_limit(&state, &org)?;
     let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut sub = Subscription::new(
         &org,
@@ -340,7 +431,14 @@ pub async fn create(
     if params.verify != Some(false) {
         require_test_event(&state, &sub).await?;
     }
-    state.writer.commit(Change::Upsert(sub.clone())).await?;
+    // Checked again where writes are serialized: others may have been created meanwhile.
+    state
+        .writer
+        .commit(Change::Create {
+            sub: sub.clone(),
+            max_per_org: state.config.max_webhooks_per_org,
+        })
+        .await?;
     tracing::info!(webhook_id = %sub.id, org = %sub.org, "Webhook created.");
     Ok((
         StatusCode::CREATED,
@@ -353,15 +451,35 @@ pub async fn create(
 
 /// The organization's webhooks.
 #[utoipa::path(get, path = "/v1/orgs/{org}/webhooks", tag = "webhooks", security(("bearer" = [])),
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization"), ListParams),
     responses((status = 200, body = WebhookList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     Path(org): Path<String>,
+    Query(params): Query<ListParams>,
 ) -> Result<axum::Json<WebhookList>> {
     check_org(&org)?;
-    let webhooks = state.store.list(&org)?.iter().map(Webhook::from).collect();
-    Ok(axum::Json(WebhookList { webhooks }))
+    let limit = params.limit.unwrap_or(DEFAULT_LIST_PAGE);
+    if !(1..=MAX_LIST_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("limit is 1 to {MAX_LIST_PAGE}"),
+        });
+    }
+    let page = state
+        .store
+        .list_page(&org, params.cursor.as_deref(), limit)
+        .map_err(|e| match e {
+            hookwire_store::Error::InvalidCursor(_) => ApiError::BadRequest {
+                code: "invalid_cursor",
+                message: e.to_string(),
+            },
+            other => other.into(),
+        })?;
+    Ok(axum::Json(WebhookList {
+        webhooks: page.items.iter().map(Webhook::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// One webhook.
@@ -377,11 +495,13 @@ pub async fn get(
 
 /// Changes a webhook. A new URL must accept the test event first.
 #[utoipa::path(patch, path = "/v1/orgs/{org}/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"), VerifyParam),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"), VerifyParam,
+        ("If-Match" = Option<String>, Header, description = "The webhook's `version` you read: refused with 409 `conflict` if it changed since")),
     request_body = UpdateWebhook,
     responses(
         (status = 200, body = Webhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "It changed while this request was in progress, or since the `version` sent (`conflict`); nothing was saved"),
         (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "`too_many_test_events`: api.max_test_sends are in flight"),
     ))]
@@ -389,9 +509,11 @@ pub async fn update(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
     Query(params): Query<VerifyParam>,
+    headers: HeaderMap,
     Json(request): Json<UpdateWebhook>,
 ) -> Result<axum::Json<Webhook>> {
     let mut sub = load(&state, &org, &id).await?;
+    check_expected_version(&headers, request.version, &sub)?;
     if let Some(description) = request.description {
         check_description(&description)?;
         sub.description = description;
@@ -416,7 +538,7 @@ pub async fn update(
         }
     }
     sub.updated_at_ms = now_ms();
-    state.writer.commit(Change::Upsert(sub.clone())).await?;
+    let sub = replace(&state, sub).await?;
     Ok(axum::Json(Webhook::from(&sub)))
 }
 
@@ -455,38 +577,28 @@ pub async fn test(
 /// Issues a new secret. The previous one keeps signing for `secrets.rotation_grace`,
 /// so every delivery in between carries both signatures.
 #[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
-    responses((status = 200, body = RotatedSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"),
+        ("If-Match" = Option<String>, Header, description = "The webhook's `version` you read: refused with 409 `conflict` if it changed since")),
+    responses((status = 200, body = RotatedSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "It changed while the secret was being rotated (`conflict`); no secret was issued")))]
 pub async fn rotate_secret(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<axum::Json<RotatedSecret>> {
     let mut sub = load(&state, &org, &id).await?;
+    check_expected_version(&headers, None, &sub)?;
     let now = now_ms();
     let grace_ms = u64::try_from(state.config.rotation_grace.as_millis()).unwrap_or(u64::MAX);
     let previous_valid_until = now.saturating_add(grace_ms);
     let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-    // The current key signs through the grace period; keys already rotated out stay
-    // until their own end, and expired ones are dropped.
-    let mut keys = vec![SigningKey {
-        secret: secret.clone(),
-        expires_at_ms: None,
-    }];
-    keys.extend(
-        sub.keys
-            .into_iter()
-            .filter(|k| k.expires_at_ms.is_none_or(|end| end > now))
-            .map(|k| SigningKey {
-                expires_at_ms: Some(
-                    k.expires_at_ms
-                        .map_or(previous_valid_until, |end| end.min(previous_valid_until)),
-                ),
-                secret: k.secret,
-            }),
-    );
-    sub.keys = keys;
+    // The current key signs through the grace period, older ones until their own end, and
+    // at most `MAX_SIGNING_KEYS` sign at once.
+    sub.rotate(secret.clone(), now, previous_valid_until);
     sub.updated_at_ms = now;
-    state.writer.commit(Change::Upsert(sub)).await?;
+    // Over the version read: a concurrent change fails this rotation (409) rather than
+    // being undone, and a secret shown to the user is always the stored one.
+    replace(&state, sub).await?;
     Ok(axum::Json(RotatedSecret {
         secret: secret.to_whsec(),
         previous_valid_until: rfc3339(previous_valid_until),

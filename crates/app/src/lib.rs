@@ -73,6 +73,7 @@ impl App {
                 header_read_timeout: config.api.header_read_timeout,
                 request_timeout: config.api.request_timeout,
                 max_connections: config.api.max_connections,
+                max_webhooks_per_org: config.api.max_webhooks_per_org,
             }),
             store: store.clone(),
             writer,

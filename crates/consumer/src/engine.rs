@@ -13,18 +13,22 @@ use hookwire_core::retry::tier_name;
 use hookwire_core::{Catalog, DeadReason, DeliveryRules, Outcome, Subscription, now_ms};
 use hookwire_store::{Change, Store, Writer};
 use lapin::message::Delivery;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 mod effects;
+mod fair;
 
+use self::fair::FairPermits;
 use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
 use crate::endpoints::{EndpointLimits, Endpoints};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
+
+/// A large fan-out publishes this many tasks at once, each chunk confirmed before the next.
+const FANOUT_PUBLISH_CHUNK: usize = 256;
 
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
@@ -54,7 +58,8 @@ pub struct Engine {
     rules: DeliveryRules,
     topology: Topology,
     settings: EngineSettings,
-    permits: Semaphore,
+    /// The global attempt slots, shared fairly between organizations.
+    permits: FairPermits,
     endpoints: Endpoints,
     /// Cancelled when the shutdown grace is over: attempts still running are handed back.
     grace_over: CancellationToken,
@@ -96,7 +101,7 @@ impl Engine {
         } = parts;
         let topology = Topology::of_plan(names.namespace(), &rules.plan);
         Arc::new(Self {
-            permits: Semaphore::new(settings.concurrency),
+            permits: FairPermits::new(settings.concurrency),
             endpoints: Endpoints::new(settings.limits),
             store,
             writer,
@@ -173,12 +178,20 @@ impl Engine {
         });
         if tasks.len() > self.settings.inline_fanout_max {
             // A large fan-out becomes tasks, so one event never holds many attempts inline.
+            // Published a chunk at a time, each confirmed before the next, so that at most
+            // a chunk's copies of the body are in flight however many subscribers there are.
             let work = self.topology.names.work_exchange();
-            try_join_all(tasks.map(|(task, _)| {
-                publisher.publish(&work, DELIVER_KEY, &message.data, task.properties())
-            }))
-            .await?;
-            return Ok(());
+            let mut tasks = tasks.map(|(task, _)| task);
+            loop {
+                let chunk: Vec<Task> = tasks.by_ref().take(FANOUT_PUBLISH_CHUNK).collect();
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                try_join_all(chunk.iter().map(|task| {
+                    publisher.publish(&work, DELIVER_KEY, &message.data, task.properties())
+                }))
+                .await?;
+            }
         }
         try_join_all(
             tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data)),
@@ -387,12 +400,7 @@ impl Engine {
     }
 
     async fn attempt(&self, sub: &Subscription, webhook_id: &str, body: &[u8]) -> AttemptReport {
-        // The semaphore is never closed, so acquiring cannot fail.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the permit semaphore is never closed");
+        let _permit = self.permits.acquire(&sub.org).await;
         telemetry::in_flight(1.0);
         let report = self.deliverer.attempt(sub, webhook_id, body).await;
         telemetry::in_flight(-1.0);

@@ -127,6 +127,9 @@ pub struct ApiConfig {
     /// Test events (create, update of the URL, test) in flight at once; further ones are
     /// answered 503 `too_many_test_events` at once.
     pub max_test_sends: usize,
+    /// Webhooks one organization may have; creating one more is refused (409
+    /// `webhook_limit_reached`). Bounds the fan-out of one event.
+    pub max_webhooks_per_org: usize,
 }
 
 /// The shortest bearer token accepted in `api.tokens`.
@@ -284,6 +287,9 @@ impl Config {
         }
         if d.concurrency == 0 {
             return Err(invalid("delivery.concurrency", "must be at least 1"));
+        }
+        if self.api.max_webhooks_per_org == 0 {
+            return Err(invalid("api.max_webhooks_per_org", "must be at least 1"));
         }
         if d.circuit_failure_threshold == 0 {
             return Err(invalid(
@@ -575,6 +581,9 @@ mod tests {
                 c.delivery.retry_schedule = vec![Duration::ZERO]
             }),
             ("delivery.concurrency", |c| c.delivery.concurrency = 0),
+            ("api.max_webhooks_per_org", |c| {
+                c.api.max_webhooks_per_org = 0
+            }),
             ("delivery.defer_delay", |c| {
                 c.delivery.defer_delay = Duration::from_millis(10)
             }),

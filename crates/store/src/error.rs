@@ -28,6 +28,24 @@ pub enum Error {
     /// A change refers to a subscription that does not exist.
     #[error("no subscription {0}")]
     NotFound(uuid::Uuid),
+    /// A compare-and-swap found the subscription changed since it was read.
+    #[error("subscription {id} changed meanwhile (version {found}, expected {expected})")]
+    Conflict {
+        /// The subscription.
+        id: uuid::Uuid,
+        /// The version the writer read.
+        expected: u64,
+        /// The version stored now.
+        found: u64,
+    },
+    /// An organization has the most subscriptions it may have.
+    #[error("organization `{org}` already has the most webhooks allowed ({max})")]
+    LimitReached {
+        /// The organization.
+        org: String,
+        /// Its limit.
+        max: usize,
+    },
     /// A committed change was applied but could not be made durable.
     #[error("the store could not be flushed: {0}")]
     Flush(String),

@@ -30,8 +30,28 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 /// records can later be replicated through a changelog.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// Create or replace a subscription.
+    /// Create or replace a subscription, whatever is stored: for creation. Its version is
+    /// the stored one's plus one, or the given one for a new subscription.
     Upsert(Subscription),
+    /// Create a new subscription unless its organization already has `max_per_org`
+    /// ([`Error::LimitReached`]). Strict when every creation goes through the one
+    /// [`Writer`](crate::Writer), which applies changes one at a time.
+    Create {
+        /// The new subscription.
+        sub: Subscription,
+        /// The most subscriptions its organization may have.
+        max_per_org: usize,
+    },
+    /// Replace a subscription only if its stored version is still `expected_version`
+    /// (decided inside the transaction), writing it as `expected_version + 1`. Fails with
+    /// [`Error::Conflict`] when it changed meanwhile and [`Error::NotFound`] when it was
+    /// deleted. The stored health counters are kept: the caller's copy of them may be stale.
+    Replace {
+        /// The new settings.
+        sub: Subscription,
+        /// The version the caller read.
+        expected_version: u64,
+    },
     /// Delete a subscription.
     Delete {
         /// Its organization.
@@ -95,7 +115,7 @@ pub struct Store {
     subscribers: Arc<SubscriberCache>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Record {
     id: Uuid,
     org: String,
@@ -117,9 +137,12 @@ struct Record {
     keys: Vec<SealedKey>,
     created_at_ms: u64,
     updated_at_ms: u64,
+    /// Absent in records written before versions existed: 0.
+    #[serde(default)]
+    version: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct SealedKey {
     /// Base64 of `nonce ‖ ciphertext`.
     sealed: String,
@@ -194,21 +217,26 @@ impl Store {
                 Ok(())
             }
             Change::Upsert(sub) => {
-                let key = org_key(&sub.org, &sub.id);
-                let record = serde_json::to_vec(&self.seal(&sub)?)
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
-                self.transact(|subs, index| {
-                    if let Some(old) = subs.get(&key)? {
-                        for event in decode_events(&old)? {
-                            index.remove(event_key(&sub.org, &event, &sub.id))?;
-                        }
-                    }
-                    for event in &sub.events {
-                        index.insert(event_key(&sub.org, event, &sub.id), &[])?;
-                    }
-                    subs.insert(key.as_slice(), record.as_slice())?;
-                    Ok(())
-                })?;
+                self.write_subscription(&sub, None)?;
+                self.subscribers.invalidate(&sub.org);
+                Ok(())
+            }
+            Change::Create { sub, max_per_org } => {
+                if self.count(&sub.org)? >= max_per_org {
+                    return Err(Error::LimitReached {
+                        org: sub.org,
+                        max: max_per_org,
+                    });
+                }
+                self.write_subscription(&sub, None)?;
+                self.subscribers.invalidate(&sub.org);
+                Ok(())
+            }
+            Change::Replace {
+                sub,
+                expected_version,
+            } => {
+                self.write_subscription(&sub, Some(expected_version))?;
                 self.subscribers.invalidate(&sub.org);
                 Ok(())
             }
@@ -227,6 +255,49 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Writes `sub` and its index entries in one transaction; with `expected`, only if the
+    /// stored version is that one (compare-and-swap).
+    fn write_subscription(&self, sub: &Subscription, expected: Option<u64>) -> Result<()> {
+        let key = org_key(&sub.org, &sub.id);
+        let sealed = self.seal(sub)?;
+        self.transact(|subs, index| {
+            let old = subs.get(&key)?;
+            let mut record = sealed.clone();
+            let current = old.as_deref().map(decode_header).transpose()?;
+            match (expected, &current) {
+                (Some(_), None) => {
+                    return Err(ConflictableTransactionError::Abort(Error::NotFound(sub.id)));
+                }
+                (Some(expected), Some(current)) => {
+                    if current.version != expected {
+                        return Err(ConflictableTransactionError::Abort(Error::Conflict {
+                            id: sub.id,
+                            expected,
+                            found: current.version,
+                        }));
+                    }
+                    record.version = expected.wrapping_add(1);
+                    record.consecutive_failures = current.consecutive_failures;
+                    record.failing_since_ms = current.failing_since_ms;
+                    record.last_success_ms = current.last_success_ms;
+                }
+                (None, Some(current)) => record.version = current.version.wrapping_add(1),
+                (None, None) => {}
+            }
+            if let Some(current) = &current {
+                for event in &current.events {
+                    index.remove(event_key(&sub.org, event, &sub.id))?;
+                }
+            }
+            for event in &sub.events {
+                index.insert(event_key(&sub.org, event, &sub.id), &[])?;
+            }
+            let raw = encode(&record).map_err(ConflictableTransactionError::Abort)?;
+            subs.insert(key.as_slice(), raw)?;
+            Ok(())
+        })
     }
 
     fn record_health(&self, org: &str, id: &Uuid, delivered: bool, at_ms: u64) -> Result<()> {
@@ -317,6 +388,56 @@ impl Store {
             .collect()
     }
 
+    /// A page of `org`'s subscriptions, oldest first (UUIDv7 order), after `cursor` (the
+    /// previous page's `next_cursor`). Their `keys` are left empty: a listing never
+    /// unseals a secret.
+    pub fn list_page(
+        &self,
+        org: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Subscription>> {
+        let prefix = org_prefix(org);
+        let start = match cursor {
+            None => prefix.clone(),
+            Some(c) => {
+                let after = Uuid::parse_str(c).map_err(|_| Error::InvalidCursor(c.to_owned()))?;
+                // Just past the cursor's own key.
+                let mut key = org_key(org, &after);
+                key.push(0);
+                key
+            }
+        };
+        let limit = limit.max(1);
+        let mut items = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        for entry in self.subscriptions.range(start..) {
+            let (key, raw) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(self.decode_without_keys(&raw)?);
+        }
+        let next_cursor = more
+            .then(|| items.last().map(|s: &Subscription| s.id.to_string()))
+            .flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// How many subscriptions `org` has (keys only, nothing decoded).
+    pub fn count(&self, org: &str) -> Result<usize> {
+        let mut n = 0;
+        for entry in self.subscriptions.scan_prefix(org_prefix(org)).keys() {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The enabled subscriptions of `org` that listen to `event`: the delivery hot path,
     /// served from a cache of decoded lists.
     pub fn subscribers(&self, org: &str, event: &str) -> Result<Arc<[Subscription]>> {
@@ -373,13 +494,23 @@ impl Store {
             keys,
             created_at_ms: sub.created_at_ms,
             updated_at_ms: sub.updated_at_ms,
+            version: sub.version,
         })
     }
 
     fn decode(&self, raw: &[u8]) -> Result<Subscription> {
         let r: Record = serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let keys = r
-            .keys
+        let keys = self.unseal(&r)?;
+        Ok(from_record(r, keys))
+    }
+
+    fn decode_without_keys(&self, raw: &[u8]) -> Result<Subscription> {
+        let r: Record = serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok(from_record(r, Vec::new()))
+    }
+
+    fn unseal(&self, r: &Record) -> Result<Vec<SigningKey>> {
+        r.keys
             .iter()
             .map(|k| {
                 let sealed = BASE64
@@ -392,25 +523,49 @@ impl Store {
                     expires_at_ms: k.expires_at_ms,
                 })
             })
-            .collect::<Result<_>>()?;
-        Ok(Subscription {
-            id: r.id,
-            org: r.org,
-            url: r.url,
-            description: r.description,
-            events: r.events,
-            enabled: r.enabled,
-            disabled_reason: r.disabled_reason,
-            max_concurrency: r.max_concurrency,
-            rate_limit_per_sec: r.rate_limit_per_sec,
-            consecutive_failures: r.consecutive_failures,
-            failing_since_ms: r.failing_since_ms,
-            last_success_ms: r.last_success_ms,
-            keys,
-            created_at_ms: r.created_at_ms,
-            updated_at_ms: r.updated_at_ms,
-        })
+            .collect()
     }
+}
+
+fn from_record(r: Record, keys: Vec<SigningKey>) -> Subscription {
+    Subscription {
+        id: r.id,
+        org: r.org,
+        url: r.url,
+        description: r.description,
+        events: r.events,
+        enabled: r.enabled,
+        disabled_reason: r.disabled_reason,
+        max_concurrency: r.max_concurrency,
+        rate_limit_per_sec: r.rate_limit_per_sec,
+        consecutive_failures: r.consecutive_failures,
+        failing_since_ms: r.failing_since_ms,
+        last_success_ms: r.last_success_ms,
+        keys,
+        created_at_ms: r.created_at_ms,
+        updated_at_ms: r.updated_at_ms,
+        version: r.version,
+    }
+}
+
+/// What a compare-and-swap reads of the stored record: its version, its index entries and
+/// its health counters (kept across the write). Nothing sealed is opened.
+#[derive(Deserialize)]
+struct Header {
+    events: Vec<String>,
+    #[serde(default)]
+    version: u64,
+    #[serde(default)]
+    consecutive_failures: u32,
+    #[serde(default)]
+    failing_since_ms: Option<u64>,
+    #[serde(default)]
+    last_success_ms: Option<u64>,
+}
+
+fn decode_header(raw: &[u8]) -> Result<Header, ConflictableTransactionError<Error>> {
+    serde_json::from_slice(raw)
+        .map_err(|e| ConflictableTransactionError::Abort(Error::Corrupt(e.to_string())))
 }
 
 /// The event list of a stored record, for index maintenance inside a transaction.

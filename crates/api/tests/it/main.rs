@@ -5,6 +5,7 @@ mod dead_letter_bounds;
 mod hygiene;
 mod lifecycle;
 mod operations;
+mod races;
 mod spec;
 
 use hookwire_testkit::Harness;
@@ -36,6 +37,11 @@ impl Api {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        Self::send_owned(request).await
+    }
+
+    /// [`Api::send`] without a borrow of the client, for a request run on its own task.
+    pub async fn send_owned(request: reqwest::RequestBuilder) -> (u16, Value) {
         let response = request.send().await.expect("the API answers");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");

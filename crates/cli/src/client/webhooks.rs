@@ -7,6 +7,9 @@ use serde_json::Value;
 
 use super::{ApiClient, Reply};
 
+/// Webhooks per page of the listing: the API's largest page.
+const LIST_PAGE: usize = 500;
+
 /// The fields of a new webhook.
 #[derive(Debug)]
 pub struct NewWebhook {
@@ -87,10 +90,16 @@ impl ApiClient {
         .await
     }
 
-    /// `GET /v1/orgs/{org}/webhooks`.
-    pub async fn list(&self, org: &str) -> Result<Reply<WebhookList>> {
-        self.call(Method::GET, &["v1", "orgs", org, "webhooks"], None, None)
-            .await
+    /// `GET /v1/orgs/{org}/webhooks`: one page, after `cursor`.
+    pub async fn list(&self, org: &str, cursor: Option<String>) -> Result<Reply<WebhookList>> {
+        let query = super::query(&[("limit", Some(LIST_PAGE.to_string())), ("cursor", cursor)]);
+        self.call(
+            Method::GET,
+            &["v1", "orgs", org, "webhooks"],
+            query.as_deref(),
+            None,
+        )
+        .await
     }
 
     /// `GET /v1/orgs/{org}/webhooks/{id}`.

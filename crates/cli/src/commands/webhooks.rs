@@ -3,11 +3,11 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use hookwire_api::webhooks::Webhook;
+use hookwire_api::webhooks::{Webhook, WebhookList};
 
 use crate::cli::ApiArgs;
-use crate::client::{NewWebhook, WebhookChanges};
-use crate::output::{one_line, print_json, print_table};
+use crate::client::{NewWebhook, WebhookChanges, follow_pages};
+use crate::output::{one_line, print_json, print_json_value, print_table};
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookAction {
@@ -133,18 +133,24 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             print_secret(&created.secret);
         }
         WebhookAction::List { org } => {
-            let reply = client.list(&org).await?;
+            // Every page: an organization's webhooks are bounded by api.max_webhooks_per_org.
+            let webhooks = follow_pages(None, async |cursor| {
+                let page = client.list(&org, cursor).await?.value;
+                Ok((page.webhooks, page.next_cursor))
+            })
+            .await?;
             if api.json {
-                print_json(&reply.raw);
+                print_json_value(&WebhookList {
+                    webhooks,
+                    next_cursor: None,
+                })?;
                 return Ok(());
             }
-            if reply.value.webhooks.is_empty() {
+            if webhooks.is_empty() {
                 println!("Organization {org} has no webhooks.");
                 return Ok(());
             }
-            let rows = reply
-                .value
-                .webhooks
+            let rows = webhooks
                 .iter()
                 .map(|w| {
                     vec![

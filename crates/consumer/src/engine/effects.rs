@@ -12,7 +12,7 @@ use hookwire_amqp::{
 use hookwire_core::disposition::{HealthRecord, emits_operational_events};
 use hookwire_core::retry::jittered;
 use hookwire_core::{DeadReason, Subscription, now_ms};
-use hookwire_store::Change;
+use hookwire_store::{Change, Error as StoreError};
 use lapin::BasicProperties;
 use tracing::warn;
 
@@ -163,15 +163,32 @@ impl Engine {
         self.emit(publisher, cause, WEBHOOK_DISABLED, &fields).await
     }
 
-    /// Disables a webhook durably before the delivery that caused it is acked.
+    /// Disables a webhook durably before the delivery that caused it is acked: a
+    /// compare-and-swap on a fresh read, retried when an API write lands in between, so
+    /// that it never undoes one (a deleted webhook stays deleted).
     pub(super) async fn disable(&self, sub: &Subscription, reason: &str) -> Result<()> {
-        if let Some(mut current) = self.store.get(&sub.org, &sub.id)? {
+        loop {
+            let Some(mut current) = self.store.get(&sub.org, &sub.id)? else {
+                return Ok(());
+            };
+            if !current.enabled {
+                // Disabled meanwhile, by its owner or another attempt: keep their reason.
+                return Ok(());
+            }
+            let expected_version = current.version;
             current.enabled = false;
             current.disabled_reason = Some(reason.to_owned());
             current.updated_at_ms = now_ms();
-            self.writer.commit(Change::Upsert(current)).await?;
+            let change = Change::Replace {
+                sub: current,
+                expected_version,
+            };
+            match self.writer.commit(change).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod broken;
 mod delivery;
+mod fanout;
 mod health;
 mod hostile;
 mod https;

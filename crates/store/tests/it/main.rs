@@ -708,3 +708,4 @@ fn dead_letters_are_selected_without_their_bodies_and_read_one_at_a_time() {
     assert!(one == big, "one letter with its whole archived body");
     assert_eq!(store.dead_letter(None, &big.id).expect("read"), None);
 }
+mod cas;

@@ -1,0 +1,84 @@
+//! Bounded fan-out: the global attempt slots are shared fairly between organizations, and
+//! a large fan-out still reaches every subscriber. Asserted with counts; the waits are
+//! generous bounds, never the assertion.
+
+use std::time::Duration;
+
+use hookwire_testkit::{Harness, Receiver, Reply, new_subscription};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn publish_reports(h: &Harness, org: &str, n: usize) {
+    for i in 0..n {
+        h.publish(
+            org,
+            "report_created",
+            &format!("evt-{org}-{i}"),
+            "report_run_url",
+            "https://mode.test/r",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn one_org_flooding_slow_receivers_does_not_starve_another() {
+    const SLOTS: usize = 2;
+    const FLOOD: usize = 40;
+    let h = Harness::start(|c| {
+        c.delivery.concurrency = SLOTS;
+        // Only the global slots limit org A: its one webhook takes every attempt.
+        c.delivery.per_endpoint_concurrency = 1000;
+        // Every event is taken in at once, so attempts queue for the slots, not the broker.
+        c.amqp.prefetch = 500;
+        c.delivery.shutdown_grace = Duration::from_secs(1);
+    })
+    .await;
+    // Holds each request 1 s (under the 5 s attempt timeout): A drains at 2 a second.
+    let slow = Receiver::start(|_, _| Reply {
+        delay: Duration::from_secs(1),
+        ..Reply::status(200)
+    })
+    .await;
+    let fast = Receiver::ok().await;
+    h.subscribe(&new_subscription("org-a", &slow.url(), &["report_created"]));
+    h.subscribe(&new_subscription("org-b", &fast.url(), &["report_created"]));
+
+    publish_reports(&h, "org-a", FLOOD).await;
+    // Both slots are taken by A, and its other attempts wait for them.
+    slow.wait_for(SLOTS, WAIT).await;
+    publish_reports(&h, "org-b", 3).await;
+
+    // With slots handed round-robin, B's three attempts each wait about one slot turn
+    // (~0.5 s); first come, first served, they would wait for A's whole backlog (~19 s).
+    fast.wait_for(3, WAIT).await;
+    let a_done = slow.answered().len();
+    assert!(
+        a_done <= 12,
+        "org B's deliveries completed after only a few of A's ({a_done} of {FLOOD} answered)"
+    );
+    assert!(a_done < FLOOD, "and while A's are still in flight");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_fanout_larger_than_a_publish_chunk_reaches_every_subscriber() {
+    // 300 subscribers: more than one chunk of published tasks (256).
+    const SUBSCRIBERS: usize = 300;
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    for _ in 0..SUBSCRIBERS {
+        h.subscribe(&new_subscription(
+            "acme",
+            &receiver.url(),
+            &["report_created"],
+        ));
+    }
+    publish_reports(&h, "acme", 1).await;
+    let got = receiver.wait_for(SUBSCRIBERS, WAIT).await;
+    let mut ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), SUBSCRIBERS, "one delivery to each subscriber");
+    h.finish().await;
+}
