@@ -7,6 +7,7 @@ mod health;
 mod https;
 mod hygiene;
 mod isolation;
+mod poison;
 mod retry;
 mod session;
 mod ssrf;
