@@ -1,6 +1,6 @@
 //! The sled store and its one write path, [`Store::apply`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -98,6 +98,8 @@ pub struct Store {
     dead: Archive,
     sealer: Sealer,
     subscribers: Arc<SubscriberCache>,
+    /// The sled directory, for the [`Writer`](crate::Writer)'s `fsync`s.
+    path: Arc<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -174,6 +176,7 @@ impl Store {
             db,
             sealer: Sealer::new(secrets_key, previous_keys),
             subscribers: Arc::default(),
+            path: Arc::new(path.to_owned()),
         };
         store.check_key()?;
         Ok(store)
@@ -352,6 +355,11 @@ impl Store {
         self.flush()?;
         self.write_canary()?;
         Ok(count)
+    }
+
+    /// The sled directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Makes every applied change durable. Blocking: call it off the async workers.
