@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod operations;
 mod serve;
+mod store;
 
 use std::path::Path;
 use std::process::Command;
