@@ -541,13 +541,18 @@ async fn run_handler(
     source: Source,
     message: &Delivery,
 ) -> Result<()> {
-    let handling = async {
+    caught(async {
         match source {
             Source::Events => engine.handle_event(publisher, message).await,
             Source::Tasks => engine.handle_task(publisher, message).await,
             Source::Dead => engine.handle_dead(message).await,
         }
-    };
+    })
+    .await
+}
+
+/// `handling`'s result, or [`Error::Panicked`] if it panicked.
+async fn caught(handling: impl Future<Output = Result<()>>) -> Result<()> {
     match std::panic::AssertUnwindSafe(handling).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => {
@@ -618,5 +623,55 @@ async fn poll_queue_depths(probe: Channel, topology: hookwire_amqp::Topology) {
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_an_unprocessable_message() {
+        let result = caught(async { panic!("boom") }).await;
+        let Err(e @ Error::Panicked(_)) = result else {
+            panic!("expected Panicked, got {result:?}");
+        };
+        assert!(e.to_string().contains("boom"));
+        // Settled on its own, dead-lettered: never left unacked, never a session reset.
+        assert_eq!(e.failure(), Failure::Poison);
+        assert!(caught(async { Ok(()) }).await.is_ok());
+    }
+
+    #[test]
+    fn failures_are_classified_by_kind() {
+        let store = |e| Error::Store(e);
+        assert_eq!(
+            store(hookwire_store::Error::Unseal).failure(),
+            Failure::Poison
+        );
+        assert_eq!(
+            store(hookwire_store::Error::Corrupt("x".into())).failure(),
+            Failure::Poison
+        );
+        assert_eq!(
+            store(hookwire_store::Error::Flush("disk full".into())).failure(),
+            Failure::Transient
+        );
+        assert_eq!(
+            store(hookwire_store::Error::WriterStopped).failure(),
+            Failure::Transient
+        );
+        let nacked = hookwire_amqp::Error::Nacked {
+            exchange: "x".into(),
+            routing_key: "k".into(),
+        };
+        assert_eq!(Error::Broker(nacked).failure(), Failure::Transient);
+        let timeout = hookwire_amqp::Error::ConfirmTimeout(Duration::from_secs(1));
+        assert_eq!(Error::Broker(timeout).failure(), Failure::Transient);
+        let closed = lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+            lapin::ChannelState::Closed,
+            "basic.publish",
+        ));
+        assert_eq!(Error::Amqp(closed).failure(), Failure::ChannelLost);
     }
 }
