@@ -73,6 +73,11 @@ impl Sealer {
         }
     }
 
+    /// Whether any previous key is configured.
+    pub(crate) fn has_previous(&self) -> bool {
+        !self.previous.is_empty()
+    }
+
     fn keys(&self) -> impl Iterator<Item = &Key> {
         std::iter::once(&self.current).chain(&self.previous)
     }

@@ -193,11 +193,23 @@ impl Store {
                 Err(e) => Err(e),
             },
             None => {
-                if let Some(entry) = self.subscriptions.iter().next() {
+                // The first record that decodes, or whose secret does not open, decides;
+                // a damaged record decides nothing.
+                let mut proven = false;
+                for entry in self.subscriptions.iter() {
                     match self.decode(&entry?.1) {
+                        Ok(_) => {
+                            proven = true;
+                            break;
+                        }
                         Err(Error::Unseal) => return Err(Error::WrongKey),
-                        other => drop(other),
+                        Err(_) => {}
                     }
+                }
+                // Secrets that opened may have needed a previous key: the canary must not
+                // vouch for the current key alone until `reseal` has moved them.
+                if proven && self.sealer.has_previous() {
+                    return Ok(());
                 }
                 self.write_canary()
             }

@@ -7,7 +7,7 @@ use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use hookwire_store::{Change, Error, Store};
 
-use super::sub;
+use super::{retry_lock, sub};
 
 const A: [u8; 32] = [0xA; 32];
 const B: [u8; 32] = [0xB; 32];
@@ -17,7 +17,7 @@ fn open(
     key: &[u8; 32],
     previous: &[[u8; 32]],
 ) -> hookwire_store::Result<Store> {
-    Store::open_with_keys(dir.path(), 1 << 20, key, previous)
+    retry_lock(|| Store::open_with_keys(dir.path(), 1 << 20, key, previous))
 }
 
 fn whsec(store: &Store, s: &hookwire_core::Subscription) -> String {
@@ -28,6 +28,20 @@ fn whsec(store: &Store, s: &hookwire_core::Subscription) -> String {
         .keys[0]
         .secret
         .to_whsec()
+}
+
+fn sled_open(dir: &tempfile::TempDir) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(dir.path()) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -79,7 +93,7 @@ fn write_first_format(dir: &tempfile::TempDir, key: &[u8; 32], s: &hookwire_core
         store.apply(Change::Upsert(s.clone())).expect("apply");
         store.flush().expect("flush");
     }
-    let db = sled::open(dir.path()).expect("sled");
+    let db = sled_open(dir);
     db.remove("secrets_canary").expect("no canary");
     let subs = db.open_tree("subscriptions").expect("tree");
     let (k, v) = subs.iter().next().expect("one record").expect("read");
@@ -116,8 +130,13 @@ fn secrets_of_the_first_format_still_open_and_prove_the_key() {
     }
     // Rotating from a first-format store: readable under the old key, resealed to B.
     write_first_format(&dir, &A, &s);
+    {
+        let store = open(&dir, &B, &[A]).expect("opens");
+        assert_eq!(whsec(&store, &s), s.keys[0].secret.to_whsec());
+    }
+    // Opened under B with A kept, it still needs A until the reseal.
+    assert!(matches!(open(&dir, &B, &[]), Err(Error::WrongKey)));
     let store = open(&dir, &B, &[A]).expect("opens");
-    assert_eq!(whsec(&store, &s), s.keys[0].secret.to_whsec());
     store.reseal().expect("reseals");
     drop(store);
     let store = open(&dir, &B, &[]).expect("opens");
@@ -136,7 +155,7 @@ fn a_sealed_secret_is_bound_to_its_expiry() {
     }
     {
         // Someone with write access to the files extends the expiry.
-        let db = sled::open(dir.path()).expect("sled");
+        let db = sled_open(&dir);
         let subs = db.open_tree("subscriptions").expect("tree");
         let (k, v) = subs.iter().next().expect("one record").expect("read");
         let mut record: serde_json::Value = serde_json::from_slice(&v).expect("json");

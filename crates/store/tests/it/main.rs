@@ -24,7 +24,24 @@ fn sub(org: &str, events: &[&str]) -> Subscription {
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(dir.path(), 1 << 20, &KEY).expect("store opens")
+    retry_lock(|| Store::open(dir.path(), 1 << 20, &KEY)).expect("store opens")
+}
+
+/// Opens again until sled's lock is free: a dropped store's background threads release
+/// it a moment later.
+fn retry_lock<T>(mut open: impl FnMut() -> hookwire_store::Result<T>) -> hookwire_store::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(Error::Sled(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 #[test]
@@ -194,7 +211,7 @@ fn secrets_are_encrypted_at_rest_and_survive_reopen() {
     drop(store);
     // A wrong key no longer opens the store at all (its canary): see `keys.rs`.
     assert!(matches!(
-        Store::open(dir.path(), 1 << 20, &[1; 32]),
+        retry_lock(|| Store::open(dir.path(), 1 << 20, &[1; 32])),
         Err(Error::WrongKey)
     ));
 }
@@ -208,7 +225,7 @@ fn refuses_a_newer_schema() {
             .expect("insert");
         db.flush().expect("flush");
     }
-    match Store::open(dir.path(), 1 << 20, &KEY) {
+    match retry_lock(|| Store::open(dir.path(), 1 << 20, &KEY)) {
         Err(Error::SchemaTooNew { found, supported }) => {
             assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
         }
