@@ -18,6 +18,30 @@ fn config(dir: &std::path::Path, key: &str, previous: &[&str]) -> Config {
     c
 }
 
+/// Seeds the store, then waits until sled's lock on it is free (a dropped store's
+/// background threads release it a moment later), so that the next process can open it.
+fn seed(config: &Config, sub: &hookwire_core::Subscription) {
+    hookwire_testkit::serve_child::seed_store(config, std::slice::from_ref(sub)).expect("seeded");
+    let db = std::fs::File::open(config.store.path.join("db")).expect("sled's file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // SAFETY: flock on a file descriptor this function owns.
+    #[allow(unsafe_code)]
+    while unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&db),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store stays locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Closing the file releases the lock.
+}
+
 /// Runs `serve`, which must exit on its own within 30 s, and returns its stderr.
 fn serve_refuses(config: &Config, dir: &std::path::Path) -> String {
     let path = write_config(config, dir);
@@ -54,7 +78,7 @@ fn serve_refuses_a_store_written_under_another_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = config(dir.path(), KEY_A, &[]);
     let sub = new_subscription("acme", "http://127.0.0.1:9/hook", &["report_created"]);
-    hookwire_testkit::serve_child::seed_store(&a, std::slice::from_ref(&sub)).expect("seeded");
+    seed(&a, &sub);
     let stderr = serve_refuses(&config(dir.path(), KEY_B, &[]), dir.path());
     assert!(
         stderr.contains("secrets.key"),
@@ -71,7 +95,7 @@ fn store_reseal_moves_every_secret_to_the_new_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = config(dir.path(), KEY_A, &[]);
     let sub = new_subscription("acme", "http://127.0.0.1:9/hook", &["report_created"]);
-    hookwire_testkit::serve_child::seed_store(&a, std::slice::from_ref(&sub)).expect("seeded");
+    seed(&a, &sub);
 
     let rotating = config(dir.path(), KEY_B, &[KEY_A]);
     let path = write_config(&rotating, dir.path());

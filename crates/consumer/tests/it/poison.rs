@@ -18,7 +18,18 @@ fn store_with_an_unreadable_webhook(dir: &std::path::Path, url: &str) {
         store.apply(Change::Upsert(sub)).expect("apply");
         store.flush().expect("flush");
     }
-    let db = sled::open(dir).expect("sled");
+    // A dropped store's background threads release sled's lock a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    };
     let subs = db.open_tree("subscriptions").expect("tree");
     let (k, v) = subs.iter().next().expect("one record").expect("read");
     let mut record: serde_json::Value = serde_json::from_slice(&v).expect("json");
