@@ -68,7 +68,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The daemon is connected to the broker and consuming, and the store is open.
+/// The daemon is connected to the broker and consuming, the store answers, and its last
+/// durable write succeeded.
 #[utoipa::path(get, path = "/readyz", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>) {
@@ -76,9 +77,12 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
     if !state.broker_ready.load(Ordering::SeqCst) {
         problems.push("not connected to the broker, or not consuming".to_owned());
     }
-    // A read proves the store answers.
+    // A read proves the store answers; the writer says whether it can be written.
     if let Err(e) = state.store.list("") {
         problems.push(format!("store: {e}"));
+    }
+    if let Err(e) = state.writer.health() {
+        problems.push(format!("store cannot be written: {e}"));
     }
     if problems.is_empty() {
         (

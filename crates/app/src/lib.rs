@@ -43,17 +43,7 @@ impl App {
         config
             .validate()
             .map_err(|e| Error::Config(e.to_string()))?;
-        let key = config
-            .secrets_key()
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let path = &config.store.path;
-        let store =
-            Store::open(path, config.store.cache_capacity_bytes, &key).map_err(|source| {
-                Error::Store {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
+        let store = open_store(config)?;
         Self::with_store(config, store).await
     }
 
@@ -159,6 +149,24 @@ impl App {
         engine??;
         served.map_err(Error::Api)
     }
+}
+
+/// Opens the store `config` names with `secrets.key` and `secrets.previous_keys`; fails
+/// when the store was written under another key.
+pub fn open_store(config: &Config) -> Result<Store> {
+    let key = config
+        .secrets_key()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let previous = config
+        .previous_secrets_keys()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let path = &config.store.path;
+    Store::open_with_keys(path, config.store.cache_capacity_bytes, &key, &previous).map_err(
+        |source| Error::Store {
+            path: path.clone(),
+            source,
+        },
+    )
 }
 
 /// The embedded catalog, or the one `catalog.path` names.

@@ -9,6 +9,7 @@ use crate::client::ApiClient;
 use crate::commands::attempts::AttemptsAction;
 use crate::commands::dead_letters::DeadLettersAction;
 use crate::commands::publish::PublishArgs;
+use crate::commands::store::StoreAction;
 use crate::commands::topology::TopologyAction;
 use crate::commands::verify::VerifyArgs;
 use crate::commands::webhooks::WebhookAction;
@@ -38,6 +39,11 @@ pub enum Command {
     Topology {
         #[command(subcommand)]
         action: TopologyAction,
+    },
+    /// Maintain the store with `serve` stopped: `reseal` after a `secrets.key` rotation.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Check a delivery the way a receiver does: the body on stdin, the headers as flags.
     Verify(VerifyArgs),

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lapin::Channel;
-use lapin::options::BasicAckOptions;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,13 @@ impl AckBook {
         }
     }
 
+    /// `tag` was settled by a nack of its own: the floor may pass it, no ack covers it.
+    pub(crate) fn nacked(&mut self, tag: u64) {
+        if tag > self.floor {
+            self.acked.insert(tag);
+        }
+    }
+
     /// The frames that ack everything finished so far; afterwards nothing is pending.
     pub(crate) fn take(&mut self) -> Vec<Ack> {
         let mut acks = Vec::new();
@@ -83,10 +90,20 @@ impl AckBook {
     }
 }
 
-/// Hands finished delivery tags to the channel's ack task.
+/// How one message is settled.
+#[derive(Debug, Clone, Copy)]
+enum Settle {
+    /// Handled: ack it, coalesced with others.
+    Ack(u64),
+    /// Not handled: nack it alone, back to its queue or (without requeue) to its
+    /// dead-letter exchange.
+    Nack { tag: u64, requeue: bool },
+}
+
+/// Hands settled delivery tags to the channel's ack task.
 #[derive(Debug, Clone)]
 pub(crate) struct Acks {
-    finished: mpsc::UnboundedSender<u64>,
+    finished: mpsc::UnboundedSender<Settle>,
 }
 
 impl Acks {
@@ -102,22 +119,46 @@ impl Acks {
     /// The message of `tag` is handled: ack it soon.
     pub(crate) fn finish(&self, tag: u64) {
         // The task only stops early after a failed ack, when the session is broken.
-        let _ = self.finished.send(tag);
+        let _ = self.finished.send(Settle::Ack(tag));
+    }
+
+    /// The message of `tag` goes back to its queue (`requeue`), or to its queue's
+    /// dead-letter exchange.
+    pub(crate) fn nack(&self, tag: u64, requeue: bool) {
+        let _ = self.finished.send(Settle::Nack { tag, requeue });
     }
 }
 
 async fn ack_loop(
     channel: Channel,
-    mut rx: mpsc::UnboundedReceiver<u64>,
+    mut rx: mpsc::UnboundedReceiver<Settle>,
     broken: CancellationToken,
 ) {
     let mut book = AckBook::default();
-    while let Some(tag) = rx.recv().await {
-        book.finish(tag);
+    while let Some(first) = rx.recv().await {
+        let mut round = vec![first];
         tokio::time::sleep(LINGER).await;
         // Whatever finished meanwhile goes in the same round.
-        while let Ok(tag) = rx.try_recv() {
-            book.finish(tag);
+        while let Ok(settle) = rx.try_recv() {
+            round.push(settle);
+        }
+        for settle in round {
+            match settle {
+                Settle::Ack(tag) => book.finish(tag),
+                Settle::Nack { tag, requeue } => {
+                    // Sent before the round's acks, so that no `multiple` ack covers it.
+                    let options = BasicNackOptions {
+                        multiple: false,
+                        requeue,
+                    };
+                    if let Err(e) = channel.basic_nack(tag, options).await {
+                        warn!(error = %e, "A nack could not be sent; unacked messages will be redelivered.");
+                        broken.cancel();
+                        return;
+                    }
+                    book.nacked(tag);
+                }
+            }
         }
         let sends = book.take().into_iter().map(|ack| {
             channel.basic_ack(
@@ -210,5 +251,16 @@ mod tests {
             .flat_map(|a| if a.multiple { 1..=a.tag } else { a.tag..=a.tag })
             .collect();
         assert_eq!(acked.len(), 99);
+    }
+
+    #[test]
+    fn a_nacked_tag_lets_the_floor_pass_and_is_never_acked() {
+        let mut book = AckBook::default();
+        assert_eq!(finish(&mut book, &[1, 3]), [multiple(1), single(3)]);
+        book.nacked(2);
+        // 2 was nacked on its own: the floor passes it, and the next run starts at 4.
+        assert_eq!(finish(&mut book, &[4]), [multiple(4)]);
+        assert_eq!(book.floor, 4);
+        assert!(book.acked.is_empty());
     }
 }

@@ -189,6 +189,10 @@ pub struct DeliveryConfig {
 pub struct SecretsConfig {
     /// Base64 of the 32-byte key that encrypts signing secrets at rest.
     pub key: String,
+    /// Base64 of earlier `key`s: secrets sealed under them still open, new ones are
+    /// sealed under `key`, and `hookwire store reseal` moves every one to `key`.
+    #[serde(default)]
+    pub previous_keys: Vec<String>,
     /// How long a rotated-out secret keeps signing.
     #[serde(with = "humantime_serde")]
     pub rotation_grace: Duration,
@@ -371,6 +375,7 @@ impl Config {
             }
         }
         self.secrets_key()?;
+        self.previous_secrets_keys()?;
         Ok(())
     }
 
@@ -401,15 +406,16 @@ impl Config {
                 "is required: base64 of 32 random bytes (head -c 32 /dev/urandom | base64)",
             ));
         }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(self.secrets.key.trim())
-            .map_err(|_| invalid("secrets.key", "is not base64"))?;
-        <[u8; 32]>::try_from(bytes).map_err(|b| {
-            invalid(
-                "secrets.key",
-                format!("must decode to 32 bytes, not {}", b.len()),
-            )
-        })
+        decode_key("secrets.key", &self.secrets.key)
+    }
+
+    /// The decoded `secrets.previous_keys`.
+    pub fn previous_secrets_keys(&self) -> Result<Vec<[u8; 32]>> {
+        self.secrets
+            .previous_keys
+            .iter()
+            .map(|k| decode_key("secrets.previous_keys", k))
+            .collect()
     }
 
     /// The event catalog: the embedded one, or the file `catalog.path` names (read by the caller).
@@ -429,6 +435,15 @@ impl Config {
             n => n,
         }
     }
+}
+
+/// A 32-byte key from its base64; errors name `key`, never the value.
+fn decode_key(key: &'static str, text: &str) -> Result<[u8; 32]> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| invalid(key, "is not base64"))?;
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|b| invalid(key, format!("must decode to 32 bytes, not {}", b.len())))
 }
 
 impl DeliveryConfig {
@@ -612,6 +627,9 @@ mod tests {
             ("api.max_test_sends", |c| c.api.max_test_sends = 0),
             ("secrets.key", |c| c.secrets.key = "c2hvcnQ=".into()),
             ("secrets.key", |c| c.secrets.key = "!!".into()),
+            ("secrets.previous_keys", |c| {
+                c.secrets.previous_keys = vec!["c2hvcnQ=".into()]
+            }),
         ];
         for (key, mutate) in cases {
             let mut c = dev();

@@ -22,6 +22,12 @@ pub enum Error {
     /// A secret could not be decrypted: the `secrets.key` is not the one it was sealed with.
     #[error("cannot decrypt a signing secret: is secrets.key the key the store was written with?")]
     Unseal,
+    /// The store's secrets were sealed under another key than `secrets.key` (and
+    /// `secrets.previous_keys`): every signing secret would fail to decrypt.
+    #[error(
+        "secrets.key is not the key this store was written with (nor is any of secrets.previous_keys): its signing secrets cannot be decrypted. Set secrets.key to the store's key; to change keys, keep the old one in secrets.previous_keys and run `hookwire store reseal`"
+    )]
+    WrongKey,
     /// A pagination cursor that this store did not hand out.
     #[error("invalid cursor `{0}`")]
     InvalidCursor(String),

@@ -1,6 +1,6 @@
 //! The sled store and its one write path, [`Store::apply`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -25,6 +25,11 @@ use crate::{Error, Result};
 pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// A value sealed under the store's key, written at the first open: opening it proves
+/// that `secrets.key` is the key the store's secrets were sealed with.
+const CANARY_KEY: &[u8] = b"secrets_canary";
+const CANARY_PLAINTEXT: &[u8] = b"hookwire secrets canary";
 
 /// One mutation of the store. Every write goes through [`Store::apply`], so that the same
 /// records can later be replicated through a changelog.
@@ -113,6 +118,8 @@ pub struct Store {
     dead: Archive,
     sealer: Sealer,
     subscribers: Arc<SubscriberCache>,
+    /// The sled directory, for the [`Writer`](crate::Writer)'s `fsync`s.
+    path: Arc<PathBuf>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -150,9 +157,20 @@ struct SealedKey {
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path`. Fails when another process holds it, or when
-    /// a newer hookwire wrote it.
+    /// Opens (or creates) the store at `path`. Fails when another process holds it, when
+    /// a newer hookwire wrote it, or when `secrets_key` is not the store's key.
     pub fn open(path: &Path, cache_capacity_bytes: u64, secrets_key: &[u8; 32]) -> Result<Self> {
+        Self::open_with_keys(path, cache_capacity_bytes, secrets_key, &[])
+    }
+
+    /// [`Store::open`], with the keys of earlier rotations: secrets sealed under any of
+    /// them still open, and every new seal uses `secrets_key`.
+    pub fn open_with_keys(
+        path: &Path,
+        cache_capacity_bytes: u64,
+        secrets_key: &[u8; 32],
+        previous_keys: &[[u8; 32]],
+    ) -> Result<Self> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity_bytes)
@@ -173,15 +191,60 @@ impl Store {
                 }
             }
         }
-        Ok(Self {
+        let store = Self {
             subscriptions: db.open_tree("subscriptions")?,
             by_event: db.open_tree("subscriptions_by_event")?,
             attempts: db.open_tree("attempts")?,
             dead: Archive::open(&db)?,
             db,
-            sealer: Sealer::new(secrets_key),
+            sealer: Sealer::new(secrets_key, previous_keys),
             subscribers: Arc::default(),
-        })
+            path: Arc::new(path.to_owned()),
+        };
+        store.check_key()?;
+        Ok(store)
+    }
+
+    /// Fails with [`Error::WrongKey`] unless the store's canary opens with one of the keys.
+    /// A store without a canary (written before it existed) proves its key by its first
+    /// subscription's secrets, then gets a canary.
+    fn check_key(&self) -> Result<()> {
+        match self.db.get(CANARY_KEY)? {
+            Some(sealed) => match self.sealer.open(&sealed, CANARY_KEY, CANARY_KEY) {
+                Ok(plain) if plain == CANARY_PLAINTEXT => Ok(()),
+                Ok(_) | Err(Error::Unseal) => Err(Error::WrongKey),
+                Err(e) => Err(e),
+            },
+            None => {
+                // The first record that decodes, or whose secret does not open, decides;
+                // a damaged record decides nothing.
+                let mut proven = false;
+                for entry in self.subscriptions.iter() {
+                    match self.decode(&entry?.1) {
+                        Ok(_) => {
+                            proven = true;
+                            break;
+                        }
+                        Err(Error::Unseal) => return Err(Error::WrongKey),
+                        Err(_) => {}
+                    }
+                }
+                // Secrets that opened may have needed a previous key: the canary must not
+                // vouch for the current key alone until `reseal` has moved them.
+                if proven && self.sealer.has_previous() {
+                    return Ok(());
+                }
+                self.write_canary()
+            }
+        }
+    }
+
+    /// Seals the canary under the current key, durably.
+    fn write_canary(&self) -> Result<()> {
+        let sealed = self.sealer.seal(CANARY_PLAINTEXT, CANARY_KEY)?;
+        self.db.insert(CANARY_KEY, sealed)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Applies one change atomically. It is durable only after [`Store::flush`].
@@ -366,6 +429,27 @@ impl Store {
         transact_pair(&self.subscriptions, &self.by_event, f)
     }
 
+    /// Seals every signing secret again under the current key, then the canary, so that
+    /// the previous keys can be dropped from the configuration. Returns the number of
+    /// subscriptions resealed. Blocking; the store is flushed before it returns.
+    pub fn reseal(&self) -> Result<usize> {
+        let mut count = 0;
+        for entry in self.subscriptions.iter() {
+            let sub = self.decode(&entry?.1)?;
+            // Through `apply`, like every write: one change per subscription.
+            self.apply(Change::Upsert(sub))?;
+            count += 1;
+        }
+        self.flush()?;
+        self.write_canary()?;
+        Ok(count)
+    }
+
+    /// The sled directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Makes every applied change durable. Blocking: call it off the async workers.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
@@ -472,8 +556,10 @@ impl Store {
             .iter()
             .map(|k| {
                 Ok(SealedKey {
-                    sealed: BASE64
-                        .encode(self.sealer.seal(k.secret.as_bytes(), sub.id.as_bytes())?),
+                    sealed: BASE64.encode(
+                        self.sealer
+                            .seal(k.secret.as_bytes(), &key_binding(&sub.id, k.expires_at_ms))?,
+                    ),
                     expires_at_ms: k.expires_at_ms,
                 })
             })
@@ -516,8 +602,13 @@ impl Store {
                 let sealed = BASE64
                     .decode(&k.sealed)
                     .map_err(|e| Error::Corrupt(e.to_string()))?;
-                let secret = Secret::from_bytes(self.sealer.open(&sealed, r.id.as_bytes())?)
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                let plain = self.sealer.open(
+                    &sealed,
+                    &key_binding(&r.id, k.expires_at_ms),
+                    r.id.as_bytes(),
+                )?;
+                let secret =
+                    Secret::from_bytes(plain).map_err(|e| Error::Corrupt(e.to_string()))?;
                 Ok(SigningKey {
                     secret,
                     expires_at_ms: k.expires_at_ms,
@@ -566,6 +657,20 @@ struct Header {
 fn decode_header(raw: &[u8]) -> Result<Header, ConflictableTransactionError<Error>> {
     serde_json::from_slice(raw)
         .map_err(|e| ConflictableTransactionError::Abort(Error::Corrupt(e.to_string())))
+}
+
+/// The associated data of a sealed signing key: its subscription and its expiry, so that
+/// neither can be swapped on disk (a rotated-out secret made to sign forever).
+fn key_binding(id: &Uuid, expires_at_ms: Option<u64>) -> Vec<u8> {
+    let mut aad = id.as_bytes().to_vec();
+    match expires_at_ms {
+        Some(at) => {
+            aad.push(1);
+            aad.extend_from_slice(&at.to_be_bytes());
+        }
+        None => aad.push(0),
+    }
+    aad
 }
 
 /// The event list of a stored record, for index maintenance inside a transaction.

@@ -5,6 +5,7 @@ pub mod attempts;
 pub mod dead_letters;
 pub mod event_types;
 pub mod publish;
+pub mod store;
 pub mod topology;
 pub mod verify;
 pub mod webhooks;

@@ -3,8 +3,10 @@
 
 mod client;
 mod commands;
+mod full_disk;
 mod operations;
 mod serve;
+mod store;
 mod verify;
 
 use std::path::Path;

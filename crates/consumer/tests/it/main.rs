@@ -9,6 +9,7 @@ mod hostile;
 mod https;
 mod hygiene;
 mod isolation;
+mod poison;
 mod retry;
 mod session;
 mod ssrf;
