@@ -78,11 +78,14 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
         problems.push("not connected to the broker, or not consuming".to_owned());
     }
     // A read proves the store answers; the writer says whether it can be written.
+    // Unauthenticated: the detail goes to the log, not to whoever asks.
     if let Err(e) = state.store.list("") {
-        problems.push(format!("store: {e}"));
+        tracing::warn!(error = %e, "Readiness: the store cannot be read.");
+        problems.push("store cannot be read (see the log)".to_owned());
     }
     if let Err(e) = state.writer.health() {
-        problems.push(format!("store cannot be written: {e}"));
+        tracing::warn!(error = %e, "Readiness: the store cannot be written.");
+        problems.push("store cannot be written (see the log)".to_owned());
     }
     if problems.is_empty() {
         (

@@ -461,9 +461,6 @@ async fn close(connection: &Connection, code: u16, reason: &str) {
     }
 }
 
-/// The reason a message that can never be handled is archived under.
-pub(crate) const UNPROCESSABLE: &str = "unprocessable";
-
 /// The first wait before a message whose handler failed for a passing reason is handled
 /// again; it doubles up to [`RETRY_MAX_DELAY`].
 const RETRY_MIN_DELAY: Duration = Duration::from_millis(250);
@@ -581,7 +578,7 @@ async fn caught(handling: impl Future<Output = Result<()>>) -> Result<()> {
 }
 
 /// Publishes a message that can never be handled to the dead-letter exchange, with the
-/// reason [`UNPROCESSABLE`] and the error as its detail.
+/// reason [`DeadReason::Unprocessable`] and the error as its detail.
 async fn dead_letter_unprocessable(
     engine: &Engine,
     publisher: &Publisher,
@@ -590,17 +587,12 @@ async fn dead_letter_unprocessable(
     error: &Error,
 ) -> Result<()> {
     let detail = error.to_string();
-    // The reason is replaced below; the helpers keep the original headers and ids.
-    let mut props = match source {
-        Source::Events => {
-            wire::rejected_event_properties(message, DeadReason::InvalidJson, &detail)
-        }
-        _ => wire::dead_letter_properties(&message.properties, DeadReason::InvalidJson, &detail),
+    let reason = DeadReason::Unprocessable;
+    let props = match source {
+        Source::Events => wire::rejected_event_properties(message, reason, &detail),
+        _ => wire::dead_letter_properties(&message.properties, reason, &detail),
     };
-    let mut h = props.headers().clone().unwrap_or_default();
-    hookwire_amqp::headers::set_text(&mut h, wire::REASON, UNPROCESSABLE);
-    props = props.with_headers(h);
-    metrics::counter!("hookwire_dead_letters_total", "reason" => UNPROCESSABLE).increment(1);
+    metrics::counter!("hookwire_dead_letters_total", "reason" => reason.as_str()).increment(1);
     publisher
         .publish(
             &engine.topology().names.dead_letter_exchange(),

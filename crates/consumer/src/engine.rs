@@ -245,10 +245,11 @@ impl Engine {
     /// Archives one message of the dead queue, durably, before it is acked.
     pub async fn handle_dead(&self, message: &Delivery) -> Result<()> {
         let record = crate::dead::archive_record(message, self.settings.dead_letter_body_max_bytes);
-        info!(reason = %record.reason, org = record.org.as_deref().unwrap_or("-"), "Dead letter archived.");
+        let (reason, org) = (record.reason.clone(), record.org.clone());
         self.writer
             .commit(Change::ArchiveDeadLetter(record))
             .await?;
+        info!(%reason, org = org.as_deref().unwrap_or("-"), "Dead letter archived.");
         Ok(())
     }
 

@@ -50,11 +50,14 @@ pub enum DeadReason {
     DeliveryLimit,
     /// A producer published an operational event type, which only hookwire itself sends.
     ReservedEventType,
+    /// hookwire can never handle the message: a record it needs is damaged, or its handler
+    /// panicked.
+    Unprocessable,
 }
 
 impl DeadReason {
     /// Every reason, for exhaustive tests and metrics.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::InvalidJson,
         Self::MissingOrg,
         Self::UnknownEvent,
@@ -68,6 +71,7 @@ impl DeadReason {
         Self::Expired,
         Self::DeliveryLimit,
         Self::ReservedEventType,
+        Self::Unprocessable,
     ];
 
     /// The header value, e.g. `invalid_json`.
@@ -86,6 +90,7 @@ impl DeadReason {
             Self::Expired => "expired",
             Self::DeliveryLimit => "delivery_limit",
             Self::ReservedEventType => "reserved_event_type",
+            Self::Unprocessable => "unprocessable",
         }
     }
 }
