@@ -52,6 +52,38 @@ pub struct Webhook {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// Its circuit breaker on the node that answers: each node judges a webhook by its
+    /// own attempts. Null where that node runs no delivery engine.
+    #[serde(default)]
+    pub circuit: Option<Circuit>,
+}
+
+/// A webhook's circuit breaker, on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Circuit {
+    /// `closed` (attempts go ahead), `open` (deliveries are deferred without a request)
+    /// or `half_open` (a few trial attempts decide).
+    pub state: String,
+    /// Failed share of the attempts in the window (closed) or of the trials so far
+    /// (half-open), 0 to 1.
+    pub failure_rate: f64,
+    /// While open: when it turns half-open (ms since the epoch).
+    pub open_until_ms: Option<u64>,
+}
+
+impl Webhook {
+    /// The webhook with its circuit on this node: closed, at rate 0, if this node has
+    /// not attempted it yet.
+    pub(crate) fn with_circuit(mut self, state: &ApiState) -> Self {
+        self.circuit = state.circuits.as_ref().map(|c| {
+            c.circuit(&self.id).unwrap_or(Circuit {
+                state: "closed".to_owned(),
+                failure_rate: 0.0,
+                open_until_ms: None,
+            })
+        });
+        self
+    }
 }
 
 /// A webhook and its signing secret: the answer to create.
@@ -166,6 +198,7 @@ impl From<&Subscription> for Webhook {
             last_success_at: s.last_success_ms.map(rfc3339),
             created_at: rfc3339(s.created_at_ms),
             updated_at: rfc3339(s.updated_at_ms),
+            circuit: None,
         }
     }
 }
@@ -337,7 +370,12 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> Result<axum::Json<WebhookList>> {
     check_org(&org)?;
-    let webhooks = state.store.list(&org)?.iter().map(Webhook::from).collect();
+    let webhooks = state
+        .store
+        .list(&org)?
+        .iter()
+        .map(|s| Webhook::from(s).with_circuit(&state))
+        .collect();
     Ok(axum::Json(WebhookList { webhooks }))
 }
 
@@ -349,7 +387,8 @@ pub async fn get(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<axum::Json<Webhook>> {
-    Ok(axum::Json(Webhook::from(&load(&state, &org, &id).await?)))
+    let webhook = Webhook::from(&load(&state, &org, &id).await?);
+    Ok(axum::Json(webhook.with_circuit(&state)))
 }
 
 /// Changes a webhook. A new URL must accept the test event first.
@@ -393,7 +432,7 @@ pub async fn update(
     }
     sub.updated_at_ms = now_ms();
     state.writer.commit(Change::Upsert(sub.clone())).await?;
-    Ok(axum::Json(Webhook::from(&sub)))
+    Ok(axum::Json(Webhook::from(&sub).with_circuit(&state)))
 }
 
 /// Deletes a webhook. Its pending retries are dropped when they come due.
