@@ -246,6 +246,7 @@ impl Engine {
         let admission = match self.endpoints.admit(sub, candidate, Instant::now()) {
             Ok(admission) => admission,
             Err(deferral) => {
+                telemetry::deferral(deferral);
                 let left = self
                     .settings
                     .limits

@@ -55,6 +55,17 @@ pub(crate) fn queue_depth(queue: &str, messages: u32) {
     gauge!("hookwire_queue_messages", "queue" => queue.to_owned()).set(f64::from(messages));
 }
 
+/// A delivery was deferred without an attempt, and why.
+pub(crate) fn deferral(deferral: hookwire_core::disposition::Deferral) {
+    use hookwire_core::disposition::Deferral;
+    let cause = match deferral {
+        Deferral::AtCapacity => "at_capacity",
+        Deferral::RateLimited => "rate_limited",
+        Deferral::CircuitOpen(_) => "circuit_open",
+    };
+    counter!("hookwire_deferrals_total", "cause" => cause).increment(1);
+}
+
 /// Webhooks whose circuit is in `state` on this node (`closed`, `open`, `half_open`).
 pub(crate) fn circuits(state: &'static str, delta: f64) {
     gauge!("hookwire_circuits", "state" => state).increment(delta);
