@@ -143,8 +143,15 @@ pub async fn kill(ctx: &Ctx, events: usize, kills: u32) -> Result<Outcome> {
     let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
     let half = Sink::start("half-working", ORG, &[EVENT], Behavior::HalfWorking).await?;
     let sinks = [&flaky, &slow, &healthy, &half];
+    // Events flow at 100 a second and the slow receiver holds each request 1.1 s on
+    // average: 128 slots drain ~116 a second, so that what is measured is recovery from
+    // the kills (more slots hold more events unacked at a kill: more duplicates). With the default 32 it drains ~29 a second, and a 5,000-event run's slow
+    // deliveries take minutes, cycling between the deliveries queue and the deferral tier
+    // as `at_capacity` deferrals (none overdue): throughput, not a stall.
     let settings = Settings {
         circuit: true,
+        per_endpoint_concurrency: 128,
+        concurrency: 256,
         ..Settings::default()
     };
     let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
