@@ -33,6 +33,12 @@ pub const SUBSCRIPTION_ID: &str = "x-hookwire-subscription-id";
 pub const ATTEMPTS: &str = "x-hookwire-attempts";
 /// Task header: when hookwire first saw the event, for `delivery.max_age`.
 pub const FIRST_SEEN_MS: &str = "x-hookwire-first-seen-ms";
+/// Task header: since when (ms) it has been deferred without an attempt, for
+/// `delivery.circuit_max_deferral`.
+pub const DEFERRED_SINCE_MS: &str = "x-hookwire-deferred-since-ms";
+/// Task header: when (ms) its tier is due to expire it back to the work queue, so that a
+/// tier that does not expire on time is noticed.
+pub const DUE_MS: &str = "x-hookwire-due-ms";
 /// Dead-letter header: why a message is dead (one of [`DeadReason`]).
 pub const REASON: &str = "x-hookwire-reason";
 /// Dead-letter header: the reason in words.
@@ -209,6 +215,11 @@ pub struct Task {
     pub first_seen_ms: u64,
     /// When the producer published it (ms), for end-to-end lag.
     pub published_at_ms: Option<u64>,
+    /// Since when (ms) it has been deferred without an attempt; `None` if it was not.
+    pub deferred_since_ms: Option<u64>,
+    /// When (ms) the tier it comes back from was due to expire it; `None` if it was
+    /// not parked. Read only: [`Task::parked_properties`] sets it.
+    pub due_ms: Option<u64>,
 }
 
 impl Task {
@@ -229,6 +240,9 @@ impl Task {
         if let Some(at) = self.published_at_ms {
             headers::set_unsigned(&mut h, PUBLISHED_AT_HEADER, at);
         }
+        if let Some(since) = self.deferred_since_ms {
+            headers::set_unsigned(&mut h, DEFERRED_SINCE_MS, since);
+        }
         BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type(JSON.into())
@@ -240,7 +254,11 @@ impl Task {
     /// Properties of the task parked in a tier: it expires back to the work queue after
     /// `expiration`.
     pub fn parked_properties(&self, expiration: Duration) -> BasicProperties {
-        self.properties()
+        let props = self.properties();
+        let mut h = props.headers().clone().unwrap_or_default();
+        headers::set_unsigned(&mut h, DUE_MS, now_ms() + expiration.as_millis() as u64);
+        props
+            .with_headers(h)
             .with_expiration(expiration.as_millis().to_string().as_str().into())
     }
 
@@ -268,6 +286,8 @@ impl Task {
                 .ok_or_else(|| format!("task header `{ATTEMPTS}` is missing"))?,
             first_seen_ms: headers::unsigned(h, FIRST_SEEN_MS).unwrap_or_else(now_ms),
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
+            deferred_since_ms: headers::unsigned(h, DEFERRED_SINCE_MS),
+            due_ms: headers::unsigned(h, DUE_MS),
         })
     }
 }
@@ -541,6 +561,8 @@ impl Replay<'_> {
                     attempts: 0,
                     first_seen_ms: now_ms(),
                     published_at_ms: None,
+                    deferred_since_ms: None,
+                    due_ms: None,
                 };
                 Ok(Destination {
                     exchange: names.work_exchange(),

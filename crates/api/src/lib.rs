@@ -34,7 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, Result};
-pub use state::{ApiSettings, ApiState};
+pub use state::{ApiSettings, ApiState, Circuits};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -44,6 +44,13 @@ impl std::fmt::Debug for ApiSettings {
     }
 }
 
+/// Webhooks' circuits as this node's delivery engine sees them: each node judges the
+/// webhooks it delivers to by its own attempts.
+pub trait Circuits: Send + Sync + std::fmt::Debug {
+    /// Webhook `id`'s circuit; `None` if this node has not attempted it since it started.
+    fn circuit(&self, id: &uuid::Uuid) -> Option<crate::webhooks::Circuit>;
+}
+
 /// Shared state of the handlers. Cloning is cheap.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -64,6 +71,8 @@ pub struct ApiState {
     pub broker_ready: Arc<AtomicBool>,
     /// Publishes dead letters back.
     pub replayer: Arc<Replayer>,
+    /// Webhooks' circuits on this node; `None` where no delivery engine runs.
+    pub circuits: Option<Arc<dyn Circuits>>,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

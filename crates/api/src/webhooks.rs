@@ -56,6 +56,38 @@ pub struct Webhook {
     /// Incremented by every change of its settings. Send it back as `version` in a PATCH
     /// to refuse the change (409 `conflict`) if someone changed it since you read it.
     pub version: u64,
+    /// Its circuit breaker on the node that answers: each node judges a webhook by its
+    /// own attempts. Null where that node runs no delivery engine.
+    #[serde(default)]
+    pub circuit: Option<Circuit>,
+}
+
+/// A webhook's circuit breaker, on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Circuit {
+    /// `closed` (attempts go ahead), `open` (deliveries are deferred without a request)
+    /// or `half_open` (a few trial attempts decide).
+    pub state: String,
+    /// Failed share of the attempts in the window (closed) or of the trials so far
+    /// (half-open), 0 to 1.
+    pub failure_rate: f64,
+    /// While open: when it turns half-open (ms since the epoch).
+    pub open_until_ms: Option<u64>,
+}
+
+impl Webhook {
+    /// The webhook with its circuit on this node: closed, at rate 0, if this node has
+    /// not attempted it yet.
+    pub(crate) fn with_circuit(mut self, state: &ApiState) -> Self {
+        self.circuit = state.circuits.as_ref().map(|c| {
+            c.circuit(&self.id).unwrap_or(Circuit {
+                state: "closed".to_owned(),
+                failure_rate: 0.0,
+                open_until_ms: None,
+            })
+        });
+        self
+    }
 }
 
 /// A webhook and its signing secret: the answer to create.
@@ -192,6 +224,7 @@ impl From<&Subscription> for Webhook {
             created_at: rfc3339(s.created_at_ms),
             updated_at: rfc3339(s.updated_at_ms),
             version: s.version,
+            circuit: None,
         }
     }
 }
@@ -477,7 +510,11 @@ pub async fn list(
             other => other.into(),
         })?;
     Ok(axum::Json(WebhookList {
-        webhooks: page.items.iter().map(Webhook::from).collect(),
+        webhooks: page
+            .items
+            .iter()
+            .map(|s| Webhook::from(s).with_circuit(&state))
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -490,7 +527,8 @@ pub async fn get(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<axum::Json<Webhook>> {
-    Ok(axum::Json(Webhook::from(&load(&state, &org, &id).await?)))
+    let webhook = Webhook::from(&load(&state, &org, &id).await?);
+    Ok(axum::Json(webhook.with_circuit(&state)))
 }
 
 /// Changes a webhook. A new URL must accept the test event first.
@@ -539,7 +577,7 @@ pub async fn update(
     }
     sub.updated_at_ms = now_ms();
     let sub = replace(&state, sub).await?;
-    Ok(axum::Json(Webhook::from(&sub)))
+    Ok(axum::Json(Webhook::from(&sub).with_circuit(&state)))
 }
 
 /// Deletes a webhook. Its pending retries are dropped when they come due.

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookwire_amqp::{Names, Replayer};
-use hookwire_api::{ApiSettings, ApiState};
+use hookwire_api::{ApiSettings, ApiState, Circuits};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
 use hookwire_consumer::{
-    AmqpSettings, Daemon, EndpointLimits, Engine, EngineParts, EngineSettings,
+    AmqpSettings, CircuitLimits, Daemon, EndpointLimits, Endpoints, Engine, EngineParts,
+    EngineSettings,
 };
 use hookwire_core::config::CatalogConfig;
 use hookwire_core::{Catalog, Config};
@@ -52,7 +53,7 @@ impl App {
     pub async fn with_store(config: &Config, store: Store) -> Result<Self> {
         let catalog = catalog(&config.catalog)?;
         let writer = Writer::spawn(store.clone());
-        let daemon = daemon(config, store.clone(), writer.clone(), catalog.clone())?;
+        let (daemon, endpoints) = daemon(config, store.clone(), writer.clone(), catalog.clone())?;
         let metrics = metrics_recorder()?;
         let api = ApiState {
             config: Arc::new(ApiSettings {
@@ -77,6 +78,7 @@ impl App {
                 &config.amqp.namespace,
                 config.amqp.confirm_timeout,
             )),
+            circuits: Some(Arc::new(EngineCircuits(endpoints))),
             metrics: Some(metrics.clone()),
         };
         let listener = TcpListener::bind(&config.api.listen)
@@ -198,7 +200,31 @@ pub fn deliverer(config: &Config) -> Result<Deliverer> {
 }
 
 /// The delivery engine and the daemon that feeds it from the broker.
-fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Result<Daemon> {
+/// The delivery engine's circuits, as the API shows them.
+#[derive(Debug)]
+struct EngineCircuits(Endpoints);
+
+impl Circuits for EngineCircuits {
+    fn circuit(&self, id: &uuid::Uuid) -> Option<hookwire_api::webhooks::Circuit> {
+        let now = std::time::Instant::now();
+        let snapshot = self.0.snapshot(id, now)?;
+        Some(hookwire_api::webhooks::Circuit {
+            state: snapshot.state.as_str().to_owned(),
+            failure_rate: snapshot.failure_rate,
+            open_until_ms: snapshot
+                .open_for
+                .map(|rest| hookwire_core::now_ms() + rest.as_millis() as u64),
+        })
+    }
+}
+
+/// The daemon, and its engine's circuits for the API.
+fn daemon(
+    config: &Config,
+    store: Store,
+    writer: Writer,
+    catalog: Catalog,
+) -> Result<(Daemon, Endpoints)> {
     let d = &config.delivery;
     let rules = d.rules().map_err(|e| Error::Config(e.to_string()))?;
     let attempt_log = AttemptLog::spawn(
@@ -210,6 +236,12 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
             dead_letters_per_org: config.store.dead_letters_per_org,
         },
     );
+    let cool_off = d.circuit_cool_off;
+    // Every delivery an open circuit deferred comes back within this tier (or sooner).
+    let prefer_attempted_for = rules
+        .plan
+        .tier_covering(cool_off)
+        .min(d.circuit_max_deferral);
     let engine = Engine::new(EngineParts {
         store,
         writer,
@@ -225,12 +257,20 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
             concurrency: d.concurrency,
             limits: EndpointLimits {
                 per_endpoint_concurrency: d.per_endpoint_concurrency,
-                circuit_failure_threshold: d.circuit_failure_threshold,
-                circuit_cool_off: d.circuit_cool_off,
+                circuit: CircuitLimits {
+                    min_failures: d.circuit_failure_threshold,
+                    failure_rate: d.circuit_failure_rate,
+                    window: d.circuit_window,
+                    cool_off,
+                    half_open_trials: d.circuit_half_open_trials,
+                    prefer_attempted_for,
+                    max_deferral: d.circuit_max_deferral,
+                },
             },
         },
     });
-    Ok(Daemon::new(
+    let endpoints = engine.endpoints().clone();
+    let daemon = Daemon::new(
         engine,
         AmqpSettings {
             url: config.amqp.url.clone(),
@@ -241,7 +281,8 @@ fn daemon(config: &Config, store: Store, writer: Writer, catalog: Catalog) -> Re
             open_timeout: config.amqp.open_timeout,
             shutdown_grace: d.shutdown_grace,
         },
-    ))
+    );
+    Ok((daemon, endpoints))
 }
 
 /// The process's metrics recorder. The `metrics` facade has one global recorder, so every

@@ -12,42 +12,207 @@ use std::time::{Duration, Instant};
 use hookwire_core::Subscription;
 use uuid::Uuid;
 
+use crate::telemetry;
+
 /// The isolation settings.
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointLimits {
     /// Attempts in flight to one webhook, unless the webhook sets its own.
     pub per_endpoint_concurrency: usize,
-    /// Consecutive failures that open a webhook's circuit.
-    pub circuit_failure_threshold: u32,
-    /// How long an open circuit waits before a single probe.
-    pub circuit_cool_off: Duration,
+    /// When a webhook's circuit opens, and how it closes again.
+    pub circuit: CircuitLimits,
+}
+
+/// A webhook's circuit breaker: judged on a failure rate over a sliding window, with a
+/// half-open state that admits several trials and a bound on any delivery's deferral.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitLimits {
+    /// Failures within the window needed, at the least, before the rate can open it.
+    pub min_failures: u32,
+    /// Share of failed attempts within the window that opens it (0 < r <= 1).
+    pub failure_rate: f64,
+    /// The sliding window.
+    pub window: Duration,
+    /// How long it stays open before it turns half-open.
+    pub cool_off: Duration,
+    /// Trial attempts a half-open circuit admits.
+    pub half_open_trials: u32,
+    /// For this long after turning half-open, trials go only to deliveries already
+    /// attempted: a fresh delivery's first attempt is the one a half-working receiver
+    /// fails, and its retries the ones it answers. Every delivery the open circuit
+    /// deferred comes back within its tier, so this is that tier.
+    pub prefer_attempted_for: Duration,
+    /// A delivery deferred this long by the circuit gets an attempt regardless.
+    pub max_deferral: Duration,
 }
 
 pub use hookwire_core::disposition::Deferral;
 
-#[derive(Debug, Default)]
+/// What the circuit needs to know about the delivery that asks for an attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Candidate {
+    /// It had an attempt already (`task.attempts > 0`).
+    pub attempted: bool,
+    /// How long it has been deferred since its last attempt, if it was.
+    pub deferred_for: Option<Duration>,
+}
+
+/// A circuit's state, as the API and the metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Attempts go ahead; their results fill the window.
+    Closed,
+    /// Deliveries are deferred without a request.
+    Open,
+    /// A few trial attempts decide whether it closes.
+    HalfOpen,
+}
+
+impl CircuitState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// One webhook's circuit as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CircuitSnapshot {
+    /// Its state.
+    pub state: CircuitState,
+    /// Failed share of the attempts in the window (closed), or of the trials so far
+    /// (half-open); 0 without any.
+    pub failure_rate: f64,
+    /// While open: for how much longer.
+    pub open_for: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Circuit {
+    Closed,
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        since: Instant,
+        admitted: u32,
+        successes: u32,
+        failures: u32,
+    },
+}
+
+impl Circuit {
+    fn state(&self) -> CircuitState {
+        match self {
+            Self::Closed => CircuitState::Closed,
+            Self::Open { .. } => CircuitState::Open,
+            Self::HalfOpen { .. } => CircuitState::HalfOpen,
+        }
+    }
+}
+
+const BUCKETS: usize = 10;
+
+/// A time-based sliding window in [`BUCKETS`] buckets: bounded memory at any rate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    /// (bucket number since `origin`, calls, failures)
+    buckets: [(u64, u32, u32); BUCKETS],
+}
+
+impl Window {
+    fn bucket_of(origin: Instant, window: Duration, now: Instant) -> u64 {
+        let width = (window.as_millis() as u64 / BUCKETS as u64).max(1);
+        now.saturating_duration_since(origin).as_millis() as u64 / width
+    }
+
+    fn record(&mut self, bucket: u64, failed: bool) {
+        let slot = &mut self.buckets[(bucket % BUCKETS as u64) as usize];
+        if slot.0 != bucket || slot.1 == 0 {
+            *slot = (bucket, 0, 0);
+        }
+        slot.1 += 1;
+        slot.2 += u32::from(failed);
+    }
+
+    /// (calls, failures) in the window ending at `bucket`.
+    fn totals(&self, bucket: u64) -> (u32, u32) {
+        self.buckets
+            .iter()
+            .filter(|b| b.1 > 0 && b.0 <= bucket && bucket - b.0 < BUCKETS as u64)
+            .fold((0, 0), |(c, f), b| (c + b.1, f + b.2))
+    }
+}
+
+#[derive(Debug)]
 struct Endpoint {
     in_flight: usize,
-    consecutive_failures: u32,
-    open_until: Option<Instant>,
-    /// A half-open circuit lets exactly one probe through.
-    probing: bool,
-    window_start: Option<Instant>,
-    window_count: u32,
+    circuit: Circuit,
+    /// Bumped on every transition: a result from an attempt admitted under an earlier
+    /// state says nothing about the current one.
+    epoch: u64,
+    origin: Instant,
+    window: Window,
+    rate_window_start: Option<Instant>,
+    rate_window_count: u32,
+}
+
+impl Endpoint {
+    fn new(now: Instant) -> Self {
+        telemetry::circuits(CircuitState::Closed.as_str(), 1.0);
+        Self {
+            in_flight: 0,
+            circuit: Circuit::Closed,
+            epoch: 0,
+            origin: now,
+            window: Window::default(),
+            rate_window_start: None,
+            rate_window_count: 0,
+        }
+    }
+
+    fn transition(&mut self, to: Circuit) {
+        let (from, next) = (self.circuit.state(), to.state());
+        self.circuit = to;
+        self.epoch += 1;
+        if matches!(to, Circuit::Closed) {
+            self.window = Window::default();
+        }
+        if from != next {
+            telemetry::circuits(from.as_str(), -1.0);
+            telemetry::circuits(next.as_str(), 1.0);
+        }
+        telemetry::circuit_transition(next.as_str());
+    }
 }
 
 /// The state of every webhook seen recently. Entries are small and hold no secrets.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Endpoints {
     limits: EndpointLimits,
     state: Arc<Mutex<HashMap<Uuid, Endpoint>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Closed: its result goes into the window.
+    Counted,
+    /// One of the half-open circuit's trials.
+    Trial,
+    /// Admitted past `max_deferral` while the circuit holds others back: no verdict.
+    Forced,
 }
 
 /// Permission for one attempt; report its result with [`Admission::finish`].
 #[derive(Debug)]
 pub struct Admission {
     id: Uuid,
-    probe: bool,
+    kind: Kind,
+    epoch: u64,
     state: Arc<Mutex<HashMap<Uuid, Endpoint>>>,
     limits: EndpointLimits,
     finished: bool,
@@ -62,23 +227,55 @@ impl Endpoints {
         }
     }
 
-    /// Admits one attempt to `sub`, or says why it must wait.
-    pub fn admit(&self, sub: &Subscription, now: Instant) -> Result<Admission, Deferral> {
+    /// Admits one attempt of `candidate` to `sub`, or says why it must wait.
+    pub fn admit(
+        &self,
+        sub: &Subscription,
+        candidate: Candidate,
+        now: Instant,
+    ) -> Result<Admission, Deferral> {
+        let c = self.limits.circuit;
         let mut all = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = all.entry(sub.id).or_default();
-        let mut probe = false;
-        if let Some(until) = e.open_until {
-            if now < until {
-                return Err(Deferral::CircuitOpen(until - now));
-            }
-            if e.probing {
-                return Err(Deferral::CircuitOpen(self.limits.circuit_cool_off));
-            }
-            probe = true;
+        let e = all.entry(sub.id).or_insert_with(|| Endpoint::new(now));
+        let forced = candidate.deferred_for.is_some_and(|d| d >= c.max_deferral);
+        if let Circuit::Open { until } = e.circuit
+            && now >= until
+        {
+            e.transition(Circuit::HalfOpen {
+                since: now,
+                admitted: 0,
+                successes: 0,
+                failures: 0,
+            });
         }
+        let kind = match e.circuit {
+            Circuit::Closed => Kind::Counted,
+            Circuit::Open { .. } if forced => Kind::Forced,
+            Circuit::Open { until } => return Err(Deferral::CircuitOpen(until - now)),
+            Circuit::HalfOpen {
+                since, admitted, ..
+            } => {
+                let preferring = now.saturating_duration_since(since) < c.prefer_attempted_for;
+                if admitted >= c.half_open_trials || (preferring && !candidate.attempted) {
+                    if !forced {
+                        // Until the trials decide, or until the trials' preference is
+                        // over: the latter only matters to fresh deliveries.
+                        let wait = if admitted >= c.half_open_trials {
+                            Duration::ZERO
+                        } else {
+                            c.prefer_attempted_for - now.saturating_duration_since(since)
+                        };
+                        return Err(Deferral::CircuitOpen(wait));
+                    }
+                    Kind::Forced
+                } else {
+                    Kind::Trial
+                }
+            }
+        };
         let cap = sub
             .max_concurrency
             .map_or(self.limits.per_endpoint_concurrency, |n| n as usize);
@@ -86,34 +283,84 @@ impl Endpoints {
             return Err(Deferral::AtCapacity);
         }
         if let Some(limit) = sub.rate_limit_per_sec {
-            match e.window_start {
+            match e.rate_window_start {
                 Some(start) if now.duration_since(start) < Duration::from_secs(1) => {
-                    if e.window_count >= limit {
+                    if e.rate_window_count >= limit {
                         return Err(Deferral::RateLimited);
                     }
-                    e.window_count += 1;
+                    e.rate_window_count += 1;
                 }
                 _ => {
-                    e.window_start = Some(now);
-                    e.window_count = 1;
+                    e.rate_window_start = Some(now);
+                    e.rate_window_count = 1;
                 }
             }
         }
         e.in_flight += 1;
-        e.probing |= probe;
+        if let (Kind::Trial, Circuit::HalfOpen { admitted, .. }) = (kind, &mut e.circuit) {
+            *admitted += 1;
+        }
         Ok(Admission {
             id: sub.id,
-            probe,
+            kind,
+            epoch: e.epoch,
             state: self.state.clone(),
             limits: self.limits,
             finished: false,
         })
     }
+
+    /// The circuit of webhook `id` at `now`, if this node has seen it.
+    pub fn snapshot(&self, id: &Uuid, now: Instant) -> Option<CircuitSnapshot> {
+        let all = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = all.get(id)?;
+        let rate = |calls: u32, failures: u32| {
+            if calls == 0 {
+                0.0
+            } else {
+                f64::from(failures) / f64::from(calls)
+            }
+        };
+        Some(match e.circuit {
+            Circuit::Closed => {
+                let bucket = Window::bucket_of(e.origin, self.limits.circuit.window, now);
+                let (calls, failures) = e.window.totals(bucket);
+                CircuitSnapshot {
+                    state: CircuitState::Closed,
+                    failure_rate: rate(calls, failures),
+                    open_for: None,
+                }
+            }
+            // Turns half-open at the next delivery; shown as it will be.
+            Circuit::Open { until } if now >= until => CircuitSnapshot {
+                state: CircuitState::HalfOpen,
+                failure_rate: 0.0,
+                open_for: None,
+            },
+            Circuit::Open { until } => CircuitSnapshot {
+                state: CircuitState::Open,
+                failure_rate: 1.0,
+                open_for: Some(until - now),
+            },
+            Circuit::HalfOpen {
+                successes,
+                failures,
+                ..
+            } => CircuitSnapshot {
+                state: CircuitState::HalfOpen,
+                failure_rate: rate(successes + failures, failures),
+                open_for: None,
+            },
+        })
+    }
 }
 
 impl Admission {
-    /// Records the attempt's result: a success closes the circuit; enough consecutive
-    /// failures open it.
+    /// Records the attempt's result: a closed circuit opens on its window's failure
+    /// rate, a half-open one closes or re-opens on its trials'.
     pub fn finish(mut self, succeeded: bool, now: Instant) {
         self.release(Some(succeeded), now);
     }
@@ -123,6 +370,7 @@ impl Admission {
             return;
         }
         self.finished = true;
+        let c = self.limits.circuit;
         let mut all = self
             .state
             .lock()
@@ -131,22 +379,52 @@ impl Admission {
             return;
         };
         e.in_flight = e.in_flight.saturating_sub(1);
-        if self.probe {
-            e.probing = false;
+        if e.epoch != self.epoch || self.kind == Kind::Forced {
+            return;
         }
-        match result {
-            Some(true) => {
-                e.consecutive_failures = 0;
-                e.open_until = None;
-            }
-            Some(false) => {
-                e.consecutive_failures = e.consecutive_failures.saturating_add(1);
-                if self.probe || e.consecutive_failures >= self.limits.circuit_failure_threshold {
-                    e.open_until = Some(now + self.limits.circuit_cool_off);
+        let open = Circuit::Open {
+            until: now + c.cool_off,
+        };
+        match (&mut e.circuit, result) {
+            (Circuit::Closed, Some(succeeded)) => {
+                let bucket = Window::bucket_of(e.origin, c.window, now);
+                e.window.record(bucket, !succeeded);
+                let (calls, failures) = e.window.totals(bucket);
+                if !succeeded
+                    && failures >= c.min_failures
+                    && f64::from(failures) >= c.failure_rate * f64::from(calls)
+                {
+                    e.transition(open);
                 }
             }
-            // Abandoned (shutdown hand-back): no verdict on the endpoint.
-            None => {}
+            (Circuit::HalfOpen { admitted, .. }, None) => {
+                // Abandoned (shutdown hand-back, a 4xx): another delivery may try.
+                *admitted = admitted.saturating_sub(1);
+            }
+            (
+                Circuit::HalfOpen {
+                    successes,
+                    failures,
+                    ..
+                },
+                Some(succeeded),
+            ) => {
+                if succeeded {
+                    *successes += 1;
+                } else {
+                    *failures += 1;
+                }
+                let trials = f64::from(c.half_open_trials);
+                let undecided = c.half_open_trials.saturating_sub(*successes + *failures);
+                if f64::from(*failures) >= c.failure_rate * trials {
+                    e.transition(open);
+                } else if f64::from(*failures + undecided) < c.failure_rate * trials {
+                    // Even if every trial still out fails, the rate stays below.
+                    e.transition(Circuit::Closed);
+                }
+            }
+            // Abandoned (shutdown hand-back) or a 4xx: no verdict on the endpoint.
+            (Circuit::Closed, None) | (Circuit::Open { .. }, _) => {}
         }
     }
 }
@@ -164,8 +442,15 @@ mod tests {
     fn limits() -> EndpointLimits {
         EndpointLimits {
             per_endpoint_concurrency: 2,
-            circuit_failure_threshold: 3,
-            circuit_cool_off: Duration::from_secs(10),
+            circuit: CircuitLimits {
+                min_failures: 3,
+                failure_rate: 0.5,
+                window: Duration::from_secs(10),
+                cool_off: Duration::from_secs(10),
+                half_open_trials: 2,
+                prefer_attempted_for: Duration::from_secs(4),
+                max_deferral: Duration::from_secs(60),
+            },
         }
     }
 
@@ -174,84 +459,213 @@ mod tests {
         Subscription::new("acme", "https://example.com/", "", vec![], secret, 0)
     }
 
+    const FRESH: Candidate = Candidate {
+        attempted: false,
+        deferred_for: None,
+    };
+    const RETRY: Candidate = Candidate {
+        attempted: true,
+        deferred_for: None,
+    };
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    /// Opens `s`'s circuit at `t0` with three failures.
+    fn open(endpoints: &Endpoints, s: &Subscription, t0: Instant) {
+        for _ in 0..3 {
+            endpoints
+                .admit(s, FRESH, t0)
+                .expect("closed")
+                .finish(false, t0);
+        }
+        assert_eq!(
+            endpoints.snapshot(&s.id, t0).map(|c| c.state),
+            Some(CircuitState::Open)
+        );
+    }
+
     #[test]
     fn caps_in_flight_per_webhook_not_per_host() {
         let endpoints = Endpoints::new(limits());
         let (a, b) = (sub(), sub());
         let now = Instant::now();
-        let first = endpoints.admit(&a, now).expect("1st");
-        let _second = endpoints.admit(&a, now).expect("2nd");
-        assert_eq!(endpoints.admit(&a, now).err(), Some(Deferral::AtCapacity));
+        let first = endpoints.admit(&a, FRESH, now).expect("1st");
+        let _second = endpoints.admit(&a, FRESH, now).expect("2nd");
+        assert_eq!(
+            endpoints.admit(&a, FRESH, now).err(),
+            Some(Deferral::AtCapacity)
+        );
         assert!(
-            endpoints.admit(&b, now).is_ok(),
+            endpoints.admit(&b, FRESH, now).is_ok(),
             "another webhook on the same host is unaffected"
         );
         first.finish(true, now);
         assert!(
-            endpoints.admit(&a, now).is_ok(),
+            endpoints.admit(&a, FRESH, now).is_ok(),
             "a finished attempt frees its slot"
         );
         let mut own_cap = sub();
         own_cap.max_concurrency = Some(1);
-        let _only = endpoints.admit(&own_cap, now).expect("1st");
+        let _only = endpoints.admit(&own_cap, FRESH, now).expect("1st");
         assert_eq!(
-            endpoints.admit(&own_cap, now).err(),
+            endpoints.admit(&own_cap, FRESH, now).err(),
             Some(Deferral::AtCapacity)
         );
     }
 
     #[test]
-    fn circuit_opens_after_consecutive_failures_and_probes_once() {
+    fn the_circuit_opens_on_a_failure_rate_with_a_minimum_of_failures() {
         let endpoints = Endpoints::new(limits());
         let s = sub();
         let t0 = Instant::now();
+        // 1 in 2 fail, 2 of them: below the minimum of 3 failures.
+        for ok in [true, false, true, false] {
+            endpoints
+                .admit(&s, FRESH, t0)
+                .expect("closed")
+                .finish(ok, t0);
+        }
+        // 3 failures of 7: below 50 %.
+        for ok in [true, true, true] {
+            endpoints
+                .admit(&s, FRESH, t0)
+                .expect("closed")
+                .finish(ok, t0);
+        }
+        endpoints
+            .admit(&s, FRESH, t0)
+            .expect("closed")
+            .finish(false, t0);
+        let snap = endpoints.snapshot(&s.id, t0).expect("seen");
+        assert_eq!(snap.state, CircuitState::Closed);
+        assert!((snap.failure_rate - 0.375).abs() < 1e-9, "{snap:?}");
+        // Once the window slid past those, 3 failures in a row are 100 %.
+        let later = t0 + secs(11);
         for _ in 0..3 {
-            endpoints.admit(&s, t0).expect("closed").finish(false, t0);
+            endpoints
+                .admit(&s, FRESH, later)
+                .expect("closed")
+                .finish(false, later);
         }
         assert_eq!(
-            endpoints.admit(&s, t0 + Duration::from_secs(4)).err(),
-            Some(Deferral::CircuitOpen(Duration::from_secs(6)))
-        );
-        let after = t0 + Duration::from_secs(10);
-        let probe = endpoints
-            .admit(&s, after)
-            .expect("one probe after the cool-off");
-        assert!(
-            matches!(endpoints.admit(&s, after), Err(Deferral::CircuitOpen(_))),
-            "only one probe"
-        );
-        probe.finish(false, after);
-        assert!(
-            matches!(endpoints.admit(&s, after), Err(Deferral::CircuitOpen(_))),
-            "a failed probe re-opens"
-        );
-        let later = after + Duration::from_secs(10);
-        endpoints
-            .admit(&s, later)
-            .expect("probe")
-            .finish(true, later);
-        assert!(
-            endpoints.admit(&s, later).is_ok(),
-            "a successful probe closes it"
+            endpoints.admit(&s, FRESH, later + secs(4)).err(),
+            Some(Deferral::CircuitOpen(secs(6)))
         );
     }
 
     #[test]
-    fn a_success_resets_the_failure_count_and_dropping_is_neutral() {
+    fn half_open_admits_several_trials_preferring_deliveries_already_attempted() {
         let endpoints = Endpoints::new(limits());
         let s = sub();
-        let now = Instant::now();
+        let t0 = Instant::now();
+        open(&endpoints, &s, t0);
+        let half = t0 + secs(10);
+        assert_eq!(
+            endpoints.admit(&s, FRESH, half).err(),
+            Some(Deferral::CircuitOpen(secs(4))),
+            "a fresh delivery waits while retries may come back"
+        );
+        let first = endpoints.admit(&s, RETRY, half).expect("trial 1");
+        let second = endpoints.admit(&s, RETRY, half).expect("trial 2");
+        assert_eq!(
+            endpoints.admit(&s, RETRY, half).err(),
+            Some(Deferral::CircuitOpen(Duration::ZERO)),
+            "two trials at most"
+        );
+        first.finish(true, half);
+        assert_eq!(
+            endpoints.snapshot(&s.id, half).map(|c| c.state),
+            Some(CircuitState::HalfOpen),
+            "one success of two: undecided at 50 %"
+        );
+        second.finish(true, half);
+        assert_eq!(
+            endpoints.snapshot(&s.id, half).map(|c| c.state),
+            Some(CircuitState::Closed)
+        );
+        assert!(endpoints.admit(&s, FRESH, half).is_ok());
+    }
+
+    #[test]
+    fn half_open_takes_fresh_deliveries_once_the_preference_is_over_and_reopens_on_failures() {
+        let endpoints = Endpoints::new(limits());
+        let s = sub();
+        let t0 = Instant::now();
+        open(&endpoints, &s, t0);
+        let half = t0 + secs(10);
+        assert!(endpoints.admit(&s, FRESH, half).is_err());
+        let later = half + secs(4);
+        let trial = endpoints
+            .admit(&s, FRESH, later)
+            .expect("no retry came: a fresh one");
+        trial.finish(false, later);
+        assert_eq!(
+            endpoints.admit(&s, RETRY, later).err(),
+            Some(Deferral::CircuitOpen(secs(10))),
+            "one failure of two trials is 50 %: open again"
+        );
+    }
+
+    #[test]
+    fn a_delivery_deferred_past_the_bound_gets_an_attempt_without_a_verdict() {
+        let endpoints = Endpoints::new(limits());
+        let s = sub();
+        let t0 = Instant::now();
+        open(&endpoints, &s, t0);
+        let overdue = Candidate {
+            attempted: false,
+            deferred_for: Some(secs(60)),
+        };
+        let forced = endpoints.admit(&s, overdue, t0 + secs(1)).expect("forced");
+        forced.finish(true, t0 + secs(1));
+        assert_eq!(
+            endpoints.snapshot(&s.id, t0 + secs(1)).map(|c| c.state),
+            Some(CircuitState::Open),
+            "the circuit follows its own trials"
+        );
+        let not_yet = Candidate {
+            deferred_for: Some(secs(59)),
+            ..overdue
+        };
+        assert!(endpoints.admit(&s, not_yet, t0 + secs(1)).is_err());
+    }
+
+    #[test]
+    fn dropping_is_neutral_and_frees_a_trial() {
+        let endpoints = Endpoints::new(limits());
+        let s = sub();
+        let t0 = Instant::now();
         for _ in 0..2 {
-            endpoints.admit(&s, now).expect("closed").finish(false, now);
+            endpoints
+                .admit(&s, FRESH, t0)
+                .expect("closed")
+                .finish(false, t0);
         }
-        endpoints.admit(&s, now).expect("closed").finish(true, now);
-        for _ in 0..2 {
-            endpoints.admit(&s, now).expect("closed").finish(false, now);
-        }
-        drop(endpoints.admit(&s, now).expect("closed"));
+        drop(endpoints.admit(&s, FRESH, t0).expect("closed"));
         assert!(
-            endpoints.admit(&s, now).is_ok(),
-            "2 failures since the success: still closed"
+            endpoints.admit(&s, FRESH, t0).is_ok(),
+            "2 failures: still closed"
+        );
+        endpoints
+            .admit(&s, FRESH, t0)
+            .expect("closed")
+            .finish(false, t0);
+        let half = t0 + secs(10);
+        let (a, b) = (
+            endpoints.admit(&s, RETRY, half).expect("trial"),
+            endpoints.admit(&s, RETRY, half).expect("trial"),
+        );
+        drop(a);
+        let c = endpoints
+            .admit(&s, RETRY, half)
+            .expect("the dropped trial's place");
+        b.finish(true, half);
+        c.finish(true, half);
+        assert_eq!(
+            endpoints.snapshot(&s.id, half).map(|c| c.state),
+            Some(CircuitState::Closed)
         );
     }
 
@@ -261,11 +675,22 @@ mod tests {
         let mut s = sub();
         s.rate_limit_per_sec = Some(2);
         let now = Instant::now();
-        endpoints.admit(&s, now).expect("1").finish(true, now);
-        endpoints.admit(&s, now).expect("2").finish(true, now);
-        assert_eq!(endpoints.admit(&s, now).err(), Some(Deferral::RateLimited));
+        endpoints
+            .admit(&s, FRESH, now)
+            .expect("1")
+            .finish(true, now);
+        endpoints
+            .admit(&s, FRESH, now)
+            .expect("2")
+            .finish(true, now);
+        assert_eq!(
+            endpoints.admit(&s, FRESH, now).err(),
+            Some(Deferral::RateLimited)
+        );
         assert!(
-            endpoints.admit(&s, now + Duration::from_secs(1)).is_ok(),
+            endpoints
+                .admit(&s, FRESH, now + Duration::from_secs(1))
+                .is_ok(),
             "a new second"
         );
     }

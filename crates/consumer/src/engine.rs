@@ -23,7 +23,7 @@ use self::fair::FairPermits;
 use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
-use crate::endpoints::{EndpointLimits, Endpoints};
+use crate::endpoints::{Candidate, EndpointLimits, Endpoints};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
 
@@ -120,6 +120,11 @@ impl Engine {
         &self.topology
     }
 
+    /// Every webhook's caps and circuit, as this node sees them.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
     /// The batched attempt log.
     pub(crate) fn attempt_log(&self) -> &AttemptLog {
         &self.attempt_log
@@ -173,6 +178,8 @@ impl Engine {
                 attempts: 0,
                 first_seen_ms,
                 published_at_ms: event.published_at_ms,
+                deferred_since_ms: None,
+                due_ms: None,
             };
             (task, sub)
         });
@@ -269,10 +276,33 @@ impl Engine {
                 return self.settle(publisher, &task, body, disposition).await;
             }
         };
-        let admission = match self.endpoints.admit(sub, Instant::now()) {
+        let now = now_ms();
+        if let Some(late) = telemetry::tier_overdue(task.due_ms, now) {
+            telemetry::tier_overdue_seen(late);
+            warn!(webhook_id = %task.webhook_id(), overdue_ms = late.as_millis() as u64, "Delivery came back from its retry tier late: the broker did not expire it on time, or the deliveries queue is that far behind.");
+        }
+        let deferred_for = task
+            .deferred_since_ms
+            .map(|since| Duration::from_millis(now.saturating_sub(since)));
+        let candidate = Candidate {
+            attempted: task.attempts > 0,
+            deferred_for,
+        };
+        let admission = match self.endpoints.admit(sub, candidate, Instant::now()) {
             Ok(admission) => admission,
             Err(deferral) => {
-                let disposition = self.rules.deferred(deferral);
+                telemetry::deferral(deferral);
+                let left = self
+                    .settings
+                    .limits
+                    .circuit
+                    .max_deferral
+                    .saturating_sub(deferred_for.unwrap_or_default());
+                let disposition = self.rules.deferred_within(deferral, left);
+                let task = Task {
+                    deferred_since_ms: Some(task.deferred_since_ms.unwrap_or(now)),
+                    ..task
+                };
                 return self.settle(publisher, &task, body, disposition).await;
             }
         };
@@ -295,6 +325,7 @@ impl Engine {
             .record(attempt_record(&task, &webhook_id, attempt, &report));
         let next = Task {
             attempts: attempt,
+            deferred_since_ms: None,
             ..task
         };
         let now = now_ms();

@@ -15,6 +15,6 @@ mod error;
 mod telemetry;
 
 pub use daemon::{AmqpSettings, Daemon};
-pub use endpoints::EndpointLimits;
+pub use endpoints::{CircuitLimits, CircuitSnapshot, CircuitState, EndpointLimits, Endpoints};
 pub use engine::{Engine, EngineParts, EngineSettings};
 pub use error::{Error, Result};

@@ -54,3 +54,69 @@ pub(crate) fn in_flight(delta: f64) {
 pub(crate) fn queue_depth(queue: &str, messages: u32) {
     gauge!("hookwire_queue_messages", "queue" => queue.to_owned()).set(f64::from(messages));
 }
+
+/// A delivery was deferred without an attempt, and why.
+pub(crate) fn deferral(deferral: hookwire_core::disposition::Deferral) {
+    use hookwire_core::disposition::Deferral;
+    let cause = match deferral {
+        Deferral::AtCapacity => "at_capacity",
+        Deferral::RateLimited => "rate_limited",
+        Deferral::CircuitOpen(_) => "circuit_open",
+    };
+    counter!("hookwire_deferrals_total", "cause" => cause).increment(1);
+}
+
+/// Webhooks whose circuit is in `state` on this node (`closed`, `open`, `half_open`).
+pub(crate) fn circuits(state: &'static str, delta: f64) {
+    gauge!("hookwire_circuits", "state" => state).increment(delta);
+}
+
+/// A circuit turned `to` a state.
+pub(crate) fn circuit_transition(to: &'static str) {
+    counter!("hookwire_circuit_transitions_total", "to" => to).increment(1);
+}
+
+/// A parked task that came back from its tier later than [`TIER_OVERDUE_BOUND`] past
+/// when it was due: the broker did not expire it on time (or the deliveries queue was
+/// that far behind; `hookwire_queue_messages` tells which).
+pub(crate) const TIER_OVERDUE_BOUND: Duration = Duration::from_secs(60);
+
+/// How late a task came back from its tier: `None` if it was not parked or came on time.
+pub(crate) fn tier_overdue(due_ms: Option<u64>, now_ms: u64) -> Option<Duration> {
+    let late = Duration::from_millis(now_ms.saturating_sub(due_ms?));
+    (late > TIER_OVERDUE_BOUND).then_some(late)
+}
+
+/// A task came back `late` past when its tier was due to expire it.
+pub(crate) fn tier_overdue_seen(late: Duration) {
+    counter!("hookwire_tier_overdue_total").increment(1);
+    let late_ms = late.as_millis() as u64;
+    let max_ms = MAX_OVERDUE_MS
+        .fetch_max(late_ms, std::sync::atomic::Ordering::Relaxed)
+        .max(late_ms);
+    gauge!("hookwire_tier_overdue_max_seconds").set(max_ms as f64 / 1000.0);
+}
+
+/// The largest lateness seen since start, for the gauge.
+static MAX_OVERDUE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overdue_only_past_the_bound_and_only_for_parked_tasks() {
+        let due = 1_000_000;
+        assert_eq!(tier_overdue(None, due + 10_000_000), None, "never parked");
+        assert_eq!(
+            tier_overdue(Some(due), due - 5),
+            None,
+            "back early (clock skew)"
+        );
+        assert_eq!(tier_overdue(Some(due), due + 60_000), None, "at the bound");
+        assert_eq!(
+            tier_overdue(Some(due), due + 60_001),
+            Some(Duration::from_millis(60_001))
+        );
+    }
+}

@@ -151,11 +151,23 @@ pub struct DeliveryConfig {
     pub per_endpoint_concurrency: usize,
     /// Above this many subscribers, deliveries are published as tasks.
     pub inline_fanout_max: usize,
-    /// Consecutive failures that open a webhook's circuit.
+    /// Failures within `circuit_window` needed, at the least, before the failure rate
+    /// can open a webhook's circuit.
     pub circuit_failure_threshold: u32,
-    /// How long an open circuit waits before one probe.
+    /// Share of failed attempts within `circuit_window` (0 < r <= 1) that opens the circuit.
+    pub circuit_failure_rate: f64,
+    /// The sliding window over which a webhook's failure rate is judged.
+    #[serde(with = "humantime_serde")]
+    pub circuit_window: Duration,
+    /// How long an open circuit waits before it turns half-open.
     #[serde(with = "humantime_serde")]
     pub circuit_cool_off: Duration,
+    /// Trial attempts a half-open circuit admits; their failure rate closes or re-opens it.
+    pub circuit_half_open_trials: u32,
+    /// Longest a delivery is deferred by an open circuit without an attempt; past it,
+    /// it gets one regardless.
+    #[serde(with = "humantime_serde")]
+    pub circuit_max_deferral: Duration,
     /// A webhook that has failed without a single success this long is disabled.
     #[serde(with = "humantime_serde")]
     pub disable_after: Duration,
@@ -299,6 +311,27 @@ impl Config {
             return Err(invalid(
                 "delivery.circuit_failure_threshold",
                 "must be at least 1",
+            ));
+        }
+        if !(d.circuit_failure_rate > 0.0 && d.circuit_failure_rate <= 1.0) {
+            return Err(invalid(
+                "delivery.circuit_failure_rate",
+                "must be above 0 and at most 1",
+            ));
+        }
+        if d.circuit_window < Duration::from_millis(100) {
+            return Err(invalid("delivery.circuit_window", "must be at least 100ms"));
+        }
+        if d.circuit_half_open_trials == 0 {
+            return Err(invalid(
+                "delivery.circuit_half_open_trials",
+                "must be at least 1",
+            ));
+        }
+        if d.circuit_max_deferral < Duration::from_secs(1) {
+            return Err(invalid(
+                "delivery.circuit_max_deferral",
+                "must be at least 1s",
             ));
         }
         if d.per_endpoint_concurrency == 0 {
@@ -601,6 +634,21 @@ mod tests {
             }),
             ("delivery.defer_delay", |c| {
                 c.delivery.defer_delay = Duration::from_millis(10)
+            }),
+            ("delivery.circuit_failure_rate", |c| {
+                c.delivery.circuit_failure_rate = 0.0
+            }),
+            ("delivery.circuit_failure_rate", |c| {
+                c.delivery.circuit_failure_rate = 1.5
+            }),
+            ("delivery.circuit_window", |c| {
+                c.delivery.circuit_window = Duration::ZERO
+            }),
+            ("delivery.circuit_half_open_trials", |c| {
+                c.delivery.circuit_half_open_trials = 0
+            }),
+            ("delivery.circuit_max_deferral", |c| {
+                c.delivery.circuit_max_deferral = Duration::ZERO
             }),
             ("delivery.only_allowed_cidrs", |c| {
                 c.delivery.only_allowed_cidrs = true

@@ -157,6 +157,31 @@ impl DeliveryRules {
         }
     }
 
+    /// Like [`Self::deferred`], but an open circuit's deferral comes back within
+    /// `left`, what remains of `delivery.circuit_max_deferral`: in the longest tier that
+    /// fits, or the shortest tier if none does.
+    pub fn deferred_within(&self, deferral: Deferral, left: Duration) -> Disposition {
+        let Deferral::CircuitOpen(rest) = deferral else {
+            return self.deferred(deferral);
+        };
+        let covering = self.plan.tier_covering(rest);
+        let tiers = self.plan.tiers();
+        let delay = if covering <= left {
+            covering
+        } else {
+            tiers
+                .range(..=left)
+                .next_back()
+                .or_else(|| tiers.first())
+                .copied()
+                .unwrap_or(covering)
+        };
+        Disposition::Park {
+            delay,
+            cause: ParkCause::Deferred(deferral),
+        }
+    }
+
     /// An attempt cut short by the end of the shutdown grace: back to the deferral tier.
     pub fn handed_back(&self) -> Disposition {
         Disposition::Park {

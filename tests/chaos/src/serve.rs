@@ -28,7 +28,21 @@ pub struct Settings {
     pub per_endpoint_concurrency: usize,
     /// `delivery.concurrency`.
     pub concurrency: usize,
+    /// Whether webhooks' circuits may open (with short windows, see [`CIRCUIT`]); off,
+    /// failures always use attempts, which the outage scenario counts on.
+    pub circuit: bool,
 }
+
+/// The circuit where a scenario turns it on: opened by 10 failures at 80 % within 10 s,
+/// open for 10 s, no delivery deferred longer than 20 s without an attempt. The longest
+/// a delivery can then wait for its attempts is twice (first attempt, then a retry) the
+/// deferral bound plus its tier: (20 + 4 × 1.25) × 2 = 50 s, within the settle rule's 60 s.
+pub const CIRCUIT: (u32, Duration, Duration, Duration) = (
+    10,
+    Duration::from_secs(10),
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -36,6 +50,7 @@ impl Default for Settings {
             schedule: vec![1, 2, 4],
             per_endpoint_concurrency: 32,
             concurrency: 64,
+            circuit: false,
         }
     }
 }
@@ -89,8 +104,17 @@ impl Daemon {
         d.timeout = Duration::from_secs(10);
         d.per_endpoint_concurrency = settings.per_endpoint_concurrency;
         d.concurrency = settings.concurrency;
-        // Failures are the point here: the circuit would defer them without using attempts.
-        d.circuit_failure_threshold = 1_000_000;
+        if settings.circuit {
+            let (threshold, window, cool_off, max_deferral) = CIRCUIT;
+            d.circuit_failure_threshold = threshold;
+            d.circuit_window = window;
+            d.circuit_cool_off = cool_off;
+            d.circuit_max_deferral = max_deferral;
+        } else {
+            // Failures are the point here: the circuit would defer them without using
+            // attempts.
+            d.circuit_failure_threshold = 1_000_000;
+        }
         config.log.level = "info".into();
         seed_store(&config, subs)?;
         let config_path = dir.path().join("hookwire.toml");
@@ -292,6 +316,17 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// `/metrics`, as text.
+    pub async fn metrics(&self) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await?;
+        Ok(resp.text().await?)
+    }
+
     /// A request: its status and JSON body (`Null` when empty or not JSON).
     pub async fn request(
         &self,

@@ -21,6 +21,10 @@ pub enum Behavior {
     Flaky,
     /// 200 after 0.2–2 s: requests are held open when serve is killed.
     Slow,
+    /// 500 to the first request of every webhook-id, 200 to the rest: a receiver behind a
+    /// load balancer with one bad instance. It runs at a 50 % failure rate, and after a
+    /// restart's burst at 100 %, which the circuit must not turn into starvation.
+    HalfWorking,
 }
 
 /// Shared between the receiver's handler and the ledger. Only webhook-ids and counts are
@@ -39,7 +43,7 @@ struct State {
     requested: Mutex<HashSet<String>>,
     /// 2xx answers handed to the connection, by webhook-id.
     delivered: Mutex<HashMap<String, usize>>,
-    /// 500s answered per webhook-id (Flaky).
+    /// 500s answered per webhook-id (Flaky, HalfWorking).
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -149,6 +153,16 @@ fn respond(secret: &Secret, state: &State, behavior: Behavior, req: &Recorded) -
                 let mut failures = state.failures.lock().expect("lock");
                 let n = failures.entry(id).or_insert(0);
                 if *n < 2 && rand::rng().random_bool(0.3) {
+                    *n += 1;
+                    500
+                } else {
+                    200
+                }
+            }
+            Behavior::HalfWorking => {
+                let mut failures = state.failures.lock().expect("lock");
+                let n = failures.entry(id).or_insert(0);
+                if *n == 0 {
                     *n += 1;
                     500
                 } else {

@@ -137,6 +137,7 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
         // rate keeps it from falling behind, and the backlog after a kill drains.
         per_endpoint_concurrency: (rate * 3).max(32),
         concurrency: (rate * 6).max(64),
+        circuit: false,
     };
     let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
     let mut d = Daemon::create(ctx, &settings, &subs).await?;

@@ -9,6 +9,8 @@ fn task() -> Task {
         attempts: 3,
         first_seen_ms: 42,
         published_at_ms: Some(41),
+        deferred_since_ms: Some(40),
+        due_ms: None,
     }
 }
 
@@ -46,6 +48,21 @@ fn a_parked_task_expires_after_its_delay() {
         Some("31250".to_owned())
     );
     assert_eq!(props.delivery_mode(), &Some(PERSISTENT));
+}
+
+#[test]
+fn a_parked_task_says_when_its_tier_is_due_to_expire_it() {
+    let before = now_ms();
+    let props = task().parked_properties(Duration::from_millis(31_250));
+    let back = Task::from_headers(props.headers().as_ref()).expect("task");
+    let due = back.due_ms.expect("due");
+    assert!(
+        (before + 31_250..=now_ms() + 31_250).contains(&due),
+        "{due}"
+    );
+    assert_eq!(back.deferred_since_ms, Some(40));
+    let fresh = Task::from_headers(task().properties().headers().as_ref()).expect("task");
+    assert_eq!(fresh.due_ms, None, "only a parked task is due");
 }
 
 #[test]

@@ -144,6 +144,8 @@ impl Engine {
                 attempts: 0,
                 first_seen_ms: now,
                 published_at_ms: Some(now),
+                deferred_since_ms: None,
+                due_ms: None,
             };
             publish(publisher, &work, DELIVER_KEY, &body, task.properties()).await?;
         }

@@ -131,6 +131,8 @@ async fn tasks_are_checked_before_they_are_signed() {
         attempts: 0,
         first_seen_ms: now_ms(),
         published_at_ms: None,
+        deferred_since_ms: None,
+        due_ms: None,
     };
     let big = format!(
         r#"{{"event":"report_created","report_run_url":"{}"}}"#,

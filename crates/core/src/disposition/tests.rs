@@ -400,3 +400,33 @@ fn operational_events_never_announce_operational_events() {
         assert!(!emits_operational_events(catalog.get(t)), "{t}");
     }
 }
+
+#[test]
+fn an_open_circuits_deferral_comes_back_within_the_max_deferral_left() {
+    let rules = rules();
+    let delay = |deferral, left| match rules.deferred_within(deferral, secs(left)) {
+        Disposition::Park {
+            delay,
+            cause: ParkCause::Deferred(d),
+        } if d == deferral => delay.as_secs(),
+        other => panic!("{other:?}"),
+    };
+    // Tiers: 5 s, 10 s (deferral), 30 s, 120 s.
+    assert_eq!(delay(Deferral::CircuitOpen(secs(31)), 300), 120, "fits");
+    assert_eq!(
+        delay(Deferral::CircuitOpen(secs(31)), 60),
+        30,
+        "longest that fits"
+    );
+    assert_eq!(
+        delay(Deferral::CircuitOpen(secs(31)), 2),
+        5,
+        "none fits: shortest"
+    );
+    assert_eq!(delay(Deferral::CircuitOpen(secs(0)), 0), 5);
+    assert_eq!(
+        delay(Deferral::AtCapacity, 0),
+        10,
+        "caps: the deferral tier"
+    );
+}
