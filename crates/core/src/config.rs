@@ -239,26 +239,7 @@ pub struct CatalogConfig {
     pub path: Option<PathBuf>,
 }
 
-/// `humantime_serde` handles one duration; the schedule is a list of them.
-mod durations {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        let list: Vec<humantime_serde::Serde<Duration>> = Vec::deserialize(d)?;
-        Ok(list
-            .into_iter()
-            .map(humantime_serde::Serde::into_inner)
-            .collect())
-    }
-
-    pub fn serialize<S: Serializer>(list: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        let list: Vec<humantime_serde::Serde<&Duration>> =
-            list.iter().map(humantime_serde::Serde::from).collect();
-        list.serialize(s)
-    }
-}
+mod durations;
 
 fn invalid(key: &str, message: impl Into<String>) -> Error {
     Error::Config {
@@ -508,55 +489,6 @@ impl DeliveryConfig {
     }
 }
 
-/// A URL with its password, if any, replaced by `***`: for messages and `Debug`.
-pub fn redact_url(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(_) => text.to_owned(),
-        Err(_) => "<unparsable URL>".to_owned(),
-    }
-}
-
-impl std::fmt::Debug for AmqpConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpConfig")
-            .field("url", &redact_url(&self.url))
-            .field("namespace", &self.namespace)
-            .field("prefetch", &self.prefetch)
-            .field("connection_name", &self.connection_name)
-            .field("confirm_timeout", &self.confirm_timeout)
-            .field("reconnect_max_delay", &self.reconnect_max_delay)
-            .field("open_timeout", &self.open_timeout)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for ApiConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiConfig")
-            .field("listen", &self.listen)
-            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("header_read_timeout", &self.header_read_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("max_connections", &self.max_connections)
-            .field("max_test_sends", &self.max_test_sends)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for SecretsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretsConfig")
-            .field("key", &"<redacted>")
-            .field("rotation_grace", &self.rotation_grace)
-            .finish()
-    }
-}
-
 impl AmqpConfig {
     /// Checks the `[amqp]` keys, all that `topology` and `publish` need.
     pub fn validate(&self) -> Result<()> {
@@ -579,136 +511,9 @@ impl AmqpConfig {
     }
 }
 
+mod redact;
+
+pub use redact::redact_url;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dev() -> Config {
-        let mut c = Config::defaults();
-        c.secrets.key = "ZGV2LWtleS1kZXYta2V5LWRldi1rZXktZGV2LWtleSE=".into();
-        c
-    }
-
-    #[test]
-    fn defaults_parse_and_need_only_a_key() {
-        let c = Config::defaults();
-        assert!(matches!(c.validate(), Err(Error::Config { key, .. }) if key == "secrets.key"));
-        dev().validate().expect("defaults plus a key are valid");
-        assert_eq!(dev().prefetch(), 128);
-    }
-
-    #[test]
-    fn to_toml_reads_back_as_the_same_config() {
-        let mut c = dev();
-        c.delivery.retry_schedule = vec![Duration::from_millis(500), Duration::from_secs(90)];
-        c.delivery.defer_delay = Duration::from_millis(250);
-        c.delivery.allowed_cidrs = vec!["127.0.0.0/8".parse().expect("cidr")];
-        c.log.format = LogFormat::Json;
-        let back: Config = toml::from_str(&c.to_toml()).expect("parses");
-        // Config has no PartialEq (durations and nets compare fine, but the tree is big):
-        // its serialized form is compared instead.
-        assert_eq!(back.to_toml(), c.to_toml());
-        assert_eq!(back.delivery.retry_schedule, c.delivery.retry_schedule);
-        assert_eq!(back.delivery.defer_delay, c.delivery.defer_delay);
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        type Mutation = fn(&mut Config);
-        let cases: Vec<(&str, Mutation)> = vec![
-            ("amqp.url", |c| c.amqp.url = "http://x".into()),
-            ("amqp.namespace", |c| c.amqp.namespace = "a b".into()),
-            ("amqp.confirm_timeout", |c| {
-                c.amqp.confirm_timeout = Duration::ZERO
-            }),
-            ("amqp.open_timeout", |c| {
-                c.amqp.open_timeout = Duration::ZERO
-            }),
-            ("delivery.timeout", |c| c.delivery.timeout = Duration::ZERO),
-            ("delivery.retry_schedule", |c| {
-                c.delivery.retry_schedule = vec![Duration::ZERO]
-            }),
-            ("delivery.concurrency", |c| c.delivery.concurrency = 0),
-            ("api.max_webhooks_per_org", |c| {
-                c.api.max_webhooks_per_org = 0
-            }),
-            ("delivery.defer_delay", |c| {
-                c.delivery.defer_delay = Duration::from_millis(10)
-            }),
-            ("delivery.circuit_failure_rate", |c| {
-                c.delivery.circuit_failure_rate = 0.0
-            }),
-            ("delivery.circuit_failure_rate", |c| {
-                c.delivery.circuit_failure_rate = 1.5
-            }),
-            ("delivery.circuit_window", |c| {
-                c.delivery.circuit_window = Duration::ZERO
-            }),
-            ("delivery.circuit_half_open_trials", |c| {
-                c.delivery.circuit_half_open_trials = 0
-            }),
-            ("delivery.circuit_max_deferral", |c| {
-                c.delivery.circuit_max_deferral = Duration::ZERO
-            }),
-            ("delivery.only_allowed_cidrs", |c| {
-                c.delivery.only_allowed_cidrs = true
-            }),
-            ("store.dead_letters_per_org", |c| {
-                c.store.dead_letters_per_org = 0
-            }),
-            ("store.dead_letter_body_max_bytes", |c| {
-                c.store.dead_letter_body_max_bytes = 1024
-            }),
-            ("api.listen", |c| c.api.listen = "nowhere".into()),
-            ("api.tokens", |c| c.api.tokens = vec!["short".into()]),
-            // Fifteen characters: one short of the minimum.
-            ("api.tokens", |c| {
-                c.api.tokens = vec!["0123456789abcde".into()]
-            }),
-            ("api.request_timeout", |c| {
-                c.api.request_timeout = c.delivery.timeout
-            }),
-            ("api.header_read_timeout", |c| {
-                c.api.header_read_timeout = Duration::ZERO
-            }),
-            ("api.max_connections", |c| c.api.max_connections = 0),
-            ("api.max_test_sends", |c| c.api.max_test_sends = 0),
-            ("secrets.key", |c| c.secrets.key = "c2hvcnQ=".into()),
-            ("secrets.key", |c| c.secrets.key = "!!".into()),
-            ("secrets.previous_keys", |c| {
-                c.secrets.previous_keys = vec!["c2hvcnQ=".into()]
-            }),
-        ];
-        for (key, mutate) in cases {
-            let mut c = dev();
-            mutate(&mut c);
-            match c.validate() {
-                Err(Error::Config { key: got, .. }) => assert_eq!(got, key),
-                other => panic!("{key}: expected a config error, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn the_retry_plan_holds_the_schedule_and_the_deferral_tier() {
-        let mut c = dev();
-        c.delivery.retry_schedule = vec![Duration::from_secs(5), Duration::from_secs(60)];
-        c.delivery.defer_delay = Duration::from_secs(2);
-        let plan = c.retry_plan().expect("valid");
-        assert_eq!(plan.schedule(), &c.retry_schedule().expect("valid"));
-        assert_eq!(plan.deferral(), Duration::from_secs(2));
-        let tiers: Vec<Duration> = plan.tiers().iter().copied().collect();
-        assert_eq!(
-            tiers,
-            [2, 5, 60].map(Duration::from_secs),
-            "the schedule's tiers and the deferral tier"
-        );
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let text = DEFAULT_CONFIG_TOML.replace("[amqp]", "[amqp]\nurll = \"x\"");
-        let err = toml::from_str::<Config>(&text).expect_err("unknown key");
-        assert!(err.to_string().contains("urll"), "{err}");
-    }
-}
+mod tests;

@@ -1,0 +1,217 @@
+//! What the webhook routes read and answer.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use hookwire_core::Subscription;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::ApiState;
+
+/// A webhook as the API shows it. Its secret is never shown again after create or rotate.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Webhook {
+    /// Its id.
+    pub id: Uuid,
+    /// The organization that owns it.
+    pub org: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// What it is for.
+    pub description: String,
+    /// The event types it receives.
+    pub events: Vec<String>,
+    /// Whether it receives deliveries.
+    pub enabled: bool,
+    /// Why hookwire disabled it, if it did.
+    pub disabled_reason: Option<String>,
+    /// Attempts in flight at once; the server default when null.
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per second; unlimited when null.
+    pub rate_limit_per_sec: Option<u32>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// When the current run of failures began (RFC 3339); null while healthy.
+    pub failing_since: Option<String>,
+    /// The last successful delivery (RFC 3339, refreshed at most once a minute).
+    pub last_success_at: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Incremented by every change of its settings. Send it back as `version` in a PATCH
+    /// to refuse the change (409 `conflict`) if someone changed it since you read it.
+    pub version: u64,
+    /// Its circuit breaker on the node that answers: each node judges a webhook by its
+    /// own attempts. Null where that node runs no delivery engine.
+    #[serde(default)]
+    pub circuit: Option<Circuit>,
+}
+
+/// A webhook's circuit breaker, on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Circuit {
+    /// `closed` (attempts go ahead), `open` (deliveries are deferred without a request)
+    /// or `half_open` (a few trial attempts decide).
+    pub state: String,
+    /// Failed share of the attempts in the window (closed) or of the trials so far
+    /// (half-open), 0 to 1.
+    pub failure_rate: f64,
+    /// While open: when it turns half-open (ms since the epoch).
+    pub open_until_ms: Option<u64>,
+}
+
+impl Webhook {
+    /// The webhook with its circuit on this node: closed, at rate 0, if this node has
+    /// not attempted it yet.
+    pub(crate) fn with_circuit(mut self, state: &ApiState) -> Self {
+        self.circuit = state.circuits.as_ref().map(|c| {
+            c.circuit(&self.id).unwrap_or(Circuit {
+                state: "closed".to_owned(),
+                failure_rate: 0.0,
+                open_until_ms: None,
+            })
+        });
+        self
+    }
+}
+
+/// A webhook and its signing secret: the answer to create.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookWithSecret {
+    /// The webhook.
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// The `whsec_…` secret that signs its deliveries. Shown only now.
+    pub secret: String,
+}
+
+/// A page of webhooks.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    /// The organization's webhooks, oldest first.
+    pub webhooks: Vec<Webhook>,
+    /// Pass it as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of the webhook listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (100).
+    pub limit: Option<usize>,
+}
+
+/// The default page of the webhook listing.
+pub(super) const DEFAULT_LIST_PAGE: usize = 100;
+/// The largest page of the webhook listing.
+pub(super) const MAX_LIST_PAGE: usize = 500;
+
+/// A new webhook.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// An http(s) URL without credentials.
+    #[schema(max_length = 2048)]
+    pub url: String,
+    /// What it is for.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub description: String,
+    /// Event types from `GET /v1/event-types`.
+    #[schema(min_items = 1)]
+    pub events: Vec<String>,
+    /// Attempts in flight at once (1 to 1000); the server default when absent.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per second (1 to 100000); unlimited when absent.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit_per_sec: Option<u32>,
+}
+
+/// Changes to a webhook; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    /// A new URL; the test event is sent to it first.
+    #[schema(max_length = 2048)]
+    pub url: Option<String>,
+    /// A new description.
+    #[schema(max_length = 1000)]
+    pub description: Option<String>,
+    /// New event types.
+    #[schema(min_items = 1)]
+    pub events: Option<Vec<String>>,
+    /// Enable or disable it. Enabling clears the reason hookwire disabled it for.
+    pub enabled: Option<bool>,
+    /// A new concurrency cap (1 to 1000).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_concurrency: Option<u32>,
+    /// A new rate limit (1 to 100000 per second).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit_per_sec: Option<u32>,
+    /// The `version` you read: the change is refused (409 `conflict`) if the webhook has
+    /// changed since. Without it, the change still fails rather than undo a change made
+    /// while this request was in progress (e.g. during its test event).
+    pub version: Option<u64>,
+}
+
+/// Whether to send the test event before saving.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct VerifyParam {
+    /// `false` skips the test event. The URL is still checked against the target policy.
+    pub verify: Option<bool>,
+}
+
+/// What the receiver answered to a test event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TestResult {
+    /// True when it answered 2xx.
+    pub delivered: bool,
+    /// The HTTP status, if one came.
+    pub status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// How long the attempt took.
+    pub latency_ms: u64,
+}
+
+/// A rotated secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new `whsec_…` secret. Shown only now.
+    pub secret: String,
+    /// Until then (RFC 3339) the previous secret signs too.
+    pub previous_valid_until: String,
+}
+
+pub(crate) fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+impl From<&Subscription> for Webhook {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            id: s.id,
+            org: s.org.clone(),
+            url: s.url.clone(),
+            description: s.description.clone(),
+            events: s.events.clone(),
+            enabled: s.enabled,
+            disabled_reason: s.disabled_reason.clone(),
+            max_concurrency: s.max_concurrency,
+            rate_limit_per_sec: s.rate_limit_per_sec,
+            consecutive_failures: s.consecutive_failures,
+            failing_since: s.failing_since_ms.map(rfc3339),
+            last_success_at: s.last_success_ms.map(rfc3339),
+            created_at: rfc3339(s.created_at_ms),
+            updated_at: rfc3339(s.updated_at_ms),
+            version: s.version,
+            circuit: None,
+        }
+    }
+}
