@@ -269,7 +269,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         axum::Json(WebhookWithSecret {
-            webhook: Webhook::from(&sub),
+            webhook: Webhook::from(&sub).with_circuit(&state),
             secret: secret.to_whsec(),
         }),
     ))
