@@ -117,13 +117,6 @@ impl Daemon {
         self.ready.clone()
     }
 
-    /// Reports readiness through `ready`, e.g. one an API keeps across daemon restarts.
-    #[must_use]
-    pub fn with_readiness(mut self, ready: Arc<AtomicBool>) -> Self {
-        self.ready = ready;
-        self
-    }
-
     /// Runs until `shutdown` completes. Broker failures are retried forever; only a refusal
     /// to start (another daemon consumes this namespace) ends it early with an error.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
