@@ -117,7 +117,12 @@ impl Bench {
         let namespace = format!("{}-{id:08x}", cli.namespace_prefix);
         let broker = hookwire_amqp::connect(&cli.amqp_url, &format!("{namespace}-control"))
             .await
-            .with_context(|| format!("cannot reach RabbitMQ at {}", redact(&cli.amqp_url)))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach RabbitMQ at {}",
+                    hookwire_core::config::redact_url(&cli.amqp_url)
+                )
+            })?;
         let settings = ServeSettings {
             concurrency: cli.concurrency,
             prefetch: cli.prefetch,
@@ -400,14 +405,5 @@ impl Bench {
         }
         let _ = broker.close(200, "bye".into()).await;
         let _ = self.broker.close(200, "bye".into()).await;
-    }
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }

@@ -69,14 +69,3 @@ pub fn amqp_section(figment: &Figment, namespace: Option<String>) -> Result<Amqp
     amqp.validate()?;
     Ok(amqp)
 }
-
-/// A broker URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}

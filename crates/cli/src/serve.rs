@@ -21,7 +21,7 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         namespace = %config.amqp.namespace,
-        broker = %crate::config::redact(&config.amqp.url),
+        broker = %hookwire_core::config::redact_url(&config.amqp.url),
         store = %config.store.path.display(),
         api = %app.api_addr()?,
         "hookwire starting."

@@ -54,7 +54,7 @@ pub async fn run(args: PublishArgs) -> Result<()> {
         .with_context(|| {
             format!(
                 "cannot connect to the broker at {}",
-                config::redact(&amqp.url)
+                hookwire_core::config::redact_url(&amqp.url)
             )
         })?;
     producer.publish(&event).await?;

@@ -44,7 +44,7 @@ pub async fn run(action: TopologyAction) -> Result<()> {
         .with_context(|| {
             format!(
                 "cannot connect to the broker at {}",
-                config::redact(&amqp.url)
+                hookwire_core::config::redact_url(&amqp.url)
             )
         })?;
     let channel = connection.create_channel().await?;

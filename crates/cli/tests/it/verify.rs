@@ -88,3 +88,19 @@ fn one_source_of_the_secret_is_required() {
     );
     assert!(!ok && output.contains("cannot be used with"), "{output}");
 }
+
+#[test]
+fn verify_checks_a_delivery_like_a_receiver() {
+    let secret = Secret::generate().expect("rng");
+    let body = br#"{"event":"report_created","report_run_url":"u"}"#;
+    let now = hookwire_core::now_ms() / 1000;
+    let signature = secret.sign("msg_1", now, body);
+    let whsec = secret.to_whsec();
+    let args = ["--secret", whsec.as_str()];
+    assert!(verify(&args, now, &signature, body).0);
+    let (ok, stderr) = verify(&args, now, &signature, b"{}");
+    assert!(!ok && stderr.contains("signature"), "{stderr}");
+    let old = now - 600;
+    let (ok, stderr) = verify(&args, old, &secret.sign("msg_1", old, body), body);
+    assert!(!ok && stderr.contains("from now"), "{stderr}");
+}
