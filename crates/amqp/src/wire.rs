@@ -223,6 +223,28 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task that has made no attempt yet: never deferred, never parked.
+    pub fn new(
+        event_id: &str,
+        org: &str,
+        event_type: &str,
+        subscription_id: Uuid,
+        first_seen_ms: u64,
+        published_at_ms: Option<u64>,
+    ) -> Self {
+        Self {
+            event_id: event_id.to_owned(),
+            org: org.to_owned(),
+            event_type: event_type.to_owned(),
+            subscription_id,
+            attempts: 0,
+            first_seen_ms,
+            published_at_ms,
+            deferred_since_ms: None,
+            due_ms: None,
+        }
+    }
+
     /// The `webhook-id`: the same for every attempt of this pair.
     pub fn webhook_id(&self) -> String {
         webhook_id(&self.event_id, &self.subscription_id)
@@ -341,17 +363,7 @@ impl Replay<'_> {
             .ok_or_else(|| unreplayable("its event type is unknown"))?;
         match (self.subscription_id, self.org, self.event_id) {
             (Some(subscription_id), Some(org), Some(event_id)) => {
-                let task = Task {
-                    event_id: event_id.to_owned(),
-                    org: org.to_owned(),
-                    event_type: event_type.to_owned(),
-                    subscription_id,
-                    attempts: 0,
-                    first_seen_ms: now_ms(),
-                    published_at_ms: None,
-                    deferred_since_ms: None,
-                    due_ms: None,
-                };
+                let task = Task::new(event_id, org, event_type, subscription_id, now_ms(), None);
                 Ok(Destination {
                     exchange: names.work_exchange(),
                     routing_key: DELIVER_KEY.to_owned(),

@@ -170,17 +170,14 @@ impl Engine {
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
         let first_seen_ms = now_ms();
         let tasks = subscribers.iter().map(|sub| {
-            let task = Task {
-                event_id: event.id.clone(),
-                org: event.org.clone(),
-                event_type: event.event_type.clone(),
-                subscription_id: sub.id,
-                attempts: 0,
+            let task = Task::new(
+                &event.id,
+                &event.org,
+                &event.event_type,
+                sub.id,
                 first_seen_ms,
-                published_at_ms: event.published_at_ms,
-                deferred_since_ms: None,
-                due_ms: None,
-            };
+                event.published_at_ms,
+            );
             (task, sub)
         });
         if tasks.len() > self.settings.inline_fanout_max {

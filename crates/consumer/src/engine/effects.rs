@@ -136,17 +136,14 @@ impl Engine {
         let now = now_ms();
         let work = self.topology.names.work_exchange();
         for sub in subscribers.iter() {
-            let task = Task {
-                event_id: event.id.clone(),
-                org: event.org.clone(),
-                event_type: event.event_type.clone(),
-                subscription_id: sub.id,
-                attempts: 0,
-                first_seen_ms: now,
-                published_at_ms: Some(now),
-                deferred_since_ms: None,
-                due_ms: None,
-            };
+            let task = Task::new(
+                &event.id,
+                &event.org,
+                &event.event_type,
+                sub.id,
+                now,
+                Some(now),
+            );
             publish(publisher, &work, DELIVER_KEY, &body, task.properties()).await?;
         }
         Ok(())
