@@ -616,6 +616,31 @@ pub async fn crash_mid_burst(
     Ok((log, held))
 }
 
+/// Every webhook of `org`, following the list's pages as an API user must.
+async fn list_all_webhooks(d: &Daemon, org: &str) -> Result<HashSet<Uuid>> {
+    let mut ids = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/orgs/{org}/webhooks?limit=100");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, body) = d.api(Method::GET, &path, None).await?;
+        anyhow::ensure!(status == 200, "GET {path} answered {status}: {body}");
+        ids.extend(
+            body["webhooks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w["id"].as_str().and_then(|s| s.parse::<Uuid>().ok())),
+        );
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(ids),
+        }
+    }
+}
+
 /// Checks a store (serve stopped) against what the API acknowledged for `org`: how many
 /// webhooks are as acknowledged, and a line for each one that is not.
 pub fn check_store(
@@ -675,27 +700,20 @@ pub async fn store_crash(ctx: &Ctx, changes: usize, rounds: u32) -> Result<Outco
     }
     // serve itself opens the store after the last crash and lists the same webhooks.
     d.start().await?;
-    let (status, body) = d
-        .api(Method::GET, &format!("/v1/orgs/{ORG}/webhooks"), None)
-        .await?;
-    let listed: HashSet<Uuid> = body
-        .as_array()
-        .or_else(|| body["webhooks"].as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|w| w["id"].as_str().and_then(|s| s.parse().ok()))
-        .collect();
+    let listed = list_all_webhooks(&d, ORG).await;
     let should: HashSet<Uuid> = state
         .iter()
         .filter(|(_, a)| **a == Acked::Created)
         .map(|(id, _)| *id)
         .collect();
-    if status != 200 || !should.is_subset(&listed) {
-        failures.push(format!(
+    match listed {
+        Ok(listed) if should.is_subset(&listed) => {}
+        Ok(listed) => failures.push(format!(
             "after restart the API lists {} webhooks, {} acknowledged ones missing",
             listed.len(),
             should.difference(&listed).count()
-        ));
+        )),
+        Err(e) => failures.push(format!("after restart, listing webhooks: {e:#}")),
     }
     if let Err(e) = d.stop().await {
         failures.push(format!("graceful stop: {e:#}"));
