@@ -111,8 +111,17 @@ pub struct StoreConfig {
 pub struct ApiConfig {
     /// Listen address of the admin API.
     pub listen: String,
-    /// Bearer tokens accepted on `/v1`, each at least [`MIN_TOKEN_CHARS`] characters.
+    /// Operators' bearer tokens, accepted on every `/v1` route, each at least
+    /// [`MIN_TOKEN_CHARS`] characters.
     pub tokens: Vec<String>,
+    /// Bearer tokens limited to organizations: each works on its organizations' routes
+    /// only, like an access token.
+    #[serde(default)]
+    pub org_tokens: Vec<OrgToken>,
+    /// The longest lifetime an operator may give an access token minted by
+    /// `POST /v1/orgs/{org}/access-tokens`.
+    #[serde(with = "humantime_serde")]
+    pub access_token_max_ttl: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// A connection must send a request's complete head within this long, or is closed.
@@ -132,8 +141,28 @@ pub struct ApiConfig {
     pub max_webhooks_per_org: usize,
 }
 
-/// The shortest bearer token accepted in `api.tokens`.
+/// The shortest bearer token accepted in `api.tokens` and `api.org_tokens`.
 pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// The shortest `api.access_token_max_ttl`: an access token lives at least a minute.
+pub const MIN_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(60);
+/// The longest `api.access_token_max_ttl`: access tokens cannot be revoked one by one,
+/// so none may outlive thirty days.
+pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One of `api.org_tokens`: a static bearer token limited to some organizations.
+/// `Debug` hides the token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgToken {
+    /// The bearer token, at least [`MIN_TOKEN_CHARS`] characters.
+    pub token: String,
+    /// The organizations it may see and change.
+    pub orgs: Vec<String>,
+    /// Only reads (`GET`) when true.
+    #[serde(default)]
+    pub read_only: bool,
+}
 
 /// `[delivery]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -362,6 +391,13 @@ impl Config {
                 ),
             ));
         }
+        self.validate_org_tokens()?;
+        if !(MIN_ACCESS_TOKEN_TTL..=MAX_ACCESS_TOKEN_TTL).contains(&self.api.access_token_max_ttl) {
+            return Err(invalid(
+                "api.access_token_max_ttl",
+                "must be from 1m to 30days",
+            ));
+        }
         if self.api.header_read_timeout.is_zero() {
             return Err(invalid("api.header_read_timeout", "must be more than 0"));
         }
@@ -396,6 +432,36 @@ impl Config {
     /// The retry schedule, validated.
     pub fn retry_schedule(&self) -> Result<RetrySchedule> {
         self.delivery.retry_schedule()
+    }
+
+    /// `api.org_tokens`: long enough, each limited to at least one valid organization,
+    /// and none also an operator's token (which would make its limit meaningless).
+    fn validate_org_tokens(&self) -> Result<()> {
+        const KEY: &str = "api.org_tokens";
+        for (i, t) in self.api.org_tokens.iter().enumerate() {
+            if t.token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(invalid(
+                    KEY,
+                    format!("token {i} must have at least {MIN_TOKEN_CHARS} characters"),
+                ));
+            }
+            if t.orgs.is_empty() {
+                return Err(invalid(KEY, format!("token {i} names no organization")));
+            }
+            if let Some(bad) = t.orgs.iter().find(|o| !crate::event::is_valid_org(o)) {
+                return Err(invalid(
+                    KEY,
+                    format!("token {i}: organization `{bad}` is not [A-Za-z0-9_-]{{1,64}}"),
+                ));
+            }
+            if self.api.tokens.contains(&t.token) {
+                return Err(invalid(
+                    KEY,
+                    format!("token {i} is also in api.tokens, which are not limited"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The retry schedule and every tier, validated.
