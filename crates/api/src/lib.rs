@@ -7,11 +7,13 @@
 //! - [`error`]: the one place errors become `{"error":{"code","message"}}`.
 //! - [`auth`]: bearer tokens on `/v1`, compared in constant time, and what each may reach:
 //!   operators every route, tokens limited to organizations only theirs.
+//! - [`console`]: the web console's files, embedded, at `/console/`.
 //! - [`access`]: access tokens, minted by an operator for one organization and signed,
 //!   so any node verifies them without a store lookup.
 
 pub mod access;
 pub mod auth;
+pub mod console;
 pub mod error;
 mod extract;
 pub mod meta;
@@ -86,6 +88,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     let spec = openapi.clone();
     let router = router
         .layer(axum::Extension(std::sync::Arc::new(spec)))
+        .merge(console::router(state))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     (router, openapi)

@@ -20,6 +20,8 @@ pub struct ApiSettings {
     pub access_keys: crate::access::AccessTokenKeys,
     /// The longest lifetime of a minted access token.
     pub access_token_max_ttl: Duration,
+    /// Origins allowed to frame the console (its CSP `frame-ancestors`); none when empty.
+    pub console_frame_ancestors: Vec<String>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// How long a rotated-out secret keeps signing.
@@ -42,6 +44,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
             .field("org_tokens", &self.org_tokens)
             .field("access_token_max_ttl", &self.access_token_max_ttl)
+            .field("console_frame_ancestors", &self.console_frame_ancestors)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("rotation_grace", &self.rotation_grace)
             .field("policy", &self.policy)

@@ -70,6 +70,7 @@ impl App {
                 org_tokens: config.api.org_tokens.clone(),
                 access_keys,
                 access_token_max_ttl: config.api.access_token_max_ttl,
+                console_frame_ancestors: config.api.console_frame_ancestors.clone(),
                 max_body_bytes: config.api.max_body_bytes,
                 rotation_grace: config.secrets.rotation_grace,
                 policy: config.target_policy(),

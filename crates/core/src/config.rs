@@ -122,6 +122,10 @@ pub struct ApiConfig {
     /// `POST /v1/orgs/{org}/access-tokens`.
     #[serde(with = "humantime_serde")]
     pub access_token_max_ttl: Duration,
+    /// Origins (`https://app.example.com`) whose pages may embed the console in a frame;
+    /// none when empty.
+    #[serde(default)]
+    pub console_frame_ancestors: Vec<String>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// A connection must send a request's complete head within this long, or is closed.
@@ -277,6 +281,20 @@ fn invalid(key: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// `scheme://host[:port]` with nothing after it: what a CSP source list may name safely.
+fn is_origin(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.path() == "/"
+            && text.trim_end_matches('/') == u.origin().ascii_serialization()
+    })
+}
+
 /// Namespaces prefix queue names, which RabbitMQ limits to 255 bytes.
 fn is_valid_namespace(ns: &str) -> bool {
     !ns.is_empty()
@@ -396,6 +414,17 @@ impl Config {
             return Err(invalid(
                 "api.access_token_max_ttl",
                 "must be from 1m to 30days",
+            ));
+        }
+        if let Some(bad) = self
+            .api
+            .console_frame_ancestors
+            .iter()
+            .find(|o| !is_origin(o))
+        {
+            return Err(invalid(
+                "api.console_frame_ancestors",
+                format!("`{bad}` is not an origin like https://app.example.com"),
             ));
         }
         if self.api.header_read_timeout.is_zero() {

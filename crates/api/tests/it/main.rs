@@ -2,6 +2,7 @@
 
 mod access;
 mod bad_input;
+mod console;
 mod dead_letter_bounds;
 mod hygiene;
 mod lifecycle;

@@ -36,6 +36,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
             .field("org_tokens", &self.org_tokens)
             .field("access_token_max_ttl", &self.access_token_max_ttl)
+            .field("console_frame_ancestors", &self.console_frame_ancestors)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("request_timeout", &self.request_timeout)

@@ -101,6 +101,15 @@ fn errors_name_the_key() {
         ("api.access_token_max_ttl", |c| {
             c.api.access_token_max_ttl = Duration::from_secs(31 * 24 * 3600)
         }),
+        ("api.console_frame_ancestors", |c| {
+            c.api.console_frame_ancestors = vec!["https://app.example.com; script-src *".into()]
+        }),
+        ("api.console_frame_ancestors", |c| {
+            c.api.console_frame_ancestors = vec!["https://app.example.com/settings".into()]
+        }),
+        ("api.console_frame_ancestors", |c| {
+            c.api.console_frame_ancestors = vec!["*".into()]
+        }),
         ("api.request_timeout", |c| {
             c.api.request_timeout = c.delivery.timeout
         }),
@@ -172,4 +181,14 @@ fn org_tokens_are_read_from_a_table_array_and_never_shown() {
     assert!(!shown.contains("org-token-0123456789"), "{shown}");
     let again: Config = toml::from_str(&c.to_toml()).expect("round trip");
     assert_eq!(again.api.org_tokens[0].token, "org-token-0123456789");
+}
+
+#[test]
+fn console_frame_ancestors_are_origins() {
+    let mut c = dev();
+    c.api.console_frame_ancestors = vec![
+        "https://app.example.com".into(),
+        "http://127.0.0.1:3000".into(),
+    ];
+    c.validate().expect("origins are valid");
 }
