@@ -267,6 +267,8 @@ async function main() {
     await phone.page.goto(`${BASE}/console/#/orgs/globex`);
     await phone.page.getByRole('alert').waitFor();
     assert.match(await phone.page.getByRole('alert').innerText(), /Not found/);
+    assert.equal(await phone.page.getByRole('link', { name: 'Webhooks', exact: true }).getAttribute('href'), '#/orgs/acme',
+      'the links lead back to its own organization');
     assert.ok(!(await phone.page.content()).includes('globex-secret'));
     await phone.page.goto(`${BASE}/console/#/orgs/globex/webhooks/${seeded.body.id}`);
     await phone.page.getByRole('alert').waitFor();

@@ -113,7 +113,9 @@ async function route() {
     location.hash = `#/orgs/${encodeURIComponent(me.orgs[0])}`;
     return;
   }
-  await header(target.org);
+  // A limited token's links always lead to its own organizations, whatever the address.
+  const own = me.kind === 'operator' || me.orgs.includes(target.org);
+  await header(own ? target.org : me.orgs[0]);
   const context = { org: target.org, readOnly: me.read_only, onUnauthorized: (e) => signInPage(explain(e)) };
   replace(main, h('p', { class: 'muted', role: 'status' }, 'Loading…'));
   try {
