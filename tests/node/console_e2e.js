@@ -230,6 +230,19 @@ async function main() {
     assert.match(flaky.got[1], /mode\.test\/r\/evt-dead-1/);
     assert.deepEqual((await call('GET', '/v1/orgs/acme/dead-letters')).body.dead_letters, []);
 
+    step = 'purge a dead letter';
+    flaky.status.value = 400;
+    publish('acme', 'evt-dead-2');
+    await until('a second dead letter', async () => (await call('GET', '/v1/orgs/acme/dead-letters')).body.dead_letters.length === 1);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByRole('row', { name: /evt-dead-2/ }).waitFor();
+    await page.getByRole('button', { name: 'Choose all' }).click();
+    await page.getByRole('button', { name: 'Purge selected' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Purge' }).click();
+    await page.getByText('Purged 1.').waitFor();
+    assert.deepEqual((await call('GET', '/v1/orgs/acme/dead-letters')).body.dead_letters, []);
+    flaky.status.value = 204;
+
     step = 'delete with confirmation';
     await page.goto(`${BASE}/console/#/orgs/acme/webhooks/${hook.id}`);
     await page.getByRole('button', { name: 'Delete' }).click();
@@ -258,7 +271,7 @@ async function main() {
     await shot(phone.page, 'console-phone');
     await phone.page.getByRole('link', { name: flaky.url }).click();
     await phone.page.getByRole('heading', { name: 'Attempt log' }).waitFor();
-    assert.match(await phone.page.locator('.chart-box figcaption').innerText(), /1 succeeded\s+1 failed/);
+    assert.match(await phone.page.locator('.chart-box figcaption').innerText(), /1 succeeded\s+2 failed/);
     const webhookOverflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(webhookOverflow <= 0, `the webhook page is ${webhookOverflow}px wider than the screen`);
     await shot(phone.page, 'console-phone-webhook');
