@@ -12,6 +12,17 @@ pub enum ApiError {
     /// No or a wrong bearer token.
     #[error("a valid `Authorization: Bearer <token>` header is required")]
     Unauthorized,
+    /// An access token past its expiry.
+    #[error("this access token has expired: ask for a new one")]
+    TokenExpired,
+    /// A valid token that does not reach this route: `code` says why.
+    #[error("{message}")]
+    Forbidden {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is refused.
+        message: String,
+    },
     /// No such route, organization or webhook.
     #[error("{0}")]
     NotFound(String),
@@ -94,9 +105,11 @@ impl ApiError {
         }
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
@@ -152,10 +165,15 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self, Self::Unauthorized) {
+        let challenge = match self {
+            Self::Unauthorized => Some("Bearer"),
+            Self::TokenExpired => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 "www-authenticate",
-                axum::http::HeaderValue::from_static("Bearer"),
+                axum::http::HeaderValue::from_static(challenge),
             );
         }
         response
@@ -164,6 +182,12 @@ impl IntoResponse for ApiError {
 
 /// The fallback for unknown routes.
 pub async fn not_found() -> ApiError {
+    no_such_route()
+}
+
+/// The answer to a route that does not exist, and to another organization's routes for a
+/// token limited to organizations: the two cannot be told apart.
+pub(crate) fn no_such_route() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 

@@ -5,9 +5,15 @@
 //! - [`operations`]: the attempt log, and dead letters with replay and purge.
 //! - [`meta`]: the event catalog, `/healthz`, `/readyz` and `/openapi.json`.
 //! - [`error`]: the one place errors become `{"error":{"code","message"}}`.
-//! - [`auth`]: bearer tokens on `/v1`, compared in constant time.
+//! - [`auth`]: bearer tokens on `/v1`, compared in constant time, and what each may reach:
+//!   operators every route, tokens limited to organizations only theirs.
+//! - [`console`]: the web console's files, embedded, at `/console/`.
+//! - [`access`]: access tokens, minted by an operator for one organization and signed,
+//!   so any node verifies them without a store lookup.
 
-mod auth;
+pub mod access;
+pub mod auth;
+pub mod console;
 pub mod error;
 mod extract;
 pub mod meta;
@@ -40,7 +46,7 @@ pub use state::{ApiSettings, ApiState, Circuits};
 #[openapi(
     info(title = "hookwire admin API", description = "Manage organization webhooks: Mode-style event subscriptions delivered by hookwire."),
     modifiers(&BearerScheme),
-    tags((name = "webhooks"), (name = "operations"), (name = "meta"))
+    tags((name = "webhooks"), (name = "operations"), (name = "access"), (name = "meta"))
 )]
 struct ApiDoc;
 
@@ -58,9 +64,12 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operations::purge))
         .routes(routes!(operations::orgless_dead_letters))
         .routes(routes!(operations::orgless_purge))
+        .routes(routes!(operations::orgs))
+        .routes(routes!(access::mint))
+        .routes(routes!(auth::whoami))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_bearer,
+            auth::authenticate,
         ));
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1)
@@ -79,6 +88,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     let spec = openapi.clone();
     let router = router
         .layer(axum::Extension(std::sync::Arc::new(spec)))
+        .merge(console::router(state))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     (router, openapi)

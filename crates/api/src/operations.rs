@@ -497,3 +497,39 @@ pub async fn orgless_purge(
 ) -> Result<axum::Json<PurgeResult>> {
     purge_in(&state, None, request).await
 }
+
+/// A page of organization names.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrgList {
+    /// Organizations with at least one webhook, in name order.
+    pub orgs: Vec<String>,
+    /// Pass it as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of the organization listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrgParams {
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (100).
+    pub limit: Option<usize>,
+}
+
+/// The organizations that have webhooks: what an operator picks from in the console.
+#[utoipa::path(get, path = "/v1/admin/orgs", tag = "operations", security(("bearer" = [])),
+    params(OrgParams),
+    responses((status = 200, body = OrgList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn orgs(
+    State(state): State<ApiState>,
+    Query(params): Query<OrgParams>,
+) -> Result<axum::Json<OrgList>> {
+    let page = state
+        .store
+        .orgs(params.cursor.as_deref(), page_size(params.limit)?)?;
+    Ok(axum::Json(OrgList {
+        orgs: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}

@@ -12,8 +12,16 @@ use hookwire_store::{Store, Writer};
 /// The API's settings, derived from the configuration once. `Debug` hides the tokens.
 #[derive(Clone)]
 pub struct ApiSettings {
-    /// Accepted bearer tokens.
+    /// Operators' bearer tokens (`api.tokens`).
     pub tokens: Vec<String>,
+    /// Bearer tokens limited to organizations (`api.org_tokens`).
+    pub org_tokens: Vec<hookwire_core::config::OrgToken>,
+    /// Sign and verify access tokens.
+    pub access_keys: crate::access::AccessTokenKeys,
+    /// The longest lifetime of a minted access token.
+    pub access_token_max_ttl: Duration,
+    /// Origins allowed to frame the console (its CSP `frame-ancestors`); none when empty.
+    pub console_frame_ancestors: Vec<String>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// How long a rotated-out secret keeps signing.
@@ -34,6 +42,9 @@ impl std::fmt::Debug for ApiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiSettings")
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("org_tokens", &self.org_tokens)
+            .field("access_token_max_ttl", &self.access_token_max_ttl)
+            .field("console_frame_ancestors", &self.console_frame_ancestors)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("rotation_grace", &self.rotation_grace)
             .field("policy", &self.policy)

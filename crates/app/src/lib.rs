@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookwire_amqp::{Names, Replayer};
+use hookwire_api::access::AccessTokenKeys;
 use hookwire_api::{ApiSettings, ApiState, Circuits};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
 use hookwire_consumer::{
@@ -55,9 +56,21 @@ impl App {
         let writer = Writer::spawn(store.clone());
         let (daemon, endpoints) = daemon(config, store.clone(), writer.clone(), catalog.clone())?;
         let metrics = metrics_recorder()?;
+        let access_keys = AccessTokenKeys::derive(
+            &config
+                .secrets_key()
+                .map_err(|e| Error::Config(e.to_string()))?,
+            &config
+                .previous_secrets_keys()
+                .map_err(|e| Error::Config(e.to_string()))?,
+        );
         let api = ApiState {
             config: Arc::new(ApiSettings {
                 tokens: config.api.tokens.clone(),
+                org_tokens: config.api.org_tokens.clone(),
+                access_keys,
+                access_token_max_ttl: config.api.access_token_max_ttl,
+                console_frame_ancestors: config.api.console_frame_ancestors.clone(),
                 max_body_bytes: config.api.max_body_bytes,
                 rotation_grace: config.secrets.rotation_grace,
                 policy: config.target_policy(),

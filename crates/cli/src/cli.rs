@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 use crate::client::ApiClient;
+use crate::commands::access_tokens::AccessTokensAction;
 use crate::commands::attempts::AttemptsAction;
 use crate::commands::dead_letters::DeadLettersAction;
 use crate::commands::publish::PublishArgs;
@@ -73,6 +74,13 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLettersAction,
     },
+    /// Mint short-lived tokens limited to one organization through the admin API.
+    AccessTokens {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: AccessTokensAction,
+    },
 }
 
 /// Where the admin API is and how to talk to it. Global, so they go anywhere after
@@ -90,7 +98,8 @@ pub struct ApiArgs {
         global = true
     )]
     pub api_url: String,
-    /// A bearer token from the daemon's `api.tokens`.
+    /// A bearer token: one of the daemon's `api.tokens` or `api.org_tokens`, or an
+    /// access token.
     #[arg(
         long,
         env = "HOOKWIRE_API_TOKEN",

@@ -47,5 +47,6 @@ async fn run(command: Command) -> Result<()> {
         Command::EventTypes { api } => commands::event_types::run(&api).await,
         Command::Attempts { api, action } => commands::attempts::run(&api, action).await,
         Command::DeadLetters { api, action } => commands::dead_letters::run(&api, action).await,
+        Command::AccessTokens { api, action } => commands::access_tokens::run(&api, action).await,
     }
 }

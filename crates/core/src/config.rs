@@ -111,8 +111,21 @@ pub struct StoreConfig {
 pub struct ApiConfig {
     /// Listen address of the admin API.
     pub listen: String,
-    /// Bearer tokens accepted on `/v1`, each at least [`MIN_TOKEN_CHARS`] characters.
+    /// Operators' bearer tokens, accepted on every `/v1` route, each at least
+    /// [`MIN_TOKEN_CHARS`] characters.
     pub tokens: Vec<String>,
+    /// Bearer tokens limited to organizations: each works on its organizations' routes
+    /// only, like an access token.
+    #[serde(default)]
+    pub org_tokens: Vec<OrgToken>,
+    /// The longest lifetime an operator may give an access token minted by
+    /// `POST /v1/orgs/{org}/access-tokens`.
+    #[serde(with = "humantime_serde")]
+    pub access_token_max_ttl: Duration,
+    /// Origins (`https://app.example.com`) whose pages may embed the console in a frame;
+    /// none when empty.
+    #[serde(default)]
+    pub console_frame_ancestors: Vec<String>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// A connection must send a request's complete head within this long, or is closed.
@@ -132,8 +145,28 @@ pub struct ApiConfig {
     pub max_webhooks_per_org: usize,
 }
 
-/// The shortest bearer token accepted in `api.tokens`.
+/// The shortest bearer token accepted in `api.tokens` and `api.org_tokens`.
 pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// The shortest `api.access_token_max_ttl`: an access token lives at least a minute.
+pub const MIN_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(60);
+/// The longest `api.access_token_max_ttl`: access tokens cannot be revoked one by one,
+/// so none may outlive thirty days.
+pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One of `api.org_tokens`: a static bearer token limited to some organizations.
+/// `Debug` hides the token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgToken {
+    /// The bearer token, at least [`MIN_TOKEN_CHARS`] characters.
+    pub token: String,
+    /// The organizations it may see and change.
+    pub orgs: Vec<String>,
+    /// Only reads (`GET`) when true.
+    #[serde(default)]
+    pub read_only: bool,
+}
 
 /// `[delivery]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,6 +279,20 @@ fn invalid(key: &str, message: impl Into<String>) -> Error {
         key: key.to_owned(),
         message: message.into(),
     }
+}
+
+/// `scheme://host[:port]` with nothing after it: what a CSP source list may name safely.
+fn is_origin(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.path() == "/"
+            && text.trim_end_matches('/') == u.origin().ascii_serialization()
+    })
 }
 
 /// Namespaces prefix queue names, which RabbitMQ limits to 255 bytes.
@@ -362,6 +409,24 @@ impl Config {
                 ),
             ));
         }
+        self.validate_org_tokens()?;
+        if !(MIN_ACCESS_TOKEN_TTL..=MAX_ACCESS_TOKEN_TTL).contains(&self.api.access_token_max_ttl) {
+            return Err(invalid(
+                "api.access_token_max_ttl",
+                "must be from 1m to 30days",
+            ));
+        }
+        if let Some(bad) = self
+            .api
+            .console_frame_ancestors
+            .iter()
+            .find(|o| !is_origin(o))
+        {
+            return Err(invalid(
+                "api.console_frame_ancestors",
+                format!("`{bad}` is not an origin like https://app.example.com"),
+            ));
+        }
         if self.api.header_read_timeout.is_zero() {
             return Err(invalid("api.header_read_timeout", "must be more than 0"));
         }
@@ -396,6 +461,36 @@ impl Config {
     /// The retry schedule, validated.
     pub fn retry_schedule(&self) -> Result<RetrySchedule> {
         self.delivery.retry_schedule()
+    }
+
+    /// `api.org_tokens`: long enough, each limited to at least one valid organization,
+    /// and none also an operator's token (which would make its limit meaningless).
+    fn validate_org_tokens(&self) -> Result<()> {
+        const KEY: &str = "api.org_tokens";
+        for (i, t) in self.api.org_tokens.iter().enumerate() {
+            if t.token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(invalid(
+                    KEY,
+                    format!("token {i} must have at least {MIN_TOKEN_CHARS} characters"),
+                ));
+            }
+            if t.orgs.is_empty() {
+                return Err(invalid(KEY, format!("token {i} names no organization")));
+            }
+            if let Some(bad) = t.orgs.iter().find(|o| !crate::event::is_valid_org(o)) {
+                return Err(invalid(
+                    KEY,
+                    format!("token {i}: organization `{bad}` is not [A-Za-z0-9_-]{{1,64}}"),
+                ));
+            }
+            if self.api.tokens.contains(&t.token) {
+                return Err(invalid(
+                    KEY,
+                    format!("token {i} is also in api.tokens, which are not limited"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The retry schedule and every tier, validated.

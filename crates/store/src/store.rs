@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::attempt_log;
 use crate::dead_letters::Archive;
-use crate::keys::{event_key, event_prefix, org_key, org_prefix};
+use crate::keys::{SEP, event_key, event_prefix, org_key, org_prefix};
 use crate::records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode,
 };
@@ -453,6 +453,34 @@ impl Store {
         let next_cursor = more
             .then(|| items.last().map(|s: &Subscription| s.id.to_string()))
             .flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The organizations that have webhooks, in name order, a page at a time after
+    /// `after` (the previous page's `next_cursor`). One seek per organization: no
+    /// subscription is read.
+    pub fn orgs(&self, after: Option<&str>, limit: usize) -> Result<Page<String>> {
+        // Just past every key of `org`: organizations hold no byte below SEP + 1.
+        let past = |org: &[u8]| {
+            let mut key = org.to_vec();
+            key.push(SEP + 1);
+            key
+        };
+        let mut start = after.map_or_else(Vec::new, |org| past(org.as_bytes()));
+        let limit = limit.max(1);
+        let mut items = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        while let Some(key) = self.subscriptions.range(start.as_slice()..).keys().next() {
+            let key = key?;
+            let org = key.split(|b| *b == SEP).next().unwrap_or_default();
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(String::from_utf8_lossy(org).into_owned());
+            start = past(org);
+        }
+        let next_cursor = more.then(|| items.last().cloned()).flatten();
         Ok(Page { items, next_cursor })
     }
 

@@ -84,3 +84,35 @@ pub fn verify_with_standardwebhooks(secret: &str, request: &crate::Recorded) -> 
         ))
     }
 }
+
+/// Debian's chromium, which the console's browser tests drive through playwright-core
+/// (`HOOKWIRE_TEST_CHROMIUM` overrides it). Fails clearly when `tests/setup-tools` has
+/// not installed it.
+pub fn chromium() -> PathBuf {
+    let chromium = std::env::var_os("HOOKWIRE_TEST_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    assert!(
+        chromium.exists(),
+        "{} is missing: run tests/setup-tools (it installs Debian's chromium)",
+        chromium.display()
+    );
+    let playwright = node_dir().join("node_modules/playwright-core");
+    assert!(
+        playwright.exists(),
+        "{} is missing: run tests/setup-tools",
+        playwright.display()
+    );
+    chromium
+}
+
+/// A folder for what a test leaves to look at (screenshots): `test-artifacts/<name>` at
+/// the repository root (git ignores it), or under `HOOKWIRE_TEST_ARTIFACTS`. Emptied first.
+pub fn artifacts_dir(name: &str) -> PathBuf {
+    let root = std::env::var_os("HOOKWIRE_TEST_ARTIFACTS")
+        .map_or_else(|| repo_root().join("test-artifacts"), PathBuf::from);
+    let dir = root.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}

@@ -1,6 +1,8 @@
 //! The admin API against a live in-process server, the real broker and loopback receivers.
 
+mod access;
 mod bad_input;
+mod console;
 mod dead_letter_bounds;
 mod hygiene;
 mod lifecycle;
@@ -31,9 +33,19 @@ impl Api {
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(API_TOKEN, method, path)
+    }
+
+    /// A request with `token` as its bearer token.
+    pub fn request_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(API_TOKEN)
+            .bearer_auth(token)
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {

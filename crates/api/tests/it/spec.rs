@@ -39,6 +39,9 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
         "POST /v1/orgs/{org}/dead-letters/purge",
         "GET /v1/admin/dead-letters",
         "POST /v1/admin/dead-letters/purge",
+        "GET /v1/admin/orgs",
+        "POST /v1/orgs/{org}/access-tokens",
+        "GET /v1/whoami",
     ];
     served.sort_unstable();
     assert_eq!(documented, served);

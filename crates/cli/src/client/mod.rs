@@ -3,6 +3,7 @@
 //! response body as sent (for `--json`) next to its parsed form (for the tables). The
 //! routes are in one submodule per resource; this module sends the requests.
 
+mod access;
 mod operations;
 mod webhooks;
 

@@ -1,6 +1,7 @@
 //! One module per command family: its subcommands and flags, what it does, what it prints.
 //! `serve` is the daemon itself, in `crate::serve`.
 
+pub mod access_tokens;
 pub mod attempts;
 pub mod dead_letters;
 pub mod event_types;

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod console;
 mod full_disk;
 mod operations;
 mod serve;

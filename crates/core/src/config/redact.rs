@@ -34,11 +34,24 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("listen", &self.listen)
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("org_tokens", &self.org_tokens)
+            .field("access_token_max_ttl", &self.access_token_max_ttl)
+            .field("console_frame_ancestors", &self.console_frame_ancestors)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_test_sends", &self.max_test_sends)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OrgToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrgToken")
+            .field("token", &"<redacted>")
+            .field("orgs", &self.orgs)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }

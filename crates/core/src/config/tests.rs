@@ -82,6 +82,34 @@ fn errors_name_the_key() {
         ("api.tokens", |c| {
             c.api.tokens = vec!["0123456789abcde".into()]
         }),
+        ("api.org_tokens", |c| {
+            c.api.org_tokens = vec![org_token("short", &["acme"])]
+        }),
+        ("api.org_tokens", |c| {
+            c.api.org_tokens = vec![org_token("org-token-0123456789", &[])]
+        }),
+        ("api.org_tokens", |c| {
+            c.api.org_tokens = vec![org_token("org-token-0123456789", &["acme", "a b"])]
+        }),
+        ("api.org_tokens", |c| {
+            c.api.tokens = vec!["both-kinds-0123456789".into()];
+            c.api.org_tokens = vec![org_token("both-kinds-0123456789", &["acme"])];
+        }),
+        ("api.access_token_max_ttl", |c| {
+            c.api.access_token_max_ttl = Duration::from_secs(59)
+        }),
+        ("api.access_token_max_ttl", |c| {
+            c.api.access_token_max_ttl = Duration::from_secs(31 * 24 * 3600)
+        }),
+        ("api.console_frame_ancestors", |c| {
+            c.api.console_frame_ancestors = vec!["https://app.example.com; script-src *".into()]
+        }),
+        ("api.console_frame_ancestors", |c| {
+            c.api.console_frame_ancestors = vec!["https://app.example.com/settings".into()]
+        }),
+        ("api.console_frame_ancestors", |c| {
+            c.api.console_frame_ancestors = vec!["*".into()]
+        }),
         ("api.request_timeout", |c| {
             c.api.request_timeout = c.delivery.timeout
         }),
@@ -127,4 +155,40 @@ fn unknown_keys_are_refused() {
     let text = DEFAULT_CONFIG_TOML.replace("[amqp]", "[amqp]\nurll = \"x\"");
     let err = toml::from_str::<Config>(&text).expect_err("unknown key");
     assert!(err.to_string().contains("urll"), "{err}");
+}
+
+fn org_token(token: &str, orgs: &[&str]) -> OrgToken {
+    OrgToken {
+        token: token.to_owned(),
+        orgs: orgs.iter().map(|o| (*o).to_owned()).collect(),
+        read_only: false,
+    }
+}
+
+#[test]
+fn org_tokens_are_read_from_a_table_array_and_never_shown() {
+    let text = DEFAULT_CONFIG_TOML.replace(
+        "org_tokens = []",
+        "org_tokens = [{ token = \"org-token-0123456789\", orgs = [\"acme\"], read_only = true }]",
+    );
+    let mut c: Config = toml::from_str(&text).expect("valid TOML");
+    c.secrets.key = dev().secrets.key;
+    c.validate().expect("valid");
+    assert_eq!(c.api.org_tokens.len(), 1);
+    assert!(c.api.org_tokens[0].read_only);
+    assert_eq!(c.api.org_tokens[0].orgs, ["acme"]);
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("org-token-0123456789"), "{shown}");
+    let again: Config = toml::from_str(&c.to_toml()).expect("round trip");
+    assert_eq!(again.api.org_tokens[0].token, "org-token-0123456789");
+}
+
+#[test]
+fn console_frame_ancestors_are_origins() {
+    let mut c = dev();
+    c.api.console_frame_ancestors = vec![
+        "https://app.example.com".into(),
+        "http://127.0.0.1:3000".into(),
+    ];
+    c.validate().expect("origins are valid");
 }
