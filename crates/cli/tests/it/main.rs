@@ -2,6 +2,7 @@
 //! broker and loopback receivers.
 
 mod client;
+mod cluster;
 mod commands;
 mod full_disk;
 mod operations;
