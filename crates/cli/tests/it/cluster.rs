@@ -516,3 +516,38 @@ async fn an_export_imported_into_a_fresh_namespace_answers_alike() {
     target.finish(vec![imported]).await;
     source.finish(Vec::new()).await;
 }
+
+/// What `store import` refuses before it publishes anything: input that is not an
+/// export, and an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_of_something_else_is_refused_with_the_reason() {
+    let target = Cluster::new().await;
+    let (_, config) = target.write_config(1);
+    let cases = [
+        (
+            "not json\n",
+            "line 1: not an entry of `hookwire store export`",
+        ),
+        (
+            "{\"op\":\"upsert\"}\n",
+            "line 1: not an entry of `hookwire store export`",
+        ),
+        ("\n", "nothing to import"),
+    ];
+    for (text, expected) in cases {
+        let input = target.dir.path().join("input.jsonl");
+        std::fs::write(&input, text).expect("write");
+        let (ok, stderr) = run_hookwire(vec![
+            "store".into(),
+            "import".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--in".into(),
+            input.display().to_string(),
+        ])
+        .await;
+        assert!(!ok, "{text:?} is refused");
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+    }
+    target.finish(Vec::new()).await;
+}
