@@ -9,12 +9,14 @@
 //!   letters, operational events, replays.
 //! - [`Producer`]: publishes events that follow the wire contract.
 //! - [`Replayer`]: publishes dead letters back.
+//! - [`stream`]: the changes stream: declared, read from an offset, offsets of deliveries.
 
 mod error;
 pub mod headers;
 mod producer;
 mod publisher;
 mod replayer;
+pub mod stream;
 pub mod topology;
 pub mod wire;
 
@@ -22,7 +24,7 @@ pub use error::{Error, Result};
 pub use producer::Producer;
 pub use publisher::{Publisher, connect};
 pub use replayer::Replayer;
-pub use topology::{Names, Topology, inspect_queue};
+pub use topology::{ChangesStream, Names, Topology, inspect_queue};
 pub use wire::OutgoingEvent;
 
 /// Re-exported so that producers need no direct lapin dependency for the basics.

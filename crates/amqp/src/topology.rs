@@ -46,6 +46,11 @@ impl Names {
         format!("{}.{suffix}", self.namespace)
     }
 
+    /// The stream of the store's changes, which every node applies (replication).
+    pub fn changes_stream(&self) -> String {
+        self.name("changes")
+    }
+
     /// The namespace itself.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -110,6 +115,15 @@ pub struct Topology {
     pub names: Names,
     /// Every tier delay: the retry schedule's distinct delays plus the deferral tier.
     pub tiers: BTreeSet<Duration>,
+    /// The changes stream, declared when the store is replicated.
+    pub changes: Option<ChangesStream>,
+}
+
+/// How the changes stream is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChangesStream {
+    /// Its `x-max-age`; `None` keeps it whole.
+    pub max_age: Option<Duration>,
 }
 
 impl Topology {
@@ -119,6 +133,7 @@ impl Topology {
         Self {
             names: Names::new(namespace),
             tiers: tiers.into_iter().collect(),
+            changes: None,
         }
     }
 
@@ -129,7 +144,22 @@ impl Topology {
 
     /// The topology `serve` declares for `config`: the schedule's tiers and the deferral tier.
     pub fn of_config(config: &hookwire_core::Config) -> hookwire_core::Result<Self> {
-        Ok(Self::of_plan(&config.amqp.namespace, &config.retry_plan()?))
+        let mut topology = Self::of_plan(&config.amqp.namespace, &config.retry_plan()?);
+        if config.replication.enabled {
+            topology.changes = Some(ChangesStream {
+                max_age: config.replication.changes_max_age,
+            });
+        }
+        Ok(topology)
+    }
+
+    /// Declares the changes stream, when the store is replicated. Safe to run any number
+    /// of times with the same `max_age`; RabbitMQ refuses another (406).
+    pub async fn declare_changes(&self, channel: &Channel) -> Result<()> {
+        if let Some(changes) = &self.changes {
+            crate::stream::declare(channel, &self.names.changes_stream(), changes.max_age).await?;
+        }
+        Ok(())
     }
 
     /// Declares every exchange, queue and binding. Safe to run any number of times.
@@ -216,6 +246,7 @@ impl Topology {
             )
             .await?;
         bind(n.deliveries_queue(), n.work_exchange(), DELIVER_KEY).await?;
+        self.declare_changes(channel).await?;
 
         for tier in &self.tiers {
             channel
@@ -237,6 +268,7 @@ impl Topology {
             n.unrouted_queue(),
             n.deliveries_queue(),
             n.dead_queue(),
+            n.changes_stream(),
         ];
         queues.extend(self.tiers.iter().map(|t| n.retry_queue(*t)));
         for q in queues {

@@ -140,6 +140,12 @@ impl From<hookwire_store::Error> for ApiError {
                     "webhook {id} changed while this request was in progress; nothing was saved: read it again and retry"
                 ),
             },
+            hookwire_store::Error::Replication(message) => Self::Unavailable {
+                code: "replication_unavailable",
+                message: format!(
+                    "{message}; the write may still take effect: read the webhook again before retrying"
+                ),
+            },
             other => Self::Internal(other.to_string()),
         }
     }
@@ -199,6 +205,20 @@ pub async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_write_the_changes_stream_did_not_take_answers_503() {
+        let error = hookwire_store::Error::Replication("the broker is unreachable".into());
+        let response = ApiError::from(error).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "replication_unavailable");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains("read the webhook again"), "{message}");
+    }
 
     #[tokio::test]
     async fn an_internal_error_shows_an_id_and_no_detail() {

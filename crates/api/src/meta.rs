@@ -57,6 +57,23 @@ pub struct Health {
     pub status: String,
     /// What is wrong, if anything.
     pub problems: Vec<String>,
+    /// Where this node stands in the changes stream, when the store is replicated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationHealth>,
+}
+
+/// A node's place in the changes stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicationHealth {
+    /// This node's id.
+    pub node: String,
+    /// The offset of the last change this node applied; absent before the first.
+    pub applied_offset: Option<u64>,
+    /// Changes received from the stream and not applied yet.
+    pub pending: u64,
+    /// This node holds every change made before it started; until then it does not
+    /// consume deliveries.
+    pub caught_up: bool,
 }
 
 /// The process is alive.
@@ -65,6 +82,7 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         problems: Vec::new(),
+        replication: None,
     })
 }
 
@@ -87,23 +105,30 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
         tracing::warn!(error = %e, "Readiness: the store cannot be written.");
         problems.push("store cannot be written (see the log)".to_owned());
     }
-    if problems.is_empty() {
-        (
-            StatusCode::OK,
-            Json(Health {
-                status: "ok".into(),
-                problems,
-            }),
-        )
+    let replication = state.writer.replication().map(|r| {
+        if !r.caught_up {
+            problems.push("catching up with the changes stream".to_owned());
+        }
+        ReplicationHealth {
+            node: r.node,
+            applied_offset: r.applied_offset,
+            pending: r.pending,
+            caught_up: r.caught_up,
+        }
+    });
+    let (code, status) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable".into(),
-                problems,
-            }),
-        )
-    }
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        code,
+        Json(Health {
+            status: status.into(),
+            problems,
+            replication,
+        }),
+    )
 }
 
 /// This document.

@@ -4,6 +4,9 @@
 //! (docs/architecture.md).
 
 mod error;
+mod node;
+mod replication;
+mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,15 +31,22 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+pub use node::node_id;
+
+use replication::StreamSettings;
 
 /// hookwire, assembled and ready to run: nothing consumes or answers until [`App::run`].
 #[derive(Debug)]
 pub struct App {
     store: Store,
+    writer: Writer,
     daemon: Daemon,
     api: ApiState,
     listener: TcpListener,
     metrics: PrometheusHandle,
+    node: String,
+    /// The changes stream, when the store is replicated.
+    changes: Option<StreamSettings>,
 }
 
 impl App {
@@ -53,8 +63,49 @@ impl App {
     /// and start hookwire again on one store (sled allows one open per directory).
     pub async fn with_store(config: &Config, store: Store) -> Result<Self> {
         let catalog = catalog(&config.catalog)?;
-        let writer = Writer::spawn(store.clone());
-        let (daemon, endpoints) = daemon(config, store.clone(), writer.clone(), catalog.clone())?;
+        let node = node_id(config)?;
+        let connection_name = format!("{}@{node}", config.amqp.connection_name);
+        let changes = config
+            .replication
+            .enabled
+            .then(|| -> Result<StreamSettings> {
+                Ok(StreamSettings {
+                    url: config.amqp.url.clone(),
+                    connection_name: connection_name.clone(),
+                    topology: hookwire_amqp::Topology::of_config(config)
+                        .map_err(|e| Error::Config(e.to_string()))?,
+                    confirm_timeout: config.amqp.confirm_timeout,
+                    reconnect_max_delay: config
+                        .amqp
+                        .reconnect_max_delay
+                        .max(Duration::from_secs(1)),
+                })
+            })
+            .transpose()?;
+        let writer = match &changes {
+            None => Writer::spawn(store.clone()),
+            // A write answers within the API's request timeout, applied or not.
+            Some(settings) => Writer::replicated(
+                store.clone(),
+                &node,
+                replication::changelog(settings.clone()),
+                config
+                    .api
+                    .request_timeout
+                    .saturating_sub(Duration::from_secs(1)),
+            )
+            .map_err(|source| Error::Store {
+                path: config.store.path.clone(),
+                source,
+            })?,
+        };
+        let (daemon, endpoints) = daemon(
+            config,
+            &connection_name,
+            store.clone(),
+            writer.clone(),
+            catalog.clone(),
+        )?;
         let metrics = metrics_recorder()?;
         let access_keys = AccessTokenKeys::derive(
             &config
@@ -80,14 +131,14 @@ impl App {
                 max_webhooks_per_org: config.api.max_webhooks_per_org,
             }),
             store: store.clone(),
-            writer,
+            writer: writer.clone(),
             catalog: Arc::new(catalog),
             deliverer: deliverer(config)?,
             test_sends: Arc::new(tokio::sync::Semaphore::new(config.api.max_test_sends)),
             broker_ready: daemon.readiness(),
             replayer: Arc::new(Replayer::new(
                 &config.amqp.url,
-                &config.amqp.connection_name,
+                &connection_name,
                 &config.amqp.namespace,
                 config.amqp.confirm_timeout,
             )),
@@ -102,11 +153,19 @@ impl App {
             })?;
         Ok(Self {
             store,
+            writer,
             daemon,
             api,
             listener,
             metrics,
+            node,
+            changes,
         })
+    }
+
+    /// This node's id (`node.id`, or the one kept in the store directory).
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The store the engine reads and the API writes.
@@ -127,15 +186,22 @@ impl App {
     }
 
     /// Runs the engine and the API until `shutdown` completes or the engine ends on its
-    /// own (a refusal to start), then takes the API down and flushes the store.
+    /// own, then takes the API down and flushes the store. With replication, the changes
+    /// stream is read first, and the engine consumes only once this node has caught up
+    /// with it: a node rebuilding its store must not take deliveries for webhooks it does
+    /// not hold yet.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Self {
             store,
+            writer,
             daemon,
             api,
             listener,
             metrics,
+            node,
+            changes,
         } = self;
+        telemetry::node(&node);
         let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics));
         let stop = CancellationToken::new();
         let api = tokio::spawn(hookwire_api::serve(
@@ -143,16 +209,43 @@ impl App {
             api,
             stop.clone().cancelled_owned(),
         ));
+        let shutting_down = CancellationToken::new();
+        let watcher = {
+            let (shutting_down, api_stop) = (shutting_down.clone(), stop.clone());
+            tokio::spawn(async move {
+                shutdown.await;
+                shutting_down.cancel();
+                api_stop.cancel();
+            })
+        };
+        let reading_stop = CancellationToken::new();
+        let reader = changes.map(|settings| {
+            tokio::spawn(replication::read_changes(
+                settings,
+                store.clone(),
+                writer.clone(),
+                reading_stop.clone(),
+            ))
+        });
+        let caught_up = reader.is_none() || replication::catch_up(&writer, &shutting_down).await;
         // On a worker, not on the caller's thread (which may block on `main`): delivery
         // hand-offs then stay among the runtime's workers.
-        let stopper = stop.clone();
-        let engine = tokio::spawn(daemon.run(async move {
-            shutdown.await;
-            stopper.cancel();
-        }))
-        .await
-        .map_err(|e| Error::Internal(format!("the engine task failed: {e}")));
+        let engine = if caught_up {
+            tokio::spawn(daemon.run(shutting_down.clone().cancelled_owned()))
+                .await
+                .map_err(|e| Error::Internal(format!("the engine task failed: {e}")))
+        } else {
+            Ok(Ok(()))
+        };
+        watcher.abort();
         stop.cancel();
+        // The engine's last writes (dead letters archived at shutdown) are applied by now.
+        reading_stop.cancel();
+        if let Some(reader) = reader {
+            reader
+                .await
+                .map_err(|e| Error::Internal(format!("the changes reader failed: {e}")))?;
+        }
         let served = api
             .await
             .map_err(|e| Error::Internal(format!("the API task failed: {e}")))?;
@@ -234,6 +327,7 @@ impl Circuits for EngineCircuits {
 /// The daemon, and its engine's circuits for the API.
 fn daemon(
     config: &Config,
+    connection_name: &str,
     store: Store,
     writer: Writer,
     catalog: Catalog,
@@ -287,7 +381,7 @@ fn daemon(
         engine,
         AmqpSettings {
             url: config.amqp.url.clone(),
-            connection_name: config.amqp.connection_name.clone(),
+            connection_name: connection_name.to_owned(),
             prefetch: config.prefetch(),
             reconnect_max_delay: config.amqp.reconnect_max_delay.max(Duration::from_secs(1)),
             confirm_timeout: config.amqp.confirm_timeout,

@@ -41,7 +41,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Serve { config } => serve::serve(config.as_deref()).await,
         Command::Publish(args) => commands::publish::run(args).await,
         Command::Topology { action } => commands::topology::run(action).await,
-        Command::Store { action } => commands::store::run(action),
+        Command::Store { action } => commands::store::run(action).await,
         Command::Verify(args) => commands::verify::run(args),
         Command::Webhooks { api, action } => commands::webhooks::run(&api, action).await,
         Command::EventTypes { api } => commands::event_types::run(&api).await,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use hookwire_app::App;
 use hookwire_core::Config;
 use hookwire_core::config::LogFormat;
-use tracing::info;
+use tracing::{Instrument, info};
 use tracing_subscriber::EnvFilter;
 
 /// Runs the daemon and its admin API until SIGTERM or Ctrl-C.
@@ -24,9 +24,12 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
         broker = %hookwire_core::config::redact_url(&config.amqp.url),
         store = %config.store.path.display(),
         api = %app.api_addr()?,
+        node = %app.node(),
+        replication = config.replication.enabled,
         "hookwire starting."
     );
-    app.run(shutdown_signal()).await?;
+    let span = tracing::info_span!("node", id = %app.node());
+    app.run(shutdown_signal()).instrument(span).await?;
     info!("hookwire stopped.");
     Ok(())
 }

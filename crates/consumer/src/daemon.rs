@@ -117,8 +117,8 @@ impl Daemon {
         self.ready.clone()
     }
 
-    /// Runs until `shutdown` completes. Broker failures are retried forever; only a refusal
-    /// to start (another daemon consumes this namespace) ends it early with an error.
+    /// Runs until `shutdown` completes. Broker failures are retried forever. Any number of
+    /// daemons may consume one namespace: they compete for its messages.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let stop = CancellationToken::new();
         let watcher = {
@@ -140,19 +140,17 @@ impl Daemon {
     }
 
     async fn supervise(&self, stop: CancellationToken) -> Result<()> {
-        let mut first = true;
         let mut backoff = self.backoff();
         loop {
             // lapin has no handshake timeout: a broker that accepts the connection but
             // never answers would hold this open forever.
-            let open = tokio::time::timeout(self.amqp.open_timeout, self.open_session(first));
+            let open = tokio::time::timeout(self.amqp.open_timeout, self.open_session());
             let opened = tokio::select! {
                 opened = open => opened.unwrap_or_else(|_| Err(Error::SessionTimeout(self.amqp.open_timeout))),
                 () = stop.cancelled() => return Ok(()),
             };
             match opened {
                 Ok(session) => {
-                    first = false;
                     backoff = self.backoff();
                     self.ready.store(true, Ordering::SeqCst);
                     info!(namespace = %self.engine.topology().names.namespace(), "Consuming.");
@@ -165,7 +163,6 @@ impl Daemon {
                         }
                     }
                 }
-                Err(e @ Error::Refused(_)) => return Err(e),
                 Err(e) => warn!(error = %e, "Cannot open a broker session; retrying."),
             }
             let delay = backoff.next().unwrap_or(self.amqp.reconnect_max_delay);
@@ -185,23 +182,12 @@ impl Daemon {
             .build()
     }
 
-    async fn open_session(&self, refuse_if_consumed: bool) -> Result<Session> {
+    async fn open_session(&self) -> Result<Session> {
         let connection = connect(&self.amqp.url, &self.amqp.connection_name).await?;
         let publisher = Publisher::open(&connection, self.amqp.confirm_timeout).await?;
         let topology = self.engine.topology();
         topology.declare(publisher.channel()).await?;
         let events_queue = topology.names.events_queue();
-        if refuse_if_consumed {
-            let queue = hookwire_amqp::inspect_queue(&connection, &events_queue).await?;
-            if queue.consumer_count() > 0 {
-                return Err(Error::Refused(format!(
-                    "queue `{events_queue}` already has {} consumer(s): another hookwire serves namespace `{}`. \
-                     Until replicated state exists, one daemon per namespace (its store would miss the other's webhooks).",
-                    queue.consumer_count(),
-                    topology.names.namespace()
-                )));
-            }
-        }
         let mut consumers = Vec::new();
         for (source, queue) in [
             (Source::Events, events_queue),

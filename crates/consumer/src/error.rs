@@ -24,9 +24,6 @@ pub enum Error {
     /// A message's handler panicked; a bug, settled like a message that cannot be handled.
     #[error("the handler panicked: {0}")]
     Panicked(String),
-    /// `serve` must not start (another daemon consumes the namespace…).
-    #[error("{0}")]
-    Refused(String),
 }
 
 /// The result type of the engine.

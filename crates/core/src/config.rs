@@ -50,6 +50,10 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Encryption of signing secrets at rest.
     pub secrets: SecretsConfig,
+    /// This node.
+    pub node: NodeConfig,
+    /// The store's replication between nodes.
+    pub replication: ReplicationConfig,
     /// Logging.
     pub log: LogConfig,
     /// The event catalog.
@@ -241,6 +245,37 @@ pub struct SecretsConfig {
     /// How long a rotated-out secret keeps signing.
     #[serde(with = "humantime_serde")]
     pub rotation_grace: Duration,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's id; empty: generated once and kept in the store directory.
+    pub id: String,
+}
+
+/// `[replication]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Replicate the store through `<ns>.changes`.
+    pub enabled: bool,
+    /// The changes stream's `x-max-age`; `None` keeps it whole.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub changes_max_age: Option<Duration>,
+}
+
+/// Whether `id` may name a node: it goes into connection names, log lines and metric labels.
+pub fn is_valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// `[log]`.
@@ -452,6 +487,22 @@ impl Config {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 return Err(invalid(key, "is empty: leave the key out for none"));
             }
+        }
+        if !self.node.id.is_empty() && !is_valid_node_id(&self.node.id) {
+            return Err(invalid(
+                "node.id",
+                "must be 1 to 64 of [A-Za-z0-9._-], or empty to generate one",
+            ));
+        }
+        if self
+            .replication
+            .changes_max_age
+            .is_some_and(|age| age < Duration::from_secs(1))
+        {
+            return Err(invalid(
+                "replication.changes_max_age",
+                "must be at least 1s, or unset to keep the stream whole",
+            ));
         }
         self.secrets_key()?;
         self.previous_secrets_keys()?;

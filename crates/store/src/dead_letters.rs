@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::keys::{org_key, org_prefix};
 use crate::records::{DeadLetter, DeadLetterQuery, Page, decode, encode};
-use crate::transaction::transact_pair;
+use crate::transaction::{Mark, transact_pair};
 use crate::{Error, Result};
 
 /// The largest piece of a body in one value.
@@ -64,6 +64,23 @@ fn archived_at_ms(id: &Uuid) -> u64 {
     })
 }
 
+/// Removes one letter and its body inside a transaction; a missing letter is no error.
+fn remove_key(
+    letters: &TransactionalTree,
+    bodies: &TransactionalTree,
+    key: &[u8],
+    id: &Uuid,
+) -> Result<(), ConflictableTransactionError<Error>> {
+    let Some(raw) = letters.remove(key)? else {
+        return Ok(());
+    };
+    let stored: Stored = decode(&raw).map_err(ConflictableTransactionError::Abort)?;
+    for i in 0..stored.body_pieces {
+        bodies.remove(&piece_key(id, i))?;
+    }
+    Ok(())
+}
+
 /// The letters and their bodies.
 #[derive(Debug, Clone)]
 pub(crate) struct Archive {
@@ -79,8 +96,8 @@ impl Archive {
         })
     }
 
-    /// Stores a letter and its body at once.
-    pub(crate) fn insert(&self, mut letter: DeadLetter) -> Result<()> {
+    /// Stores a letter and its body at once (with `mark`'s offset, when replicated).
+    pub(crate) fn insert(&self, mut letter: DeadLetter, mark: Option<Mark<'_>>) -> Result<()> {
         let body = std::mem::take(&mut letter.body);
         let id = letter.id;
         let key = key(letter.org.as_deref(), &id);
@@ -90,7 +107,7 @@ impl Archive {
             body_pieces: u32::try_from(pieces.len())
                 .map_err(|_| Error::Corrupt("a dead letter body over 16 TiB".into()))?,
         })?;
-        self.transact(|letters, bodies| {
+        self.transact(mark, |letters, bodies| {
             for (i, piece) in (0u32..).zip(&pieces) {
                 bodies.insert(&piece_key(&id, i), *piece)?;
             }
@@ -99,35 +116,37 @@ impl Archive {
         })
     }
 
-    /// Removes `org`'s letters with these ids, and their bodies.
-    pub(crate) fn remove(&self, org: Option<&str>, ids: &[Uuid]) -> Result<()> {
+    /// Removes `org`'s letters with these ids, and their bodies; with `mark`, all at once
+    /// with its offset.
+    pub(crate) fn remove(
+        &self,
+        org: Option<&str>,
+        ids: &[Uuid],
+        mark: Option<Mark<'_>>,
+    ) -> Result<()> {
+        if mark.is_some() {
+            return self.transact(mark, |letters, bodies| {
+                ids.iter()
+                    .try_for_each(|id| remove_key(letters, bodies, &key(org, id), id))
+            });
+        }
         for id in ids {
-            self.remove_key(&key(org, id), id)?;
+            self.transact(None, |letters, bodies| {
+                remove_key(letters, bodies, &key(org, id), id)
+            })?;
         }
         Ok(())
     }
 
-    fn remove_key(&self, key: &[u8], id: &Uuid) -> Result<()> {
-        self.transact(|letters, bodies| {
-            let Some(raw) = letters.remove(key)? else {
-                return Ok(());
-            };
-            let stored: Stored = decode(&raw).map_err(ConflictableTransactionError::Abort)?;
-            for i in 0..stored.body_pieces {
-                bodies.remove(&piece_key(id, i))?;
-            }
-            Ok(())
-        })
-    }
-
     fn transact(
         &self,
+        mark: Option<Mark<'_>>,
         f: impl Fn(
             &TransactionalTree,
             &TransactionalTree,
         ) -> Result<(), ConflictableTransactionError<Error>>,
     ) -> Result<()> {
-        transact_pair(&self.letters, &self.bodies, f)
+        transact_pair(&self.letters, &self.bodies, mark, f)
     }
 
     /// A stored letter with its body.
@@ -250,7 +269,10 @@ impl Archive {
         }
         judge(&mut org_keys);
         for key in &doomed {
-            self.remove_key(key, &split(key)?.1)?;
+            let id = split(key)?.1;
+            self.transact(None, |letters, bodies| {
+                remove_key(letters, bodies, key, &id)
+            })?;
         }
         Ok(doomed.len())
     }
@@ -287,8 +309,8 @@ mod tests {
         let a = archive();
         let big: Vec<u8> = (0..70 * 1024 + 5).map(|i| (i % 251) as u8).collect();
         let (large, empty) = (letter(Some("acme"), big), letter(None, Vec::new()));
-        a.insert(large.clone()).expect("insert");
-        a.insert(empty.clone()).expect("insert");
+        a.insert(large.clone(), None).expect("insert");
+        a.insert(empty.clone(), None).expect("insert");
         assert_eq!(a.bodies.len(), 18, "70 KiB in 4 KiB pieces");
         assert!(
             a.letters
@@ -303,9 +325,9 @@ mod tests {
             "letters without an org sort first"
         );
 
-        a.remove(Some("acme"), &[large.id]).expect("remove");
+        a.remove(Some("acme"), &[large.id], None).expect("remove");
         assert!(a.bodies.is_empty(), "the pieces went with the letter");
-        a.insert(large).expect("insert");
+        a.insert(large, None).expect("insert");
         assert_eq!(a.prune(u64::MAX, 10).expect("prune"), 2);
         assert!(a.letters.is_empty() && a.bodies.is_empty());
     }
@@ -322,7 +344,7 @@ mod tests {
             .page(Some("acme"), &DeadLetterQuery::default())
             .expect("page");
         assert_eq!(page.items, std::slice::from_ref(&old));
-        a.remove(Some("acme"), &[old.id]).expect("remove");
+        a.remove(Some("acme"), &[old.id], None).expect("remove");
         assert!(a.letters.is_empty());
     }
 

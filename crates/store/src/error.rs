@@ -58,6 +58,30 @@ pub enum Error {
     /// The [`Writer`](crate::Writer)'s thread is gone, so nothing more can be committed.
     #[error("the store writer has stopped")]
     WriterStopped,
+    /// A replicated write could not be published to the changes stream, or was not
+    /// applied by this node in time.
+    #[error("replication: {0}")]
+    Replication(String),
+    /// An import into a namespace that already holds other changes, or another import.
+    #[error(
+        "import {0} refused: the namespace already holds other changes; import into a fresh namespace"
+    )]
+    SeedRefused(uuid::Uuid),
+}
+
+impl Error {
+    /// A refusal decided by the store's content (a conflict, a missing webhook, a limit),
+    /// which every node applying the same change decides alike: not a failure of this
+    /// node.
+    pub fn is_decided(&self) -> bool {
+        matches!(
+            self,
+            Self::NotFound(_)
+                | Self::Conflict { .. }
+                | Self::LimitReached { .. }
+                | Self::SeedRefused(_)
+        )
+    }
 }
 
 /// The result type of the store.

@@ -6,9 +6,10 @@
 //! - The attempt log and the dead-letter archive ([`AttemptRecord`], [`DeadLetter`]).
 //! - A schema version: the store refuses to open one written by a newer hookwire.
 //!
-//! Every mutation is a [`Change`] applied by [`Store::apply`]: one place to replicate
-//! when the changes later travel through a RabbitMQ stream. [`Writer`] group-commits
-//! the writes that must be durable before anyone is answered.
+//! Every mutation is a [`Change`] applied by [`Store::apply`]. [`Writer`] group-commits
+//! the writes that must be durable before anyone is answered; a replicated one sends them
+//! through the changes stream as [`Entry`]s, which every node applies with
+//! [`Store::apply_entry`], their offset in the same transaction.
 
 mod attempt_log;
 mod dead_letters;
@@ -25,5 +26,5 @@ pub use error::{Error, Result};
 pub use records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
 };
-pub use store::{Change, SCHEMA_VERSION, Store};
-pub use writer::Writer;
+pub use store::{Change, Entry, ReplicatedChange, SCHEMA_VERSION, Store};
+pub use writer::{Changelog, ReplicationStatus, Writer};

@@ -18,10 +18,13 @@ use crate::records::{
 };
 use crate::sealing::Sealer;
 use crate::subscriber_cache::SubscriberCache;
-use crate::transaction::transact_pair;
+use crate::transaction::{APPLIED_OFFSET_KEY, Mark, transact_pair};
 use crate::{Error, Result};
 
+mod replicated;
 mod secrets;
+
+pub use replicated::{Entry, ReplicatedChange};
 
 /// The schema this build writes. Bump it with every incompatible record change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -118,6 +121,8 @@ pub struct Store {
     attempts: sled::Tree,
     /// The dead letters and their bodies.
     dead: Archive,
+    /// The offset of the last change applied from the changes stream.
+    replication: sled::Tree,
     sealer: Sealer,
     subscribers: Arc<SubscriberCache>,
     /// The sled directory, for the [`Writer`](crate::Writer)'s `fsync`s.
@@ -125,7 +130,7 @@ pub struct Store {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-struct Record {
+pub(crate) struct Record {
     id: Uuid,
     org: String,
     url: String,
@@ -198,6 +203,7 @@ impl Store {
             by_event: db.open_tree("subscriptions_by_event")?,
             attempts: db.open_tree("attempts")?,
             dead: Archive::open(&db)?,
+            replication: db.open_tree("replication")?,
             db,
             sealer: Sealer::new(secrets_key, previous_keys),
             subscribers: Arc::default(),
@@ -227,8 +233,8 @@ impl Store {
                 older_than_ms,
                 keep_per_webhook,
             } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
-            Change::ArchiveDeadLetter(d) => self.dead.insert(d),
-            Change::RemoveDeadLetters { org, ids } => self.dead.remove(org.as_deref(), &ids),
+            Change::ArchiveDeadLetter(d) => self.dead.insert(d, None),
+            Change::RemoveDeadLetters { org, ids } => self.dead.remove(org.as_deref(), &ids, None),
             Change::PruneDeadLetters {
                 older_than_ms,
                 keep_per_org,
@@ -263,31 +269,44 @@ impl Store {
                 self.subscribers.invalidate(&sub.org);
                 Ok(())
             }
-            Change::Delete { org, id } => {
-                let key = org_key(&org, &id);
-                self.transact(|subs, index| {
-                    let Some(old) = subs.remove(key.as_slice())? else {
-                        return Err(ConflictableTransactionError::Abort(Error::NotFound(id)));
-                    };
-                    for event in decode_events(&old)? {
-                        index.remove(event_key(&org, &event, &id))?;
-                    }
-                    Ok(())
-                })?;
-                self.subscribers.invalidate(&org);
-                Ok(())
-            }
+            Change::Delete { org, id } => self.delete(&org, &id, None),
         }
+    }
+
+    /// Deletes a subscription and its index entries (with `mark`'s offset, when replicated).
+    fn delete(&self, org: &str, id: &Uuid, mark: Option<Mark<'_>>) -> Result<()> {
+        let key = org_key(org, id);
+        self.transact(mark, |subs, index| {
+            let Some(old) = subs.remove(key.as_slice())? else {
+                return Err(ConflictableTransactionError::Abort(Error::NotFound(*id)));
+            };
+            for event in decode_events(&old)? {
+                index.remove(event_key(org, &event, id))?;
+            }
+            Ok(())
+        })?;
+        self.subscribers.invalidate(org);
+        Ok(())
     }
 
     /// Writes `sub` and its index entries in one transaction; with `expected`, only if the
     /// stored version is that one (compare-and-swap).
     fn write_subscription(&self, sub: &Subscription, expected: Option<u64>) -> Result<()> {
+        self.write_record(&self.seal(sub)?, expected, None)
+    }
+
+    /// [`Store::write_subscription`] of a record already sealed, with `mark`'s offset when
+    /// it comes from the changes stream.
+    fn write_record(
+        &self,
+        sub: &Record,
+        expected: Option<u64>,
+        mark: Option<Mark<'_>>,
+    ) -> Result<()> {
         let key = org_key(&sub.org, &sub.id);
-        let sealed = self.seal(sub)?;
-        self.transact(|subs, index| {
+        self.transact(mark, |subs, index| {
             let old = subs.get(&key)?;
-            let mut record = sealed.clone();
+            let mut record = sub.clone();
             let current = old.as_deref().map(decode_header).transpose()?;
             match (expected, &current) {
                 (Some(_), None) => {
@@ -381,12 +400,13 @@ impl Store {
 
     fn transact(
         &self,
+        mark: Option<Mark<'_>>,
         f: impl Fn(
             &sled::transaction::TransactionalTree,
             &sled::transaction::TransactionalTree,
         ) -> Result<(), ConflictableTransactionError<Error>>,
     ) -> Result<()> {
-        transact_pair(&self.subscriptions, &self.by_event, f)
+        transact_pair(&self.subscriptions, &self.by_event, mark, f)
     }
 
     /// The sled directory.

@@ -89,7 +89,8 @@ fn rabbitmqctl(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Closes every connection whose client-provided name is `name`; returns how many.
+/// Closes every connection of a node whose `amqp.connection_name` is `name` (each is
+/// named `name@<node id>`, with what it does after); returns how many.
 pub fn close_connections_named(name: &str) -> Result<usize> {
     let out = rabbitmqctl(&[
         "list_connections",
@@ -98,7 +99,7 @@ pub fn close_connections_named(name: &str) -> Result<usize> {
         "pid",
         "client_properties",
     ])?;
-    let marker = format!(r#"{{"connection_name","{name}"}}"#);
+    let marker = format!(r#"{{"connection_name","{name}@"#);
     let pids: Vec<&str> = out
         .lines()
         .filter(|l| l.contains(&marker))

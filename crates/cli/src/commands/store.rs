@@ -1,11 +1,18 @@
 //! `hookwire store`: maintenance of the store itself, with `serve` stopped (sled allows
-//! one process per store directory).
+//! one process per store directory), and moving a store's state into a namespace's
+//! changes stream.
 
-use std::path::PathBuf;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use hookwire_amqp::lapin::BasicProperties;
+use hookwire_amqp::lapin::options::BasicAckOptions;
+use hookwire_amqp::{ChangesStream, Publisher, Topology, connect, stream};
 use hookwire_core::Config;
+use hookwire_store::Entry;
 
 #[derive(Subcommand, Debug)]
 pub enum StoreAction {
@@ -16,19 +23,39 @@ pub enum StoreAction {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write the store's webhooks and dead letters as JSON lines, one changes-stream entry
+    /// each, their secrets sealed under `secrets.key`: a backup, and what `store import`
+    /// reads. Stop `serve` first.
+    Export {
+        /// A TOML file layered over the defaults (the one `serve` runs with).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The file to write; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Publish an export to the namespace's changes stream, where every replicated node
+    /// of the namespace applies it. Refused when the namespace holds other changes.
+    Import {
+        /// A TOML file layered over the defaults: the broker and namespace to import into.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The export to read; standard input if absent.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+    },
 }
 
+/// How long the changes stream must stay quiet before an import has read all of it.
+const QUIET: Duration = Duration::from_secs(1);
+
 /// Runs one `store` subcommand and prints what it did.
-pub fn run(action: StoreAction) -> Result<()> {
+pub async fn run(action: StoreAction) -> Result<()> {
     match action {
         StoreAction::Reseal { config } => {
-            let figment = crate::config::layers(config.as_deref())?;
-            let config: Config = crate::config::extract(&figment, "")?;
-            config.secrets_key()?;
+            let config = load(config.as_deref())?;
             config.previous_secrets_keys()?;
-            let store = hookwire_app::open_store(&config).context(
-                "cannot open the store (is `serve` still running? sled allows one process)",
-            )?;
+            let store = open(&config)?;
             let count = store.reseal()?;
             println!(
                 "resealed {count} webhook(s) in {} under secrets.key; secrets.previous_keys can now be removed",
@@ -36,5 +63,137 @@ pub fn run(action: StoreAction) -> Result<()> {
             );
             Ok(())
         }
+        StoreAction::Export { config, out } => export(&load(config.as_deref())?, out.as_deref()),
+        StoreAction::Import { config, input } => {
+            import(&load(config.as_deref())?, input.as_deref()).await
+        }
     }
+}
+
+fn load(file: Option<&Path>) -> Result<Config> {
+    let figment = crate::config::layers(file)?;
+    let config: Config = crate::config::extract(&figment, "")?;
+    config.secrets_key()?;
+    Ok(config)
+}
+
+fn open(config: &Config) -> Result<hookwire_store::Store> {
+    hookwire_app::open_store(config)
+        .context("cannot open the store (is `serve` still running? sled allows one process)")
+}
+
+fn export(config: &Config, out: Option<&Path>) -> Result<()> {
+    let store = open(config)?;
+    let node = hookwire_app::node_id(config)?;
+    let entries = store.export(uuid::Uuid::now_v7(), &node)?;
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    for entry in &entries {
+        sink.write_all(&entry.to_bytes()?)?;
+        sink.write_all(b"\n")?;
+    }
+    sink.flush()?;
+    let webhooks = entries.iter().filter(|e| e.kind() == "upsert").count();
+    eprintln!(
+        "exported {webhooks} webhook(s) and {} dead letter(s) from {}",
+        entries.len() - webhooks,
+        config.store.path.display()
+    );
+    Ok(())
+}
+
+async fn import(config: &Config, input: Option<&Path>) -> Result<()> {
+    config.amqp.validate()?;
+    let mut text = String::new();
+    match input {
+        Some(path) => {
+            text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => {
+            std::io::stdin().read_to_string(&mut text)?;
+        }
+    }
+    let entries = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            Entry::from_bytes(line.as_bytes())
+                .with_context(|| format!("line {}: not an entry of `hookwire store export`", i + 1))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let Some(seed) = entries.first().and_then(|e| e.seed) else {
+        bail!("nothing to import: the input holds no entry of `hookwire store export`");
+    };
+    if let Some(i) = entries.iter().position(|e| e.seed != Some(seed)) {
+        bail!(
+            "entry {} belongs to another export: import one export at a time",
+            i + 1
+        );
+    }
+    let mut topology = Topology::of_config(config)?;
+    topology.changes = Some(ChangesStream {
+        max_age: config.replication.changes_max_age,
+    });
+    let name = topology.names.changes_stream();
+    let connection = connect(
+        &config.amqp.url,
+        &format!("{}@import", config.amqp.connection_name),
+    )
+    .await
+    .context("cannot connect to the broker")?;
+    let reading = connection.create_channel().await?;
+    topology.declare_changes(&reading).await?;
+    if let Some(found) = first_change(&reading, &name).await? {
+        bail!(
+            "namespace `{}` already holds changes (the first: `{}` by node `{}`): import into a fresh namespace",
+            config.amqp.namespace,
+            found.kind(),
+            found.node
+        );
+    }
+    let _ = reading.close(200, "read".into()).await;
+    let publisher = Publisher::open(&connection, config.amqp.confirm_timeout).await?;
+    for entry in &entries {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        publisher
+            .publish("", &name, &entry.to_bytes()?, properties)
+            .await
+            .context("publishing to the changes stream")?;
+    }
+    let _ = connection.close(200, "imported".into()).await;
+    println!(
+        "imported {} entries into {name}; every replicated node of namespace `{}` applies them",
+        entries.len(),
+        config.amqp.namespace
+    );
+    Ok(())
+}
+
+/// The first entry of the stream that is not a node's mark (an import run twice included),
+/// read until the stream has been quiet for [`QUIET`].
+async fn first_change(
+    channel: &hookwire_amqp::lapin::Channel,
+    name: &str,
+) -> Result<Option<Entry>> {
+    use futures_util::StreamExt;
+    let mut consumer = stream::consume_from(channel, name, None, 256).await?;
+    while let Ok(Some(delivery)) = tokio::time::timeout(QUIET, consumer.next()).await {
+        let delivery = delivery?;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        match Entry::from_bytes(&delivery.data) {
+            Ok(entry) if entry.is_mark() => {}
+            Ok(entry) => return Ok(Some(entry)),
+            Err(e) => bail!("the changes stream holds an entry that is not one: {e}"),
+        }
+    }
+    Ok(None)
 }

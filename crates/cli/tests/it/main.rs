@@ -2,6 +2,7 @@
 //! broker and loopback receivers.
 
 mod client;
+mod cluster;
 mod commands;
 mod console;
 mod full_disk;

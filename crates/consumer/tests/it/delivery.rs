@@ -172,21 +172,87 @@ async fn events_from_python_pika_and_node_amqplib_are_delivered() {
     h.finish().await;
 }
 
-#[tokio::test]
-async fn a_second_daemon_on_the_same_namespace_refuses_to_start() {
+/// Two daemons on one namespace compete for its events: each delivers some, together
+/// they deliver every one, and each attempt log holds only its own node's attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_namespace_share_its_events() {
+    const EVENTS: usize = 60;
+    let receiver = Receiver::start(|_, _| hookwire_testkit::Reply {
+        status: 200,
+        headers: vec![],
+        // Slow enough that one daemon's prefetch never holds every event.
+        delay: Duration::from_millis(20),
+    })
+    .await;
+    let sub = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
     let h = Harness::start(|_| {}).await;
+    h.subscribe(&sub);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = h.config.clone();
     config.store.path = dir.path().to_owned();
+    config.node.id = "second".into();
     let second = hookwire_app::App::build(&config).await.expect("builds");
-    let result = tokio::time::timeout(WAIT, second.run(std::future::pending()))
-        .await
-        .expect("refuses promptly");
-    match result {
-        Err(hookwire_app::Error::Daemon(hookwire_consumer::Error::Refused(message))) => {
-            assert!(message.contains("already has 1 consumer"), "{message}")
-        }
-        other => panic!("expected a refusal, got {other:?}"),
+    second
+        .store()
+        .apply(hookwire_store::Change::Upsert(sub.clone()))
+        .expect("seed the second store");
+    let second_store = second.store().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(second.run(async {
+        let _ = stopped.await;
+    }));
+    hookwire_testkit::eventually(WAIT, "two consumers", || async {
+        (h.broker
+            .consumers(&format!("{}.events", h.namespace()))
+            .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    for i in 0..EVENTS {
+        h.publish(
+            "acme",
+            "report_run_completed",
+            &format!("evt-{i}"),
+            "report_run_url",
+            &format!("https://mode.test/runs/{i}"),
+        )
+        .await;
     }
+    receiver.wait_for(EVENTS, WAIT).await;
+    let attempts = |store: &hookwire_store::Store| {
+        store
+            .attempts(
+                &sub.id,
+                &hookwire_store::AttemptQuery {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .expect("attempts")
+            .items
+            .len()
+    };
+    let (first, other) =
+        hookwire_testkit::eventually(WAIT, "both attempt logs written", || async {
+            let (a, b) = (attempts(&h.store), attempts(&second_store));
+            (a + b >= EVENTS).then_some((a, b))
+        })
+        .await;
+    assert!(
+        first > 0 && other > 0,
+        "both daemons delivered: {first} and {other}"
+    );
+    let bodies: std::collections::BTreeSet<Vec<u8>> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.body.to_vec())
+        .collect();
+    assert_eq!(bodies.len(), EVENTS, "every event delivered");
+    let _ = stop.send(());
+    running
+        .await
+        .expect("join")
+        .expect("the second daemon stops");
     h.finish().await;
 }

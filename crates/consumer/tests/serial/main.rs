@@ -13,7 +13,8 @@ use hookwire_testkit::{Harness, Receiver, capture_logs, eventually, new_subscrip
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Closes every broker connection whose client-provided name is `name`; returns how many.
+/// Closes every broker connection of a node whose `amqp.connection_name` is `name` (each
+/// is named `name@<node id>`, with what it does after); returns how many.
 fn close_connections_named(name: &str) -> usize {
     let out = Command::new("rabbitmqctl")
         .args([
@@ -25,7 +26,7 @@ fn close_connections_named(name: &str) -> usize {
         ])
         .output()
         .expect("rabbitmqctl runs");
-    let marker = format!(r#"{{"connection_name","{name}"}}"#);
+    let marker = format!(r#"{{"connection_name","{name}@"#);
     let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains(&marker))

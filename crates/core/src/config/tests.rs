@@ -21,12 +21,19 @@ fn to_toml_reads_back_as_the_same_config() {
     c.delivery.defer_delay = Duration::from_millis(250);
     c.delivery.allowed_cidrs = vec!["127.0.0.0/8".parse().expect("cidr")];
     c.log.format = LogFormat::Json;
+    c.node.id = "node-1".into();
+    c.replication.enabled = true;
+    c.replication.changes_max_age = Some(Duration::from_secs(86_400 * 365));
     let back: Config = toml::from_str(&c.to_toml()).expect("parses");
     // Config has no PartialEq (durations and nets compare fine, but the tree is big):
     // its serialized form is compared instead.
     assert_eq!(back.to_toml(), c.to_toml());
     assert_eq!(back.delivery.retry_schedule, c.delivery.retry_schedule);
     assert_eq!(back.delivery.defer_delay, c.delivery.defer_delay);
+    assert_eq!(
+        back.replication.changes_max_age,
+        c.replication.changes_max_age
+    );
 }
 
 #[test]
@@ -122,6 +129,11 @@ fn errors_name_the_key() {
         ("secrets.key", |c| c.secrets.key = "!!".into()),
         ("secrets.previous_keys", |c| {
             c.secrets.previous_keys = vec!["c2hvcnQ=".into()]
+        }),
+        ("node.id", |c| c.node.id = "node 1".into()),
+        ("node.id", |c| c.node.id = "n".repeat(65)),
+        ("replication.changes_max_age", |c| {
+            c.replication.changes_max_age = Some(Duration::from_millis(10))
         }),
     ];
     for (key, mutate) in cases {

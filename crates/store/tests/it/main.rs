@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 mod durability;
 mod keys;
+mod replicated;
 
 const KEY: [u8; 32] = [42; 32];
 

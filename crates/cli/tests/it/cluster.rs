@@ -1,0 +1,553 @@
+//! Several `serve` nodes on one namespace, each with its own data directory and API port,
+//! the store replicated through the namespace's changes stream.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hookwire_amqp::{OutgoingEvent, Producer, Topology};
+use hookwire_core::{Catalog, Config};
+use hookwire_testkit::harness::API_TOKEN;
+use hookwire_testkit::{
+    Broker, Receiver, Reply, ServeChild, eventually, test_config, unique_namespace,
+};
+use lapin::Channel;
+use serde_json::{Value, json};
+
+use crate::write_config;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The nodes' world: one namespace, and per node a config (its own store, API port and
+/// node id) and a log.
+struct Cluster {
+    dir: tempfile::TempDir,
+    namespace: String,
+    channel: Channel,
+    topology: Topology,
+    producer: Producer,
+    _broker: Broker,
+    http: reqwest::Client,
+}
+
+/// One running node.
+struct Node {
+    serve: ServeChild,
+    api: SocketAddr,
+    store: PathBuf,
+    config: PathBuf,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        let namespace = unique_namespace();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Self::config_of(&namespace, dir.path(), 1);
+        let broker = Broker::connect().await;
+        let topology = Topology::of_config(&config).expect("schedule");
+        let channel = broker.connection().create_channel().await.expect("channel");
+        topology.declare(&channel).await.expect("declare");
+        let producer = Producer::connect(
+            &config.amqp.url,
+            &namespace,
+            "hookwire-test-producer",
+            Catalog::builtin(),
+        )
+        .await
+        .expect("producer");
+        Self {
+            dir,
+            namespace,
+            channel,
+            topology,
+            producer,
+            _broker: broker,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    fn config_of(namespace: &str, dir: &Path, n: usize) -> Config {
+        let mut config = test_config(namespace, &dir.join(format!("node-{n}")).join("store"));
+        config.node.id = format!("node-{n}");
+        config.replication.enabled = true;
+        config
+    }
+
+    /// Starts node `n` (1-based) and waits until it is ready: caught up with the changes
+    /// stream, and consuming.
+    async fn start(&self, n: usize) -> Node {
+        let (config, path) = self.write_config(n);
+        let node_dir = self.dir.path().join(format!("node-{n}"));
+        let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
+        let mut serve = ServeChild::spawn(binary, &path, &node_dir.join("serve.log"), &[])
+            .expect("serve starts");
+        let api = serve.wait_ready(WAIT).await.expect("serve is ready");
+        Node {
+            serve,
+            api,
+            store: config.store.path,
+            config: path,
+        }
+    }
+
+    /// Node `n`'s config, written to its directory.
+    fn write_config(&self, n: usize) -> (Config, PathBuf) {
+        let config = Self::config_of(&self.namespace, self.dir.path(), n);
+        let node_dir = self.dir.path().join(format!("node-{n}"));
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let path = write_config(&config, &node_dir);
+        (config, path)
+    }
+
+    async fn request(
+        &self,
+        node: &Node,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        if_match: Option<u64>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{path}", node.api))
+            .bearer_auth(API_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(version) = if_match {
+            request = request.header("If-Match", format!("\"{version}\""));
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, node: &Node, path: &str) -> Value {
+        let (status, body) = self
+            .request(node, reqwest::Method::GET, path, None, None)
+            .await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// The webhooks of `acme` as `node` answers, without what each node judges alone (its
+    /// circuit and health counters).
+    async fn webhooks(&self, node: &Node) -> Vec<Value> {
+        let list = self.get(node, "/v1/orgs/acme/webhooks").await;
+        list["webhooks"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(shared_fields)
+            .collect()
+    }
+
+    async fn dead_letters(&self, node: &Node) -> Value {
+        self.get(node, "/v1/orgs/acme/dead-letters").await["dead_letters"].clone()
+    }
+
+    async fn create(&self, node: &Node, url: &str, verify: bool) -> Value {
+        let (status, body) = self
+            .request(
+                node,
+                reqwest::Method::POST,
+                &format!("/v1/orgs/acme/webhooks?verify={verify}"),
+                Some(json!({"url": url, "description": "cluster", "events": ["report_run_completed"]})),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "create: {body}");
+        body
+    }
+
+    async fn publish_runs(&self, from: usize, to: usize) {
+        for i in from..to {
+            let data = serde_json::from_value(
+                json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
+            )
+            .expect("a map");
+            let event = OutgoingEvent {
+                org: "acme".into(),
+                event_type: "report_run_completed".into(),
+                id: format!("evt-{i}"),
+                data,
+            };
+            self.producer.publish(&event).await.expect("publish");
+        }
+    }
+
+    async fn finish(self, nodes: Vec<Node>) {
+        for mut node in nodes {
+            let status = node.serve.terminate(WAIT).await.expect("serve stops");
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+        }
+        self.producer.close().await.expect("close");
+        self.topology.delete(&self.channel).await.expect("cleanup");
+    }
+}
+
+/// A webhook's fields that every node holds alike.
+fn shared_fields(webhook: &Value) -> Value {
+    let mut webhook = webhook.clone();
+    if let Some(fields) = webhook.as_object_mut() {
+        for local in [
+            "circuit",
+            "consecutive_failures",
+            "failing_since",
+            "last_success_at",
+        ] {
+            fields.remove(local);
+        }
+    }
+    webhook
+}
+
+/// A node started after the others rebuilds their store from the stream; a webhook
+/// created on one node is listed by another; a dead letter archived by node 2 is replayed
+/// through node 1 and leaves every node; concurrent updates through two nodes leave one
+/// winner, one 409 and one state everywhere; deliveries are shared; a node whose data
+/// directory is wiped answers like the others once restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_the_store_and_share_the_deliveries() {
+    const EVENTS: usize = 150;
+    let cluster = Cluster::new().await;
+    // Its first answer is 400 (permanent: dead-lettered at once), then 200.
+    let flaky = Receiver::start(|n, _| Reply::status(if n == 0 { 400 } else { 200 })).await;
+    let good = Receiver::ok().await;
+
+    // Node 2 alone archives the dead letter.
+    let node2 = cluster.start(2).await;
+    let flaky_hook = cluster.create(&node2, &flaky.url(), false).await;
+    cluster.publish_runs(0, 1).await;
+    eventually(WAIT, "node 2 archives the dead letter", || async {
+        (cluster
+            .dead_letters(&node2)
+            .await
+            .as_array()
+            .map_or(0, Vec::len)
+            == 1)
+            .then_some(())
+    })
+    .await;
+
+    // Nodes 1 and 3 start with empty data directories and rebuild from the stream.
+    let node1 = cluster.start(1).await;
+    let node3 = cluster.start(3).await;
+    let expected = cluster.webhooks(&node2).await;
+    assert_eq!(expected.len(), 1);
+    for node in [&node1, &node3] {
+        assert_eq!(cluster.webhooks(node).await, expected, "rebuilt webhooks");
+        assert_eq!(
+            cluster.dead_letters(node).await,
+            cluster.dead_letters(&node2).await,
+            "rebuilt dead letters"
+        );
+    }
+
+    // Created through node 1, listed by node 3: the propagation bound.
+    let started = Instant::now();
+    let created = cluster.create(&node1, &good.url(), true).await;
+    let answered = started.elapsed();
+    let id = created["id"].as_str().expect("id").to_owned();
+    eventually(WAIT, "node 3 lists the new webhook", || async {
+        cluster
+            .webhooks(&node3)
+            .await
+            .iter()
+            .any(|w| w["id"] == id.as_str())
+            .then_some(())
+    })
+    .await;
+    let listed = started.elapsed();
+    eprintln!(
+        "propagation: create answered by node 1 after {answered:?}, listed by node 3 after {listed:?}"
+    );
+    assert!(
+        listed < Duration::from_secs(5),
+        "listed by node 3 within 5 s: {listed:?}"
+    );
+
+    // The dead letter archived by node 2, replayed through node 1: gone everywhere.
+    let (status, replayed) = cluster
+        .request(
+            &node1,
+            reqwest::Method::POST,
+            "/v1/orgs/acme/dead-letters/replay",
+            Some(json!({"webhook_id": flaky_hook["id"]})),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "replay: {replayed}");
+    assert_eq!(
+        replayed["replayed"].as_array().map(Vec::len),
+        Some(1),
+        "{replayed}"
+    );
+    for node in [&node1, &node2, &node3] {
+        eventually(
+            WAIT,
+            "the replayed dead letter leaves every node",
+            || async {
+                (cluster
+                    .dead_letters(node)
+                    .await
+                    .as_array()
+                    .map_or(0, Vec::len)
+                    == 0)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    flaky.wait_for(2, WAIT).await;
+
+    // The same webhook updated through two nodes at once, over the version both read.
+    let path = format!("/v1/orgs/acme/webhooks/{id}");
+    let version = created["version"].as_u64().expect("version");
+    let (one, two) = tokio::join!(
+        cluster.request(
+            &node1,
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"description": "by node 1"})),
+            Some(version)
+        ),
+        cluster.request(
+            &node2,
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"description": "by node 2"})),
+            Some(version)
+        ),
+    );
+    let mut statuses = [one.0, two.0];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 409],
+        "one winner, one conflict: {one:?} {two:?}"
+    );
+    let winner = if one.0 == 200 { &one.1 } else { &two.1 };
+    for node in [&node1, &node2, &node3] {
+        eventually(WAIT, "every node holds the winner's write", || async {
+            let webhook = shared_fields(&cluster.get(node, &path).await);
+            (webhook == shared_fields(winner)).then_some(())
+        })
+        .await;
+    }
+
+    // Deliveries are made by more than one node, and none is lost.
+    cluster.publish_runs(1, 1 + EVENTS).await;
+    eventually(
+        WAIT,
+        "every event delivered to the good receiver",
+        || async {
+            let bodies: BTreeSet<Vec<u8>> = good
+                .answered()
+                .iter()
+                .filter(|r| !r.body.starts_with(b"{\"event\":\"webhook_test\""))
+                .map(|r| r.body.to_vec())
+                .collect();
+            (bodies.len() == EVENTS).then_some(())
+        },
+    )
+    .await;
+    let mut delivering = 0;
+    for node in [&node1, &node2, &node3] {
+        let attempts = cluster
+            .get(
+                node,
+                &format!("/v1/orgs/acme/webhooks/{id}/attempts?limit=500"),
+            )
+            .await;
+        let n = attempts["attempts"].as_array().map_or(0, Vec::len);
+        eprintln!("{} made {n} attempts", node.api);
+        delivering += usize::from(n > 0);
+    }
+    assert!(delivering >= 2, "deliveries made by {delivering} node(s)");
+
+    // Node 3's data directory wiped: once restarted, it answers like the others.
+    let mut node3 = node3;
+    node3.serve.kill().expect("SIGKILL node 3");
+    std::fs::remove_dir_all(&node3.store).expect("wipe node 3's store");
+    let node3 = cluster.start(3).await;
+    let expected = cluster.webhooks(&node1).await;
+    assert_eq!(expected.len(), 2);
+    assert_eq!(cluster.webhooks(&node3).await, expected, "rebuilt webhooks");
+    assert_eq!(
+        cluster.dead_letters(&node3).await,
+        cluster.dead_letters(&node1).await,
+        "rebuilt dead letters"
+    );
+    let readyz = cluster.get(&node3, "/readyz").await;
+    assert_eq!(readyz["replication"]["caught_up"], true, "{readyz}");
+    assert_eq!(readyz["replication"]["node"], "node-3", "{readyz}");
+    cluster.finish(vec![node1, node2, node3]).await;
+}
+
+/// SIGKILL one of three nodes in the middle of 3,000 events to two webhooks: every event
+/// reaches both receivers; the duplicates the kill caused are counted and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_stream_loses_nothing() {
+    const EVENTS: usize = 3000;
+    let cluster = Cluster::new().await;
+    let (one, two) = (Receiver::ok().await, Receiver::ok().await);
+    let node1 = cluster.start(1).await;
+    cluster.create(&node1, &one.url(), false).await;
+    cluster.create(&node1, &two.url(), false).await;
+    let mut node2 = cluster.start(2).await;
+    let node3 = cluster.start(3).await;
+    cluster.publish_runs(0, EVENTS / 2).await;
+    // Mid-way: node 2 holds some of the deliveries when it dies.
+    one.wait_for(EVENTS / 4, WAIT).await;
+    node2.serve.kill().expect("SIGKILL node 2");
+    cluster.publish_runs(EVENTS / 2, EVENTS).await;
+    let distinct = |r: &Receiver| {
+        r.answered()
+            .iter()
+            .map(|r| r.body.to_vec())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    eventually(
+        Duration::from_secs(180),
+        "every event at both receivers",
+        || async { (distinct(&one) == EVENTS && distinct(&two) == EVENTS).then_some(()) },
+    )
+    .await;
+    let duplicates = one.answered().len() + two.answered().len() - 2 * EVENTS;
+    eprintln!(
+        "SIGKILL of one node among three: {duplicates} duplicate deliveries of {} ",
+        2 * EVENTS
+    );
+    drop(node2);
+    cluster.finish(vec![node1, node3]).await;
+}
+
+/// Runs the `hookwire` binary with `args`; its exit status and standard error.
+async fn run_hookwire(args: Vec<String>) -> (bool, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        crate::hookwire()
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("hookwire runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A namespace's store exported from its stopped node and imported into a fresh
+/// namespace: the new namespace's node answers alike; a second import is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_imported_into_a_fresh_namespace_answers_alike() {
+    let source = Cluster::new().await;
+    let (good, refusing) = (
+        Receiver::ok().await,
+        Receiver::start(|_, _| Reply::status(400)).await,
+    );
+    let mut node = source.start(1).await;
+    source.create(&node, &good.url(), true).await;
+    source.create(&node, &refusing.url(), false).await;
+    source.publish_runs(0, 1).await;
+    eventually(WAIT, "a dead letter archived", || async {
+        (source
+            .dead_letters(&node)
+            .await
+            .as_array()
+            .map_or(0, Vec::len)
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let (webhooks, dead) = (
+        source.webhooks(&node).await,
+        source.dead_letters(&node).await,
+    );
+    assert!(node.serve.terminate(WAIT).await.expect("stops").success());
+
+    let export = source.dir.path().join("export.jsonl");
+    let config = node.config.display().to_string();
+    let (ok, stderr) = run_hookwire(vec![
+        "store".into(),
+        "export".into(),
+        "--config".into(),
+        config,
+        "--out".into(),
+        export.display().to_string(),
+    ])
+    .await;
+    assert!(ok, "export: {stderr}");
+    assert!(
+        stderr.contains("exported 2 webhook(s) and 1 dead letter(s)"),
+        "{stderr}"
+    );
+
+    let target = Cluster::new().await;
+    let (_, target_config) = target.write_config(1);
+    let import = vec![
+        "store".into(),
+        "import".into(),
+        "--config".into(),
+        target_config.display().to_string(),
+        "--in".into(),
+        export.display().to_string(),
+    ];
+    let (ok, stderr) = run_hookwire(import.clone()).await;
+    assert!(ok, "import: {stderr}");
+    let imported = target.start(1).await;
+    assert_eq!(target.webhooks(&imported).await, webhooks);
+    assert_eq!(target.dead_letters(&imported).await, dead);
+
+    // The namespace holds changes now: another import is refused, with the reason.
+    let (ok, stderr) = run_hookwire(import).await;
+    assert!(!ok, "a second import is refused");
+    assert!(stderr.contains("already holds changes"), "{stderr}");
+    target.finish(vec![imported]).await;
+    source.finish(Vec::new()).await;
+}
+
+/// What `store import` refuses before it publishes anything: input that is not an
+/// export, and an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_of_something_else_is_refused_with_the_reason() {
+    let target = Cluster::new().await;
+    let (_, config) = target.write_config(1);
+    let cases = [
+        (
+            "not json\n",
+            "line 1: not an entry of `hookwire store export`",
+        ),
+        (
+            "{\"op\":\"upsert\"}\n",
+            "line 1: not an entry of `hookwire store export`",
+        ),
+        ("\n", "nothing to import"),
+    ];
+    for (text, expected) in cases {
+        let input = target.dir.path().join("input.jsonl");
+        std::fs::write(&input, text).expect("write");
+        let (ok, stderr) = run_hookwire(vec![
+            "store".into(),
+            "import".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--in".into(),
+            input.display().to_string(),
+        ])
+        .await;
+        assert!(!ok, "{text:?} is refused");
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+    }
+    target.finish(Vec::new()).await;
+}

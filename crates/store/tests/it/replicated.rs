@@ -1,0 +1,215 @@
+//! Entries of the changes stream applied to separate stores: the same entries in the same
+//! order leave the same state, refusals included, and each offset is applied once.
+
+use hookwire_store::{Change, DeadLetter, Entry, Error, ReplicatedChange, Store};
+
+use crate::{open, sub};
+
+/// `change` as the entry a node would publish.
+fn entry(store: &Store, change: Change) -> Vec<u8> {
+    match store.replicated(change, "node-1").expect("sealed") {
+        ReplicatedChange::Replicated(entry) => entry.to_bytes().expect("encoded"),
+        ReplicatedChange::Local(change) => panic!("{change:?} stays on its node"),
+    }
+}
+
+fn apply(store: &Store, raw: &[u8], offset: u64) -> hookwire_store::Result<()> {
+    store.apply_entry(&Entry::from_bytes(raw).expect("decoded"), offset)
+}
+
+#[test]
+fn the_same_entries_leave_every_store_alike() {
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (a, b) = (open(&dir_a), open(&dir_b));
+    let created = sub("acme", &["report_created"]);
+    let mut first = created.clone();
+    first.description = "first".into();
+    let mut second = created.clone();
+    second.description = "second".into();
+    let letter = DeadLetter {
+        id: uuid::Uuid::now_v7(),
+        org: Some("acme".into()),
+        subscription_id: Some(created.id),
+        event_id: Some("evt-1".into()),
+        event_type: Some("report_created".into()),
+        reason: "permanent".into(),
+        detail: "400".into(),
+        attempts: 1,
+        dead_at_ms: 5,
+        body: b"{}".to_vec(),
+        body_bytes: 2,
+        truncated: false,
+    };
+    let log = [
+        entry(
+            &a,
+            Change::Create {
+                sub: created.clone(),
+                max_per_org: 10,
+            },
+        ),
+        entry(
+            &a,
+            Change::Replace {
+                sub: first,
+                expected_version: 0,
+            },
+        ),
+        // Written over the same version on another node: refused when applied.
+        entry(
+            &b,
+            Change::Replace {
+                sub: second,
+                expected_version: 0,
+            },
+        ),
+        entry(&b, Change::ArchiveDeadLetter(letter.clone())),
+        entry(
+            &a,
+            Change::Create {
+                sub: sub("acme", &["report_created"]),
+                max_per_org: 1,
+            },
+        ),
+    ];
+    for store in [&a, &b] {
+        let outcomes: Vec<String> = log
+            .iter()
+            .zip(0u64..)
+            .map(|(raw, offset)| match apply(store, raw, offset) {
+                Ok(()) => "ok".to_owned(),
+                Err(Error::Conflict { .. }) => "conflict".to_owned(),
+                Err(Error::LimitReached { .. }) => "limit".to_owned(),
+                Err(e) => panic!("{e}"),
+            })
+            .collect();
+        assert_eq!(outcomes, ["ok", "ok", "conflict", "ok", "limit"]);
+        assert_eq!(store.applied_offset().expect("offset"), Some(4));
+    }
+    let (in_a, in_b) = (a.list("acme").expect("a"), b.list("acme").expect("b"));
+    assert_eq!(
+        in_a, in_b,
+        "both stores hold the same webhooks, secrets included"
+    );
+    assert_eq!(in_a.len(), 1);
+    assert_eq!(in_a[0].description, "first");
+    assert_eq!(in_a[0].version, 1);
+    assert_eq!(
+        in_a[0].keys, created.keys,
+        "the secret sealed by the writer opens on every node"
+    );
+    assert_eq!(a.all_dead_letters().expect("a"), vec![letter.clone()]);
+    assert_eq!(b.all_dead_letters().expect("b"), vec![letter]);
+
+    // An offset applied already changes nothing: no second version bump.
+    apply(&a, &log[1], 1).expect("a no-op");
+    assert_eq!(a.list("acme").expect("a")[0].version, 1);
+}
+
+#[test]
+fn the_applied_offset_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(&dir);
+        assert_eq!(store.applied_offset().expect("offset"), None);
+        let raw = entry(
+            &store,
+            Change::Create {
+                sub: sub("acme", &["report_created"]),
+                max_per_org: 10,
+            },
+        );
+        apply(&store, &raw, 41).expect("applied");
+        store.flush().expect("flush");
+    }
+    assert_eq!(open(&dir).applied_offset().expect("offset"), Some(41));
+}
+
+#[test]
+fn health_and_attempts_stay_on_their_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let change = Change::RecordHealth {
+        org: "acme".into(),
+        id: uuid::Uuid::now_v7(),
+        delivered: true,
+        at_ms: 1,
+    };
+    assert!(matches!(
+        store.replicated(change, "node-1").expect("local"),
+        ReplicatedChange::Local(Change::RecordHealth { .. })
+    ));
+}
+
+#[test]
+fn an_entry_that_is_not_one_is_refused_when_decoded() {
+    assert!(matches!(
+        Entry::from_bytes(b"{\"op\":\"nothing\"}"),
+        Err(Error::Corrupt(_))
+    ));
+}
+
+#[test]
+fn an_export_seeds_a_fresh_store_alike_and_never_merges_with_another() {
+    let (source_dir, target_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (source, target) = (open(&source_dir), open(&target_dir));
+    for s in [
+        sub("acme", &["report_created"]),
+        sub("globex", &["report_created"]),
+    ] {
+        source.apply(Change::Upsert(s)).expect("seeded");
+    }
+    let seed = uuid::Uuid::now_v7();
+    let entries = source.export(seed, "node-1").expect("exported");
+    assert_eq!(entries.len(), 2);
+    let mut offset = 0;
+    // A node's mark before the import does not stand in its way.
+    target
+        .apply_entry(&Entry::mark("node-2"), offset)
+        .expect("mark");
+    for entry in &entries {
+        offset += 1;
+        let raw = entry.to_bytes().expect("encoded");
+        apply(&target, &raw, offset).expect("imported");
+    }
+    for org in ["acme", "globex"] {
+        assert_eq!(
+            target.list(org).expect("target"),
+            source.list(org).expect("source")
+        );
+    }
+    // Another import afterwards is refused, on every node alike, and changes nothing.
+    let other = source
+        .export(uuid::Uuid::now_v7(), "node-3")
+        .expect("exported");
+    offset += 1;
+    assert!(matches!(
+        target.apply_entry(&other[0], offset),
+        Err(Error::SeedRefused(_))
+    ));
+    assert_eq!(target.applied_offset().expect("offset"), Some(offset));
+    assert_eq!(target.list("acme").expect("target").len(), 1);
+
+    // An import into a store that holds other changes already is refused too.
+    let busy_dir = tempfile::tempdir().expect("c");
+    let busy = open(&busy_dir);
+    let raw = entry(
+        &busy,
+        Change::Create {
+            sub: sub("initech", &["report_created"]),
+            max_per_org: 10,
+        },
+    );
+    apply(&busy, &raw, 0).expect("a write");
+    assert!(matches!(
+        busy.apply_entry(&entries[0], 1),
+        Err(Error::SeedRefused(_))
+    ));
+    assert!(busy.list("acme").expect("busy").is_empty());
+}
