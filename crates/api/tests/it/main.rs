@@ -1,7 +1,10 @@
 //! The admin API against a live in-process server, the real broker and loopback receivers.
 
 mod bad_input;
+mod custom_headers;
 mod dead_letter_bounds;
+mod ed25519;
+mod filters;
 mod hygiene;
 mod lifecycle;
 mod operations;

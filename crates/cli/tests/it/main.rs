@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod delivery_options;
 mod full_disk;
 mod operations;
 mod serve;
