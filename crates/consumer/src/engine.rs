@@ -248,11 +248,11 @@ impl Engine {
             telemetry::delivery("dropped_not_subscribed");
             return Ok(());
         }
-        // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
-        // events' included, whose attempts `try_join_all` already keeps on the heap.
         // The filter is checked again: it may have changed since the event fanned out.
         let event_type = task.event_type.clone();
         let input = FilterInput::new(&event_type, &message.data);
+        // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
+        // events' included, whose attempts `try_join_all` already keeps on the heap.
         Box::pin(self.deliver(publisher, task, sub.as_ref(), &message.data, Some(&input))).await
     }
 
