@@ -58,6 +58,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::rotate_ed25519_key))
         .routes(routes!(operations::attempts))
         .routes(routes!(operations::dead_letters))
         .routes(routes!(operations::replay))

@@ -15,8 +15,10 @@ use crate::error::ErrorBody;
 use crate::extract::{Json, Query};
 use crate::{ApiError, ApiState, Result};
 
+mod options;
 mod types;
 
+pub use options::*;
 pub use types::*;
 
 /// The longest description accepted.
@@ -241,6 +243,7 @@ pub async fn create(
     check_description(&request.description)?;
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
     let events = check_events(&state, &request.events)?;
+    let filter = request.filter.as_deref().map(check_filter).transpose()?;
     check_target(&state, &request.url).await?;
     check_webhook_limit(&state, &org)?;
     let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -254,6 +257,21 @@ pub async fn create(
     );
     sub.max_concurrency = request.max_concurrency;
     sub.rate_limit_per_sec = request.rate_limit_per_sec;
+    sub.filter = filter;
+    merge_headers(
+        &mut sub,
+        request
+            .headers
+            .into_iter()
+            .map(|(n, v)| (n, Some(v)))
+            .collect(),
+        request
+            .secret_headers
+            .into_iter()
+            .map(|(n, v)| (n, Some(v)))
+            .collect(),
+    )?;
+    set_ed25519(&mut sub, request.ed25519)?;
     if params.verify != Some(false) {
         require_test_event(&state, &sub).await?;
     }
@@ -353,6 +371,19 @@ pub async fn update(
         sub.events = check_events(&state, &events)?;
     }
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
+    if let Some(filter) = request.filter {
+        sub.filter = filter.as_deref().map(check_filter).transpose()?;
+    }
+    if request.headers.is_some() || request.secret_headers.is_some() {
+        merge_headers(
+            &mut sub,
+            request.headers.unwrap_or_default(),
+            request.secret_headers.unwrap_or_default(),
+        )?;
+    }
+    if let Some(on) = request.ed25519 {
+        set_ed25519(&mut sub, on)?;
+    }
     sub.max_concurrency = request.max_concurrency.or(sub.max_concurrency);
     sub.rate_limit_per_sec = request.rate_limit_per_sec.or(sub.rate_limit_per_sec);
     if let Some(enabled) = request.enabled {

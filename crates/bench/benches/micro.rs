@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the work hookwire does per event and per delivery:
-//! signing, decoding and validating an event, and resolving its subscribers in sled.
+//! signing (HMAC and Ed25519), decoding and validating an event, a payload filter, and
+//! resolving its subscribers in sled.
 //!
 //! `cargo bench -p hookwire-bench --bench micro` (add `-- --quick` for a short run).
 
@@ -8,7 +9,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hookwire_core::event::{self, OrgHeader, RawEvent, webhook_id};
 use hookwire_core::signing::signature_header;
-use hookwire_core::{Catalog, Secret, Subscription, now_ms};
+use hookwire_core::{Catalog, Ed25519Key, Filter, FilterInput, Secret, Subscription, now_ms};
 use hookwire_store::{Change, Store};
 
 const BODY: &[u8] = br#"{"event":"report_run_completed","report_run_url":"https://app.mode.com/acme/reports/8f2c1e0a9b7d/runs/12345"}"#;
@@ -36,6 +37,10 @@ fn signing(c: &mut Criterion) {
     c.bench_function("sign/rotation_two_secrets", |bench| {
         bench.iter(|| signature_header([&a, &b], black_box(id), 1_700_000_000, black_box(BODY)))
     });
+    let key = Ed25519Key::generate().expect("rng");
+    c.bench_function("sign/ed25519", |bench| {
+        bench.iter(|| key.sign(black_box(id), 1_700_000_000, black_box(BODY)))
+    });
     let sub = uuid::Uuid::now_v7();
     c.bench_function("webhook_id", |bench| {
         bench.iter(|| webhook_id(black_box("acme-12345"), black_box(&sub)))
@@ -61,6 +66,25 @@ fn decoding(c: &mut Criterion) {
     };
     c.bench_function("decode/missing_field", |bench| {
         bench.iter(|| event::decode(black_box(&bad), &catalog, 64 * 1024).expect_err("invalid"))
+    });
+}
+
+fn filtering(c: &mut Criterion) {
+    let filter = Filter::parse(
+        r#"event_type == "report_run_completed" && body.report_run_url.startsWith("https://app.mode.com/acme/reports/")"#,
+    )
+    .expect("filter");
+    // A fresh input per iteration: the body is decoded once per event, as in the engine.
+    c.bench_function("filter/decode_and_match", |bench| {
+        bench.iter(|| {
+            let input = FilterInput::new("report_run_completed", black_box(BODY));
+            filter.matches(&input).expect("matches")
+        })
+    });
+    let input = FilterInput::new("report_run_completed", BODY);
+    filter.matches(&input).expect("matches");
+    c.bench_function("filter/match_decoded", |bench| {
+        bench.iter(|| filter.matches(black_box(&input)).expect("matches"))
     });
 }
 
@@ -112,5 +136,5 @@ fn lookup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signing, decoding, lookup);
+criterion_group!(benches, signing, decoding, filtering, lookup);
 criterion_main!(benches);

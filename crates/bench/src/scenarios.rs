@@ -35,6 +35,8 @@ pub enum Scenario {
     Baseline,
     /// One subscriber per event.
     Fanout1,
+    /// fanout1 with a payload filter that every event passes: the filter's cost.
+    Fanout1Filter,
     /// Ten subscribers per event.
     Fanout10,
     /// A fixed rate, publish-to-receipt percentiles (and baseline's at the same rate).
@@ -49,9 +51,10 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Baseline,
         Self::Fanout1,
+        Self::Fanout1Filter,
         Self::Fanout10,
         Self::Latency,
         Self::Retries,
@@ -67,6 +70,9 @@ impl Scenario {
 
 /// The subscription orgs of the delivery serve, and their subscriber counts.
 const FANOUT1_ORG: &str = "bench-fanout1";
+const FANOUT1_FILTER_ORG: &str = "bench-fanout1-filter";
+/// A filter like Mode's (reports under one path), which every bench event passes.
+const FANOUT1_FILTER: &str = r#"event_type == "report_run_completed" && body.report_run_url.startsWith("https://app.mode.com/bench-fanout1-filter/reports/")"#;
 const FANOUT10_ORG: &str = "bench-fanout10";
 const LATENCY_ORG: &str = "bench-latency";
 const RETRIES_ORG: &str = "bench-retries";
@@ -173,6 +179,7 @@ impl Bench {
         }
         let delivery = [
             Scenario::Fanout1,
+            Scenario::Fanout1Filter,
             Scenario::Fanout10,
             Scenario::Latency,
             Scenario::Retries,
@@ -180,8 +187,11 @@ impl Bench {
         // Started before the first baseline, so that every baseline runs beside the same
         // idle serve, whichever round it belongs to.
         let serve = if delivery.iter().any(|s| has(*s)) {
+            let mut filtered = subscription(FANOUT1_FILTER_ORG, &self.receiver.url(0))?;
+            filtered.filter = Some(hookwire_core::Filter::parse(FANOUT1_FILTER)?);
             let mut subs = vec![
                 subscription(FANOUT1_ORG, &self.receiver.url(0))?,
+                filtered,
                 subscription(LATENCY_ORG, &self.receiver.url(0))?,
                 subscription(RETRIES_ORG, &self.receiver.url(0))?,
             ];
@@ -229,6 +239,21 @@ impl Bench {
                     rate: None,
                     setup: format!(
                         "{events} events as fast as the confirm window ({window}) allows; 1 webhook"
+                    ),
+                };
+                results.push(self.deliver(serve, step).await?);
+            }
+            if let (Some(serve), true) = (serve, has(Scenario::Fanout1Filter)) {
+                let step = Step {
+                    scenario: Scenario::Fanout1Filter,
+                    name: label("fanout1-filter"),
+                    org: FANOUT1_FILTER_ORG,
+                    fanout: 1,
+                    mode: Mode::Ok,
+                    events,
+                    rate: None,
+                    setup: format!(
+                        "as fanout1, right after it, with the webhook's filter `{FANOUT1_FILTER}` (every event passes)"
                     ),
                 };
                 results.push(self.deliver(serve, step).await?);

@@ -10,7 +10,9 @@ use hookwire_amqp::{Names, Publisher, Topology, headers, topology::DELIVER_KEY};
 use hookwire_core::disposition::{BeforeAttempt, Decision, Disable, Disposition, ParkCause};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::tier_name;
-use hookwire_core::{Catalog, DeadReason, DeliveryRules, Outcome, Subscription, now_ms};
+use hookwire_core::{
+    Catalog, DeadReason, DeliveryRules, FilterInput, Outcome, Subscription, now_ms,
+};
 use hookwire_store::{Change, Store, Writer};
 use lapin::message::Delivery;
 use tokio_util::sync::CancellationToken;
@@ -169,7 +171,12 @@ impl Engine {
         let subscribers = self.store.subscribers(&event.org, &event.event_type)?;
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
         let first_seen_ms = now_ms();
-        let tasks = subscribers.iter().map(|sub| {
+        let input = FilterInput::new(&event.event_type, &message.data);
+        let passing: Vec<&Subscription> = subscribers
+            .iter()
+            .filter(|sub| self.passes_filter(sub, &input))
+            .collect();
+        let tasks = passing.into_iter().map(|sub| {
             let task = Task::new(
                 &event.id,
                 &event.org,
@@ -198,7 +205,7 @@ impl Engine {
             }
         }
         try_join_all(
-            tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data)),
+            tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data, None)),
         )
         .await?;
         Ok(())
@@ -241,9 +248,12 @@ impl Engine {
             telemetry::delivery("dropped_not_subscribed");
             return Ok(());
         }
+        // The filter is checked again: it may have changed since the event fanned out.
+        let event_type = task.event_type.clone();
+        let input = FilterInput::new(&event_type, &message.data);
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, sub.as_ref(), &message.data)).await
+        Box::pin(self.deliver(publisher, task, sub.as_ref(), &message.data, Some(&input))).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.
@@ -265,6 +275,7 @@ impl Engine {
         task: Task,
         webhook: Option<&Subscription>,
         body: &[u8],
+        filter_input: Option<&FilterInput<'_>>,
     ) -> Result<()> {
         let age = Duration::from_millis(now_ms().saturating_sub(task.first_seen_ms));
         let sub = match self.rules.before_attempt(webhook, age) {
@@ -273,6 +284,11 @@ impl Engine {
                 return self.settle(publisher, &task, body, disposition).await;
             }
         };
+        if let Some(input) = filter_input
+            && !self.passes_filter(sub, input)
+        {
+            return Ok(());
+        }
         let now = now_ms();
         if let Some(late) = telemetry::tier_overdue(task.due_ms, now) {
             telemetry::tier_overdue_seen(late);
@@ -424,6 +440,27 @@ impl Engine {
                 }
                 self.dead_letter_task(publisher, task, body, reason, &detail)
                     .await
+            }
+        }
+    }
+
+    /// Whether `sub`'s filter lets the event through. A delivery it stops is counted
+    /// (`filtered`, or `filter_error` when the filter fails on this body) and finished
+    /// without an attempt: it is not a failure of the receiver.
+    fn passes_filter(&self, sub: &Subscription, input: &FilterInput<'_>) -> bool {
+        let Some(filter) = &sub.filter else {
+            return true;
+        };
+        match filter.matches(input) {
+            Ok(true) => true,
+            Ok(false) => {
+                telemetry::delivery("filtered");
+                false
+            }
+            Err(error) => {
+                warn!(subscription_id = %sub.id, %error, "Webhook filter failed on this event; not delivered.");
+                telemetry::delivery("filter_error");
+                false
             }
         }
     }

@@ -13,9 +13,11 @@
 
 pub mod catalog;
 pub mod config;
+pub mod custom_headers;
 pub mod disposition;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod outcome;
 pub mod retry;
 pub mod signing;
@@ -24,13 +26,15 @@ pub mod target;
 
 pub use catalog::{Catalog, EventType};
 pub use config::Config;
+pub use custom_headers::CustomHeader;
 pub use disposition::{DeliveryRules, Disposition};
 pub use error::{Error, Result};
 pub use event::{DeadReason, Event, OrgHeader, RawEvent, Rejection};
+pub use filter::{Filter, FilterError, FilterInput};
 pub use outcome::{AttemptFailure, Outcome};
 pub use retry::{RetryPlan, RetrySchedule};
-pub use signing::Secret;
-pub use subscription::{SigningKey, Subscription};
+pub use signing::{Ed25519Key, PublicKey, Secret};
+pub use subscription::{AsymmetricKey, SigningKey, Subscription};
 pub use target::{TargetError, TargetPolicy};
 
 /// The `user-agent` hookwire sends with every attempt.

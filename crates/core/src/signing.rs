@@ -13,6 +13,10 @@ use sha2::Sha256;
 
 use crate::{Error, Result};
 
+pub mod ed25519;
+
+pub use ed25519::{Ed25519Key, PublicKey};
+
 type HmacSha256 = Hmac<Sha256>;
 
 const PREFIX: &str = "whsec_";
@@ -132,11 +136,35 @@ pub fn signature_header<'a>(
     timestamp_secs: u64,
     body: &[u8],
 ) -> String {
-    secrets
+    signature_header_with(secrets, [], webhook_id, timestamp_secs, body)
+}
+
+/// The `webhook-signature` header with `v1` signatures by `secrets` followed by `v1a`
+/// signatures by `ed25519_keys`, space-separated: a receiver checks the kind it holds a
+/// key for and ignores the other.
+pub fn signature_header_with<'a, 'b>(
+    secrets: impl IntoIterator<Item = &'a Secret>,
+    ed25519_keys: impl IntoIterator<Item = &'b Ed25519Key>,
+    webhook_id: &str,
+    timestamp_secs: u64,
+    body: &[u8],
+) -> String {
+    let mut header = String::with_capacity(128);
+    let signatures = secrets
         .into_iter()
         .map(|s| s.sign(webhook_id, timestamp_secs, body))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .chain(
+            ed25519_keys
+                .into_iter()
+                .map(|k| k.sign(webhook_id, timestamp_secs, body)),
+        );
+    for signature in signatures {
+        if !header.is_empty() {
+            header.push(' ');
+        }
+        header.push_str(&signature);
+    }
+    header
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 use uuid::Uuid;
 
 use crate::Secret;
+use crate::custom_headers::CustomHeader;
+use crate::filter::Filter;
+use crate::signing::{Ed25519Key, PublicKey};
 
 /// One webhook. "Endpoint" always means one of these, never a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,13 @@ pub struct Subscription {
     pub last_success_ms: Option<u64>,
     /// Newest first. During a rotation's grace period the old key signs too.
     pub keys: Vec<SigningKey>,
+    /// Ed25519 keys that add `v1a` signatures, newest first, rotated like `keys`; empty
+    /// unless the webhook opted in.
+    pub ed25519_keys: Vec<AsymmetricKey>,
+    /// Static headers added to every request.
+    pub headers: Vec<CustomHeader>,
+    /// Only events whose body passes it are delivered.
+    pub filter: Option<Filter>,
     /// Creation time, in milliseconds since the epoch.
     pub created_at_ms: u64,
     /// Last change, in milliseconds since the epoch.
@@ -48,6 +58,28 @@ pub struct Subscription {
 /// rotated-out ones), so that the signature header stays small however often a secret is
 /// rotated: receivers refuse oversized headers (431).
 pub const MAX_SIGNING_KEYS: usize = 3;
+
+/// An Ed25519 key and the end of its validity, if it is being rotated out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsymmetricKey {
+    /// What receivers verify with.
+    pub public: PublicKey,
+    /// What signs; `None` when the webhook was read without its secrets (a listing).
+    pub private: Option<Ed25519Key>,
+    /// After this time (ms since the epoch) it no longer signs.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl AsymmetricKey {
+    /// A key that signs until rotated out.
+    pub fn current(private: Ed25519Key) -> Self {
+        Self {
+            public: private.public_key(),
+            private: Some(private),
+            expires_at_ms: None,
+        }
+    }
+}
 
 /// A signing secret and the end of its validity, if it is being rotated out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +117,9 @@ impl Subscription {
                 secret,
                 expires_at_ms: None,
             }],
+            ed25519_keys: Vec::new(),
+            headers: Vec::new(),
+            filter: None,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             version: 0,
@@ -95,23 +130,58 @@ impl Subscription {
     /// (or their own earlier end); expired keys are dropped, and so are the oldest beyond
     /// [`MAX_SIGNING_KEYS`], early.
     pub fn rotate(&mut self, secret: Secret, now_ms: u64, grace_end_ms: u64) {
-        let previous = std::mem::take(&mut self.keys)
-            .into_iter()
-            .filter(|k| k.expires_at_ms.is_none_or(|end| end > now_ms))
-            .map(|k| SigningKey {
-                expires_at_ms: Some(
-                    k.expires_at_ms
-                        .map_or(grace_end_ms, |end| end.min(grace_end_ms)),
-                ),
-                secret: k.secret,
-            })
-            .take(MAX_SIGNING_KEYS - 1);
-        self.keys = std::iter::once(SigningKey {
+        let new = SigningKey {
             secret,
             expires_at_ms: None,
-        })
-        .chain(previous)
-        .collect();
+        };
+        self.keys = rotated(
+            std::mem::take(&mut self.keys),
+            new,
+            now_ms,
+            grace_end_ms,
+            |k| &mut k.expires_at_ms,
+        );
+    }
+
+    /// Makes `key` the Ed25519 signing key, by the same rules as [`Subscription::rotate`]:
+    /// the previous ones sign through the grace, at most [`MAX_SIGNING_KEYS`] at once.
+    pub fn rotate_ed25519(&mut self, key: Ed25519Key, now_ms: u64, grace_end_ms: u64) {
+        self.ed25519_keys = rotated(
+            std::mem::take(&mut self.ed25519_keys),
+            AsymmetricKey::current(key),
+            now_ms,
+            grace_end_ms,
+            |k| &mut k.expires_at_ms,
+        );
+    }
+
+    /// The `webhook-signature` header of an attempt made at `now_ms`: a `v1` signature by
+    /// each live secret, then a `v1a` signature by each live Ed25519 key.
+    pub fn signature_header(
+        &self,
+        webhook_id: &str,
+        timestamp_secs: u64,
+        body: &[u8],
+        now_ms: u64,
+    ) -> String {
+        crate::signing::signature_header_with(
+            self.signing_secrets(now_ms),
+            self.ed25519_keys
+                .iter()
+                .filter(move |k| k.expires_at_ms.is_none_or(|end| now_ms < end))
+                .filter_map(|k| k.private.as_ref()),
+            webhook_id,
+            timestamp_secs,
+            body,
+        )
+    }
+
+    /// The public keys whose `v1a` signatures an attempt made at `now_ms` carries, newest
+    /// first, with the end of each one's grace.
+    pub fn live_public_keys(&self, now_ms: u64) -> impl Iterator<Item = &AsymmetricKey> {
+        self.ed25519_keys
+            .iter()
+            .filter(move |k| k.expires_at_ms.is_none_or(|end| now_ms < end))
     }
 
     /// The secrets that sign an attempt made at `now_ms`.
@@ -126,6 +196,29 @@ impl Subscription {
     pub fn listens_to(&self, event_type: &str) -> bool {
         self.events.iter().any(|e| e == event_type)
     }
+}
+
+/// `new` first, then the keys of `keys` still valid at `now_ms`, each ending by
+/// `grace_end_ms` at the latest, the oldest dropped beyond [`MAX_SIGNING_KEYS`].
+fn rotated<K>(
+    keys: Vec<K>,
+    new: K,
+    now_ms: u64,
+    grace_end_ms: u64,
+    end: impl Fn(&mut K) -> &mut Option<u64>,
+) -> Vec<K> {
+    let previous = keys
+        .into_iter()
+        .filter_map(|mut k| {
+            let slot = end(&mut k);
+            if slot.is_some_and(|at| at <= now_ms) {
+                return None;
+            }
+            *slot = Some(slot.map_or(grace_end_ms, |at| at.min(grace_end_ms)));
+            Some(k)
+        })
+        .take(MAX_SIGNING_KEYS - 1);
+    std::iter::once(new).chain(previous).collect()
 }
 
 #[cfg(test)]
@@ -192,5 +285,49 @@ mod tests {
         sub.rotate(Secret::generate().expect("rng"), 250, 10_000);
         let ends: Vec<_> = sub.keys.iter().map(|k| k.expires_at_ms).collect();
         assert_eq!(ends, [None, Some(10_000), Some(300)]);
+    }
+
+    #[test]
+    fn ed25519_keys_rotate_like_secrets_and_sign_after_hmac() {
+        let secret = Secret::generate().expect("rng");
+        let mut sub = Subscription::new("acme", "https://example.com/", "", vec![], secret, 0);
+        assert!(!sub.signature_header("msg_1", 1, b"{}", 0).contains("v1a,"));
+        let (first, second) = (
+            Ed25519Key::generate().expect("rng"),
+            Ed25519Key::generate().expect("rng"),
+        );
+        sub.rotate_ed25519(first.clone(), 0, 100);
+        sub.rotate_ed25519(second.clone(), 10, 100);
+        let header = sub.signature_header("msg_1", 1, b"{}", 50);
+        let kinds: Vec<&str> = header
+            .split(' ')
+            .map(|s| &s[..s.find(',').unwrap_or(0)])
+            .collect();
+        assert_eq!(kinds, ["v1", "v1a", "v1a"]);
+        first
+            .public_key()
+            .verify("msg_1", 1, b"{}", &header)
+            .expect("old key signs in its grace");
+        second
+            .public_key()
+            .verify("msg_1", 1, b"{}", &header)
+            .expect("new key signs");
+        let after_grace = sub.signature_header("msg_1", 1, b"{}", 100);
+        assert!(
+            first
+                .public_key()
+                .verify("msg_1", 1, b"{}", &after_grace)
+                .is_err()
+        );
+        second
+            .public_key()
+            .verify("msg_1", 1, b"{}", &after_grace)
+            .expect("new key signs");
+        let live: Vec<_> = sub.live_public_keys(50).map(|k| k.public).collect();
+        assert_eq!(live, [second.public_key(), first.public_key()]);
+        for i in 0..10 {
+            sub.rotate_ed25519(Ed25519Key::generate().expect("rng"), 20 + i, 1_000);
+        }
+        assert_eq!(sub.ed25519_keys.len(), MAX_SIGNING_KEYS);
     }
 }

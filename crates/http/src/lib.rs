@@ -186,13 +186,13 @@ impl Deliverer {
         let timestamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let signature = hookwire_core::signing::signature_header(
-            sub.signing_secrets(hookwire_core::now_ms()),
-            webhook_id,
-            timestamp,
-            body,
-        );
-        let request = http::Request::post(uri)
+        let signature = sub.signature_header(webhook_id, timestamp, body, hookwire_core::now_ms());
+        let mut request = http::Request::post(uri);
+        // The webhook's own headers were checked when set: none can replace those below.
+        for custom in &sub.headers {
+            request = request.header(custom.name.as_str(), custom.value.as_str());
+        }
+        let request = request
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, hookwire_core::USER_AGENT)
             .header("webhook-id", webhook_id)

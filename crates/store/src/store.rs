@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hookwire_core::{Secret, SigningKey, Subscription};
+use hookwire_core::{
+    AsymmetricKey, CustomHeader, Ed25519Key, Filter, PublicKey, Secret, SigningKey, Subscription,
+};
 use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use uuid::Uuid;
@@ -125,6 +127,8 @@ pub struct Store {
     replication: sled::Tree,
     sealer: Sealer,
     subscribers: Arc<SubscriberCache>,
+    /// Parsed filters by their source: a task's webhook is read for every attempt.
+    filters: Arc<secrets::FilterCache>,
     /// The sled directory, for the [`Writer`](crate::Writer)'s `fsync`s.
     path: Arc<PathBuf>,
 }
@@ -154,6 +158,15 @@ pub(crate) struct Record {
     /// Absent in records written before versions existed: 0.
     #[serde(default)]
     version: u64,
+    /// The Ed25519 keys; absent in records written before they existed: none.
+    #[serde(default)]
+    ed25519_keys: Vec<SealedEd25519Key>,
+    /// The custom headers; absent in records written before they existed: none.
+    #[serde(default)]
+    headers: Vec<StoredHeader>,
+    /// The payload filter's source; absent in records written before filters existed.
+    #[serde(default)]
+    filter: Option<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -161,6 +174,26 @@ struct SealedKey {
     /// Base64 of `nonce ‖ ciphertext`.
     sealed: String,
     expires_at_ms: Option<u64>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct SealedEd25519Key {
+    /// Base64 of the public key: shown without unsealing anything.
+    public: String,
+    /// Base64 of the sealed 32-byte seed.
+    sealed: String,
+    expires_at_ms: Option<u64>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredHeader {
+    name: String,
+    /// The value of a header that is not secret.
+    #[serde(default)]
+    value: Option<String>,
+    /// Base64 of a secret header's sealed value.
+    #[serde(default)]
+    sealed: Option<String>,
 }
 
 impl Store {
@@ -207,6 +240,7 @@ impl Store {
             db,
             sealer: Sealer::new(secrets_key, previous_keys),
             subscribers: Arc::default(),
+            filters: Arc::default(),
             path: Arc::new(path.to_owned()),
         };
         store.check_key()?;

@@ -116,3 +116,48 @@ pub fn artifacts_dir(name: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     dir
 }
+
+/// Verifies a recorded delivery's `v1a` signatures with an Ed25519 implementation
+/// independent of hookwire's (Python's `cryptography`), over the exact bytes received.
+/// Returns its verdict: `Ok` or its error text.
+pub fn verify_ed25519_with_cryptography(
+    public_key: &str,
+    request: &crate::Recorded,
+) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/py/verify_ed25519.py"))
+        .args([
+            "--public-key",
+            public_key,
+            "--id",
+            request.header("webhook-id"),
+        ])
+        .args([
+            "--timestamp",
+            request.header("webhook-timestamp"),
+            "--signature",
+            request.header("webhook-signature"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&request.body)
+        .expect("write body");
+    let out = child.wait_with_output().expect("verifier finishes");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

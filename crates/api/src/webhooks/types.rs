@@ -1,8 +1,9 @@
 //! What the webhook routes read and answer.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use hookwire_core::Subscription;
+use hookwire_core::{Subscription, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -47,6 +48,30 @@ pub struct Webhook {
     /// own attempts. Null where that node runs no delivery engine.
     #[serde(default)]
     pub circuit: Option<Circuit>,
+    /// Static headers added to every request, by lower-case name (secret ones are in
+    /// `secret_headers`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The names of the headers whose values are secret: sealed at rest, never shown.
+    #[serde(default)]
+    pub secret_headers: Vec<String>,
+    /// The `whpk_…` Ed25519 public keys whose `v1a` signatures deliveries carry, newest
+    /// first; empty unless Ed25519 signing is on.
+    #[serde(default)]
+    pub public_keys: Vec<PublicKeyInfo>,
+    /// The payload filter, a CEL expression over `body` and `event_type`; null: every
+    /// event of its types is delivered.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+/// A public key receivers verify `v1a` signatures with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PublicKeyInfo {
+    /// `whpk_` and the base64 of the 32-byte Ed25519 public key.
+    pub key: String,
+    /// When a rotated-out key stops signing (RFC 3339); null for the current key.
+    pub valid_until: Option<String>,
 }
 
 /// A webhook's circuit breaker, on one node.
@@ -131,6 +156,23 @@ pub struct CreateWebhook {
     /// Deliveries per second (1 to 100000); unlimited when absent.
     #[schema(minimum = 1, maximum = 100000)]
     pub rate_limit_per_sec: Option<u32>,
+    /// Static headers added to every request, by name (at most 20, 4 KiB in all). Names
+    /// `webhook-*`, `content-type`, `content-length`, `host`, `user-agent` and hop-by-hop
+    /// headers are reserved.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Like `headers`, for values that are secrets (an API key): sealed at rest like the
+    /// signing secret, and never shown again.
+    #[serde(default)]
+    pub secret_headers: BTreeMap<String, String>,
+    /// Also sign with an Ed25519 key (`v1a` signatures next to `v1`); the public key is
+    /// in the answer's `public_keys`.
+    #[serde(default)]
+    pub ed25519: bool,
+    /// A CEL expression over `body` (the event's JSON) and `event_type`: only events for
+    /// which it is true are delivered. At most 2,048 bytes.
+    #[schema(max_length = 2048)]
+    pub filter: Option<String>,
 }
 
 /// Changes to a webhook; absent fields stay as they are.
@@ -158,6 +200,25 @@ pub struct UpdateWebhook {
     /// changed since. Without it, the change still fails rather than undo a change made
     /// while this request was in progress (e.g. during its test event).
     pub version: Option<u64>,
+    /// Headers to set (a value) or remove (null); the others stay.
+    pub headers: Option<BTreeMap<String, Option<String>>>,
+    /// Secret headers to set (a value) or remove (null); the others stay.
+    pub secret_headers: Option<BTreeMap<String, Option<String>>>,
+    /// Turn Ed25519 `v1a` signatures on (a new key) or off (every key dropped).
+    pub ed25519: Option<bool>,
+    /// A new filter, or null to deliver every event again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 2048)]
+    pub filter: Option<Option<String>>,
+}
+
+/// A field that may be absent (outer `None`) or null (inner `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Whether to send the test event before saving.
@@ -178,6 +239,15 @@ pub struct TestResult {
     pub error: Option<String>,
     /// How long the attempt took.
     pub latency_ms: u64,
+}
+
+/// A rotated Ed25519 key.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotatedEd25519Key {
+    /// The new `whpk_…` public key.
+    pub public_key: String,
+    /// Until then (RFC 3339) the previous key signs too.
+    pub previous_valid_until: String,
 }
 
 /// A rotated secret.
@@ -212,6 +282,26 @@ impl From<&Subscription> for Webhook {
             updated_at: rfc3339(s.updated_at_ms),
             version: s.version,
             circuit: None,
+            headers: s
+                .headers
+                .iter()
+                .filter(|h| !h.secret)
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            secret_headers: s
+                .headers
+                .iter()
+                .filter(|h| h.secret)
+                .map(|h| h.name.clone())
+                .collect(),
+            public_keys: s
+                .live_public_keys(now_ms())
+                .map(|k| PublicKeyInfo {
+                    key: k.public.to_string(),
+                    valid_until: k.expires_at_ms.map(rfc3339),
+                })
+                .collect(),
+            filter: s.filter.as_ref().map(|f| f.source().to_owned()),
         }
     }
 }

@@ -3,7 +3,10 @@
 mod access;
 mod bad_input;
 mod console;
+mod custom_headers;
 mod dead_letter_bounds;
+mod ed25519;
+mod filters;
 mod hygiene;
 mod lifecycle;
 mod operations;

@@ -424,7 +424,7 @@ async fn purge_by_id_and_by_age() {
 }
 
 /// The value of one sample line of the Prometheus text, or 0 when it is absent.
-fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {
             l.strip_prefix(series)

@@ -93,7 +93,12 @@ impl Bench {
         r.publish_secs = Some(publish_secs);
         r.vs_baseline = self
             .baseline_per_sec
-            .filter(|_| matches!(scenario, Scenario::Fanout1 | Scenario::Fanout10))
+            .filter(|_| {
+                matches!(
+                    scenario,
+                    Scenario::Fanout1 | Scenario::Fanout1Filter | Scenario::Fanout10
+                )
+            })
             .map(|b| r.per_sec / b);
         r.p99_gap_ms = self
             .baseline_p99_ms

@@ -1,7 +1,11 @@
 //! The webhook routes, and the event types webhooks subscribe to.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
-use hookwire_api::webhooks::{RotatedSecret, TestResult, Webhook, WebhookList, WebhookWithSecret};
+use hookwire_api::webhooks::{
+    RotatedEd25519Key, RotatedSecret, TestResult, Webhook, WebhookList, WebhookWithSecret,
+};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -19,6 +23,14 @@ pub struct NewWebhook {
     pub description: Option<String>,
     /// Event types to subscribe to.
     pub events: Vec<String>,
+    /// Static headers for every request.
+    pub headers: BTreeMap<String, String>,
+    /// Static headers whose values are secrets.
+    pub secret_headers: BTreeMap<String, String>,
+    /// Also sign with Ed25519 (`v1a`).
+    pub ed25519: bool,
+    /// A CEL filter over the event body.
+    pub filter: Option<String>,
 }
 
 /// Changes to a webhook; `None` leaves a field as it is.
@@ -32,6 +44,14 @@ pub struct WebhookChanges {
     pub events: Option<Vec<String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// Headers to set (a value) or remove (`None`).
+    pub headers: BTreeMap<String, Option<String>>,
+    /// Secret headers to set (a value) or remove (`None`).
+    pub secret_headers: BTreeMap<String, Option<String>>,
+    /// Turn Ed25519 signatures on or off.
+    pub ed25519: Option<bool>,
+    /// A new filter (`Some(None)`: remove it).
+    pub filter: Option<Option<String>>,
 }
 
 impl WebhookChanges {
@@ -41,6 +61,10 @@ impl WebhookChanges {
             && self.description.is_none()
             && self.events.is_none()
             && self.enabled.is_none()
+            && self.headers.is_empty()
+            && self.secret_headers.is_empty()
+            && self.ed25519.is_none()
+            && self.filter.is_none()
     }
 
     fn to_json(&self) -> Value {
@@ -56,6 +80,21 @@ impl WebhookChanges {
         }
         if let Some(enabled) = self.enabled {
             body.insert("enabled".into(), enabled.into());
+        }
+        if !self.headers.is_empty() {
+            body.insert("headers".into(), serde_json::json!(self.headers));
+        }
+        if !self.secret_headers.is_empty() {
+            body.insert(
+                "secret_headers".into(),
+                serde_json::json!(self.secret_headers),
+            );
+        }
+        if let Some(on) = self.ed25519 {
+            body.insert("ed25519".into(), on.into());
+        }
+        if let Some(filter) = &self.filter {
+            body.insert("filter".into(), serde_json::json!(filter));
         }
         Value::Object(body)
     }
@@ -80,6 +119,18 @@ impl ApiClient {
         let mut body = serde_json::json!({ "url": webhook.url, "events": webhook.events });
         if let Some(description) = &webhook.description {
             body["description"] = description.clone().into();
+        }
+        if !webhook.headers.is_empty() {
+            body["headers"] = serde_json::json!(webhook.headers);
+        }
+        if !webhook.secret_headers.is_empty() {
+            body["secret_headers"] = serde_json::json!(webhook.secret_headers);
+        }
+        if webhook.ed25519 {
+            body["ed25519"] = true.into();
+        }
+        if let Some(filter) = &webhook.filter {
+            body["filter"] = filter.clone().into();
         }
         self.call(
             Method::POST,
@@ -166,6 +217,23 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key`.
+    pub async fn rotate_ed25519_key(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> Result<Reply<RotatedEd25519Key>> {
+        self.call(
+            Method::POST,
+            &["v1", "orgs", org, "webhooks", id, "rotate-ed25519-key"],
+            None,
+            None,
+        )
+        .await
+    }
+}
+
 fn verify_query(verify: bool) -> &'static str {
     if verify {
         "verify=true"
@@ -186,5 +254,15 @@ mod tests {
         };
         assert_eq!(changes.to_json(), serde_json::json!({ "enabled": false }));
         assert!(WebhookChanges::default().is_empty());
+        let changes = WebhookChanges {
+            headers: BTreeMap::from([("x-a".into(), Some("1".into())), ("x-b".into(), None)]),
+            filter: Some(None),
+            ed25519: Some(true),
+            ..WebhookChanges::default()
+        };
+        assert_eq!(
+            changes.to_json(),
+            serde_json::json!({ "headers": {"x-a": "1", "x-b": null}, "filter": null, "ed25519": true })
+        );
     }
 }

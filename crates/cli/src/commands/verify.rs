@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use hookwire_core::Secret;
+use hookwire_core::{PublicKey, Secret};
 
 /// The delivery's headers and the receiver's secret; the body comes on stdin.
 #[derive(clap::Args)]
@@ -13,14 +13,18 @@ pub struct VerifyArgs {
     /// prefer --secret-file.
     #[arg(
         long,
-        required_unless_present = "secret_file",
-        conflicts_with = "secret_file"
+        required_unless_present_any = ["secret_file", "public_key"],
+        conflicts_with_all = ["secret_file", "public_key"]
     )]
     secret: Option<String>,
     /// A file holding the `whsec_…` secret (surrounding whitespace ignored). `-` reads it
     /// from the first line of stdin, and the body from the rest.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "public_key")]
     secret_file: Option<PathBuf>,
+    /// The webhook's `whpk_…` Ed25519 public key, instead of a secret: checks the `v1a`
+    /// signatures.
+    #[arg(long)]
+    public_key: Option<String>,
     /// The `webhook-id` header.
     #[arg(long)]
     id: String,
@@ -40,6 +44,7 @@ impl std::fmt::Debug for VerifyArgs {
         f.debug_struct("VerifyArgs")
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("secret_file", &self.secret_file)
+            .field("public_key", &self.public_key)
             .field("id", &self.id)
             .field("timestamp", &self.timestamp)
             .field("signature", &self.signature)
@@ -53,6 +58,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let VerifyArgs {
         secret,
         secret_file,
+        public_key,
         id,
         timestamp,
         signature,
@@ -62,6 +68,13 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     std::io::stdin()
         .read_to_end(&mut input)
         .context("cannot read the body from stdin")?;
+    if let Some(public_key) = public_key {
+        let public_key = PublicKey::parse(&public_key)?;
+        check_timestamp(timestamp, tolerance_secs)?;
+        public_key.verify(&id, timestamp, &input, &signature)?;
+        println!("ok");
+        return Ok(());
+    }
     let (secret, body) = match (secret, secret_file) {
         (Some(secret), _) => (secret, input),
         (None, Some(path)) if path.as_os_str() == "-" => {
@@ -78,14 +91,19 @@ pub fn run(args: VerifyArgs) -> Result<()> {
                 .with_context(|| format!("cannot read --secret-file {}", path.display()))?;
             (text, input)
         }
-        (None, None) => bail!("pass --secret-file (or --secret)"),
+        (None, None) => bail!("pass --secret-file, --secret or --public-key"),
     };
     let secret = Secret::parse(secret.trim())?;
+    check_timestamp(timestamp, tolerance_secs)?;
+    secret.verify(&id, timestamp, &body, &signature)?;
+    println!("ok");
+    Ok(())
+}
+
+fn check_timestamp(timestamp: u64, tolerance_secs: u64) -> Result<()> {
     let now = hookwire_core::now_ms() / 1000;
     if now.abs_diff(timestamp) > tolerance_secs {
         bail!("timestamp {timestamp} is more than {tolerance_secs}s from now ({now})");
     }
-    secret.verify(&id, timestamp, &body, &signature)?;
-    println!("ok");
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! `hookwire webhooks`: create, list, show, change, delete and test an organization's
 //! webhooks, and rotate their secrets, through the admin API.
 
-use anyhow::{Result, bail};
-use clap::Subcommand;
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
 use hookwire_api::webhooks::{Webhook, WebhookList};
 
 use crate::cli::ApiArgs;
@@ -29,6 +31,15 @@ pub enum WebhookAction {
         /// Save without sending the test event (the URL is still checked).
         #[arg(long)]
         no_verify: bool,
+        #[command(flatten)]
+        headers: HeaderArgs,
+        /// Also sign with an Ed25519 key (`v1a`); receivers verify with the public key shown.
+        #[arg(long)]
+        ed25519: bool,
+        /// A CEL expression over `body` and `event_type`: only events for which it is
+        /// true are delivered, e.g. 'body.report_run_url.startsWith("https://…/spaces/s1/")'.
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// List an organization's webhooks, oldest first.
     List {
@@ -71,6 +82,23 @@ pub enum WebhookAction {
         /// Save a new URL without sending it the test event.
         #[arg(long)]
         no_verify: bool,
+        #[command(flatten)]
+        headers: HeaderArgs,
+        /// Remove a custom header (plain or secret); repeatable.
+        #[arg(long = "remove-header", value_name = "NAME")]
+        remove_headers: Vec<String>,
+        /// Turn Ed25519 `v1a` signatures on (a new key).
+        #[arg(long, conflicts_with = "no_ed25519")]
+        ed25519: bool,
+        /// Turn Ed25519 signatures off (its keys are dropped).
+        #[arg(long)]
+        no_ed25519: bool,
+        /// A new CEL filter over `body` and `event_type`.
+        #[arg(long, conflicts_with = "no_filter")]
+        filter: Option<String>,
+        /// Remove the filter: every event of its types is delivered.
+        #[arg(long)]
+        no_filter: bool,
     },
     /// Delete a webhook.
     Delete {
@@ -101,6 +129,65 @@ pub enum WebhookAction {
         #[arg(long)]
         id: String,
     },
+    /// Issue a new Ed25519 key and show its public key. The previous one keeps signing
+    /// through the daemon's `secrets.rotation_grace`.
+    RotateEd25519Key {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The webhook's id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// Custom headers to set.
+#[derive(Args, Debug, Default)]
+pub struct HeaderArgs {
+    /// A static header for every request, as NAME=VALUE; repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// A header whose value is a secret (sealed at rest, never shown again), as
+    /// NAME=VALUE; repeatable. The value shows in the process list: prefer
+    /// --secret-header-file.
+    #[arg(long = "secret-header", value_name = "NAME=VALUE")]
+    secret_headers: Vec<String>,
+    /// A secret header whose value is the first line of a file, as NAME=PATH; repeatable.
+    #[arg(long = "secret-header-file", value_name = "NAME=PATH")]
+    secret_header_files: Vec<String>,
+}
+
+impl HeaderArgs {
+    /// The plain and the secret headers, by name.
+    fn parse(&self) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        let plain = self
+            .headers
+            .iter()
+            .map(|h| split_header(h, "--header"))
+            .collect::<Result<_>>()?;
+        let mut secret: BTreeMap<String, String> = self
+            .secret_headers
+            .iter()
+            .map(|h| split_header(h, "--secret-header"))
+            .collect::<Result<_>>()?;
+        for spec in &self.secret_header_files {
+            let (name, path) = split_header(spec, "--secret-header-file")?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the value of header {name} from {path}"))?;
+            secret.insert(name, text.lines().next().unwrap_or_default().to_owned());
+        }
+        Ok((plain, secret))
+    }
+}
+
+/// `NAME=VALUE` as a pair; the API checks the name and the value.
+fn split_header(spec: &str, flag: &str) -> Result<(String, String)> {
+    match spec.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => bail!("{flag} takes NAME=VALUE, not `{spec}`"),
+    }
 }
 
 /// Runs one `webhooks` subcommand and prints its answer.
@@ -113,11 +200,19 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             events,
             description,
             no_verify,
+            headers,
+            ed25519,
+            filter,
         } => {
+            let (headers, secret_headers) = headers.parse()?;
             let new = NewWebhook {
                 url,
                 description,
                 events: clean_events(events)?,
+                headers,
+                secret_headers,
+                ed25519,
+                filter,
             };
             let reply = client.create(&org, &new, !no_verify).await?;
             if api.json {
@@ -181,16 +276,36 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             enable,
             disable,
             no_verify,
+            headers,
+            remove_headers,
+            ed25519,
+            no_ed25519,
+            filter,
+            no_filter,
         } => {
+            let (plain, secret) = headers.parse()?;
+            let mut headers: BTreeMap<String, Option<String>> =
+                plain.into_iter().map(|(n, v)| (n, Some(v))).collect();
+            for name in remove_headers {
+                headers.insert(name, None);
+            }
             let changes = WebhookChanges {
                 url,
                 description,
                 events: events.map(clean_events).transpose()?,
                 enabled: (enable || disable).then_some(enable),
+                headers,
+                secret_headers: secret.into_iter().map(|(n, v)| (n, Some(v))).collect(),
+                ed25519: (ed25519 || no_ed25519).then_some(ed25519),
+                filter: if no_filter {
+                    Some(None)
+                } else {
+                    filter.map(Some)
+                },
             };
             if changes.is_empty() {
                 bail!(
-                    "nothing to change: pass --url, --description, --events, --enable or --disable"
+                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter or --no-filter"
                 );
             }
             let reply = client.update(&org, &id, &changes, !no_verify).await?;
@@ -249,6 +364,19 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 reply.value.previous_valid_until
             );
         }
+        WebhookAction::RotateEd25519Key { org, id } => {
+            let reply = client.rotate_ed25519_key(&org, &id).await?;
+            if api.json {
+                print_json(&reply.raw);
+                return Ok(());
+            }
+            println!("Rotated the Ed25519 key of webhook {id}.");
+            println!("Public key: {}", reply.value.public_key);
+            println!(
+                "The previous key also signs deliveries until {}.",
+                reply.value.previous_valid_until
+            );
+        }
     }
     Ok(())
 }
@@ -286,6 +414,9 @@ fn print_webhook(w: &Webhook) {
             "disabled reason",
             w.disabled_reason.clone().unwrap_or_else(|| "-".into()),
         ),
+        ("filter", w.filter.clone().unwrap_or_default()),
+        ("headers", headers_cell(w)),
+        ("public keys", public_keys_cell(w)),
         ("created at", w.created_at.clone()),
         ("updated at", w.updated_at.clone()),
     ];
@@ -297,6 +428,32 @@ fn print_webhook(w: &Webhook) {
         };
         println!("{:<18}{value}", format!("{name}:"));
     }
+}
+
+/// Plain headers with their values, secret ones by name only.
+fn headers_cell(w: &Webhook) -> String {
+    w.headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .chain(
+            w.secret_headers
+                .iter()
+                .map(|name| format!("{name}: <secret>")),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Ed25519 public keys, newest first, with the end of a rotated-out key's grace.
+fn public_keys_cell(w: &Webhook) -> String {
+    w.public_keys
+        .iter()
+        .map(|k| match &k.valid_until {
+            Some(until) => format!("{} (until {until})", k.key),
+            None => k.key.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_secret(secret: &str) {

@@ -5,6 +5,7 @@ mod client;
 mod cluster;
 mod commands;
 mod console;
+mod delivery_options;
 mod full_disk;
 mod operations;
 mod serve;

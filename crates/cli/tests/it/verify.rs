@@ -104,3 +104,31 @@ fn verify_checks_a_delivery_like_a_receiver() {
     let (ok, stderr) = verify(&args, old, &secret.sign("msg_1", old, body), body);
     assert!(!ok && stderr.contains("from now"), "{stderr}");
 }
+
+#[test]
+fn a_v1a_signature_verifies_with_the_public_key() {
+    let key = hookwire_core::Ed25519Key::generate().expect("rng");
+    let secret = Secret::generate().expect("rng");
+    let body = br#"{"event":"report_created","report_run_url":"u"}"#;
+    let now = hookwire_core::now_ms() / 1000;
+    let header = format!(
+        "{} {}",
+        secret.sign("msg_1", now, body),
+        key.sign("msg_1", now, body)
+    );
+    let public = key.public_key().to_string();
+    let (ok, output) = verify(&["--public-key", &public], now, &header, body);
+    assert!(ok, "{output}");
+    let (ok, output) = verify(&["--public-key", &public], now, &header, b"{}");
+    assert!(!ok && output.contains("v1a"), "{output}");
+    let other = hookwire_core::Ed25519Key::generate()
+        .expect("rng")
+        .public_key()
+        .to_string();
+    let (ok, _) = verify(&["--public-key", &other], now, &header, body);
+    assert!(!ok, "another key does not verify");
+    let (ok, output) = verify(&["--public-key", "whsec_AAAA"], now, &header, body);
+    assert!(!ok && output.contains("whpk_"), "{output}");
+    let (ok, output) = verify(&["--public-key", &public], now - 301, &header, body);
+    assert!(!ok && output.contains("timestamp"), "{output}");
+}

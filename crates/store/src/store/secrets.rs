@@ -76,6 +76,45 @@ impl Store {
                 })
             })
             .collect::<Result<_>>()?;
+        let ed25519_keys = sub
+            .ed25519_keys
+            .iter()
+            .map(|k| {
+                let private = k.private.as_ref().ok_or_else(|| {
+                    Error::Corrupt(
+                        "an Ed25519 key read without its secret cannot be written".into(),
+                    )
+                })?;
+                let binding = ed25519_binding(&sub.id, &k.public, k.expires_at_ms);
+                Ok(SealedEd25519Key {
+                    public: BASE64.encode(k.public.as_bytes()),
+                    sealed: BASE64.encode(self.sealer.seal(private.as_bytes(), &binding)?),
+                    expires_at_ms: k.expires_at_ms,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let headers = sub
+            .headers
+            .iter()
+            .map(|h| {
+                Ok(if h.secret {
+                    let binding = header_binding(&sub.id, &h.name);
+                    StoredHeader {
+                        name: h.name.clone(),
+                        value: None,
+                        sealed: Some(
+                            BASE64.encode(self.sealer.seal(h.value.as_bytes(), &binding)?),
+                        ),
+                    }
+                } else {
+                    StoredHeader {
+                        name: h.name.clone(),
+                        value: Some(h.value.clone()),
+                        sealed: None,
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Record {
             id: sub.id,
             org: sub.org.clone(),
@@ -93,29 +132,32 @@ impl Store {
             created_at_ms: sub.created_at_ms,
             updated_at_ms: sub.updated_at_ms,
             version: sub.version,
+            ed25519_keys,
+            headers,
+            filter: sub.filter.as_ref().map(|f| f.source().to_owned()),
         })
     }
 
     pub(super) fn decode(&self, raw: &[u8]) -> Result<Subscription> {
         let r: Record = serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let keys = self.unseal(&r)?;
-        Ok(from_record(r, keys))
+        let opened = self.unseal(&r)?;
+        self.subscription_of(r, Some(opened))
     }
 
+    /// A subscription without its secrets: no signing key, Ed25519 keys without their
+    /// private half, secret headers without their value.
     pub(super) fn decode_without_keys(&self, raw: &[u8]) -> Result<Subscription> {
         let r: Record = serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))?;
-        Ok(from_record(r, Vec::new()))
+        self.subscription_of(r, None)
     }
 
-    pub(super) fn unseal(&self, r: &Record) -> Result<Vec<SigningKey>> {
-        r.keys
+    pub(super) fn unseal(&self, r: &Record) -> Result<Opened> {
+        let keys = r
+            .keys
             .iter()
             .map(|k| {
-                let sealed = BASE64
-                    .decode(&k.sealed)
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
                 let plain = self.sealer.open(
-                    &sealed,
+                    &unbase64(&k.sealed)?,
                     &key_binding(&r.id, k.expires_at_ms),
                     r.id.as_bytes(),
                 )?;
@@ -126,29 +168,170 @@ impl Store {
                     expires_at_ms: k.expires_at_ms,
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let ed25519 = r
+            .ed25519_keys
+            .iter()
+            .map(|k| {
+                let public = public_key(&k.public)?;
+                let binding = ed25519_binding(&r.id, &public, k.expires_at_ms);
+                let seed = self
+                    .sealer
+                    .open(&unbase64(&k.sealed)?, &binding, &binding)?;
+                let private =
+                    Ed25519Key::from_bytes(&seed).map_err(|e| Error::Corrupt(e.to_string()))?;
+                if private.public_key() != public {
+                    return Err(Error::Corrupt(
+                        "an Ed25519 key does not match its public key".into(),
+                    ));
+                }
+                Ok(private)
+            })
+            .collect::<Result<_>>()?;
+        let headers = r
+            .headers
+            .iter()
+            .map(|h| match &h.sealed {
+                Some(sealed) => {
+                    let binding = header_binding(&r.id, &h.name);
+                    let plain = self.sealer.open(&unbase64(sealed)?, &binding, &binding)?;
+                    String::from_utf8(plain).map_err(|e| Error::Corrupt(e.to_string()))
+                }
+                None => Ok(h.value.clone().unwrap_or_default()),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Opened {
+            keys,
+            ed25519,
+            headers,
+        })
+    }
+
+    /// The subscription of a record, with what `unseal` opened, or without secrets.
+    pub(super) fn subscription_of(
+        &self,
+        r: Record,
+        opened: Option<Opened>,
+    ) -> Result<Subscription> {
+        let (keys, mut ed25519, mut header_values) = match opened {
+            Some(o) => (
+                o.keys,
+                Some(o.ed25519.into_iter()),
+                Some(o.headers.into_iter()),
+            ),
+            None => (Vec::new(), None, None),
+        };
+        let ed25519_keys = r
+            .ed25519_keys
+            .iter()
+            .map(|k| {
+                Ok(AsymmetricKey {
+                    public: public_key(&k.public)?,
+                    private: ed25519.as_mut().and_then(Iterator::next),
+                    expires_at_ms: k.expires_at_ms,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let headers = r
+            .headers
+            .into_iter()
+            .map(|h| {
+                let opened = header_values.as_mut().and_then(Iterator::next);
+                CustomHeader {
+                    secret: h.sealed.is_some(),
+                    value: opened.unwrap_or_else(|| h.value.unwrap_or_default()),
+                    name: h.name,
+                }
+            })
+            .collect();
+        let filter = r
+            .filter
+            .as_deref()
+            .map(|source| self.filters.get(source))
+            .transpose()?;
+        Ok(Subscription {
+            id: r.id,
+            org: r.org,
+            url: r.url,
+            description: r.description,
+            events: r.events,
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason,
+            max_concurrency: r.max_concurrency,
+            rate_limit_per_sec: r.rate_limit_per_sec,
+            consecutive_failures: r.consecutive_failures,
+            failing_since_ms: r.failing_since_ms,
+            last_success_ms: r.last_success_ms,
+            keys,
+            ed25519_keys,
+            headers,
+            filter,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
+            version: r.version,
+        })
     }
 }
 
-pub(super) fn from_record(r: Record, keys: Vec<SigningKey>) -> Subscription {
-    Subscription {
-        id: r.id,
-        org: r.org,
-        url: r.url,
-        description: r.description,
-        events: r.events,
-        enabled: r.enabled,
-        disabled_reason: r.disabled_reason,
-        max_concurrency: r.max_concurrency,
-        rate_limit_per_sec: r.rate_limit_per_sec,
-        consecutive_failures: r.consecutive_failures,
-        failing_since_ms: r.failing_since_ms,
-        last_success_ms: r.last_success_ms,
-        keys,
-        created_at_ms: r.created_at_ms,
-        updated_at_ms: r.updated_at_ms,
-        version: r.version,
+/// What [`Store::unseal`] opens of a record, in the record's order.
+pub(super) struct Opened {
+    keys: Vec<SigningKey>,
+    ed25519: Vec<Ed25519Key>,
+    headers: Vec<String>,
+}
+
+/// Parsed filters by their source, so that reading a webhook does not parse its filter
+/// again. Bounded: past [`FilterCache::MAX`] sources it starts over.
+#[derive(Debug, Default)]
+pub(super) struct FilterCache(std::sync::Mutex<std::collections::HashMap<String, Filter>>);
+
+impl FilterCache {
+    const MAX: usize = 4096;
+
+    fn get(&self, source: &str) -> Result<Filter> {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(filter) = cache.get(source) {
+            return Ok(filter.clone());
+        }
+        let filter = Filter::parse(source)
+            .map_err(|e| Error::Corrupt(format!("a stored filter does not parse: {e}")))?;
+        if cache.len() >= Self::MAX {
+            cache.clear();
+        }
+        cache.insert(source.to_owned(), filter.clone());
+        Ok(filter)
     }
+}
+
+fn unbase64(text: &str) -> Result<Vec<u8>> {
+    BASE64
+        .decode(text)
+        .map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn public_key(text: &str) -> Result<PublicKey> {
+    PublicKey::from_bytes(&unbase64(text)?).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// The associated data of a sealed Ed25519 key: its subscription, public key and expiry.
+pub(super) fn ed25519_binding(
+    id: &Uuid,
+    public: &PublicKey,
+    expires_at_ms: Option<u64>,
+) -> Vec<u8> {
+    let mut aad = b"ed25519\0".to_vec();
+    aad.extend_from_slice(public.as_bytes());
+    aad.extend(key_binding(id, expires_at_ms));
+    aad
+}
+
+/// The associated data of a secret header's sealed value: its subscription and name, so
+/// that it cannot be moved to another webhook or header.
+pub(super) fn header_binding(id: &Uuid, name: &str) -> Vec<u8> {
+    let mut aad = b"header\0".to_vec();
+    aad.extend_from_slice(id.as_bytes());
+    aad.extend_from_slice(name.as_bytes());
+    aad
 }
 
 /// The associated data of a sealed signing key: its subscription and its expiry, so that

@@ -12,7 +12,7 @@ use super::{retry_lock, sub};
 const A: [u8; 32] = [0xA; 32];
 const B: [u8; 32] = [0xB; 32];
 
-fn open(
+pub(crate) fn open(
     dir: &tempfile::TempDir,
     key: &[u8; 32],
     previous: &[[u8; 32]],
@@ -30,7 +30,7 @@ fn whsec(store: &Store, s: &hookwire_core::Subscription) -> String {
         .to_whsec()
 }
 
-fn sled_open(dir: &tempfile::TempDir) -> sled::Db {
+pub(crate) fn sled_open(dir: &tempfile::TempDir) -> sled::Db {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match sled::open(dir.path()) {

@@ -1,0 +1,111 @@
+//! What a webhook adds to its deliveries: custom headers, Ed25519 signatures and a
+//! payload filter, checked here before anything is saved.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use hookwire_core::custom_headers::{check_name, check_set, check_value};
+use hookwire_core::{CustomHeader, Ed25519Key, Filter, Subscription, now_ms};
+
+use super::{RotatedEd25519Key, check_expected_version, load, replace, rfc3339};
+use crate::error::ErrorBody;
+use crate::{ApiError, ApiState, Result};
+
+fn invalid_headers(message: String) -> ApiError {
+    ApiError::unprocessable("invalid_headers", message)
+}
+
+/// Parses a filter, or answers 400 `invalid_filter` with where and what is wrong.
+pub(super) fn check_filter(source: &str) -> Result<Filter> {
+    Filter::parse(source).map_err(|e| ApiError::BadRequest {
+        code: "invalid_filter",
+        message: match (e.line, e.column) {
+            (Some(line), Some(column)) => {
+                format!(
+                    "invalid filter at line {line}, column {column}: {}",
+                    e.message
+                )
+            }
+            _ => format!("invalid filter: {}", e.message),
+        },
+    })
+}
+
+/// Sets (a value) or removes (`None`) headers of `sub`, plain and secret; a name given
+/// twice in one request, or refused by the rules, answers 422 `invalid_headers`.
+pub(super) fn merge_headers(
+    sub: &mut Subscription,
+    plain: BTreeMap<String, Option<String>>,
+    secret: BTreeMap<String, Option<String>>,
+) -> Result<()> {
+    let mut seen = Vec::new();
+    let changes = plain
+        .into_iter()
+        .map(|(n, v)| (n, v, false))
+        .chain(secret.into_iter().map(|(n, v)| (n, v, true)));
+    for (name, value, is_secret) in changes {
+        let name = check_name(&name).map_err(invalid_headers)?;
+        if seen.contains(&name) {
+            return Err(invalid_headers(format!("header `{name}` is given twice")));
+        }
+        seen.push(name.clone());
+        sub.headers.retain(|h| h.name != name);
+        if let Some(value) = value {
+            check_value(&name, &value).map_err(invalid_headers)?;
+            sub.headers.push(CustomHeader {
+                name,
+                value,
+                secret: is_secret,
+            });
+        }
+    }
+    sub.headers.sort_by(|a, b| a.name.cmp(&b.name));
+    check_set(&sub.headers).map_err(invalid_headers)
+}
+
+/// Turns Ed25519 signing on (a new key, unless one signs already) or off.
+pub(super) fn set_ed25519(sub: &mut Subscription, on: bool) -> Result<()> {
+    if !on {
+        sub.ed25519_keys.clear();
+    } else if sub.ed25519_keys.is_empty() {
+        let key = Ed25519Key::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+        sub.rotate_ed25519(key, now_ms(), now_ms());
+    }
+    Ok(())
+}
+
+/// Issues a new Ed25519 key. The previous one keeps signing for `secrets.rotation_grace`,
+/// so every delivery in between carries both `v1a` signatures.
+#[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key", tag = "webhooks", security(("bearer" = [])),
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id"),
+        ("If-Match" = Option<String>, Header, description = "The webhook's `version` you read: refused with 409 `conflict` if it changed since")),
+    responses((status = 200, body = RotatedEd25519Key), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "It changed while the key was being rotated (`conflict`); no key was issued"),
+        (status = 422, body = ErrorBody, description = "Ed25519 signing is off for this webhook (`ed25519_off`)")))]
+pub async fn rotate_ed25519_key(
+    State(state): State<ApiState>,
+    Path((org, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<RotatedEd25519Key>> {
+    let mut sub = load(&state, &org, &id).await?;
+    check_expected_version(&headers, None, &sub)?;
+    if sub.ed25519_keys.is_empty() {
+        return Err(ApiError::unprocessable(
+            "ed25519_off",
+            "Ed25519 signing is off for this webhook: turn it on with `\"ed25519\": true`",
+        ));
+    }
+    let now = now_ms();
+    let grace_ms = u64::try_from(state.config.rotation_grace.as_millis()).unwrap_or(u64::MAX);
+    let previous_valid_until = now.saturating_add(grace_ms);
+    let key = Ed25519Key::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let public_key = key.public_key().to_string();
+    sub.rotate_ed25519(key, now, previous_valid_until);
+    sub.updated_at_ms = now;
+    replace(&state, sub).await?;
+    Ok(axum::Json(RotatedEd25519Key {
+        public_key,
+        previous_valid_until: rfc3339(previous_valid_until),
+    }))
+}

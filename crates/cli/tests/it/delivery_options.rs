@@ -1,0 +1,208 @@
+//! `hookwire webhooks` with custom headers, Ed25519 signatures and a filter, against a
+//! live API in-process and a loopback receiver.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use hookwire_testkit::{Harness, Receiver};
+use serde_json::Value;
+
+use crate::client::{run_err, run_ok};
+use crate::hookwire;
+
+const WAIT: Duration = Duration::from_secs(20);
+const FINANCE: &str =
+    "body.report_run_url.startsWith('https://modeanalytics.com/api/acme/spaces/finance/')";
+
+/// `hookwire verify --public-key` on a recorded delivery, as a receiver would run it.
+fn verify_v1a(public_key: &str, r: &hookwire_testkit::Recorded) -> bool {
+    let mut child = hookwire()
+        .args(["verify", "--public-key", public_key])
+        .args(["--id", r.header("webhook-id")])
+        .args(["--timestamp", r.header("webhook-timestamp")])
+        .args(["--signature", r.header("webhook-signature")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&r.body)
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok"
+}
+
+fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no `{name}:` in {stdout}"))
+        .trim()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_ed25519_and_a_filter_through_the_cli() {
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "Bearer cli-s3cret\n").expect("write");
+    let url = receiver.url();
+    let token_arg = format!("Authorization={}", token.display());
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks",
+            "create",
+            "--org",
+            "acme",
+            "--url",
+            &url,
+            "--events",
+            "report_run_completed",
+            "--header",
+            "X-Team=reports",
+            "--secret-header-file",
+            &token_arg,
+            "--ed25519",
+            "--filter",
+            FINANCE,
+        ],
+    )
+    .await;
+    assert_eq!(field(&out, "filter"), FINANCE);
+    assert_eq!(
+        field(&out, "headers"),
+        "x-team: reports, authorization: <secret>"
+    );
+    assert!(!out.contains("cli-s3cret"), "{out}");
+    let public_key = field(&out, "public keys").to_owned();
+    assert!(public_key.starts_with("whpk_"), "{out}");
+    let id = field(&out, "id").to_owned();
+
+    let test_event = receiver.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(test_event.header("authorization"), "Bearer cli-s3cret");
+    assert_eq!(test_event.header("x-team"), "reports");
+    assert!(
+        verify_v1a(&public_key, &test_event),
+        "hookwire verify --public-key"
+    );
+
+    for (event_id, space) in [("c-1", "ops"), ("c-2", "finance")] {
+        h.publish(
+            "acme",
+            "report_run_completed",
+            event_id,
+            "report_run_url",
+            &format!("https://modeanalytics.com/api/acme/spaces/{space}/reports/r/runs/1"),
+        )
+        .await;
+    }
+    let delivered = receiver.wait_for(2, WAIT).await.remove(1);
+    let body: Value = serde_json::from_slice(&delivered.body).expect("JSON");
+    assert!(
+        body["report_run_url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/finance/")
+    );
+    assert!(verify_v1a(&public_key, &delivered));
+
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks",
+            "rotate-ed25519-key",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+        ],
+    )
+    .await;
+    let rotated = field(&out, "Public key").to_owned();
+    assert!(
+        rotated.starts_with("whpk_") && rotated != public_key,
+        "{out}"
+    );
+
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks",
+            "update",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+            "--remove-header",
+            "x-team",
+            "--header",
+            "X-Env=prod",
+            "--no-filter",
+            "--no-ed25519",
+        ],
+    )
+    .await;
+    assert_eq!(field(&out, "filter"), "-");
+    assert_eq!(
+        field(&out, "headers"),
+        "x-env: prod, authorization: <secret>"
+    );
+    assert_eq!(field(&out, "public keys"), "-");
+    let json = run_ok(
+        &h,
+        &["webhooks", "get", "--org", "acme", "--id", &id, "--json"],
+    )
+    .await;
+    let json: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(json["secret_headers"], serde_json::json!(["authorization"]));
+    assert!(json["filter"].is_null());
+
+    // Bad input: the API's error, with the filter's place, and a clear CLI error.
+    let bad = run_err(
+        &h,
+        &[
+            "webhooks",
+            "update",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+            "--filter",
+            "body.a ==",
+        ],
+    )
+    .await;
+    assert!(
+        bad.stderr.contains("invalid_filter") && bad.stderr.contains("line 1, column"),
+        "{}",
+        bad.stderr
+    );
+    let bad = run_err(
+        &h,
+        &[
+            "webhooks", "update", "--org", "acme", "--id", &id, "--header", "X-Team",
+        ],
+    )
+    .await;
+    assert!(bad.stderr.contains("NAME=VALUE"), "{}", bad.stderr);
+    let bad = run_err(
+        &h,
+        &[
+            "webhooks", "update", "--org", "acme", "--id", &id, "--header", "Host=x",
+        ],
+    )
+    .await;
+    assert!(
+        bad.stderr.contains("invalid_headers") && bad.stderr.contains("reserved"),
+        "{}",
+        bad.stderr
+    );
+    h.finish().await;
+}
