@@ -213,9 +213,8 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
     }
     let broken = &published.broken;
     let allowed = |x: &Dead| is_poison(broken, x);
-    // As in `kill` and `broker-restart`: the broker's dead-letter worker may hold expired
-    // retries for up to 180 s after a kill or a restart.
-    let deadline = (last + settings.total() + Duration::from_secs(200))
+    // As in `kill` and `broker-restart`: the schedule plus 60 s of the last disturbance.
+    let deadline = (last + settings.total() + Duration::from_secs(60))
         .max(Instant::now() + Duration::from_secs(30));
     // Only the receivers are polled: the dead-letter listing returns every archived body
     // (tens of MiB after a long soak), which would inflate the very RSS being measured.
