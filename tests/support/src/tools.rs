@@ -52,10 +52,17 @@ pub fn run_ok(command: &mut Command) -> String {
 /// Verifies a recorded delivery with the Standard Webhooks reference library (Python).
 /// Returns the library's verdict: `Ok` or its error text.
 pub fn verify_with_standardwebhooks(secret: &str, request: &crate::Recorded) -> Result<(), String> {
+    run_verifier("tests/py/verify_sw.py", &["--secret", secret], request)
+}
+
+/// Runs a Python verifier script on a recorded delivery: the key arguments, then the
+/// delivery's id, timestamp and signature headers, its exact body on stdin.
+fn run_verifier(script: &str, key: &[&str], request: &crate::Recorded) -> Result<(), String> {
     use std::io::Write;
     let mut child = Command::new(python())
-        .arg(repo_root().join("tests/py/verify_sw.py"))
-        .args(["--secret", secret, "--id", request.header("webhook-id")])
+        .arg(repo_root().join(script))
+        .args(key)
+        .args(["--id", request.header("webhook-id")])
         .args([
             "--timestamp",
             request.header("webhook-timestamp"),
@@ -124,40 +131,9 @@ pub fn verify_ed25519_with_cryptography(
     public_key: &str,
     request: &crate::Recorded,
 ) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/py/verify_ed25519.py"))
-        .args([
-            "--public-key",
-            public_key,
-            "--id",
-            request.header("webhook-id"),
-        ])
-        .args([
-            "--timestamp",
-            request.header("webhook-timestamp"),
-            "--signature",
-            request.header("webhook-signature"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&request.body)
-        .expect("write body");
-    let out = child.wait_with_output().expect("verifier finishes");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    run_verifier(
+        "tests/py/verify_ed25519.py",
+        &["--public-key", public_key],
+        request,
+    )
 }
