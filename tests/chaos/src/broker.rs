@@ -1,78 +1,11 @@
-//! The shared broker: queue inspection that survives restarts, `rabbitmqctl` actions
-//! (closing hookwire's connections by name, stopping and starting the app), and the guard
-//! that always puts the app back.
+//! The shared broker: `rabbitmqctl` actions (closing hookwire's connections by name,
+//! stopping and starting the app), and the guard that always puts the app back.
 
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hookwire_amqp::lapin::{Connection, Queue};
-
-/// A broker connection for passive declares; reconnects after a broker restart.
-#[derive(Debug)]
-pub struct Inspector {
-    url: String,
-    connection: Option<Connection>,
-}
-
-impl Inspector {
-    /// An inspector of the broker at `url` (connects lazily).
-    pub fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            connection: None,
-        }
-    }
-
-    async fn inspect(&mut self, queue: &str) -> Result<Queue> {
-        if !self
-            .connection
-            .as_ref()
-            .is_some_and(|c| c.status().connected())
-        {
-            self.connection = Some(
-                hookwire_amqp::connect(&self.url, "hookwire-chaos-inspector")
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "RabbitMQ is not answering at {}; start it with tests/ensure-broker",
-                            self.url
-                        )
-                    })?,
-            );
-        }
-        let connection = self.connection.as_ref().context("connected")?;
-        hookwire_amqp::inspect_queue(connection, queue)
-            .await
-            .with_context(|| format!("passive declare of {queue}"))
-    }
-
-    /// Consumers of `queue`.
-    pub async fn consumers(&mut self, queue: &str) -> Result<u32> {
-        Ok(self.inspect(queue).await?.consumer_count())
-    }
-
-    /// Waits until `queue` has exactly `n` consumers, riding out a restarting broker.
-    pub async fn wait_consumers(&mut self, queue: &str, n: u32, timeout: Duration) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let last = match self.consumers(queue).await {
-                Ok(c) if c == n => return Ok(()),
-                Ok(c) => format!("{c} consumers"),
-                Err(e) => {
-                    self.connection = None;
-                    format!("{e:#}")
-                }
-            };
-            if tokio::time::Instant::now() > deadline {
-                bail!("{queue} did not reach {n} consumer(s) within {timeout:?} (last: {last})");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 fn rabbitmqctl(args: &[&str]) -> Result<String> {
     let out = Command::new("rabbitmqctl")

@@ -8,7 +8,8 @@
 //! - [`sink`]: the subscribers.
 //! - [`publish`]: good and broken messages, and a publisher that rides out restarts.
 //! - [`ledger`]: the expected pairs, the tally and the report.
-//! - [`scenarios`]: the scenarios.
+//! - [`scenarios`]: the scenarios of one node.
+//! - [`cluster`]: three replicated nodes, killed and wiped in turn.
 //! - [`soak`]: all of them in turn for a long time, with [`resources`] sampled.
 //!
 //! `cargo build --release -p hookwire -p hookwire-chaos`, then
@@ -16,6 +17,7 @@
 //! `target/release/hookwire-chaos soak [--duration 2h] [--rate 50]`.
 
 mod broker;
+mod cluster;
 mod ledger;
 mod publish;
 mod resources;
@@ -48,6 +50,9 @@ enum Scenario {
     Poison,
     /// SIGKILL serve during a burst of webhook creations and deletions.
     StoreCrash,
+    /// Three replicated nodes on one namespace, SIGKILLed in turn, one with its data
+    /// directory wiped.
+    Cluster,
     /// Every scenario above, at the size given.
     All,
     /// The short variant of every scenario that tests/run runs (a few minutes).
@@ -237,6 +242,11 @@ async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
                 .context("store-crash")?,
         );
         out.push(
+            cluster::cluster(ctx, n.unwrap_or(600))
+                .await
+                .context("cluster")?,
+        );
+        out.push(
             scenarios::broker_restart(ctx, n.unwrap_or(1000))
                 .await
                 .context("broker-restart")?,
@@ -269,6 +279,13 @@ async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
             scenarios::store_crash(ctx, n.unwrap_or(500), args.kills.max(3))
                 .await
                 .context("store-crash")?,
+        );
+    }
+    if one(Scenario::Cluster) {
+        out.push(
+            cluster::cluster(ctx, n.unwrap_or(3000))
+                .await
+                .context("cluster")?,
         );
     }
     if one(Scenario::BrokerRestart) {

@@ -93,7 +93,7 @@ async fn wait_held(sink: &Sink) -> usize {
 }
 
 /// The sum of every sample of `metric` (any labels) in a Prometheus text exposition.
-fn metric_sum(text: &str, metric: &str) -> f64 {
+pub fn metric_sum(text: &str, metric: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.strip_prefix(metric)
@@ -618,7 +618,7 @@ pub async fn crash_mid_burst(
 }
 
 /// Every webhook of `org`, following the list's pages as an API user must.
-async fn list_all_webhooks(d: &Daemon, org: &str) -> Result<HashSet<Uuid>> {
+pub async fn list_all_webhooks(d: &Daemon, org: &str) -> Result<HashSet<Uuid>> {
     let mut ids = HashSet::new();
     let mut cursor: Option<String> = None;
     loop {

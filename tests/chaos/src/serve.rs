@@ -2,7 +2,7 @@
 //! namespace, SIGKILL and restart, and its admin API.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -17,7 +17,6 @@ use hookwire_testkit::serve_child::seed_store;
 use serde_json::Value;
 
 use crate::Ctx;
-use crate::broker::Inspector;
 
 /// The knobs a scenario sets; every other key is the test config's.
 #[derive(Debug, Clone)]
@@ -74,7 +73,6 @@ pub struct Daemon {
     child: Option<ServeChild>,
     api: Option<SocketAddr>,
     http: reqwest::Client,
-    inspector: Inspector,
     /// Times `serve` was started.
     pub starts: u32,
     /// Times it was SIGKILLed.
@@ -89,53 +87,49 @@ impl Daemon {
     /// `main` at the end, even on failure). Does not start `serve`.
     pub async fn create(ctx: &Ctx, settings: &Settings, subs: &[Subscription]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("hwchaos-").tempdir()?;
-        let namespace = format!(
-            "hwchaos-{}",
-            &uuid::Uuid::now_v7().simple().to_string()[16..]
-        );
-        let mut config = hookwire_testkit::test_config(&namespace, &dir.path().join("store"));
-        config.amqp.url = ctx.amqp_url.clone();
-        let d = &mut config.delivery;
-        d.retry_schedule = settings
-            .schedule
-            .iter()
-            .map(|s| Duration::from_secs(*s))
-            .collect();
-        d.timeout = Duration::from_secs(10);
-        d.per_endpoint_concurrency = settings.per_endpoint_concurrency;
-        d.concurrency = settings.concurrency;
-        if settings.circuit {
-            let (threshold, window, cool_off, max_deferral) = CIRCUIT;
-            d.circuit_failure_threshold = threshold;
-            d.circuit_window = window;
-            d.circuit_cool_off = cool_off;
-            d.circuit_max_deferral = max_deferral;
-        } else {
-            // Failures are the point here: the circuit would defer them without using
-            // attempts.
-            d.circuit_failure_threshold = 1_000_000;
-        }
-        config.log.level = "info".into();
+        let config = scenario_config(ctx, settings, &new_namespace(), &dir.path().join("store"));
         seed_store(&config, subs)?;
+        declare(ctx, &config).await?;
+        Self::new(ctx, config, dir)
+    }
+
+    /// `nodes` replicated nodes on one namespace, each with its own (empty) data
+    /// directory and node id, as docs/operations.md runs them. `subs` reach them the way a
+    /// single node's store is moved into the streams: seeded into a store of their own,
+    /// exported, and imported into the namespace's changes stream. Does not start them.
+    pub async fn cluster(
+        ctx: &Ctx,
+        settings: &Settings,
+        subs: &[Subscription],
+        nodes: usize,
+    ) -> Result<Vec<Self>> {
+        let namespace = new_namespace();
+        let seed_dir = tempfile::Builder::new().prefix("hwchaos-seed-").tempdir()?;
+        let mut seed = scenario_config(ctx, settings, &namespace, &seed_dir.path().join("store"));
+        seed.replication.enabled = true;
+        seed_store(&seed, subs)?;
+        declare(ctx, &seed).await?;
+        let seed_path = seed_dir.path().join("hookwire.toml");
+        std::fs::write(&seed_path, seed.to_toml())?;
+        let export = seed_dir.path().join("export.jsonl");
+        for (command, file_flag) in [("export", "--out"), ("import", "--in")] {
+            run_store_command(&ctx.binary, command, &seed_path, file_flag, &export).await?;
+        }
+        (1..=nodes)
+            .map(|n| {
+                let dir = tempfile::Builder::new().prefix("hwchaos-node-").tempdir()?;
+                let mut config =
+                    scenario_config(ctx, settings, &namespace, &dir.path().join("store"));
+                config.replication.enabled = true;
+                config.node.id = format!("node-{n}");
+                Self::new(ctx, config, dir)
+            })
+            .collect()
+    }
+
+    fn new(ctx: &Ctx, config: Config, dir: tempfile::TempDir) -> Result<Self> {
         let config_path = dir.path().join("hookwire.toml");
         std::fs::write(&config_path, config.to_toml())?;
-        let topology = Topology::of_config(&config)?;
-        let mut connection = None;
-        for _ in 0..60 {
-            match hookwire_amqp::connect(&ctx.amqp_url, "hookwire-chaos-setup").await {
-                Ok(c) => {
-                    connection = Some(c);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-            }
-        }
-        let connection =
-            connection.with_context(|| format!("RabbitMQ is not answering at {}", ctx.amqp_url))?;
-        let channel = connection.create_channel().await?;
-        ctx.register(&config);
-        topology.declare(&channel).await?;
-        let _ = connection.close(200, "declared".into()).await;
         Ok(Self {
             config,
             config_path,
@@ -147,7 +141,6 @@ impl Daemon {
                 .no_proxy()
                 .timeout(Duration::from_secs(30))
                 .build()?,
-            inspector: Inspector::new(&ctx.amqp_url),
             starts: 0,
             kills: 0,
             pid: Arc::default(),
@@ -155,8 +148,10 @@ impl Daemon {
         })
     }
 
-    fn events_queue(&self) -> String {
-        format!("{}.events", self.config.amqp.namespace)
+    /// Deletes the node's data directory (a lost disk); only while serve is stopped.
+    pub fn wipe_store(&self) -> Result<()> {
+        anyhow::ensure!(self.child.is_none(), "serve holds the store");
+        std::fs::remove_dir_all(&self.config.store.path).context("wiping the store")
     }
 
     /// The organization-less path of the namespace's connection name, for closing it.
@@ -167,12 +162,6 @@ impl Daemon {
     /// Starts `serve` and waits until its API listens and it consumes the events queue.
     pub async fn start(&mut self) -> Result<()> {
         anyhow::ensure!(self.child.is_none(), "serve is already running");
-        // serve refuses to start while its events queue still has a consumer (the
-        // killed one, until the broker notices).
-        let queue = self.events_queue();
-        self.inspector
-            .wait_consumers(&queue, 0, Duration::from_secs(60))
-            .await?;
         let child = self.child.insert(ServeChild::spawn(
             &self.binary,
             &self.config_path,
@@ -306,6 +295,88 @@ impl Daemon {
         }
         Ok(out)
     }
+}
+
+/// A namespace of its own for a scenario (deleted by `main` at the end).
+fn new_namespace() -> String {
+    format!(
+        "hwchaos-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[16..]
+    )
+}
+
+/// The test config with the scenario's knobs, on `namespace`, its store at `store`.
+fn scenario_config(ctx: &Ctx, settings: &Settings, namespace: &str, store: &Path) -> Config {
+    let mut config = hookwire_testkit::test_config(namespace, store);
+    config.amqp.url = ctx.amqp_url.clone();
+    let d = &mut config.delivery;
+    d.retry_schedule = settings
+        .schedule
+        .iter()
+        .map(|s| Duration::from_secs(*s))
+        .collect();
+    d.timeout = Duration::from_secs(10);
+    d.per_endpoint_concurrency = settings.per_endpoint_concurrency;
+    d.concurrency = settings.concurrency;
+    if settings.circuit {
+        let (threshold, window, cool_off, max_deferral) = CIRCUIT;
+        d.circuit_failure_threshold = threshold;
+        d.circuit_window = window;
+        d.circuit_cool_off = cool_off;
+        d.circuit_max_deferral = max_deferral;
+    } else {
+        // Failures are the point here: the circuit would defer them without using
+        // attempts.
+        d.circuit_failure_threshold = 1_000_000;
+    }
+    config.log.level = "info".into();
+    config
+}
+
+/// Declares `config`'s namespace, waiting up to a minute for the broker, and registers it
+/// for deletion at the end, even on failure.
+async fn declare(ctx: &Ctx, config: &Config) -> Result<()> {
+    let topology = Topology::of_config(config)?;
+    let mut connection = None;
+    for _ in 0..60 {
+        match hookwire_amqp::connect(&ctx.amqp_url, "hookwire-chaos-setup").await {
+            Ok(c) => {
+                connection = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+    let connection =
+        connection.with_context(|| format!("RabbitMQ is not answering at {}", ctx.amqp_url))?;
+    let channel = connection.create_channel().await?;
+    ctx.register(config);
+    topology.declare(&channel).await?;
+    let _ = connection.close(200, "declared".into()).await;
+    Ok(())
+}
+
+/// `hookwire store COMMAND --config CONFIG FILE_FLAG FILE`, which must succeed.
+async fn run_store_command(
+    binary: &Path,
+    command: &str,
+    config: &Path,
+    file_flag: &str,
+    file: &Path,
+) -> Result<()> {
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args(["store", command, "--config"])
+        .arg(config)
+        .arg(file_flag)
+        .arg(file)
+        .stdin(std::process::Stdio::null());
+    let output = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    anyhow::ensure!(
+        output.status.success(),
+        "hookwire store {command} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
 
 /// The admin API of one running serve.

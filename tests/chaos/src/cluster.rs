@@ -1,0 +1,171 @@
+//! The `cluster` scenario: three replicated `serve` nodes on one namespace
+//! (docs/operations.md, "Several nodes"), their webhooks moved into the changes stream the
+//! way a single node's store is, then each node disturbed in turn while events flow: one
+//! SIGKILLed, one SIGKILLed with its data directory wiped (a lost disk: it rebuilds from
+//! the stream), one SIGKILLed last.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use uuid::Uuid;
+
+use crate::Ctx;
+use crate::ledger::{Ledger, Outcome};
+use crate::publish::{EVENT, ORG, publish_paced};
+use crate::scenarios::{finish, list_all_webhooks, metric_sum, note, wait_settled};
+use crate::serve::{Daemon, Settings};
+use crate::sink::{Behavior, Sink};
+
+/// What is done to a node, in this order: node 2 killed, node 3 killed and wiped, node 1
+/// killed; each is restarted at once.
+const FAULTS: [(usize, bool); 3] = [(1, false), (2, true), (0, false)];
+
+/// Three nodes, `events` events to two webhooks (one healthy, one flaky), the faults
+/// above spread over the publishing window. Nothing may be lost, every delivery must settle
+/// within the schedule plus 60 s of the last fault, every node must answer alike
+/// afterwards, and more than one node must have delivered.
+pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let flaky = Sink::start("flaky", ORG, &[EVENT], Behavior::Flaky).await?;
+    let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
+    let sinks = [&flaky, &healthy];
+    let settings = Settings::default();
+    let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
+    let mut nodes = Daemon::cluster(ctx, &settings, &subs, 3).await?;
+    for node in &mut nodes {
+        node.start().await?;
+    }
+    let mut failures = Vec::new();
+    let imported: BTreeSet<Uuid> = subs.iter().map(|s| s.id).collect();
+    for node in &nodes {
+        let listed: BTreeSet<Uuid> = list_all_webhooks(node, ORG).await?.into_iter().collect();
+        if listed != imported {
+            failures.push(format!(
+                "{} lists {listed:?} after the import, not {imported:?}",
+                node.config.node.id
+            ));
+        }
+    }
+
+    let mut ledger = Ledger::default();
+    let ids: Vec<String> = (0..events)
+        .map(|i| format!("cluster-{}-{i}", &Uuid::now_v7().simple().to_string()[20..]))
+        .collect();
+    for id in &ids {
+        ledger.expect(id, &sinks);
+    }
+    let window = Duration::from_secs_f64((events as f64 / 100.0).max(12.0));
+    let publisher = tokio::spawn(publish_paced(
+        ctx.amqp_url.clone(),
+        nodes[0].config.amqp.namespace.clone(),
+        ids,
+        window,
+    ));
+    // Each node's `/metrics` starts again at each start: add up what it said before
+    // each kill.
+    let mut delivered = [0.0; 3];
+    let mut rebuilt_s = 0.0;
+    for (n, wipe) in FAULTS {
+        tokio::time::sleep(window / 4).await;
+        let node = &mut nodes[n];
+        node.check_alive()?;
+        delivered[n] += delivered_by(node).await;
+        node.kill()?;
+        if wipe {
+            node.wipe_store()?;
+        }
+        let restart = Instant::now();
+        node.start().await?;
+        if wipe {
+            rebuilt_s = restart.elapsed().as_secs_f64();
+        }
+    }
+    let last_fault = Instant::now();
+    let retried = publisher.await??;
+    let deadline = last_fault + settings.total() + Duration::from_secs(60);
+    let t = wait_settled(
+        &mut nodes[0],
+        &ledger,
+        &sinks,
+        deadline,
+        |_| false,
+        |_, _| true,
+    )
+    .await?;
+    let settled_after = last_fault.elapsed();
+    if !t.settled() {
+        failures.push(format!(
+            "not settled within the schedule + 60 s of the last fault; queues: {}",
+            crate::broker::queue_depths(&nodes[0].config.amqp.namespace)
+        ));
+    }
+    // Once settled, every node has applied every dead letter and answers alike, the
+    // wiped one included.
+    let answers = answers_of(&nodes[0]).await?;
+    for node in &mut nodes[1..] {
+        node.check_alive()?;
+        if answers_of(node).await? != answers {
+            failures.push(format!(
+                "{} answers otherwise than node-1 (webhooks, dead letters)",
+                node.config.node.id
+            ));
+        }
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        delivered[n] += delivered_by(node).await;
+    }
+    if delivered.iter().filter(|d| **d > 0.0).count() < 2 {
+        failures.push(format!("fewer than two nodes delivered: {delivered:?}"));
+    }
+    for node in &mut nodes[1..] {
+        if let Err(e) = node.stop().await {
+            failures.push(format!("{} graceful stop: {e:#}", node.config.node.id));
+        }
+    }
+    let (tally, _) = finish(&mut nodes[0], &ledger, &sinks, |_| false, &mut failures).await?;
+    let kills: u32 = nodes.iter().map(|n| n.kills).sum();
+    Ok(Outcome {
+        name: "cluster".into(),
+        tally,
+        notes: vec![
+            note("events", events),
+            note("nodes", nodes.len()),
+            note("kills", kills),
+            note("wiped_and_rebuilt", 1),
+            note("rebuild_start_s", format!("{rebuilt_s:.1}")),
+            note(
+                "delivered_by_node",
+                delivered.map(|d| format!("{d:.0}")).join("/"),
+            ),
+            note(
+                "settled_s_after_last_fault",
+                format!("{:.0}", settled_after.as_secs_f64()),
+            ),
+            note("republished", retried),
+        ],
+        failures,
+        wall: t0.elapsed(),
+    })
+}
+
+/// Deliveries this node made since it started, from its `/metrics` (0 if it cannot say).
+async fn delivered_by(node: &Daemon) -> f64 {
+    match async { node.client()?.metrics().await }.await {
+        Ok(text) => metric_sum(&text, "hookwire_deliveries_total{outcome=\"delivered\"}"),
+        Err(_) => 0.0,
+    }
+}
+
+/// What must read the same on every node: the webhooks and the dead letters, sorted.
+async fn answers_of(node: &Daemon) -> Result<(BTreeSet<Uuid>, Vec<String>)> {
+    let webhooks = list_all_webhooks(node, ORG).await?.into_iter().collect();
+    let mut dead: Vec<String> = node
+        .dead_letters(ORG)
+        .await?
+        .into_iter()
+        .map(|d| format!("{d:?}"))
+        .collect();
+    dead.sort();
+    Ok((webhooks, dead))
+}
