@@ -79,6 +79,7 @@ impl App {
                         .amqp
                         .reconnect_max_delay
                         .max(Duration::from_secs(1)),
+                    health_interval: config.replication.health_interval,
                 })
             })
             .transpose()?;
@@ -219,6 +220,7 @@ impl App {
             })
         };
         let reading_stop = CancellationToken::new();
+        let changes_health = changes.as_ref().map(|settings| settings.health_interval);
         let reader = changes.map(|settings| {
             tokio::spawn(replication::read_changes(
                 settings,
@@ -228,6 +230,16 @@ impl App {
             ))
         });
         let caught_up = reader.is_none() || replication::catch_up(&writer, &shutting_down).await;
+        let sharing_stop = CancellationToken::new();
+        let sharing = changes_health.filter(|_| caught_up).map(|every| {
+            store.track_health_transitions();
+            tokio::spawn(replication::share_health(
+                store.clone(),
+                writer.clone(),
+                every,
+                sharing_stop.clone(),
+            ))
+        });
         // On a worker, not on the caller's thread (which may block on `main`): delivery
         // hand-offs then stay among the runtime's workers.
         let engine = if caught_up {
@@ -239,7 +251,12 @@ impl App {
         };
         watcher.abort();
         stop.cancel();
-        // The engine's last writes (dead letters archived at shutdown) are applied by now.
+        // The engine's last writes (dead letters archived at shutdown) are applied by now;
+        // its last health transitions go out while the reader still applies them.
+        sharing_stop.cancel();
+        if let Some(sharing) = sharing {
+            let _ = sharing.await;
+        }
         reading_stop.cancel();
         if let Some(reader) = reader {
             reader

@@ -1,6 +1,7 @@
 //! The node's two sides of the changes stream: [`StreamChangelog`] publishes this node's
 //! writes to it, and [`read_changes`] applies every node's writes from it into this
 //! node's store, in the stream's order, resuming after the last offset applied.
+//! [`share_health`] publishes its webhooks' health transitions at an interval.
 //!
 //! Both use connections of their own: a stream answers a `basic.nack` with an error that
 //! closes the whole connection, so nothing here shares one with the delivery channels.
@@ -15,12 +16,19 @@ use futures_util::stream::FuturesOrdered;
 use hookwire_amqp::lapin::options::BasicAckOptions;
 use hookwire_amqp::lapin::{BasicProperties, Connection};
 use hookwire_amqp::{Publisher, Topology, connect, stream};
-use hookwire_store::{Changelog, Store, Writer};
+use hookwire_store::{Change, Changelog, Store, Writer};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Entries received from the stream and not yet acked: the reader's window.
 const PREFETCH: u16 = 256;
+
+/// The most webhooks whose health one entry shares: an entry stays small (about 100
+/// bytes each), and a burst of flips takes several entries, not one huge one.
+const HEALTH_BATCH: usize = 1000;
+
+/// How long the last sharing at shutdown may take.
+const LAST_SHARE: Duration = Duration::from_secs(5);
 
 /// How a node reaches its changes stream.
 #[derive(Debug, Clone)]
@@ -31,6 +39,8 @@ pub(crate) struct StreamSettings {
     pub(crate) topology: Topology,
     pub(crate) confirm_timeout: Duration,
     pub(crate) reconnect_max_delay: Duration,
+    /// `replication.health_interval`.
+    pub(crate) health_interval: Duration,
 }
 
 impl StreamSettings {
@@ -242,6 +252,57 @@ pub(crate) async fn catch_up(writer: &Writer, stop: &CancellationToken) -> bool 
             () = stop.cancelled() => return false,
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Shares the health transitions this node notes ([`Store::take_health_transitions`])
+/// through the changes stream every `every`, and once more at `stop`. Transitions that
+/// could not be shared are noted again for the next time.
+pub(crate) async fn share_health(
+    store: Store,
+    writer: Writer,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => share_noted(&store, &writer).await,
+            () = stop.cancelled() => {
+                let _ = tokio::time::timeout(LAST_SHARE, share_noted(&store, &writer)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Shares everything noted, an entry per [`HEALTH_BATCH`] webhooks.
+async fn share_noted(store: &Store, writer: &Writer) {
+    loop {
+        let taking = store.clone();
+        let taken =
+            match tokio::task::spawn_blocking(move || taking.take_health_transitions(HEALTH_BATCH))
+                .await
+            {
+                Ok(Ok(taken)) => taken,
+                Ok(Err(e)) => {
+                    return warn!(error = %e, "Cannot read the webhooks' health to share it.");
+                }
+                Err(e) => return warn!(error = %e, "Reading the webhooks' health panicked."),
+            };
+        if taken.is_empty() {
+            return;
+        }
+        let count = taken.len();
+        if let Err(e) = writer.commit(Change::ShareHealth(taken.clone())).await {
+            store.note_health_transitions(&taken);
+            return warn!(error = %e, "Cannot share health transitions; trying again later.");
+        }
+        debug!(webhooks = count, "Health transitions shared.");
+        if count < HEALTH_BATCH {
+            return;
+        }
     }
 }
 

@@ -268,6 +268,10 @@ pub struct ReplicationConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub changes_max_age: Option<Duration>,
+    /// How often a node shares the health transitions of its webhooks (failing since,
+    /// recovered): at most one entry per node per interval, none while nothing flips.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
 }
 
 /// Whether `id` may name a node: it goes into connection names, log lines and metric labels.
@@ -502,6 +506,14 @@ impl Config {
             return Err(invalid(
                 "replication.changes_max_age",
                 "must be at least 1s, or unset to keep the stream whole",
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+            .contains(&self.replication.health_interval)
+        {
+            return Err(invalid(
+                "replication.health_interval",
+                "must be from 1s to 1h",
             ));
         }
         self.secrets_key()?;

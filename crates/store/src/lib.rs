@@ -26,5 +26,5 @@ pub use error::{Error, Result};
 pub use records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
 };
-pub use store::{Change, Entry, ReplicatedChange, SCHEMA_VERSION, Store};
+pub use store::{Change, Entry, HealthTransition, ReplicatedChange, SCHEMA_VERSION, Store};
 pub use writer::{Changelog, ReplicationStatus, Writer};

@@ -23,9 +23,11 @@ use crate::subscriber_cache::SubscriberCache;
 use crate::transaction::{APPLIED_OFFSET_KEY, Mark, transact_pair};
 use crate::{Error, Result};
 
+mod health;
 mod replicated;
 mod secrets;
 
+pub use health::HealthTransition;
 pub use replicated::{Entry, ReplicatedChange};
 
 /// The schema this build writes. Bump it with every incompatible record change.
@@ -92,6 +94,9 @@ pub enum Change {
         /// Each webhook keeps at most this many of its newest attempts.
         keep_per_webhook: usize,
     },
+    /// Take the health other nodes shared (or this one, when not replicated): replicated,
+    /// one entry for many webhooks ([`Store::take_health_transitions`]).
+    ShareHealth(Vec<HealthTransition>),
     /// Archive a dead letter.
     ArchiveDeadLetter(DeadLetter),
     /// Remove dead letters (purged, or replayed).
@@ -129,6 +134,8 @@ pub struct Store {
     subscribers: Arc<SubscriberCache>,
     /// Parsed filters by their source: a task's webhook is read for every attempt.
     filters: Arc<secrets::FilterCache>,
+    /// Webhooks whose failing state flipped here, to share with the other nodes.
+    flipped: Arc<health::FlippedHealth>,
     /// The sled directory, for the [`Writer`](crate::Writer)'s `fsync`s.
     path: Arc<PathBuf>,
 }
@@ -241,6 +248,7 @@ impl Store {
             sealer: Sealer::new(secrets_key, previous_keys),
             subscribers: Arc::default(),
             filters: Arc::default(),
+            flipped: Arc::default(),
             path: Arc::new(path.to_owned()),
         };
         store.check_key()?;
@@ -260,6 +268,7 @@ impl Store {
                 self.subscribers.invalidate(&org);
                 Ok(())
             }
+            Change::ShareHealth(transitions) => self.share_health(&transitions, None),
             Change::RecordAttempts(records) => {
                 attempt_log::record(&self.attempts, &self.db, &records)
             }
@@ -384,6 +393,7 @@ impl Store {
                 return Ok(());
             };
             let mut record: Record = decode(&old)?;
+            let was_failing = record.failing_since_ms.is_some();
             if delivered {
                 record.consecutive_failures = 0;
                 record.failing_since_ms = None;
@@ -398,6 +408,9 @@ impl Store {
                 .compare_and_swap(&key, Some(&old), Some(new))?
                 .is_ok()
             {
+                if was_failing != record.failing_since_ms.is_some() {
+                    self.flipped.note(org, *id);
+                }
                 return Ok(());
             }
         }

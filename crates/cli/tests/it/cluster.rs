@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hookwire_amqp::{OutgoingEvent, Producer, Topology};
@@ -75,6 +77,7 @@ impl Cluster {
         let mut config = test_config(namespace, &dir.join(format!("node-{n}")).join("store"));
         config.node.id = format!("node-{n}");
         config.replication.enabled = true;
+        config.replication.health_interval = Duration::from_secs(1);
         config
     }
 
@@ -550,4 +553,65 @@ async fn an_import_of_something_else_is_refused_with_the_reason() {
         assert!(stderr.contains(expected), "{text:?}: {stderr}");
     }
     target.finish(Vec::new()).await;
+}
+
+/// A webhook's failing state as `node` answers: (`failing_since`, `last_success_at`).
+async fn health_on(cluster: &Cluster, node: &Node, id: &str) -> (Value, Value) {
+    let webhook = cluster
+        .get(node, &format!("/v1/orgs/acme/webhooks/{id}"))
+        .await;
+    (
+        webhook["failing_since"].clone(),
+        webhook["last_success_at"].clone(),
+    )
+}
+
+/// A webhook that starts failing on whichever node delivers shows as failing on every
+/// node, and as recovered on every node once a delivery succeeds: transitions travel the
+/// changes stream (`replication.health_interval`), not every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_transitions_reach_every_node() {
+    let cluster = Cluster::new().await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let receiver = Receiver::start({
+        let failing = failing.clone();
+        move |_, _| {
+            if failing.load(Ordering::SeqCst) {
+                Reply::status(500)
+            } else {
+                Reply::status(200)
+            }
+        }
+    })
+    .await;
+    let (node1, node2) = (cluster.start(1).await, cluster.start(2).await);
+    let created = cluster.create(&node1, &receiver.url(), false).await;
+    let id = created["id"].as_str().expect("an id").to_owned();
+    eventually(WAIT, "node 2 holds the webhook", || async {
+        (cluster.webhooks(&node2).await.len() == 1).then_some(())
+    })
+    .await;
+
+    cluster.publish_runs(0, 1).await;
+    for node in [&node1, &node2] {
+        eventually(WAIT, "the webhook failing on every node", || async {
+            let (since, _) = health_on(&cluster, node, &id).await;
+            since.is_string().then_some(())
+        })
+        .await;
+    }
+    let (since1, _) = health_on(&cluster, &node1, &id).await;
+    let (since2, _) = health_on(&cluster, &node2, &id).await;
+    assert_eq!(since1, since2, "one failing_since on every node");
+
+    failing.store(false, Ordering::SeqCst);
+    cluster.publish_runs(1, 2).await;
+    for node in [&node1, &node2] {
+        eventually(WAIT, "the webhook recovered on every node", || async {
+            let (since, last_success) = health_on(&cluster, node, &id).await;
+            (since.is_null() && last_success.is_string()).then_some(())
+        })
+        .await;
+    }
+    cluster.finish(vec![node1, node2]).await;
 }

@@ -135,6 +135,12 @@ fn errors_name_the_key() {
         ("replication.changes_max_age", |c| {
             c.replication.changes_max_age = Some(Duration::from_millis(10))
         }),
+        ("replication.health_interval", |c| {
+            c.replication.health_interval = Duration::from_millis(500)
+        }),
+        ("replication.health_interval", |c| {
+            c.replication.health_interval = Duration::from_secs(7200)
+        }),
     ];
     for (key, mutate) in cases {
         let mut c = dev();

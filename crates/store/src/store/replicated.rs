@@ -56,6 +56,10 @@ enum Replicated {
         org: Option<String>,
         ids: Vec<Uuid>,
     },
+    /// Health transitions of a node's webhooks (never a write per delivery).
+    ShareHealth {
+        transitions: Vec<HealthTransition>,
+    },
     /// Changes nothing: a node that has applied its own mark has caught up with the
     /// stream as it was when the mark was written.
     Mark,
@@ -66,7 +70,7 @@ enum Replicated {
 pub enum ReplicatedChange {
     /// Goes through the stream.
     Replicated(Entry),
-    /// Per node: health counters, the attempt log, pruning by age.
+    /// Per node: each attempt's health, the attempt log, pruning by age.
     Local(Change),
 }
 
@@ -110,6 +114,7 @@ impl Entry {
             Replicated::Delete { .. } => "delete",
             Replicated::ArchiveDeadLetter { .. } => "archive_dead_letter",
             Replicated::RemoveDeadLetters { .. } => "remove_dead_letters",
+            Replicated::ShareHealth { .. } => "share_health",
             Replicated::Mark => "mark",
         }
     }
@@ -149,6 +154,7 @@ impl Store {
             Change::Delete { org, id } => Replicated::Delete { org, id },
             Change::ArchiveDeadLetter(letter) => Replicated::ArchiveDeadLetter { letter },
             Change::RemoveDeadLetters { org, ids } => Replicated::RemoveDeadLetters { org, ids },
+            Change::ShareHealth(transitions) => Replicated::ShareHealth { transitions },
             local @ (Change::RecordHealth { .. }
             | Change::RecordAttempts(_)
             | Change::PruneAttempts { .. }
@@ -202,6 +208,7 @@ impl Store {
             Replicated::RemoveDeadLetters { org, ids } => {
                 self.dead.remove(org.as_deref(), ids, mark)
             }
+            Replicated::ShareHealth { transitions } => self.share_health(transitions, mark),
             Replicated::Mark => self.record_offset(offset),
         };
         match &entry.change {

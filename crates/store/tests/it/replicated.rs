@@ -1,7 +1,7 @@
 //! Entries of the changes stream applied to separate stores: the same entries in the same
 //! order leave the same state, refusals included, and each offset is applied once.
 
-use hookwire_store::{Change, DeadLetter, Entry, Error, ReplicatedChange, Store};
+use hookwire_store::{Change, DeadLetter, Entry, Error, HealthTransition, ReplicatedChange, Store};
 
 use crate::{open, sub};
 
@@ -142,6 +142,91 @@ fn health_and_attempts_stay_on_their_node() {
         store.replicated(change, "node-1").expect("local"),
         ReplicatedChange::Local(Change::RecordHealth { .. })
     ));
+}
+
+fn health(store: &Store, sub: &hookwire_core::Subscription, delivered: bool, at_ms: u64) {
+    store
+        .apply(Change::RecordHealth {
+            org: sub.org.clone(),
+            id: sub.id,
+            delivered,
+            at_ms,
+        })
+        .expect("health recorded");
+}
+
+/// A node notes only flips of its webhooks' failing state, and shares each webhook once
+/// however often it flipped; another node takes the shared health without a version
+/// change, keeping its own count of consecutive failures.
+#[test]
+fn health_is_shared_by_its_transitions_only() {
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (a, b) = (open(&dir_a), open(&dir_b));
+    a.track_health_transitions();
+    let (steady, flapping) = (
+        sub("acme", &["report_created"]),
+        sub("acme", &["report_created"]),
+    );
+    for (offset, s) in [&steady, &flapping].into_iter().enumerate() {
+        let raw = entry(
+            &a,
+            Change::Create {
+                sub: s.clone(),
+                max_per_org: 10,
+            },
+        );
+        apply(&a, &raw, offset as u64).expect("a applies");
+        apply(&b, &raw, offset as u64).expect("b applies");
+    }
+    b.apply(Change::RecordHealth {
+        org: "acme".into(),
+        id: flapping.id,
+        delivered: false,
+        at_ms: 1,
+    })
+    .expect("b's own failure");
+
+    // Successes of a healthy webhook flip nothing: nothing to share.
+    for at in 10..20 {
+        health(&a, &steady, true, at);
+    }
+    assert_eq!(a.take_health_transitions(100).expect("taken"), vec![]);
+
+    // Failing, recovered, failing again: one transition, the health as it is now.
+    health(&a, &flapping, false, 100);
+    health(&a, &flapping, true, 101);
+    health(&a, &flapping, false, 102);
+    health(&a, &flapping, false, 103);
+    let shared = a.take_health_transitions(100).expect("taken");
+    assert_eq!(
+        shared,
+        vec![HealthTransition {
+            org: "acme".into(),
+            id: flapping.id,
+            failing_since_ms: Some(102),
+            last_success_ms: Some(101),
+        }]
+    );
+    assert_eq!(a.take_health_transitions(100).expect("taken"), vec![]);
+
+    let raw = entry(&a, Change::ShareHealth(shared.clone()));
+    apply(&a, &raw, 2).expect("a applies");
+    b.track_health_transitions();
+    apply(&b, &raw, 2).expect("b applies");
+    let on_b = b.get("acme", &flapping.id).expect("read").expect("stored");
+    assert_eq!(on_b.failing_since_ms, Some(102));
+    assert_eq!(on_b.last_success_ms, Some(101));
+    assert_eq!(on_b.consecutive_failures, 1, "b's own count");
+    assert_eq!(on_b.version, 0, "health is not a setting");
+    // Taking what another node shared notes nothing to share again.
+    assert_eq!(b.take_health_transitions(100).expect("taken"), vec![]);
+
+    // Not shared (the stream was down): noted again, shared next time.
+    a.note_health_transitions(&shared);
+    assert_eq!(a.take_health_transitions(100).expect("taken"), shared);
 }
 
 #[test]
