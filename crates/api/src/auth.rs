@@ -111,15 +111,26 @@ enum Configured {
 /// compared in constant time (comparing the tokens themselves would return early on a
 /// length mismatch), and every token is compared, so the count does not leak either.
 fn configured(tokens: &[String], org_tokens: &[OrgToken], presented: &str) -> Option<Configured> {
+    configured_by(tokens, org_tokens, presented, |a, b| a.ct_eq(b).into())
+}
+
+/// [`configured`] with `same` as the comparison of two digests: constant-time in
+/// production, observed in the tests.
+fn configured_by(
+    tokens: &[String],
+    org_tokens: &[OrgToken],
+    presented: &str,
+    same: impl Fn(&[u8], &[u8]) -> bool,
+) -> Option<Configured> {
     if presented.is_empty() {
         return None;
     }
     let presented_digest = Sha256::digest(presented.as_bytes());
     let matches = |token: &str| -> bool {
-        Sha256::digest(token.as_bytes())
-            .as_slice()
-            .ct_eq(presented_digest.as_slice())
-            .into()
+        same(
+            Sha256::digest(token.as_bytes()).as_slice(),
+            &presented_digest,
+        )
     };
     let mut found = None;
     for token in tokens {
@@ -274,6 +285,45 @@ mod tests {
             None,
             "an empty token is never accepted"
         );
+    }
+
+    /// What decides a match is a comparison of two 32-byte digests, never of the tokens,
+    /// and every configured token is compared whichever matches: so the comparison
+    /// (constant-time, `subtle`) takes the same time whatever is presented. Timing
+    /// itself is not asserted: a test cannot measure it reliably on a shared machine.
+    #[test]
+    fn every_token_is_compared_by_its_digest_whatever_is_presented() {
+        let tokens = vec![
+            "first-token-0123456789".to_owned(),
+            "second-token-0123456789".to_owned(),
+        ];
+        let org_tokens = vec![
+            org_token("acme-token-0123456789"),
+            org_token(&"x".repeat(64)),
+        ];
+        for presented in [
+            "first-token-0123456789",
+            "acme-token-0123456789",
+            "f",
+            "first-token-012345678",
+            &"y".repeat(1000),
+        ] {
+            let compared = std::cell::RefCell::new(Vec::new());
+            let found = configured_by(&tokens, &org_tokens, presented, |a, b| {
+                compared.borrow_mut().push((a.len(), b.len()));
+                a.ct_eq(b).into()
+            });
+            assert_eq!(
+                found,
+                configured(&tokens, &org_tokens, presented),
+                "{presented}"
+            );
+            assert_eq!(
+                compared.into_inner(),
+                vec![(32, 32); 4],
+                "every token, by digest, for {presented:?}"
+            );
+        }
     }
 
     fn scoped(read_only: bool) -> Credential {

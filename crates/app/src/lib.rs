@@ -390,6 +390,9 @@ fn daemon(
                     prefer_attempted_for,
                     max_deferral: d.circuit_max_deferral,
                 },
+                // Held deliveries keep their messages: at most half the deliveries
+                // consumer's prefetch window, so the other half keeps flowing.
+                max_held: usize::from(config.prefetch() / 2).max(1),
             },
         },
     });

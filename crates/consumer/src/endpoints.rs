@@ -2,14 +2,19 @@
 //! rate limits and circuits are per webhook, so one org's failing receiver never slows
 //! or trips another's.
 //!
-//! A delivery that may not go now is deferred through a broker tier, never held here:
-//! holding it would keep its source message, and the prefetch window, hostage.
+//! A delivery that may not go now is deferred through a broker tier: holding it would keep
+//! its source message, and the prefetch window, hostage. The exception bounds deferral:
+//! a delivery the webhook's own cap or rate limit has deferred past the bound waits here
+//! for the webhook's next slot ([`Endpoints::wait_for_slot`]), ahead of every delivery
+//! deferred less long; at most [`EndpointLimits::max_held`] deliveries wait so at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookwire_core::Subscription;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::telemetry;
@@ -21,6 +26,9 @@ pub struct EndpointLimits {
     pub per_endpoint_concurrency: usize,
     /// When a webhook's circuit opens, and how it closes again.
     pub circuit: CircuitLimits,
+    /// Deliveries past the deferral bound that may wait in process for their webhook's
+    /// next slot, over all webhooks; past this they are parked again.
+    pub max_held: usize,
 }
 
 /// A webhook's circuit breaker: judged on a failure rate over a sliding window, with a
@@ -148,9 +156,16 @@ impl Window {
     }
 }
 
+/// A place in a webhook's queue of held deliveries: the longest deferred goes first.
+type Ticket = (u64, u64);
+
 #[derive(Debug)]
 struct Endpoint {
     in_flight: usize,
+    /// Held deliveries waiting for a slot; while any waits, no other delivery takes one.
+    waiting: BTreeSet<Ticket>,
+    /// Woken whenever a slot frees or a waiter leaves.
+    freed: Arc<Notify>,
     circuit: Circuit,
     /// Bumped on every transition: a result from an attempt admitted under an earlier
     /// state says nothing about the current one.
@@ -166,6 +181,8 @@ impl Endpoint {
         telemetry::circuits(CircuitState::Closed.as_str(), 1.0);
         Self {
             in_flight: 0,
+            waiting: BTreeSet::new(),
+            freed: Arc::new(Notify::new()),
             circuit: Circuit::Closed,
             epoch: 0,
             origin: now,
@@ -195,7 +212,34 @@ impl Endpoint {
 pub struct Endpoints {
     limits: EndpointLimits,
     state: Arc<Mutex<HashMap<Uuid, Endpoint>>>,
+    /// Deliveries waiting in [`Endpoints::wait_for_slot`] now.
+    held: Arc<AtomicUsize>,
+    /// Tie-breaker between tickets deferred since the same millisecond.
+    tickets: Arc<AtomicU64>,
 }
+
+/// Leaves a webhook's queue of held deliveries when dropped (taken a slot, or cancelled).
+struct Place<'a> {
+    endpoints: &'a Endpoints,
+    id: Uuid,
+    ticket: Ticket,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut all = self.endpoints.lock();
+        self.endpoints.held.fetch_sub(1, Ordering::SeqCst);
+        if let Some(e) = all.get_mut(&self.id)
+            && e.waiting.remove(&self.ticket)
+        {
+            // The next in line may take a slot this one did not.
+            e.freed.notify_waiters();
+        }
+    }
+}
+
+/// How often a held delivery looks again without being woken: a safety net only.
+const HELD_RECHECK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -224,21 +268,105 @@ impl Endpoints {
         Self {
             limits,
             state: Arc::default(),
+            held: Arc::default(),
+            tickets: Arc::default(),
         }
     }
 
-    /// Admits one attempt of `candidate` to `sub`, or says why it must wait.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Endpoint>> {
+        // Plain counters and sets: still consistent after a panic elsewhere.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admits one attempt of `candidate` to `sub`, or says why it must wait. While
+    /// deliveries are held for `sub`'s next slot, it is theirs: this one is at capacity.
     pub fn admit(
         &self,
         sub: &Subscription,
         candidate: Candidate,
         now: Instant,
     ) -> Result<Admission, Deferral> {
+        self.admit_as(sub, candidate, now, None)
+    }
+
+    /// Holds a delivery deferred past the bound by `sub`'s cap or rate limit until it
+    /// can be admitted: held deliveries take `sub`'s slots in the order they were first
+    /// deferred (`deferred_since_ms`), before any delivery that is not held. `Err` when it
+    /// may not be held (already [`EndpointLimits::max_held`] held) or the circuit holds it
+    /// back: park it instead. Dropping the future gives its place up.
+    pub async fn wait_for_slot(
+        &self,
+        sub: &Subscription,
+        candidate: Candidate,
+        deferred_since_ms: u64,
+    ) -> Result<Admission, Deferral> {
+        let ticket = (
+            deferred_since_ms,
+            self.tickets.fetch_add(1, Ordering::Relaxed),
+        );
+        let freed = {
+            // Counted under the lock, with the ticket, so the two always agree.
+            let mut all = self.lock();
+            if self.held.load(Ordering::SeqCst) >= self.limits.max_held {
+                return Err(Deferral::AtCapacity);
+            }
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let e = all
+                .entry(sub.id)
+                .or_insert_with(|| Endpoint::new(Instant::now()));
+            e.waiting.insert(ticket);
+            e.freed.clone()
+        };
+        let _place = Place {
+            endpoints: self,
+            id: sub.id,
+            ticket,
+        };
+        loop {
+            let woken = freed.notified();
+            tokio::pin!(woken);
+            // Registered before looking, so that a slot freed in between wakes it.
+            woken.as_mut().enable();
+            let now = Instant::now();
+            let recheck = match self.admit_as(sub, candidate, now, Some(ticket)) {
+                Ok(admission) => return Ok(admission),
+                Err(Deferral::RateLimited) => self.rate_window_left(&sub.id, now),
+                Err(Deferral::AtCapacity) => HELD_RECHECK,
+                Err(circuit) => return Err(circuit),
+            };
+            tokio::select! {
+                () = &mut woken => {}
+                () = tokio::time::sleep(recheck.min(HELD_RECHECK)) => {}
+            }
+        }
+    }
+
+    /// How long until `id`'s rate window starts over.
+    fn rate_window_left(&self, id: &Uuid, now: Instant) -> Duration {
+        let all = self.lock();
+        all.get(id)
+            .and_then(|e| e.rate_window_start)
+            .map_or(Duration::ZERO, |start| {
+                (start + Duration::from_secs(1)).saturating_duration_since(now)
+            })
+    }
+
+    /// Deliveries held in [`Self::wait_for_slot`] now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    fn admit_as(
+        &self,
+        sub: &Subscription,
+        candidate: Candidate,
+        now: Instant,
+        ticket: Option<Ticket>,
+    ) -> Result<Admission, Deferral> {
         let c = self.limits.circuit;
-        let mut all = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = self.lock();
         let e = all.entry(sub.id).or_insert_with(|| Endpoint::new(now));
         let forced = candidate.deferred_for.is_some_and(|d| d >= c.max_deferral);
         if let Circuit::Open { until } = e.circuit
@@ -279,7 +407,12 @@ impl Endpoints {
         let cap = sub
             .max_concurrency
             .map_or(self.limits.per_endpoint_concurrency, |n| n as usize);
-        if e.in_flight >= cap.max(1) {
+        // Held deliveries go first, the longest deferred of them first.
+        let next_in_line = match ticket {
+            None => e.waiting.is_empty(),
+            Some(ticket) => e.waiting.first() == Some(&ticket),
+        };
+        if !next_in_line || e.in_flight >= cap.max(1) {
             return Err(Deferral::AtCapacity);
         }
         if let Some(limit) = sub.rate_limit_per_sec {
@@ -312,10 +445,7 @@ impl Endpoints {
 
     /// The circuit of webhook `id` at `now`, if this node has seen it.
     pub fn snapshot(&self, id: &Uuid, now: Instant) -> Option<CircuitSnapshot> {
-        let all = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let all = self.lock();
         let e = all.get(id)?;
         let rate = |calls: u32, failures: u32| {
             if calls == 0 {
@@ -379,6 +509,9 @@ impl Admission {
             return;
         };
         e.in_flight = e.in_flight.saturating_sub(1);
+        if !e.waiting.is_empty() {
+            e.freed.notify_waiters();
+        }
         if e.epoch != self.epoch || self.kind == Kind::Forced {
             return;
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use hookwire_amqp::wire::{self, Task};
-use hookwire_amqp::{Names, Publisher, Topology, headers, topology::DELIVER_KEY};
+use hookwire_amqp::{Names, Publisher, Topology, headers};
 use hookwire_core::disposition::{BeforeAttempt, Decision, Disable, Disposition, ParkCause};
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::tier_name;
@@ -18,19 +18,18 @@ use lapin::message::Delivery;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+mod admit;
 mod effects;
 mod fair;
+mod fanout;
 
 use self::fair::FairPermits;
 use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
-use crate::endpoints::{Candidate, EndpointLimits, Endpoints};
+use crate::endpoints::{EndpointLimits, Endpoints};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
-
-/// A large fan-out publishes this many tasks at once, each chunk confirmed before the next.
-const FANOUT_PUBLISH_CHUNK: usize = 256;
 
 /// The settings the engine reads on every message.
 #[derive(Debug, Clone)]
@@ -189,20 +188,9 @@ impl Engine {
         });
         if tasks.len() > self.settings.inline_fanout_max {
             // A large fan-out becomes tasks, so one event never holds many attempts inline.
-            // Published a chunk at a time, each confirmed before the next, so that at most
-            // a chunk's copies of the body are in flight however many subscribers there are.
-            let work = self.topology.names.work_exchange();
-            let mut tasks = tasks.map(|(task, _)| task);
-            loop {
-                let chunk: Vec<Task> = tasks.by_ref().take(FANOUT_PUBLISH_CHUNK).collect();
-                if chunk.is_empty() {
-                    return Ok(());
-                }
-                try_join_all(chunk.iter().map(|task| {
-                    publisher.publish(&work, DELIVER_KEY, &message.data, task.properties())
-                }))
-                .await?;
-            }
+            return self
+                .publish_fanout(publisher, &message.data, tasks.map(|(task, _)| task))
+                .await;
         }
         try_join_all(
             tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data, None)),
@@ -294,30 +282,8 @@ impl Engine {
             telemetry::tier_overdue_seen(late);
             warn!(webhook_id = %task.webhook_id(), overdue_ms = late.as_millis() as u64, "Delivery came back from its retry tier late: the broker did not expire it on time, or the deliveries queue is that far behind.");
         }
-        let deferred_for = task
-            .deferred_since_ms
-            .map(|since| Duration::from_millis(now.saturating_sub(since)));
-        let candidate = Candidate {
-            attempted: task.attempts > 0,
-            deferred_for,
-        };
-        let admission = match self.endpoints.admit(sub, candidate, Instant::now()) {
-            Ok(admission) => admission,
-            Err(deferral) => {
-                telemetry::deferral(deferral);
-                let left = self
-                    .settings
-                    .limits
-                    .circuit
-                    .max_deferral
-                    .saturating_sub(deferred_for.unwrap_or_default());
-                let disposition = self.rules.deferred_within(deferral, left);
-                let task = Task {
-                    deferred_since_ms: Some(task.deferred_since_ms.unwrap_or(now)),
-                    ..task
-                };
-                return self.settle(publisher, &task, body, disposition).await;
-            }
+        let Some(admission) = self.admit(publisher, &task, sub, body, now).await? else {
+            return Ok(());
         };
         let webhook_id = task.webhook_id();
         let report = tokio::select! {

@@ -66,6 +66,25 @@ pub(crate) fn deferral(deferral: hookwire_core::disposition::Deferral) {
     counter!("hookwire_deferrals_total", "cause" => cause).increment(1);
 }
 
+/// A delivery deferred past the bound by its webhook's cap or rate limit, held in
+/// process, got a slot `deferred` after it was first deferred.
+pub(crate) fn held_for_slot(deferred: Duration) {
+    counter!("hookwire_deliveries_held_total").increment(1);
+    histogram!("hookwire_held_deferral_seconds").record(deferred.as_secs_f64());
+}
+
+/// A large fan-out had at most `publishes` tasks awaiting their confirms at once, each
+/// with a copy of the body: the gauge keeps the most since start.
+pub(crate) fn fanout_in_flight(publishes: usize) {
+    let most = MAX_FANOUT_IN_FLIGHT
+        .fetch_max(publishes, std::sync::atomic::Ordering::Relaxed)
+        .max(publishes);
+    gauge!("hookwire_fanout_publishes_in_flight_max").set(most as f64);
+}
+
+static MAX_FANOUT_IN_FLIGHT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 /// Webhooks whose circuit is in `state` on this node (`closed`, `open`, `half_open`).
 pub(crate) fn circuits(state: &'static str, delta: f64) {
     gauge!("hookwire_circuits", "state" => state).increment(delta);

@@ -56,6 +56,16 @@ pub enum Deferral {
     CircuitOpen(Duration),
 }
 
+/// What becomes of a delivery its webhook's caps or circuit hold back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterDeferral {
+    /// Wait in a tier, then ask again.
+    Park(Disposition),
+    /// Deferred past the bound by the webhook's cap or rate limit: wait in process for the
+    /// webhook's next free slot, ahead of every delivery deferred less long.
+    WaitForSlot,
+}
+
 /// Why hookwire disables a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disable {
@@ -157,28 +167,50 @@ impl DeliveryRules {
         }
     }
 
-    /// Like [`Self::deferred`], but an open circuit's deferral comes back within
-    /// `left`, what remains of `delivery.circuit_max_deferral`: in the longest tier that
-    /// fits, or the shortest tier if none does.
+    /// Like [`Self::deferred`], but the delivery comes back within `left`, what remains
+    /// of the deferral bound (`delivery.circuit_max_deferral`): in the tier it would wait
+    /// in if that fits, else in the longest tier that fits, or the shortest tier if none does.
     pub fn deferred_within(&self, deferral: Deferral, left: Duration) -> Disposition {
-        let Deferral::CircuitOpen(rest) = deferral else {
-            return self.deferred(deferral);
+        let wanted = match self.deferred(deferral) {
+            Disposition::Park { delay, .. } => delay,
+            _ => self.plan.deferral(),
         };
-        let covering = self.plan.tier_covering(rest);
         let tiers = self.plan.tiers();
-        let delay = if covering <= left {
-            covering
+        let delay = if wanted <= left {
+            wanted
         } else {
             tiers
                 .range(..=left)
                 .next_back()
                 .or_else(|| tiers.first())
                 .copied()
-                .unwrap_or(covering)
+                .unwrap_or(wanted)
         };
         Disposition::Park {
             delay,
             cause: ParkCause::Deferred(deferral),
+        }
+    }
+
+    /// What a deferral comes to for a delivery already deferred `deferred_for` without an
+    /// attempt, under the bound `bound` (`delivery.circuit_max_deferral`). Below the bound
+    /// it is parked so that it comes back within it. Past it, the webhook's own cap or
+    /// rate limit no longer parks it: it waits in process for the webhook's next slot,
+    /// ahead of every delivery deferred less long. (Past the bound an open circuit admits
+    /// it regardless, so a circuit deferral past the bound only happens in a race and is
+    /// parked in the shortest tier.)
+    pub fn after_deferral(
+        &self,
+        deferral: Deferral,
+        deferred_for: Duration,
+        bound: Duration,
+    ) -> AfterDeferral {
+        let left = bound.saturating_sub(deferred_for);
+        match deferral {
+            Deferral::AtCapacity | Deferral::RateLimited if left.is_zero() => {
+                AfterDeferral::WaitForSlot
+            }
+            _ => AfterDeferral::Park(self.deferred_within(deferral, left)),
         }
     }
 

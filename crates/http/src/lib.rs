@@ -376,7 +376,28 @@ pub async fn resolve_allowed_within(
     host: &str,
     limit: Duration,
 ) -> Result<Vec<SocketAddr>, BoxError> {
-    within(limit, host, resolve_allowed(policy, host)).await
+    resolve_allowed_by(policy, host, limit, |host| async move {
+        Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect())
+    })
+    .await
+}
+
+/// [`resolve_allowed_within`] with `lookup` as the resolver: the system resolver in
+/// production, one that never answers in the tests (the system resolver can only be
+/// pointed at another DNS server machine-wide).
+async fn resolve_allowed_by<F, Fut>(
+    policy: &TargetPolicy,
+    host: &str,
+    limit: Duration,
+    lookup: F,
+) -> Result<Vec<SocketAddr>, BoxError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<Vec<SocketAddr>, BoxError>>,
+{
+    policy.check_host_name(host)?;
+    let resolved = within(limit, host, lookup(host.to_owned())).await?;
+    keep_allowed(policy, host, resolved)
 }
 
 /// Bounds a lookup's future by `limit`.

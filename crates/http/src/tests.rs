@@ -96,3 +96,33 @@ fn the_excerpt_never_exceeds_the_cap() {
             .all(|c| c == '€')
     );
 }
+
+/// The lookup that webhook creation, test events and deliveries all go through gives up
+/// on a resolver that never answers. (End to end this cannot be staged: the system
+/// resolver reads its servers from `/etc/resolv.conf` only, machine-wide.)
+#[tokio::test]
+async fn a_resolver_that_never_answers_is_given_up_on_within_the_limit() {
+    let policy = TargetPolicy::default();
+    let stalled = |_: String| std::future::pending::<Result<Vec<SocketAddr>, BoxError>>();
+    // The outer bound only keeps a regression from hanging the test run.
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        resolve_allowed_by(&policy, "stalled.test", Duration::from_millis(50), stalled),
+    )
+    .await
+    .expect("the lookup gave up by itself")
+    .expect_err("a lookup that never answers fails");
+    assert!(error.is::<DnsTimeout>(), "{error}");
+    let answered = resolve_allowed_by(&policy, "ok.test", Duration::from_secs(5), |_| async {
+        Ok(vec![SocketAddr::from(([93, 184, 215, 14], 443))])
+    })
+    .await
+    .expect("an answer in time is judged and passed on");
+    assert_eq!(answered.len(), 1);
+    let refused = resolve_allowed_by(&policy, "inside.test", Duration::from_secs(5), |_| async {
+        Ok(vec![SocketAddr::from(([10, 1, 2, 3], 443))])
+    })
+    .await
+    .expect_err("a private address is refused after the lookup");
+    assert!(!refused.to_string().contains("10.1.2.3"), "{refused}");
+}

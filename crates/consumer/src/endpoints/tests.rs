@@ -12,6 +12,7 @@ fn limits() -> EndpointLimits {
             prefer_attempted_for: Duration::from_secs(4),
             max_deferral: Duration::from_secs(60),
         },
+        max_held: 4,
     }
 }
 
@@ -254,4 +255,147 @@ fn rate_limit_per_second() {
             .is_ok(),
         "a new second"
     );
+}
+
+/// A delivery deferred past the bound (`max_deferral`, 60 s).
+const OVERDUE: Candidate = Candidate {
+    attempted: false,
+    deferred_for: Some(Duration::from_secs(61)),
+};
+
+/// Holds a delivery deferred since `since_ms` for `s`'s next slot on a task of its own;
+/// the admission, once it comes, is sent with `since_ms` and kept until `release` fires.
+fn hold(
+    endpoints: &Endpoints,
+    s: &Subscription,
+    since_ms: u64,
+    admitted: tokio::sync::mpsc::UnboundedSender<u64>,
+    release: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (endpoints, s) = (endpoints.clone(), s.clone());
+    tokio::spawn(async move {
+        let admission = endpoints
+            .wait_for_slot(&s, OVERDUE, since_ms)
+            .await
+            .expect("held");
+        admitted.send(since_ms).expect("send");
+        let mut release = release;
+        let _ = release.wait_for(|r| *r).await;
+        drop(admission);
+    })
+}
+
+/// Waits until `n` deliveries are held.
+async fn held(endpoints: &Endpoints, n: usize) {
+    while endpoints.held() != n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn held_deliveries_take_freed_slots_longest_deferred_first_before_any_fresh_one() {
+    let endpoints = Endpoints::new(limits());
+    let s = sub();
+    let now = Instant::now();
+    let first = endpoints.admit(&s, FRESH, now).expect("1st");
+    let second = endpoints.admit(&s, FRESH, now).expect("2nd");
+    let (tx, mut admitted) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = tokio::sync::watch::channel(false);
+    // Held in another order than they were deferred.
+    let mut waiters = Vec::new();
+    for (i, since) in [300, 100, 200].into_iter().enumerate() {
+        waiters.push(hold(&endpoints, &s, since, tx.clone(), released.clone()));
+        held(&endpoints, i + 1).await;
+    }
+    drop(first);
+    assert_eq!(
+        admitted.recv().await,
+        Some(100),
+        "the longest deferred first"
+    );
+    assert_eq!(
+        endpoints.admit(&s, FRESH, Instant::now()).err(),
+        Some(Deferral::AtCapacity),
+        "a fresh delivery never takes a slot while deliveries are held"
+    );
+    assert_eq!(
+        endpoints.admit(&s, RETRY, Instant::now()).err(),
+        Some(Deferral::AtCapacity)
+    );
+    drop(second);
+    assert_eq!(admitted.recv().await, Some(200));
+    assert!(admitted.try_recv().is_err(), "the cap is still a cap");
+    release.send(true).expect("release");
+    assert_eq!(admitted.recv().await, Some(300));
+    for waiter in waiters {
+        waiter.await.expect("joined");
+    }
+    assert_eq!(endpoints.held(), 0);
+    endpoints
+        .admit(&s, FRESH, Instant::now())
+        .expect("nobody held: fresh deliveries take slots again");
+}
+
+#[tokio::test]
+async fn no_more_than_max_held_wait_and_a_cancelled_one_gives_its_place_up() {
+    let endpoints = Endpoints::new(EndpointLimits {
+        per_endpoint_concurrency: 1,
+        ..limits()
+    });
+    let s = sub();
+    let busy = endpoints.admit(&s, FRESH, Instant::now()).expect("1st");
+    let (tx, mut admitted) = tokio::sync::mpsc::unbounded_channel();
+    let (_release, released) = tokio::sync::watch::channel(false);
+    // The oldest is cancelled while it waits.
+    let cancelled = hold(&endpoints, &s, 1, tx.clone(), released.clone());
+    held(&endpoints, 1).await;
+    let mut waiters = Vec::new();
+    for (i, since) in [2, 3, 4].into_iter().enumerate() {
+        waiters.push(hold(&endpoints, &s, since, tx.clone(), released.clone()));
+        held(&endpoints, i + 2).await;
+    }
+    assert_eq!(
+        endpoints.wait_for_slot(&s, OVERDUE, 0).await.err(),
+        Some(Deferral::AtCapacity),
+        "max_held (4) are held: park it instead"
+    );
+    cancelled.abort();
+    held(&endpoints, 3).await;
+    drop(busy);
+    assert_eq!(
+        admitted.recv().await,
+        Some(2),
+        "the next in line after the cancelled one"
+    );
+    for waiter in waiters {
+        waiter.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_held_delivery_takes_the_next_rate_window_before_any_fresh_one() {
+    let endpoints = Endpoints::new(limits());
+    let mut s = sub();
+    s.rate_limit_per_sec = Some(1);
+    let now = Instant::now();
+    drop(
+        endpoints
+            .admit(&s, FRESH, now)
+            .expect("this second's delivery"),
+    );
+    assert_eq!(
+        endpoints.admit(&s, FRESH, now).err(),
+        Some(Deferral::RateLimited)
+    );
+    let (tx, mut admitted) = tokio::sync::mpsc::unbounded_channel();
+    let (_release, released) = tokio::sync::watch::channel(false);
+    let waiter = hold(&endpoints, &s, 7, tx, released);
+    held(&endpoints, 1).await;
+    assert_eq!(
+        endpoints.admit(&s, FRESH, now + secs(2)).err(),
+        Some(Deferral::AtCapacity),
+        "a new window, but it is the held delivery's"
+    );
+    assert_eq!(admitted.recv().await, Some(7));
+    waiter.abort();
 }

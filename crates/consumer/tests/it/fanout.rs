@@ -82,3 +82,44 @@ async fn a_fanout_larger_than_a_publish_chunk_reaches_every_subscriber() {
     assert_eq!(ids.len(), SUBSCRIBERS, "one delivery to each subscriber");
     h.finish().await;
 }
+
+/// A large fan-out publishes its tasks a chunk (256) at a time: however many subscribers,
+/// no more tasks, each with a copy of the body, await their confirms at once. The engine
+/// reports the most any fan-out had in flight (`hookwire_fanout_publishes_in_flight_max`).
+#[tokio::test]
+async fn a_large_fanout_never_has_more_than_a_chunk_of_tasks_in_flight() {
+    const SUBSCRIBERS: usize = 700;
+    const CHUNK: f64 = 256.0;
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    for _ in 0..SUBSCRIBERS {
+        h.subscribe(&new_subscription(
+            "acme",
+            &receiver.url(),
+            &["report_created"],
+        ));
+    }
+    publish_reports(&h, "acme", 1).await;
+    receiver.wait_for(SUBSCRIBERS, WAIT).await;
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", h.api_url()))
+        .bearer_auth(hookwire_testkit::harness::API_TOKEN)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    let most: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookwire_fanout_publishes_in_flight_max "))
+        .expect("the gauge is reported after a fan-out")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(
+        (1.0..=CHUNK).contains(&most),
+        "{most} tasks of one fan-out in flight at once"
+    );
+    h.finish().await;
+}

@@ -136,3 +136,78 @@ async fn a_failed_operational_delivery_never_produces_another() {
     assert_eq!(h.dead_letters().len(), 2, "{dead:?}");
     h.finish().await;
 }
+
+/// hookwire disabling a webhook after a 410 never undoes an API update that lands while
+/// it disables: its compare-and-swap fails on the changed version and is retried on a
+/// fresh read. Each webhook's description is PATCHed in a loop until its 410 has been
+/// answered, and once more, so that the last PATCH races the disable; the last
+/// description the API acknowledged must survive, and the webhook be disabled.
+#[tokio::test]
+async fn disabling_after_a_410_never_undoes_an_update_made_meanwhile() {
+    const WEBHOOKS: usize = 40;
+    let h = Harness::start(|_| {}).await;
+    let gone = std::sync::Arc::new(Receiver::start(|_, _| Reply::status(410)).await);
+    let subs: Vec<_> = (0..WEBHOOKS)
+        .map(|i| {
+            let url = format!("{}-{i}", gone.url());
+            let sub = new_subscription("acme", &url, &["report_created"]);
+            h.subscribe(&sub);
+            (sub, format!("/hook-{i}"))
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let updaters: Vec<_> = subs
+        .iter()
+        .map(|(sub, path)| {
+            let url = format!("{}/v1/orgs/acme/webhooks/{}", h.api_url(), sub.id);
+            let (client, gone, path) = (client.clone(), gone.clone(), path.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = None;
+                let until = std::time::Instant::now() + WAIT;
+                for n in 0.. {
+                    let answered = gone.requests().iter().any(|r| r.path == path);
+                    let description = format!("update {n}");
+                    let response = client
+                        .patch(&url)
+                        .bearer_auth(hookwire_testkit::harness::API_TOKEN)
+                        .header("content-type", "application/json")
+                        .body(json!({ "description": description }).to_string())
+                        .send()
+                        .await
+                        .expect("PATCH");
+                    // 409: the webhook changed under the PATCH (it was being disabled).
+                    if response.status() != 409 {
+                        assert_eq!(response.status(), 200);
+                        acknowledged = Some(description);
+                    }
+                    if answered || std::time::Instant::now() > until {
+                        break;
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    h.publish(
+        "acme",
+        "report_created",
+        "evt-gone",
+        "report_run_url",
+        "https://mode.test/r",
+    )
+    .await;
+    for ((sub, _), updater) in subs.iter().zip(updaters) {
+        let acknowledged = updater.await.expect("updater");
+        let stored = eventually(WAIT, "disabled by its 410", || async {
+            let stored = h.store.get("acme", &sub.id).expect("get").expect("there");
+            (!stored.enabled).then_some(stored)
+        })
+        .await;
+        assert_eq!(
+            Some(stored.description),
+            acknowledged,
+            "the last acknowledged update is kept"
+        );
+    }
+    h.finish().await;
+}

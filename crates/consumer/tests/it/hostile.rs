@@ -102,7 +102,7 @@ async fn a_producers_reserved_headers_never_reach_the_archive() {
 }
 
 /// Publishes a task as anyone with write access to the work exchange could.
-async fn publish_task(h: &Harness, task: &Task, body: &[u8]) {
+pub(crate) async fn publish_task(h: &Harness, task: &Task, body: &[u8]) {
     let publisher = Publisher::open(h.broker.connection(), Duration::from_secs(10))
         .await
         .expect("confirm channel");

@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
+use hookwire_amqp::wire::Task;
+use hookwire_core::now_ms;
 use hookwire_store::{Change, Store};
-use hookwire_testkit::{Harness, Receiver, new_subscription, test_config};
+use hookwire_testkit::{Broker, Harness, Receiver, eventually, new_subscription, test_config};
+
+use crate::hostile::publish_task;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -98,5 +102,68 @@ async fn an_unprocessable_event_is_dead_lettered_alone_and_the_rest_flow() {
         hookwire_testkit::Broker::unacked(&format!("{}.events", h.namespace())),
         0
     );
+    h.finish().await;
+}
+
+/// A handler that panics settles its message at once, as unprocessable, instead of
+/// leaving it unacked until the broker's 30-minute consumer timeout; the other messages
+/// flow. The panic is a real one, with no hook: a forged task claiming `u32::MAX`
+/// attempts overflows the attempt count after its attempt, in a build with overflow
+/// checks, as every test build is.
+#[tokio::test]
+async fn a_panicking_handler_settles_its_message_at_once_and_nothing_is_lost() {
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    let sub = new_subscription("acme", &receiver.url(), &["report_created"]);
+    h.subscribe(&sub);
+    let panicking = Task {
+        event_id: "panics".into(),
+        org: "acme".into(),
+        event_type: "report_created".into(),
+        subscription_id: sub.id,
+        attempts: u32::MAX,
+        first_seen_ms: now_ms(),
+        published_at_ms: None,
+        deferred_since_ms: None,
+        due_ms: None,
+    };
+    publish_task(
+        &h,
+        &panicking,
+        br#"{"event":"report_created","report_run_url":"https://mode.test/p"}"#,
+    )
+    .await;
+    const HEALTHY: usize = 10;
+    for i in 0..HEALTHY {
+        h.publish(
+            "acme",
+            "report_created",
+            &format!("healthy-{i}"),
+            "report_run_url",
+            "https://mode.test/r",
+        )
+        .await;
+    }
+    let dead = h.wait_dead_letters(1, WAIT).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].reason, "unprocessable");
+    assert!(dead[0].detail.contains("panicked"), "{}", dead[0].detail);
+    assert_eq!(dead[0].event_id.as_deref(), Some("panics"));
+    // Every healthy event delivered, and the panicking task's one attempt.
+    receiver.wait_for(HEALTHY + 1, WAIT).await;
+    // Settled, not left unacked: far sooner than the broker's consumer timeout.
+    let deliveries = format!("{}.deliveries", h.namespace());
+    eventually(WAIT, "the panicking task acked", || async {
+        (h.broker.ready(&deliveries).await == 0 && Broker::unacked(&deliveries) == 0).then_some(())
+    })
+    .await;
+    let mut ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), HEALTHY + 1, "each delivered once, nothing lost");
     h.finish().await;
 }

@@ -425,8 +425,63 @@ fn an_open_circuits_deferral_comes_back_within_the_max_deferral_left() {
     );
     assert_eq!(delay(Deferral::CircuitOpen(secs(0)), 0), 5);
     assert_eq!(
-        delay(Deferral::AtCapacity, 0),
+        delay(Deferral::AtCapacity, 300),
         10,
         "caps: the deferral tier"
+    );
+    assert_eq!(
+        delay(Deferral::RateLimited, 7),
+        5,
+        "the deferral tier does not fit: the longest that does"
+    );
+    assert_eq!(delay(Deferral::AtCapacity, 0), 5, "none fits: shortest");
+}
+
+#[test]
+fn a_cap_or_rate_deferral_waits_in_process_for_a_slot_once_past_the_bound() {
+    let rules = rules();
+    let bound = secs(300);
+    let park = |delay: u64, deferral| {
+        AfterDeferral::Park(Disposition::Park {
+            delay: secs(delay),
+            cause: ParkCause::Deferred(deferral),
+        })
+    };
+    for deferral in [Deferral::AtCapacity, Deferral::RateLimited] {
+        assert_eq!(
+            rules.after_deferral(deferral, Duration::ZERO, bound),
+            park(10, deferral),
+            "a first deferral waits in the deferral tier"
+        );
+        assert_eq!(
+            rules.after_deferral(deferral, secs(292), bound),
+            park(5, deferral),
+            "it comes back within the bound"
+        );
+        assert_eq!(
+            rules.after_deferral(deferral, secs(299), bound),
+            park(5, deferral),
+            "the shortest tier when none fits"
+        );
+        assert_eq!(
+            rules.after_deferral(deferral, bound, bound),
+            AfterDeferral::WaitForSlot,
+            "at the bound it is no longer parked"
+        );
+        assert_eq!(
+            rules.after_deferral(deferral, secs(3000), bound),
+            AfterDeferral::WaitForSlot
+        );
+    }
+    let open = Deferral::CircuitOpen(secs(31));
+    assert_eq!(
+        rules.after_deferral(open, Duration::ZERO, bound),
+        park(120, open),
+        "a circuit's deferral waits out its cool-off in a tier"
+    );
+    assert_eq!(
+        rules.after_deferral(open, bound, bound),
+        park(5, open),
+        "an open circuit past the bound (a race): the shortest tier, never held"
     );
 }

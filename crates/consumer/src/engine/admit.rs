@@ -1,0 +1,82 @@
+//! Admission of an attempt, or its deferral: parked in a tier below the deferral bound,
+//! held in process for the webhook's next slot past it.
+
+use std::time::{Duration, Instant};
+
+use hookwire_amqp::Publisher;
+use hookwire_amqp::wire::Task;
+use hookwire_core::Subscription;
+use hookwire_core::disposition::AfterDeferral;
+use tracing::debug;
+
+use super::Engine;
+use crate::endpoints::{Admission, Candidate};
+use crate::{Result, telemetry};
+
+impl Engine {
+    /// Admits an attempt of `task` to `sub` at `now_ms`, or defers it. `None`: the task
+    /// is settled without an attempt (parked, or handed back at the end of the grace).
+    pub(super) async fn admit(
+        &self,
+        publisher: &Publisher,
+        task: &Task,
+        sub: &Subscription,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<Admission>> {
+        let deferred_for = task
+            .deferred_since_ms
+            .map(|since| Duration::from_millis(now_ms.saturating_sub(since)));
+        let candidate = Candidate {
+            attempted: task.attempts > 0,
+            deferred_for,
+        };
+        let deferral = match self.endpoints.admit(sub, candidate, Instant::now()) {
+            Ok(admission) => return Ok(Some(admission)),
+            Err(deferral) => deferral,
+        };
+        let since_ms = task.deferred_since_ms.unwrap_or(now_ms);
+        let deferred = Task {
+            deferred_since_ms: Some(since_ms),
+            ..task.clone()
+        };
+        let bound = self.settings.limits.circuit.max_deferral;
+        let disposition = match self.rules.after_deferral(
+            deferral,
+            deferred_for.unwrap_or_default(),
+            bound,
+        ) {
+            AfterDeferral::Park(disposition) => {
+                telemetry::deferral(deferral);
+                disposition
+            }
+            AfterDeferral::WaitForSlot => {
+                let held = tokio::select! {
+                    held = self.endpoints.wait_for_slot(sub, candidate, since_ms) => held,
+                    () = self.grace_over.cancelled() => {
+                        let disposition = self.rules.handed_back();
+                        self.settle(publisher, &deferred, body, disposition).await?;
+                        return Ok(None);
+                    }
+                };
+                match held {
+                    Ok(admission) => {
+                        let waited =
+                            Duration::from_millis(hookwire_core::now_ms().saturating_sub(since_ms));
+                        telemetry::held_for_slot(waited);
+                        debug!(webhook_id = %task.webhook_id(), deferred_ms = waited.as_millis() as u64, "Delivery held past the deferral bound got its webhook's slot.");
+                        return Ok(Some(admission));
+                    }
+                    // As many held as may be, or the circuit opened meanwhile: back
+                    // soon, in the shortest tier, still ahead of fresh deliveries.
+                    Err(deferral) => {
+                        telemetry::deferral(deferral);
+                        self.rules.deferred_within(deferral, Duration::ZERO)
+                    }
+                }
+            }
+        };
+        self.settle(publisher, &deferred, body, disposition).await?;
+        Ok(None)
+    }
+}
