@@ -108,8 +108,8 @@ async fn an_unprocessable_event_is_dead_lettered_alone_and_the_rest_flow() {
 /// A handler that panics settles its message at once, as unprocessable, instead of
 /// leaving it unacked until the broker's 30-minute consumer timeout; the other messages
 /// flow. The panic is a real one, with no hook: a forged task claiming `u32::MAX`
-/// attempts overflows the attempt count after its attempt, in a build with overflow
-/// checks, as every test build is.
+/// attempts overflows the attempt count after its attempt: every hookwire build checks
+/// overflow, release ones included (the workspace's `profile.release`).
 #[tokio::test]
 async fn a_panicking_handler_settles_its_message_at_once_and_nothing_is_lost() {
     let h = Harness::start(|_| {}).await;
