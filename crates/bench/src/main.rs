@@ -59,6 +59,9 @@ pub struct Cli {
     /// (every 60 s) to count.
     #[arg(long, default_value_t = 180)]
     pub memory_secs: u64,
+    /// Seconds both organizations of the fairness scenario publish.
+    #[arg(long, default_value_t = 20)]
+    pub fairness_secs: u64,
     /// Deliveries the memory scenario parks in a retry tier.
     #[arg(long, default_value_t = 1_000_000)]
     pub parked: usize,
@@ -103,6 +106,7 @@ impl Cli {
             self.rate = self.rate.min(200.0);
             self.latency_secs = self.latency_secs.min(2);
             self.memory_secs = self.memory_secs.min(2);
+            self.fairness_secs = self.fairness_secs.min(2);
             self.parked = self.parked.min(300);
             self.subscriptions = self.subscriptions.min(2_000);
             self.lookups = self.lookups.min(1_000);
