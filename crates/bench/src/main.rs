@@ -62,6 +62,12 @@ pub struct Cli {
     /// Seconds both organizations of the fairness scenario publish.
     #[arg(long, default_value_t = 20)]
     pub fairness_secs: u64,
+    /// How long the fairness scenario's receivers take to answer, in ms; the rates
+    /// follow (the loud organization sends 1.1 × what the slots carry at this pace), and
+    /// so does the bound stated for the quiet one's p99 (one such answer). Longer on a
+    /// slow build or a busy machine, so that the slots, not the CPU, are what is short.
+    #[arg(long, default_value_t = 100)]
+    pub fairness_answer_ms: u64,
     /// Deliveries the memory scenario parks in a retry tier.
     #[arg(long, default_value_t = 1_000_000)]
     pub parked: usize,

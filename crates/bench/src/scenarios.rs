@@ -299,9 +299,7 @@ impl Bench {
                     mode: Mode::Ok,
                     events,
                     rate: None,
-                    setup: format!(
-                        "as fanout1, right after it, on a second serve with the same settings and tracing.otlp_endpoint set (an event span and an attempt span per event, exported to a loopback sink)"
-                    ),
+                    setup: "as fanout1, right after it, on a second serve with the same settings and tracing.otlp_endpoint set (an event span and an attempt span per event, exported to a loopback sink)".into(),
                 };
                 let mut r = self.deliver(traced, step).await?;
                 // The last batch leaves within half a second of its last span.

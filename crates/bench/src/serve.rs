@@ -216,6 +216,7 @@ mod tests {
             circuit_failure_threshold: 1_000_000,
             log_level: "info".into(),
             cache_capacity_bytes: 64 << 20,
+            otlp_endpoint: Some("http://127.0.0.1:4318".into()),
         };
         let config = settings
             .config(
@@ -231,6 +232,10 @@ mod tests {
         assert_eq!(
             config.delivery.retry_schedule,
             [Duration::from_secs(1), Duration::from_secs(5)]
+        );
+        assert_eq!(
+            config.tracing.traces_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
         );
     }
 }

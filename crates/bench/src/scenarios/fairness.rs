@@ -9,22 +9,21 @@ const LOUD_ORG: &str = "bench-fair-loud";
 const QUIET_ORG: &str = "bench-fair-quiet";
 /// Webhooks per organization (every event is attempted at each, inline).
 const WEBHOOKS: usize = 10;
-/// How long every receiver of the scenario takes to answer.
-pub(super) const SLOW_ANSWER: Duration = Duration::from_millis(100);
 /// The loud organization's rate over the quiet one's.
 const LOUD_OVER_QUIET: f64 = 20.0;
 /// The loud organization's attempts over what the slots carry (`concurrency` per
-/// `SLOW_ANSWER`): more, so that its attempts queue for slots.
+/// `--fairness-answer-ms`): more, so that its attempts queue for slots.
 const OVERLOAD: f64 = 1.1;
-/// The bound stated for the quiet organization's p99, publish to receipt: under one slow
-/// answer, i.e. its attempts never wait for the loud one's backlog, only for the next
-/// slot to free up.
-pub(super) const QUIET_P99_BOUND: Duration = SLOW_ANSWER;
 
 impl Bench {
     /// Both organizations publish at once for `--fairness-secs`; each delivery's latency
-    /// is counted when its request arrives (the receiver then holds it `SLOW_ANSWER`).
+    /// is counted when its request arrives (the receiver then holds it
+    /// `--fairness-answer-ms`). The bound stated for the quiet organization's p99 is one
+    /// such answer: its attempts wait for the next slot to free up, never for the loud
+    /// organization's backlog.
     pub(super) async fn fairness(&mut self) -> Result<ScenarioResult> {
+        let slow_answer = Duration::from_millis(self.cli.fairness_answer_ms.max(1));
+        let quiet_p99_bound = slow_answer;
         // The default per-webhook cap (8): the loud organization's ten webhooks could
         // hold 80 attempts, more than the 64 slots, so both organizations wait for slots.
         let settings = ServeSettings {
@@ -41,7 +40,7 @@ impl Bench {
         let namespace = self.fair_namespace.clone();
         let serve = self.start_serve(&namespace, &settings, &subs).await?;
 
-        let capacity = settings.concurrency as f64 / SLOW_ANSWER.as_secs_f64();
+        let capacity = settings.concurrency as f64 / slow_answer.as_secs_f64();
         let loud_rate = OVERLOAD * capacity / WEBHOOKS as f64;
         let quiet_rate = loud_rate / LOUD_OVER_QUIET;
         let secs = self.cli.fairness_secs as f64;
@@ -49,11 +48,11 @@ impl Bench {
         let quiet_n = ((quiet_rate * secs).round() as usize).max(1);
         eprintln!(
             "fairness: {loud_n} events at {loud_rate:.1}/s ({LOUD_ORG}) and {quiet_n} at {quiet_rate:.2}/s ({QUIET_ORG}), × {WEBHOOKS} webhooks answering in {} ms",
-            SLOW_ANSWER.as_millis()
+            slow_answer.as_millis()
         );
         let tally = Arc::new(
             Tally::new(loud_n + quiet_n, WEBHOOKS, Mode::Ok, Instant::now())
-                .answering_after(SLOW_ANSWER),
+                .answering_after(slow_answer),
         );
         self.receiver.count_into(tally.clone());
         let loud = Source::connect(&self.cli.amqp_url, &namespace).await?;
@@ -91,8 +90,8 @@ impl Bench {
             "a third serve, per_endpoint_concurrency {} (the default); {LOUD_ORG} publishes {loud_rate:.1} events/s ({OVERLOAD}× what {} slots carry at {} ms an answer) and {QUIET_ORG} {quiet_rate:.2}/s (20× less) for {secs} s, each to {WEBHOOKS} webhooks of its own answering in {} ms; latency from just before basic.publish to the request's arrival",
             settings.per_endpoint_concurrency,
             settings.concurrency,
-            SLOW_ANSWER.as_millis(),
-            SLOW_ANSWER.as_millis(),
+            slow_answer.as_millis(),
+            slow_answer.as_millis(),
         );
         r.publish_secs = Some(loud_secs.max(quiet_secs));
         r.latency = Some(quiet_latency);
@@ -103,8 +102,8 @@ impl Bench {
             quiet_latency.p50_ms,
             quiet_latency.p99_ms,
             quiet_latency.max_ms,
-            QUIET_P99_BOUND.as_millis(),
-            if quiet_latency.p99_ms < QUIET_P99_BOUND.as_secs_f64() * 1e3 {
+            quiet_p99_bound.as_millis(),
+            if quiet_latency.p99_ms < quiet_p99_bound.as_secs_f64() * 1e3 {
                 "held"
             } else {
                 "NOT held"
