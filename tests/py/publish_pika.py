@@ -21,6 +21,8 @@ p.add_argument("--org", required=True)
 p.add_argument("--event", required=True, help="event type, e.g. report_created")
 p.add_argument("--data", default="{}", help='JSON object, e.g. {"report_run_url": "..."}')
 p.add_argument("--id", default=None, help="message id (default: a random UUID)")
+p.add_argument("--traceparent", default=None, help="W3C traceparent header, passed on to the receiver")
+p.add_argument("--tracestate", default=None, help="W3C tracestate header")
 args = p.parse_args()
 
 try:
@@ -32,12 +34,19 @@ if not isinstance(data, dict):
 # Compact UTF-8 JSON, byte for byte what JSON.stringify gives in publish_amqplib.js.
 body = json.dumps({"event": args.event, **data}, separators=(",", ":"), ensure_ascii=False).encode()
 
+headers = {"org": args.org}
+# W3C Trace Context rides in AMQP headers under its HTTP names.
+if args.traceparent:
+    headers["traceparent"] = args.traceparent
+if args.tracestate:
+    headers["tracestate"] = args.tracestate
+
 props = pika.BasicProperties(
     delivery_mode=2,  # persistent
     content_type="application/json",
     message_id=args.id or str(uuid.uuid4()),
     timestamp=int(time.time()),
-    headers={"org": args.org},
+    headers=headers,
 )
 
 try:

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use hookwire_core::Catalog;
+use hookwire_core::trace::TraceParent;
 use lapin::{BasicProperties, Connection};
 
 use crate::wire::{self, OutgoingEvent};
@@ -53,7 +54,21 @@ impl Producer {
 
     /// Publishes one event and waits for the broker's confirm.
     pub async fn publish(&self, event: &OutgoingEvent) -> Result<()> {
+        self.publish_in_trace(event, None).await
+    }
+
+    /// Publishes one event as a span of `trace` (its `traceparent` and `tracestate`
+    /// headers), so that hookwire's spans and the webhook request join that trace.
+    pub async fn publish_in_trace(
+        &self,
+        event: &OutgoingEvent,
+        trace: Option<&TraceParent>,
+    ) -> Result<()> {
         let (body, properties) = self.encode(event)?;
+        let properties = match trace {
+            Some(trace) => wire::with_trace(properties, trace),
+            None => properties,
+        };
         self.publisher
             .publish(
                 &self.names.events_exchange(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hookwire_core::event::{
     self, ORG_HEADER, OrgHeader, PUBLISHED_AT_HEADER, RawEvent, is_valid_org, webhook_id,
 };
+use hookwire_core::trace::{TRACEPARENT, TRACESTATE, TraceParent};
 use hookwire_core::{Catalog, DeadReason, now_ms};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
@@ -220,6 +221,10 @@ pub struct Task {
     /// When (ms) the tier it comes back from was due to expire it; `None` if it was
     /// not parked. Read only: [`Task::parked_properties`] sets it.
     pub due_ms: Option<u64>,
+    /// The trace its attempts belong to, as the `traceparent` and `tracestate` headers of
+    /// the task message: W3C's own names, not `x-hookwire-*` ones, so that a dead letter
+    /// keeps them and a broker-side tracer reads them too. `None`: no trace.
+    pub trace: Option<TraceParent>,
 }
 
 impl Task {
@@ -242,7 +247,13 @@ impl Task {
             published_at_ms,
             deferred_since_ms: None,
             due_ms: None,
+            trace: None,
         }
+    }
+
+    /// The same task in `trace`.
+    pub fn with_trace(self, trace: Option<TraceParent>) -> Self {
+        Self { trace, ..self }
     }
 
     /// The `webhook-id`: the same for every attempt of this pair.
@@ -264,6 +275,9 @@ impl Task {
         }
         if let Some(since) = self.deferred_since_ms {
             headers::set_unsigned(&mut h, DEFERRED_SINCE_MS, since);
+        }
+        if let Some(trace) = &self.trace {
+            set_trace(&mut h, trace);
         }
         BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
@@ -310,7 +324,28 @@ impl Task {
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
             deferred_since_ms: headers::unsigned(h, DEFERRED_SINCE_MS),
             due_ms: headers::unsigned(h, DUE_MS),
+            trace: trace_of(h),
         })
+    }
+}
+
+/// The W3C trace context of a message's headers (a producer's event, or a task); `None`
+/// when `traceparent` is missing or malformed.
+pub fn trace_of(h: Option<&FieldTable>) -> Option<TraceParent> {
+    TraceParent::from_headers(headers::text(h, TRACEPARENT), headers::text(h, TRACESTATE))
+}
+
+/// `properties` with the `traceparent` and `tracestate` headers of `trace`.
+pub fn with_trace(properties: BasicProperties, trace: &TraceParent) -> BasicProperties {
+    let mut h = properties.headers().clone().unwrap_or_default();
+    set_trace(&mut h, trace);
+    properties.with_headers(h)
+}
+
+fn set_trace(h: &mut FieldTable, trace: &TraceParent) {
+    headers::set_text(h, TRACEPARENT, &trace.context.traceparent());
+    if let Some(state) = &trace.state {
+        headers::set_text(h, TRACESTATE, state);
     }
 }
 

@@ -18,12 +18,14 @@ use hookwire_amqp::{Names, Replayer};
 use hookwire_api::access::AccessTokenKeys;
 use hookwire_api::{ApiSettings, ApiState, Circuits};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
+use hookwire_consumer::spans::Spans;
 use hookwire_consumer::{
     AmqpSettings, CircuitLimits, Daemon, EndpointLimits, Endpoints, Engine, EngineParts,
     EngineSettings,
 };
 use hookwire_core::config::CatalogConfig;
 use hookwire_core::{Catalog, Config};
+use hookwire_http::otlp::Exporter;
 use hookwire_http::{Deliverer, DelivererConfig};
 use hookwire_store::{Store, Writer};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -322,7 +324,17 @@ pub fn deliverer(config: &Config) -> Result<Deliverer> {
     })?)
 }
 
-/// The delivery engine and the daemon that feeds it from the broker.
+/// Where the engine's spans go: the OTLP exporter when `tracing.otlp_endpoint` is set,
+/// nowhere (and none built) otherwise.
+fn spans(config: &Config) -> Result<Spans> {
+    let Some(url) = config.tracing.traces_url() else {
+        return Ok(Spans::default());
+    };
+    let exporter = Exporter::start(&url, &config.tracing.service_name)?;
+    tracing::info!(%url, "Exporting spans over OTLP/HTTP.");
+    Ok(Spans::new(Some(exporter)))
+}
+
 /// The delivery engine's circuits, as the API shows them.
 #[derive(Debug)]
 struct EngineCircuits(Endpoints);
@@ -374,6 +386,7 @@ fn daemon(
         deliverer: deliverer(config)?,
         rules,
         names: Names::new(&config.amqp.namespace),
+        spans: spans(config)?,
         settings: EngineSettings {
             max_event_bytes: d.max_event_bytes,
             dead_letter_body_max_bytes: config.store.dead_letter_body_max_bytes,

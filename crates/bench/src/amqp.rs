@@ -70,14 +70,30 @@ impl Source {
         window: usize,
         rate: Option<f64>,
     ) -> Result<f64> {
+        self.publish_range(org, tally, 0..tally.events(), window, rate)
+            .await
+    }
+
+    /// Publishes events `seqs` of `tally` for `org`, as [`Source::publish_all`] does.
+    pub async fn publish_range(
+        &self,
+        org: &str,
+        tally: &Arc<Tally>,
+        seqs: std::ops::Range<usize>,
+        window: usize,
+        rate: Option<f64>,
+    ) -> Result<f64> {
+        let expected = seqs.len();
+        let first = seqs.start;
         let started = Instant::now();
         let permits = Arc::new(Semaphore::new(window.max(1)));
         let (tx, rx) = mpsc::unbounded_channel::<(PublisherConfirm, OwnedSemaphorePermit)>();
         let drain = tokio::spawn(await_confirms(rx));
         let start = tokio::time::Instant::now();
-        for seq in 0..tally.events() {
+        for seq in seqs {
             if let Some(rate) = rate {
-                tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate)).await;
+                let at = (seq - first) as f64 / rate;
+                tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
             }
             let permit = permits.clone().acquire_owned().await?;
             let (body, properties) = self.producer.encode(&event(org, seq))?;
@@ -102,8 +118,8 @@ impl Source {
         }
         drop(tx);
         let confirmed = drain.await??;
-        if confirmed != tally.events() {
-            bail!("{confirmed} of {} publishes confirmed", tally.events());
+        if confirmed != expected {
+            bail!("{confirmed} of {expected} publishes confirmed");
         }
         Ok(started.elapsed().as_secs_f64())
     }

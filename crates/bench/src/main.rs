@@ -59,6 +59,15 @@ pub struct Cli {
     /// (every 60 s) to count.
     #[arg(long, default_value_t = 180)]
     pub memory_secs: u64,
+    /// Seconds both organizations of the fairness scenario publish.
+    #[arg(long, default_value_t = 20)]
+    pub fairness_secs: u64,
+    /// How long the fairness scenario's receivers take to answer, in ms; the rates
+    /// follow (the loud organization sends 1.1 × what the slots carry at this pace), and
+    /// so does the bound stated for the quiet one's p99 (one such answer). Longer on a
+    /// slow build or a busy machine, so that the slots, not the CPU, are what is short.
+    #[arg(long, default_value_t = 100)]
+    pub fairness_answer_ms: u64,
     /// Deliveries the memory scenario parks in a retry tier.
     #[arg(long, default_value_t = 1_000_000)]
     pub parked: usize,
@@ -103,6 +112,7 @@ impl Cli {
             self.rate = self.rate.min(200.0);
             self.latency_secs = self.latency_secs.min(2);
             self.memory_secs = self.memory_secs.min(2);
+            self.fairness_secs = self.fairness_secs.min(2);
             self.parked = self.parked.min(300);
             self.subscriptions = self.subscriptions.min(2_000);
             self.lookups = self.lookups.min(1_000);

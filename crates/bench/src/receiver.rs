@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
@@ -18,12 +19,15 @@ use crate::tally::{Mode, Tally, parse_seq};
 
 /// The name of every receiver thread (`/proc/self/task/*/comm`).
 pub const THREAD_NAME: &str = "hw-receiver";
+/// The path of the OTLP/HTTP span sink beside the webhooks: answered 200, counted apart.
+const OTLP_TRACES: &str = "/v1/traces";
 
 /// A running receiver. Webhook `k` of a scenario is `http://ADDR/k`.
 #[derive(Debug)]
 pub struct Receiver {
     addr: SocketAddr,
     tally: Arc<RwLock<Arc<Tally>>>,
+    otlp_requests: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -47,11 +51,27 @@ impl Receiver {
                 .build()?
         };
         let shared = tally.clone();
+        let otlp_requests = Arc::new(AtomicU64::new(0));
+        let otlp = otlp_requests.clone();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || runtime.block_on(accept_loop(listener, shared)))
+            .spawn(move || runtime.block_on(accept_loop(listener, shared, otlp)))
             .context("receiver thread")?;
-        Ok(Self { addr, tally })
+        Ok(Self {
+            addr,
+            tally,
+            otlp_requests,
+        })
+    }
+
+    /// The base URL of the OTLP/HTTP span sink (`tracing.otlp_endpoint`).
+    pub fn otlp_endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Span exports received so far.
+    pub fn otlp_requests(&self) -> u64 {
+        self.otlp_requests.load(Ordering::Relaxed)
     }
 
     /// The URL of subscriber `k`.
@@ -68,7 +88,11 @@ impl Receiver {
     }
 }
 
-async fn accept_loop(listener: std::net::TcpListener, tally: Arc<RwLock<Arc<Tally>>>) {
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    tally: Arc<RwLock<Arc<Tally>>>,
+    otlp: Arc<AtomicU64>,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -81,9 +105,9 @@ async fn accept_loop(listener: std::net::TcpListener, tally: Arc<RwLock<Arc<Tall
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let tally = tally.clone();
+        let (tally, otlp) = (tally.clone(), otlp.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(tally.clone(), req));
+            let service = service_fn(move |req| answer(tally.clone(), otlp.clone(), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -93,8 +117,14 @@ async fn accept_loop(listener: std::net::TcpListener, tally: Arc<RwLock<Arc<Tall
 
 async fn answer(
     tally: Arc<RwLock<Arc<Tally>>>,
+    otlp: Arc<AtomicU64>,
     req: Request<Incoming>,
 ) -> Result<Response<Empty<Bytes>>, Infallible> {
+    if req.uri().path() == OTLP_TRACES {
+        let _ = req.into_body().collect().await;
+        otlp.fetch_add(1, Ordering::Relaxed);
+        return Ok(Response::new(Empty::new()));
+    }
     let k = req.uri().path().trim_start_matches('/').parse::<usize>();
     let body = req.into_body().collect().await.map(|b| b.to_bytes());
     let tally = tally
@@ -106,6 +136,10 @@ async fn answer(
         // Counted as a stray (an index no scenario uses); 200 so it is never retried.
         _ => tally.on_request(usize::MAX, 0),
     };
+    let delay = tally.answer_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut response = Response::new(Empty::new());
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
     Ok(response)

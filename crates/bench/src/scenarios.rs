@@ -22,6 +22,7 @@ use crate::serve::{Serve, ServeSettings, subscription};
 use crate::store_scenario;
 use crate::tally::{Mode, Tally};
 
+mod fairness;
 mod footprint;
 mod runs;
 
@@ -37,12 +38,17 @@ pub enum Scenario {
     Fanout1,
     /// fanout1 with a payload filter that every event passes: the filter's cost.
     Fanout1Filter,
+    /// fanout1 on a second serve exporting spans over OTLP: what tracing costs.
+    Fanout1Traced,
     /// Ten subscribers per event.
     Fanout10,
     /// A fixed rate, publish-to-receipt percentiles (and baseline's at the same rate).
     Latency,
     /// 30 % of first attempts answered 500.
     Retries,
+    /// Two organizations, one publishing 20× the other's rate, to slow receivers: each
+    /// one's latency while they share the attempt slots.
+    Fairness,
     /// serve's RSS at a steady rate, then with deliveries parked in a tier.
     Memory,
     /// Lookups among many subscriptions in sled.
@@ -51,13 +57,15 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::Baseline,
         Self::Fanout1,
         Self::Fanout1Filter,
+        Self::Fanout1Traced,
         Self::Fanout10,
         Self::Latency,
         Self::Retries,
+        Self::Fairness,
         Self::Memory,
         Self::Store,
     ];
@@ -73,6 +81,7 @@ const FANOUT1_ORG: &str = "bench-fanout1";
 const FANOUT1_FILTER_ORG: &str = "bench-fanout1-filter";
 /// A filter like Mode's (reports under one path), which every bench event passes.
 const FANOUT1_FILTER: &str = r#"event_type == "report_run_completed" && body.report_run_url.startsWith("https://app.mode.com/bench-fanout1-filter/reports/")"#;
+const FANOUT1_TRACED_ORG: &str = "bench-fanout1-traced";
 const FANOUT10_ORG: &str = "bench-fanout10";
 const LATENCY_ORG: &str = "bench-latency";
 const RETRIES_ORG: &str = "bench-retries";
@@ -109,6 +118,10 @@ pub struct Bench {
     /// while serve is up.
     baseline_namespace: String,
     memory_namespace: String,
+    /// The traced serve's namespace (fanout1-traced).
+    traced_namespace: String,
+    /// The fairness serve's namespace.
+    fair_namespace: String,
     rabbitmq: Option<u32>,
     hz: f64,
     baseline_per_sec: Option<f64>,
@@ -138,6 +151,7 @@ impl Bench {
             circuit_failure_threshold: 1_000_000_000,
             log_level: "info".into(),
             cache_capacity_bytes: hookwire_core::Config::defaults().store.cache_capacity_bytes,
+            otlp_endpoint: None,
         };
         let memory_settings = ServeSettings {
             retry_schedule: vec!["1h".into()],
@@ -146,6 +160,8 @@ impl Bench {
         Ok(Self {
             receiver: Receiver::start(cli.receiver_threads)?,
             memory_namespace: format!("{namespace}-mem"),
+            traced_namespace: format!("{namespace}-traced"),
+            fair_namespace: format!("{namespace}-fair"),
             baseline_namespace: format!("{namespace}-base"),
             namespace,
             broker,
@@ -205,6 +221,21 @@ impl Bench {
         } else {
             None
         };
+        // A second serve, the same but exporting spans to the receiver's OTLP sink, so that
+        // fanout1 and fanout1-traced run side by side in each round.
+        let traced = if has(Scenario::Fanout1Traced) {
+            let settings = ServeSettings {
+                otlp_endpoint: Some(self.receiver.otlp_endpoint()),
+                ..self.settings.clone()
+            };
+            let subs = [subscription(FANOUT1_TRACED_ORG, &self.receiver.url(0))?];
+            Some(
+                self.start_serve(&self.traced_namespace.clone(), &settings, &subs)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let events = self.cli.events;
         let window = self.cli.confirm_window;
         // The broker's own speed wanders between runs a minute apart on a VM, so each
@@ -257,6 +288,27 @@ impl Bench {
                     ),
                 };
                 results.push(self.deliver(serve, step).await?);
+            }
+            if let Some(traced) = traced {
+                let exports = self.receiver.otlp_requests();
+                let step = Step {
+                    scenario: Scenario::Fanout1Traced,
+                    name: label("fanout1-traced"),
+                    org: FANOUT1_TRACED_ORG,
+                    fanout: 1,
+                    mode: Mode::Ok,
+                    events,
+                    rate: None,
+                    setup: "as fanout1, right after it, on a second serve with the same settings and tracing.otlp_endpoint set (an event span and an attempt span per event, exported to a loopback sink)".into(),
+                };
+                let mut r = self.deliver(traced, step).await?;
+                // The last batch leaves within half a second of its last span.
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                let exports = self.receiver.otlp_requests() - exports;
+                r.notes
+                    .push(format!("{exports} OTLP export requests received"));
+                r.complete &= exports > 0;
+                results.push(r);
             }
             if let (Some(serve), true) = (serve, has(Scenario::Latency)) {
                 let n = self.latency_events();
@@ -328,6 +380,9 @@ impl Bench {
                 }
                 results.push(r);
             }
+        }
+        if has(Scenario::Fairness) {
+            results.push(self.fairness().await?);
         }
         if has(Scenario::Memory) {
             results.extend(self.memory().await?);
@@ -407,8 +462,12 @@ impl Bench {
         }
         let Some(broker) = broker else {
             eprintln!(
-                "warning: cleanup: cannot reach RabbitMQ; delete the queues of namespaces {}, {} and {} by hand",
-                self.namespace, self.baseline_namespace, self.memory_namespace
+                "warning: cleanup: cannot reach RabbitMQ; delete the queues of namespaces {}, {}, {}, {} and {} by hand",
+                self.namespace,
+                self.baseline_namespace,
+                self.memory_namespace,
+                self.traced_namespace,
+                self.fair_namespace
             );
             return;
         };
@@ -421,6 +480,8 @@ impl Bench {
         for topology in [
             Self::delivery_topology(&self.namespace),
             Self::delivery_topology(&self.baseline_namespace),
+            Self::delivery_topology(&self.traced_namespace),
+            Self::delivery_topology(&self.fair_namespace),
             self.memory_topology(),
         ] {
             if let Ok(channel) = broker.create_channel().await {

@@ -35,6 +35,9 @@ pub struct ServeSettings {
     pub log_level: String,
     /// `store.cache_capacity_bytes`.
     pub cache_capacity_bytes: u64,
+    /// `tracing.otlp_endpoint`: spans exported there when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServeSettings {
@@ -53,7 +56,11 @@ impl ServeSettings {
             self.circuit_failure_threshold,
             self.log_level,
             self.cache_capacity_bytes >> 20,
-        )
+        ) + &self
+            .otlp_endpoint
+            .as_ref()
+            .map(|e| format!("; tracing.otlp_endpoint {e}"))
+            .unwrap_or_default()
     }
 
     /// serve's config: the embedded defaults with these knobs, in loopback-only mode.
@@ -90,6 +97,9 @@ impl ServeSettings {
         d.only_allowed_cidrs = true;
         c.secrets.key = key_b64.to_owned();
         c.log.level = self.log_level.clone();
+        if let Some(endpoint) = &self.otlp_endpoint {
+            c.tracing.otlp_endpoint = endpoint.clone();
+        }
         c.validate()?;
         Ok(c)
     }
@@ -206,6 +216,7 @@ mod tests {
             circuit_failure_threshold: 1_000_000,
             log_level: "info".into(),
             cache_capacity_bytes: 64 << 20,
+            otlp_endpoint: Some("http://127.0.0.1:4318".into()),
         };
         let config = settings
             .config(
@@ -221,6 +232,10 @@ mod tests {
         assert_eq!(
             config.delivery.retry_schedule,
             [Duration::from_secs(1), Duration::from_secs(5)]
+        );
+        assert_eq!(
+            config.tracing.traces_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
         );
     }
 }

@@ -4,11 +4,12 @@
 //! The receiver and the baseline consumer both count here, so hookwire and the broker
 //! alone are measured the same way: from just before `basic.publish` to receipt.
 
+use std::ops::Range;
 use std::sync::atomic::AtomicU16;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The most subscribers per event a tally tracks (one bit each).
 pub const MAX_FANOUT: usize = 16;
@@ -50,6 +51,8 @@ pub struct Tally {
     strays: AtomicU64,
     first_sent_ns: AtomicU64,
     last_received_ns: AtomicU64,
+    /// How long the receiver takes to answer each request (a slow receiver).
+    answer_delay: Duration,
 }
 
 /// Publish-to-receipt percentiles, in milliseconds.
@@ -112,7 +115,22 @@ impl Tally {
             strays: AtomicU64::new(0),
             first_sent_ns: AtomicU64::new(u64::MAX),
             last_received_ns: AtomicU64::new(0),
+            answer_delay: Duration::ZERO,
         }
+    }
+
+    /// The same tally, whose receiver answers each request `delay` after it arrived
+    /// (its latency is counted at arrival).
+    pub fn answering_after(self, delay: Duration) -> Self {
+        Self {
+            answer_delay: delay,
+            ..self
+        }
+    }
+
+    /// How long the receiver waits before answering.
+    pub fn answer_delay(&self) -> Duration {
+        self.answer_delay
     }
 
     /// Events of the scenario.
@@ -228,13 +246,27 @@ impl Tally {
 
     /// Publish-to-receipt latency of every delivery received.
     pub fn latencies(&self) -> Percentiles {
+        self.latencies_of(0..self.events)
+    }
+
+    /// Publish-to-receipt latency of the deliveries of events `seqs` received.
+    pub fn latencies_of(&self, seqs: Range<usize>) -> Percentiles {
+        let slots = seqs.start * self.fanout..(seqs.end * self.fanout).min(self.latency_ns.len());
         Percentiles::of(
-            self.latency_ns
+            self.latency_ns[slots]
                 .iter()
                 .map(|l| l.load(Relaxed))
                 .filter(|&l| l > 0)
                 .collect(),
         )
+    }
+
+    /// Distinct deliveries of events `seqs` received.
+    pub fn delivered_of(&self, seqs: Range<usize>) -> u64 {
+        self.received[seqs]
+            .iter()
+            .map(|bits| u64::from(bits.load(Relaxed).count_ones()))
+            .sum()
     }
 }
 
@@ -275,6 +307,8 @@ mod tests {
         assert_eq!(t.on_request(10, 0), 200);
         assert_eq!(t.strays(), 1);
         assert_eq!(t.latencies().count, 20);
+        assert_eq!(t.latencies_of(2..5).count, 6);
+        assert_eq!(t.delivered_of(2..5), 6);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
 use crate::endpoints::{EndpointLimits, Endpoints};
+use crate::spans::{self, Spans};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
 
@@ -64,6 +65,8 @@ pub struct Engine {
     endpoints: Endpoints,
     /// Cancelled when the shutdown grace is over: attempts still running are handed back.
     grace_over: CancellationToken,
+    /// Span export, when configured.
+    spans: Spans,
 }
 
 /// What an engine is made of.
@@ -85,6 +88,8 @@ pub struct EngineParts {
     pub names: Names,
     /// The rest.
     pub settings: EngineSettings,
+    /// Where spans go (`tracing.otlp_endpoint`); none when off.
+    pub spans: Spans,
 }
 
 impl Engine {
@@ -99,6 +104,7 @@ impl Engine {
             rules,
             names,
             settings,
+            spans,
         } = parts;
         let topology = Topology::of_plan(names.namespace(), &rules.plan);
         Arc::new(Self {
@@ -113,6 +119,7 @@ impl Engine {
             topology,
             settings,
             grace_over: CancellationToken::new(),
+            spans,
         })
     }
 
@@ -167,6 +174,11 @@ impl Engine {
             }
         };
         telemetry::event_consumed(Some(&event.event_type), "accepted");
+        let producer_trace = wire::trace_of(h);
+        let mut span = self
+            .spans
+            .event(producer_trace.as_ref(), &event, raw.routing_key);
+        let trace = spans::tasks_trace(span.as_ref(), producer_trace);
         let subscribers = self.store.subscribers(&event.org, &event.event_type)?;
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
         let first_seen_ms = now_ms();
@@ -175,6 +187,9 @@ impl Engine {
             .iter()
             .filter(|sub| self.passes_filter(sub, &input))
             .collect();
+        if let Some(span) = &mut span {
+            span.deliveries(passing.len());
+        }
         let tasks = passing.into_iter().map(|sub| {
             let task = Task::new(
                 &event.id,
@@ -183,19 +198,22 @@ impl Engine {
                 sub.id,
                 first_seen_ms,
                 event.published_at_ms,
-            );
+            )
+            .with_trace(trace.clone());
             (task, sub)
         });
         if tasks.len() > self.settings.inline_fanout_max {
             // A large fan-out becomes tasks, so one event never holds many attempts inline.
             return self
                 .publish_fanout(publisher, &message.data, tasks.map(|(task, _)| task))
-                .await;
+                .await
+                .inspect_err(|e| spans::failed(&mut span, e));
         }
         try_join_all(
             tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data, None)),
         )
-        .await?;
+        .await
+        .inspect_err(|e| spans::failed(&mut span, e))?;
         Ok(())
     }
 
@@ -287,7 +305,7 @@ impl Engine {
         };
         let webhook_id = task.webhook_id();
         let report = tokio::select! {
-            report = self.attempt(sub, &webhook_id, body) => report,
+            report = self.attempt(sub, &task, &webhook_id, body) => report,
             () = self.grace_over.cancelled() => {
                 let disposition = self.rules.handed_back();
                 return self.settle(publisher, &task, body, disposition).await;
@@ -431,10 +449,26 @@ impl Engine {
         }
     }
 
-    async fn attempt(&self, sub: &Subscription, webhook_id: &str, body: &[u8]) -> AttemptReport {
+    async fn attempt(
+        &self,
+        sub: &Subscription,
+        task: &Task,
+        webhook_id: &str,
+        body: &[u8],
+    ) -> AttemptReport {
         let _permit = self.permits.acquire(&sub.org).await;
         telemetry::in_flight(1.0);
-        let report = self.deliverer.attempt(sub, webhook_id, body).await;
+        // With a span, the request names it as the receiver's parent; without, it passes
+        // the producer's context on unchanged.
+        let span = self.spans.attempt(task);
+        let on_request = span.as_ref().map(|s| &s.on_request).or(task.trace.as_ref());
+        let report = self
+            .deliverer
+            .attempt_in_trace(sub, webhook_id, body, on_request)
+            .await;
+        if let Some(span) = span {
+            span.finish(task, webhook_id, &report);
+        }
         telemetry::in_flight(-1.0);
         telemetry::attempt_finished(outcome_name(report.outcome), report.latency);
         report

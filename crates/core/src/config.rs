@@ -58,6 +58,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The event catalog.
     pub catalog: CatalogConfig,
+    /// Span export over OTLP (off by default).
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 /// `[amqp]`: all that `topology` and `publish` need. `Debug` hides the URL's password.
@@ -312,6 +315,9 @@ pub struct CatalogConfig {
 }
 
 mod durations;
+mod tracing;
+
+pub use self::tracing::TracingConfig;
 
 fn invalid(key: &str, message: impl Into<String>) -> Error {
     Error::Config {
@@ -516,6 +522,7 @@ impl Config {
                 "must be from 1s to 1h",
             ));
         }
+        self.tracing.validate()?;
         self.secrets_key()?;
         self.previous_secrets_keys()?;
         Ok(())

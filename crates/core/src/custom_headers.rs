@@ -31,6 +31,9 @@ const RESERVED: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "expect",
+    // The W3C trace context hookwire passes on from the producer.
+    "traceparent",
+    "tracestate",
 ];
 
 /// A header a webhook adds to every request. A secret one's value is sealed at rest like
@@ -164,6 +167,8 @@ mod tests {
             "te",
             "upgrade",
             "content-length",
+            "traceparent",
+            "Tracestate",
         ] {
             let error = check_name(reserved).expect_err(reserved);
             assert!(error.contains("reserved"), "{error}");

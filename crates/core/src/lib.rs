@@ -10,6 +10,7 @@
 //! - [`target`]: which target URLs and addresses hookwire may connect to.
 //! - [`subscription`]: a webhook subscription.
 //! - [`config`]: the configuration tree and its validation.
+//! - [`trace`]: W3C Trace Context, from the producer to the webhook request.
 
 pub mod catalog;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod retry;
 pub mod signing;
 pub mod subscription;
 pub mod target;
+pub mod trace;
 
 pub use catalog::{Catalog, EventType};
 pub use config::Config;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use hookwire_core::outcome::classify;
+use hookwire_core::trace::{TRACEPARENT, TRACESTATE, TraceParent};
 use hookwire_core::{AttemptFailure, Outcome, Subscription, TargetError, TargetPolicy};
 use http::Uri;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
@@ -30,6 +31,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 mod error;
+pub mod otlp;
 
 pub use error::{Error, Result};
 
@@ -141,9 +143,24 @@ impl Deliverer {
         webhook_id: &str,
         body: &[u8],
     ) -> AttemptReport {
+        self.attempt_in_trace(sub, webhook_id, body, None).await
+    }
+
+    /// [`Deliverer::attempt`], with the W3C `traceparent` (and `tracestate`) of `trace`
+    /// on the request when there is one.
+    pub async fn attempt_in_trace(
+        &self,
+        sub: &Subscription,
+        webhook_id: &str,
+        body: &[u8],
+        trace: Option<&TraceParent>,
+    ) -> AttemptReport {
         let started = Instant::now();
         let result = match self.check_literal_target(&sub.url) {
-            Ok(uri) => self.exchange(uri, sub, webhook_id, body, started).await,
+            Ok(uri) => {
+                self.exchange(uri, sub, webhook_id, body, trace, started)
+                    .await
+            }
             Err(refused) => Err((AttemptFailure::TargetRefused, refused.to_string())),
         };
         let latency = started.elapsed();
@@ -180,6 +197,7 @@ impl Deliverer {
         sub: &Subscription,
         webhook_id: &str,
         body: &[u8],
+        trace: Option<&TraceParent>,
         started: Instant,
     ) -> Result<(u16, Option<String>, String), (AttemptFailure, String)> {
         let deadline = tokio::time::Instant::from_std(started + self.timeout);
@@ -191,6 +209,12 @@ impl Deliverer {
         // The webhook's own headers were checked when set: none can replace those below.
         for custom in &sub.headers {
             request = request.header(custom.name.as_str(), custom.value.as_str());
+        }
+        if let Some(trace) = trace {
+            request = request.header(TRACEPARENT, trace.context.traceparent());
+            if let Some(state) = &trace.state {
+                request = request.header(TRACESTATE, state.as_str());
+            }
         }
         let request = request
             .header(CONTENT_TYPE, "application/json")

@@ -11,7 +11,34 @@ fn task() -> Task {
         published_at_ms: Some(41),
         deferred_since_ms: Some(40),
         due_ms: None,
+        trace: TraceParent::from_headers(
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("rojo=00f067aa0ba902b7"),
+        ),
     }
+}
+
+#[test]
+fn a_task_without_a_valid_traceparent_has_no_trace() {
+    let task = task();
+    let mut h = task.properties().headers().clone().unwrap_or_default();
+    headers::set_text(&mut h, TRACEPARENT, "00-not-a-trace-01");
+    let read = Task::from_headers(Some(&h)).expect("a task");
+    assert_eq!(
+        read,
+        Task {
+            trace: None,
+            ..task.clone()
+        }
+    );
+    let bare = Task {
+        trace: None,
+        ..task
+    }
+    .properties();
+    let bare = bare.headers().as_ref();
+    assert_eq!(headers::text(bare, TRACEPARENT), None);
+    assert_eq!(headers::text(bare, TRACESTATE), None);
 }
 
 #[test]

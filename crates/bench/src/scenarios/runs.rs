@@ -96,7 +96,10 @@ impl Bench {
             .filter(|_| {
                 matches!(
                     scenario,
-                    Scenario::Fanout1 | Scenario::Fanout1Filter | Scenario::Fanout10
+                    Scenario::Fanout1
+                        | Scenario::Fanout1Filter
+                        | Scenario::Fanout1Traced
+                        | Scenario::Fanout10
                 )
             })
             .map(|b| r.per_sec / b);

@@ -143,7 +143,9 @@ impl Engine {
                 sub.id,
                 now,
                 Some(now),
-            );
+            )
+            // Announced in the trace of the delivery that caused it.
+            .with_trace(cause.trace.clone());
             publish(publisher, &work, DELIVER_KEY, &body, task.properties()).await?;
         }
         Ok(())

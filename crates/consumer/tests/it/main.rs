@@ -15,3 +15,4 @@ mod retry;
 mod session;
 mod ssrf;
 mod topology;
+mod traces;

@@ -126,6 +126,7 @@ async fn a_panicking_handler_settles_its_message_at_once_and_nothing_is_lost() {
         published_at_ms: None,
         deferred_since_ms: None,
         due_ms: None,
+        trace: None,
     };
     publish_task(
         &h,
