@@ -18,6 +18,7 @@ use hookwire_amqp::{Names, Replayer};
 use hookwire_api::access::AccessTokenKeys;
 use hookwire_api::{ApiSettings, ApiState, Circuits};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
+use hookwire_consumer::payloads::PayloadArchive;
 use hookwire_consumer::{
     AmqpSettings, CircuitLimits, Daemon, EndpointLimits, Endpoints, Engine, EngineParts,
     EngineSettings,
@@ -343,6 +344,7 @@ fn daemon(
             dead_letters_per_org: config.store.dead_letters_per_org,
         },
     );
+    let payloads = PayloadArchive::spawn(writer.clone(), config.store.payload_retention);
     let cool_off = d.circuit_cool_off;
     // Every delivery an open circuit deferred comes back within this tier (or sooner).
     let prefer_attempted_for = rules
@@ -353,6 +355,7 @@ fn daemon(
         store,
         writer,
         attempt_log,
+        payloads,
         catalog,
         deliverer: deliverer(config)?,
         rules,
