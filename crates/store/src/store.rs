@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::attempt_log;
 use crate::dead_letters::Archive;
-use crate::payloads::{Payload, Payloads};
 use crate::keys::{SEP, event_key, event_prefix, org_key, org_prefix};
+use crate::payloads::{Payload, Payloads};
 use crate::records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode,
 };

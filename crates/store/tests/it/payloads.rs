@@ -24,7 +24,12 @@ fn ids(page: &[Payload]) -> Vec<&str> {
 fn one_body_per_event_however_often_it_is_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
-    let first = payload("acme", "evt-1", 1000, b"{\"event\":\"report_created\",\"n\":1}");
+    let first = payload(
+        "acme",
+        "evt-1",
+        1000,
+        b"{\"event\":\"report_created\",\"n\":1}",
+    );
     // A redelivered event: recorded twice in one batch and again in a later one.
     store
         .apply(Change::RecordPayloads(vec![first.clone(), first.clone()]))
@@ -38,7 +43,10 @@ fn one_body_per_event_however_often_it_is_recorded() {
     store
         .apply(Change::RecordPayloads(vec![other.clone()]))
         .expect("record");
-    assert_eq!(store.payload_stats().expect("stats"), (2, (first.body.len() + 2) as u64));
+    assert_eq!(
+        store.payload_stats().expect("stats"),
+        (2, (first.body.len() + 2) as u64)
+    );
     assert_eq!(store.payload("acme", "evt-1").expect("read"), Some(first));
     assert_eq!(store.payload("globex", "evt-1").expect("read"), Some(other));
     assert_eq!(store.payload("acme", "evt-2").expect("read"), None);
@@ -68,7 +76,12 @@ fn a_range_is_read_in_receipt_order_a_page_at_a_time() {
     // [1010, 1060): evt-1 … evt-5, by twos.
     let first = store.payloads("acme", 1010, 1060, None, 2).expect("page");
     assert_eq!(ids(&first.items), ["evt-1", "evt-2"]);
-    assert!(first.items.iter().all(|p| p.body.is_empty() && p.body_bytes == 2));
+    assert!(
+        first
+            .items
+            .iter()
+            .all(|p| p.body.is_empty() && p.body_bytes == 2)
+    );
     let second = store
         .payloads("acme", 1010, 1060, first.next_cursor.as_deref(), 2)
         .expect("page");
@@ -81,7 +94,10 @@ fn a_range_is_read_in_receipt_order_a_page_at_a_time() {
     let bad = store.payloads("acme", 0, 2000, Some("zz"), 2);
     assert!(matches!(bad, Err(Error::InvalidCursor(_))), "{bad:?}");
     let foreign = store.payloads("globex", 0, 2000, first.next_cursor.as_deref(), 2);
-    assert!(matches!(foreign, Err(Error::InvalidCursor(_))), "{foreign:?}");
+    assert!(
+        matches!(foreign, Err(Error::InvalidCursor(_))),
+        "{foreign:?}"
+    );
 }
 
 #[test]
@@ -106,15 +122,23 @@ fn pruning_drops_what_was_received_before_the_cutoff() {
     assert!(store.payload("acme", "young").expect("read").is_some());
     assert_eq!(store.payload_stats().expect("stats"), (1, 10_000));
     assert_eq!(
-        ids(&store.payloads("acme", 0, u64::MAX, None, 10).expect("page").items),
+        ids(&store
+            .payloads("acme", 0, u64::MAX, None, 10)
+            .expect("page")
+            .items),
         ["young"]
     );
     // A pruned event can be kept again (an event redelivered after its retention).
     store
-        .apply(Change::RecordPayloads(vec![payload("acme", "old", 4000, b"{}")]))
+        .apply(Change::RecordPayloads(vec![payload(
+            "acme", "old", 4000, b"{}",
+        )]))
         .expect("record");
     assert_eq!(
-        store.payload("acme", "old").expect("read").map(|p| p.received_at_ms),
+        store
+            .payload("acme", "old")
+            .expect("read")
+            .map(|p| p.received_at_ms),
         Some(4000)
     );
 }
