@@ -48,6 +48,8 @@ pub struct App {
     node: String,
     /// The changes stream, when the store is replicated.
     changes: Option<StreamSettings>,
+    /// How long event bodies are kept (the payloads stream's `x-max-age`).
+    payload_retention: Duration,
 }
 
 impl App {
@@ -89,7 +91,7 @@ impl App {
             Some(settings) => Writer::replicated(
                 store.clone(),
                 &node,
-                replication::changelog(settings.clone()),
+                replication::changelog(settings.clone(), replication::Which::Changes),
                 config
                     .api
                     .request_timeout
@@ -100,12 +102,19 @@ impl App {
                 source,
             })?,
         };
+        let payload_stream = changes.as_ref().map(|settings| {
+            replication::changelog(
+                settings.clone(),
+                replication::Which::Payloads(config.store.payload_retention),
+            )
+        });
         let (daemon, endpoints) = daemon(
             config,
             &connection_name,
             store.clone(),
             writer.clone(),
             catalog.clone(),
+            payload_stream,
         )?;
         let metrics = metrics_recorder()?;
         let access_keys = AccessTokenKeys::derive(
@@ -161,6 +170,7 @@ impl App {
             metrics,
             node,
             changes,
+            payload_retention: config.store.payload_retention,
         })
     }
 
@@ -201,6 +211,7 @@ impl App {
             metrics,
             node,
             changes,
+            payload_retention,
         } = self;
         telemetry::node(&node);
         let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics));
@@ -220,6 +231,15 @@ impl App {
             })
         };
         let reading_stop = CancellationToken::new();
+        let payload_reader = changes.clone().map(|settings| {
+            tokio::spawn(replication::read_payloads(
+                settings,
+                payload_retention,
+                store.clone(),
+                writer.clone(),
+                reading_stop.clone(),
+            ))
+        });
         let reader = changes.map(|settings| {
             tokio::spawn(replication::read_changes(
                 settings,
@@ -246,6 +266,11 @@ impl App {
             reader
                 .await
                 .map_err(|e| Error::Internal(format!("the changes reader failed: {e}")))?;
+        }
+        if let Some(reader) = payload_reader {
+            reader
+                .await
+                .map_err(|e| Error::Internal(format!("the payloads reader failed: {e}")))?;
         }
         let served = api
             .await
@@ -332,6 +357,7 @@ fn daemon(
     store: Store,
     writer: Writer,
     catalog: Catalog,
+    payload_stream: Option<Arc<dyn hookwire_store::Changelog>>,
 ) -> Result<(Daemon, Endpoints)> {
     let d = &config.delivery;
     let rules = d.rules().map_err(|e| Error::Config(e.to_string()))?;
@@ -344,7 +370,11 @@ fn daemon(
             dead_letters_per_org: config.store.dead_letters_per_org,
         },
     );
-    let payloads = PayloadArchive::spawn(writer.clone(), config.store.payload_retention);
+    let payloads = PayloadArchive::spawn(
+        writer.clone(),
+        config.store.payload_retention,
+        payload_stream,
+    );
     let cool_off = d.circuit_cool_off;
     // Every delivery an open circuit deferred comes back within this tier (or sooner).
     let prefer_attempted_for = rules

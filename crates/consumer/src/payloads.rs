@@ -2,11 +2,15 @@
 //! committed in batches through the store's group-committing [`Writer`], never on the ack
 //! path: a crash can lose the last [`LINGER`] of them (those events cannot be resent),
 //! never a delivery. The same task prunes them by age.
+//!
+//! With replication, a batch is published to the payloads stream instead, which every
+//! node (this one included) reads and keeps: a resend may reach any node.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookwire_core::now_ms;
-use hookwire_store::{Change, Payload, Writer};
+use hookwire_store::{Change, Changelog, Payload, Writer};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -33,9 +37,10 @@ pub struct PayloadArchive {
 impl PayloadArchive {
     /// Starts the writer task; it ends when every clone is dropped. Bodies are kept for
     /// `retention`.
-    pub fn spawn(writer: Writer, retention: Duration) -> Self {
+    /// With `stream`, batches are published to it rather than written here.
+    pub fn spawn(writer: Writer, retention: Duration, stream: Option<Arc<dyn Changelog>>) -> Self {
         let (tx, rx) = mpsc::channel(BUFFER);
-        tokio::spawn(write_loop(writer, retention, rx));
+        tokio::spawn(write_loop(writer, retention, stream, rx));
         Self { tx }
     }
 
@@ -61,7 +66,12 @@ impl std::fmt::Debug for Message {
     }
 }
 
-async fn write_loop(writer: Writer, retention: Duration, mut rx: mpsc::Receiver<Message>) {
+async fn write_loop(
+    writer: Writer,
+    retention: Duration,
+    stream: Option<Arc<dyn Changelog>>,
+    mut rx: mpsc::Receiver<Message>,
+) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         let first = tokio::select! {
@@ -99,7 +109,20 @@ async fn write_loop(writer: Writer, retention: Duration, mut rx: mpsc::Receiver<
         }
         if !payloads.is_empty() {
             let n = payloads.len();
-            if let Err(e) = writer.commit(Change::RecordPayloads(payloads)).await {
+            let payloads = match &stream {
+                None => payloads,
+                Some(stream) => match publish(stream.as_ref(), &payloads).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => {
+                        // Kept here at least: a resend through this node still finds them.
+                        warn!(error = %e, kept_here = n, "Event bodies could not be published to the payloads stream; kept on this node only.");
+                        payloads
+                    }
+                },
+            };
+            if payloads.is_empty() {
+                // Published: this node keeps them as it reads the stream.
+            } else if let Err(e) = writer.commit(Change::RecordPayloads(payloads)).await {
                 metrics::counter!("hookwire_payloads_dropped_total").increment(n as u64);
                 warn!(error = %e, lost = n, "Event bodies could not be kept; those events cannot be resent.");
             }
@@ -111,4 +134,9 @@ async fn write_loop(writer: Writer, retention: Duration, mut rx: mpsc::Receiver<
             return;
         }
     }
+}
+
+async fn publish(stream: &dyn Changelog, payloads: &[Payload]) -> Result<(), String> {
+    let bytes = Payload::encode_batch(payloads).map_err(|e| e.to_string())?;
+    stream.append(bytes).await
 }

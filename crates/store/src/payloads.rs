@@ -24,13 +24,16 @@ use crate::keys::{SEP, org_prefix};
 use crate::records::{Page, decode, encode};
 use crate::{Error, Result};
 
+/// Where the offset of the last batch applied from the payloads stream is kept: no
+/// record key starts with 0xff (an organization is ASCII).
+const APPLIED_KEY: &[u8] = b"\xffapplied_offset";
 /// The largest piece of a body in one value.
 const PIECE: usize = 4096;
 /// Removals go to sled in slices, as the attempt log's do.
 const SLICE: usize = 1000;
 
-/// One event's body as the archive keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One event's body as the archive keeps it, and as the payloads stream carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
     /// Its organization.
     pub org: String,
@@ -43,9 +46,22 @@ pub struct Payload {
     /// When the producer published it (ms), when it said.
     pub published_at_ms: Option<u64>,
     /// The producer's bytes; empty in listings.
+    #[serde(with = "crate::records::base64_bytes")]
     pub body: Vec<u8>,
     /// The body's size.
     pub body_bytes: usize,
+}
+
+impl Payload {
+    /// A batch as one message of the payloads stream.
+    pub fn encode_batch(batch: &[Payload]) -> Result<Vec<u8>> {
+        encode(&batch)
+    }
+
+    /// A batch read from the payloads stream.
+    pub fn decode_batch(raw: &[u8]) -> Result<Vec<Payload>> {
+        decode(raw)
+    }
 }
 
 /// What `payloads` holds for one event.
@@ -297,11 +313,33 @@ impl Payloads {
         })
     }
 
+    /// The offset of the last batch applied from the payloads stream.
+    pub(crate) fn applied_offset(&self) -> Result<Option<u64>> {
+        self.records
+            .get(APPLIED_KEY)?
+            .map(|raw| {
+                <[u8; 8]>::try_from(raw.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Corrupt("payloads offset".into()))
+            })
+            .transpose()
+    }
+
+    /// Records `offset` as the last batch applied from the payloads stream.
+    pub(crate) fn record_offset(&self, offset: u64) -> Result<()> {
+        self.records.insert(APPLIED_KEY, &offset.to_be_bytes())?;
+        Ok(())
+    }
+
     /// How many payloads are kept, and their bodies' bytes.
     pub(crate) fn stats(&self) -> Result<(usize, u64)> {
         let (mut count, mut bytes) = (0, 0u64);
-        for entry in self.records.iter().values() {
-            let meta: Meta = decode(&entry?)?;
+        for entry in self.records.iter() {
+            let (key, raw) = entry?;
+            if key.as_ref() == APPLIED_KEY {
+                continue;
+            }
+            let meta: Meta = decode(&raw)?;
             count += 1;
             bytes += meta.body_bytes as u64;
         }

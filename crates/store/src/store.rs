@@ -105,6 +105,14 @@ pub enum Change {
     /// Keep event bodies for resending, once per (org, event id) (batched; never on the
     /// ack path).
     RecordPayloads(Vec<Payload>),
+    /// Keep the event bodies of the payloads stream's batch at `offset`, and record the
+    /// offset: the stream is read again after it.
+    ApplyPayloads {
+        /// The batch.
+        payloads: Vec<Payload>,
+        /// Its offset in the payloads stream.
+        offset: u64,
+    },
     /// Drop the event bodies received before a time.
     PrunePayloads {
         /// Bodies received before this time (ms) go.
@@ -280,6 +288,10 @@ impl Store {
                 keep_per_webhook,
             } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
             Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads),
+            Change::ApplyPayloads { payloads, offset } => {
+                self.payloads.insert(&self.db, &payloads)?;
+                self.payloads.record_offset(offset)
+            }
             Change::PrunePayloads { older_than_ms } => {
                 let removed = self.payloads.prune(older_than_ms)?;
                 if removed > 0 {
@@ -464,6 +476,12 @@ impl Store {
         limit: usize,
     ) -> Result<Page<Payload>> {
         self.payloads.page(org, from_ms, to_ms, cursor, limit)
+    }
+
+    /// The offset of the last batch applied from the payloads stream; `None` before the
+    /// first.
+    pub fn payloads_applied_offset(&self) -> Result<Option<u64>> {
+        self.payloads.applied_offset()
     }
 
     /// How many event bodies are kept, and their bytes (a full scan of the records).

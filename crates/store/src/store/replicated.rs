@@ -154,6 +154,7 @@ impl Store {
             | Change::PruneAttempts { .. }
             | Change::PruneDeadLetters { .. }
             | Change::RecordPayloads(_)
+            | Change::ApplyPayloads { .. }
             | Change::PrunePayloads { .. }) => return Ok(ReplicatedChange::Local(local)),
         };
         Ok(ReplicatedChange::Replicated(Entry::new(node, replicated)))
