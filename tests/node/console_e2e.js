@@ -31,20 +31,23 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT = 30_000;
 const XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> nightly report';
 
-/** A loopback receiver answering `status()` to every POST, counting what it got. */
+/** A loopback receiver answering `status()` to every POST, counting what it got: the
+ * bodies in `got`, their headers in `heads`. */
 function receiver(status, body = '') {
   const got = [];
+  const heads = [];
   const server = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       got.push(Buffer.concat(chunks).toString());
+      heads.push(req.headers);
       res.writeHead(status.value, { 'content-type': 'text/plain' });
       res.end(body);
     });
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
-    url: `http://127.0.0.1:${server.address().port}/hook`, got, status, close: () => server.close(),
+    url: `http://127.0.0.1:${server.address().port}/hook`, got, heads, status, close: () => server.close(),
   })));
 }
 
@@ -76,6 +79,12 @@ async function until(what, check, timeout = WAIT) {
 
 let step = 'start';
 const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+
+/** A `datetime-local` value for `date` in this machine's time zone (the browser's too). */
+function localInput(date) {
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
 
 /** A browser context whose page records every CSP violation and script error. */
 async function context(browser, options = {}) {
@@ -144,9 +153,18 @@ async function main() {
       .filter((el) => !el.labels?.length && !el.getAttribute('aria-label')).map((el) => el.outerHTML));
     assert.deepEqual(unlabelled, []);
 
-    step = 'add a webhook whose receiver answers 204: saved, secret shown once';
+    step = 'add a webhook whose receiver answers 204, with a filter and headers (one secret)';
     await page.getByLabel('Target URL').fill(ok.url);
     await page.getByLabel('Description').fill(XSS);
+    await page.getByLabel('Filter (CEL)').fill('!body.report_run_url.endsWith("/skip")');
+    await page.getByRole('button', { name: 'Add header' }).click();
+    await page.getByLabel('Header name').last().fill('X-Team');
+    await page.getByLabel('Header value').last().fill('console');
+    await page.getByRole('button', { name: 'Add header' }).click();
+    await page.getByLabel('Header name').last().fill('X-Api-Key');
+    await page.getByLabel('Header value').last().fill('sekrit-console-value');
+    await page.getByLabel('Secret', { exact: true }).last().check();
+    assert.equal(await page.getByLabel('Header value').last().getAttribute('type'), 'password', 'a secret value is masked');
     await page.getByRole('button', { name: 'Create Webhook' }).focus();
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Webhook created' }).waitFor();
@@ -160,6 +178,9 @@ async function main() {
     assert.equal(listed.length, 1);
     const hook = listed[0];
     assert.equal(hook.description, XSS);
+    assert.equal(hook.filter, '!body.report_run_url.endsWith("/skip")');
+    assert.deepEqual(hook.headers, { 'x-team': 'console' });
+    assert.deepEqual(hook.secret_headers, ['x-api-key']);
 
     step = 'listed, with the <script> description as text';
     await page.getByRole('link', { name: 'Back to webhooks' }).click();
@@ -169,10 +190,13 @@ async function main() {
     assert.equal(await row.locator('script, img').count(), 0, 'no element came from the description');
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'nothing from the description ran');
 
-    step = 'the secret is not shown again';
+    step = 'the secret is not shown again, nor the secret header value';
     await row.getByRole('link').click();
     await page.getByRole('heading', { name: ok.url }).waitFor();
     assert.ok(!(await page.content()).includes(secret));
+    assert.ok(!(await page.content()).includes('sekrit-console-value'));
+    assert.equal(await page.getByLabel('Value of x-api-key').inputValue(), '', 'a secret header value is write-only');
+    assert.equal(await page.getByLabel('Value of x-team').inputValue(), 'console');
 
     step = 'publish events and see them in the attempt log and the chart';
     for (const n of [1, 2, 3]) publish('acme', `evt-console-${n}`);
@@ -187,6 +211,59 @@ async function main() {
     assert.match(await page.locator('.chart-box figcaption').innerText(), /3 succeeded/);
     assert.ok(await page.locator('svg.chart rect.ok').count() >= 1, 'a success bar');
     assert.match(await page.locator('svg.chart').getAttribute('aria-label'), /3 succeeded, 0 failed/);
+
+    const delivered = ok.heads[ok.got.findIndex((b) => b.includes('evt-console-1'))];
+    assert.equal(delivered['x-team'], 'console');
+    assert.equal(delivered['x-api-key'], 'sekrit-console-value');
+
+    step = 'resend one event from its attempt-log row: the same webhook-id again';
+    const copies = (id) => ok.got.filter((b) => b.includes(`/r/${id}"`)).length;
+    const idOf = (id) => ok.heads[ok.got.findIndex((b) => b.includes(`/r/${id}"`))]['webhook-id'];
+    const firstId = idOf('evt-console-2');
+    await page.getByRole('button', { name: 'Resend evt-console-2' }).first().click();
+    await page.getByText(`Event evt-console-2 resent with its original webhook-id ${firstId}.`).waitFor();
+    await until('the resent delivery', () => copies('evt-console-2') === 2);
+    const resentHeads = ok.heads.filter((_, i) => ok.got[i].includes('/r/evt-console-2"'));
+    assert.equal(resentHeads[1]['webhook-id'], firstId);
+
+    step = 'resend a range: every event received in it';
+    const before = ok.got.length;
+    await page.getByLabel('From', { exact: true }).fill(localInput(new Date(Date.now() - 10 * 60_000)));
+    await page.getByLabel('To', { exact: true }).fill(localInput(new Date(Date.now() + 10 * 60_000)));
+    await page.getByRole('button', { name: 'Resend range' }).click();
+    await page.getByText('Resent 3 events.').waitFor();
+    await until('three resent deliveries', () => ok.got.length >= before + 3);
+    for (const n of [1, 2, 3]) assert.ok(copies(`evt-console-${n}`) >= 2, `evt-console-${n} resent`);
+
+    step = 'a bad range is refused with the reason';
+    await page.getByLabel('From', { exact: true }).fill(localInput(new Date(Date.now() + 60_000)));
+    await page.getByLabel('To', { exact: true }).fill(localInput(new Date(Date.now() - 60_000)));
+    await page.getByRole('button', { name: 'Resend range' }).click();
+    await page.getByText('The range is not valid').waitFor();
+
+    step = 'edit the filter and the headers on the webhook page';
+    await page.getByLabel('Filter (CEL)').fill('body.report_run_url.startsWith("https://mode.test/")');
+    await page.getByRole('button', { name: 'Remove header x-team' }).click();
+    await page.getByLabel('Value of x-api-key').fill('rotated-console-value');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('Delivery options saved.').waitFor();
+    const edited = (await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body;
+    assert.equal(edited.filter, 'body.report_run_url.startsWith("https://mode.test/")');
+    assert.deepEqual(edited.headers, {});
+    assert.deepEqual(edited.secret_headers, ['x-api-key']);
+    assert.ok(!(await page.content()).includes('rotated-console-value'));
+    await page.getByLabel('Filter (CEL)').fill('body.(');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('The filter is not a valid CEL expression.').waitFor();
+    await page.getByLabel('Filter (CEL)').fill('');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('Delivery options saved.').waitFor();
+    assert.equal((await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body.filter, null);
+    const rotatedHeader = ok.got.length;
+    publish('acme', 'evt-console-4');
+    await until('a delivery with the new secret header', () => ok.got.length > rotatedHeader);
+    assert.equal(ok.heads[rotatedHeader]['x-api-key'], 'rotated-console-value');
+    assert.equal(ok.heads[rotatedHeader]['x-team'], undefined);
 
     step = 'send test';
     await page.getByRole('button', { name: 'Send test' }).click();

@@ -1,12 +1,13 @@
-//! Replaying dead letters: publishing them back, each confirmed, over a connection of
-//! the replayer's own.
+//! Replaying dead letters and resending kept events: publishing them, each confirmed,
+//! over a connection of the replayer's own.
 
 use std::time::Duration;
 
 use lapin::Connection;
 use tokio::sync::Mutex;
 
-use crate::wire::Replay;
+use crate::topology::DELIVER_KEY;
+use crate::wire::{Replay, Task};
 use crate::{Names, Publisher, Result, connect};
 
 /// Publishes replays over its own connection, opened on first use and again after a failure.
@@ -49,6 +50,31 @@ impl Replayer {
     /// Publishes one dead letter back, confirmed. The caller removes it from the archive.
     pub async fn replay(&self, dead: &Replay<'_>) -> Result<()> {
         let destination = dead.destination(&self.names)?;
+        self.publish(&[(
+            destination.exchange.as_str(),
+            destination.routing_key.as_str(),
+            dead.body,
+            destination.properties,
+        )])
+        .await
+    }
+
+    /// Publishes fresh tasks (no attempt made) to the work exchange, as a large fan-out
+    /// does, all confirmed before it returns: each is one (event, webhook) delivery with
+    /// the body given.
+    pub async fn resend(&self, tasks: &[(Task, &[u8])]) -> Result<()> {
+        let work = self.names.work_exchange();
+        let messages: Vec<_> = tasks
+            .iter()
+            .map(|(task, body)| (work.as_str(), DELIVER_KEY, *body, task.properties()))
+            .collect();
+        self.publish(&messages).await
+    }
+
+    async fn publish(
+        &self,
+        messages: &[(&str, &str, &[u8], lapin::BasicProperties)],
+    ) -> Result<()> {
         let mut session = self.session.lock().await;
         let publisher = match session.as_ref() {
             Some((connection, publisher)) if connection.status().connected() => publisher,
@@ -58,14 +84,13 @@ impl Replayer {
                 &session.insert((connection, publisher)).1
             }
         };
-        let result = publisher
-            .publish(
-                &destination.exchange,
-                &destination.routing_key,
-                dead.body,
-                destination.properties,
-            )
-            .await;
+        let result = futures_util::future::try_join_all(messages.iter().map(
+            |(exchange, routing_key, body, properties)| {
+                publisher.publish(exchange, routing_key, body, properties.clone())
+            },
+        ))
+        .await
+        .map(drop);
         if result.is_err() {
             // Reconnect next time rather than reuse a channel in an unknown state.
             *session = None;

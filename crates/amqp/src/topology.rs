@@ -51,6 +51,11 @@ impl Names {
         self.name("changes")
     }
 
+    /// The stream of kept event bodies, which every node applies (replication).
+    pub fn payloads_stream(&self) -> String {
+        self.name("payloads")
+    }
+
     /// The namespace itself.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -162,6 +167,12 @@ impl Topology {
         Ok(())
     }
 
+    /// Declares the stream of kept event bodies with `x-max-age` = `retention`: a body is
+    /// of no use past it. Safe to run any number of times with the same retention.
+    pub async fn declare_payloads(&self, channel: &Channel, retention: Duration) -> Result<()> {
+        crate::stream::declare(channel, &self.names.payloads_stream(), Some(retention)).await
+    }
+
     /// Declares every exchange, queue and binding. Safe to run any number of times.
     pub async fn declare(&self, channel: &Channel) -> Result<()> {
         let n = &self.names;
@@ -269,6 +280,7 @@ impl Topology {
             n.deliveries_queue(),
             n.dead_queue(),
             n.changes_stream(),
+            n.payloads_stream(),
         ];
         queues.extend(self.tiers.iter().map(|t| n.retry_queue(*t)));
         for q in queues {

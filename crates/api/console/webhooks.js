@@ -1,9 +1,10 @@
 // The webhooks of an organization: the list, "Add New Webhook", and one webhook's page
-// with its attempt log, delivery chart and actions.
+// with its attempt log, delivery chart, delivery options, resends and actions.
 
 import { api, all, explain } from './api.js';
 import { deliveryChart } from './chart.js';
 import { confirmDialog, copyButton, h, notice, replace, table, time } from './dom.js';
+import { deliveryOptions } from './options.js';
 
 const orgPath = (org) => `/v1/orgs/${encodeURIComponent(org)}`;
 const hookPath = (org, id) => `${orgPath(org)}/webhooks/${encodeURIComponent(id)}`;
@@ -50,6 +51,7 @@ export async function newWebhookPage(main, { org }) {
       h('label', { for: id }, h('code', null, t.name)),
       h('p', { id: `${id}-d`, class: 'hint' }, t.description));
   });
+  const options = deliveryOptions(null);
   const result = h('div', { 'aria-live': 'polite' });
   const submit = h('button', { type: 'submit' }, 'Create Webhook');
   const form = h('form', { class: 'card' },
@@ -58,6 +60,7 @@ export async function newWebhookPage(main, { org }) {
     h('label', { for: 'url' }, 'Target URL'), url,
     h('label', { for: 'description' }, 'Description'), description,
     h('fieldset', null, h('legend', null, 'Events'), boxes),
+    options.element,
     result,
     h('div', { class: 'actions' }, submit,
       h('a', { class: 'button secondary', href: `#/orgs/${encodeURIComponent(org)}` }, 'Cancel')));
@@ -73,7 +76,7 @@ export async function newWebhookPage(main, { org }) {
     replace(result, notice('info', 'Sending a test event…'));
     try {
       const created = await api('POST', `${orgPath(org)}/webhooks`, {
-        url: url.value.trim(), description: description.value, events,
+        url: url.value.trim(), description: description.value, events, ...options.changes(),
       });
       replace(main, createdCard(org, created));
       main.querySelector('h1')?.focus();
@@ -104,7 +107,7 @@ function createdCard(org, created) {
       h('a', { class: 'button secondary', href: `#/orgs/${encodeURIComponent(org)}` }, 'Back to webhooks')));
 }
 
-function attemptRows(attempts) {
+function attemptRows(attempts, onResend) {
   return attempts.slice().reverse().slice(0, 200).map((a) => h('tr', null,
     h('td', null, time(a.at)),
     h('td', null, h('code', null, a.event_id)),
@@ -114,7 +117,35 @@ function attemptRows(attempts) {
     h('td', null, `${a.latency_ms} ms`),
     h('td', { class: 'excerpt' }, a.error ? h('span', { class: 'muted' }, a.error, ' ') : null,
       a.response_excerpt ? h('code', null, a.response_excerpt) : null),
+    onResend
+      ? h('td', null, h('button', {
+        type: 'button', class: 'secondary', 'aria-label': `Resend ${a.event_id}`, onclick: (e) => onResend(a.event_id, e.currentTarget),
+      }, 'Resend'))
+      : null,
   ));
+}
+
+/** The headers of a webhook for its facts: plain ones with values, secret ones by name. */
+function headersFact(w) {
+  const plain = Object.entries(w.headers ?? {}).map(([k, v]) => `${k}: ${v}`);
+  const secret = (w.secret_headers ?? []).map((k) => `${k}: (secret)`);
+  const all = [...plain, ...secret];
+  return all.length ? all.join(', ') : '—';
+}
+
+/** A `datetime-local` value as RFC 3339 (UTC), or null when empty or invalid. */
+function rfc3339(local) {
+  const d = new Date(local);
+  return local && !Number.isNaN(d.getTime()) ? d.toISOString() : null;
+}
+
+/** What a resend did, in words. */
+function resendSummary(queued, skipped) {
+  const reasons = { not_subscribed: 'not subscribed', filtered: 'filtered out' };
+  const skips = skipped.length
+    ? ` ${skipped.length} skipped: ${skipped.map((s) => `${s.event_id} (${reasons[s.reason] ?? s.reason})`).join(', ')}.`
+    : '';
+  return `Resent ${queued.length} event${queued.length === 1 ? '' : 's'}.${skips}`;
 }
 
 export async function webhookPage(main, context, id) {
@@ -148,7 +179,7 @@ export async function webhookPage(main, context, id) {
   toggle.addEventListener('click', () => act(async () => {
     await api('PATCH', hookPath(org, id), { enabled: !w.enabled, version: w.version });
     await reload();
-    replace(main.querySelector('#feedback'), notice('success', w.enabled ? 'Webhook disabled.' : 'Webhook enabled.'));
+    replace(main.querySelector('#feedback > div'), notice('success', w.enabled ? 'Webhook disabled.' : 'Webhook enabled.'));
   }));
   const rotate = h('button', { type: 'button', class: 'secondary' }, 'Rotate secret');
   rotate.addEventListener('click', () => act(async () => {
@@ -167,9 +198,86 @@ export async function webhookPage(main, context, id) {
   }));
   const refresh = h('button', { type: 'button', class: 'secondary', onclick: reload }, 'Refresh');
 
+  const onResend = readOnly ? null : (eventId, button) => act(async () => {
+    button.disabled = true;
+    const r = await api('POST', `${hookPath(org, id)}/resend`, { event_id: eventId }).finally(() => { button.disabled = false; });
+    replace(feedback, notice('success', `Event ${eventId} resent with its original webhook-id ${r.queued[0]?.message_id ?? ''}.`));
+  });
+
+  const options = deliveryOptions(w);
+  const saveOptions = h('button', { type: 'submit' }, 'Save delivery options');
+  const optionsFeedback = h('div', { 'aria-live': 'polite' });
+  const optionsForm = h('form', { class: 'card' }, options.element, optionsFeedback, h('div', { class: 'actions' }, saveOptions));
+  optionsForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    return act(async () => {
+      const changes = options.changes();
+      if (!Object.keys(changes).length) {
+        replace(optionsFeedback, notice('info', 'Nothing changed.'));
+        return;
+      }
+      saveOptions.disabled = true;
+      try {
+        await api('PATCH', hookPath(org, id), { ...changes, version: w.version });
+      } catch (error) {
+        saveOptions.disabled = false;
+        if (error.status === 401) throw error;
+        replace(optionsFeedback, notice('error', explain(error)));
+        options.filter.focus();
+        return;
+      }
+      await reload();
+      replace(main.querySelector('#feedback > div'), notice('success', 'Delivery options saved.'));
+    });
+  });
+
+  const from = h('input', { id: 'resend-from', type: 'datetime-local', step: 1, required: true });
+  const to = h('input', { id: 'resend-to', type: 'datetime-local', step: 1, required: true });
+  const resendRange = h('button', { type: 'submit' }, 'Resend range');
+  const rangeFeedback = h('div', { 'aria-live': 'polite' });
+  const rangeForm = h('form', { class: 'card' },
+    h('h2', null, 'Resend events'),
+    h('p', { class: 'hint' }, 'Sends again every kept event received in this range, with its original webhook-id, through the normal delivery path. Events are kept for the retention hookwire is configured with (seven days by default).'),
+    h('div', { class: 'range' },
+      h('div', null, h('label', { for: 'resend-from' }, 'From'), from),
+      h('div', null, h('label', { for: 'resend-to' }, 'To'), to)),
+    rangeFeedback,
+    h('div', { class: 'actions' }, resendRange));
+  rangeForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const [start, end] = [rfc3339(from.value), rfc3339(to.value)];
+    if (!start || !end) {
+      replace(rangeFeedback, notice('error', 'Give both times.'));
+      return null;
+    }
+    return act(async () => {
+      resendRange.disabled = true;
+      replace(rangeFeedback, notice('info', 'Resending…'));
+      const queued = [];
+      const skipped = [];
+      try {
+        let cursor = null;
+        do {
+          const page = await api('POST', `${hookPath(org, id)}/resend`, { from: start, to: end, cursor });
+          queued.push(...page.queued);
+          skipped.push(...page.skipped);
+          cursor = page.next_cursor;
+        } while (cursor);
+        replace(rangeFeedback, notice('success', resendSummary(queued, skipped)));
+      } catch (error) {
+        if (error.status === 401) throw error;
+        replace(rangeFeedback, notice('error', explain(error), queued.length ? ` ${resendSummary(queued, skipped)}` : ''));
+      } finally {
+        resendRange.disabled = false;
+      }
+    });
+  });
+
   const facts = [
     ['Description', w.description || '—'],
     ['Events', w.events.join(', ')],
+    ['Filter', w.filter ? h('code', null, w.filter) : '—'],
+    ['Headers', headersFact(w)],
     ['Enabled', w.enabled ? 'Yes' : 'No'],
     ['Disabled reason', w.disabled_reason ?? '—'],
     ['Failing since', time(w.failing_since)],
@@ -190,6 +298,10 @@ export async function webhookPage(main, context, id) {
     h('section', null,
       h('h2', null, 'Attempt log'),
       attempts.length
-        ? table('Attempts, newest first', ['Time', 'Event', 'Attempt', 'Outcome', 'Status', 'Latency', 'Response'], attemptRows(attempts))
-        : h('p', { class: 'empty' }, 'No attempts yet.')));
+        ? table('Attempts, newest first',
+          ['Time', 'Event', 'Attempt', 'Outcome', 'Status', 'Latency', 'Response', ...(readOnly ? [] : [''])],
+          attemptRows(attempts, onResend))
+        : h('p', { class: 'empty' }, 'No attempts yet.')),
+    readOnly ? null : h('section', null, h('h2', null, 'Delivery options'), optionsForm),
+    readOnly ? null : h('section', null, rangeForm));
 }

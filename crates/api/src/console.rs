@@ -36,6 +36,7 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("chart.js", "text/javascript; charset=utf-8"),
     asset!("webhooks.js", "text/javascript; charset=utf-8"),
+    asset!("options.js", "text/javascript; charset=utf-8"),
     asset!("dead-letters.js", "text/javascript; charset=utf-8"),
 ];
 

@@ -3,6 +3,7 @@
 //! - [`webhooks`]: create (after a successful test event), list, get, update, delete,
 //!   test and rotate-secret, always scoped to one organization.
 //! - [`operations`]: the attempt log, and dead letters with replay and purge.
+//! - [`resend`]: resending kept events to a webhook, one or a range.
 //! - [`meta`]: the event catalog, `/healthz`, `/readyz` and `/openapi.json`.
 //! - [`error`]: the one place errors become `{"error":{"code","message"}}`.
 //! - [`auth`]: bearer tokens on `/v1`, compared in constant time, and what each may reach:
@@ -18,6 +19,7 @@ pub mod error;
 mod extract;
 pub mod meta;
 pub mod operations;
+pub mod resend;
 mod state;
 pub mod webhooks;
 
@@ -59,6 +61,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::rotate_ed25519_key))
+        .routes(routes!(resend::resend))
         .routes(routes!(operations::attempts))
         .routes(routes!(operations::dead_letters))
         .routes(routes!(operations::replay))

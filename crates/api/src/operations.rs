@@ -176,7 +176,7 @@ pub struct PurgeResult {
     pub purged: usize,
 }
 
-fn time_ms(field: &str, value: Option<&String>) -> Result<Option<u64>> {
+pub(crate) fn time_ms(field: &str, value: Option<&String>) -> Result<Option<u64>> {
     value
         .map(|text| {
             let at = humantime::parse_rfc3339_weak(text).map_err(|e| ApiError::BadRequest {
@@ -190,7 +190,7 @@ fn time_ms(field: &str, value: Option<&String>) -> Result<Option<u64>> {
         .transpose()
 }
 
-fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -268,7 +268,7 @@ fn page_size(limit: Option<usize>) -> Result<usize> {
 }
 
 /// A cursor the store did not hand out is the client's mistake.
-fn cursor_error(e: hookwire_store::Error) -> ApiError {
+pub(crate) fn cursor_error(e: hookwire_store::Error) -> ApiError {
     match e {
         hookwire_store::Error::InvalidCursor(_) => ApiError::BadRequest {
             code: "invalid_cursor",

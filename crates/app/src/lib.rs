@@ -18,6 +18,7 @@ use hookwire_amqp::{Names, Replayer};
 use hookwire_api::access::AccessTokenKeys;
 use hookwire_api::{ApiSettings, ApiState, Circuits};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
+use hookwire_consumer::payloads::PayloadArchive;
 use hookwire_consumer::spans::Spans;
 use hookwire_consumer::{
     AmqpSettings, CircuitLimits, Daemon, EndpointLimits, Endpoints, Engine, EngineParts,
@@ -49,6 +50,8 @@ pub struct App {
     node: String,
     /// The changes stream, when the store is replicated.
     changes: Option<StreamSettings>,
+    /// How long event bodies are kept (the payloads stream's `x-max-age`).
+    payload_retention: Duration,
 }
 
 impl App {
@@ -91,7 +94,7 @@ impl App {
             Some(settings) => Writer::replicated(
                 store.clone(),
                 &node,
-                replication::changelog(settings.clone()),
+                replication::changelog(settings.clone(), replication::Which::Changes),
                 config
                     .api
                     .request_timeout
@@ -102,12 +105,19 @@ impl App {
                 source,
             })?,
         };
+        let payload_stream = changes.as_ref().map(|settings| {
+            replication::changelog(
+                settings.clone(),
+                replication::Which::Payloads(config.store.payload_retention),
+            )
+        });
         let (daemon, endpoints) = daemon(
             config,
             &connection_name,
             store.clone(),
             writer.clone(),
             catalog.clone(),
+            payload_stream,
         )?;
         let metrics = metrics_recorder()?;
         let access_keys = AccessTokenKeys::derive(
@@ -163,6 +173,7 @@ impl App {
             metrics,
             node,
             changes,
+            payload_retention: config.store.payload_retention,
         })
     }
 
@@ -203,6 +214,7 @@ impl App {
             metrics,
             node,
             changes,
+            payload_retention,
         } = self;
         telemetry::node(&node);
         let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics));
@@ -222,6 +234,15 @@ impl App {
             })
         };
         let reading_stop = CancellationToken::new();
+        let payload_reader = changes.clone().map(|settings| {
+            tokio::spawn(replication::read_payloads(
+                settings,
+                payload_retention,
+                store.clone(),
+                writer.clone(),
+                reading_stop.clone(),
+            ))
+        });
         let changes_health = changes.as_ref().map(|settings| settings.health_interval);
         let reader = changes.map(|settings| {
             tokio::spawn(replication::read_changes(
@@ -264,6 +285,11 @@ impl App {
             reader
                 .await
                 .map_err(|e| Error::Internal(format!("the changes reader failed: {e}")))?;
+        }
+        if let Some(reader) = payload_reader {
+            reader
+                .await
+                .map_err(|e| Error::Internal(format!("the payloads reader failed: {e}")))?;
         }
         let served = api
             .await
@@ -360,6 +386,7 @@ fn daemon(
     store: Store,
     writer: Writer,
     catalog: Catalog,
+    payload_stream: Option<Arc<dyn hookwire_store::Changelog>>,
 ) -> Result<(Daemon, Endpoints)> {
     let d = &config.delivery;
     let rules = d.rules().map_err(|e| Error::Config(e.to_string()))?;
@@ -372,6 +399,11 @@ fn daemon(
             dead_letters_per_org: config.store.dead_letters_per_org,
         },
     );
+    let payloads = PayloadArchive::spawn(
+        writer.clone(),
+        config.store.payload_retention,
+        payload_stream,
+    );
     let cool_off = d.circuit_cool_off;
     // Every delivery an open circuit deferred comes back within this tier (or sooner).
     let prefer_attempted_for = rules
@@ -382,6 +414,7 @@ fn daemon(
         store,
         writer,
         attempt_log,
+        payloads,
         catalog,
         deliverer: deliverer(config)?,
         rules,

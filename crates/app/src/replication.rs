@@ -43,9 +43,47 @@ pub(crate) struct StreamSettings {
     pub(crate) health_interval: Duration,
 }
 
+/// Which stream a publisher or a reader serves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Which {
+    /// The store's changes.
+    Changes,
+    /// Kept event bodies, with their retention as the stream's `x-max-age`.
+    Payloads(Duration),
+}
+
 impl StreamSettings {
     fn stream(&self) -> String {
         self.topology.names.changes_stream()
+    }
+}
+
+impl Which {
+    fn name(self, settings: &StreamSettings) -> String {
+        match self {
+            Self::Changes => settings.stream(),
+            Self::Payloads(_) => settings.topology.names.payloads_stream(),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Changes => "changes",
+            Self::Payloads(_) => "payloads",
+        }
+    }
+
+    async fn declare(
+        self,
+        settings: &StreamSettings,
+        channel: &hookwire_amqp::lapin::Channel,
+    ) -> hookwire_amqp::Result<()> {
+        match self {
+            Self::Changes => settings.topology.declare_changes(channel).await,
+            Self::Payloads(retention) => {
+                settings.topology.declare_payloads(channel, retention).await
+            }
+        }
     }
 }
 
@@ -54,13 +92,15 @@ impl StreamSettings {
 #[derive(Debug)]
 pub(crate) struct StreamChangelog {
     settings: StreamSettings,
+    which: Which,
     open: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
 }
 
 impl StreamChangelog {
-    pub(crate) fn new(settings: StreamSettings) -> Self {
+    pub(crate) fn new(settings: StreamSettings, which: Which) -> Self {
         Self {
             settings,
+            which,
             open: tokio::sync::Mutex::new(None),
         }
     }
@@ -73,16 +113,19 @@ impl StreamChangelog {
         {
             return Ok(publisher.clone());
         }
-        let name = format!("{} changes writer", self.settings.connection_name);
+        let name = format!(
+            "{} {} writer",
+            self.settings.connection_name,
+            self.which.label()
+        );
         let connection = connect(&self.settings.url, &name)
             .await
             .map_err(|e| e.to_string())?;
         let publisher = Publisher::open(&connection, self.settings.confirm_timeout)
             .await
             .map_err(|e| e.to_string())?;
-        self.settings
-            .topology
-            .declare_changes(publisher.channel())
+        self.which
+            .declare(&self.settings, publisher.channel())
             .await
             .map_err(|e| e.to_string())?;
         *open = Some((connection, publisher.clone()));
@@ -101,7 +144,7 @@ impl Changelog for StreamChangelog {
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into());
             let published = publisher
-                .publish("", &self.settings.stream(), &entry, properties)
+                .publish("", &self.which.name(&self.settings), &entry, properties)
                 .await;
             if let Err(e) = published {
                 // The next append opens a new connection.
@@ -306,7 +349,105 @@ async fn share_noted(store: &Store, writer: &Writer) {
     }
 }
 
-/// A shared handle for the changes stream's publisher.
-pub(crate) fn changelog(settings: StreamSettings) -> Arc<dyn Changelog> {
-    Arc::new(StreamChangelog::new(settings))
+/// A shared handle for the changes stream's publisher (or, with `Which::Payloads`, the
+/// payloads stream's).
+pub(crate) fn changelog(settings: StreamSettings, which: Which) -> Arc<dyn Changelog> {
+    Arc::new(StreamChangelog::new(settings, which))
+}
+
+/// Keeps the batches of the payloads stream in this node's store, from the batch after
+/// the last one kept, until `stop`; reconnects after any failure. Keeping a body is
+/// idempotent, so a batch read twice changes nothing.
+pub(crate) async fn read_payloads(
+    settings: StreamSettings,
+    retention: Duration,
+    store: Store,
+    writer: Writer,
+    stop: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match read_payload_session(&settings, retention, &store, &writer, &stop).await {
+            Ok(()) => return,
+            Err(e) => warn!(error = %e, "Reading the payloads stream failed; reading again."),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
+        }
+        delay = (delay * 2).min(settings.reconnect_max_delay);
+    }
+}
+
+async fn read_payload_session(
+    settings: &StreamSettings,
+    retention: Duration,
+    store: &Store,
+    writer: &Writer,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let name = format!("{} payloads reader", settings.connection_name);
+    let connection = connect(&settings.url, &name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = read_payload_batches(&connection, settings, retention, store, writer, stop).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        connection.close(200, "payloads reader stopped".into()),
+    )
+    .await;
+    result
+}
+
+/// One batch at a time, acked (credit only; a stream is never nacked) once kept.
+async fn read_payload_batches(
+    connection: &Connection,
+    settings: &StreamSettings,
+    retention: Duration,
+    store: &Store,
+    writer: &Writer,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    let which = Which::Payloads(retention);
+    which
+        .declare(settings, &channel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let from = store
+        .payloads_applied_offset()
+        .map_err(|e| e.to_string())?
+        .map(|n| n.saturating_add(1));
+    let mut consumer = stream::consume_from(&channel, &which.name(settings), from, PREFETCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(from = ?from, "Reading the payloads stream.");
+    loop {
+        let delivery = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            next = consumer.next() => next
+                .ok_or_else(|| "the payloads stream's consumer ended".to_owned())?
+                .map_err(|e| e.to_string())?,
+        };
+        let offset = stream::offset(delivery.properties.headers().as_ref())
+            .ok_or_else(|| "a delivery of the payloads stream carries no offset".to_owned())?;
+        if from.is_none_or(|from| offset >= from) {
+            let payloads = hookwire_store::Payload::decode_batch(&delivery.data).unwrap_or_else(|e| {
+                warn!(offset, error = %e, "A batch of the payloads stream cannot be decoded; skipped.");
+                Vec::new()
+            });
+            writer
+                .commit(hookwire_store::Change::ApplyPayloads { payloads, offset })
+                .await
+                .map_err(|e| format!("a batch of event bodies could not be kept: {e}"))?;
+        }
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
 }

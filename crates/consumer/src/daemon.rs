@@ -257,6 +257,7 @@ impl Session {
             SessionEnd::Shutdown => {
                 consuming.shut_down(amqp).await;
                 engine.attempt_log().sync().await;
+                engine.payloads().sync().await;
                 close(&connection, 200, "shutdown").await;
             }
         }

@@ -28,6 +28,7 @@ use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
 use crate::endpoints::{EndpointLimits, Endpoints};
+use crate::payloads::PayloadArchive;
 use crate::spans::{self, Spans};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
@@ -54,6 +55,7 @@ pub struct Engine {
     store: Store,
     writer: Writer,
     attempt_log: AttemptLog,
+    payloads: PayloadArchive,
     catalog: Catalog,
     deliverer: Deliverer,
     /// What becomes of a task; its retry plan's tiers are what `topology` declares.
@@ -78,6 +80,8 @@ pub struct EngineParts {
     pub writer: Writer,
     /// The batched attempt log.
     pub attempt_log: AttemptLog,
+    /// Keeps each event's body for resending.
+    pub payloads: PayloadArchive,
     /// The event catalog.
     pub catalog: Catalog,
     /// HTTP attempts.
@@ -99,6 +103,7 @@ impl Engine {
             store,
             writer,
             attempt_log,
+            payloads,
             catalog,
             deliverer,
             rules,
@@ -113,6 +118,7 @@ impl Engine {
             store,
             writer,
             attempt_log,
+            payloads,
             catalog,
             deliverer,
             rules,
@@ -136,6 +142,11 @@ impl Engine {
     /// The batched attempt log.
     pub(crate) fn attempt_log(&self) -> &AttemptLog {
         &self.attempt_log
+    }
+
+    /// The archive of event bodies.
+    pub(crate) fn payloads(&self) -> &PayloadArchive {
+        &self.payloads
     }
 
     /// Ends the shutdown grace: attempts still running are handed back to the deferral tier.
@@ -182,6 +193,16 @@ impl Engine {
         let subscribers = self.store.subscribers(&event.org, &event.event_type)?;
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
         let first_seen_ms = now_ms();
+        // Kept for resending whoever subscribes now: a webhook added later may be sent it.
+        self.payloads.keep(hookwire_store::Payload {
+            org: event.org.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            received_at_ms: first_seen_ms,
+            published_at_ms: event.published_at_ms,
+            body_bytes: message.data.len(),
+            body: message.data.clone(),
+        });
         let input = FilterInput::new(&event.event_type, &message.data);
         let passing: Vec<&Subscription> = subscribers
             .iter()

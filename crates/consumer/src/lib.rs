@@ -12,6 +12,7 @@ mod dead;
 pub mod endpoints;
 mod engine;
 mod error;
+pub mod payloads;
 pub mod spans;
 mod telemetry;
 

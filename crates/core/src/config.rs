@@ -110,6 +110,20 @@ pub struct StoreConfig {
     /// prefix, its size and a `truncated` flag, and cannot be replayed. At least
     /// `delivery.max_event_bytes`, so that every deliverable body is kept whole.
     pub dead_letter_body_max_bytes: usize,
+    /// Each event's body is kept this long, once however many webhooks it went to, so
+    /// that it can be resent ([`PAYLOAD_RETENTION_BOUNDS`]).
+    #[serde(with = "humantime_serde", default = "default_payload_retention")]
+    pub payload_retention: Duration,
+}
+
+/// The shortest and the longest `store.payload_retention`: a minute, and 90 days (the
+/// archive's disk grows with it, about the event rate times the retention times the
+/// average body).
+pub const PAYLOAD_RETENTION_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(90 * 86_400));
+
+fn default_payload_retention() -> Duration {
+    Duration::from_secs(7 * 86_400)
 }
 
 /// `[api]`. `Debug` shows how many tokens there are, never their text.
@@ -373,6 +387,13 @@ impl Config {
         let schedule = d.retry_schedule()?;
         if self.store.dead_letters_per_org == 0 {
             return Err(invalid("store.dead_letters_per_org", "must be at least 1"));
+        }
+        let (shortest, longest) = PAYLOAD_RETENTION_BOUNDS;
+        if !(shortest..=longest).contains(&self.store.payload_retention) {
+            return Err(invalid(
+                "store.payload_retention",
+                "must be from 1m to 90days",
+            ));
         }
         if d.concurrency == 0 {
             return Err(invalid("delivery.concurrency", "must be at least 1"));

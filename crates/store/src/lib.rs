@@ -4,6 +4,7 @@
 //!   delivery hot path.
 //! - Signing secrets encrypted at rest with XChaCha20-Poly1305 ([`sealing`]).
 //! - The attempt log and the dead-letter archive ([`AttemptRecord`], [`DeadLetter`]).
+//! - Event bodies kept for resending, once per (org, event id) ([`Payload`]).
 //! - A schema version: the store refuses to open one written by a newer hookwire.
 //!
 //! Every mutation is a [`Change`] applied by [`Store::apply`]. [`Writer`] group-commits
@@ -15,6 +16,7 @@ mod attempt_log;
 mod dead_letters;
 mod error;
 mod keys;
+mod payloads;
 mod records;
 mod sealing;
 mod store;
@@ -23,6 +25,7 @@ mod transaction;
 mod writer;
 
 pub use error::{Error, Result};
+pub use payloads::Payload;
 pub use records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
 };

@@ -153,7 +153,7 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T> {
     serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::attempt_log;
 use crate::dead_letters::Archive;
 use crate::keys::{SEP, event_key, event_prefix, org_key, org_prefix};
+use crate::payloads::{Payload, Payloads};
 use crate::records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode,
 };
@@ -106,6 +107,22 @@ pub enum Change {
         /// Their ids.
         ids: Vec<Uuid>,
     },
+    /// Keep event bodies for resending, once per (org, event id) (batched; never on the
+    /// ack path).
+    RecordPayloads(Vec<Payload>),
+    /// Keep the event bodies of the payloads stream's batch at `offset`, and record the
+    /// offset: the stream is read again after it.
+    ApplyPayloads {
+        /// The batch.
+        payloads: Vec<Payload>,
+        /// Its offset in the payloads stream.
+        offset: u64,
+    },
+    /// Drop the event bodies received before a time.
+    PrunePayloads {
+        /// Bodies received before this time (ms) go.
+        older_than_ms: u64,
+    },
     /// Drop dead letters older than a time, and beyond a count per organization.
     PruneDeadLetters {
         /// Letters archived before this time (ms) go.
@@ -128,6 +145,8 @@ pub struct Store {
     attempts: sled::Tree,
     /// The dead letters and their bodies.
     dead: Archive,
+    /// Event bodies kept for resending.
+    payloads: Payloads,
     /// The offset of the last change applied from the changes stream.
     replication: sled::Tree,
     sealer: Sealer,
@@ -243,6 +262,7 @@ impl Store {
             by_event: db.open_tree("subscriptions_by_event")?,
             attempts: db.open_tree("attempts")?,
             dead: Archive::open(&db)?,
+            payloads: Payloads::open(&db)?,
             replication: db.open_tree("replication")?,
             db,
             sealer: Sealer::new(secrets_key, previous_keys),
@@ -276,6 +296,18 @@ impl Store {
                 older_than_ms,
                 keep_per_webhook,
             } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
+            Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads),
+            Change::ApplyPayloads { payloads, offset } => {
+                self.payloads.insert(&self.db, &payloads)?;
+                self.payloads.record_offset(offset)
+            }
+            Change::PrunePayloads { older_than_ms } => {
+                let removed = self.payloads.prune(older_than_ms)?;
+                if removed > 0 {
+                    tracing::info!(removed, "Event payloads past their retention removed.");
+                }
+                Ok(())
+            }
             Change::ArchiveDeadLetter(d) => self.dead.insert(d, None),
             Change::RemoveDeadLetters { org, ids } => self.dead.remove(org.as_deref(), &ids, None),
             Change::PruneDeadLetters {
@@ -438,6 +470,36 @@ impl Store {
     /// One dead letter of `org`, with its body.
     pub fn dead_letter(&self, org: Option<&str>, id: &Uuid) -> Result<Option<DeadLetter>> {
         self.dead.get(org, id)
+    }
+
+    /// One event's kept body, for resending; `None` when it was never kept or is past
+    /// its retention.
+    pub fn payload(&self, org: &str, event_id: &str) -> Result<Option<Payload>> {
+        self.payloads.get(org, event_id)
+    }
+
+    /// `org`'s kept events received in `[from_ms, to_ms)`, oldest first, without their
+    /// bodies ([`Store::payload`] reads one), a page at a time after `cursor`.
+    pub fn payloads(
+        &self,
+        org: &str,
+        from_ms: u64,
+        to_ms: u64,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Payload>> {
+        self.payloads.page(org, from_ms, to_ms, cursor, limit)
+    }
+
+    /// The offset of the last batch applied from the payloads stream; `None` before the
+    /// first.
+    pub fn payloads_applied_offset(&self) -> Result<Option<u64>> {
+        self.payloads.applied_offset()
+    }
+
+    /// How many event bodies are kept, and their bytes (a full scan of the records).
+    pub fn payload_stats(&self) -> Result<(usize, u64)> {
+        self.payloads.stats()
     }
 
     /// Every dead letter of every organization (and those without one), oldest first per org.

@@ -119,6 +119,12 @@ fn routes(receiver_url: &str) -> Vec<Route> {
             None,
             200,
         ),
+        route(
+            Method::POST,
+            "/v1/orgs/acme/webhooks/{id}/resend",
+            Some(json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"})),
+            200,
+        ),
         route(Method::GET, "/v1/orgs/acme/dead-letters", None, 200),
         route(
             Method::POST,
@@ -315,6 +321,11 @@ async fn read_only_tokens_read_and_change_nothing() {
                 Method::POST,
                 "/v1/orgs/acme/webhooks".to_owned(),
                 Some(json!({"url": receiver.url(), "events": ["report_created"]})),
+            ),
+            (
+                Method::POST,
+                format!("/v1/orgs/acme/webhooks/{}/resend", sub.id),
+                Some(json!({"event_id": "evt-1"})),
             ),
         ] {
             let (status, body) = as_token(&api, token, method.clone(), &path, body).await;

@@ -11,6 +11,7 @@ mod hygiene;
 mod lifecycle;
 mod operations;
 mod races;
+mod resend;
 mod spec;
 
 use hookwire_testkit::Harness;

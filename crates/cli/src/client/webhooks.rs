@@ -218,6 +218,23 @@ impl ApiClient {
 }
 
 impl ApiClient {
+    /// `POST /v1/orgs/{org}/webhooks/{id}/resend` with `selection` (`event_id`, or
+    /// `from`, `to` and a `cursor`).
+    pub async fn resend(
+        &self,
+        org: &str,
+        id: &str,
+        selection: Value,
+    ) -> Result<Reply<hookwire_api::resend::ResendResult>> {
+        self.call(
+            Method::POST,
+            &["v1", "orgs", org, "webhooks", id, "resend"],
+            None,
+            Some(selection),
+        )
+        .await
+    }
+
     /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key`.
     pub async fn rotate_ed25519_key(
         &self,

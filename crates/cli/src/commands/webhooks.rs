@@ -1,5 +1,5 @@
 //! `hookwire webhooks`: create, list, show, change, delete and test an organization's
-//! webhooks, and rotate their secrets, through the admin API.
+//! webhooks, rotate their secrets and resend kept events to them, through the admin API.
 
 use std::collections::BTreeMap;
 
@@ -128,6 +128,27 @@ pub enum WebhookAction {
         /// The webhook's id.
         #[arg(long)]
         id: String,
+    },
+    /// Resend kept events to this webhook through the deliveries queue, with a fresh
+    /// attempt budget and their original `webhook-id`: one event (--event) or every
+    /// event received from --from to --to (all pages). Events older than the daemon's
+    /// `store.payload_retention` are gone.
+    Resend {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The webhook's id.
+        #[arg(long)]
+        id: String,
+        /// The event's id.
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+        event: Option<String>,
+        /// Events received at or after this time (RFC 3339, e.g. 2026-12-01T09:00:00Z)…
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// …and before this one (RFC 3339).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
     },
     /// Issue a new Ed25519 key and show its public key. The previous one keeps signing
     /// through the daemon's `secrets.rotation_grace`.
@@ -364,6 +385,13 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 reply.value.previous_valid_until
             );
         }
+        WebhookAction::Resend {
+            org,
+            id,
+            event,
+            from,
+            to,
+        } => resend(api, &client, &org, &id, event, from, to).await?,
         WebhookAction::RotateEd25519Key { org, id } => {
             let reply = client.rotate_ed25519_key(&org, &id).await?;
             if api.json {
@@ -378,6 +406,76 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// One event, or every page of a range, resent; prints what was queued and skipped.
+async fn resend(
+    api: &ApiArgs,
+    client: &crate::client::ApiClient,
+    org: &str,
+    id: &str,
+    event: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<()> {
+    let mut all = hookwire_api::resend::ResendResult {
+        queued: Vec::new(),
+        skipped: Vec::new(),
+        next_cursor: None,
+    };
+    let mut cursor: Option<String> = None;
+    loop {
+        let selection = match &event {
+            Some(event) => serde_json::json!({ "event_id": event }),
+            None => serde_json::json!({ "from": from, "to": to, "cursor": cursor }),
+        };
+        let page = client.resend(org, id, selection).await?.value;
+        all.queued.extend(page.queued);
+        all.skipped.extend(page.skipped);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    if api.json {
+        return print_json_value(&all);
+    }
+    if all.queued.is_empty() && all.skipped.is_empty() {
+        println!("No kept event to resend to webhook {id}.");
+        return Ok(());
+    }
+    let rows = all
+        .queued
+        .iter()
+        .map(|e| {
+            vec![
+                e.event_id.clone(),
+                e.event_type.clone(),
+                e.received_at.clone(),
+                e.message_id.clone(),
+                "queued".into(),
+            ]
+        })
+        .chain(all.skipped.iter().map(|s| {
+            vec![
+                s.event_id.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("skipped ({})", s.reason),
+            ]
+        }))
+        .collect();
+    print_table(
+        &["EVENT", "TYPE", "RECEIVED AT", "WEBHOOK-ID", "RESULT"],
+        rows,
+    );
+    println!(
+        "Resent {} event(s) to webhook {id}; {} skipped.",
+        all.queued.len(),
+        all.skipped.len()
+    );
     Ok(())
 }
 

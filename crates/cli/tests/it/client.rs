@@ -363,3 +363,108 @@ async fn cli_errors_json_output_and_environment() {
 
     h.finish().await;
 }
+
+/// `hookwire webhooks resend`: one event, a range across pages, and the API's refusals
+/// as the CLI's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_through_the_cli() {
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    let created: Value = serde_json::from_str(
+        &run_ok(
+            &h,
+            &[
+                "webhooks",
+                "create",
+                "--org",
+                "acme",
+                "--url",
+                &receiver.url(),
+                "--events",
+                "report_created",
+                "--no-verify",
+                "--json",
+            ],
+        )
+        .await,
+    )
+    .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let from = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    for n in 0..3 {
+        h.publish(
+            "acme",
+            "report_created",
+            &format!("evt-cli-{n}"),
+            "report_run_url",
+            &format!("https://mode.test/r/{n}"),
+        )
+        .await;
+    }
+    let originals = receiver.wait_for(3, Duration::from_secs(30)).await;
+    hookwire_testkit::eventually(Duration::from_secs(30), "three kept events", || async {
+        (h.store.payload_stats().expect("stats").0 == 3).then_some(())
+    })
+    .await;
+
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks",
+            "resend",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+            "--event",
+            "evt-cli-1",
+        ],
+    )
+    .await;
+    assert!(out.contains("Resent 1 event(s)"), "{out}");
+    let again = receiver.wait_for(4, Duration::from_secs(30)).await;
+    let original = originals
+        .iter()
+        .find(|r| r.body == again[3].body)
+        .expect("the same body");
+    assert_eq!(again[3].header("webhook-id"), original.header("webhook-id"));
+
+    let to =
+        humantime::format_rfc3339_millis(std::time::SystemTime::now() + Duration::from_secs(1))
+            .to_string();
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks", "resend", "--org", "acme", "--id", &id, "--from", &from, "--to", &to,
+            "--json",
+        ],
+    )
+    .await;
+    let result: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(result["queued"].as_array().map(Vec::len), Some(3), "{out}");
+    receiver.wait_for(7, Duration::from_secs(30)).await;
+
+    let run = run_err(
+        &h,
+        &[
+            "webhooks", "resend", "--org", "acme", "--id", &id, "--event", "nope",
+        ],
+    )
+    .await;
+    assert!(
+        run.stderr.contains("store.payload_retention"),
+        "{}",
+        run.stderr
+    );
+    let run = run_err(
+        &h,
+        &[
+            "webhooks", "resend", "--org", "acme", "--id", &id, "--from", &to, "--to", &from,
+        ],
+    )
+    .await;
+    assert!(run.stderr.contains("invalid_range"), "{}", run.stderr);
+    let run = run_err(&h, &["webhooks", "resend", "--org", "acme", "--id", &id]).await;
+    assert!(run.stderr.contains("--event"), "{}", run.stderr);
+    h.finish().await;
+}

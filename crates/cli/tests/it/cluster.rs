@@ -615,3 +615,46 @@ async fn health_transitions_reach_every_node() {
     }
     cluster.finish(vec![node1, node2]).await;
 }
+
+/// An event consumed by node 2 alone is resent through node 1, which started afterwards
+/// with an empty data directory: node 1 keeps the body from the payloads stream. The
+/// receiver gets it again with the original `webhook-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_consumed_by_one_node_is_resent_through_another() {
+    let cluster = Cluster::new().await;
+    let receiver = Receiver::ok().await;
+    let node2 = cluster.start(2).await;
+    let hook = cluster.create(&node2, &receiver.url(), false).await;
+    let id = hook["id"].as_str().expect("id").to_owned();
+    cluster.publish_runs(0, 1).await;
+    let original = receiver.wait_for(1, WAIT).await;
+
+    let node1 = cluster.start(1).await;
+    let path = format!("/v1/orgs/acme/webhooks/{id}/resend");
+    let resent = eventually(WAIT, "node 1 to resend evt-0", || async {
+        let (status, body) = cluster
+            .request(
+                &node1,
+                reqwest::Method::POST,
+                &path,
+                Some(json!({"event_id": "evt-0"})),
+                None,
+            )
+            .await;
+        // 404 until node 1 has read the body from the payloads stream.
+        (status != 404).then_some((status, body))
+    })
+    .await;
+    assert_eq!(resent.0, 200, "{}", resent.1);
+    assert_eq!(
+        resent.1["queued"][0]["message_id"],
+        original[0].header("webhook-id")
+    );
+    let all = receiver.wait_for(2, WAIT).await;
+    assert_eq!(
+        all[1].header("webhook-id"),
+        original[0].header("webhook-id")
+    );
+    assert_eq!(all[1].body, original[0].body);
+    cluster.finish(vec![node1, node2]).await;
+}

@@ -80,6 +80,12 @@ fn errors_name_the_key() {
         ("store.dead_letters_per_org", |c| {
             c.store.dead_letters_per_org = 0
         }),
+        ("store.payload_retention", |c| {
+            c.store.payload_retention = Duration::from_secs(59)
+        }),
+        ("store.payload_retention", |c| {
+            c.store.payload_retention = Duration::from_secs(91 * 86_400)
+        }),
         ("store.dead_letter_body_max_bytes", |c| {
             c.store.dead_letter_body_max_bytes = 1024
         }),

@@ -158,7 +158,10 @@ impl Store {
             local @ (Change::RecordHealth { .. }
             | Change::RecordAttempts(_)
             | Change::PruneAttempts { .. }
-            | Change::PruneDeadLetters { .. }) => return Ok(ReplicatedChange::Local(local)),
+            | Change::PruneDeadLetters { .. }
+            | Change::RecordPayloads(_)
+            | Change::ApplyPayloads { .. }
+            | Change::PrunePayloads { .. }) => return Ok(ReplicatedChange::Local(local)),
         };
         Ok(ReplicatedChange::Replicated(Entry::new(node, replicated)))
     }

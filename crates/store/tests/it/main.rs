@@ -7,6 +7,7 @@ use uuid::Uuid;
 mod delivery_options;
 mod durability;
 mod keys;
+mod payloads;
 mod replicated;
 
 const KEY: [u8; 32] = [42; 32];

@@ -1,0 +1,124 @@
+// A webhook's delivery options in a form: its CEL filter and its custom headers. Secret
+// header values are write-only: the API never returns them, so an existing secret header
+// shows its name and an empty field that replaces the value only when filled.
+
+import { h } from './dom.js';
+
+let rows = 0;
+
+/** One header row: a name (fixed for an existing header), a value, secret or not. */
+function headerRow({ name, value, secret, existing }, list) {
+  const n = ++rows;
+  const nameInput = existing
+    ? null
+    : h('input', { id: `header-name-${n}`, class: 'header-name', placeholder: 'X-Api-Key', autocomplete: 'off', spellcheck: 'false' });
+  const valueInput = h('input', {
+    id: `header-value-${n}`,
+    class: 'header-value',
+    type: secret ? 'password' : 'text',
+    value: value ?? '',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: secret && existing ? 'Unchanged (secret)' : '',
+  });
+  const secretBox = existing
+    ? null
+    : h('input', { type: 'checkbox', id: `header-secret-${n}`, class: 'header-secret' });
+  secretBox?.addEventListener('change', () => { valueInput.type = secretBox.checked ? 'password' : 'text'; });
+  const label = existing ? name : 'new header';
+  const remove = h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove header ${label}` }, 'Remove');
+  const row = h('div', { class: 'header-row' },
+    existing
+      ? h('code', { class: 'header-name' }, name, secret ? ' (secret)' : '')
+      : [h('label', { for: nameInput.id, class: 'visually-hidden' }, 'Header name'), nameInput],
+    h('label', { for: valueInput.id, class: 'visually-hidden' }, existing ? `Value of ${name}` : 'Header value'),
+    valueInput,
+    secretBox ? [secretBox, h('label', { for: secretBox.id }, 'Secret')] : null,
+    remove);
+  const entry = {
+    row,
+    removed: false,
+    existing,
+    secret: () => (existing ? secret : secretBox.checked),
+    name: () => (existing ? name : nameInput.value.trim()),
+    value: () => valueInput.value,
+    originalValue: value,
+  };
+  remove.addEventListener('click', () => {
+    entry.removed = true;
+    row.remove();
+    list.focus();
+  });
+  return entry;
+}
+
+/**
+ * The filter and headers fields. `webhook` is the current webhook (null for a new one).
+ * `changes()` returns what to send: for a new webhook `{filter, headers, secret_headers}`,
+ * for an existing one only what changed (`filter`, and headers to set or remove with null).
+ */
+export function deliveryOptions(webhook) {
+  const filter = h('textarea', {
+    id: 'filter', name: 'filter', rows: 2, spellcheck: 'false', 'aria-describedby': 'filter-hint',
+    placeholder: 'body.report_run_url.startsWith("https://modeanalytics.com/api/acme/spaces/finance/")',
+  });
+  filter.value = webhook?.filter ?? '';
+  const list = h('div', { class: 'header-list', tabindex: -1 });
+  const entries = [];
+  const add = (spec) => {
+    const entry = headerRow(spec, list);
+    entries.push(entry);
+    list.append(entry.row);
+    return entry;
+  };
+  for (const [name, value] of Object.entries(webhook?.headers ?? {})) add({ name, value, secret: false, existing: true });
+  for (const name of webhook?.secret_headers ?? []) add({ name, value: '', secret: true, existing: true });
+  const addButton = h('button', { type: 'button', class: 'secondary' }, 'Add header');
+  addButton.addEventListener('click', () => {
+    const entry = add({ existing: false });
+    entry.row.querySelector('input')?.focus();
+  });
+  const element = h('fieldset', { class: 'options' },
+    h('legend', null, 'Delivery options'),
+    h('label', { for: 'filter' }, 'Filter (CEL)'),
+    filter,
+    h('p', { id: 'filter-hint', class: 'hint' }, 'Only events for which this expression over ', h('code', null, 'body'), ' and ', h('code', null, 'event_type'), ' is true are delivered. Leave it empty to deliver every event.'),
+    h('p', { class: 'field-title' }, 'Custom headers'),
+    h('p', { class: 'hint' }, 'Added to every request. Secret values are stored encrypted and never shown again.'),
+    list,
+    addButton);
+
+  const changes = () => {
+    const text = filter.value.trim();
+    const out = {};
+    if (!webhook) {
+      if (text) out.filter = text;
+      const headers = {};
+      const secrets = {};
+      for (const e of entries) {
+        if (e.removed || !e.name()) continue;
+        (e.secret() ? secrets : headers)[e.name()] = e.value();
+      }
+      if (Object.keys(headers).length) out.headers = headers;
+      if (Object.keys(secrets).length) out.secret_headers = secrets;
+      return out;
+    }
+    if (text !== (webhook.filter ?? '')) out.filter = text || null;
+    const headers = {};
+    const secrets = {};
+    for (const e of entries) {
+      const name = e.name();
+      if (!name) continue;
+      const target = e.secret() ? secrets : headers;
+      if (e.existing && e.removed) target[name] = null;
+      else if (e.removed) continue;
+      else if (!e.existing) target[name] = e.value();
+      else if (e.secret() && e.value()) target[name] = e.value();
+      else if (!e.secret() && e.value() !== e.originalValue) target[name] = e.value();
+    }
+    if (Object.keys(headers).length) out.headers = headers;
+    if (Object.keys(secrets).length) out.secret_headers = secrets;
+    return out;
+  };
+  return { element, changes, filter };
+}

@@ -1,0 +1,142 @@
+//! Keeps each event's body for resending. Bodies are gathered by a background task and
+//! committed in batches through the store's group-committing [`Writer`], never on the ack
+//! path: a crash can lose the last [`LINGER`] of them (those events cannot be resent),
+//! never a delivery. The same task prunes them by age.
+//!
+//! With replication, a batch is published to the payloads stream instead, which every
+//! node (this one included) reads and keeps: a resend may reach any node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookwire_core::now_ms;
+use hookwire_store::{Change, Changelog, Payload, Writer};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+/// Bodies waiting to be written before new ones are dropped (and counted): at most
+/// this many times `delivery.max_event_bytes` of memory.
+const BUFFER: usize = 4096;
+const BATCH: usize = 512;
+/// How long bodies are gathered before they are written.
+const LINGER: Duration = Duration::from_millis(100);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+enum Message {
+    Keep(Box<Payload>),
+    /// Answered once everything sent before it is written.
+    Sync(oneshot::Sender<()>),
+}
+
+/// Sends bodies to the archive's writer task. Clones share it.
+#[derive(Debug, Clone)]
+pub struct PayloadArchive {
+    tx: mpsc::Sender<Message>,
+}
+
+impl PayloadArchive {
+    /// Starts the writer task; it ends when every clone is dropped. Bodies are kept for
+    /// `retention`.
+    /// With `stream`, batches are published to it rather than written here.
+    pub fn spawn(writer: Writer, retention: Duration, stream: Option<Arc<dyn Changelog>>) -> Self {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        tokio::spawn(write_loop(writer, retention, stream, rx));
+        Self { tx }
+    }
+
+    /// Queues one event's body. Never waits: when the writer is behind, it is dropped.
+    pub fn keep(&self, payload: Payload) {
+        if self.tx.try_send(Message::Keep(Box::new(payload))).is_err() {
+            metrics::counter!("hookwire_payloads_dropped_total").increment(1);
+        }
+    }
+
+    /// Waits until every body queued so far is written (graceful shutdown, tests).
+    pub async fn sync(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Sync(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Message")
+    }
+}
+
+async fn write_loop(
+    writer: Writer,
+    retention: Duration,
+    stream: Option<Arc<dyn Changelog>>,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        let first = tokio::select! {
+            message = rx.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+            _ = prune.tick() => {
+                let older_than_ms =
+                    now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+                if let Err(e) = writer.commit(Change::PrunePayloads { older_than_ms }).await {
+                    warn!(error = %e, "Pruning the kept event bodies failed; tried again in a minute.");
+                }
+                continue;
+            }
+        };
+        if matches!(first, Message::Keep(_)) && rx.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+        }
+        let (mut payloads, mut syncs) = (Vec::new(), Vec::new());
+        let mut open = true;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Keep(p) => payloads.push(*p),
+                Message::Sync(done) => syncs.push(done),
+            }
+            if payloads.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(message) => next = Some(message),
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
+            }
+        }
+        if !payloads.is_empty() {
+            let n = payloads.len();
+            let payloads = match &stream {
+                None => payloads,
+                Some(stream) => match publish(stream.as_ref(), &payloads).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => {
+                        // Kept here at least: a resend through this node still finds them.
+                        warn!(error = %e, kept_here = n, "Event bodies could not be published to the payloads stream; kept on this node only.");
+                        payloads
+                    }
+                },
+            };
+            if payloads.is_empty() {
+                // Published: this node keeps them as it reads the stream.
+            } else if let Err(e) = writer.commit(Change::RecordPayloads(payloads)).await {
+                metrics::counter!("hookwire_payloads_dropped_total").increment(n as u64);
+                warn!(error = %e, lost = n, "Event bodies could not be kept; those events cannot be resent.");
+            }
+        }
+        for done in syncs {
+            let _ = done.send(());
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+async fn publish(stream: &dyn Changelog, payloads: &[Payload]) -> Result<(), String> {
+    let bytes = Payload::encode_batch(payloads).map_err(|e| e.to_string())?;
+    stream.append(bytes).await
+}
