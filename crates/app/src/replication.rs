@@ -164,11 +164,56 @@ pub(crate) async fn read_changes(
     writer: Writer,
     stop: CancellationToken,
 ) {
+    keep_reading(&settings, "changes", &stop, |connection| {
+        let (settings, store, writer, stop) = (
+            settings.clone(),
+            store.clone(),
+            writer.clone(),
+            stop.clone(),
+        );
+        async move {
+            let result = read_entries(&connection, &settings, &store, &writer, &stop).await;
+            // Entries handed over and not answered are read again by the next session.
+            for _ in 0..writer.replication().map_or(0, |s| s.pending) {
+                writer.entry_settled();
+            }
+            result
+        }
+    })
+    .await;
+}
+
+/// Reads the `what` stream, `read` once per connection of its own (closed after it,
+/// whatever happened), until `read` returns `Ok` (at `stop`); after a failure, again on
+/// a new connection, the delay doubling up to `amqp.reconnect_max_delay`.
+async fn keep_reading<F>(
+    settings: &StreamSettings,
+    what: &str,
+    stop: &CancellationToken,
+    mut read: impl FnMut(Arc<Connection>) -> F,
+) where
+    F: Future<Output = Result<(), String>>,
+{
     let mut delay = Duration::from_millis(100);
     loop {
-        match read_session(&settings, &store, &writer, &stop).await {
+        let session = async {
+            let name = format!("{} {what} reader", settings.connection_name);
+            let connection = Arc::new(
+                connect(&settings.url, &name)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            let result = read(connection.clone()).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                connection.close(200, format!("{what} reader stopped").into()),
+            )
+            .await;
+            result
+        };
+        match session.await {
             Ok(()) => return,
-            Err(e) => warn!(error = %e, "Reading the changes stream failed; reading again."),
+            Err(e) => warn!(error = %e, "Reading the {what} stream failed; reading again."),
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -176,30 +221,6 @@ pub(crate) async fn read_changes(
         }
         delay = (delay * 2).min(settings.reconnect_max_delay);
     }
-}
-
-/// One connection's reading, closed at the end whatever happened. `Ok` at `stop`.
-async fn read_session(
-    settings: &StreamSettings,
-    store: &Store,
-    writer: &Writer,
-    stop: &CancellationToken,
-) -> Result<(), String> {
-    let name = format!("{} changes reader", settings.connection_name);
-    let connection = connect(&settings.url, &name)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = read_entries(&connection, settings, store, writer, stop).await;
-    // Entries handed over and not answered are read again by the next session.
-    for _ in 0..writer.replication().map_or(0, |s| s.pending) {
-        writer.entry_settled();
-    }
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        connection.close(200, "changes reader stopped".into()),
-    )
-    .await;
-    result
 }
 
 /// Entries are handed to the writer in the stream's order, and each is acked (which only
@@ -365,38 +386,18 @@ pub(crate) async fn read_payloads(
     writer: Writer,
     stop: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match read_payload_session(&settings, retention, &store, &writer, &stop).await {
-            Ok(()) => return,
-            Err(e) => warn!(error = %e, "Reading the payloads stream failed; reading again."),
+    keep_reading(&settings, "payloads", &stop, |connection| {
+        let (settings, store, writer, stop) = (
+            settings.clone(),
+            store.clone(),
+            writer.clone(),
+            stop.clone(),
+        );
+        async move {
+            read_payload_batches(&connection, &settings, retention, &store, &writer, &stop).await
         }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop.cancelled() => return,
-        }
-        delay = (delay * 2).min(settings.reconnect_max_delay);
-    }
-}
-
-async fn read_payload_session(
-    settings: &StreamSettings,
-    retention: Duration,
-    store: &Store,
-    writer: &Writer,
-    stop: &CancellationToken,
-) -> Result<(), String> {
-    let name = format!("{} payloads reader", settings.connection_name);
-    let connection = connect(&settings.url, &name)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = read_payload_batches(&connection, settings, retention, store, writer, stop).await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        connection.close(200, "payloads reader stopped".into()),
-    )
+    })
     .await;
-    result
 }
 
 /// One batch at a time, acked (credit only; a stream is never nacked) once kept.

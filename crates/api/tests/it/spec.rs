@@ -34,6 +34,7 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
         "POST /v1/orgs/{org}/webhooks/{id}/test",
         "POST /v1/orgs/{org}/webhooks/{id}/rotate-secret",
         "POST /v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key",
+        "POST /v1/orgs/{org}/webhooks/{id}/resend",
         "GET /v1/orgs/{org}/webhooks/{id}/attempts",
         "GET /v1/orgs/{org}/dead-letters",
         "POST /v1/orgs/{org}/dead-letters/replay",
