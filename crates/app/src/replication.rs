@@ -4,6 +4,8 @@
 //!
 //! Both use connections of their own: a stream answers a `basic.nack` with an error that
 //! closes the whole connection, so nothing here shares one with the delivery channels.
+//! On a cluster each connects to any node and moves to the next after a failure; every
+//! node holds the same offsets, so the reader resumes where it was on whichever it reaches.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +16,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use hookwire_amqp::lapin::options::BasicAckOptions;
 use hookwire_amqp::lapin::{BasicProperties, Connection};
-use hookwire_amqp::{Publisher, Topology, connect, stream};
+use hookwire_amqp::{Brokers, Publisher, Topology, stream};
 use hookwire_store::{Changelog, Store, Writer};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -25,7 +27,8 @@ const PREFETCH: u16 = 256;
 /// How a node reaches its changes stream.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamSettings {
-    pub(crate) url: String,
+    /// The broker URLs; the reader and the writer each rotate over them on their own.
+    pub(crate) urls: Vec<String>,
     /// This node's connection name; each connection adds what it does.
     pub(crate) connection_name: String,
     pub(crate) topology: Topology,
@@ -37,6 +40,10 @@ impl StreamSettings {
     fn stream(&self) -> String {
         self.topology.names.changes_stream()
     }
+
+    fn brokers(&self) -> Brokers {
+        Brokers::new(self.urls.clone())
+    }
 }
 
 /// Publishes entries to the changes stream over a connection of its own, opened on first
@@ -44,12 +51,14 @@ impl StreamSettings {
 #[derive(Debug)]
 pub(crate) struct StreamChangelog {
     settings: StreamSettings,
+    brokers: Brokers,
     open: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
 }
 
 impl StreamChangelog {
     pub(crate) fn new(settings: StreamSettings) -> Self {
         Self {
+            brokers: settings.brokers(),
             settings,
             open: tokio::sync::Mutex::new(None),
         }
@@ -64,7 +73,9 @@ impl StreamChangelog {
             return Ok(publisher.clone());
         }
         let name = format!("{} changes writer", self.settings.connection_name);
-        let connection = connect(&self.settings.url, &name)
+        let connection = self
+            .brokers
+            .connect(&name)
             .await
             .map_err(|e| e.to_string())?;
         let publisher = Publisher::open(&connection, self.settings.confirm_timeout)
@@ -94,8 +105,10 @@ impl Changelog for StreamChangelog {
                 .publish("", &self.settings.stream(), &entry, properties)
                 .await;
             if let Err(e) = published {
-                // The next append opens a new connection.
+                // The next append opens a new connection, on the next node: the write
+                // is reported failed, never assumed.
                 *self.open.lock().await = None;
+                self.brokers.rotate();
                 return Err(e.to_string());
             }
             Ok(())
@@ -112,10 +125,14 @@ pub(crate) async fn read_changes(
     stop: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
+    let brokers = settings.brokers();
     loop {
-        match read_session(&settings, &store, &writer, &stop).await {
+        match read_session(&settings, &brokers, &store, &writer, &stop).await {
             Ok(()) => return,
-            Err(e) => warn!(error = %e, "Reading the changes stream failed; reading again."),
+            Err(e) => {
+                warn!(error = %e, "Reading the changes stream failed; reading again.");
+                brokers.rotate();
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -128,12 +145,14 @@ pub(crate) async fn read_changes(
 /// One connection's reading, closed at the end whatever happened. `Ok` at `stop`.
 async fn read_session(
     settings: &StreamSettings,
+    brokers: &Brokers,
     store: &Store,
     writer: &Writer,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let name = format!("{} changes reader", settings.connection_name);
-    let connection = connect(&settings.url, &name)
+    let connection = brokers
+        .connect(&name)
         .await
         .map_err(|e| e.to_string())?;
     let result = read_entries(&connection, settings, store, writer, stop).await;
