@@ -7,6 +7,7 @@ mod commands;
 mod console;
 mod delivery_options;
 mod full_disk;
+mod ha;
 mod operations;
 mod serve;
 mod store;
