@@ -20,7 +20,10 @@ pub struct Brokers {
 impl std::fmt::Debug for Brokers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Brokers")
-            .field("urls", &self.urls.iter().map(|u| redact(u)).collect::<Vec<_>>())
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact(u)).collect::<Vec<_>>(),
+            )
             .field("next", &self.next.load(Ordering::Relaxed))
             .finish()
     }
@@ -36,9 +39,11 @@ impl Brokers {
         let start = match urls.len() {
             0 | 1 => 0,
             // Seeded per process by the standard library: random enough to spread clients.
-            n => (std::collections::hash_map::RandomState::new().hash_one(std::process::id())
-                as usize)
-                % n,
+            n => {
+                (std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+                    as usize)
+                    % n
+            }
         };
         Self::starting_at(urls, start)
     }
@@ -170,7 +175,10 @@ mod tests {
         let one = Brokers::one("amqp://u:p@127.0.0.1:5672/%2f");
         one.rotate();
         assert_eq!(one.current_address(), "127.0.0.1:5672");
-        assert_eq!(Brokers::starting_at(nodes(), 7).current_address(), "127.0.0.1:5682");
+        assert_eq!(
+            Brokers::starting_at(nodes(), 7).current_address(),
+            "127.0.0.1:5682"
+        );
     }
 
     #[test]
@@ -192,7 +200,9 @@ mod tests {
             })
             .collect();
         let b = Brokers::starting_at(closed.clone(), 0);
-        b.connect("hookwire-test").await.expect_err("nothing listens");
+        b.connect("hookwire-test")
+            .await
+            .expect_err("nothing listens");
         assert_eq!(b.current(), closed[1]);
         let empty = Brokers::new(Vec::new());
         assert!(matches!(empty.connect("x").await, Err(Error::Url(_))));

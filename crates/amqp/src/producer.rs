@@ -27,7 +27,7 @@ enum Link {
     /// A confirm channel the caller owns.
     Channel(Publisher),
     /// Connections of the producer's own, to any of the brokers.
-    Brokers(Failover),
+    Brokers(Box<Failover>),
 }
 
 /// A connection to one of the brokers, opened again (on the next node that answers)
@@ -82,7 +82,7 @@ impl Producer {
         // Connecting now reports an unreachable cluster to the caller at once.
         failover.publisher().await?;
         Ok(Self {
-            link: Link::Brokers(failover),
+            link: Link::Brokers(Box::new(failover)),
             names: Names::new(namespace),
             catalog,
         })

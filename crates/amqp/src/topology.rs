@@ -418,7 +418,10 @@ mod tests {
     #[test]
     fn of_config_follows_the_urls() {
         let mut config = hookwire_core::Config::defaults();
-        assert_eq!(Topology::of_config(&config).expect("topology").replication, None);
+        assert_eq!(
+            Topology::of_config(&config).expect("topology").replication,
+            None
+        );
         config.amqp.set_broker_urls(
             (1..=3)
                 .map(|i| format!("amqp://u:p@127.0.0.1:568{i}/%2f"))
@@ -429,6 +432,9 @@ mod tests {
             Some(3)
         );
         config.amqp.replication_factor = Some(0);
-        assert_eq!(Topology::of_config(&config).expect("topology").replication, None);
+        assert_eq!(
+            Topology::of_config(&config).expect("topology").replication,
+            None
+        );
     }
 }

@@ -151,10 +151,7 @@ async fn read_session(
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let name = format!("{} changes reader", settings.connection_name);
-    let connection = brokers
-        .connect(&name)
-        .await
-        .map_err(|e| e.to_string())?;
+    let connection = brokers.connect(&name).await.map_err(|e| e.to_string())?;
     let result = read_entries(&connection, settings, store, writer, stop).await;
     // Entries handed over and not answered are read again by the next session.
     for _ in 0..writer.replication().map_or(0, |s| s.pending) {

@@ -47,7 +47,12 @@ fn node_of(cluster: &RabbitCluster, name: &str) -> u16 {
     let listed = cluster
         .ctl(
             2,
-            &["list_connections", "client_properties", "port", "--no-table-headers"],
+            &[
+                "list_connections",
+                "client_properties",
+                "port",
+                "--no-table-headers",
+            ],
         )
         .expect("list_connections");
     let quoted = format!("{name}\"");
@@ -88,8 +93,8 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
     config.node.id = "ha-1".into();
     let path = write_config(&config, dir.path());
     let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
-    let mut serve = ServeChild::spawn(binary, &path, &dir.path().join("serve.log"), &[])
-        .expect("serve starts");
+    let mut serve =
+        ServeChild::spawn(binary, &path, &dir.path().join("serve.log"), &[]).expect("serve starts");
     let api = serve.wait_ready(WAIT).await.expect("serve is ready");
 
     let (one, two) = (Receiver::ok().await, Receiver::ok().await);
@@ -120,7 +125,11 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
         .collect();
     assert!(ours.len() >= 5, "{members}");
     for line in &ours {
-        assert_eq!(line.matches("@localhost").count(), 3, "three members: {line}");
+        assert_eq!(
+            line.matches("@localhost").count(),
+            3,
+            "three members: {line}"
+        );
     }
 
     let producer = Producer::connect_any(
@@ -140,7 +149,9 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
     for round in 0..2 {
         // First the node leading the events queue, then the one serve consumes from.
         let leader = if round == 0 {
-            cluster.leader(&events_queue).expect("the events queue's leader")
+            cluster
+                .leader(&events_queue)
+                .expect("the events queue's leader")
         } else {
             node_of(&cluster, &session)
         };
@@ -150,12 +161,16 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
         let stop_took = stopped_at.elapsed();
         reported += publish(&producer, first, first + batch).await;
         let marker = format!("/runs/{first}\"");
-        eventually(WAIT, "the first event published during the stop delivered", || async {
-            one.answered()
-                .iter()
-                .any(|r| String::from_utf8_lossy(&r.body).contains(&marker))
-                .then_some(())
-        })
+        eventually(
+            WAIT,
+            "the first event published during the stop delivered",
+            || async {
+                one.answered()
+                    .iter()
+                    .any(|r| String::from_utf8_lossy(&r.body).contains(&marker))
+                    .then_some(())
+            },
+        )
         .await;
         let resumed_after = stopped_at.elapsed();
         eprintln!(
@@ -168,9 +183,11 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
     resumed.sort();
     eprintln!("deliveries resumed after a node stop began: {resumed:?}");
 
-    eventually(Duration::from_secs(300), "every event at both receivers", || async {
-        (ledger(&one).len() == EVENTS && ledger(&two).len() == EVENTS).then_some(())
-    })
+    eventually(
+        Duration::from_secs(300),
+        "every event at both receivers",
+        || async { (ledger(&one).len() == EVENTS && ledger(&two).len() == EVENTS).then_some(()) },
+    )
     .await;
     let delivered = one.answered().len() + two.answered().len();
     eprintln!(
@@ -180,11 +197,7 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
         delivered - 2 * EVENTS
     );
     eventually(WAIT, "serve is ready", || async {
-        let ready = http
-            .get(format!("http://{api}/readyz"))
-            .send()
-            .await
-            .ok()?;
+        let ready = http.get(format!("http://{api}/readyz")).send().await.ok()?;
         ready.status().is_success().then_some(())
     })
     .await;

@@ -166,15 +166,24 @@ mod tests {
     #[test]
     fn each_of_urls_is_checked_and_named_without_its_password() {
         let mut a = amqp();
-        a.set_broker_urls(vec![NODES[0].into(), "http://hookwire:s3cret@10.0.0.2/".into()]);
+        a.set_broker_urls(vec![
+            NODES[0].into(),
+            "http://hookwire:s3cret@10.0.0.2/".into(),
+        ]);
         let (key, message) = key_of(a.validate());
         assert_eq!(key, "amqp.urls");
         assert!(message.contains("URL 2"), "{message}");
-        assert!(!message.contains("s3cret"), "the password leaked: {message}");
+        assert!(
+            !message.contains("s3cret"),
+            "the password leaked: {message}"
+        );
         a.set_broker_urls(vec![NODES[0].into(), NODES[0].into()]);
         let (_, message) = key_of(a.validate());
         assert!(message.contains("listed twice"), "{message}");
-        assert!(!message.contains("s3cret"), "the password leaked: {message}");
+        assert!(
+            !message.contains("s3cret"),
+            "the password leaked: {message}"
+        );
     }
 
     #[test]
@@ -196,7 +205,8 @@ mod tests {
     #[test]
     fn urls_read_back_from_toml() {
         let mut c = Config::defaults();
-        c.amqp.set_broker_urls(NODES.iter().map(|s| s.to_string()).collect());
+        c.amqp
+            .set_broker_urls(NODES.iter().map(|s| s.to_string()).collect());
         c.amqp.replication_factor = Some(3);
         let back: Config = toml::from_str(&c.to_toml()).expect("parses");
         assert_eq!(back.amqp.urls, c.amqp.urls);
