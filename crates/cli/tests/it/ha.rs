@@ -222,3 +222,117 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
     // The cluster, its queues with it, is removed when dropped.
     drop(cluster);
 }
+
+/// A loopback TCP proxy to the test broker that can be cut: its connections closed and
+/// its port closed, as a broker node that goes away.
+struct Severable {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Severable {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let broker_url = hookwire_testkit::amqp_url();
+        let broker = hookwire_amqp::address(&broker_url);
+        let links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            std::sync::Arc::default();
+        let task = tokio::spawn({
+            let (links, broker) = (links.clone(), broker.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    links.lock().expect("lock").push(tokio::spawn({
+                        let broker = broker.clone();
+                        async move {
+                            if let Ok(mut upstream) = tokio::net::TcpStream::connect(&broker).await
+                            {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            }
+                        }
+                    }));
+                }
+            }
+        });
+        Self {
+            url: broker_url.replacen(&broker, &format!("127.0.0.1:{port}"), 1),
+            task,
+            links,
+        }
+    }
+
+    /// Closes every connection through the proxy, and the proxy's port.
+    fn sever(&self) {
+        self.task.abort();
+        for link in self.links.lock().expect("lock").drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// The producer's node goes away between two publishes, then every node: the publish
+/// after the first loss is confirmed through the other node; with no node left, the
+/// publish is reported failed, not taken as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_publishes_through_the_next_node_and_reports_when_none_is_left() {
+    let namespace = hookwire_testkit::unique_namespace();
+    let broker = hookwire_testkit::Broker::connect().await;
+    let topology = hookwire_amqp::Topology::new(&namespace, []);
+    let channel = broker.connection().create_channel().await.expect("channel");
+    topology.declare(&channel).await.expect("declare");
+    let (first, second) = (Severable::start().await, Severable::start().await);
+    let producer = Producer::connect_any(
+        Brokers::starting_at(vec![first.url.clone(), second.url.clone()], 0),
+        &namespace,
+        "hookwire-failover-producer",
+        Catalog::builtin(),
+    )
+    .await
+    .expect("producer");
+    let event = |i: usize| OutgoingEvent {
+        org: "acme".into(),
+        event_type: "report_run_completed".into(),
+        id: format!("evt-{i}"),
+        data: serde_json::from_value(
+            json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
+        )
+        .expect("a map"),
+    };
+    producer
+        .publish(&event(0))
+        .await
+        .expect("through the first node");
+    first.sever();
+    producer
+        .publish(&event(1))
+        .await
+        .expect("through the second node");
+    second.sever();
+    producer
+        .publish(&event(2))
+        .await
+        .expect_err("no node left: reported failed");
+
+    let stored: BTreeMap<String, usize> = broker
+        .drain(&format!("{namespace}.events"))
+        .await
+        .iter()
+        .fold(BTreeMap::new(), |mut seen, (_, body)| {
+            let body = String::from_utf8_lossy(body);
+            for i in 0..3 {
+                if body.contains(&format!("/runs/{i}\"")) {
+                    *seen.entry(format!("evt-{i}")).or_insert(0) += 1;
+                }
+            }
+            seen
+        });
+    assert!(stored.get("evt-0").is_some_and(|n| *n >= 1), "{stored:?}");
+    assert!(stored.get("evt-1").is_some_and(|n| *n >= 1), "{stored:?}");
+    assert_eq!(stored.get("evt-2"), None, "{stored:?}");
+    drop(producer);
+    topology.delete(&channel).await.expect("cleanup");
+}
