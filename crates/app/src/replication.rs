@@ -124,15 +124,23 @@ pub(crate) async fn read_changes(
     writer: Writer,
     stop: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(100);
+    const FIRST_DELAY: Duration = Duration::from_millis(100);
+    let mut delay = FIRST_DELAY;
     let brokers = settings.brokers();
     loop {
+        let started = std::time::Instant::now();
         match read_session(&settings, &brokers, &store, &writer, &stop).await {
             Ok(()) => return,
             Err(e) => {
                 warn!(error = %e, "Reading the changes stream failed; reading again.");
                 brokers.rotate();
             }
+        }
+        // A session that lasted ended by a failover, not a failing broker: start the
+        // backoff again, so that the node's writes (which wait for their own entry) are
+        // not held for up to reconnect_max_delay.
+        if started.elapsed() > Duration::from_secs(10) {
+            delay = FIRST_DELAY;
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
