@@ -2,6 +2,7 @@
 //! events with.
 //!
 //! - [`connect`]: one connection, named so operators (and tests) can find it.
+//! - [`Brokers`]: the nodes of a cluster, connected to in turn until one answers.
 //! - [`topology`]: every exchange and queue of a namespace, declared idempotently.
 //! - [`Publisher`]: confirmed, `mandatory` publishing, where a nack, a return or a missing
 //!   confirm is an error, never a silent drop.
@@ -11,6 +12,7 @@
 //! - [`Replayer`]: publishes dead letters back.
 //! - [`stream`]: the changes stream: declared, read from an offset, offsets of deliveries.
 
+mod brokers;
 mod error;
 pub mod headers;
 mod producer;
@@ -20,6 +22,7 @@ pub mod stream;
 pub mod topology;
 pub mod wire;
 
+pub use brokers::{Brokers, address};
 pub use error::{Error, Result};
 pub use producer::Producer;
 pub use publisher::{Publisher, connect};

@@ -8,11 +8,11 @@ use tokio::sync::Mutex;
 
 use crate::topology::DELIVER_KEY;
 use crate::wire::{Replay, Task};
-use crate::{Names, Publisher, Result, connect};
+use crate::{Brokers, Names, Publisher, Result};
 
 /// Publishes replays over its own connection, opened on first use and again after a failure.
 pub struct Replayer {
-    url: String,
+    brokers: Brokers,
     connection_name: String,
     confirm_timeout: Duration,
     names: Names,
@@ -22,7 +22,7 @@ pub struct Replayer {
 impl std::fmt::Debug for Replayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replayer")
-            .field("url", &hookwire_core::config::redact_url(&self.url))
+            .field("brokers", &self.brokers)
             .field("connection_name", &self.connection_name)
             .field("confirm_timeout", &self.confirm_timeout)
             .field("names", &self.names)
@@ -38,8 +38,24 @@ impl Replayer {
         namespace: &str,
         confirm_timeout: Duration,
     ) -> Self {
+        Self::with_brokers(
+            Brokers::one(url),
+            connection_name,
+            namespace,
+            confirm_timeout,
+        )
+    }
+
+    /// A replayer into `namespace` that connects to any of `brokers`, and to the next
+    /// one after a failure.
+    pub fn with_brokers(
+        brokers: Brokers,
+        connection_name: &str,
+        namespace: &str,
+        confirm_timeout: Duration,
+    ) -> Self {
         Self {
-            url: url.to_owned(),
+            brokers,
             connection_name: format!("{connection_name}-replay"),
             confirm_timeout,
             names: Names::new(namespace),
@@ -79,7 +95,7 @@ impl Replayer {
         let publisher = match session.as_ref() {
             Some((connection, publisher)) if connection.status().connected() => publisher,
             _ => {
-                let connection = connect(&self.url, &self.connection_name).await?;
+                let connection = self.brokers.connect(&self.connection_name).await?;
                 let publisher = Publisher::open(&connection, self.confirm_timeout).await?;
                 &session.insert((connection, publisher)).1
             }
@@ -92,8 +108,10 @@ impl Replayer {
         .await
         .map(drop);
         if result.is_err() {
-            // Reconnect next time rather than reuse a channel in an unknown state.
+            // Reconnect next time, to the next node, rather than reuse a channel in an
+            // unknown state. The caller reports the error: a replay is never assumed.
             *session = None;
+            self.brokers.rotate();
         }
         result
     }

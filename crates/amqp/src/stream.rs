@@ -20,6 +20,12 @@ pub const OFFSET_HEADER: &str = "x-stream-offset";
 
 /// Declares the stream `name`; `max_age` becomes its `x-max-age` (whole seconds).
 pub async fn declare(channel: &Channel, name: &str, max_age: Option<Duration>) -> Result<()> {
+    declare_with(channel, name, arguments(max_age, None)).await
+}
+
+/// A stream's arguments: `max_age` becomes its `x-max-age` (whole seconds); `replicas`,
+/// on a cluster, its `x-initial-cluster-size`, with leaders spread over the nodes.
+pub fn arguments(max_age: Option<Duration>, replicas: Option<u8>) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
@@ -31,6 +37,21 @@ pub async fn declare(channel: &Channel, name: &str, max_age: Option<Duration>) -
             AMQPValue::LongString(LongString::from(format!("{}s", age.as_secs().max(1)))),
         );
     }
+    if let Some(replicas) = replicas {
+        args.insert(
+            "x-initial-cluster-size".into(),
+            AMQPValue::LongInt(i32::from(replicas)),
+        );
+        args.insert(
+            "x-queue-leader-locator".into(),
+            AMQPValue::LongString(LongString::from(crate::topology::LEADER_LOCATOR)),
+        );
+    }
+    args
+}
+
+/// Declares the stream `name` with `args` (see [`arguments`]).
+pub async fn declare_with(channel: &Channel, name: &str, args: FieldTable) -> Result<()> {
     channel
         .queue_declare(
             name.into(),
@@ -71,4 +92,29 @@ pub async fn consume_from(
 /// A delivery's offset in its stream.
 pub fn offset(headers: Option<&FieldTable>) -> Option<u64> {
     crate::headers::unsigned(headers, OFFSET_HEADER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_set_the_initial_cluster_size_and_spread_leaders() {
+        let single = arguments(Some(Duration::from_secs(90)), None);
+        assert_eq!(single.inner().get("x-initial-cluster-size"), None);
+        assert_eq!(
+            single.inner().get("x-max-age"),
+            Some(&AMQPValue::LongString(LongString::from("90s")))
+        );
+        let cluster = arguments(None, Some(3));
+        assert_eq!(
+            cluster.inner().get("x-initial-cluster-size"),
+            Some(&AMQPValue::LongInt(3))
+        );
+        assert_eq!(
+            cluster.inner().get("x-queue-leader-locator"),
+            Some(&AMQPValue::LongString(LongString::from("balanced")))
+        );
+        assert_eq!(cluster.inner().get("x-max-age"), None);
+    }
 }

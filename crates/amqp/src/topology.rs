@@ -4,6 +4,12 @@
 //! Every queue is a durable quorum queue. Queues that dead-letter do so with
 //! `x-dead-letter-strategy=at-least-once`, which RabbitMQ only accepts together with
 //! `x-overflow=reject-publish` (quorum queue docs, "Dead Lettering").
+//!
+//! On a cluster ([`Topology::replication`] set), every quorum queue is declared with
+//! `x-quorum-initial-group-size` and the changes stream with `x-initial-cluster-size`,
+//! both with `x-queue-leader-locator=balanced` so that leaders spread over the nodes.
+//! RabbitMQ compares all three on every redeclaration (checked on 3.10.8): a queue keeps
+//! the arguments it was created with, and a declaration with others is refused (406).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -23,6 +29,9 @@ use crate::Result;
 /// room for many restarts before a message is called a crash loop
 /// (docs/delivery-semantics.md, "Crash loops").
 pub const DELIVERY_LIMIT: i64 = 20;
+/// Where a new queue's leader goes: to the node with the fewest leaders (RabbitMQ
+/// 3.10 accepts `client-local` and `balanced`).
+pub const LEADER_LOCATOR: &str = "balanced";
 /// The routing key from the work exchange to the deliveries queue.
 pub const DELIVER_KEY: &str = "deliver";
 /// The routing key from the dead-letter exchange to the dead queue.
@@ -122,6 +131,9 @@ pub struct Topology {
     pub tiers: BTreeSet<Duration>,
     /// The changes stream, declared when the store is replicated.
     pub changes: Option<ChangesStream>,
+    /// Replicas of each queue and stream on a cluster; `None`: no replication arguments,
+    /// the broker's defaults (a single broker's topology).
+    pub replication: Option<u8>,
 }
 
 /// How the changes stream is declared.
@@ -139,6 +151,7 @@ impl Topology {
             names: Names::new(namespace),
             tiers: tiers.into_iter().collect(),
             changes: None,
+            replication: None,
         }
     }
 
@@ -150,6 +163,7 @@ impl Topology {
     /// The topology `serve` declares for `config`: the schedule's tiers and the deferral tier.
     pub fn of_config(config: &hookwire_core::Config) -> hookwire_core::Result<Self> {
         let mut topology = Self::of_plan(&config.amqp.namespace, &config.retry_plan()?);
+        topology.replication = config.amqp.replication();
         if config.replication.enabled {
             topology.changes = Some(ChangesStream {
                 max_age: config.replication.changes_max_age,
@@ -162,7 +176,12 @@ impl Topology {
     /// of times with the same `max_age`; RabbitMQ refuses another (406).
     pub async fn declare_changes(&self, channel: &Channel) -> Result<()> {
         if let Some(changes) = &self.changes {
-            crate::stream::declare(channel, &self.names.changes_stream(), changes.max_age).await?;
+            crate::stream::declare_with(
+                channel,
+                &self.names.changes_stream(),
+                crate::stream::arguments(changes.max_age, self.replication),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -205,7 +224,7 @@ impl Topology {
             )
             .await?;
         channel
-            .queue_declare(n.unrouted_queue().into(), queue, quorum())
+            .queue_declare(n.unrouted_queue().into(), queue, self.quorum_arguments())
             .await?;
         bind(n.unrouted_queue(), n.unrouted_exchange(), "").await?;
 
@@ -218,7 +237,7 @@ impl Topology {
             )
             .await?;
         channel
-            .queue_declare(n.dead_queue().into(), queue, quorum())
+            .queue_declare(n.dead_queue().into(), queue, self.quorum_arguments())
             .await?;
         bind(n.dead_queue(), n.dead_letter_exchange(), DEAD_KEY).await?;
 
@@ -321,8 +340,23 @@ impl Topology {
         args
     }
 
+    /// Arguments every queue starts from: a quorum queue, with the replication arguments
+    /// on a cluster.
+    pub fn quorum_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), text("quorum"));
+        if let Some(replicas) = self.replication {
+            args.insert(
+                "x-quorum-initial-group-size".into(),
+                AMQPValue::LongInt(i32::from(replicas)),
+            );
+            args.insert("x-queue-leader-locator".into(), text(LEADER_LOCATOR));
+        }
+        args
+    }
+
     fn dead_lettering(&self, exchange: &str, key: &str) -> FieldTable {
-        let mut args = quorum();
+        let mut args = self.quorum_arguments();
         args.insert("x-dead-letter-exchange".into(), text(exchange));
         args.insert("x-dead-letter-routing-key".into(), text(key));
         args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
@@ -331,12 +365,88 @@ impl Topology {
     }
 }
 
-fn quorum() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), text("quorum"));
-    args
-}
-
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(args: &'a FieldTable, key: &str) -> Option<&'a AMQPValue> {
+        args.inner().get(key)
+    }
+
+    fn topology(replication: Option<u8>) -> Topology {
+        let mut t = Topology::new("hw", [Duration::from_secs(30)]);
+        t.replication = replication;
+        t
+    }
+
+    #[test]
+    fn a_single_broker_gets_no_replication_arguments() {
+        let t = topology(None);
+        for args in [
+            t.quorum_arguments(),
+            t.consumed_queue_arguments(),
+            t.retry_queue_arguments(Duration::from_secs(30)),
+        ] {
+            assert_eq!(get(&args, "x-queue-type"), Some(&text("quorum")));
+            assert_eq!(get(&args, "x-quorum-initial-group-size"), None);
+            assert_eq!(get(&args, "x-queue-leader-locator"), None);
+        }
+    }
+
+    #[test]
+    fn every_queue_on_a_cluster_is_replicated_with_balanced_leaders() {
+        let t = topology(Some(3));
+        for args in [
+            t.quorum_arguments(),
+            t.consumed_queue_arguments(),
+            t.retry_queue_arguments(Duration::from_secs(30)),
+        ] {
+            assert_eq!(
+                get(&args, "x-quorum-initial-group-size"),
+                Some(&AMQPValue::LongInt(3))
+            );
+            assert_eq!(
+                get(&args, "x-queue-leader-locator"),
+                Some(&text("balanced"))
+            );
+            // The replication arguments come on top of the rest.
+            assert_eq!(get(&args, "x-queue-type"), Some(&text("quorum")));
+        }
+        let consumed = t.consumed_queue_arguments();
+        assert_eq!(
+            get(&consumed, "x-dead-letter-strategy"),
+            Some(&text("at-least-once"))
+        );
+        assert_eq!(
+            get(&consumed, "x-delivery-limit"),
+            Some(&AMQPValue::LongLongInt(DELIVERY_LIMIT))
+        );
+    }
+
+    #[test]
+    fn of_config_follows_the_urls() {
+        let mut config = hookwire_core::Config::defaults();
+        assert_eq!(
+            Topology::of_config(&config).expect("topology").replication,
+            None
+        );
+        config.amqp.set_broker_urls(
+            (1..=3)
+                .map(|i| format!("amqp://u:p@127.0.0.1:568{i}/%2f"))
+                .collect(),
+        );
+        assert_eq!(
+            Topology::of_config(&config).expect("topology").replication,
+            Some(3)
+        );
+        config.amqp.replication_factor = Some(0);
+        assert_eq!(
+            Topology::of_config(&config).expect("topology").replication,
+            None
+        );
+    }
 }

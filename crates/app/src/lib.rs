@@ -75,7 +75,7 @@ impl App {
             .enabled
             .then(|| -> Result<StreamSettings> {
                 Ok(StreamSettings {
-                    url: config.amqp.url.clone(),
+                    urls: config.amqp.broker_urls(),
                     connection_name: connection_name.clone(),
                     topology: hookwire_amqp::Topology::of_config(config)
                         .map_err(|e| Error::Config(e.to_string()))?,
@@ -149,8 +149,8 @@ impl App {
             deliverer: deliverer(config)?,
             test_sends: Arc::new(tokio::sync::Semaphore::new(config.api.max_test_sends)),
             broker_ready: daemon.readiness(),
-            replayer: Arc::new(Replayer::new(
-                &config.amqp.url,
+            replayer: Arc::new(Replayer::with_brokers(
+                hookwire_amqp::Brokers::new(config.amqp.broker_urls()),
                 &connection_name,
                 &config.amqp.namespace,
                 config.amqp.confirm_timeout,
@@ -446,7 +446,7 @@ fn daemon(
     let daemon = Daemon::new(
         engine,
         AmqpSettings {
-            url: config.amqp.url.clone(),
+            urls: config.amqp.broker_urls(),
             connection_name: connection_name.to_owned(),
             prefetch: config.prefetch(),
             reconnect_max_delay: config.amqp.reconnect_max_delay.max(Duration::from_secs(1)),

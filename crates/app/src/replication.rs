@@ -5,6 +5,8 @@
 //!
 //! Both use connections of their own: a stream answers a `basic.nack` with an error that
 //! closes the whole connection, so nothing here shares one with the delivery channels.
+//! On a cluster each connects to any node and moves to the next after a failure; every
+//! node holds the same offsets, so the reader resumes where it was on whichever it reaches.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +17,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use hookwire_amqp::lapin::options::BasicAckOptions;
 use hookwire_amqp::lapin::{BasicProperties, Connection};
-use hookwire_amqp::{Publisher, Topology, connect, stream};
+use hookwire_amqp::{Brokers, Publisher, Topology, stream};
 use hookwire_store::{Change, Changelog, Store, Writer};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -33,7 +35,8 @@ const LAST_SHARE: Duration = Duration::from_secs(5);
 /// How a node reaches its changes stream.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamSettings {
-    pub(crate) url: String,
+    /// The broker URLs; the reader and the writer each rotate over them on their own.
+    pub(crate) urls: Vec<String>,
     /// This node's connection name; each connection adds what it does.
     pub(crate) connection_name: String,
     pub(crate) topology: Topology,
@@ -55,6 +58,10 @@ pub(crate) enum Which {
 impl StreamSettings {
     fn stream(&self) -> String {
         self.topology.names.changes_stream()
+    }
+
+    fn brokers(&self) -> Brokers {
+        Brokers::new(self.urls.clone())
     }
 }
 
@@ -93,12 +100,14 @@ impl Which {
 pub(crate) struct StreamChangelog {
     settings: StreamSettings,
     which: Which,
+    brokers: Brokers,
     open: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
 }
 
 impl StreamChangelog {
     pub(crate) fn new(settings: StreamSettings, which: Which) -> Self {
         Self {
+            brokers: settings.brokers(),
             settings,
             which,
             open: tokio::sync::Mutex::new(None),
@@ -118,7 +127,9 @@ impl StreamChangelog {
             self.settings.connection_name,
             self.which.label()
         );
-        let connection = connect(&self.settings.url, &name)
+        let connection = self
+            .brokers
+            .connect(&name)
             .await
             .map_err(|e| e.to_string())?;
         let publisher = Publisher::open(&connection, self.settings.confirm_timeout)
@@ -147,8 +158,10 @@ impl Changelog for StreamChangelog {
                 .publish("", &self.which.name(&self.settings), &entry, properties)
                 .await;
             if let Err(e) = published {
-                // The next append opens a new connection.
+                // The next append opens a new connection, on the next node: the write
+                // is reported failed, never assumed.
                 *self.open.lock().await = None;
+                self.brokers.rotate();
                 return Err(e.to_string());
             }
             Ok(())
@@ -194,15 +207,14 @@ async fn keep_reading<F>(
 ) where
     F: Future<Output = Result<(), String>>,
 {
-    let mut delay = Duration::from_millis(100);
+    const FIRST_DELAY: Duration = Duration::from_millis(100);
+    let mut delay = FIRST_DELAY;
+    let brokers = settings.brokers();
     loop {
+        let started = std::time::Instant::now();
         let session = async {
             let name = format!("{} {what} reader", settings.connection_name);
-            let connection = Arc::new(
-                connect(&settings.url, &name)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
+            let connection = Arc::new(brokers.connect(&name).await.map_err(|e| e.to_string())?);
             let result = read(connection.clone()).await;
             let _ = tokio::time::timeout(
                 Duration::from_secs(5),
@@ -213,7 +225,16 @@ async fn keep_reading<F>(
         };
         match session.await {
             Ok(()) => return,
-            Err(e) => warn!(error = %e, "Reading the {what} stream failed; reading again."),
+            Err(e) => {
+                warn!(error = %e, "Reading the {what} stream failed; reading again.");
+                brokers.rotate();
+            }
+        }
+        // A session that lasted ended by a failover, not a failing broker: start the
+        // backoff again, so that the node's writes (which wait for their own entry) are
+        // not held for up to reconnect_max_delay.
+        if started.elapsed() > Duration::from_secs(10) {
+            delay = FIRST_DELAY;
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

@@ -21,7 +21,13 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         namespace = %config.amqp.namespace,
-        broker = %hookwire_core::config::redact_url(&config.amqp.url),
+        broker = %config
+            .amqp
+            .broker_urls()
+            .iter()
+            .map(|u| hookwire_core::config::redact_url(u))
+            .collect::<Vec<_>>()
+            .join(", "),
         store = %config.store.path.display(),
         api = %app.api_addr()?,
         node = %app.node(),

@@ -9,6 +9,10 @@
 //! its unacked messages go back to their queues and are redelivered to the next session,
 //! so a failure can duplicate a delivery but never lose one. Delivery tags are never
 //! carried from a dead channel to a new one.
+//!
+//! With several broker URLs (a cluster's nodes), each session opens on the node the last
+//! one used, or on the next that answers; a session that fails moves the next one on to
+//! the next node.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::{FutureExt, StreamExt};
-use hookwire_amqp::{Publisher, connect, wire};
+use hookwire_amqp::{Brokers, Publisher, wire};
 use hookwire_core::DeadReason;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -52,8 +56,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How the daemon talks to the broker. `Debug` hides the URL's password.
 #[derive(Clone)]
 pub struct AmqpSettings {
-    /// Broker URL.
-    pub url: String,
+    /// Broker URLs: one, or a cluster's nodes.
+    pub urls: Vec<String>,
     /// Connection name shown by the broker.
     pub connection_name: String,
     /// Prefetch of each consumer.
@@ -71,7 +75,14 @@ pub struct AmqpSettings {
 impl std::fmt::Debug for AmqpSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpSettings")
-            .field("url", &hookwire_core::config::redact_url(&self.url))
+            .field(
+                "urls",
+                &self
+                    .urls
+                    .iter()
+                    .map(|u| hookwire_core::config::redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .field("connection_name", &self.connection_name)
             .field("prefetch", &self.prefetch)
             .field("reconnect_max_delay", &self.reconnect_max_delay)
@@ -87,6 +98,7 @@ impl std::fmt::Debug for AmqpSettings {
 pub struct Daemon {
     engine: Arc<Engine>,
     amqp: AmqpSettings,
+    brokers: Brokers,
     ready: Arc<AtomicBool>,
 }
 
@@ -107,6 +119,7 @@ impl Daemon {
     pub fn new(engine: Arc<Engine>, amqp: AmqpSettings) -> Self {
         Self {
             engine,
+            brokers: Brokers::new(amqp.urls.clone()),
             amqp,
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -153,7 +166,12 @@ impl Daemon {
                 Ok(session) => {
                     backoff = self.backoff();
                     self.ready.store(true, Ordering::SeqCst);
-                    info!(namespace = %self.engine.topology().names.namespace(), "Consuming.");
+                    crate::telemetry::broker_session(self.brokers.current_address());
+                    info!(
+                        namespace = %self.engine.topology().names.namespace(),
+                        broker = %self.brokers.current_address(),
+                        "Consuming."
+                    );
                     let end = session.run(&self.engine, &stop, &self.amqp).await;
                     self.ready.store(false, Ordering::SeqCst);
                     match end {
@@ -165,6 +183,7 @@ impl Daemon {
                 }
                 Err(e) => warn!(error = %e, "Cannot open a broker session; retrying."),
             }
+            self.brokers.rotate();
             let delay = backoff.next().unwrap_or(self.amqp.reconnect_max_delay);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -183,7 +202,7 @@ impl Daemon {
     }
 
     async fn open_session(&self) -> Result<Session> {
-        let connection = connect(&self.amqp.url, &self.amqp.connection_name).await?;
+        let connection = self.brokers.connect(&self.amqp.connection_name).await?;
         let publisher = Publisher::open(&connection, self.amqp.confirm_timeout).await?;
         let topology = self.engine.topology();
         topology.declare(publisher.channel()).await?;

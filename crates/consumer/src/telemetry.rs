@@ -116,6 +116,12 @@ pub(crate) fn tier_overdue_seen(late: Duration) {
     gauge!("hookwire_tier_overdue_max_seconds").set(max_ms as f64 / 1000.0);
 }
 
+/// A broker session opened on the node at `broker` (`host:port`): a failover shows as
+/// sessions on another node.
+pub(crate) fn broker_session(broker: String) {
+    counter!("hookwire_broker_sessions_total", "broker" => broker).increment(1);
+}
+
 /// The largest lateness seen since start, for the gauge.
 static MAX_OVERDUE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -67,8 +67,17 @@ pub struct Config {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
-    /// The broker URL, `amqp://user:pass@host:port/vhost`.
+    /// The broker URL, `amqp://user:pass@host:port/vhost`; empty when `urls` is set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// The URLs of a cluster's nodes, instead of `url`: clients connect to any that
+    /// answers and move to another when theirs goes away.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// Replicas of each quorum queue and stream on a cluster; unset: as many as `urls`
+    /// lists, at most 3 (none set with one URL); 0: no replication arguments at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u8>,
     /// Prefix of every exchange and queue name.
     pub namespace: String,
     /// Unacked events the consumer may hold; 0 means 2 × `delivery.concurrency`.
@@ -678,9 +687,7 @@ impl DeliveryConfig {
 impl AmqpConfig {
     /// Checks the `[amqp]` keys, all that `topology` and `publish` need.
     pub fn validate(&self) -> Result<()> {
-        if !self.url.starts_with("amqp://") && !self.url.starts_with("amqps://") {
-            return Err(invalid("amqp.url", "must start with amqp:// or amqps://"));
-        }
+        self.validate_urls()?;
         if !is_valid_namespace(&self.namespace) {
             return Err(invalid(
                 "amqp.namespace",
@@ -697,6 +704,7 @@ impl AmqpConfig {
     }
 }
 
+mod brokers;
 mod redact;
 
 pub use redact::redact_url;

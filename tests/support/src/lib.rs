@@ -8,8 +8,10 @@
 //!   trickled responses).
 //! - [`harness`]: a daemon running in-process against a seeded store.
 //! - [`serve_child`]: `hookwire serve` as a child process.
+//! - [`cluster`]: a three-node RabbitMQ cluster of its own, for the high-availability tests.
 
 pub mod broker;
+pub mod cluster;
 pub mod harness;
 pub mod misbehaving;
 pub mod receiver;
@@ -18,6 +20,7 @@ pub mod tls;
 pub mod tools;
 
 pub use broker::{Broker, amqp_url, unique_namespace};
+pub use cluster::RabbitCluster;
 pub use harness::{Harness, new_subscription, test_config};
 pub use receiver::{Receiver, Recorded, Reply};
 pub use serve_child::ServeChild;

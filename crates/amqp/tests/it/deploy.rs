@@ -551,3 +551,104 @@ fn the_broker_caps_the_message_size() {
     assert!(max >= config.delivery.max_event_bytes);
     assert!(max >= config.store.dead_letter_body_max_bytes);
 }
+
+fn cluster_definitions() -> Value {
+    serde_json::from_str(&read("deploy/cluster/definitions.json"))
+        .expect("deploy/cluster/definitions.json is JSON")
+}
+
+/// The cluster's definitions are the single broker's, with the replication arguments
+/// hookwire declares with three URLs on every queue.
+#[test]
+fn cluster_definitions_add_only_the_replication_arguments() {
+    let single = definitions();
+    let mut cluster = cluster_definitions();
+    for queue in cluster["queues"].as_array_mut().expect("queues") {
+        let args = queue["arguments"].as_object_mut().expect("arguments");
+        assert_eq!(
+            args.remove("x-quorum-initial-group-size"),
+            Some(Value::from(3)),
+            "{queue}"
+        );
+        assert_eq!(
+            args.remove("x-queue-leader-locator"),
+            Some(Value::from(hookwire_amqp::topology::LEADER_LOCATOR)),
+            "{queue}"
+        );
+    }
+    assert_eq!(cluster, single);
+    let config: Config = {
+        let mut merged: toml::Table =
+            toml::from_str(hookwire_core::config::DEFAULT_CONFIG_TOML).expect("defaults");
+        let file: toml::Table = toml::from_str(&read("deploy/cluster/hookwire.toml"))
+            .expect("deploy/cluster/hookwire.toml is TOML");
+        for (section, value) in file {
+            match (merged.get_mut(&section), value) {
+                (Some(toml::Value::Table(into)), toml::Value::Table(keys)) => into.extend(keys),
+                (_, value) => {
+                    merged.insert(section, value);
+                }
+            }
+        }
+        // `amqp.urls` replaces the default `amqp.url`, as `serve` layers it.
+        if let Some(toml::Value::Table(amqp)) = merged.get_mut("amqp") {
+            amqp.remove("url");
+        }
+        toml::Value::Table(merged)
+            .try_into()
+            .unwrap_or_else(|e| panic!("deploy/cluster/hookwire.toml: {e}"))
+    };
+    config.amqp.validate().expect("valid [amqp]");
+    assert_eq!(
+        config.amqp.replication(),
+        Some(3),
+        "deploy/cluster/hookwire.toml must declare what the cluster's definitions hold"
+    );
+    assert!(config.replication.enabled);
+}
+
+/// hookwire with three URLs declares its topology over the cluster's definitions without
+/// a 406 (a single broker takes a group size of 3; it has one member to give).
+#[tokio::test]
+async fn cluster_definitions_load_and_hookwire_declares_against_them() {
+    let vhost = ScratchVhost::create();
+    let defs = retargeted(cluster_definitions(), &vhost.name);
+    let file = TempFile(std::env::temp_dir().join(format!("{}.json", vhost.name)));
+    std::fs::write(&file.0, serde_json::to_vec_pretty(&defs).expect("JSON")).expect("write");
+    rabbitmqctl(&["import_definitions", file.0.to_str().expect("UTF-8 path")]);
+    let wanted_queues = names_in(&defs, "queues");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while list("list_queues", &vhost.name, &["name"])
+        .iter()
+        .map(|q| str_of(q, "name").to_owned())
+        .collect::<BTreeSet<String>>()
+        != wanted_queues
+    {
+        assert!(Instant::now() < deadline, "the import did not complete");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let config = Config::defaults();
+    let mut topology = Topology::new(&config.amqp.namespace, tiers(&config));
+    topology.replication = Some(3);
+    let connection = hookwire_amqp::connect(&vhost.url(), "hwtest-deploy-cluster")
+        .await
+        .expect("connect to the scratch vhost");
+    let channel = connection.create_channel().await.expect("channel");
+    topology
+        .declare(&channel)
+        .await
+        .expect("hookwire declares its replicated topology over the cluster's definitions");
+    // Without the replication arguments, the same declaration is refused: the check
+    // above compared them.
+    topology.replication = None;
+    let other = connection.create_channel().await.expect("channel");
+    let refused = topology
+        .declare(&other)
+        .await
+        .expect_err("other replication arguments are refused");
+    assert!(
+        format!("{refused:?}").contains("PRECONDITION_FAILED"),
+        "{refused:?}"
+    );
+    let _ = connection.close(200, "done".into()).await;
+}

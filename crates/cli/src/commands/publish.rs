@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use hookwire_amqp::{OutgoingEvent, Producer};
+use hookwire_amqp::{Brokers, OutgoingEvent, Producer};
 
 use crate::config;
 
@@ -49,14 +49,14 @@ pub async fn run(args: PublishArgs) -> Result<()> {
         id: id.clone(),
         data,
     };
-    let producer = Producer::connect(&amqp.url, &amqp.namespace, "hookwire-publish", catalog)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to the broker at {}",
-                hookwire_core::config::redact_url(&amqp.url)
-            )
-        })?;
+    let producer = Producer::connect_any(
+        Brokers::new(amqp.broker_urls()),
+        &amqp.namespace,
+        "hookwire-publish",
+        catalog,
+    )
+    .await
+    .with_context(|| config::unreachable(&amqp))?;
     producer.publish(&event).await?;
     producer.close().await?;
     println!("{id}");

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use hookwire_amqp::lapin::BasicProperties;
 use hookwire_amqp::lapin::options::BasicAckOptions;
-use hookwire_amqp::{ChangesStream, Publisher, Topology, connect, stream};
+use hookwire_amqp::{ChangesStream, Publisher, Topology, stream};
 use hookwire_core::Config;
 use hookwire_store::Entry;
 
@@ -142,12 +142,10 @@ async fn import(config: &Config, input: Option<&Path>) -> Result<()> {
         max_age: config.replication.changes_max_age,
     });
     let name = topology.names.changes_stream();
-    let connection = connect(
-        &config.amqp.url,
-        &format!("{}@import", config.amqp.connection_name),
-    )
-    .await
-    .context("cannot connect to the broker")?;
+    let connection = hookwire_amqp::Brokers::new(config.amqp.broker_urls())
+        .connect(&format!("{}@import", config.amqp.connection_name))
+        .await
+        .with_context(|| crate::config::unreachable(&config.amqp))?;
     let reading = connection.create_channel().await?;
     topology.declare_changes(&reading).await?;
     if let Some(found) = first_change(&reading, &name).await? {

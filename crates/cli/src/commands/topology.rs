@@ -38,15 +38,12 @@ pub async fn run(action: TopologyAction) -> Result<()> {
     let figment = config::layers(config.as_deref())?;
     let amqp = config::amqp_section(&figment, namespace)?;
     let delivery: DeliveryConfig = config::extract(&figment, "delivery")?;
-    let topology = Topology::of_plan(&amqp.namespace, &delivery.retry_plan()?);
-    let connection = hookwire_amqp::connect(&amqp.url, "hookwire-topology")
+    let mut topology = Topology::of_plan(&amqp.namespace, &delivery.retry_plan()?);
+    topology.replication = amqp.replication();
+    let connection = hookwire_amqp::Brokers::new(amqp.broker_urls())
+        .connect("hookwire-topology")
         .await
-        .with_context(|| {
-            format!(
-                "cannot connect to the broker at {}",
-                hookwire_core::config::redact_url(&amqp.url)
-            )
-        })?;
+        .with_context(|| config::unreachable(&amqp))?;
     let channel = connection.create_channel().await?;
     if delete {
         topology.delete(&channel).await?;

@@ -18,7 +18,19 @@ pub fn redact_url(text: &str) -> String {
 impl std::fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
-            .field("url", &redact_url(&self.url))
+            .field(
+                "url",
+                &if self.url.is_empty() {
+                    String::new()
+                } else {
+                    redact_url(&self.url)
+                },
+            )
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
+            .field("replication_factor", &self.replication_factor)
             .field("namespace", &self.namespace)
             .field("prefetch", &self.prefetch)
             .field("connection_name", &self.connection_name)
