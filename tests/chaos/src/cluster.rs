@@ -49,12 +49,7 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     }
 
     let mut ledger = Ledger::default();
-    let ids: Vec<String> = (0..events)
-        .map(|i| format!("cluster-{}-{i}", &Uuid::now_v7().simple().to_string()[20..]))
-        .collect();
-    for id in &ids {
-        ledger.expect(id, &sinks);
-    }
+    let ids = ledger.expect_events("cluster", events, &sinks);
     let window = Duration::from_secs_f64((events as f64 / 100.0).max(12.0));
     let publisher = tokio::spawn(publish_paced(
         ctx.amqp_url.clone(),

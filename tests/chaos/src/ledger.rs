@@ -48,6 +48,17 @@ impl Ledger {
         }
     }
 
+    /// `events` new event ids (`<prefix>-<run>-<n>`, unique to this run), each expected at
+    /// every one of `subs`.
+    pub fn expect_events(&mut self, prefix: &str, events: usize, subs: &[&Sink]) -> Vec<String> {
+        let run = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
+        let ids: Vec<String> = (0..events).map(|i| format!("{prefix}-{run}-{i}")).collect();
+        for id in &ids {
+            self.expect(id, subs);
+        }
+        ids
+    }
+
     /// For a failed run: the lost pairs per subscriber, as "never requested" and
     /// "requested, never answered 2xx".
     pub fn lost_detail(&self, sinks: &[&Sink], dead: &[Dead]) -> String {

@@ -158,12 +158,7 @@ pub async fn kill(ctx: &Ctx, events: usize, kills: u32) -> Result<Outcome> {
     let mut d = Daemon::create(ctx, &settings, &subs).await?;
     d.start().await?;
     let mut ledger = Ledger::default();
-    let ids: Vec<String> = (0..events)
-        .map(|i| format!("kill-{}-{i}", &Uuid::now_v7().simple().to_string()[20..]))
-        .collect();
-    for id in &ids {
-        ledger.expect(id, &sinks);
-    }
+    let ids = ledger.expect_events("kill", events, &sinks);
     let window = Duration::from_secs_f64((events as f64 / 100.0).max(4.0 * f64::from(kills)));
     let publisher = tokio::spawn(publish_paced(
         ctx.amqp_url.clone(),
@@ -241,12 +236,7 @@ pub async fn broker_restart(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let mut d = Daemon::create(ctx, &settings, &subs).await?;
     d.start().await?;
     let mut ledger = Ledger::default();
-    let ids: Vec<String> = (0..events)
-        .map(|i| format!("broker-{}-{i}", &Uuid::now_v7().simple().to_string()[20..]))
-        .collect();
-    for id in &ids {
-        ledger.expect(id, &sinks);
-    }
+    let ids = ledger.expect_events("broker", events, &sinks);
     let window = Duration::from_secs_f64((events as f64 / 50.0).max(15.0));
     let publisher = tokio::spawn(publish_paced(
         ctx.amqp_url.clone(),
