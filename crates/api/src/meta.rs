@@ -116,7 +116,9 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
         let attempts_applied_offset = state
             .store
             .attempts_applied_offset()
-            .inspect_err(|e| tracing::warn!(error = %e, "Readiness: the attempts offset cannot be read."))
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "Readiness: the attempts offset cannot be read."),
+            )
             .ok()
             .flatten();
         ReplicationHealth {

@@ -568,9 +568,12 @@ async fn read_attempt_batches(
                     Vec::new()
                 });
             let n = records.len();
-            apply(store, hookwire_store::Change::ApplyAttempts { records, offset })
-                .await
-                .map_err(|e| format!("a batch of attempts could not be applied: {e}"))?;
+            apply(
+                store,
+                hookwire_store::Change::ApplyAttempts { records, offset },
+            )
+            .await
+            .map_err(|e| format!("a batch of attempts could not be applied: {e}"))?;
             crate::telemetry::attempts_applied(Some(offset));
             if applied_since_prune.fetch_add(n, Ordering::Relaxed) + n >= PRUNE_AFTER_APPLIED {
                 applied_since_prune.store(0, Ordering::Relaxed);

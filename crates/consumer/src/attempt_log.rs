@@ -60,11 +60,7 @@ impl std::fmt::Debug for Message {
 impl AttemptLog {
     /// Starts the writer task; it ends when every clone is dropped. With `stream`, batches
     /// are published to it rather than written here.
-    pub fn spawn(
-        store: Store,
-        retention: Retention,
-        stream: Option<Arc<dyn Changelog>>,
-    ) -> Self {
+    pub fn spawn(store: Store, retention: Retention, stream: Option<Arc<dyn Changelog>>) -> Self {
         let (tx, rx) = mpsc::channel(BUFFER);
         tokio::spawn(write_loop(store, retention, stream, rx));
         Self { tx }

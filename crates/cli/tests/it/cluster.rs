@@ -195,7 +195,9 @@ impl Cluster {
             .expect("the API answers");
         let text = response.text().await.expect("metrics");
         text.lines()
-            .filter(|l| l.starts_with("hookwire_deliveries_total{") && l.contains("outcome=\"delivered\""))
+            .filter(|l| {
+                l.starts_with("hookwire_deliveries_total{") && l.contains("outcome=\"delivered\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -483,8 +485,13 @@ async fn three_nodes_replicate_the_store_and_share_the_deliveries() {
     assert!(delivering >= 2, "deliveries made by {delivering} node(s)");
 
     // Every node's attempts reach every node's attempt log through the attempts stream.
-    let hooks = [id.clone(), flaky_hook["id"].as_str().expect("id").to_owned()];
-    let expected = cluster.same_attempts(&[&node1, &node2, &node3], &hooks).await;
+    let hooks = [
+        id.clone(),
+        flaky_hook["id"].as_str().expect("id").to_owned(),
+    ];
+    let expected = cluster
+        .same_attempts(&[&node1, &node2, &node3], &hooks)
+        .await;
     let good_attempts = expected[0].as_array().expect("a list");
     assert!(
         good_attempts.len() >= EVENTS,
@@ -500,7 +507,11 @@ async fn three_nodes_replicate_the_store_and_share_the_deliveries() {
             )
         })
         .collect();
-    assert_eq!(distinct.len(), good_attempts.len(), "no attempt listed twice");
+    assert_eq!(
+        distinct.len(),
+        good_attempts.len(),
+        "no attempt listed twice"
+    );
     let flaky_attempts = expected[1].as_array().expect("a list");
     assert!(
         flaky_attempts.iter().any(|a| a["outcome"] == "permanent"),

@@ -71,7 +71,10 @@ fn a_batch_read_again_is_applied_once() {
         apply(&store, &first, 7);
         assert_eq!(store.attempts_applied_offset().expect("offset"), Some(9));
         assert_eq!(
-            all(&store, &sub).iter().map(|r| r.attempt).collect::<Vec<_>>(),
+            all(&store, &sub)
+                .iter()
+                .map(|r| r.attempt)
+                .collect::<Vec<_>>(),
             [1, 2, 3, 4]
         );
         // Pruning leaves the offset in place: it is not an attempt.
@@ -83,7 +86,10 @@ fn a_batch_read_again_is_applied_once() {
             .expect("prune");
         assert_eq!(store.attempts_applied_offset().expect("offset"), Some(9));
         assert_eq!(
-            all(&store, &sub).iter().map(|r| r.attempt).collect::<Vec<_>>(),
+            all(&store, &sub)
+                .iter()
+                .map(|r| r.attempt)
+                .collect::<Vec<_>>(),
             [2, 3, 4]
         );
         store.flush().expect("flush");
@@ -95,7 +101,10 @@ fn a_batch_read_again_is_applied_once() {
     apply(&store, &first, 7);
     apply(&store, &second, 9);
     assert_eq!(
-        all(&store, &sub).iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        all(&store, &sub)
+            .iter()
+            .map(|r| r.attempt)
+            .collect::<Vec<_>>(),
         [2, 3, 4]
     );
 }
@@ -114,7 +123,12 @@ fn the_same_batches_leave_every_attempt_log_alike() {
             (0..150u32)
                 .map(|n| {
                     let sub = if n % 3 == 0 { &two } else { &one };
-                    attempt(sub, batch * 1000 + n, 10_000 + u64::from(n / 2), "delivered")
+                    attempt(
+                        sub,
+                        batch * 1000 + n,
+                        10_000 + u64::from(n / 2),
+                        "delivered",
+                    )
                 })
                 .collect()
         })
