@@ -123,7 +123,8 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let mut resumed: Vec<Duration> = stops.iter().filter_map(|s| s.resumed).collect();
     resumed.sort();
     let p50 = resumed.get(resumed.len().saturating_sub(1) / 2).copied();
-    let secs = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64()));
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64()));
     eprintln!(
         "broker-cluster: stop → deliveries resumed (events published while the node was down): {}; p50 {} s, max {} s",
         stops
@@ -219,7 +220,11 @@ async fn stop_and_start(
             .get(from..upto)
             .into_iter()
             .flatten()
-            .flat_map(|id| sinks.iter().filter_map(|s| s.first_delivered(&webhook_id(id, &s.sub.id))))
+            .flat_map(|id| {
+                sinks
+                    .iter()
+                    .filter_map(|s| s.first_delivered(&webhook_id(id, &s.sub.id)))
+            })
             .min()
             .map(|at| at.saturating_duration_since(stopped_at));
         tokio::time::sleep(Duration::from_millis(100)).await;

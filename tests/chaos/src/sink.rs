@@ -80,8 +80,7 @@ impl Sink {
                     state.answered.fetch_add(1, Ordering::SeqCst);
                     if (200..300).contains(&status) {
                         let id = req.header("webhook-id").to_owned();
-                        if let Some(times) = state.first_delivered.lock().expect("lock").as_mut()
-                        {
+                        if let Some(times) = state.first_delivered.lock().expect("lock").as_mut() {
                             times.entry(id.clone()).or_insert_with(Instant::now);
                         }
                         *state.delivered.lock().expect("lock").entry(id).or_insert(0) += 1;
