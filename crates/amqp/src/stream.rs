@@ -18,11 +18,6 @@ use crate::Result;
 /// to start.
 pub const OFFSET_HEADER: &str = "x-stream-offset";
 
-/// Declares the stream `name`; `max_age` becomes its `x-max-age` (whole seconds).
-pub async fn declare(channel: &Channel, name: &str, max_age: Option<Duration>) -> Result<()> {
-    declare_with(channel, name, arguments(max_age, None)).await
-}
-
 /// A stream's arguments: `max_age` becomes its `x-max-age` (whole seconds); `replicas`,
 /// on a cluster, its `x-initial-cluster-size`, with leaders spread over the nodes.
 pub fn arguments(max_age: Option<Duration>, replicas: Option<u8>) -> FieldTable {

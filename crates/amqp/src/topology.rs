@@ -195,14 +195,24 @@ impl Topology {
     /// Declares the stream of kept event bodies with `x-max-age` = `retention`: a body is
     /// of no use past it. Safe to run any number of times with the same retention.
     pub async fn declare_payloads(&self, channel: &Channel, retention: Duration) -> Result<()> {
-        crate::stream::declare(channel, &self.names.payloads_stream(), Some(retention)).await
+        crate::stream::declare_with(
+            channel,
+            &self.names.payloads_stream(),
+            crate::stream::arguments(Some(retention), self.replication),
+        )
+        .await
     }
 
     /// Declares the stream of attempt records with `x-max-age` = `retention`, the attempt
     /// log's: a record older is pruned from every log anyway. Safe to run any number of
     /// times with the same retention.
     pub async fn declare_attempts(&self, channel: &Channel, retention: Duration) -> Result<()> {
-        crate::stream::declare(channel, &self.names.attempts_stream(), Some(retention)).await
+        crate::stream::declare_with(
+            channel,
+            &self.names.attempts_stream(),
+            crate::stream::arguments(Some(retention), self.replication),
+        )
+        .await
     }
 
     /// Declares every exchange, queue and binding. Safe to run any number of times.

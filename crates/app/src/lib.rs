@@ -456,6 +456,7 @@ fn daemon(
         deliverer: deliverer(config)?,
         rules,
         names: Names::new(&config.amqp.namespace),
+        replication: config.amqp.replication(),
         spans: spans(config)?,
         settings: EngineSettings {
             max_event_bytes: d.max_event_bytes,

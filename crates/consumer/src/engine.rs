@@ -90,6 +90,9 @@ pub struct EngineParts {
     pub rules: DeliveryRules,
     /// The namespace's exchange and queue names; its tiers are the plan's.
     pub names: Names,
+    /// The replicas each queue is declared with on a cluster (`amqp.replication()`):
+    /// every declaration of a queue must carry the arguments it was created with.
+    pub replication: Option<u8>,
     /// The rest.
     pub settings: EngineSettings,
     /// Where spans go (`tracing.otlp_endpoint`); none when off.
@@ -108,10 +111,12 @@ impl Engine {
             deliverer,
             rules,
             names,
+            replication,
             settings,
             spans,
         } = parts;
-        let topology = Topology::of_plan(names.namespace(), &rules.plan);
+        let mut topology = Topology::of_plan(names.namespace(), &rules.plan);
+        topology.replication = replication;
         Arc::new(Self {
             permits: FairPermits::new(settings.concurrency),
             endpoints: Endpoints::new(settings.limits),

@@ -10,6 +10,8 @@
 //! - [`ledger`]: the expected pairs, the tally and the report.
 //! - [`scenarios`]: the scenarios of one node.
 //! - [`cluster`]: three replicated nodes, killed and wiped in turn.
+//! - [`broker_cluster`]: three replicated nodes on a three-node RabbitMQ cluster of the
+//!   runner's own, whose broker nodes are stopped in turn.
 //! - [`soak`]: all of them in turn for a long time, with [`resources`] sampled.
 //!
 //! `cargo build --release -p hookwire -p hookwire-chaos`, then
@@ -17,6 +19,7 @@
 //! `target/release/hookwire-chaos soak [--duration 2h] [--rate 50]`.
 
 mod broker;
+mod broker_cluster;
 mod cluster;
 mod ledger;
 mod publish;
@@ -53,6 +56,10 @@ enum Scenario {
     /// Three replicated nodes on one namespace, SIGKILLed in turn, one with its data
     /// directory wiped.
     Cluster,
+    /// Three replicated nodes on a three-node RabbitMQ cluster of the runner's own: the
+    /// broker node leading the events queue stopped and started, a serve node SIGKILLed,
+    /// another broker node stopped and started. Not part of `ci`.
+    BrokerCluster,
     /// Every scenario above, at the size given.
     All,
     /// The short variant of every scenario that tests/run runs (a few minutes).
@@ -107,10 +114,25 @@ pub struct Ctx {
     pub amqp_url: String,
     /// Whether the broker app is stopped by us.
     pub app: AppState,
+    /// A RabbitMQ cluster's node URLs, which `serve` is given as `amqp.urls`; empty on
+    /// the single test broker.
+    pub cluster_urls: Vec<String>,
     namespaces: Arc<Mutex<Vec<Config>>>,
 }
 
 impl Ctx {
+    /// The context of a scenario on a RabbitMQ cluster of its own: its namespaces go with
+    /// the cluster, so none is registered for deletion on the test broker.
+    pub fn on_cluster(&self, urls: Vec<String>) -> Self {
+        Self {
+            binary: self.binary.clone(),
+            amqp_url: urls[0].clone(),
+            app: AppState::default(),
+            cluster_urls: urls,
+            namespaces: Arc::default(),
+        }
+    }
+
     /// Remembers a namespace for deletion at the end, whatever happens.
     pub fn register(&self, config: &Config) {
         self.namespaces.lock().expect("lock").push(config.clone());
@@ -167,6 +189,7 @@ async fn main() -> Result<()> {
         binary,
         amqp_url: args.amqp_url.clone(),
         app: AppState::default(),
+        cluster_urls: Vec::new(),
         namespaces: Arc::default(),
     };
     let mut outcomes = Vec::new();
@@ -286,6 +309,13 @@ async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
             cluster::cluster(ctx, n.unwrap_or(3000))
                 .await
                 .context("cluster")?,
+        );
+    }
+    if one(Scenario::BrokerCluster) {
+        out.push(
+            broker_cluster::broker_cluster(ctx, n.unwrap_or(3000))
+                .await
+                .context("broker-cluster")?,
         );
     }
     if one(Scenario::BrokerRestart) {

@@ -1,12 +1,14 @@
 //! What the runner publishes: good events, messages broken on purpose, and a publisher
 //! that reconnects and sends an unconfirmed message again with the same id.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, ShortString};
 use hookwire_amqp::lapin::{BasicProperties, Connection};
-use hookwire_amqp::{OutgoingEvent, Producer, Publisher};
+use hookwire_amqp::{Brokers, OutgoingEvent, Producer, Publisher};
 use hookwire_core::Catalog;
 use serde_json::json;
 
@@ -111,7 +113,7 @@ impl Message {
 /// webhook-id) until it is confirmed.
 #[derive(Debug)]
 pub struct Sender {
-    url: String,
+    brokers: Brokers,
     namespace: String,
     producer: Option<Producer>,
     raw: Option<(Connection, Publisher)>,
@@ -122,8 +124,14 @@ pub struct Sender {
 impl Sender {
     /// A sender to `namespace`'s events exchange (connects lazily).
     pub fn new(url: &str, namespace: &str) -> Self {
+        Self::to_any(vec![url.to_owned()], namespace)
+    }
+
+    /// A sender to `namespace`'s events exchange on any of `urls`, the nodes of a
+    /// cluster: the producer moves to the next node that answers after a failure.
+    pub fn to_any(urls: Vec<String>, namespace: &str) -> Self {
         Self {
-            url: url.to_owned(),
+            brokers: Brokers::new(urls),
             namespace: namespace.to_owned(),
             producer: None,
             raw: None,
@@ -157,8 +165,8 @@ impl Sender {
         match message {
             Message::Good(_) if self.producer.is_none() => {
                 self.producer = Some(
-                    Producer::connect(
-                        &self.url,
+                    Producer::connect_any(
+                        self.brokers.clone(),
                         &self.namespace,
                         "hookwire-chaos-producer",
                         Catalog::builtin(),
@@ -167,8 +175,7 @@ impl Sender {
                 );
             }
             Message::Broken(..) if self.raw.is_none() => {
-                let connection =
-                    hookwire_amqp::connect(&self.url, "hookwire-chaos-poisoner").await?;
+                let connection = self.brokers.connect("hookwire-chaos-poisoner").await?;
                 let publisher = Publisher::open(&connection, Duration::from_secs(30)).await?;
                 self.raw = Some((connection, publisher));
             }
@@ -222,16 +229,31 @@ pub async fn publish_paced(
     ids: Vec<String>,
     window: Duration,
 ) -> Result<u32> {
+    publish_paced_to(vec![url], namespace, ids, window, Arc::default()).await
+}
+
+/// [`publish_paced`] to any of `urls` (a cluster's nodes); `next` holds the index of the
+/// event being published, so that a scenario knows which events were first published
+/// after a moment.
+pub async fn publish_paced_to(
+    urls: Vec<String>,
+    namespace: String,
+    ids: Vec<String>,
+    window: Duration,
+    next: Arc<AtomicUsize>,
+) -> Result<u32> {
     let start = Instant::now();
-    let mut sender = Sender::new(&url, &namespace);
+    let mut sender = Sender::to_any(urls, &namespace);
     let n = ids.len().max(1);
     for (i, id) in ids.into_iter().enumerate() {
         if i % 10 == 0 {
             let due = start + window.mul_f64(i as f64 / n as f64);
             tokio::time::sleep_until(due.into()).await;
         }
+        next.store(i, Ordering::SeqCst);
         sender.send(&Message::Good(id)).await?;
     }
+    next.store(n, Ordering::SeqCst);
     let retried = sender.retried;
     sender.close().await;
     Ok(retried)

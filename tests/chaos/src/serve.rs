@@ -308,7 +308,12 @@ fn new_namespace() -> String {
 /// The test config with the scenario's knobs, on `namespace`, its store at `store`.
 fn scenario_config(ctx: &Ctx, settings: &Settings, namespace: &str, store: &Path) -> Config {
     let mut config = hookwire_testkit::test_config(namespace, store);
-    config.amqp.url = ctx.amqp_url.clone();
+    if ctx.cluster_urls.is_empty() {
+        config.amqp.url = ctx.amqp_url.clone();
+    } else {
+        // The same URLs, hence the same replication arguments, for every declaration.
+        config.amqp.set_broker_urls(ctx.cluster_urls.clone());
+    }
     let d = &mut config.delivery;
     d.retry_schedule = settings
         .schedule

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use hookwire_core::{Secret, Subscription};
@@ -45,6 +45,9 @@ struct State {
     delivered: Mutex<HashMap<String, usize>>,
     /// 500s answered per webhook-id (Flaky, HalfWorking).
     failures: Mutex<HashMap<String, u32>>,
+    /// When each webhook-id was first answered 2xx, once [`Sink::keep_times`] asked for
+    /// it (off by default: a soak would keep one entry per delivery).
+    first_delivered: Mutex<Option<HashMap<String, Instant>>>,
 }
 
 /// One subscriber: its subscription (with the secret it verifies) and its receiver.
@@ -77,6 +80,9 @@ impl Sink {
                     state.answered.fetch_add(1, Ordering::SeqCst);
                     if (200..300).contains(&status) {
                         let id = req.header("webhook-id").to_owned();
+                        if let Some(times) = state.first_delivered.lock().expect("lock").as_mut() {
+                            times.entry(id.clone()).or_insert_with(Instant::now);
+                        }
                         *state.delivered.lock().expect("lock").entry(id).or_insert(0) += 1;
                     }
                 }
@@ -91,6 +97,26 @@ impl Sink {
             _receiver: receiver,
             state,
         })
+    }
+
+    /// Keeps from now on when each webhook-id was first answered 2xx.
+    pub fn keep_times(&self) {
+        self.state
+            .first_delivered
+            .lock()
+            .expect("lock")
+            .get_or_insert_with(HashMap::new);
+    }
+
+    /// When `webhook_id` was first answered 2xx, if it was since [`Sink::keep_times`].
+    pub fn first_delivered(&self, webhook_id: &str) -> Option<Instant> {
+        self.state
+            .first_delivered
+            .lock()
+            .expect("lock")
+            .as_ref()?
+            .get(webhook_id)
+            .copied()
     }
 
     /// Starts (`true`) or ends an outage: every request is answered 503 meanwhile.

@@ -1,6 +1,7 @@
 //! High availability on a real three-node RabbitMQ cluster of the test's own: `serve`
 //! and the producer given the three nodes' URLs keep delivering while the node leading
-//! the events queue is down.
+//! the events queue is down, and dead-lettering and the tier watchdog keep working while
+//! the leaders of a tier and of the dead queue move.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +13,14 @@ use hookwire_testkit::harness::API_TOKEN;
 use hookwire_testkit::{RabbitCluster, Receiver, ServeChild, eventually, test_config};
 use serde_json::json;
 
-/// AMQP ports 5691–5693: apart from the system broker and from the chaos scenario's.
-const PORT_BASE: u16 = 5690;
+/// AMQP ports 5691–5693 (`HOOKWIRE_TEST_CLUSTER_PORT_BASE` + 1 … 3 if set): apart from
+/// the system broker and from the chaos scenario's (5681–5683).
+fn port_base() -> u16 {
+    std::env::var("HOOKWIRE_TEST_CLUSTER_PORT_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5690)
+}
 const EVENTS: usize = 600;
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -59,7 +66,7 @@ fn node_of(cluster: &RabbitCluster, name: &str) -> u16 {
         .filter(|l| l.contains(&quoted))
         .find_map(|l| l.rsplit('\t').next()?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no connection named {name}: {listed}"));
-    port - PORT_BASE
+    port - port_base()
 }
 
 /// Deliveries per distinct body.
@@ -76,12 +83,7 @@ fn ledger(receiver: &Receiver) -> BTreeMap<Vec<u8>, usize> {
 /// refused), every queue has a member on each node, `serve` opened sessions on more than
 /// one node and is ready again at the end. Prints how long after each stop began the
 /// first event published during the stop was delivered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
-    let cluster = tokio::task::spawn_blocking(|| RabbitCluster::start(PORT_BASE))
-        .await
-        .expect("join")
-        .expect("the RabbitMQ cluster starts");
+async fn serve_keeps_delivering_while_the_events_queue_leader_is_down(cluster: &RabbitCluster) {
     let namespace = hookwire_testkit::unique_namespace();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config(&namespace, &dir.path().join("store"));
@@ -127,6 +129,23 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
             line.matches("@localhost").count(),
             3,
             "three members: {line}"
+        );
+    }
+    // Each was declared with its replication arguments, by whichever part of serve
+    // declared it first: any later declaration without them would be refused.
+    let arguments = cluster
+        .ctl(
+            1,
+            &["list_queues", "name", "arguments", "--no-table-headers"],
+        )
+        .expect("list_queues");
+    for line in arguments
+        .lines()
+        .filter(|l| l.starts_with(&format!("{namespace}.")))
+    {
+        assert!(
+            line.contains("x-quorum-initial-group-size") || line.contains("x-initial-cluster-size"),
+            "no replication argument: {line}"
         );
     }
 
@@ -217,8 +236,327 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down() {
     producer.close().await.expect("close");
     let status = serve.terminate(WAIT).await.expect("serve stops");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    // The cluster, its queues with it, is removed when dropped.
-    drop(cluster);
+}
+
+/// Dead letters of `org` through the API: (event id, webhook id, reason) of each.
+async fn dead_letters(
+    http: &reqwest::Client,
+    api: &str,
+    org: &str,
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let list = format!("http://{api}/v1/orgs/{org}/dead-letters?limit=500");
+    let mut url = list.clone();
+    loop {
+        let body: serde_json::Value = http
+            .get(&url)
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("the API answers")
+            .json()
+            .await
+            .expect("JSON");
+        for d in body["dead_letters"].as_array().into_iter().flatten() {
+            let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+            out.push((text("event_id"), text("webhook_id"), text("reason")));
+        }
+        match body["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{list}&cursor={cursor}"),
+            None => return out,
+        }
+    }
+}
+
+/// serve's `/metrics`.
+async fn metrics_text(http: &reqwest::Client, api: &str) -> String {
+    http.get(format!("http://{api}/metrics"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// Messages in the namespace's queues (its streams aside), as the first node that answers
+/// counts them; `None` if none answers.
+fn messages_in(cluster: &RabbitCluster, namespace: &str) -> Option<u64> {
+    let listed = (1..=3).find_map(|n| {
+        cluster
+            .ctl(
+                n,
+                &["list_queues", "name", "messages", "--no-table-headers"],
+            )
+            .ok()
+    })?;
+    let streams = [
+        format!("{namespace}.changes"),
+        format!("{namespace}.payloads"),
+    ];
+    Some(
+        listed
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(q, _)| {
+                q.starts_with(&format!("{namespace}.")) && !streams.iter().any(|s| s == q)
+            })
+            .filter_map(|(_, n)| n.trim().parse::<u64>().ok())
+            .sum(),
+    )
+}
+
+/// Deliveries that exhaust their retries while the leader of the last retry tier is
+/// stopped, then while the dead queue's leader is: each still ends in the dead-letter
+/// archive exactly once (the tiers dead-letter back to the work queue at least once, and
+/// the dead queue is published to with confirms), and nothing is lost. The tier watchdog
+/// raises no alarm for tasks whose tier moved, and still raises one afterwards for a
+/// task that really comes back late.
+async fn dead_lettering_and_the_tier_watchdog_keep_working_while_leaders_move(
+    cluster: &RabbitCluster,
+) {
+    const PER_ROUND: usize = 10;
+    let namespace = hookwire_testkit::unique_namespace();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(&namespace, &dir.path().join("store"));
+    config.amqp.set_broker_urls(cluster.urls());
+    config.amqp.confirm_timeout = Duration::from_secs(10);
+    config.replication.enabled = true;
+    config.node.id = "ha-dead".into();
+    config.log.level = "info".into();
+    // Three attempts, 1 s and 2 s apart: a failing delivery is dead within seconds.
+    config.delivery.retry_schedule = vec![Duration::from_secs(1), Duration::from_secs(2)];
+    // Every failure uses an attempt; an open circuit would defer instead.
+    config.delivery.circuit_failure_threshold = 1_000_000;
+    let path = write_config(&config, dir.path());
+    let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
+    let log = dir.path().join("serve.log");
+    let mut serve = ServeChild::spawn(binary, &path, &log, &[]).expect("serve starts");
+    let api = serve
+        .wait_ready(WAIT)
+        .await
+        .expect("serve is ready")
+        .to_string();
+
+    let failing = Receiver::start(|_, _| hookwire_testkit::Reply::status(503)).await;
+    let ok = Receiver::ok().await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let mut webhook = BTreeMap::new();
+    for (name, receiver) in [("failing", &failing), ("ok", &ok)] {
+        let created = http
+            .post(format!("http://{api}/v1/orgs/acme/webhooks?verify=false"))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({"url": receiver.url(), "events": ["report_run_completed"]}))
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(created.status().as_u16(), 201);
+        let body: serde_json::Value = created.json().await.expect("JSON");
+        webhook.insert(name, body["id"].as_str().expect("an id").to_owned());
+    }
+    let producer = Producer::connect_any(
+        Brokers::new(cluster.urls()),
+        &namespace,
+        "hookwire-ha-producer",
+        Catalog::builtin(),
+    )
+    .await
+    .expect("producer");
+
+    // Round 0: the node leading the last tier, where failing deliveries wait before
+    // their last attempt. Round 1: the node leading the dead queue then.
+    let last_tier = format!("{namespace}.retry.2s");
+    let dead_queue = format!("{namespace}.dead");
+    for (round, queue) in [&last_tier, &dead_queue].into_iter().enumerate() {
+        let leader = tokio::task::block_in_place(|| cluster.leader(queue)).expect("a leader");
+        let stopped_at = Instant::now();
+        tokio::task::block_in_place(|| cluster.stop_node(leader)).expect("node stops");
+        let first = round * PER_ROUND;
+        for i in first..first + PER_ROUND {
+            publish(&producer, i, i + 1).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The round's last deliveries exhaust their attempts (1 + 2 s, × 1.25 at most)
+        // while the node is still down.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        eprintln!(
+            "round {round}: hwc{leader}@localhost, the leader of {queue}, down {:?}",
+            stopped_at.elapsed()
+        );
+        // Started again before the next round, for a majority; the last one stays down to
+        // the end (two nodes are a majority), which spares CI a node start.
+        if round == 0 {
+            tokio::task::block_in_place(|| cluster.start_node(leader)).expect("node starts");
+        }
+    }
+    let events = 2 * PER_ROUND;
+    let settling = Instant::now();
+
+    // Everything settles: each failing delivery archived, each other one delivered, and
+    // no message left in any queue, so that no dead-letter batch is still to be sent
+    // again.
+    let archived = eventually(
+        Duration::from_secs(300),
+        "every failing delivery archived",
+        || async {
+            let dead = dead_letters(&http, &api, "acme").await;
+            let distinct: std::collections::BTreeSet<&String> = dead.iter().map(|d| &d.0).collect();
+            (distinct.len() >= events).then_some(dead)
+        },
+    )
+    .await;
+    eventually(
+        WAIT,
+        "every event delivered to the healthy webhook",
+        || async { (ledger(&ok).len() == events).then_some(()) },
+    )
+    .await;
+    eventually(WAIT, "the namespace's queues empty", || async {
+        let in_queues = tokio::task::block_in_place(|| messages_in(cluster, &namespace));
+        (in_queues == Some(0)).then_some(())
+    })
+    .await;
+    eprintln!(
+        "settled and queues empty {:?} after the last round",
+        settling.elapsed()
+    );
+    let archived_now = dead_letters(&http, &api, "acme").await;
+    assert_eq!(
+        archived.len(),
+        archived_now.len(),
+        "no dead letter came late"
+    );
+    let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
+    for (event_id, webhook_id, reason) in &archived_now {
+        assert_eq!(
+            webhook_id, &webhook["failing"],
+            "only the failing webhook's deliveries die"
+        );
+        assert_eq!(reason, "exhausted");
+        *per_event.entry(event_id.clone()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = per_event.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "archived more than once: {twice:?}");
+    let expected: std::collections::BTreeSet<String> =
+        (0..events).map(|i| format!("evt-{i}")).collect();
+    assert_eq!(
+        per_event
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected
+    );
+    assert!(
+        failing.requests().len() >= 3 * events,
+        "three attempts each: {}",
+        failing.requests().len()
+    );
+
+    // No false alarm: every task that moved with its tier came back on time.
+    let overdue = |metrics: &str| -> Option<f64> {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix("hookwire_tier_overdue_total ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+    };
+    let late_warning = "came back from its retry tier late";
+    assert_eq!(
+        overdue(&metrics_text(&http, &api).await),
+        None,
+        "a tier overdue after the leader moves"
+    );
+    assert!(
+        !std::fs::read_to_string(&log)
+            .expect("log")
+            .contains(late_warning),
+        "a late-tier warning after the leader moves"
+    );
+
+    // Still working: a task that comes back from the (moved) tier two minutes past its
+    // due time is reported, and delivered.
+    let connection = Brokers::new(cluster.urls())
+        .connect("hookwire-ha-late-task")
+        .await
+        .expect("connection");
+    let publisher = hookwire_amqp::Publisher::open(&connection, Duration::from_secs(10))
+        .await
+        .expect("publisher");
+    let late = OutgoingEvent {
+        org: "acme".into(),
+        event_type: "report_run_completed".into(),
+        id: "evt-late".into(),
+        data: serde_json::from_value(json!({"report_run_url": "https://mode.test/runs/late"}))
+            .expect("a map"),
+    };
+    let (body, _) = producer.encode(&late).expect("encode");
+    let now = hookwire_core::now_ms();
+    let mut task = hookwire_amqp::wire::Task::new(
+        "evt-late",
+        "acme",
+        "report_run_completed",
+        webhook["ok"].parse().expect("a UUID"),
+        now - 130_000,
+        None,
+    );
+    task.attempts = 1;
+    let properties = task.parked_properties(Duration::from_millis(100));
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    hookwire_amqp::headers::set_unsigned(&mut headers, hookwire_amqp::wire::DUE_MS, now - 120_000);
+    publisher
+        .publish(
+            "",
+            &format!("{namespace}.retry.1s"),
+            &body,
+            properties.with_headers(headers),
+        )
+        .await
+        .expect("parked");
+    eventually(WAIT, "the late task delivered", || async {
+        ok.answered()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("/runs/late"))
+            .then_some(())
+    })
+    .await;
+    let reported = eventually(WAIT, "the late task reported overdue", || async {
+        overdue(&metrics_text(&http, &api).await)
+    })
+    .await;
+    assert_eq!(reported, 1.0);
+    assert!(
+        std::fs::read_to_string(&log)
+            .expect("log")
+            .contains(late_warning)
+    );
+
+    let _ = connection.close(200, "bye".into()).await;
+    producer.close().await.expect("close");
+    let status = serve.terminate(WAIT).await.expect("serve stops");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+/// Both of the above on one cluster, one after the other, each on a namespace of its own:
+/// starting a cluster takes both cores of the build machine for about 40 s, which CI pays
+/// once. The cluster, their queues with it, is removed when dropped, passed or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_a_three_node_cluster_keeps_working_while_leaders_move() {
+    let cluster = tokio::task::spawn_blocking(|| RabbitCluster::start(port_base()))
+        .await
+        .expect("join")
+        .expect("the RabbitMQ cluster starts");
+    let started = Instant::now();
+    serve_keeps_delivering_while_the_events_queue_leader_is_down(&cluster).await;
+    eprintln!("events queue leader stops: {:?}", started.elapsed());
+    let started = Instant::now();
+    dead_lettering_and_the_tier_watchdog_keep_working_while_leaders_move(&cluster).await;
+    eprintln!("tier and dead queue leader stops: {:?}", started.elapsed());
 }
 
 /// A loopback TCP proxy to the test broker that can be cut: its connections closed and
