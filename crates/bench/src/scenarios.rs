@@ -391,7 +391,7 @@ impl Bench {
                         events,
                         rate: None,
                         setup: format!(
-                            "as fanout1, on the three-node cluster: serve with amqp.urls of all three (quorum queues and streams with 3 replicas); {events} events published to node 1"
+                            "as fanout1, on the three-node cluster: serve with amqp.urls of all three (its quorum queues with a member on each node, RabbitMQ's default on a cluster); {events} events published to node 1"
                         ),
                     };
                     let mut r = self.deliver(serve, step).await?;
