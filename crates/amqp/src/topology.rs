@@ -65,6 +65,12 @@ impl Names {
         self.name("payloads")
     }
 
+    /// The stream of attempt records, which every node applies to its attempt log
+    /// (replication).
+    pub fn attempts_stream(&self) -> String {
+        self.name("attempts")
+    }
+
     /// The namespace itself.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -192,6 +198,13 @@ impl Topology {
         crate::stream::declare(channel, &self.names.payloads_stream(), Some(retention)).await
     }
 
+    /// Declares the stream of attempt records with `x-max-age` = `retention`, the attempt
+    /// log's: a record older is pruned from every log anyway. Safe to run any number of
+    /// times with the same retention.
+    pub async fn declare_attempts(&self, channel: &Channel, retention: Duration) -> Result<()> {
+        crate::stream::declare(channel, &self.names.attempts_stream(), Some(retention)).await
+    }
+
     /// Declares every exchange, queue and binding. Safe to run any number of times.
     pub async fn declare(&self, channel: &Channel) -> Result<()> {
         let n = &self.names;
@@ -300,6 +313,7 @@ impl Topology {
             n.dead_queue(),
             n.changes_stream(),
             n.payloads_stream(),
+            n.attempts_stream(),
         ];
         queues.extend(self.tiers.iter().map(|t| n.retry_queue(*t)));
         for q in queues {

@@ -74,6 +74,10 @@ pub struct ReplicationHealth {
     /// This node holds every change made before it started; until then it does not
     /// consume deliveries.
     pub caught_up: bool,
+    /// The offset of the last batch of the attempts stream this node applied to its
+    /// attempt log; absent before the first. Compare nodes to see how far behind one is;
+    /// it does not gate readiness.
+    pub attempts_applied_offset: Option<u64>,
 }
 
 /// The process is alive.
@@ -109,11 +113,20 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
         if !r.caught_up {
             problems.push("catching up with the changes stream".to_owned());
         }
+        let attempts_applied_offset = state
+            .store
+            .attempts_applied_offset()
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "Readiness: the attempts offset cannot be read."),
+            )
+            .ok()
+            .flatten();
         ReplicationHealth {
             node: r.node,
             applied_offset: r.applied_offset,
             pending: r.pending,
             caught_up: r.caught_up,
+            attempts_applied_offset,
         }
     });
     let (code, status) = if problems.is_empty() {

@@ -52,6 +52,8 @@ pub struct App {
     changes: Option<StreamSettings>,
     /// How long event bodies are kept (the payloads stream's `x-max-age`).
     payload_retention: Duration,
+    /// How long attempts are kept (the attempts stream's `x-max-age`), and how many.
+    attempt_retention: replication::AttemptRetention,
 }
 
 impl App {
@@ -111,13 +113,26 @@ impl App {
                 replication::Which::Payloads(config.store.payload_retention),
             )
         });
+        let attempt_retention = replication::AttemptRetention {
+            max_age: config.store.attempt_retention,
+            per_webhook: config.store.attempts_per_webhook,
+        };
+        let attempt_stream = changes.as_ref().map(|settings| {
+            replication::changelog(
+                settings.clone(),
+                replication::Which::Attempts(attempt_retention.max_age),
+            )
+        });
         let (daemon, endpoints) = daemon(
             config,
             &connection_name,
             store.clone(),
             writer.clone(),
             catalog.clone(),
-            payload_stream,
+            Streams {
+                payloads: payload_stream,
+                attempts: attempt_stream,
+            },
         )?;
         let metrics = metrics_recorder()?;
         let access_keys = AccessTokenKeys::derive(
@@ -174,6 +189,7 @@ impl App {
             node,
             changes,
             payload_retention: config.store.payload_retention,
+            attempt_retention,
         })
     }
 
@@ -215,6 +231,7 @@ impl App {
             node,
             changes,
             payload_retention,
+            attempt_retention,
         } = self;
         telemetry::node(&node);
         let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics));
@@ -240,6 +257,14 @@ impl App {
                 payload_retention,
                 store.clone(),
                 writer.clone(),
+                reading_stop.clone(),
+            ))
+        });
+        let attempt_reader = changes.clone().map(|settings| {
+            tokio::spawn(replication::read_attempts(
+                settings,
+                attempt_retention,
+                store.clone(),
                 reading_stop.clone(),
             ))
         });
@@ -290,6 +315,11 @@ impl App {
             reader
                 .await
                 .map_err(|e| Error::Internal(format!("the payloads reader failed: {e}")))?;
+        }
+        if let Some(reader) = attempt_reader {
+            reader
+                .await
+                .map_err(|e| Error::Internal(format!("the attempts reader failed: {e}")))?;
         }
         let served = api
             .await
@@ -379,6 +409,12 @@ impl Circuits for EngineCircuits {
     }
 }
 
+/// The streams the engine's batching writers publish to, when the store is replicated.
+struct Streams {
+    payloads: Option<Arc<dyn hookwire_store::Changelog>>,
+    attempts: Option<Arc<dyn hookwire_store::Changelog>>,
+}
+
 /// The daemon, and its engine's circuits for the API.
 fn daemon(
     config: &Config,
@@ -386,7 +422,7 @@ fn daemon(
     store: Store,
     writer: Writer,
     catalog: Catalog,
-    payload_stream: Option<Arc<dyn hookwire_store::Changelog>>,
+    streams: Streams,
 ) -> Result<(Daemon, Endpoints)> {
     let d = &config.delivery;
     let rules = d.rules().map_err(|e| Error::Config(e.to_string()))?;
@@ -398,11 +434,12 @@ fn daemon(
             dead_letter_max_age: config.store.dead_letter_retention,
             dead_letters_per_org: config.store.dead_letters_per_org,
         },
+        streams.attempts,
     );
     let payloads = PayloadArchive::spawn(
         writer.clone(),
         config.store.payload_retention,
-        payload_stream,
+        streams.payloads,
     );
     let cool_off = d.circuit_cool_off;
     // Every delivery an open circuit deferred comes back within this tier (or sooner).

@@ -53,6 +53,8 @@ pub(crate) enum Which {
     Changes,
     /// Kept event bodies, with their retention as the stream's `x-max-age`.
     Payloads(Duration),
+    /// Attempt records, with the attempt log's retention as the stream's `x-max-age`.
+    Attempts(Duration),
 }
 
 impl StreamSettings {
@@ -70,6 +72,7 @@ impl Which {
         match self {
             Self::Changes => settings.stream(),
             Self::Payloads(_) => settings.topology.names.payloads_stream(),
+            Self::Attempts(_) => settings.topology.names.attempts_stream(),
         }
     }
 
@@ -77,6 +80,7 @@ impl Which {
         match self {
             Self::Changes => "changes",
             Self::Payloads(_) => "payloads",
+            Self::Attempts(_) => "attempts",
         }
     }
 
@@ -89,6 +93,9 @@ impl Which {
             Self::Changes => settings.topology.declare_changes(channel).await,
             Self::Payloads(retention) => {
                 settings.topology.declare_payloads(channel, retention).await
+            }
+            Self::Attempts(retention) => {
+                settings.topology.declare_attempts(channel, retention).await
             }
         }
     }
@@ -391,8 +398,8 @@ async fn share_noted(store: &Store, writer: &Writer) {
     }
 }
 
-/// A shared handle for the changes stream's publisher (or, with `Which::Payloads`, the
-/// payloads stream's).
+/// A shared handle for the changes stream's publisher (or, with `Which::Payloads` or
+/// `Which::Attempts`, that stream's).
 pub(crate) fn changelog(settings: StreamSettings, which: Which) -> Arc<dyn Changelog> {
     Arc::new(StreamChangelog::new(settings, which))
 }
@@ -472,4 +479,132 @@ async fn read_payload_batches(
             .await
             .map_err(|e| e.to_string())?;
     }
+}
+
+/// How a node keeps the attempts stream's records in its attempt log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptRetention {
+    /// `store.attempt_retention`: the stream's `x-max-age`, and the log's.
+    pub(crate) max_age: Duration,
+    /// `store.attempts_per_webhook`.
+    pub(crate) per_webhook: usize,
+}
+
+/// Attempts applied before the log is pruned by count as well: the attempt-log writer
+/// prunes after the attempts this node made, this after every node's.
+const PRUNE_AFTER_APPLIED: usize = 10_000;
+
+/// Applies the batches of the attempts stream to this node's attempt log, from the batch
+/// after the last one applied, until `stop`; reconnects after any failure. Each batch and
+/// its offset are one sled write, so a batch read twice changes nothing.
+pub(crate) async fn read_attempts(
+    settings: StreamSettings,
+    retention: AttemptRetention,
+    store: Store,
+    stop: CancellationToken,
+) {
+    let applied_since_prune = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    keep_reading(&settings, "attempts", &stop, |connection| {
+        let (settings, store, stop, applied_since_prune) = (
+            settings.clone(),
+            store.clone(),
+            stop.clone(),
+            applied_since_prune.clone(),
+        );
+        async move {
+            read_attempt_batches(
+                &connection,
+                &settings,
+                retention,
+                &store,
+                &stop,
+                &applied_since_prune,
+            )
+            .await
+        }
+    })
+    .await;
+}
+
+/// One batch at a time, acked (credit only; a stream is never nacked) once applied.
+async fn read_attempt_batches(
+    connection: &Connection,
+    settings: &StreamSettings,
+    retention: AttemptRetention,
+    store: &Store,
+    stop: &CancellationToken,
+    applied_since_prune: &std::sync::atomic::AtomicUsize,
+) -> Result<(), String> {
+    use std::sync::atomic::Ordering;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    let which = Which::Attempts(retention.max_age);
+    which
+        .declare(settings, &channel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let applied = store.attempts_applied_offset().map_err(|e| e.to_string())?;
+    crate::telemetry::attempts_applied(applied);
+    let from = applied.map(|n| n.saturating_add(1));
+    let mut consumer = stream::consume_from(&channel, &which.name(settings), from, PREFETCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(from = ?from, "Reading the attempts stream.");
+    loop {
+        let delivery = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            next = consumer.next() => next
+                .ok_or_else(|| "the attempts stream's consumer ended".to_owned())?
+                .map_err(|e| e.to_string())?,
+        };
+        let offset = stream::offset(delivery.properties.headers().as_ref())
+            .ok_or_else(|| "a delivery of the attempts stream carries no offset".to_owned())?;
+        if from.is_none_or(|from| offset >= from) {
+            let records = hookwire_store::AttemptRecord::decode_batch(&delivery.data)
+                .unwrap_or_else(|e| {
+                    warn!(offset, error = %e, "A batch of the attempts stream cannot be decoded; skipped.");
+                    Vec::new()
+                });
+            let n = records.len();
+            apply(
+                store,
+                hookwire_store::Change::ApplyAttempts { records, offset },
+            )
+            .await
+            .map_err(|e| format!("a batch of attempts could not be applied: {e}"))?;
+            crate::telemetry::attempts_applied(Some(offset));
+            if applied_since_prune.fetch_add(n, Ordering::Relaxed) + n >= PRUNE_AFTER_APPLIED {
+                applied_since_prune.store(0, Ordering::Relaxed);
+                // By the record times against this node's clock, as the writer prunes:
+                // which attempts remain depends on their times, not on which node pruned.
+                let older_than_ms = hookwire_core::now_ms().saturating_sub(
+                    u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX),
+                );
+                let prune = hookwire_store::Change::PruneAttempts {
+                    older_than_ms,
+                    keep_per_webhook: retention.per_webhook,
+                };
+                if let Err(e) = apply(store, prune).await {
+                    warn!(error = %e, "Pruning the attempt log failed; tried again later.");
+                }
+            }
+        }
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+}
+
+/// `change` applied off the async workers. The attempt log is never flushed on its own
+/// account (a crash may lose its last writes): a batch lost with its offset is read again.
+async fn apply(store: &Store, change: hookwire_store::Change) -> Result<(), String> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.apply(change))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }

@@ -15,3 +15,9 @@ pub(crate) fn replication(status: &ReplicationStatus) {
     metrics::gauge!("hookwire_changes_pending").set(status.pending as f64);
     metrics::gauge!("hookwire_changes_caught_up").set(if status.caught_up { 1.0 } else { 0.0 });
 }
+
+/// `hookwire_attempts_applied_offset`: the offset of the last attempts-stream batch
+/// applied (-1 before the first).
+pub(crate) fn attempts_applied(offset: Option<u64>) {
+    metrics::gauge!("hookwire_attempts_applied_offset").set(offset.map_or(-1.0, |n| n as f64));
+}

@@ -1,13 +1,18 @@
 //! The attempt log writer. Attempts are recorded in batches by a background task, never
 //! on the ack path: a crash can lose the last [`LINGER`] of the log, never a delivery.
 //! The same task applies the retention of the log and of the dead-letter archive.
+//!
+//! With replication, a batch is published to the attempts stream instead, which every
+//! node (this one included) reads into its own log: each node answers for every node's
+//! attempts, and a node whose store is lost gets them back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookwire_amqp::wire::Task;
 use hookwire_core::{AttemptFailure, Outcome, now_ms};
 use hookwire_http::AttemptReport;
-use hookwire_store::{AttemptRecord, Change, MAX_EXCERPT_BYTES, Store};
+use hookwire_store::{AttemptRecord, Change, Changelog, MAX_EXCERPT_BYTES, Store};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -53,10 +58,11 @@ impl std::fmt::Debug for Message {
 }
 
 impl AttemptLog {
-    /// Starts the writer task; it ends when every clone is dropped.
-    pub fn spawn(store: Store, retention: Retention) -> Self {
+    /// Starts the writer task; it ends when every clone is dropped. With `stream`, batches
+    /// are published to it rather than written here.
+    pub fn spawn(store: Store, retention: Retention, stream: Option<Arc<dyn Changelog>>) -> Self {
         let (tx, rx) = mpsc::channel(BUFFER);
-        tokio::spawn(write_loop(store, retention, rx));
+        tokio::spawn(write_loop(store, retention, stream, rx));
         Self { tx }
     }
 
@@ -76,7 +82,12 @@ impl AttemptLog {
     }
 }
 
-async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<Message>) {
+async fn write_loop(
+    store: Store,
+    retention: Retention,
+    stream: Option<Arc<dyn Changelog>>,
+    mut rx: mpsc::Receiver<Message>,
+) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut written_since_prune = 0;
     loop {
@@ -121,7 +132,13 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
         }
         if !records.is_empty() {
             written_since_prune += records.len();
-            write(&store, Change::RecordAttempts(records)).await;
+            let unpublished = match &stream {
+                None => records,
+                Some(stream) => publish(stream.as_ref(), records).await,
+            };
+            if !unpublished.is_empty() {
+                write(&store, Change::RecordAttempts(unpublished)).await;
+            }
         }
         for done in syncs {
             let _ = done.send(());
@@ -135,6 +152,26 @@ async fn write_loop(store: Store, retention: Retention, mut rx: mpsc::Receiver<M
         }
         if !open {
             return;
+        }
+    }
+}
+
+/// Publishes `records` as one batch of the attempts stream; what could not be published
+/// is returned, to keep on this node (counted): its attempts list still shows them, the
+/// other nodes' do not.
+async fn publish(stream: &dyn Changelog, records: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
+    let published = match AttemptRecord::encode_batch(&records) {
+        Ok(bytes) => stream.append(bytes).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match published {
+        // This node keeps them as it reads the stream.
+        Ok(()) => Vec::new(),
+        Err(e) => {
+            metrics::counter!("hookwire_attempts_unpublished_total")
+                .increment(records.len() as u64);
+            warn!(error = %e, kept_here = records.len(), "Attempts could not be published to the attempts stream; kept on this node only.");
+            records
         }
     }
 }

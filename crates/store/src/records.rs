@@ -37,6 +37,18 @@ pub struct AttemptRecord {
     pub response_excerpt: String,
 }
 
+impl AttemptRecord {
+    /// A batch as one message of the attempts stream.
+    pub fn encode_batch(batch: &[AttemptRecord]) -> Result<Vec<u8>> {
+        encode(&batch)
+    }
+
+    /// A batch read from the attempts stream.
+    pub fn decode_batch(raw: &[u8]) -> Result<Vec<AttemptRecord>> {
+        decode(raw)
+    }
+}
+
 /// A filter over one webhook's attempts.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptQuery {

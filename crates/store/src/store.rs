@@ -88,6 +88,15 @@ pub enum Change {
     },
     /// Append attempts to the attempt log (batched; never on the ack path).
     RecordAttempts(Vec<AttemptRecord>),
+    /// Append the attempts of the attempts stream's batch at `offset`, and record the
+    /// offset in the same sled batch; a batch at or before the last offset applied
+    /// changes nothing.
+    ApplyAttempts {
+        /// The batch.
+        records: Vec<AttemptRecord>,
+        /// Its offset in the attempts stream.
+        offset: u64,
+    },
     /// Drop attempts older than a time, and beyond a count per webhook.
     PruneAttempts {
         /// Attempts before this time (ms) go.
@@ -143,6 +152,9 @@ pub struct Store {
     by_event: sled::Tree,
     /// `subscription ‖ time ‖ seq` → a chunk of attempts ([`attempt_log`]).
     attempts: sled::Tree,
+    /// Held by each prune of the attempt log: two at once could each rewrite one chunk
+    /// under a new key, and keep its attempts twice.
+    attempts_pruning: Arc<std::sync::Mutex<()>>,
     /// The dead letters and their bodies.
     dead: Archive,
     /// Event bodies kept for resending.
@@ -261,6 +273,7 @@ impl Store {
             subscriptions: db.open_tree("subscriptions")?,
             by_event: db.open_tree("subscriptions_by_event")?,
             attempts: db.open_tree("attempts")?,
+            attempts_pruning: Arc::default(),
             dead: Archive::open(&db)?,
             payloads: Payloads::open(&db)?,
             replication: db.open_tree("replication")?,
@@ -292,10 +305,19 @@ impl Store {
             Change::RecordAttempts(records) => {
                 attempt_log::record(&self.attempts, &self.db, &records)
             }
+            Change::ApplyAttempts { records, offset } => {
+                attempt_log::apply(&self.attempts, &records, offset).map(drop)
+            }
             Change::PruneAttempts {
                 older_than_ms,
                 keep_per_webhook,
-            } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
+            } => {
+                let _one = self
+                    .attempts_pruning
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook)
+            }
             Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads),
             Change::ApplyPayloads { payloads, offset } => {
                 self.payloads.insert(&self.db, &payloads)?;
@@ -455,6 +477,12 @@ impl Store {
         query: &AttemptQuery,
     ) -> Result<Page<AttemptRecord>> {
         attempt_log::page(&self.attempts, subscription_id, query)
+    }
+
+    /// The offset of the last batch applied from the attempts stream; `None` before the
+    /// first.
+    pub fn attempts_applied_offset(&self) -> Result<Option<u64>> {
+        attempt_log::applied_offset(&self.attempts)
     }
 
     /// A page of the dead letters of `org` (`None`: invalid events without an org) that

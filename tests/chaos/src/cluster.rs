@@ -107,6 +107,14 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
             ));
         }
     }
+    let hooks: Vec<Uuid> = subs.iter().map(|s| s.id).collect();
+    let attempts_listed = match same_attempts(&nodes, &hooks).await {
+        Ok(n) => n,
+        Err(e) => {
+            failures.push(format!("{e:#}"));
+            0
+        }
+    };
     for (n, node) in nodes.iter().enumerate() {
         delivered[n] += delivered_by(node).await;
     }
@@ -138,6 +146,7 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
                 format!("{:.0}", settled_after.as_secs_f64()),
             ),
             note("republished", retried),
+            note("attempts_listed_alike", attempts_listed),
         ],
         failures,
         wall: t0.elapsed(),
@@ -163,4 +172,57 @@ async fn answers_of(node: &Daemon) -> Result<(BTreeSet<Uuid>, Vec<String>)> {
         .collect();
     dead.sort();
     Ok((webhooks, dead))
+}
+
+/// Every attempt of webhook `id` that `node` lists, oldest first.
+async fn attempts_of(node: &Daemon, id: &Uuid) -> Result<Vec<serde_json::Value>> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/v1/orgs/{ORG}/webhooks/{id}/attempts?limit=500{cursor}");
+        let (status, body) = node.api(reqwest::Method::GET, &path, None).await?;
+        anyhow::ensure!(status == 200, "GET {path} answered {status}: {body}");
+        all.extend(body["attempts"].as_array().into_iter().flatten().cloned());
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Waits (30 s at most) until every node lists the same attempts for each of `hooks`, the
+/// wiped node included, through the attempts stream; returns how many are compared.
+/// Pruning by count (`store.attempts_per_webhook`) runs on each node at its own moment
+/// and keeps the newest, so a node may list older attempts that another dropped: the
+/// lists are compared over the newest that every node lists.
+async fn same_attempts(nodes: &[Daemon], hooks: &[Uuid]) -> Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut differ = Vec::new();
+        let mut compared = 0;
+        for id in hooks {
+            let mut lists = Vec::new();
+            for node in nodes {
+                lists.push(attempts_of(node, id).await?);
+            }
+            let newest = lists.iter().map(Vec::len).min().unwrap_or(0);
+            let tails: Vec<_> = lists.iter().map(|l| &l[l.len() - newest..]).collect();
+            if newest == 0 || tails.windows(2).any(|w| w[0] != w[1]) {
+                differ.push(format!(
+                    "{id}: {:?} attempts listed",
+                    lists.iter().map(Vec::len).collect::<Vec<_>>()
+                ));
+            }
+            compared += newest;
+        }
+        if differ.is_empty() {
+            return Ok(compared);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the nodes list different attempts: {}",
+            differ.join("; ")
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

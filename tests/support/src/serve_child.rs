@@ -124,6 +124,15 @@ impl ServeChild {
         &self.log
     }
 
+    /// What this child has logged so far (not the earlier children's lines).
+    pub fn own_log(&self) -> String {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let start = usize::try_from(self.log_start)
+            .unwrap_or(usize::MAX)
+            .min(text.len());
+        String::from_utf8_lossy(&text[start..]).into_owned()
+    }
+
     /// The last lines of serve's log.
     pub fn log_tail(&self) -> String {
         log_tail(&self.log)

@@ -29,7 +29,7 @@ struct Cluster {
     channel: Channel,
     topology: Topology,
     producer: Producer,
-    _broker: Broker,
+    broker: Broker,
     http: reqwest::Client,
 }
 
@@ -64,7 +64,7 @@ impl Cluster {
             channel,
             topology,
             producer,
-            _broker: broker,
+            broker,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(30))
@@ -183,6 +183,121 @@ impl Cluster {
             };
             self.producer.publish(&event).await.expect("publish");
         }
+    }
+
+    /// Deliveries `node` made since it started (`hookwire_deliveries_total`, delivered).
+    async fn delivered_by(&self, node: &Node) -> f64 {
+        let response = self
+            .http
+            .get(format!("http://{}/metrics", node.api))
+            .send()
+            .await
+            .expect("the API answers");
+        let text = response.text().await.expect("metrics");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("hookwire_deliveries_total{") && l.contains("outcome=\"delivered\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Every page of webhook `id`'s attempts on `node`, `limit` at a time, cursors included.
+    async fn attempt_pages(&self, node: &Node, id: &str, limit: usize) -> Vec<Value> {
+        let mut pages = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = self
+                .get(
+                    node,
+                    &format!("/v1/orgs/acme/webhooks/{id}/attempts?limit={limit}{cursor}"),
+                )
+                .await;
+            let next = page["next_cursor"].as_str().map(|c| format!("&cursor={c}"));
+            pages.push(page);
+            match next {
+                Some(next) => cursor = next,
+                None => return pages,
+            }
+        }
+    }
+
+    /// The attempts of each webhook of `hooks`, once every node of `nodes` lists them
+    /// alike and has stopped listing more.
+    async fn same_attempts(&self, nodes: &[&Node], hooks: &[String]) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut last = None;
+        loop {
+            let mut answers = Vec::new();
+            for node in nodes {
+                let mut lists = Vec::new();
+                for hook in hooks {
+                    let path = format!("/v1/orgs/acme/webhooks/{hook}/attempts?limit=500");
+                    lists.push(self.get(node, &path).await["attempts"].clone());
+                }
+                answers.push(lists);
+            }
+            let alike = answers.windows(2).all(|w| w[0] == w[1]);
+            // The same answer half a second apart: the stream has been applied, not
+            // caught halfway.
+            if alike && last.as_ref() == answers.first() {
+                return answers.swap_remove(0);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes list different attempts after {WAIT:?}: {answers:?}"
+            );
+            last = alike.then(|| answers.swap_remove(0));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The attempts stream read from its first batch through the one at `last`: how many
+    /// batches, records and bytes of message body it holds.
+    async fn attempts_stream(&self, last: u64) -> (usize, usize, usize) {
+        use futures_util::StreamExt;
+        let channel = self
+            .broker
+            .connection()
+            .create_channel()
+            .await
+            .expect("channel");
+        let name = self.topology.names.attempts_stream();
+        let mut consumer = hookwire_amqp::stream::consume_from(&channel, &name, None, 64)
+            .await
+            .expect("consume the attempts stream");
+        let (mut batches, mut records, mut bytes) = (0, 0, 0);
+        loop {
+            let delivery = tokio::time::timeout(WAIT, consumer.next())
+                .await
+                .expect("the attempts stream delivers")
+                .expect("a delivery")
+                .expect("a delivery");
+            let offset = hookwire_amqp::stream::offset(delivery.properties.headers().as_ref())
+                .expect("an offset");
+            batches += 1;
+            bytes += delivery.data.len();
+            records += hookwire_store::AttemptRecord::decode_batch(&delivery.data)
+                .expect("a batch")
+                .len();
+            delivery
+                .acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .expect("ack");
+            if offset >= last {
+                channel.close(200, "read".into()).await.expect("close");
+                return (batches, records, bytes);
+            }
+        }
+    }
+
+    /// The offset of the last attempts-stream batch `node` applied, from `/readyz`.
+    async fn attempts_applied_offset(&self, node: &Node) -> u64 {
+        let readyz = self.get(node, "/readyz").await;
+        readyz["replication"]["attempts_applied_offset"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("an attempts offset: {readyz}"))
     }
 
     async fn finish(self, nodes: Vec<Node>) {
@@ -363,34 +478,119 @@ async fn three_nodes_replicate_the_store_and_share_the_deliveries() {
     .await;
     let mut delivering = 0;
     for node in [&node1, &node2, &node3] {
-        let attempts = cluster
-            .get(
-                node,
-                &format!("/v1/orgs/acme/webhooks/{id}/attempts?limit=500"),
-            )
-            .await;
-        let n = attempts["attempts"].as_array().map_or(0, Vec::len);
-        eprintln!("{} made {n} attempts", node.api);
-        delivering += usize::from(n > 0);
+        let delivered = cluster.delivered_by(node).await;
+        eprintln!("{} delivered {delivered}", node.api);
+        delivering += usize::from(delivered > 0.0);
     }
     assert!(delivering >= 2, "deliveries made by {delivering} node(s)");
 
-    // Node 3's data directory wiped: once restarted, it answers like the others.
+    // Every node's attempts reach every node's attempt log through the attempts stream.
+    let hooks = [
+        id.clone(),
+        flaky_hook["id"].as_str().expect("id").to_owned(),
+    ];
+    let expected = cluster
+        .same_attempts(&[&node1, &node2, &node3], &hooks)
+        .await;
+    let good_attempts = expected[0].as_array().expect("a list");
+    assert!(
+        good_attempts.len() >= EVENTS,
+        "{} attempts listed for {EVENTS} events",
+        good_attempts.len()
+    );
+    let distinct: BTreeSet<(String, u64)> = good_attempts
+        .iter()
+        .map(|a| {
+            (
+                a["message_id"].as_str().expect("message id").to_owned(),
+                a["attempt"].as_u64().expect("attempt"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        good_attempts.len(),
+        "no attempt listed twice"
+    );
+    let flaky_attempts = expected[1].as_array().expect("a list");
+    assert!(
+        flaky_attempts.iter().any(|a| a["outcome"] == "permanent"),
+        "the 400 of the dead-lettered delivery is listed: {flaky_attempts:?}"
+    );
+
+    // The stream holds exactly the attempts listed, each once.
+    let applied = cluster.attempts_applied_offset(&node1).await;
+    let (batches, records, bytes) = cluster.attempts_stream(applied).await;
+    let listed = good_attempts.len() + flaky_attempts.len();
+    assert_eq!(records, listed, "the attempts stream's records");
+    eprintln!(
+        "attempts stream: {records} records in {batches} batches, {bytes} bytes of message body, {:.0} bytes per record",
+        bytes as f64 / records as f64
+    );
+
+    // Node 2 restarted: it reads the attempts stream again after the batch it applied
+    // last, and lists nothing twice.
+    let applied = cluster.attempts_applied_offset(&node2).await;
+    let mut node2 = node2;
+    let status = node2.serve.terminate(WAIT).await.expect("node 2 stops");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let node2 = cluster.start(2).await;
+    let resumed_at = format!("Some({})", applied + 1);
+    eventually(WAIT, "node 2 resumes the attempts stream", || async {
+        node2
+            .serve
+            .own_log()
+            .lines()
+            .any(|l| l.contains("Reading the attempts stream.") && l.contains(&resumed_at))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        cluster.same_attempts(&[&node1, &node2], &hooks).await,
+        expected,
+        "node 2 lists the same attempts after its restart"
+    );
+
+    // Node 3's data directory wiped: once restarted, it answers like the others, its
+    // attempt log rebuilt from the attempts stream.
     let mut node3 = node3;
     node3.serve.kill().expect("SIGKILL node 3");
     std::fs::remove_dir_all(&node3.store).expect("wipe node 3's store");
     let node3 = cluster.start(3).await;
-    let expected = cluster.webhooks(&node1).await;
-    assert_eq!(expected.len(), 2);
-    assert_eq!(cluster.webhooks(&node3).await, expected, "rebuilt webhooks");
+    let expected_hooks = cluster.webhooks(&node1).await;
+    assert_eq!(expected_hooks.len(), 2);
+    assert_eq!(
+        cluster.webhooks(&node3).await,
+        expected_hooks,
+        "rebuilt webhooks"
+    );
     assert_eq!(
         cluster.dead_letters(&node3).await,
         cluster.dead_letters(&node1).await,
         "rebuilt dead letters"
     );
+    assert_eq!(
+        cluster
+            .same_attempts(&[&node1, &node2, &node3], &hooks)
+            .await,
+        expected,
+        "rebuilt attempts"
+    );
+    for hook in &hooks {
+        assert_eq!(
+            cluster.attempt_pages(&node3, hook, 7).await,
+            cluster.attempt_pages(&node1, hook, 7).await,
+            "the same pages and cursors"
+        );
+    }
     let readyz = cluster.get(&node3, "/readyz").await;
     assert_eq!(readyz["replication"]["caught_up"], true, "{readyz}");
     assert_eq!(readyz["replication"]["node"], "node-3", "{readyz}");
+    assert_eq!(
+        readyz["replication"]["attempts_applied_offset"],
+        cluster.get(&node1, "/readyz").await["replication"]["attempts_applied_offset"],
+        "{readyz}"
+    );
     cluster.finish(vec![node1, node2, node3]).await;
 }
 

@@ -157,6 +157,7 @@ impl Store {
             Change::ShareHealth(transitions) => Replicated::ShareHealth { transitions },
             local @ (Change::RecordHealth { .. }
             | Change::RecordAttempts(_)
+            | Change::ApplyAttempts { .. }
             | Change::PruneAttempts { .. }
             | Change::PruneDeadLetters { .. }
             | Change::RecordPayloads(_)

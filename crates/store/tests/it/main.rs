@@ -4,6 +4,7 @@ use hookwire_core::{Secret, Subscription};
 use hookwire_store::{Change, DeadLetterQuery, Error, SCHEMA_VERSION, Store};
 use uuid::Uuid;
 
+mod attempts;
 mod delivery_options;
 mod durability;
 mod keys;
