@@ -84,6 +84,10 @@ pub struct Cli {
     /// empty data directory rebuilds from it.
     #[arg(long, default_value_t = 10_000)]
     pub rebuild_webhooks: usize,
+    /// Attempt records the rebuild scenario puts in the attempts stream (batches of
+    /// 1,000, spread over the webhooks) before the node rebuilds; 0: none.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rebuild_attempts: usize,
     /// Also run baseline and fanout1 (those selected) against a three-node RabbitMQ
     /// cluster of the bench's own (`tests/cluster/rabbitmq-cluster`), in every round
     /// right after the single broker's: `baseline-cluster` and `fanout1-cluster`.
@@ -139,6 +143,7 @@ impl Cli {
             self.lookups = self.lookups.min(1_000);
             self.changes = self.changes.min(20);
             self.rebuild_webhooks = self.rebuild_webhooks.min(300);
+            self.rebuild_attempts = self.rebuild_attempts.min(3_000);
         }
     }
 

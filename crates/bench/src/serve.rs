@@ -181,6 +181,8 @@ pub struct Serve {
     child: ServeChild,
     config: Config,
     api: SocketAddr,
+    /// When the process was spawned.
+    pub spawned_at: std::time::Instant,
     /// From spawning the process to its `/readyz` answering 200.
     pub ready_after: Duration,
     _dir: tempfile::TempDir,
@@ -222,6 +224,7 @@ impl Serve {
             child,
             config,
             api,
+            spawned_at: started,
             ready_after: started.elapsed(),
             _dir: dir,
         })
@@ -230,6 +233,11 @@ impl Serve {
     /// The admin API's address.
     pub fn api(&self) -> SocketAddr {
         self.api
+    }
+
+    /// Its `node.id` (empty when serve generated one).
+    pub fn node_id(&self) -> &str {
+        &self.config.node.id
     }
 
     /// The store's directory.
