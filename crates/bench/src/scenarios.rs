@@ -345,7 +345,7 @@ impl Bench {
                     mode: Mode::Ok,
                     events,
                     rate: None,
-                    setup: "as fanout1, right after it, on a second serve with the same settings and replication.enabled (the store's changes through <ns>.changes, kept event bodies through <ns>.payloads)".into(),
+                    setup: "as fanout1, right after it, on a second serve with the same settings and replication.enabled (the store's changes through <ns>.changes, kept event bodies through <ns>.payloads, attempt records through <ns>.attempts)".into(),
                 };
                 let mut r = self.deliver(replicated, step).await?;
                 let plain = results
