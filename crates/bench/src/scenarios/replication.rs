@@ -663,3 +663,28 @@ impl Api {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_batches_decode_and_give_every_webhook_its_share() {
+        let ids: Vec<uuid::Uuid> = (0..300).map(|_| uuid::Uuid::now_v7()).collect();
+        let batches = attempt_batches(&ids, 3_500).expect("encoded");
+        assert_eq!(batches.len(), 4);
+        let mut per_webhook = std::collections::HashMap::<uuid::Uuid, usize>::new();
+        for (b, raw) in batches.iter().enumerate() {
+            let records = AttemptRecord::decode_batch(raw).expect("decoded");
+            assert_eq!(records.len(), if b < 3 { ATTEMPT_BATCH } else { 500 });
+            let webhooks: std::collections::HashSet<_> =
+                records.iter().map(|r| r.subscription_id).collect();
+            assert_eq!(webhooks.len(), ATTEMPT_SPREAD);
+            for r in records {
+                *per_webhook.entry(r.subscription_id).or_default() += 1;
+            }
+        }
+        assert_eq!(per_webhook.len(), ids.len());
+        assert!(per_webhook.values().all(|&n| (5..=20).contains(&n)));
+    }
+}
