@@ -130,6 +130,54 @@ impl Source {
     }
 }
 
+/// Publishes `bodies` (JSON) to `queue` through the default exchange on a connection of
+/// its own, at most `window` unconfirmed at once: entries written straight into a
+/// stream, as the writer of that stream would. Returns the seconds until the last confirm.
+pub async fn publish_raw(
+    url: &str,
+    connection_name: &str,
+    queue: &str,
+    bodies: &[Vec<u8>],
+    window: usize,
+) -> Result<f64> {
+    let connection = hookwire_amqp::connect(url, connection_name).await?;
+    let publisher = Publisher::open(&connection, Duration::from_secs(60)).await?;
+    let channel = publisher.channel().clone();
+    let started = Instant::now();
+    let permits = Arc::new(Semaphore::new(window.max(1)));
+    let (tx, rx) = mpsc::unbounded_channel::<(PublisherConfirm, OwnedSemaphorePermit)>();
+    let drain = tokio::spawn(await_confirms(rx));
+    for body in bodies {
+        let permit = permits.clone().acquire_owned().await?;
+        let properties = hookwire_amqp::lapin::BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .context("basic.publish")?;
+        if tx.send((confirm, permit)).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let confirmed = drain.await??;
+    let _ = connection.close(200, "published".into()).await;
+    if confirmed != bodies.len() {
+        bail!("{confirmed} of {} publishes confirmed", bodies.len());
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
 /// Awaits confirms in publish order (the broker confirms in order), releasing a window
 /// slot with each.
 async fn await_confirms(

@@ -4,12 +4,17 @@
 //! - `fanout1`, `fanout10`, `latency`, `retries`: `hookwire serve` (a release build, as a
 //!   child process) delivering to an in-process receiver.
 //! - `memory`: serve's RSS at 1,000 events/s and with many deliveries parked in a tier.
+//! - `fanout1-replicated`, `memory-replicated`, `propagation`, `rebuild`: the same with
+//!   the store replicated through the namespace's streams, several nodes, and a node
+//!   rebuilt from the streams.
 //! - `store`: `Store::subscribers` with many subscriptions in sled.
+//! - `--cluster`: baseline and fanout1 also against a three-node RabbitMQ cluster.
 //!
 //! Everything runs on loopback in a namespace of its own (`hwbench-<random>`), deleted at
 //! the end. Build with `cargo build --release --workspace --all-targets`.
 
 mod amqp;
+mod cluster;
 mod procfs;
 mod receiver;
 mod report;
@@ -71,6 +76,26 @@ pub struct Cli {
     /// Deliveries the memory scenario parks in a retry tier.
     #[arg(long, default_value_t = 1_000_000)]
     pub parked: usize,
+    /// Changes (webhook creates and updates, alternating) the propagation scenario makes
+    /// through node 1 and waits to see on node 3.
+    #[arg(long, default_value_t = 200)]
+    pub changes: usize,
+    /// Webhooks the rebuild scenario puts in the changes stream before a node with an
+    /// empty data directory rebuilds from it.
+    #[arg(long, default_value_t = 10_000)]
+    pub rebuild_webhooks: usize,
+    /// Attempt records the rebuild scenario puts in the attempts stream (batches of
+    /// 1,000, spread over the webhooks) before the node rebuilds; 0: none.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rebuild_attempts: usize,
+    /// Also run baseline and fanout1 (those selected) against a three-node RabbitMQ
+    /// cluster of the bench's own (`tests/cluster/rabbitmq-cluster`), in every round
+    /// right after the single broker's: `baseline-cluster` and `fanout1-cluster`.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The cluster's AMQP ports are this + 1 … + 3.
+    #[arg(long, default_value_t = 5690)]
+    pub cluster_port_base: u16,
     /// Subscriptions the store scenario puts in sled.
     #[arg(long, default_value_t = 1_000_000)]
     pub subscriptions: usize,
@@ -116,6 +141,9 @@ impl Cli {
             self.parked = self.parked.min(300);
             self.subscriptions = self.subscriptions.min(2_000);
             self.lookups = self.lookups.min(1_000);
+            self.changes = self.changes.min(20);
+            self.rebuild_webhooks = self.rebuild_webhooks.min(300);
+            self.rebuild_attempts = self.rebuild_attempts.min(3_000);
         }
     }
 
@@ -179,11 +207,13 @@ async fn run(cli: Cli) -> Result<bool> {
     let mut bench = scenarios::Bench::new(cli.clone(), binary)
         .await
         .context("cannot set the bench up")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = tokio::select! {
         outcome = bench.run(&selected) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = terminate.recv() => Err(anyhow::anyhow!("terminated")),
     };
-    // Whatever happened, the namespaces go.
+    // Whatever happened, the namespaces (and --cluster's nodes) go.
     bench.cleanup().await;
     let results = outcome?;
     let report = report::Report {
@@ -195,6 +225,30 @@ async fn run(cli: Cli) -> Result<bool> {
         load_after: report::loadavg(),
         fanout1_ratio: report::Spread::of(&results, "fanout1", |r| r.vs_baseline),
         p99_gap_ms: report::Spread::of(&results, "latency", |r| r.p99_gap_ms),
+        more_spreads: [
+            (
+                "fanout1-replicated",
+                "fanout1-replicated × baseline",
+                (|r: &report::ScenarioResult| r.vs_baseline)
+                    as fn(&report::ScenarioResult) -> Option<f64>,
+            ),
+            ("fanout1-replicated", "fanout1-replicated × fanout1", |r| {
+                r.vs_fanout1
+            }),
+            (
+                "fanout1-cluster",
+                "fanout1-cluster × baseline-cluster",
+                |r| r.vs_baseline,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(scenario, what, figure)| {
+            report::Spread::of(&results, scenario, figure).map(|spread| report::NamedSpread {
+                what: what.into(),
+                spread,
+            })
+        })
+        .collect(),
         results,
     };
     if cli.json {

@@ -31,10 +31,36 @@ pub fn ticks_per_sec() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// The pid of RabbitMQ's Erlang VM, if one runs on this machine.
+/// The pid of the machine's own RabbitMQ (its Erlang VM), if one runs here: the one whose
+/// home is `/var/lib/rabbitmq`, else any RabbitMQ VM but those of `--cluster`'s nodes.
 pub fn rabbitmq_pid() -> Option<u32> {
-    let mut found = None;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+    let vms = rabbitmq_vms();
+    vms.iter()
+        .find(|(_, cmdline)| cmdline.contains("-home /var/lib/rabbitmq "))
+        .or_else(|| {
+            vms.iter()
+                .find(|(_, cmdline)| !cmdline.contains(crate::cluster::DIR_PREFIX))
+        })
+        .map(|(pid, _)| *pid)
+}
+
+/// The pids of the RabbitMQ VMs whose command line mentions `marker` (a cluster's
+/// directory).
+pub fn rabbitmq_pids_with(marker: &str) -> Vec<u32> {
+    rabbitmq_vms()
+        .into_iter()
+        .filter(|(_, cmdline)| cmdline.contains(marker))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every RabbitMQ Erlang VM on the machine, with its command line (NULs as spaces).
+fn rabbitmq_vms() -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
@@ -43,8 +69,9 @@ pub fn rabbitmq_pid() -> Option<u32> {
             continue;
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains("rabbit") {
-            found = Some(pid);
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("rabbit") {
+            found.push((pid, cmdline));
         }
     }
     found
@@ -124,8 +151,8 @@ pub struct CpuSplit {
 pub struct Watched {
     /// `hookwire serve`, when it runs.
     pub serve: Option<u32>,
-    /// RabbitMQ.
-    pub rabbitmq: Option<u32>,
+    /// RabbitMQ: the machine's broker, or the three nodes of a cluster (their sum).
+    pub rabbitmq: [Option<u32>; 3],
     /// Ticks per second.
     pub hz: f64,
 }
@@ -136,9 +163,15 @@ impl Watched {
         CpuSnapshot {
             at: Instant::now(),
             serve: self.serve.and_then(|p| ticks(&format!("/proc/{p}/stat"))),
-            rabbitmq: self
-                .rabbitmq
-                .and_then(|p| ticks(&format!("/proc/{p}/stat"))),
+            rabbitmq: {
+                let each: Vec<u64> = self
+                    .rabbitmq
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| ticks(&format!("/proc/{p}/stat")))
+                    .collect();
+                (!each.is_empty()).then(|| each.iter().sum())
+            },
             receiver: receiver_ticks(),
             bench: ticks("/proc/self/stat").unwrap_or(0),
             machine: machine_busy_ticks(),

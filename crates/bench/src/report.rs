@@ -87,6 +87,9 @@ pub struct ScenarioResult {
     pub unit: String,
     /// `per_sec` over the msg/s of the baseline just before it.
     pub vs_baseline: Option<f64>,
+    /// `per_sec` over fanout1's of the same round (fanout1-replicated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_fanout1: Option<f64>,
     /// p99 less the p99 of the broker alone just before it (`latency`), in ms.
     pub p99_gap_ms: Option<f64>,
     /// Seconds until the last publish confirm.
@@ -128,6 +131,17 @@ pub struct Report {
     pub fanout1_ratio: Option<Spread>,
     /// latency's p99 gaps to the broker alone over the rounds, when there were several.
     pub p99_gap_ms: Option<Spread>,
+    /// Other figures over the rounds: fanout1-replicated's and fanout1-cluster's ratios.
+    pub more_spreads: Vec<NamedSpread>,
+}
+
+/// A figure over alternating rounds, and what it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedSpread {
+    /// What the figure is.
+    pub what: String,
+    /// Its values.
+    pub spread: Spread,
 }
 
 /// One figure over alternating rounds.
@@ -199,6 +213,44 @@ pub fn loadavg() -> String {
 }
 
 impl ScenarioResult {
+    /// A result with nothing measured yet, counted in `unit`.
+    pub fn named(name: &str, unit: &str) -> Self {
+        Self {
+            name: name.into(),
+            setup: String::new(),
+            events: 0,
+            expected: 0,
+            delivered: 0,
+            duplicates: 0,
+            failed_answers: 0,
+            strays: 0,
+            secs: 0.0,
+            per_sec: 0.0,
+            unit: unit.into(),
+            vs_baseline: None,
+            vs_fanout1: None,
+            p99_gap_ms: None,
+            publish_secs: None,
+            latency: None,
+            cpu: None,
+            serve_rss_max_mib: None,
+            serve_rss_end_mib: None,
+            store: None,
+            complete: false,
+            notes: Vec::new(),
+        }
+    }
+
+    /// serve's CPU per delivered message, in µs.
+    pub fn serve_us_per_message(&self) -> Option<f64> {
+        self.cpu_us_per_message(self.cpu.and_then(|c| c.serve_pct))
+    }
+
+    /// RabbitMQ's CPU per delivered message, in µs.
+    pub fn rabbitmq_us_per_message(&self) -> Option<f64> {
+        self.cpu_us_per_message(self.cpu.and_then(|c| c.rabbitmq_pct))
+    }
+
     /// CPU time per delivered message, in µs, of a process with `pct` % of one core: what
     /// each message costs, which other load on the machine does not change much.
     fn cpu_us_per_message(&self, pct: Option<f64>) -> Option<f64> {
@@ -280,6 +332,10 @@ impl Report {
                 let _ = writeln!(out);
             }
         }
+        for more in &self.more_spreads {
+            let _ = writeln!(out, "{}", more.spread.line(&more.what));
+            let _ = writeln!(out);
+        }
         for r in &self.results {
             let _ = writeln!(out, "- {}: {}", r.name, r.setup);
             for note in &r.notes {
@@ -296,27 +352,14 @@ mod tests {
 
     fn result(name: &str, ratio: Option<f64>) -> ScenarioResult {
         ScenarioResult {
-            name: name.into(),
-            setup: String::new(),
             events: 1,
             expected: 1,
             delivered: 1,
-            duplicates: 0,
-            failed_answers: 0,
-            strays: 0,
             secs: 1.0,
             per_sec: 1.0,
-            unit: "deliveries/s".into(),
             vs_baseline: ratio,
-            p99_gap_ms: None,
-            publish_secs: None,
-            latency: None,
-            cpu: None,
-            serve_rss_max_mib: None,
-            serve_rss_end_mib: None,
-            store: None,
             complete: true,
-            notes: Vec::new(),
+            ..ScenarioResult::named(name, "deliveries/s")
         }
     }
 

@@ -1,7 +1,10 @@
 //! The scenarios, run in order against one broker: one `serve` for the delivery
-//! scenarios is started first; then, `--rounds` times, baseline, fanout1, the broker alone
-//! at the latency rate and latency; then fanout10 and retries; a second `serve` for
-//! memory; the store in-process.
+//! scenarios is started first (and a replicated one for fanout1-replicated); then,
+//! `--rounds` times, baseline, fanout1, fanout1-replicated (with `--cluster`, baseline
+//! and fanout1 on the cluster), the broker alone at the latency rate and latency; then
+//! fanout10 and retries; a fresh `serve` for memory (and one replicated); three
+//! replicated nodes for propagation, and a node rebuilt from the streams; the store
+//! in-process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,15 +18,17 @@ use serde::Serialize;
 
 use crate::Cli;
 use crate::amqp::{Source, consume_until, queue_counts};
+use crate::cluster::Cluster;
 use crate::procfs::{self, CpuSplit, Watched};
 use crate::receiver::Receiver;
 use crate::report::ScenarioResult;
-use crate::serve::{Serve, ServeSettings, subscription};
+use crate::serve::{Node, Serve, ServeSettings, subscription};
 use crate::store_scenario;
 use crate::tally::{Mode, Tally};
 
 mod fairness;
 mod footprint;
+mod replication;
 mod runs;
 
 use footprint::RssSampler;
@@ -36,6 +41,8 @@ pub enum Scenario {
     Baseline,
     /// One subscriber per event.
     Fanout1,
+    /// fanout1 on a second serve with replication on: what the streams cost.
+    Fanout1Replicated,
     /// fanout1 with a payload filter that every event passes: the filter's cost.
     Fanout1Filter,
     /// fanout1 on a second serve exporting spans over OTLP: what tracing costs.
@@ -51,15 +58,22 @@ pub enum Scenario {
     Fairness,
     /// serve's RSS at a steady rate, then with deliveries parked in a tier.
     Memory,
+    /// serve's RSS at a steady rate with replication on, and the attempt log's size.
+    MemoryReplicated,
+    /// Three replicated nodes: a change through node 1's API until node 3's shows it.
+    Propagation,
+    /// A node with an empty data directory rebuilding from the streams.
+    Rebuild,
     /// Lookups among many subscriptions in sled.
     Store,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 14] = [
         Self::Baseline,
         Self::Fanout1,
+        Self::Fanout1Replicated,
         Self::Fanout1Filter,
         Self::Fanout1Traced,
         Self::Fanout10,
@@ -67,6 +81,9 @@ impl Scenario {
         Self::Retries,
         Self::Fairness,
         Self::Memory,
+        Self::MemoryReplicated,
+        Self::Propagation,
+        Self::Rebuild,
         Self::Store,
     ];
 
@@ -82,6 +99,8 @@ const FANOUT1_FILTER_ORG: &str = "bench-fanout1-filter";
 /// A filter like Mode's (reports under one path), which every bench event passes.
 const FANOUT1_FILTER: &str = r#"event_type == "report_run_completed" && body.report_run_url.startsWith("https://app.mode.com/bench-fanout1-filter/reports/")"#;
 const FANOUT1_TRACED_ORG: &str = "bench-fanout1-traced";
+const FANOUT1_REPLICATED_ORG: &str = "bench-fanout1-replicated";
+const FANOUT1_CLUSTER_ORG: &str = "bench-fanout1-cluster";
 const FANOUT10_ORG: &str = "bench-fanout10";
 const LATENCY_ORG: &str = "bench-latency";
 const RETRIES_ORG: &str = "bench-retries";
@@ -122,11 +141,26 @@ pub struct Bench {
     traced_namespace: String,
     /// The fairness serve's namespace.
     fair_namespace: String,
+    /// The replicated serve's namespace (fanout1-replicated).
+    repl_namespace: String,
+    /// memory-replicated's.
+    memrepl_namespace: String,
+    /// propagation's three nodes'.
+    prop_namespace: String,
+    /// rebuild's.
+    rebuild_namespace: String,
+    /// The cluster serve's namespace, and the broker-alone one beside it, on the cluster.
+    cluster_namespace: String,
+    cluster_baseline_namespace: String,
     rabbitmq: Option<u32>,
     hz: f64,
     baseline_per_sec: Option<f64>,
+    cluster_baseline_per_sec: Option<f64>,
     baseline_p99_ms: Option<f64>,
     serves: Vec<Serve>,
+    /// `--cluster`'s RabbitMQ cluster, and the serve that runs against it.
+    cluster: Option<Cluster>,
+    cluster_serve: Option<usize>,
 }
 
 impl Bench {
@@ -152,6 +186,7 @@ impl Bench {
             log_level: "info".into(),
             cache_capacity_bytes: hookwire_core::Config::defaults().store.cache_capacity_bytes,
             otlp_endpoint: None,
+            replication: false,
         };
         let memory_settings = ServeSettings {
             retry_schedule: vec!["1h".into()],
@@ -163,6 +198,12 @@ impl Bench {
             traced_namespace: format!("{namespace}-traced"),
             fair_namespace: format!("{namespace}-fair"),
             baseline_namespace: format!("{namespace}-base"),
+            repl_namespace: format!("{namespace}-repl"),
+            memrepl_namespace: format!("{namespace}-memrepl"),
+            prop_namespace: format!("{namespace}-prop"),
+            rebuild_namespace: format!("{namespace}-rebuild"),
+            cluster_namespace: format!("{namespace}-cl"),
+            cluster_baseline_namespace: format!("{namespace}-clbase"),
             namespace,
             broker,
             settings,
@@ -170,8 +211,11 @@ impl Bench {
             rabbitmq: procfs::rabbitmq_pid(),
             hz: procfs::ticks_per_sec(),
             baseline_per_sec: None,
+            cluster_baseline_per_sec: None,
             baseline_p99_ms: None,
             serves: Vec::new(),
+            cluster: None,
+            cluster_serve: None,
             cli,
             binary,
         })
@@ -236,6 +280,24 @@ impl Bench {
         } else {
             None
         };
+        // The same as the delivery serve, with the store replicated through the streams,
+        // so that fanout1 and fanout1-replicated run side by side in each round.
+        let replicated = if has(Scenario::Fanout1Replicated) {
+            let settings = ServeSettings {
+                replication: true,
+                ..self.settings.clone()
+            };
+            let subs = [subscription(FANOUT1_REPLICATED_ORG, &self.receiver.url(0))?];
+            Some(
+                self.start_serve(&self.repl_namespace.clone(), &settings, &subs)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        if self.cli.cluster && (has(Scenario::Baseline) || has(Scenario::Fanout1)) {
+            self.start_cluster(has(Scenario::Fanout1)).await?;
+        }
         let events = self.cli.events;
         let window = self.cli.confirm_window;
         // The broker's own speed wanders between runs a minute apart on a VM, so each
@@ -255,7 +317,7 @@ impl Bench {
                 } else {
                     events.max(20_000)
                 };
-                let r = self.baseline(&label("baseline"), n, None).await?;
+                let r = self.baseline(&label("baseline"), n, None, false).await?;
                 self.baseline_per_sec = Some(r.per_sec);
                 results.push(r);
             }
@@ -273,6 +335,69 @@ impl Bench {
                     ),
                 };
                 results.push(self.deliver(serve, step).await?);
+            }
+            if let Some(replicated) = replicated {
+                let step = Step {
+                    scenario: Scenario::Fanout1Replicated,
+                    name: label("fanout1-replicated"),
+                    org: FANOUT1_REPLICATED_ORG,
+                    fanout: 1,
+                    mode: Mode::Ok,
+                    events,
+                    rate: None,
+                    setup: "as fanout1, right after it, on a second serve with the same settings and replication.enabled (the store's changes through <ns>.changes, kept event bodies through <ns>.payloads, attempt records through <ns>.attempts)".into(),
+                };
+                let mut r = self.deliver(replicated, step).await?;
+                let plain = results
+                    .iter()
+                    .rev()
+                    .find(|p| p.name == label("fanout1"))
+                    .cloned();
+                if let Some(plain) = plain {
+                    r.vs_fanout1 = Some(r.per_sec / plain.per_sec.max(1e-9));
+                    let diff = |a: Option<f64>, b: Option<f64>| {
+                        a.zip(b)
+                            .map_or_else(|| "-".to_owned(), |(a, b)| format!("{:+.0}", a - b))
+                    };
+                    r.notes.push(format!(
+                        "{:.2} × fanout1 of this round; serve CPU µs per delivery {} against fanout1's, RabbitMQ's {}",
+                        r.per_sec / plain.per_sec.max(1e-9),
+                        diff(r.serve_us_per_message(), plain.serve_us_per_message()),
+                        diff(r.rabbitmq_us_per_message(), plain.rabbitmq_us_per_message()),
+                    ));
+                }
+                results.push(r);
+            }
+            if self.cluster.is_some() {
+                if has(Scenario::Baseline) {
+                    let n = if self.cli.smoke {
+                        events
+                    } else {
+                        events.max(20_000)
+                    };
+                    let r = self
+                        .baseline(&label("baseline-cluster"), n, None, true)
+                        .await?;
+                    self.cluster_baseline_per_sec = Some(r.per_sec);
+                    results.push(r);
+                }
+                if let Some(serve) = self.cluster_serve {
+                    let step = Step {
+                        scenario: Scenario::Fanout1,
+                        name: label("fanout1-cluster"),
+                        org: FANOUT1_CLUSTER_ORG,
+                        fanout: 1,
+                        mode: Mode::Ok,
+                        events,
+                        rate: None,
+                        setup: format!(
+                            "as fanout1, on the three-node cluster: serve with amqp.urls of all three (its quorum queues with a member on each node, RabbitMQ's default on a cluster); {events} events published to node 1"
+                        ),
+                    };
+                    let mut r = self.deliver(serve, step).await?;
+                    r.vs_baseline = self.cluster_baseline_per_sec.map(|b| r.per_sec / b);
+                    results.push(r);
+                }
             }
             if let (Some(serve), true) = (serve, has(Scenario::Fanout1Filter)) {
                 let step = Step {
@@ -313,7 +438,7 @@ impl Bench {
             if let (Some(serve), true) = (serve, has(Scenario::Latency)) {
                 let n = self.latency_events();
                 let r = self
-                    .baseline(&label("baseline-latency"), n, Some(self.cli.rate))
+                    .baseline(&label("baseline-latency"), n, Some(self.cli.rate), false)
                     .await?;
                 self.baseline_p99_ms = r.latency.map(|l| l.p99_ms);
                 results.push(r);
@@ -387,6 +512,15 @@ impl Bench {
         if has(Scenario::Memory) {
             results.extend(self.memory().await?);
         }
+        if has(Scenario::MemoryReplicated) {
+            results.push(self.memory_replicated().await?);
+        }
+        if has(Scenario::Propagation) {
+            results.push(self.propagation().await?);
+        }
+        if has(Scenario::Rebuild) {
+            results.push(self.rebuild().await?);
+        }
         if has(Scenario::Store) {
             results.push(self.store().await?);
         }
@@ -419,28 +553,81 @@ impl Bench {
         settings: &ServeSettings,
         subs: &[hookwire_core::Subscription],
     ) -> Result<usize> {
+        let node = Node::new(namespace, std::slice::from_ref(&self.cli.amqp_url));
+        self.start_node(&node, settings, subs).await
+    }
+
+    /// Starts `serve` as `node` (on the machine's broker, or on the cluster when its URLs
+    /// are the cluster's) and keeps it with the others; its index.
+    async fn start_node(
+        &mut self,
+        node: &Node,
+        settings: &ServeSettings,
+        subs: &[hookwire_core::Subscription],
+    ) -> Result<usize> {
         let binary = self
             .binary
             .clone()
             .context("no hookwire binary was located")?;
-        eprintln!("starting {} serve ({namespace})", binary.display());
-        let serve = Serve::start(
-            &binary,
-            namespace,
-            &self.cli.amqp_url,
-            settings,
-            subs,
-            &self.broker,
-        )
-        .await?;
+        eprintln!(
+            "starting {} serve ({}{})",
+            binary.display(),
+            node.namespace,
+            node.id
+                .as_ref()
+                .map(|id| format!(", node {id}"))
+                .unwrap_or_default()
+        );
+        let broker = match &self.cluster {
+            Some(cluster) if cluster.urls == node.urls => &cluster.broker,
+            _ => &self.broker,
+        };
+        let serve = Serve::start(&binary, node, settings, subs, broker).await?;
         self.serves.push(serve);
         Ok(self.serves.len() - 1)
     }
 
+    /// Starts `--cluster`'s three nodes, declares the broker-alone namespace there and,
+    /// for fanout1, starts a serve given all three URLs.
+    async fn start_cluster(&mut self, fanout1: bool) -> Result<()> {
+        let cluster = Cluster::start(
+            self.cli.cluster_port_base,
+            &format!("{}-cluster-control", self.namespace),
+        )
+        .await?;
+        let channel = cluster.broker.create_channel().await?;
+        Self::cluster_topology(&self.cluster_baseline_namespace)
+            .declare(&channel)
+            .await?;
+        let _ = channel.close(200, "declared".into()).await;
+        let node = Node::new(&self.cluster_namespace, &cluster.urls);
+        self.cluster = Some(cluster);
+        if fanout1 {
+            let subs = [subscription(FANOUT1_CLUSTER_ORG, &self.receiver.url(0))?];
+            self.cluster_serve = Some(
+                self.start_node(&node, &self.settings.clone(), &subs)
+                    .await?,
+            );
+        }
+        Ok(())
+    }
+
+    /// A broker-alone namespace on the cluster: replicated to the three nodes as serve
+    /// declares its own there (`amqp.urls` with three URLs).
+    fn cluster_topology(namespace: &str) -> Topology {
+        let mut topology = Self::delivery_topology(namespace);
+        topology.replication = Some(3);
+        topology
+    }
+
     fn watched(&self, serve: Option<usize>) -> Watched {
+        let rabbitmq = match (&self.cluster, serve) {
+            (Some(cluster), Some(i)) if self.cluster_serve == Some(i) => cluster.pids,
+            _ => [self.rabbitmq, None, None],
+        };
         Watched {
             serve: serve.map(|i| self.serves[i].pid()),
-            rabbitmq: self.rabbitmq,
+            rabbitmq,
             hz: self.hz,
         }
     }
@@ -462,19 +649,29 @@ impl Bench {
         }
         let Some(broker) = broker else {
             eprintln!(
-                "warning: cleanup: cannot reach RabbitMQ; delete the queues of namespaces {}, {}, {}, {} and {} by hand",
+                "warning: cleanup: cannot reach RabbitMQ; delete the queues of namespaces {}-* by hand",
                 self.namespace,
-                self.baseline_namespace,
-                self.memory_namespace,
-                self.traced_namespace,
-                self.fair_namespace
             );
+            for serve in &mut self.serves {
+                let _ = serve.halt().await;
+            }
+            if let Some(cluster) = self.cluster.take() {
+                cluster.stop().await;
+            }
             return;
         };
-        for serve in self.serves.drain(..) {
-            if let Err(e) = serve.stop(&broker).await {
+        for (i, serve) in self.serves.drain(..).enumerate() {
+            let stopped = match &self.cluster {
+                Some(cluster) if self.cluster_serve == Some(i) => serve.stop(&cluster.broker).await,
+                _ => serve.stop(&broker).await,
+            };
+            if let Err(e) = stopped {
                 eprintln!("warning: cleanup: {e:#}");
             }
+        }
+        // Stopped after the serves that use it; its directory goes with it.
+        if let Some(cluster) = self.cluster.take() {
+            cluster.stop().await;
         }
         // Deleting twice is harmless; a namespace whose serve never started still goes.
         for topology in [
@@ -483,6 +680,11 @@ impl Bench {
             Self::delivery_topology(&self.traced_namespace),
             Self::delivery_topology(&self.fair_namespace),
             self.memory_topology(),
+            // Deleting a namespace deletes its streams too.
+            Self::delivery_topology(&self.repl_namespace),
+            Topology::new(&self.memrepl_namespace, [PARK_TIER, Duration::from_secs(1)]),
+            Self::delivery_topology(&self.prop_namespace),
+            Self::delivery_topology(&self.rebuild_namespace),
         ] {
             if let Ok(channel) = broker.create_channel().await {
                 let _ = topology.delete(&channel).await;

@@ -132,7 +132,7 @@ fn org_name(i: usize) -> String {
     format!("org-{i:07}")
 }
 
-fn dir_size(path: &Path) -> u64 {
+pub(crate) fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };

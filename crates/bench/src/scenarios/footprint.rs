@@ -114,6 +114,7 @@ impl Bench {
             per_sec: s.lookups as f64 / s.lookup_secs.max(1e-9),
             unit: "lookups/s".into(),
             vs_baseline: None,
+            vs_fanout1: None,
             p99_gap_ms: None,
             publish_secs: None,
             latency: Some(s.resolve),
@@ -149,7 +150,7 @@ fn opt(mib: Option<f64>) -> String {
     mib.map_or_else(|| "-".into(), |m| format!("{m:.1}"))
 }
 
-fn opt_mib(bytes: Option<u64>) -> String {
+pub(super) fn opt_mib(bytes: Option<u64>) -> String {
     opt(bytes.map(|b| b as f64 / (1 << 20) as f64))
 }
 

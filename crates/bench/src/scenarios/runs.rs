@@ -8,19 +8,30 @@ impl Bench {
         name: &str,
         n: usize,
         rate: Option<f64>,
+        on_cluster: bool,
     ) -> Result<ScenarioResult> {
         eprintln!("{name}: {n} messages");
         let tally = Arc::new(Tally::new(n, 1, Mode::Ok, Instant::now()));
-        let consumer = hookwire_amqp::connect(
-            &self.cli.amqp_url,
-            &format!("{}-consumer", self.baseline_namespace),
-        )
-        .await?;
-        let source = Source::connect(&self.cli.amqp_url, &self.baseline_namespace).await?;
-        let watched = self.watched(None);
+        let (url, namespace, watched) = match &self.cluster {
+            Some(cluster) if on_cluster => (
+                cluster.urls[0].clone(),
+                &self.cluster_baseline_namespace,
+                Watched {
+                    rabbitmq: cluster.pids,
+                    ..self.watched(None)
+                },
+            ),
+            _ => (
+                self.cli.amqp_url.clone(),
+                &self.baseline_namespace,
+                self.watched(None),
+            ),
+        };
+        let consumer = hookwire_amqp::connect(&url, &format!("{namespace}-consumer")).await?;
+        let source = Source::connect(&url, namespace).await?;
         let before = watched.snapshot();
         let deadline = Instant::now() + deadline_for(n as u64, rate);
-        let queue = Names::new(&self.baseline_namespace).events_queue();
+        let queue = Names::new(namespace).events_queue();
         let consume = tokio::spawn(consume_until_owned(
             consumer,
             queue,
@@ -36,9 +47,14 @@ impl Bench {
         source.close().await;
         let mut r = result(name, &tally, cpu, "msg/s");
         r.setup = format!(
-            "RabbitMQ alone: hookwire's events exchange and quorum queue (its arguments), {}; \
+            "RabbitMQ alone{}: hookwire's events exchange and quorum queue (its arguments), {}; \
              confirm window {}, prefetch {}, one ack per message; publisher and consumer on two \
              connections, at the same time; hookwire's message (Producer::encode, {} B body)",
+            if on_cluster {
+                " (the three-node cluster, publisher and consumer on node 1, 3 replicas)"
+            } else {
+                ""
+            },
             match rate {
                 Some(rate) => format!("{rate} msg/s for {} s", self.cli.latency_secs),
                 None => format!("{n} messages"),
@@ -69,7 +85,11 @@ impl Bench {
         eprintln!("{name}: {n} events × {fanout} subscriber(s)");
         let tally = Arc::new(Tally::new(n, fanout, mode, Instant::now()));
         self.receiver.count_into(tally.clone());
-        let source = Source::connect(&self.cli.amqp_url, self.serves[serve].namespace()).await?;
+        let source = Source::connect(
+            &self.serves[serve].amqp_url(),
+            self.serves[serve].namespace(),
+        )
+        .await?;
         let watched = self.watched(Some(serve));
         let before = watched.snapshot();
         let rss = RssSampler::start(self.serves[serve].pid());
@@ -97,6 +117,7 @@ impl Bench {
                 matches!(
                     scenario,
                     Scenario::Fanout1
+                        | Scenario::Fanout1Replicated
                         | Scenario::Fanout1Filter
                         | Scenario::Fanout1Traced
                         | Scenario::Fanout10
@@ -161,6 +182,7 @@ pub(super) fn result(name: &str, tally: &Tally, cpu: CpuSplit, unit: &str) -> Sc
         per_sec: delivered as f64 / secs.max(1e-9),
         unit: unit.into(),
         vs_baseline: None,
+        vs_fanout1: None,
         p99_gap_ms: None,
         publish_secs: None,
         latency: Some(tally.latencies()),
