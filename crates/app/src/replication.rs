@@ -24,6 +24,10 @@ use tracing::{debug, info, warn};
 
 /// Entries received from the stream and not yet acked: the reader's window.
 const PREFETCH: u16 = 256;
+/// The window of the payloads and attempts readers, whose every delivery is a batch of
+/// up to a thousand bodies or records (hundreds of KiB): a window of 256 let a lagging
+/// reader hold tens of MiB.
+const BATCH_PREFETCH: u16 = 8;
 
 /// The most webhooks whose health one entry shares: an entry stays small (about 100
 /// bytes each), and a burst of flips takes several entries, not one huge one.
@@ -490,7 +494,7 @@ async fn read_payload_batches(
         .payloads_applied_offset()
         .map_err(|e| e.to_string())?
         .map(|n| n.saturating_add(1));
-    let mut consumer = stream::consume_from(&channel, &which.name(settings), from, PREFETCH)
+    let mut consumer = stream::consume_from(&channel, &which.name(settings), from, BATCH_PREFETCH)
         .await
         .map_err(|e| e.to_string())?;
     info!(from = ?from, "Reading the payloads stream.");
@@ -588,7 +592,7 @@ async fn read_attempt_batches(
     let applied = store.attempts_applied_offset().map_err(|e| e.to_string())?;
     crate::telemetry::attempts_applied(applied);
     let from = applied.map(|n| n.saturating_add(1));
-    let mut consumer = stream::consume_from(&channel, &which.name(settings), from, PREFETCH)
+    let mut consumer = stream::consume_from(&channel, &which.name(settings), from, BATCH_PREFETCH)
         .await
         .map_err(|e| e.to_string())?;
     info!(from = ?from, "Reading the attempts stream.");
