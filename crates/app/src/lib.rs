@@ -239,7 +239,6 @@ impl App {
                 settings,
                 payload_retention,
                 store.clone(),
-                writer.clone(),
                 reading_stop.clone(),
             ))
         });
@@ -400,7 +399,7 @@ fn daemon(
         },
     );
     let payloads = PayloadArchive::spawn(
-        writer.clone(),
+        store.clone(),
         config.store.payload_retention,
         payload_stream,
     );

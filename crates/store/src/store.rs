@@ -296,10 +296,9 @@ impl Store {
                 older_than_ms,
                 keep_per_webhook,
             } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
-            Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads),
+            Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads, None),
             Change::ApplyPayloads { payloads, offset } => {
-                self.payloads.insert(&self.db, &payloads)?;
-                self.payloads.record_offset(offset)
+                self.payloads.insert(&self.db, &payloads, Some(offset))
             }
             Change::PrunePayloads { older_than_ms } => {
                 let removed = self.payloads.prune(older_than_ms)?;
