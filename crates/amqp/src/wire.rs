@@ -368,6 +368,11 @@ pub struct Replay<'a> {
     pub body: &'a [u8],
     /// The archive kept only a prefix of the body.
     pub truncated: bool,
+    /// The W3C `traceparent` it carried when it died: its replay carries it again, so
+    /// that the replayed attempts join the event's trace.
+    pub traceparent: Option<&'a str>,
+    /// Its `tracestate`.
+    pub tracestate: Option<&'a str>,
 }
 
 /// Where a replayed dead letter is published, and as what.
@@ -396,9 +401,11 @@ impl Replay<'_> {
         let event_type = self
             .event_type
             .ok_or_else(|| unreplayable("its event type is unknown"))?;
+        let trace = TraceParent::from_headers(self.traceparent, self.tracestate);
         match (self.subscription_id, self.org, self.event_id) {
             (Some(subscription_id), Some(org), Some(event_id)) => {
-                let task = Task::new(event_id, org, event_type, subscription_id, now_ms(), None);
+                let task = Task::new(event_id, org, event_type, subscription_id, now_ms(), None)
+                    .with_trace(trace);
                 Ok(Destination {
                     exchange: names.work_exchange(),
                     routing_key: DELIVER_KEY.to_owned(),
@@ -409,7 +416,10 @@ impl Replay<'_> {
             (None, org, event_id) => Ok(Destination {
                 exchange: names.events_exchange(),
                 routing_key: event_type.to_owned(),
-                properties: event_properties(org, event_id, None),
+                properties: match &trace {
+                    Some(trace) => with_trace(event_properties(org, event_id, None), trace),
+                    None => event_properties(org, event_id, None),
+                },
             }),
         }
     }

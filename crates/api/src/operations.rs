@@ -436,6 +436,8 @@ fn replay_of(dead: &DeadLetter) -> Replay<'_> {
         event_type: dead.event_type.as_deref(),
         body: &dead.body,
         truncated: dead.truncated,
+        traceparent: dead.traceparent.as_deref(),
+        tracestate: dead.tracestate.as_deref(),
     }
 }
 

@@ -256,7 +256,6 @@ impl App {
                 settings,
                 payload_retention,
                 store.clone(),
-                writer.clone(),
                 reading_stop.clone(),
             ))
         });
@@ -437,7 +436,7 @@ fn daemon(
         streams.attempts,
     );
     let payloads = PayloadArchive::spawn(
-        writer.clone(),
+        store.clone(),
         config.store.payload_retention,
         streams.payloads,
     );

@@ -455,19 +455,11 @@ pub(crate) async fn read_payloads(
     settings: StreamSettings,
     retention: Duration,
     store: Store,
-    writer: Writer,
     stop: CancellationToken,
 ) {
     keep_reading(&settings, "payloads", &stop, |connection| {
-        let (settings, store, writer, stop) = (
-            settings.clone(),
-            store.clone(),
-            writer.clone(),
-            stop.clone(),
-        );
-        async move {
-            read_payload_batches(&connection, &settings, retention, &store, &writer, &stop).await
-        }
+        let (settings, store, stop) = (settings.clone(), store.clone(), stop.clone());
+        async move { read_payload_batches(&connection, &settings, retention, &store, &stop).await }
     })
     .await;
 }
@@ -478,7 +470,6 @@ async fn read_payload_batches(
     settings: &StreamSettings,
     retention: Duration,
     store: &Store,
-    writer: &Writer,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let channel = connection
@@ -512,10 +503,14 @@ async fn read_payload_batches(
                 warn!(offset, error = %e, "A batch of the payloads stream cannot be decoded; skipped.");
                 Vec::new()
             });
-            writer
-                .commit(hookwire_store::Change::ApplyPayloads { payloads, offset })
-                .await
-                .map_err(|e| format!("a batch of event bodies could not be kept: {e}"))?;
+            // The batch and its offset are one sled batch, so no flush is waited for: a
+            // crash loses both together, and the batch is read again.
+            hookwire_consumer::payloads::apply(
+                store,
+                hookwire_store::Change::ApplyPayloads { payloads, offset },
+            )
+            .await
+            .map_err(|e| format!("a batch of event bodies could not be kept: {e}"))?;
         }
         delivery
             .acker

@@ -18,6 +18,7 @@ pub fn archive_record(message: &Delivery, max_body: usize) -> DeadLetter {
         detail,
         attempts,
         body_bytes,
+        trace,
     } = DeadMessage::read(message);
     let kept = &message.data[..message.data.len().min(max_body)];
     DeadLetter {
@@ -33,5 +34,7 @@ pub fn archive_record(message: &Delivery, max_body: usize) -> DeadLetter {
         body: kept.to_vec(),
         body_bytes,
         truncated: (kept.len() as u64) < body_bytes,
+        traceparent: trace.as_ref().map(|t| t.context.traceparent()),
+        tracestate: trace.and_then(|t| t.state),
     }
 }

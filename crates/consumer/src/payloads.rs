@@ -1,7 +1,8 @@
 //! Keeps each event's body for resending. Bodies are gathered by a background task and
-//! committed in batches through the store's group-committing [`Writer`], never on the ack
-//! path: a crash can lose the last [`LINGER`] of them (those events cannot be resent),
-//! never a delivery. The same task prunes them by age.
+//! written in batches on the blocking pool, never on the ack path and without a flush of
+//! their own, as the attempt log is: a crash can lose the last moments of them (those
+//! events cannot be resent; sled makes its writes durable every half second), never a
+//! delivery. The same task prunes them by age.
 //!
 //! With replication, a batch is published to the payloads stream instead, which every
 //! node (this one included) reads and keeps: a resend may reach any node.
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookwire_core::now_ms;
-use hookwire_store::{Change, Changelog, Payload, Writer};
+use hookwire_store::{Change, Changelog, Payload, Store};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -38,9 +39,9 @@ impl PayloadArchive {
     /// Starts the writer task; it ends when every clone is dropped. Bodies are kept for
     /// `retention`.
     /// With `stream`, batches are published to it rather than written here.
-    pub fn spawn(writer: Writer, retention: Duration, stream: Option<Arc<dyn Changelog>>) -> Self {
+    pub fn spawn(store: Store, retention: Duration, stream: Option<Arc<dyn Changelog>>) -> Self {
         let (tx, rx) = mpsc::channel(BUFFER);
-        tokio::spawn(write_loop(writer, retention, stream, rx));
+        tokio::spawn(write_loop(store, retention, stream, rx));
         Self { tx }
     }
 
@@ -66,8 +67,17 @@ impl std::fmt::Debug for Message {
     }
 }
 
+/// Applies `change` to the store on the blocking pool, without a flush: nothing waits
+/// for these writes to be durable.
+pub async fn apply(store: &Store, change: Change) -> hookwire_store::Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.apply(change))
+        .await
+        .unwrap_or(Err(hookwire_store::Error::WriterStopped))
+}
+
 async fn write_loop(
-    writer: Writer,
+    store: Store,
     retention: Duration,
     stream: Option<Arc<dyn Changelog>>,
     mut rx: mpsc::Receiver<Message>,
@@ -82,7 +92,7 @@ async fn write_loop(
             _ = prune.tick() => {
                 let older_than_ms =
                     now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-                if let Err(e) = writer.commit(Change::PrunePayloads { older_than_ms }).await {
+                if let Err(e) = apply(&store, Change::PrunePayloads { older_than_ms }).await {
                     warn!(error = %e, "Pruning the kept event bodies failed; tried again in a minute.");
                 }
                 continue;
@@ -122,7 +132,7 @@ async fn write_loop(
             };
             if payloads.is_empty() {
                 // Published: this node keeps them as it reads the stream.
-            } else if let Err(e) = writer.commit(Change::RecordPayloads(payloads)).await {
+            } else if let Err(e) = apply(&store, Change::RecordPayloads(payloads)).await {
                 metrics::counter!("hookwire_payloads_dropped_total").increment(n as u64);
                 warn!(error = %e, lost = n, "Event bodies could not be kept; those events cannot be resent.");
             }

@@ -52,6 +52,8 @@ fn main() {
             body_bytes: body.len() as u64,
             body,
             truncated: false,
+            traceparent: None,
+            tracestate: None,
         };
         ids.push_back((org, d.id));
         store.apply(Change::ArchiveDeadLetter(d)).unwrap();

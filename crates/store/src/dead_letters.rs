@@ -301,6 +301,8 @@ mod tests {
             body_bytes: body.len() as u64,
             body,
             truncated: false,
+            traceparent: None,
+            tracestate: None,
         }
     }
 

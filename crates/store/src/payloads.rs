@@ -1,22 +1,21 @@
 //! The payload archive: each event's body, kept once per (org, event id) however many
-//! webhooks it fans out to, for resending. Four trees:
+//! webhooks it fans out to, for resending. One tree, `payload_archive`, whose keys all
+//! start with the organization (`org ‖ 0 ‖ kind ‖ …`):
 //!
-//! - `payloads`: `org ‖ 0 ‖ event id` → [`Meta`] (event type, time, sequence, size);
-//! - `payload_bodies`: `seq ‖ piece` → at most [`PIECE`] bytes of the body, in pieces for
+//! - `org ‖ 0 ‖ t ‖ time ‖ seq` → the event's record: its id, type, times, size, and its
+//!   body inline when at most [`PIECE`] bytes. An organization's events in the order
+//!   hookwire received them: "resend everything between T1 and T2" and pruning by age
+//!   are range scans of this prefix;
+//! - `org ‖ 0 ‖ e ‖ event id` → `time ‖ seq`: the index by id, which also refuses a second
+//!   copy of an event;
+//! - `org ‖ 0 ‖ p ‖ seq ‖ piece` → at most [`PIECE`] bytes of a larger body, in pieces for
 //!   the reason the dead-letter archive keeps its bodies in pieces (sled's cache bound);
-//! - `payloads_by_time`: `org ‖ 0 ‖ time ‖ seq` → event id: an organization's events in
-//!   the order hookwire received them, for "resend everything between T1 and T2";
-//! - `payloads_by_age`: `time ‖ seq` → `org ‖ 0 ‖ event id`: every event oldest first,
-//!   so that pruning by age reads only what it removes.
+//! - `0xff applied_offset` → the offset of the last batch applied from the payloads
+//!   stream, written in the same sled batch as that batch's events.
 //!
-//! A payload is written tree by tree (bodies first, age index last) without a
-//! transaction: a crash between two of them leaves entries that readers skip (an index
-//! entry without its record) or that pruning removes with the rest (records are found
-//! through the age index, written last, so a record without it is never pruned: its
-//! next copy, when the event is consumed again, is refused as a duplicate). A missing
-//! payload only means an event that cannot be resent; none of this gates a delivery.
-
-use std::collections::HashSet;
+//! A sled insert costs far more than the bytes it writes (docs/performance.md), so an
+//! event with a small body is two inserts, and a batch of events is one sled batch:
+//! applied atomically, so a crash never leaves a record without its index or the reverse.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,13 +23,32 @@ use crate::keys::{SEP, org_prefix};
 use crate::records::{Page, decode, encode};
 use crate::{Error, Result};
 
+/// The tree of the archive.
+const TREE: &str = "payload_archive";
+/// The trees of the layout before [`TREE`] (a record, body, time-index and age-index tree),
+/// migrated into it when a store is opened.
+const OLD_TREES: [&str; 4] = [
+    "payloads",
+    "payload_bodies",
+    "payloads_by_time",
+    "payloads_by_age",
+];
 /// Where the offset of the last batch applied from the payloads stream is kept: no
-/// record key starts with 0xff (an organization is ASCII).
+/// organization starts with 0xff (an organization is ASCII).
 const APPLIED_KEY: &[u8] = b"\xffapplied_offset";
-/// The largest piece of a body in one value.
+/// The largest body kept inline in its record, and the largest piece of a larger one.
 const PIECE: usize = 4096;
 /// Removals go to sled in slices, as the attempt log's do.
 const SLICE: usize = 1000;
+/// Events of one sled batch get sequence numbers `id << SEQ_BITS | i`, from one
+/// `generate_id` per batch.
+const SEQ_BITS: u32 = 20;
+
+const TIME: u8 = b't';
+const ID: u8 = b'e';
+const BODY: u8 = b'p';
+/// The first byte of a record's value: its encoding.
+const RECORD_V1: u8 = 1;
 
 /// One event's body as the archive keeps it, and as the payloads stream carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,50 +82,42 @@ impl Payload {
     }
 }
 
-/// What `payloads` holds for one event.
-#[derive(Serialize, Deserialize)]
-struct Meta {
-    event_type: String,
-    received_at_ms: u64,
-    #[serde(default)]
-    published_at_ms: Option<u64>,
-    seq: u64,
-    body_bytes: usize,
-}
-
-/// The trees of the archive.
+/// The archive's tree.
 #[derive(Debug, Clone)]
 pub(crate) struct Payloads {
-    records: sled::Tree,
-    bodies: sled::Tree,
-    by_time: sled::Tree,
-    by_age: sled::Tree,
+    tree: sled::Tree,
 }
 
-fn record_key(org: &str, event_id: &str) -> Vec<u8> {
+fn kind_prefix(org: &str, kind: u8) -> Vec<u8> {
     let mut key = org_prefix(org);
+    key.push(kind);
+    key
+}
+
+fn id_key(org: &str, event_id: &str) -> Vec<u8> {
+    let mut key = kind_prefix(org, ID);
     key.extend_from_slice(event_id.as_bytes());
     key
 }
 
-fn piece_key(seq: u64, piece: u32) -> [u8; 12] {
-    let mut key = [0; 12];
-    key[..8].copy_from_slice(&seq.to_be_bytes());
-    key[8..].copy_from_slice(&piece.to_be_bytes());
+/// `org ‖ 0 ‖ t ‖ time ‖ seq`; `stamp` is `time ‖ seq`.
+fn time_key(org: &str, stamp: &[u8]) -> Vec<u8> {
+    let mut key = kind_prefix(org, TIME);
+    key.extend_from_slice(stamp);
     key
 }
 
-fn time_key(org: &str, at_ms: u64, seq: u64) -> Vec<u8> {
-    let mut key = org_prefix(org);
-    key.extend_from_slice(&at_ms.to_be_bytes());
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
+fn stamp(at_ms: u64, seq: u64) -> [u8; 16] {
+    let mut stamp = [0; 16];
+    stamp[..8].copy_from_slice(&at_ms.to_be_bytes());
+    stamp[8..].copy_from_slice(&seq.to_be_bytes());
+    stamp
 }
 
-fn age_key(at_ms: u64, seq: u64) -> [u8; 16] {
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&at_ms.to_be_bytes());
-    key[8..].copy_from_slice(&seq.to_be_bytes());
+fn piece_key(org: &str, seq: &[u8], piece: u32) -> Vec<u8> {
+    let mut key = kind_prefix(org, BODY);
+    key.extend_from_slice(seq);
+    key.extend_from_slice(&piece.to_be_bytes());
     key
 }
 
@@ -125,138 +135,336 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-impl Payloads {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self> {
-        Ok(Self {
-            records: db.open_tree("payloads")?,
-            bodies: db.open_tree("payload_bodies")?,
-            by_time: db.open_tree("payloads_by_time")?,
-            by_age: db.open_tree("payloads_by_age")?,
-        })
+/// An event's record, without what its key says (org, time, seq).
+struct Record {
+    event_id: String,
+    event_type: String,
+    published_at_ms: Option<u64>,
+    body_bytes: usize,
+    /// The body when it is inline; `None` when it is in pieces.
+    body: Option<Vec<u8>>,
+}
+
+/// `v1 ‖ id len (u16) ‖ id ‖ type len (u16) ‖ type ‖ published (0, or 1 ‖ u64) ‖
+/// size (u64) ‖ inline (0 or 1) ‖ the inline body`.
+fn encode_record(p: &Payload, inline: bool) -> Vec<u8> {
+    let body = if inline { p.body.as_slice() } else { &[] };
+    let mut v = Vec::with_capacity(24 + p.event_id.len() + p.event_type.len() + body.len());
+    v.push(RECORD_V1);
+    for text in [&p.event_id, &p.event_type] {
+        // An event id or type is far shorter than 64 KiB (the wire contract bounds both).
+        let text = &text.as_bytes()[..text.len().min(usize::from(u16::MAX))];
+        v.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        v.extend_from_slice(text);
+    }
+    match p.published_at_ms {
+        None => v.push(0),
+        Some(at) => {
+            v.push(1);
+            v.extend_from_slice(&at.to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&(p.body.len() as u64).to_be_bytes());
+    v.push(u8::from(inline));
+    v.extend_from_slice(body);
+    v
+}
+
+/// Reads a record's fields in turn.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(Error::Corrupt("payload record".into()));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
     }
 
-    /// Keeps each payload unless its (org, event id) is kept already: a redelivered event,
-    /// or one that several batches carry, is stored once.
-    pub(crate) fn insert(&self, db: &sled::Db, payloads: &[Payload]) -> Result<()> {
-        let (mut records, mut bodies, mut by_time, mut by_age) = (
-            sled::Batch::default(),
-            sled::Batch::default(),
-            sled::Batch::default(),
-            sled::Batch::default(),
-        );
-        let mut seen = HashSet::new();
-        for p in payloads {
-            let key = record_key(&p.org, &p.event_id);
-            if !seen.insert(key.clone()) || self.records.contains_key(&key)? {
+    fn u64(&mut self) -> Result<u64> {
+        let bytes = self.take(8)?;
+        Ok(u64::from_be_bytes(bytes.try_into().unwrap_or_default()))
+    }
+
+    fn text(&mut self) -> Result<String> {
+        let len = self.take(2)?;
+        let len = u16::from_be_bytes([len[0], len[1]]);
+        Ok(String::from_utf8_lossy(self.take(usize::from(len))?).into_owned())
+    }
+}
+
+fn decode_record(raw: &[u8], with_body: bool) -> Result<Record> {
+    let rest = raw
+        .strip_prefix(&[RECORD_V1])
+        .ok_or_else(|| Error::Corrupt("payload record of an unknown encoding".into()))?;
+    let mut r = Reader(rest);
+    let event_id = r.text()?;
+    let event_type = r.text()?;
+    let published_at_ms = match r.take(1)?[0] {
+        0 => None,
+        _ => Some(r.u64()?),
+    };
+    let body_bytes =
+        usize::try_from(r.u64()?).map_err(|_| Error::Corrupt("payload record's size".into()))?;
+    let inline = r.take(1)?[0] == 1;
+    let body = match (inline, with_body) {
+        (true, true) => Some(r.take(body_bytes)?.to_vec()),
+        (true, false) => Some(Vec::new()),
+        (false, _) => None,
+    };
+    Ok(Record {
+        event_id,
+        event_type,
+        published_at_ms,
+        body_bytes,
+        body,
+    })
+}
+
+/// `time ‖ seq` of a time key of `org`.
+fn stamp_of<'k>(key: &'k [u8], org: &str) -> Result<&'k [u8]> {
+    key.get(org.len() + 2..)
+        .filter(|s| s.len() == 16)
+        .ok_or_else(|| Error::Corrupt("payload time key".into()))
+}
+
+/// What the layout before [`TREE`] kept per event, besides its body.
+#[derive(Deserialize)]
+struct OldMeta {
+    event_type: String,
+    received_at_ms: u64,
+    #[serde(default)]
+    published_at_ms: Option<u64>,
+    seq: u64,
+    body_bytes: usize,
+}
+
+impl Payloads {
+    pub(crate) fn open(db: &sled::Db) -> Result<Self> {
+        let this = Self {
+            tree: db.open_tree(TREE)?,
+        };
+        if db.tree_names().iter().any(|n| n.as_ref() == b"payloads") {
+            this.migrate(db)?;
+        }
+        Ok(this)
+    }
+
+    /// Moves the events kept in the old layout's trees into [`TREE`], then drops those
+    /// trees. Idempotent: an interrupted migration is finished at the next open (events
+    /// moved already are refused as duplicates).
+    fn migrate(&self, db: &sled::Db) -> Result<()> {
+        let records = db.open_tree(OLD_TREES[0])?;
+        let bodies = db.open_tree(OLD_TREES[1])?;
+        let mut batch = Vec::new();
+        let mut moved = 0usize;
+        for entry in records.iter() {
+            let (key, raw) = entry?;
+            if key.as_ref() == APPLIED_KEY {
+                let offset = <[u8; 8]>::try_from(raw.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Corrupt("payloads offset".into()))?;
+                self.record_offset(offset)?;
                 continue;
             }
-            let seq = db.generate_id()?;
-            for (i, piece) in p.body.chunks(PIECE).enumerate() {
-                bodies.insert(&piece_key(seq, i as u32), piece);
-            }
-            let meta = Meta {
-                event_type: p.event_type.clone(),
-                received_at_ms: p.received_at_ms,
-                published_at_ms: p.published_at_ms,
-                seq,
-                body_bytes: p.body.len(),
+            let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                continue;
             };
-            records.insert(key.as_slice(), encode(&meta)?);
-            by_time.insert(
-                time_key(&p.org, p.received_at_ms, seq),
-                p.event_id.as_bytes(),
-            );
-            by_age.insert(&age_key(p.received_at_ms, seq), key);
+            let meta: OldMeta = decode(&raw)?;
+            let mut body = Vec::with_capacity(meta.body_bytes);
+            for i in 0..meta.body_bytes.div_ceil(PIECE) {
+                let mut piece = [0; 12];
+                piece[..8].copy_from_slice(&meta.seq.to_be_bytes());
+                piece[8..].copy_from_slice(&(i as u32).to_be_bytes());
+                match bodies.get(piece)? {
+                    Some(p) => body.extend_from_slice(&p),
+                    None => break,
+                }
+            }
+            // A record whose body was not all written (a crash) cannot be resent.
+            if body.len() != meta.body_bytes {
+                continue;
+            }
+            batch.push(Payload {
+                org: String::from_utf8_lossy(&key[..sep]).into_owned(),
+                event_id: String::from_utf8_lossy(&key[sep + 1..]).into_owned(),
+                event_type: meta.event_type,
+                received_at_ms: meta.received_at_ms,
+                published_at_ms: meta.published_at_ms,
+                body_bytes: meta.body_bytes,
+                body,
+            });
+            if batch.len() == 512 {
+                moved += batch.len();
+                self.insert(db, &std::mem::take(&mut batch), None)?;
+            }
         }
-        self.bodies.apply_batch(bodies)?;
-        self.records.apply_batch(records)?;
-        self.by_time.apply_batch(by_time)?;
-        self.by_age.apply_batch(by_age)?;
+        moved += batch.len();
+        self.insert(db, &batch, None)?;
+        for name in OLD_TREES {
+            db.drop_tree(name)?;
+        }
+        tracing::info!(
+            moved,
+            "Kept event bodies moved to the store's new payload layout."
+        );
         Ok(())
     }
 
-    /// Removes every payload received before `older_than_ms`; returns how many.
+    /// Keeps each payload unless its (org, event id) is kept already: a redelivered event,
+    /// or one that several batches carry, is stored once. With `offset`, records it as
+    /// the last batch applied from the payloads stream, in the same sled batch.
+    pub(crate) fn insert(
+        &self,
+        db: &sled::Db,
+        payloads: &[Payload],
+        offset: Option<u64>,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut base = None;
+        let mut n = 0u64;
+        for p in payloads {
+            let id = id_key(&p.org, &p.event_id);
+            if seen.contains(&id) || self.tree.contains_key(&id)? {
+                continue;
+            }
+            let base = match base {
+                Some(b) if n < 1 << SEQ_BITS => b,
+                _ => {
+                    n = 0;
+                    *base.insert(db.generate_id()? << SEQ_BITS)
+                }
+            };
+            let seq = base | n;
+            n += 1;
+            let stamp = stamp(p.received_at_ms, seq);
+            let inline = p.body.len() <= PIECE;
+            if !inline {
+                for (i, piece) in p.body.chunks(PIECE).enumerate() {
+                    batch.insert(piece_key(&p.org, &stamp[8..], i as u32), piece);
+                }
+            }
+            batch.insert(time_key(&p.org, &stamp), encode_record(p, inline));
+            batch.insert(id.as_slice(), &stamp);
+            seen.insert(id);
+        }
+        if let Some(offset) = offset {
+            batch.insert(APPLIED_KEY, &offset.to_be_bytes());
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// Removes every payload received before `older_than_ms`; returns how many. Walks
+    /// each organization's oldest events, reading only what it removes.
     pub(crate) fn prune(&self, older_than_ms: u64) -> Result<usize> {
+        let mut removed = 0;
+        let mut from: Vec<u8> = Vec::new();
+        // One organization at a time: the first key at or after `from` names the next.
+        while let Some(entry) = self.tree.range(from.as_slice()..).next() {
+            let (key, _) = entry?;
+            let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                break;
+            };
+            if key.first() == Some(&0xff) {
+                break;
+            }
+            let org = String::from_utf8_lossy(&key[..sep]).into_owned();
+            removed += self.prune_org(&org, older_than_ms)?;
+            from = key[..sep].to_vec();
+            from.push(SEP + 1);
+        }
+        Ok(removed)
+    }
+
+    fn prune_org(&self, org: &str, older_than_ms: u64) -> Result<usize> {
+        let (start, end) = (
+            time_key(org, &[]),
+            time_key(org, &older_than_ms.to_be_bytes()),
+        );
         let mut removed = 0;
         loop {
             let old: Vec<(sled::IVec, sled::IVec)> = self
-                .by_age
-                .range(..age_key(older_than_ms, 0))
+                .tree
+                .range(start.as_slice()..end.as_slice())
                 .take(SLICE)
                 .collect::<std::result::Result<_, _>>()?;
             if old.is_empty() {
                 return Ok(removed);
             }
-            let (mut records, mut bodies, mut by_time, mut by_age) = (
-                sled::Batch::default(),
-                sled::Batch::default(),
-                sled::Batch::default(),
-                sled::Batch::default(),
-            );
-            for (age, record) in &old {
-                by_age.remove(age);
-                let org = record.split(|b| *b == SEP).next().unwrap_or_default();
-                let (at, seq) = age.split_at(8);
-                let mut time = org.to_vec();
-                time.push(SEP);
-                time.extend_from_slice(at);
-                time.extend_from_slice(seq);
-                by_time.remove(time);
-                let Some(raw) = self.records.get(record)? else {
-                    continue;
-                };
-                let meta: Meta = decode(&raw)?;
-                // A record re-kept under a newer sequence is not this entry's to remove.
-                if meta.seq.to_be_bytes() != seq {
-                    continue;
+            let mut batch = sled::Batch::default();
+            for (key, raw) in &old {
+                batch.remove(key);
+                let stamp = stamp_of(key, org)?;
+                let record = decode_record(raw, false)?;
+                let id = id_key(org, &record.event_id);
+                // The index names this record, unless it was never written whole.
+                if self.tree.get(&id)?.is_some_and(|s| s.as_ref() == stamp) {
+                    batch.remove(id);
                 }
-                records.remove(record);
-                for i in 0..meta.body_bytes.div_ceil(PIECE) {
-                    bodies.remove(&piece_key(meta.seq, i as u32));
+                if record.body.is_none() {
+                    for i in 0..record.body_bytes.div_ceil(PIECE) {
+                        batch.remove(piece_key(org, &stamp[8..], i as u32));
+                    }
                 }
                 removed += 1;
             }
-            self.records.apply_batch(records)?;
-            self.by_time.apply_batch(by_time)?;
-            self.bodies.apply_batch(bodies)?;
-            self.by_age.apply_batch(by_age)?;
+            self.tree.apply_batch(batch)?;
         }
     }
 
     /// One event's payload, with its body.
     pub(crate) fn get(&self, org: &str, event_id: &str) -> Result<Option<Payload>> {
-        let Some(raw) = self.records.get(record_key(org, event_id))? else {
+        let Some(stamp) = self.tree.get(id_key(org, event_id))? else {
             return Ok(None);
         };
-        let meta: Meta = decode(&raw)?;
-        let mut body = Vec::with_capacity(meta.body_bytes);
-        for i in 0..meta.body_bytes.div_ceil(PIECE) {
-            let piece = self
-                .bodies
-                .get(piece_key(meta.seq, i as u32))?
-                .ok_or_else(|| Error::Corrupt(format!("payload of `{event_id}` lacks a piece")))?;
-            body.extend_from_slice(&piece);
-        }
-        if body.len() != meta.body_bytes {
+        let Some(raw) = self.tree.get(time_key(org, &stamp))? else {
+            return Ok(None);
+        };
+        let record = decode_record(&raw, true)?;
+        let body = match record.body {
+            Some(body) => body,
+            None => {
+                let mut body = Vec::with_capacity(record.body_bytes);
+                for i in 0..record.body_bytes.div_ceil(PIECE) {
+                    let piece = self
+                        .tree
+                        .get(piece_key(org, &stamp[8..], i as u32))?
+                        .ok_or_else(|| {
+                            Error::Corrupt(format!("payload of `{event_id}` lacks a piece"))
+                        })?;
+                    body.extend_from_slice(&piece);
+                }
+                body
+            }
+        };
+        if body.len() != record.body_bytes {
             return Err(Error::Corrupt(format!(
                 "payload of `{event_id}` has {} bytes, not {}",
                 body.len(),
-                meta.body_bytes
+                record.body_bytes
             )));
         }
         Ok(Some(Payload {
             org: org.to_owned(),
-            event_id: event_id.to_owned(),
-            event_type: meta.event_type,
-            received_at_ms: meta.received_at_ms,
-            published_at_ms: meta.published_at_ms,
+            event_id: record.event_id,
+            event_type: record.event_type,
+            received_at_ms: u64::from_be_bytes(
+                stamp[..8]
+                    .try_into()
+                    .map_err(|_| Error::Corrupt("payload index".into()))?,
+            ),
+            published_at_ms: record.published_at_ms,
             body,
-            body_bytes: meta.body_bytes,
+            body_bytes: record.body_bytes,
         }))
     }
 
     /// `org`'s payloads received in `[from_ms, to_ms)`, oldest first, without bodies, at
-    /// most `limit`, after `cursor` (the previous page's `next_cursor`).
+    /// most `limit`, after `cursor` (the previous page's `next_cursor`, `org ‖ 0 ‖ time ‖
+    /// seq` in hex).
     pub(crate) fn page(
         &self,
         org: &str,
@@ -268,54 +476,56 @@ impl Payloads {
         let invalid = |c: &str| Error::InvalidCursor(c.to_owned());
         let prefix = org_prefix(org);
         let start = match cursor {
-            None => time_key(org, from_ms, 0),
+            None => time_key(org, &from_ms.to_be_bytes()),
             Some(c) => {
-                let mut key = unhex(c).ok_or_else(|| invalid(c))?;
-                if !key.starts_with(&prefix) || key.len() != prefix.len() + 16 {
+                let raw = unhex(c).ok_or_else(|| invalid(c))?;
+                if !raw.starts_with(&prefix) || raw.len() != prefix.len() + 16 {
                     return Err(invalid(c));
                 }
+                let mut key = time_key(org, &raw[prefix.len()..]);
                 // Just past the cursor's own entry.
                 key.push(0);
                 key
             }
         };
-        let end = time_key(org, to_ms, 0);
+        let end = time_key(org, &to_ms.to_be_bytes());
         let limit = limit.max(1);
         let mut items = Vec::new();
         let mut next_cursor = None;
-        for entry in self.by_time.range(start..end) {
-            let (key, event_id) = entry?;
+        let mut last = None;
+        for entry in self.tree.range(start..end) {
+            let (key, raw) = entry?;
             if items.len() == limit {
-                next_cursor = items.last().map(|(k, _): &(sled::IVec, Payload)| hex(k));
+                next_cursor = last.map(|stamp: Vec<u8>| {
+                    let mut cursor = prefix.clone();
+                    cursor.extend_from_slice(&stamp);
+                    hex(&cursor)
+                });
                 break;
             }
-            let event_id = String::from_utf8_lossy(&event_id).into_owned();
-            let Some(raw) = self.records.get(record_key(org, &event_id))? else {
-                continue;
-            };
-            let meta: Meta = decode(&raw)?;
-            items.push((
-                key,
-                Payload {
-                    org: org.to_owned(),
-                    event_id,
-                    event_type: meta.event_type,
-                    received_at_ms: meta.received_at_ms,
-                    published_at_ms: meta.published_at_ms,
-                    body: Vec::new(),
-                    body_bytes: meta.body_bytes,
-                },
-            ));
+            let stamp = stamp_of(&key, org)?;
+            let record = decode_record(&raw, false)?;
+            items.push(Payload {
+                org: org.to_owned(),
+                event_id: record.event_id,
+                event_type: record.event_type,
+                received_at_ms: u64::from_be_bytes(
+                    stamp[..8]
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("payload time key".into()))?,
+                ),
+                published_at_ms: record.published_at_ms,
+                body: Vec::new(),
+                body_bytes: record.body_bytes,
+            });
+            last = Some(stamp.to_vec());
         }
-        Ok(Page {
-            items: items.into_iter().map(|(_, p)| p).collect(),
-            next_cursor,
-        })
+        Ok(Page { items, next_cursor })
     }
 
     /// The offset of the last batch applied from the payloads stream.
     pub(crate) fn applied_offset(&self) -> Result<Option<u64>> {
-        self.records
+        self.tree
             .get(APPLIED_KEY)?
             .map(|raw| {
                 <[u8; 8]>::try_from(raw.as_ref())
@@ -325,23 +535,25 @@ impl Payloads {
             .transpose()
     }
 
-    /// Records `offset` as the last batch applied from the payloads stream.
-    pub(crate) fn record_offset(&self, offset: u64) -> Result<()> {
-        self.records.insert(APPLIED_KEY, &offset.to_be_bytes())?;
+    fn record_offset(&self, offset: u64) -> Result<()> {
+        self.tree.insert(APPLIED_KEY, &offset.to_be_bytes())?;
         Ok(())
     }
 
     /// How many payloads are kept, and their bodies' bytes.
     pub(crate) fn stats(&self) -> Result<(usize, u64)> {
         let (mut count, mut bytes) = (0, 0u64);
-        for entry in self.records.iter() {
+        for entry in self.tree.iter() {
             let (key, raw) = entry?;
-            if key.as_ref() == APPLIED_KEY {
+            let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                continue;
+            };
+            if key.first() == Some(&0xff) || key.get(sep + 1) != Some(&TIME) {
                 continue;
             }
-            let meta: Meta = decode(&raw)?;
+            let record = decode_record(&raw, false)?;
             count += 1;
-            bytes += meta.body_bytes as u64;
+            bytes += record.body_bytes as u64;
         }
         Ok((count, bytes))
     }

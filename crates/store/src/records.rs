@@ -105,6 +105,13 @@ pub struct DeadLetter {
     /// The archive kept only the first bytes of the body: the letter cannot be replayed.
     #[serde(default)]
     pub truncated: bool,
+    /// The W3C `traceparent` the message carried, which a replay carries again; absent
+    /// in letters archived before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Its `tracestate`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// A filter over an organization's dead letters, and the page wanted.

@@ -311,6 +311,7 @@ impl Store {
             Change::PruneAttempts {
                 older_than_ms,
                 keep_per_webhook,
+<<<<<<< HEAD
             } => {
                 let _one = self
                     .attempts_pruning
@@ -319,9 +320,12 @@ impl Store {
                 attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook)
             }
             Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads),
+=======
+            } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
+            Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads, None),
+>>>>>>> payloads
             Change::ApplyPayloads { payloads, offset } => {
-                self.payloads.insert(&self.db, &payloads)?;
-                self.payloads.record_offset(offset)
+                self.payloads.insert(&self.db, &payloads, Some(offset))
             }
             Change::PrunePayloads { older_than_ms } => {
                 let removed = self.payloads.prune(older_than_ms)?;

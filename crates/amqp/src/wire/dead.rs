@@ -109,6 +109,8 @@ pub struct DeadMessage {
     /// The size of the body when it died: more than the message carries when hookwire
     /// dead-lettered only a prefix of it.
     pub body_bytes: u64,
+    /// The W3C trace context it carried (a task's, or the producer's on an event).
+    pub trace: Option<TraceParent>,
 }
 
 impl DeadMessage {
@@ -160,6 +162,7 @@ impl DeadMessage {
             body_bytes: headers::unsigned(h, BODY_BYTES)
                 .unwrap_or(0)
                 .max(message.data.len() as u64),
+            trace: super::trace_of(h),
         }
     }
 }

@@ -142,7 +142,9 @@ fn message(routing_key: &str, properties: BasicProperties) -> Delivery {
 
 #[test]
 fn dead_letters_read_back() {
-    let task = task();
+    // A dead task keeps its trace, for its replay.
+    let trace = TraceParent::from_headers(Some(TRACEPARENT_OF_DEAD), Some("vendor=1"));
+    let task = task().with_trace(trace.clone());
     let dead = message(
         DEAD_KEY,
         task.dead_letter_properties(DeadReason::Exhausted, "4 attempts"),
@@ -158,6 +160,7 @@ fn dead_letters_read_back() {
             detail: "4 attempts".into(),
             attempts: 3,
             body_bytes: 2,
+            trace,
         }
     );
 
@@ -195,6 +198,8 @@ fn dead_letters_read_back() {
     assert_eq!((bare.reason.as_str(), bare.event_type), ("unknown", None));
 }
 
+const TRACEPARENT_OF_DEAD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 #[test]
 fn replay_destinations() {
     let names = Names::new("ns");
@@ -207,6 +212,8 @@ fn replay_destinations() {
         event_type: Some("report_created"),
         body: b"{}",
         truncated: false,
+        traceparent: Some(TRACEPARENT_OF_DEAD),
+        tracestate: Some("vendor=1"),
     };
     let task = dead.destination(&names).expect("a task");
     assert_eq!(
@@ -215,6 +222,20 @@ fn replay_destinations() {
     );
     let back = Task::from_headers(task.properties.headers().as_ref()).expect("task");
     assert_eq!((back.attempts, back.subscription_id), (0, sub));
+    // The replayed task is in the trace the dead letter was in.
+    let trace = back.trace.expect("the dead letter's trace");
+    assert_eq!(
+        (trace.context.traceparent().as_str(), trace.state.as_deref()),
+        (TRACEPARENT_OF_DEAD, Some("vendor=1"))
+    );
+    let untraced = Replay {
+        traceparent: None,
+        tracestate: None,
+        ..dead
+    }
+    .destination(&names)
+    .expect("a task");
+    assert_eq!(trace_of(untraced.properties.headers().as_ref()), None);
 
     let event = Replay {
         subscription_id: None,
@@ -233,6 +254,10 @@ fn replay_destinations() {
             .as_ref()
             .map(|m| m.to_string()),
         Some("evt-1".to_owned())
+    );
+    assert_eq!(
+        trace_of(event.properties.headers().as_ref()).map(|t| t.context.traceparent()),
+        Some(TRACEPARENT_OF_DEAD.to_owned())
     );
 
     let no_org = Replay { org: None, ..dead };
@@ -322,6 +347,8 @@ fn a_truncated_dead_letter_is_not_replayed() {
         event_type: Some("report_created"),
         body: b"{",
         truncated: true,
+        traceparent: None,
+        tracestate: None,
     };
     let err = dead.destination(&Names::new("ns")).expect_err("refused");
     assert!(err.to_string().contains("first bytes"), "{err}");

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use hookwire_core::trace::{SpanContext, TraceParent};
 use hookwire_testkit::{Harness, Receiver, Reply, eventually};
 use lapin::options::{
     BasicConsumeOptions, BasicNackOptions, QueueBindOptions, QueueDeclareOptions,
@@ -490,5 +491,113 @@ async fn metrics_move_as_deliveries_happen() {
         )),
         "queue depths are polled"
     );
+    h.finish().await;
+}
+
+/// A replayed dead letter is delivered in the trace its event was in: the producer's
+/// `traceparent` survives the dead queue, the archive and the replay, and with export on
+/// the replayed attempt's span is a child of the event's span, like the first attempt's.
+#[tokio::test]
+async fn a_replayed_dead_letter_carries_its_trace_context() {
+    const PRODUCER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const STATE: &str = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
+    let collector = Receiver::ok().await;
+    let endpoint = format!("http://{}", collector.addr());
+    let h = Harness::start(|c| c.tracing.otlp_endpoint = endpoint).await;
+    let api = Api::new(&h);
+    let fixed = Arc::new(AtomicBool::new(false));
+    let picky = Receiver::start({
+        let fixed = fixed.clone();
+        move |_, _| {
+            Reply::status(if fixed.load(Ordering::SeqCst) {
+                200
+            } else {
+                400
+            })
+        }
+    })
+    .await;
+    create(&api, &picky.url()).await;
+    let producer = TraceParent::from_headers(Some(PRODUCER), Some(STATE)).expect("valid");
+    let mut data = serde_json::Map::new();
+    data.insert("report_run_url".into(), "https://mode.test/traced".into());
+    let event = hookwire_amqp::OutgoingEvent {
+        org: "acme".into(),
+        event_type: "report_created".into(),
+        id: "evt-traced".into(),
+        data,
+    };
+    h.producer
+        .publish_in_trace(&event, Some(&producer))
+        .await
+        .expect("published");
+    let dead = h.wait_dead_letters(1, WAIT).await;
+    assert_eq!(dead[0].reason, "permanent_status");
+
+    fixed.store(true, Ordering::SeqCst);
+    let (status, result) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/dead-letters/replay",
+            Some(json!({"since": "2000-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["replayed"].as_array().map(Vec::len), Some(1));
+    let requests = picky.wait_for(2, WAIT).await;
+    let contexts: Vec<SpanContext> = requests
+        .iter()
+        .map(|r| {
+            assert_eq!(r.header("tracestate"), STATE, "{:?}", r.headers);
+            SpanContext::parse(r.header("traceparent")).expect("a valid traceparent")
+        })
+        .collect();
+    let producer = producer.context;
+    for context in &contexts {
+        assert_eq!(context.trace_id, producer.trace_id, "the producer's trace");
+    }
+    assert_ne!(
+        contexts[0].span_id, contexts[1].span_id,
+        "an attempt span each"
+    );
+
+    // Both attempts' spans hang under the one event span, itself the producer's child.
+    let spans = eventually(WAIT, "the event span and both attempt spans", || async {
+        let spans: Vec<Value> = collector
+            .requests()
+            .iter()
+            .flat_map(|r| {
+                let body: Value = serde_json::from_slice(&r.body).expect("OTLP/JSON");
+                body["resourceSpans"][0]["scopeSpans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| s["traceId"] == producer.trace_id_hex())
+            .collect();
+        (spans.len() >= 3).then_some(spans)
+    })
+    .await;
+    let named =
+        |name: &str| -> Vec<&Value> { spans.iter().filter(|s| s["name"] == name).collect() };
+    let events = named("hookwire event");
+    assert_eq!(events.len(), 1, "{spans:?}");
+    assert_eq!(events[0]["parentSpanId"], producer.span_id_hex());
+    let attempts = named("hookwire attempt");
+    assert_eq!(attempts.len(), 2, "{spans:?}");
+    for span in &attempts {
+        assert_eq!(span["parentSpanId"], events[0]["spanId"], "{spans:?}");
+    }
+    // Each request's parent is its attempt's span.
+    let mut attempt_ids: Vec<String> = attempts
+        .iter()
+        .map(|s| s["spanId"].as_str().expect("spanId").to_owned())
+        .collect();
+    let mut parents: Vec<String> = contexts.iter().map(SpanContext::span_id_hex).collect();
+    attempt_ids.sort_unstable();
+    parents.sort_unstable();
+    assert_eq!(attempt_ids, parents);
     h.finish().await;
 }

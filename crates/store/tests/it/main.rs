@@ -476,6 +476,8 @@ fn dead_letter(org: Option<&str>, sub: Option<Uuid>, at: u64) -> hookwire_store:
         body: b"{\"event\":\"report_created\"}".to_vec(),
         body_bytes: 26,
         truncated: false,
+        traceparent: None,
+        tracestate: None,
     }
 }
 

@@ -142,3 +142,102 @@ fn pruning_drops_what_was_received_before_the_cutoff() {
         Some(4000)
     );
 }
+
+/// A store written with the earlier layout (a record, a body, a time-index and an
+/// age-index tree) opens with its kept events moved to the current one, the stream
+/// offset with them, and the old trees gone.
+#[test]
+fn the_earlier_layout_is_migrated_when_the_store_opens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big: Vec<u8> = (0..9_000u32).map(|i| (i % 251) as u8).collect();
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let records = db.open_tree("payloads").expect("tree");
+        let bodies = db.open_tree("payload_bodies").expect("tree");
+        let by_time = db.open_tree("payloads_by_time").expect("tree");
+        let by_age = db.open_tree("payloads_by_age").expect("tree");
+        for (seq, id, at, body) in [
+            (1u64, "evt-1", 1000u64, b"{\"n\":1}".to_vec()),
+            (2, "evt-big", 1010, big.clone()),
+        ] {
+            let meta = serde_json::json!({
+                "event_type": "report_created",
+                "received_at_ms": at,
+                "published_at_ms": at - 1,
+                "seq": seq,
+                "body_bytes": body.len(),
+            });
+            records
+                .insert(
+                    format!("acme\0{id}"),
+                    serde_json::to_vec(&meta).expect("json"),
+                )
+                .expect("record");
+            for (i, piece) in body.chunks(4096).enumerate() {
+                let mut key = seq.to_be_bytes().to_vec();
+                key.extend_from_slice(&(i as u32).to_be_bytes());
+                bodies.insert(key, piece).expect("piece");
+            }
+            let mut time = b"acme\0".to_vec();
+            time.extend_from_slice(&at.to_be_bytes());
+            time.extend_from_slice(&seq.to_be_bytes());
+            by_time.insert(time, id.as_bytes()).expect("by time");
+            let mut age = at.to_be_bytes().to_vec();
+            age.extend_from_slice(&seq.to_be_bytes());
+            by_age
+                .insert(age, format!("acme\0{id}").as_bytes())
+                .expect("by age");
+        }
+        records
+            .insert(b"\xffapplied_offset", &41u64.to_be_bytes())
+            .expect("offset");
+        db.flush().expect("flush");
+    }
+    let store = open(&dir);
+    assert_eq!(
+        store.payload("acme", "evt-1").expect("read"),
+        Some(payload("acme", "evt-1", 1000, b"{\"n\":1}"))
+    );
+    assert_eq!(
+        store.payload("acme", "evt-big").expect("read"),
+        Some(payload("acme", "evt-big", 1010, &big))
+    );
+    assert_eq!(
+        ids(&store
+            .payloads("acme", 0, u64::MAX, None, 10)
+            .expect("page")
+            .items),
+        ["evt-1", "evt-big"]
+    );
+    assert_eq!(store.payloads_applied_offset().expect("offset"), Some(41));
+    assert_eq!(
+        store.payload_stats().expect("stats"),
+        (2, 7 + big.len() as u64)
+    );
+    drop(store);
+    // sled's lock is freed a moment after the store's threads end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir.path()) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() > deadline => panic!("sled: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    for old in [
+        "payloads",
+        "payload_bodies",
+        "payloads_by_time",
+        "payloads_by_age",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == old),
+            "{old} is still there: {names:?}"
+        );
+    }
+}

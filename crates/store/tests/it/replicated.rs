@@ -42,6 +42,8 @@ fn the_same_entries_leave_every_store_alike() {
         body: b"{}".to_vec(),
         body_bytes: 2,
         truncated: false,
+        traceparent: None,
+        tracestate: None,
     };
     let log = [
         entry(
