@@ -311,7 +311,6 @@ impl Store {
             Change::PruneAttempts {
                 older_than_ms,
                 keep_per_webhook,
-<<<<<<< HEAD
             } => {
                 let _one = self
                     .attempts_pruning
@@ -319,11 +318,7 @@ impl Store {
                     .unwrap_or_else(|e| e.into_inner());
                 attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook)
             }
-            Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads),
-=======
-            } => attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook),
             Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads, None),
->>>>>>> payloads
             Change::ApplyPayloads { payloads, offset } => {
                 self.payloads.insert(&self.db, &payloads, Some(offset))
             }
