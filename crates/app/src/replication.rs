@@ -505,7 +505,7 @@ async fn read_payload_batches(
             });
             // The batch and its offset are one sled batch, so no flush is waited for: a
             // crash loses both together, and the batch is read again.
-            hookwire_consumer::payloads::apply(
+            apply(
                 store,
                 hookwire_store::Change::ApplyPayloads { payloads, offset },
             )
@@ -638,8 +638,9 @@ async fn read_attempt_batches(
     }
 }
 
-/// `change` applied off the async workers. The attempt log is never flushed on its own
-/// account (a crash may lose its last writes): a batch lost with its offset is read again.
+/// A batch of the payloads or attempts stream applied off the async workers, with no
+/// flush: the batch and its offset are one sled batch, so a crash loses both together and
+/// the batch is read again.
 async fn apply(store: &Store, change: hookwire_store::Change) -> Result<(), String> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || store.apply(change))

@@ -69,7 +69,7 @@ impl std::fmt::Debug for Message {
 
 /// Applies `change` to the store on the blocking pool, without a flush: nothing waits
 /// for these writes to be durable.
-pub async fn apply(store: &Store, change: Change) -> hookwire_store::Result<()> {
+async fn apply(store: &Store, change: Change) -> hookwire_store::Result<()> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || store.apply(change))
         .await
