@@ -294,6 +294,7 @@ fn messages_in(cluster: &RabbitCluster, namespace: &str) -> Option<u64> {
     let streams = [
         format!("{namespace}.changes"),
         format!("{namespace}.payloads"),
+        format!("{namespace}.attempts"),
     ];
     Some(
         listed
