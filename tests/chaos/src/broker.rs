@@ -54,18 +54,24 @@ pub fn queue_depths(namespace: &str) -> String {
         "messages_ready",
         "messages_unacknowledged",
     ]) {
-        Ok(out) => out
-            .lines()
-            .filter(|l| l.starts_with(&format!("{namespace}.")))
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                (f.len() == 3 && (f[1] != "0" || f[2] != "0"))
-                    .then(|| format!("{}:{}/{}", f[0], f[1], f[2]))
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
+        Ok(out) => nonempty_queues(&out, namespace),
         Err(e) => format!("{e:#}"),
     }
+}
+
+/// `queue:ready/unacked` of every non-empty queue of `namespace` in a `list_queues name
+/// messages_ready messages_unacknowledged` listing.
+pub fn nonempty_queues(listing: &str, namespace: &str) -> String {
+    listing
+        .lines()
+        .filter(|l| l.starts_with(&format!("{namespace}.")))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 3 && (f[1] != "0" || f[2] != "0"))
+                .then(|| format!("{}:{}/{}", f[0], f[1], f[2]))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Whether the runner stopped the broker's app and has not started it again. Shared with

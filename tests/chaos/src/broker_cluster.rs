@@ -259,14 +259,5 @@ fn queue_depths(cluster: &RabbitCluster, namespace: &str) -> String {
     let Some(listed) = listed else {
         return "no cluster node answers".into();
     };
-    listed
-        .lines()
-        .filter(|l| l.starts_with(&format!("{namespace}.")))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 3 && (f[1] != "0" || f[2] != "0"))
-                .then(|| format!("{}:{}/{}", f[0], f[1], f[2]))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::broker::nonempty_queues(&listed, namespace)
 }
