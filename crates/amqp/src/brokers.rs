@@ -15,6 +15,7 @@ use crate::{Error, Result};
 pub struct Brokers {
     urls: Arc<[String]>,
     next: Arc<AtomicUsize>,
+    frame_max: Option<u32>,
 }
 
 impl std::fmt::Debug for Brokers {
@@ -25,6 +26,7 @@ impl std::fmt::Debug for Brokers {
                 &self.urls.iter().map(|u| redact(u)).collect::<Vec<_>>(),
             )
             .field("next", &self.next.load(Ordering::Relaxed))
+            .field("frame_max", &self.frame_max)
             .finish()
     }
 }
@@ -54,7 +56,16 @@ impl Brokers {
         Self {
             urls: urls.into(),
             next: Arc::new(AtomicUsize::new(start)),
+            frame_max: None,
         }
+    }
+
+    /// Connections opened from now on ask for frames of at most `frame_max` bytes: see
+    /// [`crate::connect_with_frame_max`] for when that is safe.
+    #[must_use]
+    pub fn with_frame_max(mut self, frame_max: u32) -> Self {
+        self.frame_max = Some(frame_max);
+        self
     }
 
     /// One broker.
@@ -105,7 +116,7 @@ impl Brokers {
         for i in 0..n {
             let k = (start + i) % n;
             self.next.store(k, Ordering::Relaxed);
-            match crate::connect(&self.urls[k], name).await {
+            match crate::connect_with_frame_max(&self.urls[k], name, self.frame_max).await {
                 Ok(connection) => return Ok(connection),
                 Err(e) => {
                     if n > 1 {

@@ -25,7 +25,7 @@ pub mod wire;
 pub use brokers::{Brokers, address};
 pub use error::{Error, Result};
 pub use producer::Producer;
-pub use publisher::{Publisher, connect};
+pub use publisher::{Publisher, connect, connect_with_frame_max};
 pub use replayer::Replayer;
 pub use topology::{ChangesStream, Names, Topology, inspect_queue};
 pub use wire::OutgoingEvent;

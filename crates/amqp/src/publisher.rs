@@ -17,7 +17,24 @@ use crate::{Error, Result};
 /// opened, so its I/O thread would otherwise wait on a silent peer for as long as the
 /// peer keeps the socket open (on Unix; elsewhere the socket is left to lapin).
 pub async fn connect(url: &str, name: &str) -> Result<Connection> {
-    let uri: AMQPUri = url.parse().map_err(Error::Url)?;
+    connect_with_frame_max(url, name, None).await
+}
+
+/// [`connect`], asking for frames of at most `frame_max` bytes (at least 4,096) when
+/// given. lapin keeps a receive and a send buffer of 32 frames per connection, so the
+/// broker's default of 128 KiB costs 8 MiB each: a connection that carries only
+/// hookwire's own messages can ask for less. Not for one that consumes what producers
+/// publish: a message's header frame cannot be split, and one larger than the frame size
+/// would close the connection.
+pub async fn connect_with_frame_max(
+    url: &str,
+    name: &str,
+    frame_max: Option<u32>,
+) -> Result<Connection> {
+    let mut uri: AMQPUri = url.parse().map_err(Error::Url)?;
+    if let Some(frame_max) = frame_max {
+        uri.query.frame_max = Some(uri.query.frame_max.map_or(frame_max, |f| f.min(frame_max)));
+    }
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     let runtime = lapin::runtime::default_runtime()?;
     let opening = Opening::default();

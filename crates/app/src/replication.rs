@@ -29,6 +29,11 @@ const PREFETCH: u16 = 256;
 /// reader hold tens of MiB.
 const BATCH_PREFETCH: u16 = 8;
 
+/// The frame size the stream connections ask for. They carry only hookwire's own entries,
+/// whose headers are a few hundred bytes, so small frames are safe, and they keep lapin's
+/// buffers at 1 MiB a connection instead of 8 (a node opens six of them).
+const STREAM_FRAME_MAX: u32 = 16 * 1024;
+
 /// The most webhooks whose health one entry shares: an entry stays small (about 100
 /// bytes each), and a burst of flips takes several entries, not one huge one.
 const HEALTH_BATCH: usize = 1000;
@@ -67,7 +72,7 @@ impl StreamSettings {
     }
 
     fn brokers(&self) -> Brokers {
-        Brokers::new(self.urls.clone())
+        Brokers::new(self.urls.clone()).with_frame_max(STREAM_FRAME_MAX)
     }
 }
 

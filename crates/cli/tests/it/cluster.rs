@@ -300,6 +300,34 @@ impl Cluster {
             .unwrap_or_else(|| panic!("an attempts offset: {readyz}"))
     }
 
+    /// The frame size of each broker connection of node `n`, by what the connection does
+    /// (`changes reader`, `payloads writer`, …; the delivery connection's is empty).
+    fn frame_sizes(&self, n: usize) -> Vec<(String, u32)> {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args([
+                "list_connections",
+                "-q",
+                "--no-table-headers",
+                "frame_max",
+                "client_properties",
+            ])
+            .output()
+            .expect("rabbitmqctl runs");
+        let marker = format!(
+            r#"{{"connection_name","hookwire-{}@node-{n}"#,
+            self.namespace
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (frame_max, properties) = line.split_once('\t')?;
+                let after = &properties[properties.find(&marker)? + marker.len()..];
+                let role = after[..after.find('"')?].trim().to_owned();
+                Some((role, frame_max.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     async fn finish(self, nodes: Vec<Node>) {
         for mut node in nodes {
             let status = node.serve.terminate(WAIT).await.expect("serve stops");
@@ -353,6 +381,30 @@ async fn three_nodes_replicate_the_store_and_share_the_deliveries() {
             .then_some(())
     })
     .await;
+
+    // The stream connections carry only hookwire's own entries and ask for small frames,
+    // which keeps lapin's buffers small; the delivery connection, which takes what
+    // producers publish, keeps the broker's frame size.
+    let sizes = eventually(
+        WAIT,
+        "node 2's stream readers and writers connect",
+        || async {
+            let sizes = cluster.frame_sizes(2);
+            let streams = sizes
+                .iter()
+                .filter(|(role, _)| role.ends_with("reader") || role.ends_with("writer"));
+            (streams.count() >= 4).then_some(sizes)
+        },
+    )
+    .await;
+    for (role, frame_max) in &sizes {
+        if role.ends_with("reader") || role.ends_with("writer") {
+            assert_eq!(*frame_max, 16 * 1024, "{role}: {sizes:?}");
+        } else if role.is_empty() {
+            assert_eq!(*frame_max, 128 * 1024, "the delivery connection: {sizes:?}");
+        }
+    }
+    assert!(sizes.iter().any(|(role, _)| role.is_empty()), "{sizes:?}");
 
     // Nodes 1 and 3 start with empty data directories and rebuild from the stream.
     let node1 = cluster.start(1).await;
