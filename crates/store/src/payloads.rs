@@ -2,20 +2,24 @@
 //! webhooks it fans out to, for resending. One tree, `payload_archive`, whose keys all
 //! start with the organization (`org ‖ 0 ‖ kind ‖ …`):
 //!
-//! - `org ‖ 0 ‖ t ‖ time ‖ seq` → the event's record: its id, type, times, size, and its
-//!   body inline when at most [`PIECE`] bytes. An organization's events in the order
-//!   hookwire received them: "resend everything between T1 and T2" and pruning by age
-//!   are range scans of this prefix;
-//! - `org ‖ 0 ‖ e ‖ event id` → `time ‖ seq`: the index by id, which also refuses a second
-//!   copy of an event;
-//! - `org ‖ 0 ‖ p ‖ seq ‖ piece` → at most [`PIECE`] bytes of a larger body, in pieces for
-//!   the reason the dead-letter archive keeps its bodies in pieces (sled's cache bound);
+//! - `org ‖ 0 ‖ t ‖ time ‖ seq` → a block: up to [`BLOCK_EVENTS`] of the organization's
+//!   events from one batch, in the order hookwire received them, received within
+//!   [`BLOCK_SPAN_MS`] of `time` (the block's first), each with its record (id, type,
+//!   times, size) and its body inline when at most [`PIECE`] bytes. "Resend everything
+//!   between T1 and T2" and pruning by age are range scans of this prefix. A store written
+//!   before blocks holds one event per key here, which is read as a block of one;
+//! - `org ‖ 0 ‖ e ‖ event id` → `time ‖ seq` of its block: the index by id, which also
+//!   refuses a second copy of an event;
+//! - `org ‖ 0 ‖ p ‖ seq ‖ piece` → at most [`PIECE`] bytes of a larger body (`seq` the
+//!   event's own), in pieces for the reason the dead-letter archive keeps its bodies in
+//!   pieces (sled's cache bound);
 //! - `0xff applied_offset` → the offset of the last batch applied from the payloads
 //!   stream, written in the same sled batch as that batch's events.
 //!
 //! A sled insert costs far more than the bytes it writes (docs/performance.md), so an
-//! event with a small body is two inserts, and a batch of events is one sled batch:
-//! applied atomically, so a crash never leaves a record without its index or the reverse.
+//! event with a small body costs one insert (its index entry) and a share of its block's,
+//! and a batch of events is one sled batch: applied atomically, so a crash never leaves a
+//! block without its index entries or the reverse.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +53,15 @@ const ID: u8 = b'e';
 const BODY: u8 = b'p';
 /// The first byte of a record's value: its encoding.
 const RECORD_V1: u8 = 1;
+/// The first byte of a block's value.
+const BLOCK_V1: u8 = 2;
+/// The most events in one block, and the most bytes of their records: a block is read
+/// whole to find one event, and stays far below sled's cache.
+const BLOCK_EVENTS: usize = 64;
+const BLOCK_BYTES: usize = 64 * 1024;
+/// Every event of a block was received at most this long after the block's first, the
+/// time in its key: a range from T1 starts its scan this much earlier.
+const BLOCK_SPAN_MS: u64 = 1000;
 
 /// One event's body as the archive keeps it, and as the payloads stream carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +236,92 @@ fn decode_record(raw: &[u8], with_body: bool) -> Result<Record> {
     })
 }
 
+/// One event of a block: when it was received, its own sequence number (which names its
+/// body's pieces and orders it in the block), and its record.
+struct Member<'a> {
+    received_at_ms: u64,
+    seq: u64,
+    record: &'a [u8],
+}
+
+/// `v2 ‖ count (u16) ‖ (received (u64) ‖ seq (u64) ‖ record len (u32) ‖ record)*`.
+fn encode_block(members: &[(u64, u64, Vec<u8>)]) -> Vec<u8> {
+    let size = members.iter().map(|(_, _, r)| 20 + r.len()).sum::<usize>();
+    let mut v = Vec::with_capacity(3 + size);
+    v.push(BLOCK_V1);
+    v.extend_from_slice(&(members.len() as u16).to_be_bytes());
+    for (received_at_ms, seq, record) in members {
+        v.extend_from_slice(&received_at_ms.to_be_bytes());
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        v.extend_from_slice(record);
+    }
+    v
+}
+
+/// The events of the value at `stamp`: a block, or the one record a store written before
+/// blocks keeps there.
+fn decode_block<'a>(raw: &'a [u8], stamp: &[u8]) -> Result<Vec<Member<'a>>> {
+    let corrupt = || Error::Corrupt("payload block".into());
+    if raw.first() == Some(&RECORD_V1) {
+        let at = |range: std::ops::Range<usize>| {
+            stamp
+                .get(range)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(corrupt)
+        };
+        return Ok(vec![Member {
+            received_at_ms: at(0..8)?,
+            seq: at(8..16)?,
+            record: raw,
+        }]);
+    }
+    let mut r = Reader(raw.strip_prefix(&[BLOCK_V1]).ok_or_else(corrupt)?);
+    let count = r.take(2)?;
+    let count = u16::from_be_bytes([count[0], count[1]]);
+    (0..count)
+        .map(|_| {
+            let received_at_ms = r.u64()?;
+            let seq = r.u64()?;
+            let len = r.take(4)?;
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+            let record = r.take(usize::try_from(len).map_err(|_| corrupt())?)?;
+            Ok(Member {
+                received_at_ms,
+                seq,
+                record,
+            })
+        })
+        .collect()
+}
+
+/// `org`'s payloads gathered into blocks: in receipt order, a new block whenever one is
+/// full or the next event was received over [`BLOCK_SPAN_MS`] after the block's first.
+fn blocks(mut payloads: Vec<&Payload>) -> Vec<Vec<&Payload>> {
+    payloads.sort_by_key(|p| p.received_at_ms);
+    let mut blocks: Vec<Vec<&Payload>> = Vec::new();
+    let mut bytes = 0;
+    for p in payloads {
+        let size = 64 + p.event_id.len() + p.event_type.len() + p.body.len().min(PIECE);
+        match blocks.last_mut() {
+            Some(block)
+                if block.len() < BLOCK_EVENTS
+                    && bytes + size <= BLOCK_BYTES
+                    && p.received_at_ms - block[0].received_at_ms <= BLOCK_SPAN_MS =>
+            {
+                bytes += size;
+                block.push(p);
+            }
+            _ => {
+                bytes = size;
+                blocks.push(vec![p]);
+            }
+        }
+    }
+    blocks
+}
+
 /// `time ‖ seq` of a time key of `org`.
 fn stamp_of<'k>(key: &'k [u8], org: &str) -> Result<&'k [u8]> {
     key.get(org.len() + 2..)
@@ -322,15 +421,24 @@ impl Payloads {
         payloads: &[Payload],
         offset: Option<u64>,
     ) -> Result<()> {
-        let mut batch = sled::Batch::default();
         let mut seen = std::collections::HashSet::new();
-        let mut base = None;
-        let mut n = 0u64;
+        // Each organization's new events, organizations in the order they first appear.
+        let mut orgs: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut by_org: Vec<(&str, Vec<&Payload>)> = Vec::new();
         for p in payloads {
             let id = id_key(&p.org, &p.event_id);
             if seen.contains(&id) || self.tree.contains_key(&id)? {
                 continue;
             }
+            seen.insert(id);
+            let i = *orgs.entry(p.org.as_str()).or_insert_with(|| {
+                by_org.push((p.org.as_str(), Vec::new()));
+                by_org.len() - 1
+            });
+            by_org[i].1.push(p);
+        }
+        let (mut base, mut n) = (None, 0u64);
+        let mut next_seq = || -> Result<u64> {
             let base = match base {
                 Some(b) if n < 1 << SEQ_BITS => b,
                 _ => {
@@ -338,18 +446,29 @@ impl Payloads {
                     *base.insert(db.generate_id()? << SEQ_BITS)
                 }
             };
-            let seq = base | n;
             n += 1;
-            let stamp = stamp(p.received_at_ms, seq);
-            let inline = p.body.len() <= PIECE;
-            if !inline {
-                for (i, piece) in p.body.chunks(PIECE).enumerate() {
-                    batch.insert(piece_key(&p.org, &stamp[8..], i as u32), piece);
+            Ok(base | (n - 1))
+        };
+        let mut batch = sled::Batch::default();
+        for (org, events) in by_org {
+            for block in blocks(events) {
+                let mut members = Vec::with_capacity(block.len());
+                for p in &block {
+                    let seq = next_seq()?;
+                    let inline = p.body.len() <= PIECE;
+                    if !inline {
+                        for (i, piece) in p.body.chunks(PIECE).enumerate() {
+                            batch.insert(piece_key(org, &seq.to_be_bytes(), i as u32), piece);
+                        }
+                    }
+                    members.push((p.received_at_ms, seq, encode_record(p, inline)));
                 }
+                let stamp = stamp(members[0].0, members[0].1);
+                for p in &block {
+                    batch.insert(id_key(org, &p.event_id), &stamp);
+                }
+                batch.insert(time_key(org, &stamp), encode_block(&members));
             }
-            batch.insert(time_key(&p.org, &stamp), encode_record(p, inline));
-            batch.insert(id.as_slice(), &stamp);
-            seen.insert(id);
         }
         if let Some(offset) = offset {
             batch.insert(APPLIED_KEY, &offset.to_be_bytes());
@@ -358,7 +477,8 @@ impl Payloads {
     }
 
     /// Removes every payload received before `older_than_ms`; returns how many. Walks
-    /// each organization's oldest events, reading only what it removes.
+    /// each organization's oldest blocks, reading only what it removes and the blocks
+    /// that straddle the cutoff.
     pub(crate) fn prune(&self, older_than_ms: u64) -> Result<usize> {
         let mut removed = 0;
         let mut from: Vec<u8> = Vec::new();
@@ -380,36 +500,50 @@ impl Payloads {
     }
 
     fn prune_org(&self, org: &str, older_than_ms: u64) -> Result<usize> {
-        let (start, end) = (
-            time_key(org, &[]),
-            time_key(org, &older_than_ms.to_be_bytes()),
-        );
+        let end = time_key(org, &older_than_ms.to_be_bytes());
+        let mut from = time_key(org, &[]);
         let mut removed = 0;
         loop {
             let old: Vec<(sled::IVec, sled::IVec)> = self
                 .tree
-                .range(start.as_slice()..end.as_slice())
+                .range(from.as_slice()..end.as_slice())
                 .take(SLICE)
                 .collect::<std::result::Result<_, _>>()?;
-            if old.is_empty() {
+            let Some((last, _)) = old.last() else {
                 return Ok(removed);
-            }
+            };
+            // A block that straddles the cutoff is kept in part: the next slice starts
+            // past it.
+            from = last.to_vec();
+            from.push(0);
             let mut batch = sled::Batch::default();
             for (key, raw) in &old {
-                batch.remove(key);
                 let stamp = stamp_of(key, org)?;
-                let record = decode_record(raw, false)?;
-                let id = id_key(org, &record.event_id);
-                // The index names this record, unless it was never written whole.
-                if self.tree.get(&id)?.is_some_and(|s| s.as_ref() == stamp) {
-                    batch.remove(id);
-                }
-                if record.body.is_none() {
-                    for i in 0..record.body_bytes.div_ceil(PIECE) {
-                        batch.remove(piece_key(org, &stamp[8..], i as u32));
+                let members = decode_block(raw, stamp)?;
+                let mut kept = Vec::new();
+                for m in &members {
+                    if m.received_at_ms >= older_than_ms {
+                        kept.push((m.received_at_ms, m.seq, m.record.to_vec()));
+                        continue;
                     }
+                    let record = decode_record(m.record, false)?;
+                    let id = id_key(org, &record.event_id);
+                    // The index names this block, unless the event was kept again since.
+                    if self.tree.get(&id)?.is_some_and(|s| s.as_ref() == stamp) {
+                        batch.remove(id);
+                    }
+                    if record.body.is_none() {
+                        for i in 0..record.body_bytes.div_ceil(PIECE) {
+                            batch.remove(piece_key(org, &m.seq.to_be_bytes(), i as u32));
+                        }
+                    }
+                    removed += 1;
                 }
-                removed += 1;
+                if kept.is_empty() {
+                    batch.remove(key);
+                } else if kept.len() < members.len() {
+                    batch.insert(key, encode_block(&kept));
+                }
             }
             self.tree.apply_batch(batch)?;
         }
@@ -423,7 +557,18 @@ impl Payloads {
         let Some(raw) = self.tree.get(time_key(org, &stamp))? else {
             return Ok(None);
         };
-        let record = decode_record(&raw, true)?;
+        let members = decode_block(&raw, &stamp)?;
+        let mut found = None;
+        for m in &members {
+            if decode_record(m.record, false)?.event_id == event_id {
+                found = Some(m);
+                break;
+            }
+        }
+        let Some(member) = found else {
+            return Ok(None);
+        };
+        let record = decode_record(member.record, true)?;
         let body = match record.body {
             Some(body) => body,
             None => {
@@ -431,7 +576,7 @@ impl Payloads {
                 for i in 0..record.body_bytes.div_ceil(PIECE) {
                     let piece = self
                         .tree
-                        .get(piece_key(org, &stamp[8..], i as u32))?
+                        .get(piece_key(org, &member.seq.to_be_bytes(), i as u32))?
                         .ok_or_else(|| {
                             Error::Corrupt(format!("payload of `{event_id}` lacks a piece"))
                         })?;
@@ -451,20 +596,17 @@ impl Payloads {
             org: org.to_owned(),
             event_id: record.event_id,
             event_type: record.event_type,
-            received_at_ms: u64::from_be_bytes(
-                stamp[..8]
-                    .try_into()
-                    .map_err(|_| Error::Corrupt("payload index".into()))?,
-            ),
+            received_at_ms: member.received_at_ms,
             published_at_ms: record.published_at_ms,
             body,
             body_bytes: record.body_bytes,
         }))
     }
 
-    /// `org`'s payloads received in `[from_ms, to_ms)`, oldest first, without bodies, at
-    /// most `limit`, after `cursor` (the previous page's `next_cursor`, `org ‖ 0 ‖ time ‖
-    /// seq` in hex).
+    /// `org`'s payloads received in `[from_ms, to_ms)`, without bodies, at most `limit`,
+    /// after `cursor` (the previous page's `next_cursor`: `org ‖ 0 ‖ time ‖ seq` of the
+    /// last one's block, and its own seq, in hex). Oldest first within a block, blocks in
+    /// the order of their first event.
     pub(crate) fn page(
         &self,
         org: &str,
@@ -475,52 +617,72 @@ impl Payloads {
     ) -> Result<Page<Payload>> {
         let invalid = |c: &str| Error::InvalidCursor(c.to_owned());
         let prefix = org_prefix(org);
+        // The cursor's block and the seq of the last event returned from it.
+        let mut after: Option<(Vec<u8>, u64)> = None;
         let start = match cursor {
-            None => time_key(org, &from_ms.to_be_bytes()),
+            None => time_key(org, &from_ms.saturating_sub(BLOCK_SPAN_MS).to_be_bytes()),
             Some(c) => {
                 let raw = unhex(c).ok_or_else(|| invalid(c))?;
-                if !raw.starts_with(&prefix) || raw.len() != prefix.len() + 16 {
-                    return Err(invalid(c));
+                let rest = raw
+                    .strip_prefix(prefix.as_slice())
+                    .ok_or_else(|| invalid(c))?;
+                match rest.len() {
+                    // A cursor from before blocks: just past its own entry.
+                    16 => {
+                        let mut key = time_key(org, rest);
+                        key.push(0);
+                        key
+                    }
+                    24 => {
+                        let seq =
+                            u64::from_be_bytes(rest[16..].try_into().map_err(|_| invalid(c))?);
+                        after = Some((rest[..16].to_vec(), seq));
+                        time_key(org, &rest[..16])
+                    }
+                    _ => return Err(invalid(c)),
                 }
-                let mut key = time_key(org, &raw[prefix.len()..]);
-                // Just past the cursor's own entry.
-                key.push(0);
-                key
             }
         };
         let end = time_key(org, &to_ms.to_be_bytes());
         let limit = limit.max(1);
         let mut items = Vec::new();
-        let mut next_cursor = None;
-        let mut last = None;
+        let mut last: Option<(Vec<u8>, u64)> = None;
         for entry in self.tree.range(start..end) {
             let (key, raw) = entry?;
-            if items.len() == limit {
-                next_cursor = last.map(|stamp: Vec<u8>| {
-                    let mut cursor = prefix.clone();
-                    cursor.extend_from_slice(&stamp);
-                    hex(&cursor)
-                });
-                break;
-            }
             let stamp = stamp_of(&key, org)?;
-            let record = decode_record(&raw, false)?;
-            items.push(Payload {
-                org: org.to_owned(),
-                event_id: record.event_id,
-                event_type: record.event_type,
-                received_at_ms: u64::from_be_bytes(
-                    stamp[..8]
-                        .try_into()
-                        .map_err(|_| Error::Corrupt("payload time key".into()))?,
-                ),
-                published_at_ms: record.published_at_ms,
-                body: Vec::new(),
-                body_bytes: record.body_bytes,
-            });
-            last = Some(stamp.to_vec());
+            for m in decode_block(&raw, stamp)? {
+                let seen = after
+                    .as_ref()
+                    .is_some_and(|(block, seq)| block.as_slice() == stamp && m.seq <= *seq);
+                if seen || m.received_at_ms < from_ms || m.received_at_ms >= to_ms {
+                    continue;
+                }
+                if items.len() == limit {
+                    let next_cursor = last.map(|(block, seq)| {
+                        let mut cursor = prefix.clone();
+                        cursor.extend_from_slice(&block);
+                        cursor.extend_from_slice(&seq.to_be_bytes());
+                        hex(&cursor)
+                    });
+                    return Ok(Page { items, next_cursor });
+                }
+                let record = decode_record(m.record, false)?;
+                items.push(Payload {
+                    org: org.to_owned(),
+                    event_id: record.event_id,
+                    event_type: record.event_type,
+                    received_at_ms: m.received_at_ms,
+                    published_at_ms: record.published_at_ms,
+                    body: Vec::new(),
+                    body_bytes: record.body_bytes,
+                });
+                last = Some((stamp.to_vec(), m.seq));
+            }
         }
-        Ok(Page { items, next_cursor })
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
     }
 
     /// The offset of the last batch applied from the payloads stream.
@@ -551,10 +713,155 @@ impl Payloads {
             if key.first() == Some(&0xff) || key.get(sep + 1) != Some(&TIME) {
                 continue;
             }
-            let record = decode_record(&raw, false)?;
-            count += 1;
-            bytes += record.body_bytes as u64;
+            let stamp = &key[sep + 2..];
+            for m in decode_block(&raw, stamp)? {
+                count += 1;
+                bytes += decode_record(m.record, false)?.body_bytes as u64;
+            }
         }
         Ok((count, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(org: &str, id: &str, at_ms: u64, body: &[u8]) -> Payload {
+        Payload {
+            org: org.into(),
+            event_id: id.into(),
+            event_type: "report_run_completed".into(),
+            received_at_ms: at_ms,
+            published_at_ms: Some(at_ms - 1),
+            body: body.to_vec(),
+            body_bytes: body.len(),
+        }
+    }
+
+    fn open() -> (sled::Db, Payloads) {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let payloads = Payloads::open(&db).expect("open");
+        (db, payloads)
+    }
+
+    /// Every page of `[from, to)`, `limit` at a time, as event ids.
+    fn read_all(payloads: &Payloads, from: u64, to: u64, limit: usize) -> Vec<String> {
+        let (mut ids, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = payloads
+                .page("acme", from, to, cursor.as_deref(), limit)
+                .expect("page");
+            assert!(page.items.len() <= limit);
+            ids.extend(page.items.into_iter().map(|p| p.event_id));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return ids,
+            }
+        }
+    }
+
+    /// 300 events over 3 s, some with bodies kept in pieces: several blocks, each found,
+    /// paged across without a gap or a repeat, and pruned exactly at a cutoff that falls
+    /// inside a block.
+    #[test]
+    fn events_in_many_blocks_are_read_paged_and_pruned_exactly() {
+        let (db, payloads) = open();
+        let big = vec![b'x'; PIECE * 2 + 5];
+        let all: Vec<Payload> = (0..300u64)
+            .map(|i| {
+                let body = if i % 50 == 7 {
+                    big.clone()
+                } else {
+                    format!("{{\"n\":{i}}}").into_bytes()
+                };
+                payload("acme", &format!("evt-{i:03}"), 10_000 + i * 10, &body)
+            })
+            .collect();
+        // Out of receipt order, and with a duplicate: kept once, in receipt order.
+        let mut batch = all.clone();
+        batch.reverse();
+        batch.push(all[3].clone());
+        payloads.insert(&db, &batch, None).expect("insert");
+        let blocks = payloads.tree.scan_prefix(kind_prefix("acme", TIME)).count();
+        assert!(blocks >= 300 / BLOCK_EVENTS, "{blocks} blocks");
+        for p in &all {
+            assert_eq!(
+                payloads.get("acme", &p.event_id).expect("get").as_ref(),
+                Some(p)
+            );
+        }
+        let ids: Vec<String> = all.iter().map(|p| p.event_id.clone()).collect();
+        assert_eq!(read_all(&payloads, 0, u64::MAX, 7), ids);
+        // [10_995, 11_995): evt-100 … evt-199, the range starting and ending inside blocks.
+        assert_eq!(read_all(&payloads, 10_995, 11_995, 64), ids[100..200]);
+        assert_eq!(payloads.stats().expect("stats").0, 300);
+
+        // The cutoff falls inside a block: what is older goes, what is younger stays.
+        assert_eq!(payloads.prune(11_505).expect("prune"), 151);
+        assert_eq!(read_all(&payloads, 0, u64::MAX, 50), ids[151..]);
+        assert_eq!(payloads.get("acme", "evt-150").expect("get"), None);
+        assert_eq!(
+            payloads.get("acme", "evt-157").expect("get"),
+            Some(all[157].clone())
+        );
+        // The pieces of pruned bodies went with them.
+        let pieces = payloads.tree.scan_prefix(kind_prefix("acme", BODY)).count();
+        assert_eq!(pieces, 3 * 3, "three big bodies left, three pieces each");
+        // A pruned event can be kept again.
+        payloads
+            .insert(&db, &[payload("acme", "evt-000", 20_000, b"{}")], None)
+            .expect("insert");
+        assert!(payloads.get("acme", "evt-000").expect("get").is_some());
+    }
+
+    /// A store written before blocks keeps one event per time key, its record there as
+    /// it is: read, paged (an old cursor too), counted and pruned as a block of one.
+    #[test]
+    fn events_kept_one_per_key_before_blocks_are_read_as_blocks_of_one() {
+        let (db, payloads) = open();
+        let old: Vec<Payload> = (0..3u64)
+            .map(|i| payload("acme", &format!("old-{i}"), 1_000 + i, b"{}"))
+            .collect();
+        for (i, p) in old.iter().enumerate() {
+            let stamp = stamp(p.received_at_ms, 7 + i as u64);
+            payloads
+                .tree
+                .insert(time_key("acme", &stamp), encode_record(p, true))
+                .expect("record");
+            payloads
+                .tree
+                .insert(id_key("acme", &p.event_id), &stamp)
+                .expect("index");
+        }
+        let new = payload("acme", "new", 2_000, b"{}");
+        payloads
+            .insert(&db, std::slice::from_ref(&new), None)
+            .expect("insert");
+        assert_eq!(
+            payloads.get("acme", "old-1").expect("get"),
+            Some(old[1].clone())
+        );
+        assert_eq!(
+            read_all(&payloads, 0, u64::MAX, 1),
+            ["old-0", "old-1", "old-2", "new"]
+        );
+        // A cursor given out before blocks: the entry's own key.
+        let mut cursor = org_prefix("acme");
+        cursor.extend_from_slice(&stamp(1_000, 7));
+        let page = payloads
+            .page("acme", 0, u64::MAX, Some(&hex(&cursor)), 10)
+            .expect("page");
+        assert_eq!(
+            page.items
+                .iter()
+                .map(|p| p.event_id.as_str())
+                .collect::<Vec<_>>(),
+            ["old-1", "old-2", "new"]
+        );
+        assert_eq!(payloads.stats().expect("stats").0, 4);
+        assert_eq!(payloads.prune(1_002).expect("prune"), 2);
+        assert_eq!(read_all(&payloads, 0, u64::MAX, 10), ["old-2", "new"]);
+        assert_eq!(payloads.get("acme", "old-0").expect("get"), None);
     }
 }
