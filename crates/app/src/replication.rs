@@ -211,7 +211,7 @@ impl Changelog for StreamChangelog {
                 // The connection is closed (or broken): the next try opens a new one.
                 *self.open.lock().await = None;
                 if stream_not_ready(&e) && delay <= NOT_READY_LAST_DELAY {
-                    warn!(error = %e, stream = %self.which.name(&self.settings), "The stream is not ready yet (just declared on a cluster); publishing again.");
+                    warn!(error = %e, stream = %self.which.name(&self.settings), "The stream is not ready yet (just declared); publishing again.");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     continue;
