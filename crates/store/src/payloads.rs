@@ -296,10 +296,11 @@ fn decode_block<'a>(raw: &'a [u8], stamp: &[u8]) -> Result<Vec<Member<'a>>> {
         .collect()
 }
 
-/// `org`'s payloads gathered into blocks: in receipt order, a new block whenever one is
-/// full or the next event was received over [`BLOCK_SPAN_MS`] after the block's first.
+/// Payloads gathered into blocks: each organization's in receipt order, a new block
+/// whenever one is full, the organization changes, or the next event was received over
+/// [`BLOCK_SPAN_MS`] after the block's first.
 fn blocks(mut payloads: Vec<&Payload>) -> Vec<Vec<&Payload>> {
-    payloads.sort_by_key(|p| p.received_at_ms);
+    payloads.sort_by(|a, b| (&a.org, a.received_at_ms).cmp(&(&b.org, b.received_at_ms)));
     let mut blocks: Vec<Vec<&Payload>> = Vec::new();
     let mut bytes = 0;
     for p in payloads {
@@ -307,6 +308,7 @@ fn blocks(mut payloads: Vec<&Payload>) -> Vec<Vec<&Payload>> {
         match blocks.last_mut() {
             Some(block)
                 if block.len() < BLOCK_EVENTS
+                    && block[0].org == p.org
                     && bytes + size <= BLOCK_BYTES
                     && p.received_at_ms - block[0].received_at_ms <= BLOCK_SPAN_MS =>
             {
@@ -422,20 +424,14 @@ impl Payloads {
         offset: Option<u64>,
     ) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
-        // Each organization's new events, organizations in the order they first appear.
-        let mut orgs: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        let mut by_org: Vec<(&str, Vec<&Payload>)> = Vec::new();
+        let mut new = Vec::new();
         for p in payloads {
             let id = id_key(&p.org, &p.event_id);
             if seen.contains(&id) || self.tree.contains_key(&id)? {
                 continue;
             }
             seen.insert(id);
-            let i = *orgs.entry(p.org.as_str()).or_insert_with(|| {
-                by_org.push((p.org.as_str(), Vec::new()));
-                by_org.len() - 1
-            });
-            by_org[i].1.push(p);
+            new.push(p);
         }
         let (mut base, mut n) = (None, 0u64);
         let mut next_seq = || -> Result<u64> {
@@ -450,25 +446,24 @@ impl Payloads {
             Ok(base | (n - 1))
         };
         let mut batch = sled::Batch::default();
-        for (org, events) in by_org {
-            for block in blocks(events) {
-                let mut members = Vec::with_capacity(block.len());
-                for p in &block {
-                    let seq = next_seq()?;
-                    let inline = p.body.len() <= PIECE;
-                    if !inline {
-                        for (i, piece) in p.body.chunks(PIECE).enumerate() {
-                            batch.insert(piece_key(org, &seq.to_be_bytes(), i as u32), piece);
-                        }
+        for block in blocks(new) {
+            let org = block[0].org.as_str();
+            let mut members = Vec::with_capacity(block.len());
+            for p in &block {
+                let seq = next_seq()?;
+                let inline = p.body.len() <= PIECE;
+                if !inline {
+                    for (i, piece) in p.body.chunks(PIECE).enumerate() {
+                        batch.insert(piece_key(org, &seq.to_be_bytes(), i as u32), piece);
                     }
-                    members.push((p.received_at_ms, seq, encode_record(p, inline)));
                 }
-                let stamp = stamp(members[0].0, members[0].1);
-                for p in &block {
-                    batch.insert(id_key(org, &p.event_id), &stamp);
-                }
-                batch.insert(time_key(org, &stamp), encode_block(&members));
+                members.push((p.received_at_ms, seq, encode_record(p, inline)));
             }
+            let stamp = stamp(members[0].0, members[0].1);
+            for p in &block {
+                batch.insert(id_key(org, &p.event_id), &stamp);
+            }
+            batch.insert(time_key(org, &stamp), encode_block(&members));
         }
         if let Some(offset) = offset {
             batch.insert(APPLIED_KEY, &offset.to_be_bytes());
