@@ -1,33 +1,85 @@
 //! Every metric the engine records, named in one place (Prometheus conventions:
 //! `hookwire_…_total` counters, `_seconds` histograms). Without an installed recorder
 //! (tests, tools) these calls cost next to nothing.
+//!
+//! What every delivery records goes through handles kept here, registered once per label
+//! value: a `metrics` macro builds its key (allocating its labels) and looks it up in the
+//! recorder's registry on every call. The process's recorder is installed before any
+//! engine runs, so the handles belong to it.
 
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use hookwire_core::DeadReason;
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+/// One metric's handles, one per value of its single varying label. The values are few
+/// (catalog event types, outcome names), so a scan beats hashing.
+struct Handles<H> {
+    by_label: RwLock<Vec<(Box<str>, H)>>,
+    register: fn(String) -> H,
+}
+
+impl<H> Handles<H> {
+    const fn new(register: fn(String) -> H) -> Self {
+        Self {
+            by_label: RwLock::new(Vec::new()),
+            register,
+        }
+    }
+
+    fn with(&self, label: &str, use_handle: impl FnOnce(&H)) {
+        let known = self.by_label.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, handle)) = known.iter().find(|(l, _)| **l == *label) {
+            return use_handle(handle);
+        }
+        drop(known);
+        let mut known = self.by_label.write().unwrap_or_else(|e| e.into_inner());
+        if !known.iter().any(|(l, _)| **l == *label) {
+            known.push((label.into(), (self.register)(label.to_owned())));
+        }
+        let (_, handle) = known
+            .iter()
+            .find(|(l, _)| **l == *label)
+            .expect("just added");
+        use_handle(handle);
+    }
+}
+
+static ACCEPTED: Handles<Counter> = Handles::new(
+    |event_type| counter!("hookwire_events_consumed_total", "event_type" => event_type, "result" => "accepted"),
+);
+static DELIVERIES: Handles<Counter> =
+    Handles::new(|outcome| counter!("hookwire_deliveries_total", "outcome" => outcome));
+static ATTEMPT_DURATION: Handles<Histogram> =
+    Handles::new(|outcome| histogram!("hookwire_attempt_duration_seconds", "outcome" => outcome));
+static DELIVERY_LAG: LazyLock<Histogram> =
+    LazyLock::new(|| histogram!("hookwire_delivery_lag_seconds"));
+static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| gauge!("hookwire_deliveries_in_flight"));
 
 /// An event came off the events queue: `result` is `accepted` or its dead-letter reason.
 /// Only catalog types are labels, so a producer cannot blow up the label set.
 pub(crate) fn event_consumed(event_type: Option<&str>, result: &'static str) {
-    counter!("hookwire_events_consumed_total", "event_type" => event_type.unwrap_or("invalid").to_owned(), "result" => result)
-        .increment(1);
+    match event_type {
+        Some(event_type) if result == "accepted" => ACCEPTED.with(event_type, |c| c.increment(1)),
+        _ => counter!("hookwire_events_consumed_total", "event_type" => event_type.unwrap_or("invalid").to_owned(), "result" => result)
+            .increment(1),
+    }
 }
 
 /// An HTTP attempt finished.
 pub(crate) fn attempt_finished(outcome: &'static str, latency: Duration) {
-    histogram!("hookwire_attempt_duration_seconds", "outcome" => outcome)
-        .record(latency.as_secs_f64());
+    ATTEMPT_DURATION.with(outcome, |h| h.record(latency.as_secs_f64()));
 }
 
 /// What became of a delivery after an attempt, or instead of one.
 pub(crate) fn delivery(outcome: &'static str) {
-    counter!("hookwire_deliveries_total", "outcome" => outcome).increment(1);
+    DELIVERIES.with(outcome, |c| c.increment(1));
 }
 
 /// From the producer's publish to the receiver's 2xx.
 pub(crate) fn end_to_end_lag(lag: Duration) {
-    histogram!("hookwire_delivery_lag_seconds").record(lag.as_secs_f64());
+    DELIVERY_LAG.record(lag.as_secs_f64());
 }
 
 /// A retry was parked in a tier.
@@ -47,7 +99,7 @@ pub(crate) fn webhook_disabled() {
 
 /// Attempts in flight right now.
 pub(crate) fn in_flight(delta: f64) {
-    gauge!("hookwire_deliveries_in_flight").increment(delta);
+    IN_FLIGHT.increment(delta);
 }
 
 /// A queue's ready messages, as the last poll saw them.
