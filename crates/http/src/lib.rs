@@ -20,7 +20,7 @@ use hookwire_core::outcome::classify;
 use hookwire_core::trace::{TRACEPARENT, TRACESTATE, TraceParent};
 use hookwire_core::{AttemptFailure, Outcome, Subscription, TargetError, TargetPolicy};
 use http::Uri;
-use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -43,6 +43,15 @@ pub const MAX_RESPONSE_BYTES: usize = 4096;
 const MAX_CACHED_TARGETS: usize = 4096;
 
 /// Idle pooled connections are closed after this long.
+// Named once: a header name given as text is parsed on every request.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// The headers every attempt sends (content type, user agent, and the three above),
+/// reserved at once with room for custom and trace headers.
+const STANDARD_HEADERS: usize = 5;
+
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What one attempt did.
@@ -206,6 +215,9 @@ impl Deliverer {
             .map_or(0, |d| d.as_secs());
         let signature = sub.signature_header(webhook_id, timestamp, body, hookwire_core::now_ms());
         let mut request = http::Request::post(uri);
+        if let Some(headers) = request.headers_mut() {
+            headers.reserve(STANDARD_HEADERS + sub.headers.len() + 2);
+        }
         // The webhook's own headers were checked when set: none can replace those below.
         for custom in &sub.headers {
             request = request.header(custom.name.as_str(), custom.value.as_str());
@@ -217,11 +229,14 @@ impl Deliverer {
             }
         }
         let request = request
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, hookwire_core::USER_AGENT)
-            .header("webhook-id", webhook_id)
-            .header("webhook-timestamp", timestamp)
-            .header("webhook-signature", signature)
+            .header(CONTENT_TYPE, APPLICATION_JSON)
+            .header(
+                USER_AGENT,
+                HeaderValue::from_static(hookwire_core::USER_AGENT),
+            )
+            .header(WEBHOOK_ID, webhook_id)
+            .header(WEBHOOK_TIMESTAMP, timestamp)
+            .header(WEBHOOK_SIGNATURE, signature)
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| {
                 (
