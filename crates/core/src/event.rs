@@ -4,10 +4,13 @@
 //! Decoding is pure so that the consumer, the property tests and the fuzz targets all run
 //! exactly the same rules.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::Catalog;
@@ -180,6 +183,51 @@ pub fn is_valid_org(org: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A JSON object's top-level fields, as far as the wire contract reads them: which are
+/// strings, and their text. Every message is checked this way, so the common body is read
+/// without copying (keys and values borrowed from it); a key with escapes takes the
+/// slower, owning parse.
+enum Fields<'a> {
+    Borrowed(HashMap<&'a str, &'a RawValue>),
+    Owned(serde_json::Map<String, Value>),
+}
+
+/// One field's value.
+enum Field<'a> {
+    Text(Cow<'a, str>),
+    Other,
+}
+
+impl<'a> Fields<'a> {
+    fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
+        match serde_json::from_slice(body) {
+            Ok(fields) => Ok(Self::Borrowed(fields)),
+            // Escaped keys, or not an object at all: the owning parse decides, and its
+            // error is the one reported.
+            Err(_) => serde_json::from_slice(body).map(Self::Owned),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Field<'_>> {
+        match self {
+            Self::Borrowed(fields) => fields.get(name).map(|raw| {
+                let json = raw.get();
+                if !json.starts_with('"') {
+                    return Field::Other;
+                }
+                serde_json::from_str::<&str>(json)
+                    .map(Cow::Borrowed)
+                    .or_else(|_| serde_json::from_str::<String>(json).map(Cow::Owned))
+                    .map_or(Field::Other, Field::Text)
+            }),
+            Self::Owned(fields) => fields.get(name).map(|value| match value {
+                Value::String(text) => Field::Text(Cow::Borrowed(text)),
+                _ => Field::Other,
+            }),
+        }
+    }
+}
+
 /// Applies the wire contract to one message. The body itself is not copied: the caller
 /// keeps it and forwards it byte for byte.
 pub fn decode(raw: &RawEvent<'_>, catalog: &Catalog, max_bytes: usize) -> Result<Event, Rejection> {
@@ -189,7 +237,7 @@ pub fn decode(raw: &RawEvent<'_>, catalog: &Catalog, max_bytes: usize) -> Result
             format!("body is {} bytes; the limit is {max_bytes}", raw.body.len()),
         ));
     }
-    let body: serde_json::Map<String, Value> = serde_json::from_slice(raw.body).map_err(|e| {
+    let body = Fields::parse(raw.body).map_err(|e| {
         Rejection::new(
             DeadReason::InvalidJson,
             format!("body is not a JSON object: {e}"),
@@ -224,13 +272,13 @@ pub fn decode(raw: &RawEvent<'_>, catalog: &Catalog, max_bytes: usize) -> Result
         ));
     };
     match body.get("event") {
-        Some(Value::String(name)) if name == raw.routing_key => {}
-        Some(Value::String(name)) => {
+        Some(Field::Text(name)) if name == raw.routing_key => {}
+        Some(Field::Text(name)) => {
             return Err(Rejection::new(
                 DeadReason::EventMismatch,
                 format!(
                     "body event `{}` differs from routing key `{}`",
-                    truncate(name, 80),
+                    truncate(&name, 80),
                     raw.routing_key
                 ),
             ));
@@ -250,7 +298,7 @@ pub fn decode(raw: &RawEvent<'_>, catalog: &Catalog, max_bytes: usize) -> Result
     }
     for field in &event_type.fields {
         match body.get(field) {
-            Some(Value::String(_)) => {}
+            Some(Field::Text(_)) => {}
             Some(_) => {
                 return Err(Rejection::new(
                     DeadReason::MissingField,
@@ -316,14 +364,14 @@ pub fn check_task_body(body: &[u8], event_type: &str, max_bytes: usize) -> Resul
             ),
         ));
     }
-    let object: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+    let object = Fields::parse(body).map_err(|e| {
         Rejection::new(
             DeadReason::InvalidJson,
             format!("task body is not a JSON object: {e}"),
         )
     })?;
     match object.get("event") {
-        Some(Value::String(name)) if name == event_type => Ok(()),
+        Some(Field::Text(name)) if name == event_type => Ok(()),
         _ => Err(Rejection::new(
             DeadReason::EventMismatch,
             format!("task body's `event` is not `{}`", truncate(event_type, 80)),

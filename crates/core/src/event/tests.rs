@@ -117,6 +117,60 @@ fn each_contract_breach_has_its_reason() {
 }
 
 #[test]
+fn escapes_and_repeated_keys_read_as_the_json_says() {
+    let catalog = Catalog::builtin();
+    let org = OrgHeader::Text("acme");
+    let accepted = |body: &str| {
+        decode(
+            &raw("report_created", org, body.as_bytes()),
+            &catalog,
+            LIMIT,
+        )
+        .map(|event| event.event_type)
+        .map_err(|r| r.reason)
+    };
+    // An escaped key or value means what it spells (the slower, owning parse).
+    for body in [
+        r#"{"ev\u0065nt":"report_created","report_run_url":"u"}"#,
+        r#"{"event":"report\u005fcreated","report_run_url":"u"}"#,
+        r#"{"event":"report_created","report_\u0072un_url":"a \"quoted\" url"}"#,
+    ] {
+        assert_eq!(accepted(body), Ok("report_created".into()), "{body}");
+    }
+    assert_eq!(
+        accepted(r#"{"event":"report\u005fcreated","report_\u0072un_url":2}"#),
+        Err(DeadReason::MissingField)
+    );
+    // A repeated key: the last one counts, as in a JSON object read whole.
+    assert_eq!(
+        accepted(r#"{"event":"nope","event":"report_created","report_run_url":"u"}"#),
+        Ok("report_created".into())
+    );
+    assert_eq!(
+        accepted(r#"{"event":"report_created","report_run_url":"u","report_run_url":null}"#),
+        Err(DeadReason::MissingField)
+    );
+    // Task bodies are read the same way.
+    assert!(
+        check_task_body(
+            br#"{"ev\u0065nt":"report_created"}"#,
+            "report_created",
+            LIMIT
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        check_task_body(
+            br#"{"event":"report\u005fcreated"}"#,
+            "member_joined",
+            LIMIT
+        )
+        .map_err(|r| r.reason),
+        Err(DeadReason::EventMismatch)
+    );
+}
+
+#[test]
 fn missing_message_id_gets_a_stable_derived_id() {
     let body = br#"{"event":"report_created","report_run_url":"u"}"#;
     let mut r = raw("report_created", OrgHeader::Text("acme"), body);
