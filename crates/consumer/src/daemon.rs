@@ -364,14 +364,16 @@ impl<'a> Consuming<'a> {
     fn dispatch(&self, source: Source, item: Option<Received>) -> Option<Error> {
         match item {
             Some((acks, Ok(message))) => {
-                self.handlers.spawn(handle(
+                // Boxed: the handler's future is kilobytes, and a task holding it inline
+                // is copied whole when it is spawned and again when it finishes.
+                self.handlers.spawn(Box::pin(handle(
                     self.engine.clone(),
                     self.publisher.clone(),
                     acks,
                     self.signals.clone(),
                     source,
                     message,
-                ));
+                )));
                 None
             }
             Some((_, Err(e))) => Some(Error::Amqp(e)),
