@@ -42,16 +42,17 @@ pub const MAX_RESPONSE_BYTES: usize = 4096;
 /// Distinct target URLs kept parsed; past this the cache starts over.
 const MAX_CACHED_TARGETS: usize = 4096;
 
-/// Idle pooled connections are closed after this long.
 // Named once: a header name given as text is parsed on every request.
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
-/// The headers every attempt sends (content type, user agent, and the three above),
-/// reserved at once with room for custom and trace headers.
+/// The headers every attempt sends: content type, user agent, and the three above.
 const STANDARD_HEADERS: usize = 5;
+/// `traceparent` and `tracestate`, when the task carries a trace.
+const TRACE_HEADERS: usize = 2;
 
+/// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What one attempt did.
@@ -216,7 +217,7 @@ impl Deliverer {
         let signature = sub.signature_header(webhook_id, timestamp, body, hookwire_core::now_ms());
         let mut request = http::Request::post(uri);
         if let Some(headers) = request.headers_mut() {
-            headers.reserve(STANDARD_HEADERS + sub.headers.len() + 2);
+            headers.reserve(STANDARD_HEADERS + sub.headers.len() + TRACE_HEADERS);
         }
         // The webhook's own headers were checked when set: none can replace those below.
         for custom in &sub.headers {
