@@ -176,7 +176,7 @@ impl Engine {
         {
             Ok(event) => event,
             Err(rejection) => {
-                telemetry::event_consumed(None, rejection.reason.as_str());
+                telemetry::event_rejected(rejection.reason.as_str());
                 warn!(reason = %rejection.reason, detail = %rejection.detail, routing_key = raw.routing_key, "Event breaks the wire contract; dead-lettered.");
                 let (body, dead) = wire::rejected_event(
                     message,
@@ -189,7 +189,7 @@ impl Engine {
                     .await;
             }
         };
-        telemetry::event_consumed(Some(&event.event_type), "accepted");
+        telemetry::event_accepted(&event.event_type);
         let producer_trace = wire::trace_of(h);
         let mut span = self
             .spans

@@ -35,14 +35,14 @@ impl<H> Handles<H> {
         }
         drop(known);
         let mut known = self.by_label.write().unwrap_or_else(|e| e.into_inner());
-        if !known.iter().any(|(l, _)| **l == *label) {
-            known.push((label.into(), (self.register)(label.to_owned())));
-        }
-        let (_, handle) = known
-            .iter()
-            .find(|(l, _)| **l == *label)
-            .expect("just added");
-        use_handle(handle);
+        let at = match known.iter().position(|(l, _)| **l == *label) {
+            Some(at) => at,
+            None => {
+                known.push((label.into(), (self.register)(label.to_owned())));
+                known.len() - 1
+            }
+        };
+        use_handle(&known[at].1);
     }
 }
 
@@ -57,14 +57,17 @@ static DELIVERY_LAG: LazyLock<Histogram> =
     LazyLock::new(|| histogram!("hookwire_delivery_lag_seconds"));
 static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| gauge!("hookwire_deliveries_in_flight"));
 
-/// An event came off the events queue: `result` is `accepted` or its dead-letter reason.
-/// Only catalog types are labels, so a producer cannot blow up the label set.
-pub(crate) fn event_consumed(event_type: Option<&str>, result: &'static str) {
-    match event_type {
-        Some(event_type) if result == "accepted" => ACCEPTED.with(event_type, |c| c.increment(1)),
-        _ => counter!("hookwire_events_consumed_total", "event_type" => event_type.unwrap_or("invalid").to_owned(), "result" => result)
-            .increment(1),
-    }
+/// An event came off the events queue and was accepted. Only catalog types are labels,
+/// so a producer cannot blow up the label set.
+pub(crate) fn event_accepted(event_type: &str) {
+    ACCEPTED.with(event_type, |c| c.increment(1));
+}
+
+/// An event came off the events queue and broke the wire contract: `reason` is its
+/// dead-letter reason.
+pub(crate) fn event_rejected(reason: &'static str) {
+    counter!("hookwire_events_consumed_total", "event_type" => "invalid", "result" => reason)
+        .increment(1);
 }
 
 /// An HTTP attempt finished.
