@@ -17,6 +17,10 @@ use crate::Result;
 /// The header that carries a delivery's offset, and the consumer argument that says where
 /// to start.
 pub const OFFSET_HEADER: &str = "x-stream-offset";
+/// Where a new queue's or stream's leader goes: to the node with the fewest leaders
+/// (RabbitMQ 3.10 accepts `client-local` and `balanced`). The topology's quorum queues
+/// use it too.
+pub const LEADER_LOCATOR: &str = "balanced";
 
 /// A stream's arguments: `max_age` becomes its `x-max-age` (whole seconds); `replicas`,
 /// on a cluster, its `x-initial-cluster-size`, with leaders spread over the nodes.
@@ -39,7 +43,7 @@ pub fn arguments(max_age: Option<Duration>, replicas: Option<u8>) -> FieldTable 
         );
         args.insert(
             "x-queue-leader-locator".into(),
-            AMQPValue::LongString(LongString::from(crate::topology::LEADER_LOCATOR)),
+            AMQPValue::LongString(LongString::from(LEADER_LOCATOR)),
         );
     }
     args

@@ -24,14 +24,12 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
 use crate::Result;
+pub use crate::stream::LEADER_LOCATOR;
 
 /// Each unacked redelivery (crash, dropped connection, broker restart) counts; 20 leaves
 /// room for many restarts before a message is called a crash loop
 /// (docs/delivery-semantics.md, "Crash loops").
 pub const DELIVERY_LIMIT: i64 = 20;
-/// Where a new queue's leader goes: to the node with the fewest leaders (RabbitMQ
-/// 3.10 accepts `client-local` and `balanced`).
-pub const LEADER_LOCATOR: &str = "balanced";
 /// The routing key from the work exchange to the deliveries queue.
 pub const DELIVER_KEY: &str = "deliver";
 /// The routing key from the dead-letter exchange to the dead queue.
