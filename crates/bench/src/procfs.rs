@@ -32,14 +32,15 @@ pub fn ticks_per_sec() -> f64 {
 }
 
 /// The pid of the machine's own RabbitMQ (its Erlang VM), if one runs here: the one whose
-/// home is `/var/lib/rabbitmq`, else any RabbitMQ VM but those of `--cluster`'s nodes.
-pub fn rabbitmq_pid() -> Option<u32> {
+/// home is `/var/lib/rabbitmq`, else any RabbitMQ VM whose command line does not mention
+/// `not_marked` (what `--cluster`'s nodes' directories start with).
+pub fn rabbitmq_pid(not_marked: &str) -> Option<u32> {
     let vms = rabbitmq_vms();
     vms.iter()
         .find(|(_, cmdline)| cmdline.contains("-home /var/lib/rabbitmq "))
         .or_else(|| {
             vms.iter()
-                .find(|(_, cmdline)| !cmdline.contains(crate::cluster::DIR_PREFIX))
+                .find(|(_, cmdline)| !cmdline.contains(not_marked))
         })
         .map(|(pid, _)| *pid)
 }

@@ -1,0 +1,63 @@
+//! Which scenarios there are, in the order they run.
+
+use serde::Serialize;
+
+/// One scenario of the issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// RabbitMQ alone: the limit.
+    Baseline,
+    /// One subscriber per event.
+    Fanout1,
+    /// fanout1 on a second serve with replication on: what the streams cost.
+    Fanout1Replicated,
+    /// fanout1 with a payload filter that every event passes: the filter's cost.
+    Fanout1Filter,
+    /// fanout1 on a second serve exporting spans over OTLP: what tracing costs.
+    Fanout1Traced,
+    /// Ten subscribers per event.
+    Fanout10,
+    /// A fixed rate, publish-to-receipt percentiles (and baseline's at the same rate).
+    Latency,
+    /// 30 % of first attempts answered 500.
+    Retries,
+    /// Two organizations, one publishing 20× the other's rate, to slow receivers: each
+    /// one's latency while they share the attempt slots.
+    Fairness,
+    /// serve's RSS at a steady rate, then with deliveries parked in a tier.
+    Memory,
+    /// serve's RSS at a steady rate with replication on, and the attempt log's size.
+    MemoryReplicated,
+    /// Three replicated nodes: a change through node 1's API until node 3's shows it.
+    Propagation,
+    /// A node with an empty data directory rebuilding from the streams.
+    Rebuild,
+    /// Lookups among many subscriptions in sled.
+    Store,
+}
+
+impl Scenario {
+    /// Every scenario, in the order they run.
+    pub const ALL: [Self; 14] = [
+        Self::Baseline,
+        Self::Fanout1,
+        Self::Fanout1Replicated,
+        Self::Fanout1Filter,
+        Self::Fanout1Traced,
+        Self::Fanout10,
+        Self::Latency,
+        Self::Retries,
+        Self::Fairness,
+        Self::Memory,
+        Self::MemoryReplicated,
+        Self::Propagation,
+        Self::Rebuild,
+        Self::Store,
+    ];
+
+    /// Whether it runs `hookwire serve`.
+    pub fn needs_serve(self) -> bool {
+        !matches!(self, Self::Baseline | Self::Store)
+    }
+}
