@@ -10,7 +10,7 @@ use hookwire_amqp::lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
 };
 use hookwire_amqp::lapin::types::FieldTable;
-use hookwire_amqp::lapin::{Channel, Confirmation, Connection, PublisherConfirm};
+use hookwire_amqp::lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 use hookwire_amqp::{Names, OutgoingEvent, Producer, Publisher};
 use hookwire_core::Catalog;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -86,41 +86,25 @@ impl Source {
         let expected = seqs.len();
         let first = seqs.start;
         let started = Instant::now();
-        let permits = Arc::new(Semaphore::new(window.max(1)));
-        let (tx, rx) = mpsc::unbounded_channel::<(PublisherConfirm, OwnedSemaphorePermit)>();
-        let drain = tokio::spawn(await_confirms(rx));
+        let confirms = ConfirmWindow::new(window);
         let start = tokio::time::Instant::now();
         for seq in seqs {
             if let Some(rate) = rate {
                 let at = (seq - first) as f64 / rate;
                 tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
             }
-            let permit = permits.clone().acquire_owned().await?;
-            let (body, properties) = self.producer.encode(&event(org, seq))?;
-            tally.mark_sent(seq);
-            let confirm = self
-                .channel
-                .basic_publish(
-                    self.exchange.as_str().into(),
-                    EVENT_TYPE.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &body,
-                    properties,
-                )
-                .await
-                .context("basic.publish")?;
-            if tx.send((confirm, permit)).is_err() {
+            let published = confirms
+                .publish(&self.channel, &self.exchange, EVENT_TYPE, || {
+                    let encoded = self.producer.encode(&event(org, seq))?;
+                    tally.mark_sent(seq);
+                    Ok(encoded)
+                })
+                .await?;
+            if !published {
                 break;
             }
         }
-        drop(tx);
-        let confirmed = drain.await??;
-        if confirmed != expected {
-            bail!("{confirmed} of {expected} publishes confirmed");
-        }
+        confirms.finish(expected).await?;
         Ok(started.elapsed().as_secs_f64())
     }
 
@@ -144,38 +128,81 @@ pub async fn publish_raw(
     let publisher = Publisher::open(&connection, Duration::from_secs(60)).await?;
     let channel = publisher.channel().clone();
     let started = Instant::now();
-    let permits = Arc::new(Semaphore::new(window.max(1)));
-    let (tx, rx) = mpsc::unbounded_channel::<(PublisherConfirm, OwnedSemaphorePermit)>();
-    let drain = tokio::spawn(await_confirms(rx));
+    let confirms = ConfirmWindow::new(window);
     for body in bodies {
-        let permit = permits.clone().acquire_owned().await?;
-        let properties = hookwire_amqp::lapin::BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into());
+        let published = confirms
+            .publish(&channel, "", queue, || {
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into());
+                Ok((body.as_slice(), properties))
+            })
+            .await?;
+        if !published {
+            break;
+        }
+    }
+    let finished = confirms.finish(bodies.len()).await;
+    let _ = connection.close(200, "published".into()).await;
+    finished?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Confirmed `mandatory` publishes with at most `window` unconfirmed at once, their
+/// confirms awaited in publish order by a task of their own.
+struct ConfirmWindow {
+    permits: Arc<Semaphore>,
+    pending: mpsc::UnboundedSender<(PublisherConfirm, OwnedSemaphorePermit)>,
+    drain: tokio::task::JoinHandle<Result<usize>>,
+}
+
+impl ConfirmWindow {
+    fn new(window: usize) -> Self {
+        let (pending, rx) = mpsc::unbounded_channel();
+        Self {
+            permits: Arc::new(Semaphore::new(window.max(1))),
+            pending,
+            drain: tokio::spawn(await_confirms(rx)),
+        }
+    }
+
+    /// Waits for a slot, then publishes what `message` makes (made only once the slot is
+    /// free, so that a send time taken inside it excludes the wait). `false` when the
+    /// confirms are no longer awaited (one failed: [`ConfirmWindow::finish`] says which).
+    async fn publish<B: AsRef<[u8]>>(
+        &self,
+        channel: &Channel,
+        exchange: &str,
+        routing_key: &str,
+        message: impl FnOnce() -> Result<(B, BasicProperties)>,
+    ) -> Result<bool> {
+        let permit = self.permits.clone().acquire_owned().await?;
+        let (body, properties) = message()?;
         let confirm = channel
             .basic_publish(
-                "".into(),
-                queue.into(),
+                exchange.into(),
+                routing_key.into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..BasicPublishOptions::default()
                 },
-                body,
+                body.as_ref(),
                 properties,
             )
             .await
             .context("basic.publish")?;
-        if tx.send((confirm, permit)).is_err() {
-            break;
+        Ok(self.pending.send((confirm, permit)).is_ok())
+    }
+
+    /// Waits for every confirm; fails unless `expected` publishes were acked.
+    async fn finish(self, expected: usize) -> Result<()> {
+        drop(self.pending);
+        let confirmed = self.drain.await??;
+        if confirmed != expected {
+            bail!("{confirmed} of {expected} publishes confirmed");
         }
+        Ok(())
     }
-    drop(tx);
-    let confirmed = drain.await??;
-    let _ = connection.close(200, "published".into()).await;
-    if confirmed != bodies.len() {
-        bail!("{confirmed} of {} publishes confirmed", bodies.len());
-    }
-    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Awaits confirms in publish order (the broker confirms in order), releasing a window
