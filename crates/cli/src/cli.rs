@@ -1,11 +1,10 @@
-//! The command line: the commands, and the flags several of them share.
+//! The command line: the commands (the flags several of them share are in `api_flags`).
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::client::ApiClient;
+use crate::api_flags::ApiArgs;
 use crate::commands::access_tokens::AccessTokensAction;
 use crate::commands::attempts::AttemptsAction;
 use crate::commands::dead_letters::DeadLettersAction;
@@ -83,61 +82,6 @@ pub enum Command {
     },
 }
 
-/// Where the admin API is and how to talk to it. Global, so they go anywhere after
-/// `webhooks` (or `attempts`, `dead-letters`): `hookwire webhooks list --org acme --json`.
-#[derive(clap::Args, Debug)]
-pub struct ApiArgs {
-    // Not named `url`: a global arg shares its id with the subcommands' args, and
-    // `create --url` must not replace it.
-    /// The admin API's base URL.
-    #[arg(
-        long = "api",
-        value_name = "URL",
-        env = "HOOKWIRE_API_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub api_url: String,
-    /// A bearer token: one of the daemon's `api.tokens` or `api.org_tokens`, or an
-    /// access token.
-    #[arg(
-        long,
-        env = "HOOKWIRE_API_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    pub token: Option<String>,
-    /// Print the API's JSON answer, indented, instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
-}
-
-impl ApiArgs {
-    /// A client of the API these flags name; refuses to go on without a token.
-    pub fn client(&self) -> Result<ApiClient> {
-        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
-            bail!(
-                "no API token: pass --token or set HOOKWIRE_API_TOKEN (one of the daemon's `api.tokens`)"
-            );
-        };
-        ApiClient::new(&self.api_url, token)
-    }
-}
-
-/// Which page of a list, or every page.
-#[derive(clap::Args, Debug)]
-pub struct Pages {
-    /// Items per page, 1 to 500 (the API's default is 100).
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
-    /// Start at this page: the cursor a previous `list` printed.
-    #[arg(long)]
-    pub cursor: Option<String>,
-    /// Follow the pages to the end and print them as one.
-    #[arg(long)]
-    pub all: bool,
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -195,5 +139,105 @@ mod tests {
             "--disable",
         ];
         assert!(Cli::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn attempts_take_only_the_outcomes_the_log_records() {
+        let list = [
+            "hookwire",
+            "attempts",
+            "list",
+            "--org",
+            "acme",
+            "--webhook",
+            "w",
+        ];
+        let all_gone = [&list[..], &["--outcome", "gone", "--all"]].concat();
+        assert!(Cli::try_parse_from(all_gone).is_ok());
+        let lost = [&list[..], &["--outcome", "lost"]].concat();
+        assert!(Cli::try_parse_from(lost).is_err());
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hookwire").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn dead_letters_need_one_owner_and_one_selection() {
+        let id = "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b";
+        let cli = parse(&["dead-letters", "purge", "--admin", "--ids", id])
+            .expect("--admin --ids parses");
+        let Command::DeadLetters {
+            action: DeadLettersAction::Purge { owner, ids, before },
+            ..
+        } = cli.command
+        else {
+            panic!("not purge: {cli:?}");
+        };
+        assert_eq!(owner.org(), None);
+        assert_eq!(ids.map(|i| i.len()), Some(1));
+        assert_eq!(before, None);
+
+        let refused: [&[&str]; 7] = [
+            &["dead-letters", "list"],
+            &["dead-letters", "list", "--org", "acme", "--admin"],
+            &["dead-letters", "purge", "--org", "acme"],
+            &[
+                "dead-letters",
+                "purge",
+                "--org",
+                "acme",
+                "--ids",
+                id,
+                "--before",
+                "2030-01-01T00:00:00Z",
+            ],
+            &["dead-letters", "replay", "--org", "acme"],
+            &[
+                "dead-letters",
+                "replay",
+                "--org",
+                "acme",
+                "--ids",
+                id,
+                "--webhook",
+                id,
+            ],
+            &[
+                "dead-letters",
+                "replay",
+                "--org",
+                "acme",
+                "--ids",
+                "not-an-id",
+            ],
+        ];
+        for args in refused {
+            assert!(parse(args).is_err(), "{args:?} parsed");
+        }
+        let accepted: [&[&str]; 3] = [
+            &[
+                "dead-letters",
+                "replay",
+                "--org",
+                "acme",
+                "--webhook",
+                id,
+                "--since",
+                "2024-01-01T00:00:00Z",
+            ],
+            &[
+                "dead-letters",
+                "replay",
+                "--org",
+                "acme",
+                "--until",
+                "2024-01-01T00:00:00Z",
+            ],
+            &["dead-letters", "list", "--admin", "--json"],
+        ];
+        for args in accepted {
+            assert!(parse(args).is_ok(), "{args:?} refused");
+        }
     }
 }

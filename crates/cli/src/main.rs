@@ -2,6 +2,7 @@
 //! `attempts` and `dead-letters` are clients of its admin API; the other commands are tools.
 
 mod allocator;
+mod api_flags;
 mod cli;
 mod client;
 mod commands;

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::cli::ApiArgs;
+use crate::api_flags::ApiArgs;
 use crate::output::print_json;
 
 #[derive(Subcommand, Debug)]

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use hookwire_api::operations::{Attempt, AttemptPage};
 
-use crate::cli::{ApiArgs, Pages};
+use crate::api_flags::{ApiArgs, Pages};
 use crate::client::{AttemptFilter, follow_pages};
 use crate::output::{print_json, print_json_value, print_table};
 
@@ -120,29 +120,5 @@ fn error_cell(a: &Attempt) -> String {
         (None, Some(error)) => error.clone(),
         (Some(kind), None) => kind.clone(),
         (None, None) => "-".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use crate::cli::Cli;
-
-    #[test]
-    fn attempts_take_only_the_outcomes_the_log_records() {
-        let list = [
-            "hookwire",
-            "attempts",
-            "list",
-            "--org",
-            "acme",
-            "--webhook",
-            "w",
-        ];
-        let all_gone = [&list[..], &["--outcome", "gone", "--all"]].concat();
-        assert!(Cli::try_parse_from(all_gone).is_ok());
-        let lost = [&list[..], &["--outcome", "lost"]].concat();
-        assert!(Cli::try_parse_from(lost).is_err());
     }
 }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use hookwire_api::operations::{DeadLetterList, DeadLetterView, ReplayResult};
 use uuid::Uuid;
 
-use crate::cli::{ApiArgs, Pages};
+use crate::api_flags::{ApiArgs, Pages};
 use crate::client::{DeadLetterFilter, PurgeSelection, ReplaySelection, follow_pages};
 use crate::output::{one_line, print_json, print_json_value, print_table};
 
@@ -25,7 +25,7 @@ pub struct Owner {
 
 impl Owner {
     /// The organization, or `None` for `--admin`.
-    fn org(&self) -> Option<&str> {
+    pub fn org(&self) -> Option<&str> {
         if self.admin {
             None
         } else {
@@ -279,94 +279,9 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
     use hookwire_api::operations::ReplayFailure;
 
     use super::*;
-    use crate::cli::{Cli, Command};
-
-    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("hookwire").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn dead_letters_need_one_owner_and_one_selection() {
-        let id = "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b";
-        let cli = parse(&["dead-letters", "purge", "--admin", "--ids", id])
-            .expect("--admin --ids parses");
-        let Command::DeadLetters {
-            action: DeadLettersAction::Purge { owner, ids, before },
-            ..
-        } = cli.command
-        else {
-            panic!("not purge: {cli:?}");
-        };
-        assert_eq!(owner.org(), None);
-        assert_eq!(ids.map(|i| i.len()), Some(1));
-        assert_eq!(before, None);
-
-        let refused: [&[&str]; 7] = [
-            &["dead-letters", "list"],
-            &["dead-letters", "list", "--org", "acme", "--admin"],
-            &["dead-letters", "purge", "--org", "acme"],
-            &[
-                "dead-letters",
-                "purge",
-                "--org",
-                "acme",
-                "--ids",
-                id,
-                "--before",
-                "2030-01-01T00:00:00Z",
-            ],
-            &["dead-letters", "replay", "--org", "acme"],
-            &[
-                "dead-letters",
-                "replay",
-                "--org",
-                "acme",
-                "--ids",
-                id,
-                "--webhook",
-                id,
-            ],
-            &[
-                "dead-letters",
-                "replay",
-                "--org",
-                "acme",
-                "--ids",
-                "not-an-id",
-            ],
-        ];
-        for args in refused {
-            assert!(parse(args).is_err(), "{args:?} parsed");
-        }
-        let accepted: [&[&str]; 3] = [
-            &[
-                "dead-letters",
-                "replay",
-                "--org",
-                "acme",
-                "--webhook",
-                id,
-                "--since",
-                "2024-01-01T00:00:00Z",
-            ],
-            &[
-                "dead-letters",
-                "replay",
-                "--org",
-                "acme",
-                "--until",
-                "2024-01-01T00:00:00Z",
-            ],
-            &["dead-letters", "list", "--admin", "--json"],
-        ];
-        for args in accepted {
-            assert!(parse(args).is_ok(), "{args:?} refused");
-        }
-    }
 
     #[test]
     fn replay_summary_counts_and_lists_failures() {

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cli::ApiArgs;
+use crate::api_flags::ApiArgs;
 use crate::output::{print_json, print_table};
 
 /// Lists the event types webhooks can subscribe to.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use hookwire_api::webhooks::{Webhook, WebhookList};
 
-use crate::cli::ApiArgs;
+use crate::api_flags::ApiArgs;
 use crate::client::{NewWebhook, WebhookChanges, follow_pages};
 use crate::output::{one_line, print_json, print_json_value, print_table};
 
