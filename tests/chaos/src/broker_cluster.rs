@@ -17,8 +17,9 @@ use hookwire_testkit::RabbitCluster;
 use crate::Ctx;
 use crate::ledger::{Ledger, Outcome};
 use crate::publish::{EVENT, ORG, publish_paced_to};
-use crate::scenarios::{finish, note, wait_settled};
+use crate::scenarios::note;
 use crate::serve::{Daemon, Settings};
+use crate::settle::{settle_after_faults, stop_and_count};
 use crate::sink::{Behavior, Sink};
 
 /// AMQP ports 5681–5683: apart from the test broker (5672) and the ha tests' (5691–5693).
@@ -94,24 +95,17 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     stops.push(stop_and_start(&cluster, second, &next, &ids, &sinks).await?);
     let last_fault = Instant::now();
 
-    let retried = publisher.await??;
-    let deadline = last_fault + settings.total() + Duration::from_secs(60);
-    let t = wait_settled(
-        &mut nodes[0],
+    let after = settle_after_faults(
+        &mut nodes,
+        publisher,
+        last_fault,
+        &settings,
         &ledger,
         &sinks,
-        deadline,
-        |_| false,
-        |_, _| true,
+        &mut failures,
+        || queue_depths(&cluster, &namespace),
     )
     .await?;
-    let settled_after = last_fault.elapsed();
-    if !t.settled() {
-        failures.push(format!(
-            "not settled within the schedule + 60 s of the last fault; queues: {}",
-            queue_depths(&cluster, &namespace)
-        ));
-    }
     for stop in &stops {
         if stop.resumed.is_none() {
             failures.push(format!(
@@ -140,19 +134,13 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
         secs(p50),
         secs(resumed.last().copied()),
     );
-    for node in &mut nodes[1..] {
-        if let Err(e) = node.stop().await {
-            failures.push(format!("{} graceful stop: {e:#}", node.config.node.id));
-        }
-    }
-    let (tally, _) = finish(&mut nodes[0], &ledger, &sinks, |_| false, &mut failures).await?;
+    let (tally, kills) = stop_and_count(&mut nodes, &ledger, &sinks, &mut failures).await?;
     if tally.lost > 0 {
         failures.push(format!(
             "queues on the cluster: {}",
             queue_depths(&cluster, &namespace)
         ));
     }
-    let kills: u32 = nodes.iter().map(|n| n.kills).sum();
     let outcome = Outcome {
         name: "broker-cluster".into(),
         tally,
@@ -188,9 +176,9 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
             note("serve_kills", kills),
             note(
                 "settled_s_after_last_fault",
-                format!("{:.0}", settled_after.as_secs_f64()),
+                format!("{:.0}", after.settled_after.as_secs_f64()),
             ),
-            note("republished", retried),
+            note("republished", after.republished),
         ],
         failures,
         wall: t0.elapsed(),

@@ -13,8 +13,9 @@ use uuid::Uuid;
 use crate::Ctx;
 use crate::ledger::{Ledger, Outcome};
 use crate::publish::{EVENT, ORG, publish_paced};
-use crate::scenarios::{finish, list_all_webhooks, metric_sum, note, wait_settled};
+use crate::scenarios::{list_all_webhooks, metric_sum, note};
 use crate::serve::{Daemon, Settings};
+use crate::settle::{settle_after_faults, stop_and_count};
 use crate::sink::{Behavior, Sink};
 
 /// What is done to a node, in this order: node 2 killed, node 3 killed and wiped, node 1
@@ -77,24 +78,18 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
         }
     }
     let last_fault = Instant::now();
-    let retried = publisher.await??;
-    let deadline = last_fault + settings.total() + Duration::from_secs(60);
-    let t = wait_settled(
-        &mut nodes[0],
+    let namespace = nodes[0].config.amqp.namespace.clone();
+    let after = settle_after_faults(
+        &mut nodes,
+        publisher,
+        last_fault,
+        &settings,
         &ledger,
         &sinks,
-        deadline,
-        |_| false,
-        |_, _| true,
+        &mut failures,
+        || crate::broker::queue_depths(&namespace),
     )
     .await?;
-    let settled_after = last_fault.elapsed();
-    if !t.settled() {
-        failures.push(format!(
-            "not settled within the schedule + 60 s of the last fault; queues: {}",
-            crate::broker::queue_depths(&nodes[0].config.amqp.namespace)
-        ));
-    }
     // Once settled, every node has applied every dead letter and answers alike, the
     // wiped one included.
     let answers = answers_of(&nodes[0]).await?;
@@ -121,13 +116,7 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     if delivered.iter().filter(|d| **d > 0.0).count() < 2 {
         failures.push(format!("fewer than two nodes delivered: {delivered:?}"));
     }
-    for node in &mut nodes[1..] {
-        if let Err(e) = node.stop().await {
-            failures.push(format!("{} graceful stop: {e:#}", node.config.node.id));
-        }
-    }
-    let (tally, _) = finish(&mut nodes[0], &ledger, &sinks, |_| false, &mut failures).await?;
-    let kills: u32 = nodes.iter().map(|n| n.kills).sum();
+    let (tally, kills) = stop_and_count(&mut nodes, &ledger, &sinks, &mut failures).await?;
     Ok(Outcome {
         name: "cluster".into(),
         tally,
@@ -143,9 +132,9 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
             ),
             note(
                 "settled_s_after_last_fault",
-                format!("{:.0}", settled_after.as_secs_f64()),
+                format!("{:.0}", after.settled_after.as_secs_f64()),
             ),
-            note("republished", retried),
+            note("republished", after.republished),
             note("attempts_listed_alike", attempts_listed),
         ],
         failures,

@@ -26,6 +26,7 @@ mod publish;
 mod resources;
 mod scenarios;
 mod serve;
+mod settle;
 mod sink;
 mod soak;
 
