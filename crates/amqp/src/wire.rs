@@ -317,9 +317,7 @@ impl Task {
             event_type: text(EVENT_TYPE)?,
             subscription_id: Uuid::parse_str(&subscription_id)
                 .map_err(|_| format!("task header `{SUBSCRIPTION_ID}` is not a UUID"))?,
-            attempts: headers::unsigned(h, ATTEMPTS)
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("task header `{ATTEMPTS}` is missing"))?,
+            attempts: attempts_made(h)?,
             first_seen_ms: headers::unsigned(h, FIRST_SEEN_MS).unwrap_or_else(now_ms),
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
             deferred_since_ms: headers::unsigned(h, DEFERRED_SINCE_MS),
@@ -327,6 +325,22 @@ impl Task {
             trace: trace_of(h),
         })
     }
+}
+
+/// A task's attempts so far: refused unless one more attempt's number fits in a `u32`,
+/// so that a forged count is a contract breach here, not an overflow in the engine.
+fn attempts_made(h: Option<&FieldTable>) -> Result<u32, String> {
+    let n = headers::unsigned(h, ATTEMPTS)
+        .ok_or_else(|| format!("task header `{ATTEMPTS}` is missing"))?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| n.checked_add(1).is_some())
+        .ok_or_else(|| {
+            format!(
+                "task header `{ATTEMPTS}` is {n}: more than {} attempts",
+                u32::MAX - 1
+            )
+        })
 }
 
 /// The W3C trace context of a message's headers (a producer's event, or a task); `None`

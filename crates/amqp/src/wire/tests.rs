@@ -68,6 +68,23 @@ fn broken_task_headers_are_named() {
 }
 
 #[test]
+fn a_task_claiming_more_attempts_than_can_follow_is_refused() {
+    let mut task = task();
+    task.attempts = u32::MAX - 1;
+    let read = Task::from_headers(task.properties().headers().as_ref());
+    assert_eq!(read.map(|t| t.attempts), Ok(u32::MAX - 1));
+    for forged in [u64::from(u32::MAX), u64::from(u32::MAX) + 1] {
+        let mut h = task.properties().headers().clone().unwrap_or_default();
+        headers::set_unsigned(&mut h, ATTEMPTS, forged);
+        let err = Task::from_headers(Some(&h)).expect_err("a forged attempt count");
+        assert_eq!(
+            err,
+            format!("task header `{ATTEMPTS}` is {forged}: more than 4294967294 attempts")
+        );
+    }
+}
+
+#[test]
 fn a_parked_task_expires_after_its_delay() {
     let props = task().parked_properties(Duration::from_millis(31_250));
     assert_eq!(
