@@ -1,6 +1,7 @@
-//! The attempt log writer. Attempts are recorded in batches by a background task, never
-//! on the ack path: a crash can lose the last [`LINGER`] of the log, never a delivery.
-//! The same task applies the retention of the log and of the dead-letter archive.
+//! The attempt log writer, a [`BatchWriter`]: attempts are recorded in batches by a
+//! background task, never on the ack path: a crash can lose the last moments of the log,
+//! never a delivery. The same task applies the retention of the log and of the
+//! dead-letter archive.
 //!
 //! With replication, a batch is published to the attempts stream instead, which every
 //! node (this one included) reads into its own log: each node answers for every node's
@@ -13,18 +14,8 @@ use hookwire_amqp::wire::Task;
 use hookwire_core::{AttemptFailure, Outcome, now_ms};
 use hookwire_http::AttemptReport;
 use hookwire_store::{AttemptRecord, Change, Changelog, MAX_EXCERPT_BYTES, Store};
-use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
 
-/// Records waiting to be written before new ones are dropped (and counted).
-const BUFFER: usize = 65_536;
-const BATCH: usize = 1024;
-/// How long records are gathered before they are written: what a crash can lose of the log.
-const LINGER: Duration = Duration::from_millis(100);
-/// Prunes run this often, and the attempt log's also after every [`PRUNE_AFTER`] attempts
-/// written.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-const PRUNE_AFTER: usize = 10_000;
+use crate::batch_writer::{BatchWriter, Batched, before, json_text_bytes_at_most};
 
 /// How long attempts and dead letters are kept.
 #[derive(Debug, Clone, Copy)]
@@ -39,164 +30,82 @@ pub struct Retention {
     pub dead_letters_per_org: usize,
 }
 
-enum Message {
-    Record(Box<AttemptRecord>),
-    /// Answered once everything sent before it is written.
-    Sync(oneshot::Sender<()>),
+/// The attempt log as a [`Batched`] kind: attempt records, pruned with the dead-letter
+/// archive.
+struct Attempts {
+    retention: Retention,
+}
+
+impl Batched for Attempts {
+    type Record = AttemptRecord;
+    const BUFFER: usize = 65_536;
+    const BATCH: usize = 1024;
+    const PRUNE_AFTER: Option<usize> = Some(10_000);
+    const DROPPED_METRIC: &'static str = "hookwire_attempt_log_dropped_total";
+    const UNPUBLISHED_METRIC: &'static str = "hookwire_attempts_unpublished_total";
+    const WHAT: &'static str = "Attempt records";
+
+    fn write(records: Vec<AttemptRecord>) -> Change {
+        Change::RecordAttempts(records)
+    }
+
+    fn encode(records: &[AttemptRecord]) -> hookwire_store::Result<Vec<u8>> {
+        AttemptRecord::encode_batch(records)
+    }
+
+    fn encoded_bytes_at_most(r: &AttemptRecord) -> usize {
+        // The field names, the separators, the UUID and the numbers.
+        const FIXED: usize = 512;
+        [&r.event_id, &r.message_id, &r.outcome, &r.response_excerpt]
+            .into_iter()
+            .chain(r.error_kind.as_ref())
+            .chain(r.error.as_ref())
+            .map(|text| json_text_bytes_at_most(text))
+            .fold(FIXED, usize::saturating_add)
+    }
+
+    fn prunes(&self, early: bool) -> Vec<Change> {
+        let attempts = Change::PruneAttempts {
+            older_than_ms: before(self.retention.max_age),
+            keep_per_webhook: self.retention.per_webhook,
+        };
+        if early {
+            // Only the log grows with the attempts written.
+            return vec![attempts];
+        }
+        vec![
+            attempts,
+            Change::PruneDeadLetters {
+                older_than_ms: before(self.retention.dead_letter_max_age),
+                keep_per_org: self.retention.dead_letters_per_org,
+            },
+        ]
+    }
 }
 
 /// Sends attempts to the writer task. Clones share it.
 #[derive(Debug, Clone)]
 pub struct AttemptLog {
-    tx: mpsc::Sender<Message>,
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Message")
-    }
+    writer: BatchWriter<Attempts>,
 }
 
 impl AttemptLog {
     /// Starts the writer task; it ends when every clone is dropped. With `stream`, batches
     /// are published to it rather than written here.
     pub fn spawn(store: Store, retention: Retention, stream: Option<Arc<dyn Changelog>>) -> Self {
-        let (tx, rx) = mpsc::channel(BUFFER);
-        tokio::spawn(write_loop(store, retention, stream, rx));
-        Self { tx }
+        Self {
+            writer: BatchWriter::spawn(Attempts { retention }, store, stream),
+        }
     }
 
     /// Queues one attempt. Never waits: when the writer is behind, the record is dropped.
     pub fn record(&self, record: AttemptRecord) {
-        if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
-            metrics::counter!("hookwire_attempt_log_dropped_total").increment(1);
-        }
+        self.writer.send(record);
     }
 
     /// Waits until every attempt recorded so far is written (graceful shutdown).
     pub async fn sync(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Sync(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
-}
-
-async fn write_loop(
-    store: Store,
-    retention: Retention,
-    stream: Option<Arc<dyn Changelog>>,
-    mut rx: mpsc::Receiver<Message>,
-) {
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
-    let mut written_since_prune = 0;
-    loop {
-        let first = tokio::select! {
-            message = rx.recv() => match message {
-                Some(message) => message,
-                None => return,
-            },
-            _ = prune.tick() => {
-                prune_now(&store, retention).await;
-                written_since_prune = 0;
-                let change = Change::PruneDeadLetters {
-                    older_than_ms: before(retention.dead_letter_max_age),
-                    keep_per_org: retention.dead_letters_per_org,
-                };
-                write(&store, change).await;
-                continue;
-            }
-        };
-        // Gather for a moment: sled charges per insert, so batching is most of the
-        // attempt log's cost (docs/performance.md). The task sleeps rather than waiting on
-        // the channel, which would wake it for every record.
-        let (mut records, mut syncs) = (Vec::new(), Vec::new());
-        let mut open = true;
-        if matches!(first, Message::Record(_)) && rx.len() < BATCH {
-            tokio::time::sleep(LINGER).await;
-        }
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Record(r) => records.push(*r),
-                // A sync (shutdown) is answered once what is gathered is written.
-                Message::Sync(done) => syncs.push(done),
-            }
-            if records.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(message) => next = Some(message),
-                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
-                    Err(mpsc::error::TryRecvError::Empty) => {}
-                }
-            }
-        }
-        if !records.is_empty() {
-            written_since_prune += records.len();
-            let unpublished = match &stream {
-                None => records,
-                Some(stream) => publish(stream.as_ref(), records).await,
-            };
-            if !unpublished.is_empty() {
-                write(&store, Change::RecordAttempts(unpublished)).await;
-            }
-        }
-        for done in syncs {
-            let _ = done.send(());
-        }
-        // sled's memory follows the live log, so pruning by count as well as by time
-        // bounds serve's memory under load (docs/history.md, "Memory").
-        if written_since_prune >= PRUNE_AFTER {
-            prune_now(&store, retention).await;
-            prune.reset();
-            written_since_prune = 0;
-        }
-        if !open {
-            return;
-        }
-    }
-}
-
-/// Publishes `records` as one batch of the attempts stream; what could not be published
-/// is returned, to keep on this node (counted): its attempts list still shows them, the
-/// other nodes' do not.
-async fn publish(stream: &dyn Changelog, records: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
-    let published = match AttemptRecord::encode_batch(&records) {
-        Ok(bytes) => stream.append(bytes).await,
-        Err(e) => Err(e.to_string()),
-    };
-    match published {
-        // This node keeps them as it reads the stream.
-        Ok(()) => Vec::new(),
-        Err(e) => {
-            metrics::counter!("hookwire_attempts_unpublished_total")
-                .increment(records.len() as u64);
-            warn!(error = %e, kept_here = records.len(), "Attempts could not be published to the attempts stream; kept on this node only.");
-            records
-        }
-    }
-}
-
-async fn prune_now(store: &Store, retention: Retention) {
-    let change = Change::PruneAttempts {
-        older_than_ms: before(retention.max_age),
-        keep_per_webhook: retention.per_webhook,
-    };
-    write(store, change).await;
-}
-
-/// The time (ms) `age` ago.
-fn before(age: Duration) -> u64 {
-    now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
-}
-
-async fn write(store: &Store, change: Change) {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || store.apply(change)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            warn!(error = %e, "Attempt log write or prune failed; a failed write loses its records.")
-        }
-        Err(e) => warn!(error = %e, "Attempt log writer panicked."),
+        self.writer.sync().await;
     }
 }
 

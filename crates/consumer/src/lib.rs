@@ -7,6 +7,7 @@
 
 mod acks;
 pub mod attempt_log;
+mod batch_writer;
 mod daemon;
 mod dead;
 pub mod endpoints;
