@@ -44,6 +44,19 @@ impl RabbitCluster {
             .collect()
     }
 
+    /// A producer on `namespace` connected to any of the three nodes (the first that
+    /// answers, from a random start), as an application on a cluster connects.
+    pub async fn producer(&self, namespace: &str) -> hookwire_amqp::Producer {
+        hookwire_amqp::Producer::connect_any(
+            hookwire_amqp::Brokers::new(self.urls()),
+            namespace,
+            "hookwire-ha-producer",
+            hookwire_core::Catalog::builtin(),
+        )
+        .await
+        .expect("a producer on the cluster")
+    }
+
     /// Node `n`'s Erlang name, `hwcN@localhost`.
     pub fn node_name(n: u16) -> String {
         format!("hwc{n}@localhost")

@@ -164,6 +164,20 @@ impl Harness {
             .expect("apply");
     }
 
+    /// Adds a webhook of `acme` on `report_created` delivering to `url`: the subscriber
+    /// most tests need.
+    pub fn subscribe_acme(&self, url: &str) -> Subscription {
+        let sub = new_subscription("acme", url, &["report_created"]);
+        self.subscribe(&sub);
+        sub
+    }
+
+    /// Publishes the `acme` `report_created` event `id` whose `report_run_url` is `url`.
+    pub async fn publish_report(&self, id: &str, url: &str) {
+        self.publish("acme", "report_created", id, "report_run_url", url)
+            .await;
+    }
+
     /// Publishes an event with the Rust producer.
     pub async fn publish(&self, org: &str, event_type: &str, id: &str, field: &str, value: &str) {
         let mut data = serde_json::Map::new();

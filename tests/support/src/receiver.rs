@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,20 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
+    /// Answers `status` until `fixed` is set, then 200: a receiver that is mended later
+    /// (one switch may mend several).
+    pub async fn until_fixed(status: u16, fixed: &Arc<AtomicBool>) -> Self {
+        let fixed = fixed.clone();
+        Self::start(move |_, _| {
+            Reply::status(if fixed.load(Ordering::SeqCst) {
+                200
+            } else {
+                status
+            })
+        })
+        .await
+    }
+
     /// A receiver that answers 200 to everything.
     pub async fn ok() -> Self {
         Self::start(|_, _| Reply::status(200)).await

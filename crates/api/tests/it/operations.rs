@@ -214,28 +214,8 @@ async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
     let h = Harness::start(|c| c.delivery.retry_schedule = vec![Duration::from_millis(500)]).await;
     let api = Api::new(&h);
     let fixed = Arc::new(AtomicBool::new(false));
-    let failing = Receiver::start({
-        let fixed = fixed.clone();
-        move |_, _| {
-            Reply::status(if fixed.load(Ordering::SeqCst) {
-                200
-            } else {
-                500
-            })
-        }
-    })
-    .await;
-    let picky = Receiver::start({
-        let fixed = fixed.clone();
-        move |_, _| {
-            Reply::status(if fixed.load(Ordering::SeqCst) {
-                200
-            } else {
-                400
-            })
-        }
-    })
-    .await;
+    let failing = Receiver::until_fixed(500, &fixed).await;
+    let picky = Receiver::until_fixed(400, &fixed).await;
     let exhausted_id = create(&api, &failing.url()).await;
     create(&api, &picky.url()).await;
     h.publish(
@@ -506,17 +486,7 @@ async fn a_replayed_dead_letter_carries_its_trace_context() {
     let h = Harness::start(|c| c.tracing.otlp_endpoint = endpoint).await;
     let api = Api::new(&h);
     let fixed = Arc::new(AtomicBool::new(false));
-    let picky = Receiver::start({
-        let fixed = fixed.clone();
-        move |_, _| {
-            Reply::status(if fixed.load(Ordering::SeqCst) {
-                200
-            } else {
-                400
-            })
-        }
-    })
-    .await;
+    let picky = Receiver::until_fixed(400, &fixed).await;
     create(&api, &picky.url()).await;
     let producer = TraceParent::from_headers(Some(PRODUCER), Some(STATE)).expect("valid");
     let mut data = serde_json::Map::new();

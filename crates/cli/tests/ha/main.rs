@@ -149,14 +149,7 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down(cluster: &
         );
     }
 
-    let producer = Producer::connect_any(
-        Brokers::new(cluster.urls()),
-        &namespace,
-        "hookwire-ha-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
+    let producer = cluster.producer(&namespace).await;
     // Five batches: before, during the first stop, after it, during the second, after.
     let batch = EVENTS / 5;
     let mut reported = publish(&producer, 0, batch).await;
@@ -360,14 +353,7 @@ async fn dead_lettering_and_the_tier_watchdog_keep_working_while_leaders_move(
         let body: serde_json::Value = created.json().await.expect("JSON");
         webhook.insert(name, body["id"].as_str().expect("an id").to_owned());
     }
-    let producer = Producer::connect_any(
-        Brokers::new(cluster.urls()),
-        &namespace,
-        "hookwire-ha-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
+    let producer = cluster.producer(&namespace).await;
 
     // Round 0: the node leading the last tier, where failing deliveries wait before
     // their last attempt. Round 1: the node leading the dead queue then.

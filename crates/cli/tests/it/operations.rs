@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hookwire_testkit::harness::API_TOKEN;
-use hookwire_testkit::{Harness, Receiver, Reply, eventually};
+use hookwire_testkit::{Harness, Receiver, eventually};
 use serde_json::Value;
 
 use crate::client::{run_err, run_ok};
@@ -33,17 +33,7 @@ async fn json(h: &Harness, args: &[&str]) -> Value {
 async fn attempts_and_dead_letters_through_the_cli() {
     let h = Harness::start(|c| c.delivery.retry_schedule = vec![Duration::from_millis(500)]).await;
     let fixed = Arc::new(AtomicBool::new(false));
-    let receiver = Receiver::start({
-        let fixed = fixed.clone();
-        move |_, _| {
-            Reply::status(if fixed.load(Ordering::SeqCst) {
-                200
-            } else {
-                500
-            })
-        }
-    })
-    .await;
+    let receiver = Receiver::until_fixed(500, &fixed).await;
     let url = receiver.url();
     let created = json(
         &h,

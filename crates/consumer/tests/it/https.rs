@@ -18,14 +18,8 @@ async fn an_https_receiver_signed_by_the_ca_file_gets_its_delivery() {
     assert!(receiver.url().starts_with("https://localhost:"));
     let sub = new_subscription("acme", &receiver.url(), &["report_created"]);
     h.subscribe(&sub);
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-https",
-        "report_run_url",
-        "https://mode.test/r/tls",
-    )
-    .await;
+    h.publish_report("evt-https", "https://mode.test/r/tls")
+        .await;
 
     let request = receiver.wait_for(1, WAIT).await.remove(0);
     assert_eq!(
@@ -58,19 +52,9 @@ async fn without_the_ca_file_the_handshake_fails_and_the_delivery_is_exhausted()
     let h = Harness::start(|c| c.delivery.retry_schedule = vec![Duration::from_millis(500)]).await;
     assert!(h.config.delivery.ca_file.is_none());
     let receiver = Receiver::https_ok(&ca).await;
-    h.subscribe(&new_subscription(
-        "acme",
-        &receiver.url(),
-        &["report_created"],
-    ));
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-untrusted",
-        "report_run_url",
-        "https://mode.test/r/untrusted",
-    )
-    .await;
+    h.subscribe_acme(&receiver.url());
+    h.publish_report("evt-untrusted", "https://mode.test/r/untrusted")
+        .await;
 
     let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead.len(), 1, "{dead:?}");

@@ -42,8 +42,8 @@ async fn a_slow_receiver_never_holds_up_a_fast_one() {
     .await;
     let slow = slow_receiver(Duration::from_secs(10)).await;
     let fast = Receiver::ok().await;
-    h.subscribe(&new_subscription("acme", &slow.url(), &["report_created"]));
-    h.subscribe(&new_subscription("acme", &fast.url(), &["report_created"]));
+    h.subscribe_acme(&slow.url());
+    h.subscribe_acme(&fast.url());
     const EVENTS: usize = 40;
     publish_reports(&h, "acme", EVENTS).await;
     fast.wait_for(EVENTS, WAIT).await;
@@ -119,29 +119,13 @@ async fn an_open_circuit_defers_without_requests_until_a_probe_succeeds() {
     })
     .await;
     let healthy = Arc::new(AtomicBool::new(false));
-    let receiver = Receiver::start({
-        let healthy = healthy.clone();
-        move |_, _| {
-            Reply::status(if healthy.load(Ordering::SeqCst) {
-                200
-            } else {
-                500
-            })
-        }
-    })
-    .await;
+    let receiver = Receiver::until_fixed(500, &healthy).await;
     let mut sub = new_subscription("acme", &receiver.url(), &["report_created"]);
     sub.max_concurrency = Some(1);
     h.subscribe(&sub);
     for i in 0..3 {
-        h.publish(
-            "acme",
-            "report_created",
-            &format!("evt-{i}"),
-            "report_run_url",
-            &format!("https://mode.test/r/{i}"),
-        )
-        .await;
+        h.publish_report(&format!("evt-{i}"), &format!("https://mode.test/r/{i}"))
+            .await;
     }
     receiver.wait_for(3, WAIT).await;
     // The circuit is open: for two seconds (less than the cool-off) no request is made,
@@ -176,19 +160,8 @@ async fn a_delivery_older_than_max_age_is_dead_lettered_as_expired() {
     })
     .await;
     let receiver = Receiver::start(|_, _| Reply::status(503)).await;
-    h.subscribe(&new_subscription(
-        "acme",
-        &receiver.url(),
-        &["report_created"],
-    ));
-    h.publish(
-        "acme",
-        "report_created",
-        "old",
-        "report_run_url",
-        "https://mode.test/r",
-    )
-    .await;
+    h.subscribe_acme(&receiver.url());
+    h.publish_report("old", "https://mode.test/r").await;
     let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead[0].reason, "expired");
     assert_eq!(
@@ -226,14 +199,7 @@ async fn a_burst_to_a_capped_slow_webhook_is_attempted_within_the_deferral_bound
     for i in 0..EVENTS {
         let id = format!("evt-{i}");
         published_ms.insert(id.clone(), hookwire_core::now_ms());
-        h.publish(
-            "acme",
-            "report_created",
-            &id,
-            "report_run_url",
-            "https://mode.test/r",
-        )
-        .await;
+        h.publish_report(&id, "https://mode.test/r").await;
     }
     slow.wait_for(EVENTS, Duration::from_secs(60)).await;
     let attempts = eventually(WAIT, "every attempt recorded", || async {

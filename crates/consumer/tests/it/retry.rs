@@ -14,19 +14,8 @@ async fn retries_wait_in_the_broker_and_keep_the_webhook_id() {
     })
     .await;
     let receiver = Receiver::start(|n, _| Reply::status(if n < 2 { 500 } else { 200 })).await;
-    h.subscribe(&new_subscription(
-        "acme",
-        &receiver.url(),
-        &["report_created"],
-    ));
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-retry",
-        "report_run_url",
-        "https://mode.test/r/1",
-    )
-    .await;
+    h.subscribe_acme(&receiver.url());
+    h.publish_report("evt-retry", "https://mode.test/r/1").await;
 
     receiver.wait_for(1, WAIT).await;
     // While it waits, the delivery is a message in the 2s tier and nothing is unacked.
@@ -76,19 +65,8 @@ async fn retry_after_picks_the_smallest_covering_tier() {
         reply
     })
     .await;
-    h.subscribe(&new_subscription(
-        "acme",
-        &receiver.url(),
-        &["report_created"],
-    ));
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-ra",
-        "report_run_url",
-        "https://mode.test/r/2",
-    )
-    .await;
+    h.subscribe_acme(&receiver.url());
+    h.publish_report("evt-ra", "https://mode.test/r/2").await;
     receiver.wait_for(1, WAIT).await;
     let five = format!("{}.retry.5s", h.namespace());
     eventually(
@@ -119,14 +97,7 @@ async fn exhaustion_permanent_status_and_gone_are_dead_lettered_with_their_reaso
     for s in [&s_fail, &s_404, &s_410] {
         h.subscribe(s);
     }
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-dead",
-        "report_run_url",
-        "https://mode.test/r/3",
-    )
-    .await;
+    h.publish_report("evt-dead", "https://mode.test/r/3").await;
 
     let dead = h.wait_dead_letters(3, WAIT).await;
     let reason_for = |url: &str, sub: &hookwire_core::Subscription| {
@@ -162,14 +133,7 @@ async fn a_webhook_disabled_or_deleted_while_its_retry_waits() {
     let to_delete = new_subscription("acme", &receiver.url(), &["report_created"]);
     h.subscribe(&to_disable);
     h.subscribe(&to_delete);
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-dis",
-        "report_run_url",
-        "https://mode.test/r/4",
-    )
-    .await;
+    h.publish_report("evt-dis", "https://mode.test/r/4").await;
     receiver.wait_for(2, WAIT).await;
     let mut disabled = to_disable.clone();
     disabled.enabled = false;
@@ -219,14 +183,8 @@ async fn a_receiver_that_is_not_listening_is_retried() {
         &["report_created"],
     );
     h.subscribe(&sub);
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-refused",
-        "report_run_url",
-        "https://mode.test/r/5",
-    )
-    .await;
+    h.publish_report("evt-refused", "https://mode.test/r/5")
+        .await;
     let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead[0].reason, "exhausted");
     assert!(dead[0].detail.contains("2 attempts"), "{}", dead[0].detail);

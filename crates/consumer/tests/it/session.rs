@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hookwire_testkit::{Harness, Receiver, amqp_url, eventually, new_subscription};
+use hookwire_testkit::{Harness, Receiver, amqp_url, eventually};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -84,19 +84,9 @@ async fn a_broker_that_never_answers_the_handshake_is_given_up_on_and_retried() 
         "the daemon opened its session on a second connection"
     );
     let receiver = Receiver::ok().await;
-    h.subscribe(&new_subscription(
-        "acme",
-        &receiver.url(),
-        &["report_created"],
-    ));
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-after-silence",
-        "report_run_url",
-        "https://mode.test/r",
-    )
-    .await;
+    h.subscribe_acme(&receiver.url());
+    h.publish_report("evt-after-silence", "https://mode.test/r")
+        .await;
     receiver.wait_for(1, Duration::from_secs(20)).await;
     // The abandoned connection is closed, not left open with lapin's I/O thread behind it.
     let closed = proxy.silent_closed.clone();
