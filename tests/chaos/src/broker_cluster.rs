@@ -19,7 +19,7 @@ use crate::ledger::{Ledger, Outcome};
 use crate::publish::{EVENT, ORG, publish_paced_to};
 use crate::scenarios::note;
 use crate::serve::{Daemon, Settings};
-use crate::settle::{settle_after_faults, stop_and_count};
+use crate::settle::{LastFault, settle_after_faults, stop_and_count};
 use crate::sink::{Behavior, Sink};
 
 /// AMQP ports 5681–5683: apart from the test broker (5672) and the ha tests' (5691–5693).
@@ -97,8 +97,10 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
 
     let after = settle_after_faults(
         &mut nodes,
-        publisher,
-        last_fault,
+        LastFault {
+            at: last_fault,
+            publisher,
+        },
         &settings,
         &ledger,
         &sinks,

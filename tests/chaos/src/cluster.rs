@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, Outcome};
 use crate::publish::{EVENT, ORG, publish_paced};
 use crate::scenarios::{list_all_webhooks, metric_sum, note};
 use crate::serve::{Daemon, Settings};
-use crate::settle::{settle_after_faults, stop_and_count};
+use crate::settle::{LastFault, settle_after_faults, stop_and_count};
 use crate::sink::{Behavior, Sink};
 
 /// What is done to a node, in this order: node 2 killed, node 3 killed and wiped, node 1
@@ -81,8 +81,10 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let namespace = nodes[0].config.amqp.namespace.clone();
     let after = settle_after_faults(
         &mut nodes,
-        publisher,
-        last_fault,
+        LastFault {
+            at: last_fault,
+            publisher,
+        },
         &settings,
         &ledger,
         &sinks,

@@ -14,6 +14,12 @@ use crate::sink::Sink;
 /// How long after the last fault every delivery may take to settle beyond the schedule.
 const SETTLE_SLACK: Duration = Duration::from_secs(60);
 
+/// The last fault of a scenario: when, and the publisher still sending meanwhile.
+pub struct LastFault {
+    pub at: Instant,
+    pub publisher: JoinHandle<Result<u32>>,
+}
+
 /// What the wait after the last fault found.
 pub struct AfterFaults {
     /// Events the publisher sent again (its result).
@@ -22,21 +28,20 @@ pub struct AfterFaults {
     pub settled_after: Duration,
 }
 
-/// Awaits `publisher`, then waits (through `nodes[0]`) until every delivery of `ledger`
-/// settles, within the schedule plus [`SETTLE_SLACK`] of `last_fault`; when not, a failure
-/// that shows the namespace's queues as `queues` lists them.
+/// Awaits the publisher, then waits (through `nodes[0]`) until every delivery of `ledger`
+/// settles, within the schedule plus [`SETTLE_SLACK`] of the last fault; when not, a
+/// failure that shows the namespace's queues as `queues` lists them.
 pub async fn settle_after_faults(
     nodes: &mut [Daemon],
-    publisher: JoinHandle<Result<u32>>,
-    last_fault: Instant,
+    last_fault: LastFault,
     settings: &Settings,
     ledger: &Ledger,
     sinks: &[&Sink],
     failures: &mut Vec<String>,
     queues: impl FnOnce() -> String,
 ) -> Result<AfterFaults> {
-    let republished = publisher.await??;
-    let deadline = last_fault + settings.total() + SETTLE_SLACK;
+    let republished = last_fault.publisher.await??;
+    let deadline = last_fault.at + settings.total() + SETTLE_SLACK;
     let t = wait_settled(
         &mut nodes[0],
         ledger,
@@ -46,7 +51,7 @@ pub async fn settle_after_faults(
         |_, _| true,
     )
     .await?;
-    let settled_after = last_fault.elapsed();
+    let settled_after = last_fault.at.elapsed();
     if !t.settled() {
         failures.push(format!(
             "not settled within the schedule + {} s of the last fault; queues: {}",
