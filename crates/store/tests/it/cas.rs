@@ -1,16 +1,24 @@
 //! Compare-and-swap writes of subscriptions (`Change::Replace`) and the secret-free listing.
 
-use hookwire_store::{Change, Error};
+use hookwire_core::Subscription;
+use hookwire_store::{Change, Error, Store};
 
 use super::{open, sub};
 
-#[test]
-fn replace_writes_only_over_the_version_it_read() {
+/// A fresh store (in the directory returned with it) holding one `acme` webhook on
+/// `report_created`: the webhook as written, and as read back.
+fn one_webhook() -> (tempfile::TempDir, Store, Subscription, Subscription) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
     let s = sub("acme", &["report_created"]);
     store.apply(Change::Upsert(s.clone())).expect("create");
     let read = store.get("acme", &s.id).expect("get").expect("there");
+    (dir, store, s, read)
+}
+
+#[test]
+fn replace_writes_only_over_the_version_it_read() {
+    let (_dir, store, s, read) = one_webhook();
     assert_eq!(read.version, 0);
 
     let mut first = read.clone();
@@ -65,11 +73,7 @@ fn replace_writes_only_over_the_version_it_read() {
 
 #[test]
 fn replace_never_recreates_a_deleted_subscription() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
-    let s = sub("acme", &["report_created"]);
-    store.apply(Change::Upsert(s.clone())).expect("create");
-    let read = store.get("acme", &s.id).expect("get").expect("there");
+    let (_dir, store, s, read) = one_webhook();
     store
         .apply(Change::Delete {
             org: "acme".into(),
@@ -94,11 +98,7 @@ fn replace_never_recreates_a_deleted_subscription() {
 
 #[test]
 fn replace_keeps_the_stored_health_and_upsert_bumps_the_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
-    let s = sub("acme", &["report_created"]);
-    store.apply(Change::Upsert(s.clone())).expect("create");
-    let read = store.get("acme", &s.id).expect("get").expect("there");
+    let (_dir, store, s, read) = one_webhook();
     store
         .apply(Change::RecordHealth {
             org: "acme".into(),
@@ -134,11 +134,7 @@ fn replace_keeps_the_stored_health_and_upsert_bumps_the_version() {
 
 #[test]
 fn concurrent_replaces_over_one_version_let_exactly_one_win() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
-    let s = sub("acme", &["report_created"]);
-    store.apply(Change::Upsert(s.clone())).expect("create");
-    let read = store.get("acme", &s.id).expect("get").expect("there");
+    let (_dir, store, s, read) = one_webhook();
     let wins: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|i| {
