@@ -115,6 +115,18 @@ impl Drop for TempFile {
     }
 }
 
+/// `defs` retargeted to a fresh scratch vhost and imported there with `rabbitmqctl
+/// import_definitions` (which may finish after it returns); the vhost, what was imported
+/// and its file, kept until the test ends.
+fn imported_into_scratch_vhost(defs: Value) -> (ScratchVhost, Value, TempFile) {
+    let vhost = ScratchVhost::create();
+    let defs = retargeted(defs, &vhost.name);
+    let file = TempFile(std::env::temp_dir().join(format!("{}.json", vhost.name)));
+    std::fs::write(&file.0, serde_json::to_vec_pretty(&defs).expect("JSON")).expect("write");
+    rabbitmqctl(&["import_definitions", file.0.to_str().expect("UTF-8 path")]);
+    (vhost, defs, file)
+}
+
 /// The definitions with every vhost renamed to `vhost`.
 fn retargeted(mut defs: Value, vhost: &str) -> Value {
     fn walk(v: &mut Value, vhost: &str) {
@@ -199,11 +211,7 @@ fn definitions_cover_exactly_the_default_topology() {
 
 #[tokio::test]
 async fn definitions_load_and_hookwire_declares_against_them() {
-    let vhost = ScratchVhost::create();
-    let defs = retargeted(definitions(), &vhost.name);
-    let file = TempFile(std::env::temp_dir().join(format!("{}.json", vhost.name)));
-    std::fs::write(&file.0, serde_json::to_vec_pretty(&defs).expect("JSON")).expect("write");
-    rabbitmqctl(&["import_definitions", file.0.to_str().expect("UTF-8 path")]);
+    let (vhost, defs, _file) = imported_into_scratch_vhost(definitions());
 
     // The import may finish after rabbitmqctl returns: wait for its last queues and policy.
     let wanted_queues = names_in(&defs, "queues");
@@ -611,11 +619,7 @@ fn cluster_definitions_add_only_the_replication_arguments() {
 /// a 406 (a single broker takes a group size of 3; it has one member to give).
 #[tokio::test]
 async fn cluster_definitions_load_and_hookwire_declares_against_them() {
-    let vhost = ScratchVhost::create();
-    let defs = retargeted(cluster_definitions(), &vhost.name);
-    let file = TempFile(std::env::temp_dir().join(format!("{}.json", vhost.name)));
-    std::fs::write(&file.0, serde_json::to_vec_pretty(&defs).expect("JSON")).expect("write");
-    rabbitmqctl(&["import_definitions", file.0.to_str().expect("UTF-8 path")]);
+    let (vhost, defs, _file) = imported_into_scratch_vhost(cluster_definitions());
     let wanted_queues = names_in(&defs, "queues");
     let deadline = Instant::now() + Duration::from_secs(30);
     while list("list_queues", &vhost.name, &["name"])
