@@ -372,17 +372,44 @@ impl Store {
     /// Deletes a subscription and its index entries (with `mark`'s offset, when replicated).
     fn delete(&self, org: &str, id: &Uuid, mark: Option<Mark<'_>>) -> Result<()> {
         let key = org_key(org, id);
+        // A record too damaged to name its events is found in the index by its id: a
+        // transaction cannot scan, so the scan comes first.
+        let orphans = match self.subscriptions.get(&key)? {
+            Some(raw) if decode_events(&raw).is_err() => self.index_keys_of(org, id)?,
+            _ => Vec::new(),
+        };
         self.transact(mark, |subs, index| {
             let Some(old) = subs.remove(key.as_slice())? else {
                 return Err(ConflictableTransactionError::Abort(Error::NotFound(*id)));
             };
-            for event in decode_events(&old)? {
-                index.remove(event_key(org, &event, id))?;
+            match decode_events(&old) {
+                Ok(events) => {
+                    for event in events {
+                        index.remove(event_key(org, &event, id))?;
+                    }
+                }
+                Err(_) => {
+                    for orphan in &orphans {
+                        index.remove(orphan.as_slice())?;
+                    }
+                }
             }
             Ok(())
         })?;
         self.subscribers.invalidate(org);
         Ok(())
+    }
+
+    /// Every index entry of `org`'s webhook `id`, whatever its event type.
+    fn index_keys_of(&self, org: &str, id: &Uuid) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        for key in self.by_event.scan_prefix(org_prefix(org)).keys() {
+            let key = key?;
+            if key.ends_with(id.as_bytes()) {
+                keys.push(key.to_vec());
+            }
+        }
+        Ok(keys)
     }
 
     /// Writes `sub` and its index entries in one transaction; with `expected`, only if the
@@ -557,18 +584,24 @@ impl Store {
     }
 
     /// One subscription of `org`.
+    /// A record that cannot be used is read as broken ([`Subscription::broken_reason`]).
     pub fn get(&self, org: &str, id: &Uuid) -> Result<Option<Subscription>> {
-        self.subscriptions
+        Ok(self
+            .subscriptions
             .get(org_key(org, id))?
-            .map(|raw| self.decode(&raw))
-            .transpose()
+            .map(|raw| self.decode_row(org, *id, &raw, true)))
     }
 
-    /// Every subscription of `org`, oldest first (UUIDv7 order).
+    /// Every subscription of `org`, oldest first (UUIDv7 order); broken ones as in
+    /// [`Store::get`].
     pub fn list(&self, org: &str) -> Result<Vec<Subscription>> {
+        let prefix = org_prefix(org);
         self.subscriptions
-            .scan_prefix(org_prefix(org))
-            .map(|entry| self.decode(&entry?.1))
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, raw) = entry?;
+                Ok(self.decode_row(org, id_after(&key, &prefix)?, &raw, true))
+            })
             .collect()
     }
 
@@ -604,7 +637,7 @@ impl Store {
                 more = true;
                 break;
             }
-            items.push(self.decode_without_keys(&raw)?);
+            items.push(self.decode_row(org, id_after(&key, &prefix)?, &raw, false));
         }
         let next_cursor = more
             .then(|| items.last().map(|s: &Subscription| s.id.to_string()))
@@ -667,9 +700,8 @@ impl Store {
         let mut subs = Vec::new();
         for entry in self.by_event.scan_prefix(prefix) {
             let (key, _) = entry?;
-            let id = Uuid::from_slice(&key[prefix.len()..])
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
-            if let Some(sub) = self.get(org, &id)?
+            // A broken record reads as disabled: it costs its own deliveries only.
+            if let Some(sub) = self.get(org, &id_after(&key, prefix)?)?
                 && sub.enabled
             {
                 subs.push(sub);
@@ -677,6 +709,11 @@ impl Store {
         }
         Ok(subs)
     }
+}
+
+/// The id that ends `key`, after `prefix`.
+fn id_after(key: &[u8], prefix: &[u8]) -> Result<Uuid> {
+    Uuid::from_slice(&key[prefix.len()..]).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 /// What a compare-and-swap reads of the stored record: its version, its index entries and
