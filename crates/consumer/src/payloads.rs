@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookwire_core::now_ms;
-use hookwire_store::{Change, Changelog, Payload, Store};
+use hookwire_store::{Change, Changelog, Payload, PayloadLimits, Store};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -36,12 +36,11 @@ pub struct PayloadArchive {
 }
 
 impl PayloadArchive {
-    /// Starts the writer task; it ends when every clone is dropped. Bodies are kept for
-    /// `retention`.
-    /// With `stream`, batches are published to it rather than written here.
-    pub fn spawn(store: Store, retention: Duration, stream: Option<Arc<dyn Changelog>>) -> Self {
+    /// Starts the writer task; it ends when every clone is dropped. Bodies are kept within
+    /// `limits`. With `stream`, batches are published to it rather than written here.
+    pub fn spawn(store: Store, limits: PayloadLimits, stream: Option<Arc<dyn Changelog>>) -> Self {
         let (tx, rx) = mpsc::channel(BUFFER);
-        tokio::spawn(write_loop(store, retention, stream, rx));
+        tokio::spawn(write_loop(store, limits, stream, rx));
         Self { tx }
     }
 
@@ -78,7 +77,7 @@ async fn apply(store: &Store, change: Change) -> hookwire_store::Result<()> {
 
 async fn write_loop(
     store: Store,
-    retention: Duration,
+    limits: PayloadLimits,
     stream: Option<Arc<dyn Changelog>>,
     mut rx: mpsc::Receiver<Message>,
 ) {
@@ -90,9 +89,7 @@ async fn write_loop(
                 None => return,
             },
             _ = prune.tick() => {
-                let older_than_ms =
-                    now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-                if let Err(e) = apply(&store, Change::PrunePayloads { older_than_ms }).await {
+                if let Err(e) = apply(&store, limits.prune(now_ms())).await {
                     warn!(error = %e, "Pruning the kept event bodies failed; tried again in a minute.");
                 }
                 continue;

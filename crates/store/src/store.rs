@@ -127,10 +127,15 @@ pub enum Change {
         /// Its offset in the payloads stream.
         offset: u64,
     },
-    /// Drop the event bodies received before a time.
+    /// Drop the event bodies received before a time, then the oldest of those over a
+    /// byte budget.
     PrunePayloads {
         /// Bodies received before this time (ms) go.
         older_than_ms: u64,
+        /// The most bytes of bodies kept in all (`store.payload_max_bytes`).
+        max_bytes: u64,
+        /// The most bytes of one organization's bodies (`store.payload_max_bytes_per_org`).
+        max_bytes_per_org: u64,
     },
     /// Drop dead letters older than a time, and beyond a count per organization.
     PruneDeadLetters {
@@ -322,10 +327,28 @@ impl Store {
             Change::ApplyPayloads { payloads, offset } => {
                 self.payloads.insert(&self.db, &payloads, Some(offset))
             }
-            Change::PrunePayloads { older_than_ms } => {
+            Change::PrunePayloads {
+                older_than_ms,
+                max_bytes,
+                max_bytes_per_org,
+            } => {
                 let removed = self.payloads.prune(older_than_ms)?;
                 if removed > 0 {
                     tracing::info!(removed, "Event payloads past their retention removed.");
+                }
+                let evicted = self
+                    .payloads
+                    .enforce_budgets(max_bytes, max_bytes_per_org)?;
+                for (budget, n) in [("org", evicted.per_org), ("total", evicted.total)] {
+                    if n > 0 {
+                        metrics::counter!("hookwire_payloads_evicted_total", "budget" => budget)
+                            .increment(n as u64);
+                        tracing::warn!(
+                            evicted = n,
+                            budget,
+                            "Kept event bodies over their byte budget removed, oldest first: they can no longer be resent."
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -671,6 +694,17 @@ impl Store {
         }
         let next_cursor = more.then(|| items.last().cloned()).flatten();
         Ok(Page { items, next_cursor })
+    }
+
+    /// Whether `org` has any webhook: one seek, nothing decoded.
+    pub fn has_webhooks(&self, org: &str) -> Result<bool> {
+        Ok(self
+            .subscriptions
+            .scan_prefix(org_prefix(org))
+            .keys()
+            .next()
+            .transpose()?
+            .is_some())
     }
 
     /// How many subscriptions `org` has (keys only, nothing decoded).
