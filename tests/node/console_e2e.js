@@ -96,6 +96,10 @@ async function context(browser, options = {}) {
     if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) page.problems.push(m.text());
   });
   page.on('pageerror', (e) => page.problems.push(String(e)));
+  // Every file the console asks for exists (an icon included); the API's 404s are answers.
+  page.on('response', (r) => {
+    if (r.status() === 404 && !new URL(r.url()).pathname.startsWith('/v1/')) page.problems.push(`404 ${r.url()}`);
+  });
   return { ctx, page };
 }
 
@@ -365,6 +369,21 @@ async function main() {
     assert.ok(!(await phone.page.content()).includes('globex-secret'));
     await shot(phone.page, 'console-other-org');
     assert.deepEqual(phone.page.problems, [], 'no CSP violation or script error');
+
+    step = 'a token in the address after the page has loaded is dropped unread';
+    const token = () => phone.page.evaluate(() => sessionStorage.getItem('hookwire.token'));
+    await phone.page.evaluate((t) => { location.hash = `#token=${encodeURIComponent(t)}`; }, ADMIN);
+    await phone.page.waitForFunction(() => !location.hash.includes('token'));
+    assert.equal(await token(), SCOPED, 'a hashchange never switches the session');
+
+    step = 'a link opened in a signed-in tab asks before replacing the session';
+    await phone.page.goto('about:blank');
+    await phone.page.goto(`${BASE}/console/#token=${encodeURIComponent(ADMIN)}`);
+    await phone.page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    await phone.page.getByText('Organization: acme').waitFor();
+    assert.equal(await token(), SCOPED, 'cancel keeps the signed-in session');
+    assert.ok(!phone.page.url().includes('token'), phone.page.url());
+    assert.deepEqual(phone.page.problems, [], 'no CSP violation, script error or missing file');
 
     step = 'signing out forgets the token';
     await phone.page.goto(`${BASE}/console/`);

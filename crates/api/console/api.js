@@ -18,10 +18,11 @@ export const session = {
 
 /** A failed call: the API's error code and message. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfterSecs = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfterSecs = retryAfterSecs;
   }
 }
 
@@ -55,6 +56,7 @@ export async function api(method, path, body, query, extraHeaders) {
       response.status,
       data?.error?.code ?? `http_${response.status}`,
       data?.error?.message ?? response.statusText,
+      Number(response.headers.get('retry-after')) || null,
     );
   }
   return data;

@@ -3,7 +3,7 @@
 // and `#/orgs/{org}/dead-letters`.
 
 import { api, all, explain, session } from './api.js';
-import { h, notice, replace } from './dom.js';
+import { confirmDialog, h, notice, replace } from './dom.js';
 import { deadLettersPage } from './dead-letters.js';
 import { newWebhookPage, webhookPage, webhooksPage } from './webhooks.js';
 
@@ -11,13 +11,25 @@ const main = document.getElementById('main');
 const top = document.getElementById('top');
 let me = null;
 
-/** A link carrying `#token=…` (the embed case): keep the token, then drop it from the
- * address bar and the history, so it is neither bookmarked nor shown. */
+/** The token a link carries as `#token=…` (the embed case), removed from the address bar
+ * and the history at once, so that it is neither bookmarked nor shown. */
 function takeTokenFromAddress() {
   const match = /^#token=([^&]+)/.exec(location.hash);
-  if (!match) return;
-  session.set(decodeURIComponent(match[1]));
+  if (!match) return null;
   history.replaceState(null, '', location.pathname + location.search);
+  return decodeURIComponent(match[1]);
+}
+
+/** A token from the address is taken when the page loads, never later: a crafted link
+ * followed inside a signed-in tab must not switch it to another organization unseen. A
+ * signed-in session is replaced only when the user says so. */
+async function signInFromAddress() {
+  const offered = takeTokenFromAddress();
+  if (!offered || offered === session.token) return;
+  if (session.token && !(await confirmDialog(
+    'This link signs in with another token. Sign out of the current session and use the link’s token?',
+    'Use the link’s token'))) return;
+  session.set(offered);
 }
 
 function signInPage(message) {
@@ -140,7 +152,7 @@ async function route() {
 }
 
 async function start() {
-  takeTokenFromAddress();
+  await signInFromAddress();
   if (!session.token) return signInPage();
   try {
     me = await api('GET', '/v1/whoami');
@@ -152,7 +164,8 @@ async function start() {
 }
 
 window.addEventListener('hashchange', () => {
-  if (/^#token=/.test(location.hash)) start();
-  else if (me) route();
+  // Only a page load takes a token: one that arrives later is dropped unread.
+  if (takeTokenFromAddress() !== null) return;
+  if (me) route();
 });
 start();

@@ -11,6 +11,9 @@ const hookPath = (org, id) => `${orgPath(org)}/webhooks/${encodeURIComponent(id)
 const hookLink = (org, id) => `#/orgs/${encodeURIComponent(org)}/webhooks/${encodeURIComponent(id)}`;
 
 function health(w) {
+  if (w.broken_reason) {
+    return h('span', { class: 'pill bad', title: w.broken_reason }, 'Broken: delete it and create it again');
+  }
   if (!w.enabled) {
     return h('span', { class: 'pill off' }, w.disabled_reason ? `Disabled: ${w.disabled_reason}` : 'Disabled');
   }
@@ -23,7 +26,7 @@ function health(w) {
 export async function webhooksPage(main, { org, readOnly }) {
   const webhooks = await all(`${orgPath(org)}/webhooks`, 'webhooks');
   const rows = webhooks.map((w) => h('tr', null,
-    h('td', { class: 'url' }, h('a', { href: hookLink(org, w.id) }, w.url)),
+    h('td', { class: 'url' }, h('a', { href: hookLink(org, w.id) }, w.url || w.id)),
     h('td', null, w.description || h('span', { class: 'muted' }, 'No description')),
     h('td', null, w.events.join(', ')),
     h('td', null, w.enabled ? 'Enabled' : 'Disabled'),
@@ -257,12 +260,22 @@ export async function webhookPage(main, context, id) {
       const skipped = [];
       try {
         let cursor = null;
-        do {
-          const page = await api('POST', `${hookPath(org, id)}/resend`, { from: start, to: end, cursor });
+        for (;;) {
+          let page;
+          try {
+            page = await api('POST', `${hookPath(org, id)}/resend`, { from: start, to: end, cursor });
+          } catch (error) {
+            if (error.status !== 429) throw error;
+            // The resend budget is used up: wait as the API says, then carry on.
+            replace(rangeFeedback, notice('info', `Resending… ${queued.length} queued so far; waiting for the resend budget.`));
+            await new Promise((resolve) => { setTimeout(resolve, 1000 * (error.retryAfterSecs ?? 1)); });
+            continue;
+          }
           queued.push(...page.queued);
           skipped.push(...page.skipped);
           cursor = page.next_cursor;
-        } while (cursor);
+          if (!cursor) break;
+        }
         replace(rangeFeedback, notice('success', resendSummary(queued, skipped)));
       } catch (error) {
         if (error.status === 401) throw error;
@@ -274,6 +287,7 @@ export async function webhookPage(main, context, id) {
   });
 
   const facts = [
+    ...(w.broken_reason ? [['Broken', w.broken_reason]] : []),
     ['Description', w.description || '—'],
     ['Events', w.events.join(', ')],
     ['Filter', w.filter ? h('code', null, w.filter) : '—'],
@@ -288,7 +302,7 @@ export async function webhookPage(main, context, id) {
   ];
   replace(main,
     h('p', null, h('a', { href: `#/orgs/${encodeURIComponent(org)}` }, '← All webhooks')),
-    h('div', { class: 'heading' }, h('h1', { tabindex: -1, class: 'url' }, w.url), health(w)),
+    h('div', { class: 'heading' }, h('h1', { tabindex: -1, class: 'url' }, w.url || w.id), health(w)),
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
     readOnly ? null : h('div', { class: 'actions' }, sendTest, toggle, rotate, remove),
     h('div', { id: 'feedback' }, feedback),

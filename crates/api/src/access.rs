@@ -88,6 +88,9 @@ pub enum TokenError {
 pub struct AccessTokenKeys {
     /// Signs; verifies first.
     signing: [u8; 32],
+    /// A token whose lifetime (`exp − iat`) is longer is refused, so that lowering
+    /// `api.access_token_max_ttl` also shortens the tokens already minted.
+    max_ttl_ms: u64,
     /// Derived from `secrets.previous_keys`: tokens minted before a key rotation stay
     /// valid until they expire.
     previous: Vec<[u8; 32]>,
@@ -102,11 +105,19 @@ impl std::fmt::Debug for AccessTokenKeys {
 }
 
 impl AccessTokenKeys {
-    /// The keys derived from `secrets.key` and `secrets.previous_keys`.
-    pub fn derive(secrets_key: &[u8; 32], previous: &[[u8; 32]]) -> Self {
+    /// The keys derived from `secrets.key` and `secrets.previous_keys` for `namespace`:
+    /// a token minted for one namespace is refused by another that shares the key. Tokens
+    /// live at most `max_ttl`.
+    pub fn derive(
+        secrets_key: &[u8; 32],
+        previous: &[[u8; 32]],
+        namespace: &str,
+        max_ttl: Duration,
+    ) -> Self {
         Self {
-            signing: derive(secrets_key),
-            previous: previous.iter().map(derive).collect(),
+            signing: derive(secrets_key, namespace),
+            max_ttl_ms: u64::try_from(max_ttl.as_millis()).unwrap_or(u64::MAX),
+            previous: previous.iter().map(|k| derive(k, namespace)).collect(),
         }
     }
 
@@ -136,7 +147,7 @@ impl AccessTokenKeys {
             .decode(claims_b64)
             .map_err(|_| TokenError::Invalid)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Invalid)?;
-        if claims.v != VERSION {
+        if claims.v != VERSION || claims.exp.saturating_sub(claims.iat) > self.max_ttl_ms {
             return Err(TokenError::Invalid);
         }
         if claims.exp <= now_ms {
@@ -146,9 +157,11 @@ impl AccessTokenKeys {
     }
 }
 
-fn derive(secrets_key: &[u8; 32]) -> [u8; 32] {
+fn derive(secrets_key: &[u8; 32], namespace: &str) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(secrets_key).expect("HMAC accepts any key length");
     mac.update(KEY_LABEL);
+    mac.update(&[0]);
+    mac.update(namespace.as_bytes());
     mac.finalize().into_bytes().into()
 }
 
@@ -241,8 +254,10 @@ pub async fn mint(
 mod tests {
     use super::*;
 
+    const MAX_TTL: Duration = Duration::from_secs(3600);
+
     fn keys() -> AccessTokenKeys {
-        AccessTokenKeys::derive(&[7; 32], &[])
+        AccessTokenKeys::derive(&[7; 32], &[], "hookwire", MAX_TTL)
     }
 
     #[test]
@@ -293,7 +308,7 @@ mod tests {
                 "{bad}"
             );
         }
-        let elsewhere = AccessTokenKeys::derive(&[8; 32], &[]);
+        let elsewhere = AccessTokenKeys::derive(&[8; 32], &[], "hookwire", MAX_TTL);
         assert_eq!(
             elsewhere.verify(&token, claims.iat),
             Err(TokenError::Invalid)
@@ -304,8 +319,29 @@ mod tests {
     fn tokens_minted_before_a_key_rotation_stay_valid() {
         let claims = Claims::new("acme", false, Duration::from_secs(60));
         let token = keys().mint(&claims);
-        let rotated = AccessTokenKeys::derive(&[8; 32], &[[7; 32]]);
+        let rotated = AccessTokenKeys::derive(&[8; 32], &[[7; 32]], "hookwire", MAX_TTL);
         assert_eq!(rotated.verify(&token, claims.iat), Ok(claims));
+    }
+
+    #[test]
+    fn a_token_of_another_namespace_is_refused() {
+        let claims = Claims::new("acme", false, Duration::from_secs(60));
+        let token = keys().mint(&claims);
+        let staging = AccessTokenKeys::derive(&[7; 32], &[], "hookwire-staging", MAX_TTL);
+        assert_eq!(staging.verify(&token, claims.iat), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_longer_lived_than_the_maximum_is_refused() {
+        let claims = Claims::new("acme", false, MAX_TTL + Duration::from_millis(1));
+        let token = keys().mint(&claims);
+        assert_eq!(keys().verify(&token, claims.iat), Err(TokenError::Invalid));
+        let longer = AccessTokenKeys::derive(&[7; 32], &[], "hookwire", 2 * MAX_TTL);
+        assert_eq!(
+            longer.verify(&token, claims.iat),
+            Ok(claims),
+            "within a longer maximum it is valid"
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ const ASSETS: &[Asset] = &[
     asset!("webhooks.js", "text/javascript; charset=utf-8"),
     asset!("options.js", "text/javascript; charset=utf-8"),
     asset!("dead-letters.js", "text/javascript; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
 ];
 
 /// The console's routes: `/console` (redirect), `/console/` and `/console/{file}`.

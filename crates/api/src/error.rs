@@ -71,6 +71,16 @@ pub enum ApiError {
         /// What is busy.
         message: String,
     },
+    /// A rate limit is reached: try again after `retry_after` (sent as `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Which limit.
+        message: String,
+        /// When trying again can succeed.
+        retry_after: std::time::Duration,
+    },
     /// A server fault. The detail is logged with an id; the client sees only the id, since
     /// store and I/O errors name paths and internals.
     #[error("internal error: {0}")]
@@ -121,6 +131,7 @@ impl ApiError {
             }
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            Self::TooManyRequests { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -176,6 +187,13 @@ impl IntoResponse for ApiError {
             Self::TokenExpired => Some("Bearer error=\"invalid_token\""),
             _ => None,
         };
+        if let Self::TooManyRequests { retry_after, .. } = self {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+        }
         if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 "www-authenticate",

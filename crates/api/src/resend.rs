@@ -14,8 +14,12 @@ use utoipa::ToSchema;
 use crate::error::ErrorBody;
 use crate::extract::Json;
 use crate::operations::{cursor_error, rfc3339, time_ms};
-use crate::webhooks::load;
+use crate::webhooks::load_sound;
 use crate::{ApiError, ApiState, Result};
+
+mod budget;
+
+pub use budget::ResendBudget;
 
 /// The most events one request resends; a range with more answers a `next_cursor`.
 pub const MAX_RESEND: usize = 500;
@@ -129,13 +133,15 @@ fn task(sub: &Subscription, payload: &Payload) -> Task {
     request_body = ResendRequest,
     responses((status = 200, body = ResendResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "`resend_rate_limited`: the webhook's or its organization's resend budget is used up; `Retry-After` says when to try again"),
+        (status = 503, body = ErrorBody)))]
 pub async fn resend(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
     Json(request): Json<ResendRequest>,
 ) -> Result<axum::Json<ResendResult>> {
-    let sub = load(&state, &org, &id).await?;
+    let sub = load_sound(&state, &org, &id).await?;
     let result = match (&request.event_id, &request.from, &request.to) {
         (Some(event_id), None, None) => {
             if request.cursor.is_some() || request.limit.is_some() {
@@ -170,6 +176,23 @@ pub async fn resend(
     Ok(axum::Json(result))
 }
 
+/// Up to `wanted` events of the node's resend budget for `sub` and its organization, or
+/// 429 with how long to wait.
+fn take_budget(state: &ApiState, sub: &Subscription, wanted: usize) -> Result<usize> {
+    state
+        .resend_budget
+        .take(&sub.org, sub.id, wanted)
+        .map_err(|retry_after| ApiError::TooManyRequests {
+            code: "resend_rate_limited",
+            message: format!(
+                "webhook {} or its organization has used its resend budget; try again in {} ms",
+                sub.id,
+                retry_after.as_millis().max(1)
+            ),
+            retry_after,
+        })
+}
+
 /// A disabled webhook's tasks would be dropped unseen: refused instead.
 fn check_enabled(sub: &Subscription) -> Result<()> {
     if sub.enabled {
@@ -192,6 +215,7 @@ async fn resend_one(state: &ApiState, sub: &Subscription, event_id: &str) -> Res
         });
     }
     check_enabled(sub)?;
+    take_budget(state, sub, 1)?;
     let payload = state.store.payload(&sub.org, event_id)?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "organization `{}` has no kept event `{event_id}`: it was never received, or it is older than store.payload_retention",
@@ -233,10 +257,17 @@ async fn resend_range(
         });
     }
     check_enabled(sub)?;
+    // A page is cut to what the budget allows now; its `next_cursor` carries on from there.
+    let granted = take_budget(state, sub, limit)?;
     let page = state
         .store
-        .payloads(&sub.org, from_ms, to_ms, request.cursor.as_deref(), limit)
-        .map_err(cursor_error)?;
+        .payloads(&sub.org, from_ms, to_ms, request.cursor.as_deref(), granted)
+        .map_err(cursor_error);
+    let unused = page
+        .as_ref()
+        .map_or(granted, |p| granted - p.items.len().min(granted));
+    state.resend_budget.give_back(&sub.org, sub.id, unused);
+    let page = page?;
     let mut result = ResendResult {
         queued: Vec::new(),
         skipped: Vec::new(),

@@ -75,6 +75,8 @@ pub struct ApiState {
     pub catalog: Arc<Catalog>,
     /// Sends test events, signed and policed like deliveries.
     pub deliverer: Deliverer,
+    /// How many events this node resends per second, per webhook and per organization.
+    pub resend_budget: Arc<crate::resend::ResendBudget>,
     /// Permits for test events in flight (`api.max_test_sends`): the engine's concurrency
     /// limit lives in the consumer, so the API bounds its own outbound requests.
     pub test_sends: Arc<tokio::sync::Semaphore>,

@@ -11,6 +11,7 @@ use hookwire_store::Change;
 use url::Host;
 use uuid::Uuid;
 
+use crate::auth::Credential;
 use crate::error::ErrorBody;
 use crate::extract::{Json, Query};
 use crate::{ApiError, ApiState, Result};
@@ -40,6 +41,21 @@ pub(crate) async fn load(state: &ApiState, org: &str, id: &str) -> Result<Subscr
     let not_found = || ApiError::NotFound(format!("organization `{org}` has no webhook `{id}`"));
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
     state.store.get(org, &id)?.ok_or_else(not_found)
+}
+
+/// [`load`] for a change or a delivery: a broken webhook (its record cannot be used) can
+/// only be read and deleted.
+pub(crate) async fn load_sound(state: &ApiState, org: &str, id: &str) -> Result<Subscription> {
+    let sub = load(state, org, id).await?;
+    match &sub.broken_reason {
+        None => Ok(sub),
+        Some(reason) => Err(ApiError::Conflict {
+            code: "webhook_broken",
+            message: format!(
+                "this webhook's stored record cannot be used ({reason}); delete it and create it again"
+            ),
+        }),
+    }
 }
 
 /// Checks the URL's shape and every address its host resolves to, with the delivery policy.
@@ -230,6 +246,7 @@ async fn replace(state: &ApiState, mut sub: Subscription) -> Result<Subscription
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "Invalid input, refused target, or the receiver did not accept the test event"),
+        (status = 403, body = ErrorBody, description = "`verify_required`: only an operator's token may skip the test event"),
         (status = 409, body = ErrorBody, description = "The organization has `api.max_webhooks_per_org` webhooks already (`webhook_limit_reached`)"),
         (status = 503, body = ErrorBody, description = "`too_many_test_events`: api.max_test_sends are in flight"),
     ))]
@@ -237,9 +254,11 @@ pub async fn create(
     State(state): State<ApiState>,
     Path(org): Path<String>,
     Query(params): Query<VerifyParam>,
+    axum::Extension(credential): axum::Extension<Credential>,
     Json(request): Json<CreateWebhook>,
 ) -> Result<(StatusCode, axum::Json<WebhookWithSecret>)> {
     check_org(&org)?;
+    let test_event = params.test_event(&credential)?;
     check_description(&request.description)?;
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
     let events = check_events(&state, &request.events)?;
@@ -272,7 +291,7 @@ pub async fn create(
             .collect(),
     )?;
     set_ed25519(&mut sub, request.ed25519)?;
-    if params.verify != Some(false) {
+    if test_event {
         require_test_event(&state, &sub).await?;
     }
     // Checked again where writes are serialized: others may have been created meanwhile.
@@ -350,7 +369,8 @@ pub async fn get(
     responses(
         (status = 200, body = Webhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "It changed while this request was in progress, or since the `version` sent (`conflict`); nothing was saved"),
+        (status = 403, body = ErrorBody, description = "`verify_required`: only an operator's token may skip the test event"),
+        (status = 409, body = ErrorBody, description = "It changed while this request was in progress, or since the `version` sent (`conflict`), or it is broken (`webhook_broken`); nothing was saved"),
         (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "`too_many_test_events`: api.max_test_sends are in flight"),
     ))]
@@ -358,10 +378,12 @@ pub async fn update(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
     Query(params): Query<VerifyParam>,
+    axum::Extension(credential): axum::Extension<Credential>,
     headers: HeaderMap,
     Json(request): Json<UpdateWebhook>,
 ) -> Result<axum::Json<Webhook>> {
-    let mut sub = load(&state, &org, &id).await?;
+    let test_event = params.test_event(&credential)?;
+    let mut sub = load_sound(&state, &org, &id).await?;
     check_expected_version(&headers, request.version, &sub)?;
     if let Some(description) = request.description {
         check_description(&description)?;
@@ -374,6 +396,14 @@ pub async fn update(
     if let Some(filter) = request.filter {
         sub.filter = filter.as_deref().map(check_filter).transpose()?;
     }
+    // Secret header values this request sets: the only ones a new URL receives.
+    let resupplied: Vec<String> = request
+        .secret_headers
+        .iter()
+        .flatten()
+        .filter(|(_, value)| value.is_some())
+        .filter_map(|(name, _)| hookwire_core::custom_headers::check_name(name).ok())
+        .collect();
     if request.headers.is_some() || request.secret_headers.is_some() {
         merge_headers(
             &mut sub,
@@ -395,7 +425,11 @@ pub async fn update(
     if let Some(url) = request.url.filter(|url| *url != sub.url) {
         check_target(&state, &url).await?;
         sub.url = url;
-        if params.verify != Some(false) {
+        // A secret header was given for the old receiver: re-pointing the webhook must not
+        // hand it to the new one unless this same request supplies it again.
+        sub.headers
+            .retain(|h| !h.secret || resupplied.contains(&h.name));
+        if test_event {
             require_test_event(&state, &sub).await?;
         }
     }
@@ -432,7 +466,7 @@ pub async fn test(
     State(state): State<ApiState>,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<axum::Json<TestResult>> {
-    let sub = load(&state, &org, &id).await?;
+    let sub = load_sound(&state, &org, &id).await?;
     Ok(axum::Json(send_test_event(&state, &sub).await?))
 }
 
@@ -448,7 +482,7 @@ pub async fn rotate_secret(
     Path((org, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<axum::Json<RotatedSecret>> {
-    let mut sub = load(&state, &org, &id).await?;
+    let mut sub = load_sound(&state, &org, &id).await?;
     check_expected_version(&headers, None, &sub)?;
     let now = now_ms();
     let grace_ms = u64::try_from(state.config.rotation_grace.as_millis()).unwrap_or(u64::MAX);

@@ -142,6 +142,8 @@ impl App {
             &config
                 .previous_secrets_keys()
                 .map_err(|e| Error::Config(e.to_string()))?,
+            &config.amqp.namespace,
+            config.api.access_token_max_ttl,
         );
         let api = ApiState {
             config: Arc::new(ApiSettings {
@@ -162,6 +164,10 @@ impl App {
             writer: writer.clone(),
             catalog: Arc::new(catalog),
             deliverer: deliverer(config)?,
+            resend_budget: Arc::new(hookwire_api::resend::ResendBudget::from_rates(
+                config.api.resend_per_webhook_per_sec,
+                config.api.resend_per_org_per_sec,
+            )),
             test_sends: Arc::new(tokio::sync::Semaphore::new(config.api.max_test_sends)),
             broker_ready: daemon.readiness(),
             replayer: Arc::new(Replayer::with_brokers(
@@ -437,7 +443,11 @@ fn daemon(
     );
     let payloads = PayloadArchive::spawn(
         store.clone(),
-        config.store.payload_retention,
+        hookwire_store::PayloadLimits {
+            retention: config.store.payload_retention,
+            max_bytes: config.store.payload_max_bytes,
+            max_bytes_per_org: config.store.payload_max_bytes_per_org,
+        },
         streams.payloads,
     );
     let cool_off = d.circuit_cool_off;

@@ -199,15 +199,21 @@ impl Engine {
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
         let first_seen_ms = now_ms();
         // Kept for resending whoever subscribes now: a webhook added later may be sent it.
-        self.payloads.keep(hookwire_store::Payload {
-            org: event.org.clone(),
-            event_id: event.id.clone(),
-            event_type: event.event_type.clone(),
-            received_at_ms: first_seen_ms,
-            published_at_ms: event.published_at_ms,
-            body_bytes: message.data.len(),
-            body: message.data.clone(),
-        });
+        // An organization without any webhook has nothing to resend to, and producers must
+        // not fill the archive with organizations nobody serves.
+        if !subscribers.is_empty() || self.store.has_webhooks(&event.org)? {
+            self.payloads.keep(hookwire_store::Payload {
+                org: event.org.clone(),
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                received_at_ms: first_seen_ms,
+                published_at_ms: event.published_at_ms,
+                body_bytes: message.data.len(),
+                body: message.data.clone(),
+            });
+        } else {
+            telemetry::payload_not_kept_without_webhooks();
+        }
         let input = FilterInput::new(&event.event_type, &message.data);
         let passing: Vec<&Subscription> = subscribers
             .iter()

@@ -10,17 +10,16 @@
 //! ([`STREAM_MESSAGE_MAX_BYTES`](crate::batch_writer::STREAM_MESSAGE_MAX_BYTES)).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use hookwire_store::{Change, Changelog, Payload, Store};
+use hookwire_store::{Change, Changelog, Payload, PayloadLimits, Store};
 
 use crate::batch_writer::{
-    BatchWriter, Batched, base64_bytes_at_most, before, json_text_bytes_at_most,
+    BatchWriter, Batched, base64_bytes_at_most, json_text_bytes_at_most,
 };
 
 /// The payload archive as a [`Batched`] kind: event bodies, pruned by age.
 struct Payloads {
-    retention: Duration,
+    limits: PayloadLimits,
 }
 
 impl Batched for Payloads {
@@ -54,9 +53,7 @@ impl Batched for Payloads {
     }
 
     fn prunes(&self, _early: bool) -> Vec<Change> {
-        vec![Change::PrunePayloads {
-            older_than_ms: before(self.retention),
-        }]
+        vec![self.limits.prune(hookwire_core::now_ms())]
     }
 }
 
@@ -67,11 +64,11 @@ pub struct PayloadArchive {
 }
 
 impl PayloadArchive {
-    /// Starts the writer task; it ends when every clone is dropped. Bodies are kept for
-    /// `retention`. With `stream`, batches are published to it rather than written here.
-    pub fn spawn(store: Store, retention: Duration, stream: Option<Arc<dyn Changelog>>) -> Self {
+    /// Starts the writer task; it ends when every clone is dropped. Bodies are kept within
+    /// `limits`. With `stream`, batches are published to it rather than written here.
+    pub fn spawn(store: Store, limits: PayloadLimits, stream: Option<Arc<dyn Changelog>>) -> Self {
         Self {
-            writer: BatchWriter::spawn(Payloads { retention }, store, stream),
+            writer: BatchWriter::spawn(Payloads { limits }, store, stream),
         }
     }
 

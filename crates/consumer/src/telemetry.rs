@@ -70,6 +70,11 @@ pub(crate) fn event_rejected(reason: &'static str) {
         .increment(1);
 }
 
+/// An event of an organization without any webhook: its body is not kept for resending.
+pub(crate) fn payload_not_kept_without_webhooks() {
+    counter!("hookwire_payloads_not_kept_total", "reason" => "no_webhooks").increment(1);
+}
+
 /// An HTTP attempt finished.
 pub(crate) fn attempt_finished(outcome: &'static str, latency: Duration) {
     ATTEMPT_DURATION.with(outcome, |h| h.record(latency.as_secs_f64()));

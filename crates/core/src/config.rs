@@ -123,6 +123,25 @@ pub struct StoreConfig {
     /// that it can be resent ([`PAYLOAD_RETENTION_BOUNDS`]).
     #[serde(with = "humantime_serde", default = "default_payload_retention")]
     pub payload_retention: Duration,
+    /// The most bytes of event bodies kept for resending, in all; past it the oldest go
+    /// first. Bounds the archive's disk whatever producers send.
+    #[serde(default = "default_payload_max_bytes")]
+    pub payload_max_bytes: u64,
+    /// The most bytes of one organization's kept bodies; past it its oldest go first, so
+    /// one organization's producers cannot push out everyone else's.
+    #[serde(default = "default_payload_max_bytes_per_org")]
+    pub payload_max_bytes_per_org: u64,
+}
+
+/// The smallest byte budget of the payload archive: a few large bodies.
+pub const MIN_PAYLOAD_BUDGET_BYTES: u64 = 1 << 20;
+
+fn default_payload_max_bytes() -> u64 {
+    4 << 30
+}
+
+fn default_payload_max_bytes_per_org() -> u64 {
+    1 << 30
 }
 
 /// The shortest and the longest `store.payload_retention`: a minute, and 90 days (the
@@ -173,6 +192,12 @@ pub struct ApiConfig {
     /// Webhooks one organization may have; creating one more is refused (409
     /// `webhook_limit_reached`). Bounds the fan-out of one event.
     pub max_webhooks_per_org: usize,
+    /// Events one webhook may be resent per second (one node's budget), with a burst of
+    /// one full page: past it, `resend` answers 429 with `Retry-After`.
+    pub resend_per_webhook_per_sec: u32,
+    /// Events one organization's webhooks may be resent per second together (one node's
+    /// budget), with a burst of four full pages.
+    pub resend_per_org_per_sec: u32,
 }
 
 /// The shortest bearer token accepted in `api.tokens` and `api.org_tokens`.

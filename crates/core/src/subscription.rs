@@ -52,6 +52,11 @@ pub struct Subscription {
     /// Health counters are merged onto the current record and do not bump it. Records
     /// written before versions existed read as 0.
     pub version: u64,
+    /// Why the stored record cannot be used, when it cannot: it does not decode, a secret
+    /// does not open, or its filter no longer passes the rules. Such a webhook is read as
+    /// disabled with what could be read of it, receives nothing, and can only be deleted.
+    /// Never stored: the store sets it on read.
+    pub broken_reason: Option<String>,
 }
 
 /// At most this many signing keys are live at once (the current one and the most recent
@@ -123,6 +128,7 @@ impl Subscription {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             version: 0,
+            broken_reason: None,
         }
     }
 

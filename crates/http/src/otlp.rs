@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hookwire_core::trace::SpanContext;
 use http::Uri;
 use http::header::{CONTENT_TYPE, USER_AGENT};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -30,8 +30,12 @@ const QUEUE: usize = 8192;
 const BATCH: usize = 512;
 /// A span waits at most this long before its batch is sent.
 const BATCH_DELAY: Duration = Duration::from_millis(500);
-/// One export request's timeout.
+/// One export's timeout, from connecting to the last byte of the collector's answer: a
+/// collector that stalls mid-answer must not wedge the exporter.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a collector's answer read (it is only drained, for the connection's reuse);
+/// a longer one is dropped with its connection.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
 /// At most one warning about failed exports this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -114,12 +118,20 @@ impl Exporter {
     /// Starts the background task that POSTs batches to `traces_url`
     /// (`<endpoint>/v1/traces`), naming the service `service_name`. Needs a Tokio runtime.
     pub fn start(traces_url: &str, service_name: &str) -> Result<Self> {
+        Self::start_with_timeout(traces_url, service_name, EXPORT_TIMEOUT)
+    }
+
+    fn start_with_timeout(
+        traces_url: &str,
+        service_name: &str,
+        export_timeout: Duration,
+    ) -> Result<Self> {
         let uri: Uri = traces_url
             .parse()
             .map_err(|e| Error::Config(format!("tracing.otlp_endpoint: {e}")))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(EXPORT_TIMEOUT));
+        http.set_connect_timeout(Some(export_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(None)?)
             .https_or_http()
@@ -136,6 +148,7 @@ impl Exporter {
             uri,
             resource: resource(service_name),
             dropped: dropped.clone(),
+            export_timeout,
             reported_dropped: 0,
             last_warning: None,
         };
@@ -163,6 +176,7 @@ struct Sender {
     uri: Uri,
     resource: Value,
     dropped: Arc<AtomicU64>,
+    export_timeout: Duration,
     reported_dropped: u64,
     last_warning: Option<Instant>,
 }
@@ -193,20 +207,31 @@ impl Sender {
             .body(Full::new(Bytes::from(body)));
         let result = match request {
             Ok(request) => {
-                match tokio::time::timeout(EXPORT_TIMEOUT, self.client.request(request)).await {
-                    Ok(Ok(response)) => {
-                        let status = response.status();
-                        // Read to the end so that the connection goes back to the pool.
-                        let _ = response.into_body().collect().await;
-                        if status.is_success() {
-                            Ok(())
-                        } else {
-                            Err(format!("the collector answered {status}"))
-                        }
+                let exchange = async {
+                    let response = self
+                        .client
+                        .request(request)
+                        .await
+                        .map_err(|e| crate::error_chain(&e))?;
+                    let status = response.status();
+                    // Drained so that the connection goes back to the pool.
+                    let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                        .collect()
+                        .await;
+                    if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!("the collector answered {status}"))
                     }
-                    Ok(Err(e)) => Err(crate::error_chain(&e)),
-                    Err(_) => Err(format!("no answer within {}s", EXPORT_TIMEOUT.as_secs())),
-                }
+                };
+                tokio::time::timeout(self.export_timeout, exchange)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "no complete answer within {}s",
+                            self.export_timeout.as_secs_f64()
+                        ))
+                    })
             }
             Err(e) => Err(e.to_string()),
         };
@@ -309,6 +334,75 @@ fn hex_of(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback collector whose first answer never ends (its head promises a body it
+    /// never sends) and which answers every later request at once: counts requests.
+    async fn stalling_collector() -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/v1/traces", listener.local_addr().expect("addr"));
+        let requests = Arc::new(AtomicU64::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let n = seen.fetch_add(1, Ordering::Relaxed);
+                let mut buf = vec![0; 64 << 10];
+                let _ = socket.read(&mut buf).await;
+                if n == 0 {
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n{")
+                        .await;
+                    held.push(socket);
+                } else {
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                }
+            }
+        });
+        (url, requests)
+    }
+
+    fn span() -> Span {
+        Span {
+            context: SpanContext::new_root(),
+            parent: None,
+            name: "event",
+            kind: SpanKind::Consumer,
+            start_unix_ns: 1,
+            end_unix_ns: 2,
+            attributes: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_collector_that_stalls_mid_answer_does_not_wedge_the_exporter() {
+        let (url, requests) = stalling_collector().await;
+        let exporter = Exporter::start_with_timeout(&url, "hookwire", Duration::from_millis(300))
+            .expect("starts");
+        exporter.export(span());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        // Every later span is exported too, once the stalled answer has timed out.
+        while requests.load(Ordering::Relaxed) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the exporter is stuck on the stalled answer"
+            );
+            exporter.export(span());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            exporter.dropped() >= 1,
+            "the stalled batch counts as dropped"
+        );
+    }
 
     #[test]
     fn spans_encode_as_otlp_json() {

@@ -25,7 +25,7 @@ mod transaction;
 mod writer;
 
 pub use error::{Error, Result};
-pub use payloads::Payload;
+pub use payloads::{Payload, PayloadLimits};
 pub use records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
 };

@@ -24,8 +24,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{SEP, org_prefix};
+
+mod budget;
+
 use crate::records::{Page, decode, encode};
 use crate::{Error, Result};
+pub use budget::{Evicted, PayloadLimits};
 
 /// The tree of the archive.
 const TREE: &str = "payload_archive";
@@ -99,6 +103,8 @@ impl Payload {
 #[derive(Debug, Clone)]
 pub(crate) struct Payloads {
     tree: sled::Tree,
+    /// What the archive holds, for its byte budgets.
+    usage: budget::Usage,
 }
 
 fn kind_prefix(org: &str, kind: u8) -> Vec<u8> {
@@ -346,10 +352,12 @@ impl Payloads {
     pub(crate) fn open(db: &sled::Db) -> Result<Self> {
         let this = Self {
             tree: db.open_tree(TREE)?,
+            usage: budget::Usage::default(),
         };
         if db.tree_names().iter().any(|n| n.as_ref() == b"payloads") {
             this.migrate(db)?;
         }
+        this.count_usage()?;
         Ok(this)
     }
 
@@ -433,6 +441,10 @@ impl Payloads {
             seen.insert(id);
             new.push(p);
         }
+        let added: Vec<(String, u64)> = new
+            .iter()
+            .map(|p| (p.org.clone(), p.body.len() as u64))
+            .collect();
         let (mut base, mut n) = (None, 0u64);
         let mut next_seq = || -> Result<u64> {
             let base = match base {
@@ -468,7 +480,11 @@ impl Payloads {
         if let Some(offset) = offset {
             batch.insert(APPLIED_KEY, &offset.to_be_bytes());
         }
-        Ok(self.tree.apply_batch(batch)?)
+        self.tree.apply_batch(batch)?;
+        for (org, bytes) in added {
+            self.usage.add(&org, bytes);
+        }
+        Ok(())
     }
 
     /// Removes every payload received before `older_than_ms`; returns how many. Walks
@@ -512,6 +528,7 @@ impl Payloads {
             from = last.to_vec();
             from.push(0);
             let mut batch = sled::Batch::default();
+            let mut freed = 0u64;
             for (key, raw) in &old {
                 let stamp = stamp_of(key, org)?;
                 let members = decode_block(raw, stamp)?;
@@ -532,6 +549,7 @@ impl Payloads {
                             batch.remove(piece_key(org, &m.seq.to_be_bytes(), i as u32));
                         }
                     }
+                    freed += record.body_bytes as u64;
                     removed += 1;
                 }
                 if kept.is_empty() {
@@ -541,6 +559,7 @@ impl Payloads {
                 }
             }
             self.tree.apply_batch(batch)?;
+            self.usage.remove(org, freed);
         }
     }
 

@@ -127,10 +127,15 @@ pub enum Change {
         /// Its offset in the payloads stream.
         offset: u64,
     },
-    /// Drop the event bodies received before a time.
+    /// Drop the event bodies received before a time, then the oldest of those over a
+    /// byte budget.
     PrunePayloads {
         /// Bodies received before this time (ms) go.
         older_than_ms: u64,
+        /// The most bytes of bodies kept in all (`store.payload_max_bytes`).
+        max_bytes: u64,
+        /// The most bytes of one organization's bodies (`store.payload_max_bytes_per_org`).
+        max_bytes_per_org: u64,
     },
     /// Drop dead letters older than a time, and beyond a count per organization.
     PruneDeadLetters {
@@ -322,10 +327,28 @@ impl Store {
             Change::ApplyPayloads { payloads, offset } => {
                 self.payloads.insert(&self.db, &payloads, Some(offset))
             }
-            Change::PrunePayloads { older_than_ms } => {
+            Change::PrunePayloads {
+                older_than_ms,
+                max_bytes,
+                max_bytes_per_org,
+            } => {
                 let removed = self.payloads.prune(older_than_ms)?;
                 if removed > 0 {
                     tracing::info!(removed, "Event payloads past their retention removed.");
+                }
+                let evicted = self
+                    .payloads
+                    .enforce_budgets(max_bytes, max_bytes_per_org)?;
+                for (budget, n) in [("org", evicted.per_org), ("total", evicted.total)] {
+                    if n > 0 {
+                        metrics::counter!("hookwire_payloads_evicted_total", "budget" => budget)
+                            .increment(n as u64);
+                        tracing::warn!(
+                            evicted = n,
+                            budget,
+                            "Kept event bodies over their byte budget removed, oldest first: they can no longer be resent."
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -372,17 +395,44 @@ impl Store {
     /// Deletes a subscription and its index entries (with `mark`'s offset, when replicated).
     fn delete(&self, org: &str, id: &Uuid, mark: Option<Mark<'_>>) -> Result<()> {
         let key = org_key(org, id);
+        // A record too damaged to name its events is found in the index by its id: a
+        // transaction cannot scan, so the scan comes first.
+        let orphans = match self.subscriptions.get(&key)? {
+            Some(raw) if decode_events(&raw).is_err() => self.index_keys_of(org, id)?,
+            _ => Vec::new(),
+        };
         self.transact(mark, |subs, index| {
             let Some(old) = subs.remove(key.as_slice())? else {
                 return Err(ConflictableTransactionError::Abort(Error::NotFound(*id)));
             };
-            for event in decode_events(&old)? {
-                index.remove(event_key(org, &event, id))?;
+            match decode_events(&old) {
+                Ok(events) => {
+                    for event in events {
+                        index.remove(event_key(org, &event, id))?;
+                    }
+                }
+                Err(_) => {
+                    for orphan in &orphans {
+                        index.remove(orphan.as_slice())?;
+                    }
+                }
             }
             Ok(())
         })?;
         self.subscribers.invalidate(org);
         Ok(())
+    }
+
+    /// Every index entry of `org`'s webhook `id`, whatever its event type.
+    fn index_keys_of(&self, org: &str, id: &Uuid) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        for key in self.by_event.scan_prefix(org_prefix(org)).keys() {
+            let key = key?;
+            if key.ends_with(id.as_bytes()) {
+                keys.push(key.to_vec());
+            }
+        }
+        Ok(keys)
     }
 
     /// Writes `sub` and its index entries in one transaction; with `expected`, only if the
@@ -557,18 +607,24 @@ impl Store {
     }
 
     /// One subscription of `org`.
+    /// A record that cannot be used is read as broken ([`Subscription::broken_reason`]).
     pub fn get(&self, org: &str, id: &Uuid) -> Result<Option<Subscription>> {
-        self.subscriptions
+        Ok(self
+            .subscriptions
             .get(org_key(org, id))?
-            .map(|raw| self.decode(&raw))
-            .transpose()
+            .map(|raw| self.decode_row(org, *id, &raw, true)))
     }
 
-    /// Every subscription of `org`, oldest first (UUIDv7 order).
+    /// Every subscription of `org`, oldest first (UUIDv7 order); broken ones as in
+    /// [`Store::get`].
     pub fn list(&self, org: &str) -> Result<Vec<Subscription>> {
+        let prefix = org_prefix(org);
         self.subscriptions
-            .scan_prefix(org_prefix(org))
-            .map(|entry| self.decode(&entry?.1))
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, raw) = entry?;
+                Ok(self.decode_row(org, id_after(&key, &prefix)?, &raw, true))
+            })
             .collect()
     }
 
@@ -604,7 +660,7 @@ impl Store {
                 more = true;
                 break;
             }
-            items.push(self.decode_without_keys(&raw)?);
+            items.push(self.decode_row(org, id_after(&key, &prefix)?, &raw, false));
         }
         let next_cursor = more
             .then(|| items.last().map(|s: &Subscription| s.id.to_string()))
@@ -640,6 +696,17 @@ impl Store {
         Ok(Page { items, next_cursor })
     }
 
+    /// Whether `org` has any webhook: one seek, nothing decoded.
+    pub fn has_webhooks(&self, org: &str) -> Result<bool> {
+        Ok(self
+            .subscriptions
+            .scan_prefix(org_prefix(org))
+            .keys()
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     /// How many subscriptions `org` has (keys only, nothing decoded).
     pub fn count(&self, org: &str) -> Result<usize> {
         let mut n = 0;
@@ -667,9 +734,8 @@ impl Store {
         let mut subs = Vec::new();
         for entry in self.by_event.scan_prefix(prefix) {
             let (key, _) = entry?;
-            let id = Uuid::from_slice(&key[prefix.len()..])
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
-            if let Some(sub) = self.get(org, &id)?
+            // A broken record reads as disabled: it costs its own deliveries only.
+            if let Some(sub) = self.get(org, &id_after(&key, prefix)?)?
                 && sub.enabled
             {
                 subs.push(sub);
@@ -677,6 +743,11 @@ impl Store {
         }
         Ok(subs)
     }
+}
+
+/// The id that ends `key`, after `prefix`.
+fn id_after(key: &[u8], prefix: &[u8]) -> Result<Uuid> {
+    Uuid::from_slice(&key[prefix.len()..]).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 /// What a compare-and-swap reads of the stored record: its version, its index entries and

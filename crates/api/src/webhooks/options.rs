@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use hookwire_core::custom_headers::{check_name, check_set, check_value};
 use hookwire_core::{CustomHeader, Ed25519Key, Filter, Subscription, now_ms};
 
-use super::{RotatedEd25519Key, check_expected_version, load, replace, rfc3339};
+use super::{RotatedEd25519Key, check_expected_version, load_sound, replace, rfc3339};
 use crate::error::ErrorBody;
 use crate::{ApiError, ApiState, Result};
 
@@ -88,7 +88,7 @@ pub async fn rotate_ed25519_key(
     Path((org, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<axum::Json<RotatedEd25519Key>> {
-    let mut sub = load(&state, &org, &id).await?;
+    let mut sub = load_sound(&state, &org, &id).await?;
     check_expected_version(&headers, None, &sub)?;
     if sub.ed25519_keys.is_empty() {
         return Err(ApiError::unprocessable(

@@ -63,6 +63,11 @@ pub struct Webhook {
     /// event of its types is delivered.
     #[serde(default)]
     pub filter: Option<String>,
+    /// Why its stored record cannot be used (it does not decode, a secret does not open,
+    /// its filter no longer passes the rules); null for a sound webhook. A broken webhook
+    /// receives nothing and can only be deleted.
+    #[serde(default)]
+    pub broken_reason: Option<String>,
 }
 
 /// A public key receivers verify `v1a` signatures with.
@@ -224,8 +229,25 @@ where
 /// Whether to send the test event before saving.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct VerifyParam {
-    /// `false` skips the test event. The URL is still checked against the target policy.
+    /// `false` skips the test event: operators' tokens only (403 `verify_required` for a
+    /// token limited to organizations, which could otherwise point a webhook anywhere the
+    /// target policy allows without the receiver's consent). The URL is still checked
+    /// against the target policy.
     pub verify: Option<bool>,
+}
+
+impl VerifyParam {
+    /// Whether to send the test event; refuses `verify=false` to all but operators.
+    pub(crate) fn test_event(&self, credential: &crate::auth::Credential) -> crate::Result<bool> {
+        match (self.verify, credential) {
+            (Some(false), crate::auth::Credential::Operator) => Ok(false),
+            (Some(false), _) => Err(crate::ApiError::Forbidden {
+                code: "verify_required",
+                message: "only an operator's token may skip the test event (`verify=false`)".into(),
+            }),
+            _ => Ok(true),
+        }
+    }
 }
 
 /// What the receiver answered to a test event.
@@ -302,6 +324,7 @@ impl From<&Subscription> for Webhook {
                 })
                 .collect(),
             filter: s.filter.as_ref().map(|f| f.source().to_owned()),
+            broken_reason: s.broken_reason.clone(),
         }
     }
 }

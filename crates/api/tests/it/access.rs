@@ -38,6 +38,8 @@ fn keys(config: &Config) -> AccessTokenKeys {
     AccessTokenKeys::derive(
         &config.secrets_key().expect("key"),
         &config.previous_secrets_keys().expect("keys"),
+        &config.amqp.namespace,
+        config.api.access_token_max_ttl,
     )
 }
 
@@ -118,6 +120,14 @@ fn routes(receiver_url: &str) -> Vec<Route> {
             "/v1/orgs/acme/webhooks/{id}/attempts",
             None,
             200,
+        ),
+        // The route's own answer to a webhook without Ed25519 signing: it reached the
+        // handler, which is what the matrix checks.
+        route(
+            Method::POST,
+            "/v1/orgs/acme/webhooks/{id}/rotate-ed25519-key",
+            None,
+            422,
         ),
         route(
             Method::POST,
@@ -248,7 +258,29 @@ async fn every_route_against_every_credential() {
         ("no token", "", |_| Expect::Unauthorized("unauthorized")),
     ];
 
-    for route in routes(&receiver.url()) {
+    let routes = routes(&receiver.url());
+    // The matrix covers every `/v1` route the router serves: its OpenAPI document is built
+    // from the same registrations, so a new route fails here until it has an entry.
+    let (status, spec) = api.call(Method::GET, "/openapi.json", None).await;
+    assert_eq!(status, 200);
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for method in item.as_object().expect("path item").keys() {
+            let covered = routes.iter().any(|r| {
+                r.method.as_str().eq_ignore_ascii_case(method)
+                    && r.template.replace("/orgs/acme/", "/orgs/{org}/") == *path
+            });
+            assert!(
+                covered,
+                "{} {path} has no entry in the access matrix: add one",
+                method.to_uppercase()
+            );
+        }
+    }
+
+    for route in routes {
         for (who, token, expect) in &credentials {
             let sub = new_subscription("acme", &receiver.url(), &["report_created"]);
             h.subscribe(&sub);

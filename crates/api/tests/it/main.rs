@@ -13,6 +13,7 @@ mod operations;
 mod races;
 mod resend;
 mod spec;
+mod tenants;
 
 use hookwire_testkit::Harness;
 use hookwire_testkit::harness::API_TOKEN;

@@ -256,6 +256,8 @@ async fn an_unknown_or_expired_event_is_404() {
     h.store
         .apply(Change::PrunePayloads {
             older_than_ms: now_ms() + 1,
+            max_bytes: u64::MAX,
+            max_bytes_per_org: u64::MAX,
         })
         .expect("prune");
     let (status, body) = resend(&api, &id, json!({"event_id": "evt-old"})).await;

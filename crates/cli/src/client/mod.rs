@@ -45,6 +45,8 @@ pub struct ApiFailure {
     pub code: Option<String>,
     /// The API's message, or the start of whatever body came.
     pub message: String,
+    /// The answer's `Retry-After` in seconds (a 429), when it sent one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl fmt::Display for ApiFailure {
@@ -83,6 +85,7 @@ impl ApiFailure {
                 status,
                 code: Some(code),
                 message,
+                retry_after: None,
             },
             _ => {
                 let text = String::from_utf8_lossy(body);
@@ -91,6 +94,7 @@ impl ApiFailure {
                     status,
                     code: None,
                     message,
+                    retry_after: None,
                 }
             }
         }
@@ -203,12 +207,20 @@ impl ApiClient {
             .await
             .with_context(|| format!("cannot reach the hookwire API at {}", self.base))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(std::time::Duration::from_secs);
         let bytes = response
             .bytes()
             .await
             .with_context(|| format!("cannot read the answer of {url}"))?;
         if !status.is_success() {
-            return Err(ApiFailure::from_body(status, &bytes).into());
+            let mut failure = ApiFailure::from_body(status, &bytes);
+            failure.retry_after = retry_after;
+            return Err(failure.into());
         }
         Ok((url, bytes.to_vec()))
     }

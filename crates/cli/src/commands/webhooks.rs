@@ -430,7 +430,19 @@ async fn resend(
             Some(event) => serde_json::json!({ "event_id": event }),
             None => serde_json::json!({ "from": from, "to": to, "cursor": cursor }),
         };
-        let page = client.resend(org, id, selection).await?.value;
+        let page = match client.resend(org, id, selection).await {
+            Ok(reply) => reply.value,
+            // A range outruns the resend budget: wait as the API says, then carry on.
+            Err(e) if event.is_none() => match e.downcast_ref::<crate::client::ApiFailure>() {
+                Some(f) if f.status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                    tokio::time::sleep(f.retry_after.unwrap_or(std::time::Duration::from_secs(1)))
+                        .await;
+                    continue;
+                }
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         all.queued.extend(page.queued);
         all.skipped.extend(page.skipped);
         cursor = page.next_cursor;

@@ -2,6 +2,7 @@
 //! runs its own daemon in its own namespace.
 
 mod broken;
+mod broken_row;
 mod circuit;
 mod delivery;
 mod fanout;

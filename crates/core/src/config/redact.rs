@@ -54,6 +54,11 @@ impl std::fmt::Debug for ApiConfig {
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_test_sends", &self.max_test_sends)
+            .field(
+                "resend_per_webhook_per_sec",
+                &self.resend_per_webhook_per_sec,
+            )
+            .field("resend_per_org_per_sec", &self.resend_per_org_per_sec)
             .finish()
     }
 }

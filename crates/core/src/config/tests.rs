@@ -131,6 +131,18 @@ fn errors_name_the_key() {
         }),
         ("api.max_connections", |c| c.api.max_connections = 0),
         ("api.max_test_sends", |c| c.api.max_test_sends = 0),
+        ("store.payload_max_bytes_per_org", |c| {
+            c.store.payload_max_bytes_per_org = 1000
+        }),
+        ("store.payload_max_bytes", |c| {
+            c.store.payload_max_bytes = c.store.payload_max_bytes_per_org - 1
+        }),
+        ("api.resend_per_webhook_per_sec", |c| {
+            c.api.resend_per_webhook_per_sec = 0
+        }),
+        ("api.resend_per_org_per_sec", |c| {
+            c.api.resend_per_org_per_sec = c.api.resend_per_webhook_per_sec - 1
+        }),
         ("secrets.key", |c| c.secrets.key = "c2hvcnQ=".into()),
         ("secrets.key", |c| c.secrets.key = "!!".into()),
         ("secrets.previous_keys", |c| {

@@ -39,6 +39,18 @@ impl Config {
             return Err(invalid("store.dead_letters_per_org", "must be at least 1"));
         }
         let (shortest, longest) = PAYLOAD_RETENTION_BOUNDS;
+        if self.store.payload_max_bytes_per_org < MIN_PAYLOAD_BUDGET_BYTES {
+            return Err(invalid(
+                "store.payload_max_bytes_per_org",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        if self.store.payload_max_bytes < self.store.payload_max_bytes_per_org {
+            return Err(invalid(
+                "store.payload_max_bytes",
+                "must be at least store.payload_max_bytes_per_org",
+            ));
+        }
         if !(shortest..=longest).contains(&self.store.payload_retention) {
             return Err(invalid(
                 "store.payload_retention",
@@ -154,6 +166,15 @@ impl Config {
         }
         if self.api.max_connections == 0 {
             return Err(invalid("api.max_connections", "must be at least 1"));
+        }
+        if self.api.resend_per_webhook_per_sec == 0 {
+            return Err(invalid("api.resend_per_webhook_per_sec", "must be at least 1"));
+        }
+        if self.api.resend_per_org_per_sec < self.api.resend_per_webhook_per_sec {
+            return Err(invalid(
+                "api.resend_per_org_per_sec",
+                "must be at least api.resend_per_webhook_per_sec",
+            ));
         }
         if self.api.max_test_sends == 0 {
             return Err(invalid("api.max_test_sends", "must be at least 1"));

@@ -138,6 +138,29 @@ impl Store {
         })
     }
 
+    /// The subscription stored under `org`'s key for `id`, or, when its record cannot be
+    /// used (it does not decode, a secret does not open, its filter no longer parses), what
+    /// could be read of it, disabled and with its `broken_reason`: one bad row must cost
+    /// only its own webhook, and must stay visible so that it can be deleted.
+    pub(super) fn decode_row(
+        &self,
+        org: &str,
+        id: Uuid,
+        raw: &[u8],
+        with_secrets: bool,
+    ) -> Subscription {
+        let decoded = if with_secrets {
+            self.decode(raw)
+        } else {
+            self.decode_without_keys(raw)
+        };
+        decoded.unwrap_or_else(|e| {
+            metrics::counter!("hookwire_webhook_broken_reads_total").increment(1);
+            tracing::warn!(org, webhook_id = %id, error = %e, "A stored webhook cannot be read; it receives nothing until it is deleted or replaced.");
+            broken_subscription(org, id, raw, e.to_string())
+        })
+    }
+
     pub(super) fn decode(&self, raw: &[u8]) -> Result<Subscription> {
         let r: Record = serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))?;
         let opened = self.unseal(&r)?;
@@ -269,6 +292,7 @@ impl Store {
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
             version: r.version,
+            broken_reason: None,
         })
     }
 }
@@ -300,6 +324,46 @@ impl FilterCache {
         }
         cache.insert(source.to_owned(), filter.clone());
         Ok(filter)
+    }
+}
+
+/// What can be read of a record that cannot be used: its plain fields when its JSON still
+/// parses as a record, else only its key's organization and id. No secret, no filter,
+/// disabled.
+fn broken_subscription(org: &str, id: Uuid, raw: &[u8], reason: String) -> Subscription {
+    let record = serde_json::from_slice::<Record>(raw).ok();
+    let (url, description, events, created_at_ms, updated_at_ms, version) = match record {
+        Some(r) => (
+            r.url,
+            r.description,
+            r.events,
+            r.created_at_ms,
+            r.updated_at_ms,
+            r.version,
+        ),
+        None => Default::default(),
+    };
+    Subscription {
+        id,
+        org: org.to_owned(),
+        url,
+        description,
+        events,
+        enabled: false,
+        disabled_reason: Some("broken".into()),
+        max_concurrency: None,
+        rate_limit_per_sec: None,
+        consecutive_failures: 0,
+        failing_since_ms: None,
+        last_success_ms: None,
+        keys: Vec::new(),
+        ed25519_keys: Vec::new(),
+        headers: Vec::new(),
+        filter: None,
+        created_at_ms,
+        updated_at_ms,
+        version,
+        broken_reason: Some(reason),
     }
 }
 

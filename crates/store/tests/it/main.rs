@@ -5,6 +5,7 @@ use hookwire_store::{Change, DeadLetterQuery, Error, SCHEMA_VERSION, Store};
 use uuid::Uuid;
 
 mod attempts;
+mod broken;
 mod delivery_options;
 mod durability;
 mod keys;

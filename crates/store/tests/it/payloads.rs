@@ -115,6 +115,8 @@ fn pruning_drops_what_was_received_before_the_cutoff() {
     store
         .apply(Change::PrunePayloads {
             older_than_ms: 2000,
+            max_bytes: u64::MAX,
+            max_bytes_per_org: u64::MAX,
         })
         .expect("prune");
     assert_eq!(store.payload("acme", "old").expect("read"), None);
@@ -240,4 +242,70 @@ fn the_earlier_layout_is_migrated_when_the_store_opens() {
             "{old} is still there: {names:?}"
         );
     }
+}
+
+#[test]
+fn byte_budgets_evict_the_oldest_bodies_first_per_org_then_in_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    const KIB: usize = 1024;
+    let body = vec![b'x'; 300 * KIB];
+    let record = |store: &hookwire_store::Store| {
+        store
+            .apply(Change::RecordPayloads(vec![
+                payload("acme", "a1", 1_000, &body),
+                payload("globex", "g1", 1_500, &body),
+                payload("acme", "a2", 61_000, &body),
+                payload("acme", "a3", 62_000, &body),
+                payload("acme", "a4", 121_000, &body),
+                payload("acme", "a5", 181_000, &body),
+                payload("globex", "g2", 200_000, &body),
+            ]))
+            .expect("record");
+    };
+    let prune = |store: &hookwire_store::Store, max_bytes: usize, max_bytes_per_org: usize| {
+        store
+            .apply(Change::PrunePayloads {
+                older_than_ms: 0,
+                max_bytes: max_bytes as u64,
+                max_bytes_per_org: max_bytes_per_org as u64,
+            })
+            .expect("prune");
+    };
+    let kept = |store: &hookwire_store::Store| -> Vec<&str> {
+        ["a1", "a2", "a3", "a4", "a5", "g1", "g2"]
+            .into_iter()
+            .filter(|id| {
+                let org = if id.starts_with('a') {
+                    "acme"
+                } else {
+                    "globex"
+                };
+                store.payload(org, id).expect("read").is_some()
+            })
+            .collect()
+    };
+    {
+        let store = open(&dir);
+        record(&store);
+        // Three bodies fit in one organization's MiB: acme's two oldest go, globex keeps both.
+        prune(&store, 100 * 1024 * KIB, 1024 * KIB);
+        assert_eq!(kept(&store), ["a3", "a4", "a5", "g1", "g2"]);
+        assert_eq!(
+            store.payload_stats().expect("stats").1,
+            5 * 300 * KIB as u64
+        );
+    }
+    // The usage is counted again when the store opens: the same budgets evict nothing more,
+    // a smaller total evicts the oldest of all, whatever its organization.
+    let store = open(&dir);
+    prune(&store, 100 * 1024 * KIB, 1024 * KIB);
+    assert_eq!(kept(&store), ["a3", "a4", "a5", "g1", "g2"]);
+    prune(&store, 1200 * KIB, 1024 * KIB);
+    assert_eq!(
+        kept(&store),
+        ["a3", "a4", "a5", "g2"],
+        "g1 was the oldest of all"
+    );
+    prune(&store, 700 * KIB, 700 * KIB);
+    assert_eq!(kept(&store), ["a5", "g2"]);
 }

@@ -1,0 +1,198 @@
+//! The archive's byte budgets: the bodies kept for resending, in all and per organization,
+//! never exceed `store.payload_max_bytes` and `store.payload_max_bytes_per_org` for longer
+//! than one prune period. Producers choose what is archived, so the archive's disk is
+//! bounded by configuration, not by what they send; the oldest bodies go first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Payloads, TIME, decode_block, decode_record, stamp_of, time_key};
+use crate::Result;
+use crate::keys::SEP;
+
+const MINUTE_MS: u64 = 60_000;
+
+/// What the archive holds now, kept in step with every insert and removal so that a
+/// budget is checked without reading the archive.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Usage(Arc<Mutex<Counts>>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: u64,
+    per_org: HashMap<String, u64>,
+}
+
+impl Usage {
+    pub(super) fn add(&self, org: &str, bytes: u64) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.total += bytes;
+        *c.per_org.entry(org.to_owned()).or_default() += bytes;
+    }
+
+    pub(super) fn remove(&self, org: &str, bytes: u64) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.total = c.total.saturating_sub(bytes);
+        if let Some(n) = c.per_org.get_mut(org) {
+            *n = n.saturating_sub(bytes);
+            if *n == 0 {
+                c.per_org.remove(org);
+            }
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+
+    fn orgs_over(&self, max_per_org: u64) -> Vec<String> {
+        let c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.per_org
+            .iter()
+            .filter(|(_, n)| **n > max_per_org)
+            .map(|(org, _)| org.clone())
+            .collect()
+    }
+}
+
+/// How long, and how much, the archive keeps: `store.payload_retention`,
+/// `store.payload_max_bytes` and `store.payload_max_bytes_per_org`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadLimits {
+    /// Bodies received longer ago go.
+    pub retention: std::time::Duration,
+    /// The most bytes of bodies kept in all.
+    pub max_bytes: u64,
+    /// The most bytes of one organization's bodies.
+    pub max_bytes_per_org: u64,
+}
+
+impl PayloadLimits {
+    /// The prune that enforces these limits at `now_ms`.
+    pub fn prune(&self, now_ms: u64) -> crate::Change {
+        let retention_ms = u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX);
+        crate::Change::PrunePayloads {
+            older_than_ms: now_ms.saturating_sub(retention_ms),
+            max_bytes: self.max_bytes,
+            max_bytes_per_org: self.max_bytes_per_org,
+        }
+    }
+}
+
+/// How many bodies each budget evicted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    /// Over `store.payload_max_bytes_per_org`.
+    pub per_org: usize,
+    /// Over `store.payload_max_bytes`.
+    pub total: usize,
+}
+
+impl Payloads {
+    /// Counts what the archive holds, once, when the store opens.
+    pub(super) fn count_usage(&self) -> Result<()> {
+        for entry in self.tree.iter() {
+            let (key, raw) = entry?;
+            let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                continue;
+            };
+            if key.first() == Some(&0xff) || key.get(sep + 1) != Some(&TIME) {
+                continue;
+            }
+            let org = String::from_utf8_lossy(&key[..sep]).into_owned();
+            for m in decode_block(&raw, &key[sep + 2..])? {
+                self.usage
+                    .add(&org, decode_record(m.record, false)?.body_bytes as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Evicts the oldest bodies of every organization over `max_per_org`, then the oldest
+    /// of all while the archive is over `max_total`.
+    pub(crate) fn enforce_budgets(&self, max_total: u64, max_per_org: u64) -> Result<Evicted> {
+        let mut evicted = Evicted::default();
+        for org in self.usage.orgs_over(max_per_org) {
+            let cutoff = self.cutoff(Some(&org), max_per_org)?;
+            evicted.per_org += self.prune_org(&org, cutoff)?;
+        }
+        if self.usage.total() > max_total {
+            let cutoff = self.cutoff(None, max_total)?;
+            evicted.total += self.prune(cutoff)?;
+        }
+        Ok(evicted)
+    }
+
+    /// The receipt time before which bodies must go for what remains of `org` (or of every
+    /// organization) to fit in `budget`: newest first, the first body that does not fit
+    /// and everything older go. Two passes keep its memory bounded whatever the archive
+    /// holds: bytes per minute first (at most one entry per minute of retention), then the
+    /// bodies of the one minute where the budget runs out.
+    fn cutoff(&self, org: Option<&str>, budget: u64) -> Result<u64> {
+        let mut per_minute = std::collections::BTreeMap::<u64, u64>::new();
+        self.each_size(org, |at_ms, bytes| {
+            *per_minute.entry(at_ms / MINUTE_MS).or_default() += bytes;
+        })?;
+        let mut newer = 0u64;
+        let mut boundary = None;
+        for (minute, bytes) in per_minute.iter().rev() {
+            if newer + bytes > budget {
+                boundary = Some(*minute);
+                break;
+            }
+            newer += bytes;
+        }
+        let Some(minute) = boundary else {
+            return Ok(0);
+        };
+        let mut sizes = Vec::new();
+        self.each_size(org, |at_ms, bytes| {
+            if at_ms / MINUTE_MS == minute {
+                sizes.push((at_ms, bytes));
+            }
+        })?;
+        sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (at_ms, bytes) in sizes {
+            newer += bytes;
+            if newer > budget {
+                return Ok(at_ms + 1);
+            }
+        }
+        Ok(minute * MINUTE_MS)
+    }
+
+    /// Calls `f` with the receipt time and size of every body of `org` (or of all).
+    fn each_size(&self, org: Option<&str>, mut f: impl FnMut(u64, u64)) -> Result<()> {
+        let mut scan = |org: &str, key: &[u8], raw: &[u8]| -> Result<()> {
+            for m in decode_block(raw, stamp_of(key, org)?)? {
+                f(
+                    m.received_at_ms,
+                    decode_record(m.record, false)?.body_bytes as u64,
+                );
+            }
+            Ok(())
+        };
+        match org {
+            Some(org) => {
+                for entry in self.tree.scan_prefix(time_key(org, &[])) {
+                    let (key, raw) = entry?;
+                    scan(org, &key, &raw)?;
+                }
+            }
+            None => {
+                for entry in self.tree.iter() {
+                    let (key, raw) = entry?;
+                    let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                        continue;
+                    };
+                    if key.first() == Some(&0xff) || key.get(sep + 1) != Some(&TIME) {
+                        continue;
+                    }
+                    let org = String::from_utf8_lossy(&key[..sep]).into_owned();
+                    scan(&org, &key, &raw)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
