@@ -53,6 +53,9 @@ fn errors_name_the_key() {
             c.delivery.retry_schedule = vec![Duration::ZERO]
         }),
         ("delivery.concurrency", |c| c.delivery.concurrency = 0),
+        ("delivery.max_slot_wait", |c| {
+            c.delivery.max_slot_wait = Duration::from_millis(10_001)
+        }),
         ("api.max_webhooks_per_org", |c| {
             c.api.max_webhooks_per_org = 0
         }),
