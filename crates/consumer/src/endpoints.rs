@@ -70,8 +70,8 @@ pub use hookwire_core::disposition::Deferral;
 mod held;
 pub mod limiter;
 
-pub use limiter::Signal;
 use limiter::Limiter;
+pub use limiter::Signal;
 
 /// What the circuit needs to know about the delivery that asks for an attempt.
 #[derive(Debug, Clone, Copy, Default)]
@@ -319,7 +319,6 @@ impl Endpoints {
         self.admit_as(sub, candidate, now, None)
     }
 
-
     fn admit_as(
         &self,
         sub: &Subscription,
@@ -431,23 +430,11 @@ impl Endpoints {
             Circuit::Closed => {
                 let bucket = Window::bucket_of(e.origin, self.limits.circuit.window, now);
                 let (calls, failures) = e.window.totals(bucket);
-                (
-                    CircuitState::Closed,
-                    rate(calls, failures),
-                    None,
-                )
+                (CircuitState::Closed, rate(calls, failures), None)
             }
             // Turns half-open at the next delivery; shown as it will be.
-            Circuit::Open { until } if now >= until => (
-                CircuitState::HalfOpen,
-                0.0,
-                None,
-            ),
-            Circuit::Open { until } => (
-                CircuitState::Open,
-                1.0,
-                Some(until - now),
-            ),
+            Circuit::Open { until } if now >= until => (CircuitState::HalfOpen, 0.0, None),
+            Circuit::Open { until } => (CircuitState::Open, 1.0, Some(until - now)),
             Circuit::HalfOpen {
                 successes,
                 failures,

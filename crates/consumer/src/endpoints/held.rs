@@ -49,9 +49,7 @@ impl Endpoints {
         match deferral {
             Deferral::CircuitOpen(_) => None,
             Deferral::RetryAfter(rest) => Some(rest),
-            Deferral::AtCapacity => {
-                Some(e.limiter.expected_wait(place, self.ceiling(sub)))
-            }
+            Deferral::AtCapacity => Some(e.limiter.expected_wait(place, self.ceiling(sub))),
             Deferral::RateLimited => {
                 let window_left = e.rate_window_start.map_or(Duration::ZERO, |start| {
                     (start + Duration::from_secs(1)).saturating_duration_since(now)

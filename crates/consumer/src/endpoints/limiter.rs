@@ -70,7 +70,9 @@ impl BaseLatency {
         if elapsed >= BASE_WINDOW {
             // The window just over becomes the previous one; after a silence of two,
             // neither says anything about the receiver now.
-            self.previous = (elapsed < 2 * BASE_WINDOW).then_some(self.current).flatten();
+            self.previous = (elapsed < 2 * BASE_WINDOW)
+                .then_some(self.current)
+                .flatten();
             self.current = None;
             self.window_start = now;
         }

@@ -443,7 +443,9 @@ async fn the_adaptive_limit_admits_its_limit_and_a_retry_after_pauses_the_webhoo
     admitted.truncate(3);
     let fourth = endpoints.admit(&s, FRESH, later).expect("3 in flight of 4");
     assert_eq!(
-        endpoints.snapshot(&s.id, later).map(|c| c.concurrency_limit),
+        endpoints
+            .snapshot(&s.id, later)
+            .map(|c| c.concurrency_limit),
         Some(4)
     );
     drop(fourth);

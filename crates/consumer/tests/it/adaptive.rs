@@ -18,7 +18,13 @@ async fn drain(h: &mut Harness, org: &str, n: usize) {
     let ids: Vec<String> = (0..n).map(|i| format!("evt-{i}")).collect();
     for chunk in ids.chunks(200) {
         join_all(chunk.iter().map(|id| {
-            h.publish(org, "report_created", id, "report_run_url", "https://mode.test/r")
+            h.publish(
+                org,
+                "report_created",
+                id,
+                "report_run_url",
+                "https://mode.test/r",
+            )
         }))
         .await;
     }
@@ -47,7 +53,10 @@ async fn circuit(h: &Harness, sub: &Subscription) -> serde_json::Value {
 /// The webhook's limit as `/metrics` shows it.
 async fn metric_limit(h: &Harness, sub: &Subscription) -> Option<u64> {
     let metrics = get(h, "/metrics").await;
-    let series = format!("hookwire_webhook_concurrency_limit{{webhook_id=\"{}\"}} ", sub.id);
+    let series = format!(
+        "hookwire_webhook_concurrency_limit{{webhook_id=\"{}\"}} ",
+        sub.id
+    );
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(series.as_str()))
@@ -80,9 +89,11 @@ async fn settles_at_an_overloaded_receivers_knee_and_wastes_few_attempts() {
     h.subscribe(&sub);
     const EVENTS: usize = 3000;
     drain(&mut h, "acme", EVENTS).await;
-    eventually(Duration::from_secs(180), "every event delivered", || async {
-        (receiver.delivered() >= EVENTS).then_some(())
-    })
+    eventually(
+        Duration::from_secs(180),
+        "every event delivered",
+        || async { (receiver.delivered() >= EVENTS).then_some(()) },
+    )
     .await;
     let arrivals = receiver.in_flight_at_arrivals();
     let settled = median(&arrivals[arrivals.len() / 2..]);
@@ -97,7 +108,10 @@ async fn settles_at_an_overloaded_receivers_knee_and_wastes_few_attempts() {
         (12..=20).contains(&settled),
         "settles within a quarter of the knee (16): median {settled} in flight"
     );
-    assert!(wasted < 0.01, "{refused} attempts answered 429/503 ({wasted:.4})");
+    assert!(
+        wasted < 0.01,
+        "{refused} attempts answered 429/503 ({wasted:.4})"
+    );
     let circuit = circuit(&h, &sub).await;
     let limit = circuit["concurrency_limit"].as_u64().expect("a limit");
     assert!((1..=24).contains(&limit), "{circuit}");
@@ -131,7 +145,10 @@ async fn a_burst_to_one_slow_webhook_waits_in_line_and_its_limit_grows() {
         .map(|i| at[i..].partition_point(|t| *t < at[i] + Duration::from_millis(90)))
         .max()
         .unwrap_or(0);
-    assert!(most > 8, "the limit grew past its start of 8: at most {most} at once");
+    assert!(
+        most > 8,
+        "the limit grew past its start of 8: at most {most} at once"
+    );
     let circuit = circuit(&h, &sub).await;
     assert!(
         circuit["concurrency_limit"].as_u64().expect("a limit") > 8,
@@ -161,6 +178,9 @@ async fn a_webhooks_max_concurrency_is_a_hard_ceiling() {
     })
     .await;
     assert_eq!(receiver.peak_in_flight(), 3, "never more, and it got there");
-    assert_eq!(circuit(&h, &sub).await["concurrency_limit"].as_u64(), Some(3));
+    assert_eq!(
+        circuit(&h, &sub).await["concurrency_limit"].as_u64(),
+        Some(3)
+    );
     h.finish().await;
 }

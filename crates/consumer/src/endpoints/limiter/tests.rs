@@ -53,7 +53,11 @@ fn a_webhooks_ceiling_is_never_passed_and_a_lower_one_applies_at_once() {
     let seen = saturated_rounds(&mut limiter, 3, 12, |_| ms(100), &mut t);
     assert_eq!(seen, [12, 12, 12]);
     assert_eq!(limiter.limit(3), 3, "a ceiling lowered since");
-    assert_eq!(Limiter::new(true, 2, t).limit(2), 2, "starts at most at the ceiling");
+    assert_eq!(
+        Limiter::new(true, 2, t).limit(2),
+        2,
+        "starts at most at the ceiling"
+    );
 }
 
 #[test]
@@ -85,7 +89,13 @@ fn a_slower_round_within_the_noise_floor_is_not_queueing() {
     let mut t = Instant::now();
     let mut limiter = Limiter::new(true, CEILING, t);
     // 0.2 ms unloaded, 4 ms loaded: twenty times slower, but less than MIN_QUEUEING more.
-    saturated_rounds(&mut limiter, 1, CEILING, |_| Duration::from_micros(200), &mut t);
+    saturated_rounds(
+        &mut limiter,
+        1,
+        CEILING,
+        |_| Duration::from_micros(200),
+        &mut t,
+    );
     let seen = saturated_rounds(&mut limiter, 3, CEILING, |_| ms(4), &mut t);
     assert_eq!(seen, [32, 64, 128]);
 }
@@ -173,14 +183,21 @@ fn without_adaptation_the_limit_is_the_ceiling_whatever_happens() {
     assert_eq!(limiter.record(overloaded, 0, 8, NO_PAUSE_MAX, t), None);
     assert_eq!(limiter.limit(8), 8);
     assert_eq!(limiter.limit(30), 30, "the ceiling, as it is now");
-    assert!(limiter.paused_for(t).is_some(), "Retry-After is honoured still");
+    assert!(
+        limiter.paused_for(t).is_some(),
+        "Retry-After is honoured still"
+    );
 }
 
 #[test]
 fn a_wait_for_a_slot_is_judged_by_the_rate_slots_free_at() {
     let mut t = Instant::now();
     let mut limiter = Limiter::new(true, CEILING, t);
-    assert_eq!(limiter.expected_wait(500, CEILING), Duration::ZERO, "nothing known yet");
+    assert_eq!(
+        limiter.expected_wait(500, CEILING),
+        Duration::ZERO,
+        "nothing known yet"
+    );
     saturated_rounds(&mut limiter, 1, CEILING, |_| ms(100), &mut t);
     // Slow start, 16 now: 16 + 32 + 64 + 128 + 256 slots in five rounds of 100 ms.
     assert_eq!(limiter.expected_wait(1, CEILING), ms(100));
@@ -192,5 +209,8 @@ fn a_wait_for_a_slot_is_judged_by_the_rate_slots_free_at() {
     let limit = limiter.limit(CEILING) as u32;
     let mean = limiter.recent_latency().expect("answered");
     let wait = limiter.expected_wait(limit * 3, CEILING);
-    assert!(wait.abs_diff(mean * 3) < Duration::from_micros(1), "{wait:?}");
+    assert!(
+        wait.abs_diff(mean * 3) < Duration::from_micros(1),
+        "{wait:?}"
+    );
 }
