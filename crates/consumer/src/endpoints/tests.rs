@@ -457,7 +457,7 @@ fn an_open_circuit_is_never_a_short_wait() {
     let s = sub();
     let t0 = Instant::now();
     open(&endpoints, &s, t0);
-    let deferral = endpoints.admit(&s, FRESH, t0).err().expect("deferred");
+    let deferral = endpoints.admit(&s, FRESH, t0).expect_err("deferred");
     assert!(matches!(deferral, Deferral::CircuitOpen(_)));
     assert_eq!(endpoints.expected_wait(&s, deferral, t0), None);
 }
