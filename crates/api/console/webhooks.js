@@ -10,6 +10,14 @@ const orgPath = (org) => `/v1/orgs/${encodeURIComponent(org)}`;
 const hookPath = (org, id) => `${orgPath(org)}/webhooks/${encodeURIComponent(id)}`;
 const hookLink = (org, id) => `#/orgs/${encodeURIComponent(org)}/webhooks/${encodeURIComponent(id)}`;
 
+/** "3 in flight of a limit of 16 (max 256)": the answering node's adaptive limit. */
+function concurrencyFact(w) {
+  const c = w.circuit;
+  if (!c || c.concurrency_limit == null) return 'Not attempted on this node yet';
+  const ceiling = w.max_concurrency == null ? '' : ` (max ${w.max_concurrency})`;
+  return `${c.in_flight ?? 0} in flight of a limit of ${c.concurrency_limit}${ceiling}`;
+}
+
 function health(w) {
   if (w.broken_reason) {
     return h('span', { class: 'pill bad', title: w.broken_reason }, 'Broken: delete it and create it again');
@@ -298,6 +306,7 @@ export async function webhookPage(main, context, id) {
     ['Consecutive failures', String(w.consecutive_failures)],
     ['Last success', time(w.last_success_at)],
     ['Circuit', w.circuit ? w.circuit.state.replace('_', '-') : '—'],
+    ['Concurrency', concurrencyFact(w)],
     ['Created', time(w.created_at)],
   ];
   replace(main,

@@ -410,6 +410,8 @@ impl Circuits for EngineCircuits {
             open_until_ms: snapshot
                 .open_for
                 .map(|rest| hookwire_core::now_ms() + rest.as_millis() as u64),
+            concurrency_limit: Some(snapshot.concurrency_limit as u64),
+            in_flight: Some(snapshot.in_flight as u64),
         })
     }
 }
@@ -474,6 +476,8 @@ fn daemon(
             concurrency: d.concurrency,
             limits: EndpointLimits {
                 per_endpoint_concurrency: d.per_endpoint_concurrency,
+                adaptive: d.adaptive_concurrency,
+                max_slot_wait: d.max_slot_wait,
                 circuit: CircuitLimits {
                     min_failures: d.circuit_failure_threshold,
                     failure_rate: d.circuit_failure_rate,

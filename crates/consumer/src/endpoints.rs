@@ -1,15 +1,20 @@
-//! Per-endpoint isolation. An endpoint is one webhook (its id), never a host: caps,
+//! Per-endpoint isolation. An endpoint is one webhook (its id), never a host: limits,
 //! rate limits and circuits are per webhook, so one org's failing receiver never slows
 //! or trips another's.
 //!
-//! A delivery that may not go now is deferred through a broker tier: holding it would keep
-//! its source message, and the prefetch window, hostage. The exception bounds deferral:
-//! a delivery the webhook's own cap or rate limit has deferred past the bound waits here
-//! for the webhook's next slot ([`Endpoints::wait_for_slot`]), ahead of every delivery
-//! deferred less long; at most [`EndpointLimits::max_held`] deliveries wait so at once.
+//! Each webhook's concurrency limit adapts to its receiver ([`limiter`]), under the
+//! webhook's `max_concurrency` or `delivery.per_endpoint_concurrency` as a hard ceiling.
+//!
+//! A delivery that may not go now waits here for the webhook's next slot
+//! ([`Endpoints::wait_for_slot`]) when that wait is short ([`Endpoints::expected_wait`]);
+//! otherwise it is deferred through a broker tier: holding it long would keep its source
+//! message, and the prefetch window, hostage. The exception bounds deferral: a delivery
+//! the webhook's limit or rate limit has deferred past the bound waits here however long.
+//! Held deliveries take slots ahead of every delivery deferred less long; at most
+//! [`EndpointLimits::max_held`] deliveries wait so at once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,8 +27,14 @@ use crate::telemetry;
 /// The isolation settings.
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointLimits {
-    /// Attempts in flight to one webhook, unless the webhook sets its own.
+    /// The most attempts in flight to one webhook, unless the webhook sets its own.
     pub per_endpoint_concurrency: usize,
+    /// Each webhook's limit adapts to its receiver under that ceiling; off, it is the
+    /// ceiling.
+    pub adaptive: bool,
+    /// The longest a delivery waits in process for its webhook's slot before it is
+    /// parked in the deferral tier; one expected to wait longer is parked at once.
+    pub max_slot_wait: Duration,
     /// When a webhook's circuit opens, and how it closes again.
     pub circuit: CircuitLimits,
     /// Deliveries past the deferral bound that may wait in process for their webhook's
@@ -55,6 +66,12 @@ pub struct CircuitLimits {
 }
 
 pub use hookwire_core::disposition::Deferral;
+
+mod held;
+pub mod limiter;
+
+use limiter::Limiter;
+pub use limiter::Signal;
 
 /// What the circuit needs to know about the delivery that asks for an attempt.
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,6 +114,10 @@ pub struct CircuitSnapshot {
     pub failure_rate: f64,
     /// While open: for how much longer.
     pub open_for: Option<Duration>,
+    /// Attempts it may have in flight now: its adaptive limit, at most its ceiling.
+    pub concurrency_limit: usize,
+    /// Attempts in flight to it now.
+    pub in_flight: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +183,9 @@ type Ticket = (u64, u64);
 #[derive(Debug)]
 struct Endpoint {
     in_flight: usize,
+    limiter: Limiter,
+    /// The ceiling at its last admission, for showing its limit.
+    ceiling: usize,
     /// Held deliveries waiting for a slot; while any waits, no other delivery takes one.
     waiting: BTreeSet<Ticket>,
     /// Woken whenever a slot frees or a waiter leaves.
@@ -177,10 +201,12 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(now: Instant) -> Self {
+    fn new(limiter: Limiter, ceiling: usize, now: Instant) -> Self {
         telemetry::circuits(CircuitState::Closed.as_str(), 1.0);
         Self {
             in_flight: 0,
+            limiter,
+            ceiling,
             waiting: BTreeSet::new(),
             freed: Arc::new(Notify::new()),
             circuit: Circuit::Closed,
@@ -218,29 +244,6 @@ pub struct Endpoints {
     tickets: Arc<AtomicU64>,
 }
 
-/// Leaves a webhook's queue of held deliveries when dropped (taken a slot, or cancelled).
-struct Place<'a> {
-    endpoints: &'a Endpoints,
-    id: Uuid,
-    ticket: Ticket,
-}
-
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        let mut all = self.endpoints.lock();
-        self.endpoints.held.fetch_sub(1, Ordering::SeqCst);
-        if let Some(e) = all.get_mut(&self.id)
-            && e.waiting.remove(&self.ticket)
-        {
-            // The next in line may take a slot this one did not.
-            e.freed.notify_waiters();
-        }
-    }
-}
-
-/// How often a held delivery looks again without being woken: a safety net only.
-const HELD_RECHECK: Duration = Duration::from_millis(250);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// Closed: its result goes into the window.
@@ -257,6 +260,9 @@ pub struct Admission {
     id: Uuid,
     kind: Kind,
     epoch: u64,
+    /// The limiter's generation when it was admitted.
+    generation: u64,
+    ceiling: usize,
     state: Arc<Mutex<HashMap<Uuid, Endpoint>>>,
     limits: EndpointLimits,
     finished: bool,
@@ -271,6 +277,28 @@ impl Endpoints {
             held: Arc::default(),
             tickets: Arc::default(),
         }
+    }
+
+    /// `sub`'s hard ceiling: its own `max_concurrency`, or the default.
+    fn ceiling(&self, sub: &Subscription) -> usize {
+        sub.max_concurrency
+            .map_or(self.limits.per_endpoint_concurrency, |n| n as usize)
+            .max(1)
+    }
+
+    /// `sub`'s state, made if this node has not seen it yet.
+    fn entry<'a>(
+        &self,
+        all: &'a mut HashMap<Uuid, Endpoint>,
+        sub: &Subscription,
+        now: Instant,
+    ) -> &'a mut Endpoint {
+        all.entry(sub.id).or_insert_with(|| {
+            let ceiling = self.ceiling(sub);
+            let limiter = Limiter::new(self.limits.adaptive, ceiling, now);
+            telemetry::concurrency_limit(&sub.id, limiter.limit(ceiling));
+            Endpoint::new(limiter, ceiling, now)
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Endpoint>> {
@@ -291,73 +319,6 @@ impl Endpoints {
         self.admit_as(sub, candidate, now, None)
     }
 
-    /// Holds a delivery deferred past the bound by `sub`'s cap or rate limit until it
-    /// can be admitted: held deliveries take `sub`'s slots in the order they were first
-    /// deferred (`deferred_since_ms`), before any delivery that is not held. `Err` when it
-    /// may not be held (already [`EndpointLimits::max_held`] held) or the circuit holds it
-    /// back: park it instead. Dropping the future gives its place up.
-    pub async fn wait_for_slot(
-        &self,
-        sub: &Subscription,
-        candidate: Candidate,
-        deferred_since_ms: u64,
-    ) -> Result<Admission, Deferral> {
-        let ticket = (
-            deferred_since_ms,
-            self.tickets.fetch_add(1, Ordering::Relaxed),
-        );
-        let freed = {
-            // Counted under the lock, with the ticket, so the two always agree.
-            let mut all = self.lock();
-            if self.held.load(Ordering::SeqCst) >= self.limits.max_held {
-                return Err(Deferral::AtCapacity);
-            }
-            self.held.fetch_add(1, Ordering::SeqCst);
-            let e = all
-                .entry(sub.id)
-                .or_insert_with(|| Endpoint::new(Instant::now()));
-            e.waiting.insert(ticket);
-            e.freed.clone()
-        };
-        let _place = Place {
-            endpoints: self,
-            id: sub.id,
-            ticket,
-        };
-        loop {
-            let woken = freed.notified();
-            tokio::pin!(woken);
-            // Registered before looking, so that a slot freed in between wakes it.
-            woken.as_mut().enable();
-            let now = Instant::now();
-            let recheck = match self.admit_as(sub, candidate, now, Some(ticket)) {
-                Ok(admission) => return Ok(admission),
-                Err(Deferral::RateLimited) => self.rate_window_left(&sub.id, now),
-                Err(Deferral::AtCapacity) => HELD_RECHECK,
-                Err(circuit) => return Err(circuit),
-            };
-            tokio::select! {
-                () = &mut woken => {}
-                () = tokio::time::sleep(recheck.min(HELD_RECHECK)) => {}
-            }
-        }
-    }
-
-    /// How long until `id`'s rate window starts over.
-    fn rate_window_left(&self, id: &Uuid, now: Instant) -> Duration {
-        let all = self.lock();
-        all.get(id)
-            .and_then(|e| e.rate_window_start)
-            .map_or(Duration::ZERO, |start| {
-                (start + Duration::from_secs(1)).saturating_duration_since(now)
-            })
-    }
-
-    /// Deliveries held in [`Self::wait_for_slot`] now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::SeqCst)
-    }
-
     fn admit_as(
         &self,
         sub: &Subscription,
@@ -367,7 +328,7 @@ impl Endpoints {
     ) -> Result<Admission, Deferral> {
         let c = self.limits.circuit;
         let mut all = self.lock();
-        let e = all.entry(sub.id).or_insert_with(|| Endpoint::new(now));
+        let e = self.entry(&mut all, sub, now);
         let forced = candidate.deferred_for.is_some_and(|d| d >= c.max_deferral);
         if let Circuit::Open { until } = e.circuit
             && now >= until
@@ -404,15 +365,21 @@ impl Endpoints {
                 }
             }
         };
-        let cap = sub
-            .max_concurrency
-            .map_or(self.limits.per_endpoint_concurrency, |n| n as usize);
+        if let Some(rest) = e.limiter.paused_for(now) {
+            return Err(Deferral::RetryAfter(rest));
+        }
+        let ceiling = self.ceiling(sub);
+        e.ceiling = ceiling;
+        let limit = e.limiter.limit(ceiling);
         // Held deliveries go first, the longest deferred of them first.
         let next_in_line = match ticket {
             None => e.waiting.is_empty(),
             Some(ticket) => e.waiting.first() == Some(&ticket),
         };
-        if !next_in_line || e.in_flight >= cap.max(1) {
+        if !next_in_line || e.in_flight >= limit {
+            if e.in_flight >= limit {
+                e.limiter.saturated();
+            }
             return Err(Deferral::AtCapacity);
         }
         if let Some(limit) = sub.rate_limit_per_sec {
@@ -430,6 +397,9 @@ impl Endpoints {
             }
         }
         e.in_flight += 1;
+        if e.in_flight >= limit {
+            e.limiter.saturated();
+        }
         if let (Kind::Trial, Circuit::HalfOpen { admitted, .. }) = (kind, &mut e.circuit) {
             *admitted += 1;
         }
@@ -437,6 +407,8 @@ impl Endpoints {
             id: sub.id,
             kind,
             epoch: e.epoch,
+            generation: e.limiter.generation(),
+            ceiling,
             state: self.state.clone(),
             limits: self.limits,
             finished: false,
@@ -454,36 +426,31 @@ impl Endpoints {
                 f64::from(failures) / f64::from(calls)
             }
         };
-        Some(match e.circuit {
+        let (state, failure_rate, open_for) = match e.circuit {
             Circuit::Closed => {
                 let bucket = Window::bucket_of(e.origin, self.limits.circuit.window, now);
                 let (calls, failures) = e.window.totals(bucket);
-                CircuitSnapshot {
-                    state: CircuitState::Closed,
-                    failure_rate: rate(calls, failures),
-                    open_for: None,
-                }
+                (CircuitState::Closed, rate(calls, failures), None)
             }
             // Turns half-open at the next delivery; shown as it will be.
-            Circuit::Open { until } if now >= until => CircuitSnapshot {
-                state: CircuitState::HalfOpen,
-                failure_rate: 0.0,
-                open_for: None,
-            },
-            Circuit::Open { until } => CircuitSnapshot {
-                state: CircuitState::Open,
-                failure_rate: 1.0,
-                open_for: Some(until - now),
-            },
+            Circuit::Open { until } if now >= until => (CircuitState::HalfOpen, 0.0, None),
+            Circuit::Open { until } => (CircuitState::Open, 1.0, Some(until - now)),
             Circuit::HalfOpen {
                 successes,
                 failures,
                 ..
-            } => CircuitSnapshot {
-                state: CircuitState::HalfOpen,
-                failure_rate: rate(successes + failures, failures),
-                open_for: None,
-            },
+            } => (
+                CircuitState::HalfOpen,
+                rate(successes + failures, failures),
+                None,
+            ),
+        };
+        Some(CircuitSnapshot {
+            state,
+            failure_rate,
+            open_for,
+            concurrency_limit: e.limiter.limit(e.ceiling),
+            in_flight: e.in_flight,
         })
     }
 }
@@ -491,11 +458,17 @@ impl Endpoints {
 impl Admission {
     /// Records the attempt's result: a closed circuit opens on its window's failure
     /// rate, a half-open one closes or re-opens on its trials'.
-    pub fn finish(mut self, succeeded: bool, now: Instant) {
-        self.release(Some(succeeded), now);
+    pub fn finish(self, succeeded: bool, now: Instant) {
+        self.finish_with(succeeded, Signal::None, now);
     }
 
-    fn release(&mut self, result: Option<bool>, now: Instant) {
+    /// Like [`Self::finish`], and the webhook's limit judges what the result says of
+    /// the receiver's load.
+    pub fn finish_with(mut self, succeeded: bool, signal: Signal, now: Instant) {
+        self.release(Some(succeeded), signal, now);
+    }
+
+    fn release(&mut self, result: Option<bool>, signal: Signal, now: Instant) {
         if self.finished {
             return;
         }
@@ -509,6 +482,13 @@ impl Admission {
             return;
         };
         e.in_flight = e.in_flight.saturating_sub(1);
+        let pause_max = c.max_deferral;
+        if let Some(limit) = e
+            .limiter
+            .record(signal, self.generation, self.ceiling, pause_max, now)
+        {
+            telemetry::concurrency_limit(&self.id, limit);
+        }
         if !e.waiting.is_empty() {
             e.freed.notify_waiters();
         }
@@ -564,7 +544,7 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.release(None, Instant::now());
+        self.release(None, Signal::None, Instant::now());
     }
 }
 

@@ -27,7 +27,7 @@ use self::fair::FairPermits;
 use crate::Result;
 use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
-use crate::endpoints::{EndpointLimits, Endpoints};
+use crate::endpoints::{EndpointLimits, Endpoints, Signal};
 use crate::payloads::PayloadArchive;
 use crate::spans::{self, Spans};
 use crate::telemetry;
@@ -344,9 +344,10 @@ impl Engine {
             }
         };
         // The circuit counts what says the receiver is unwell; a 4xx or 410 is an answer.
+        let load = load_signal(&report);
         match report.outcome {
-            Outcome::Delivered => admission.finish(true, Instant::now()),
-            Outcome::Retry { .. } => admission.finish(false, Instant::now()),
+            Outcome::Delivered => admission.finish_with(true, load, Instant::now()),
+            Outcome::Retry { .. } => admission.finish_with(false, load, Instant::now()),
             Outcome::Permanent | Outcome::Gone => drop(admission),
         }
         let attempt = task.attempts + 1;
@@ -504,5 +505,18 @@ impl Engine {
         telemetry::in_flight(-1.0);
         telemetry::attempt_finished(outcome_name(report.outcome), report.latency);
         report
+    }
+}
+
+/// What an attempt says about its receiver's load: a 2xx's latency; a timeout, 429 or
+/// 503 (with its `Retry-After`) as overload; anything else nothing.
+fn load_signal(report: &AttemptReport) -> Signal {
+    match (report.outcome, report.status, report.failure) {
+        (Outcome::Delivered, ..) => Signal::Answered(report.latency),
+        (Outcome::Retry { after }, Some(429 | 503), _) => Signal::Overloaded { retry_after: after },
+        (_, _, Some(hookwire_core::AttemptFailure::Timeout)) => {
+            Signal::Overloaded { retry_after: None }
+        }
+        _ => Signal::None,
     }
 }

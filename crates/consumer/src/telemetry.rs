@@ -122,8 +122,14 @@ pub(crate) fn deferral(deferral: hookwire_core::disposition::Deferral) {
         Deferral::AtCapacity => "at_capacity",
         Deferral::RateLimited => "rate_limited",
         Deferral::CircuitOpen(_) => "circuit_open",
+        Deferral::RetryAfter(_) => "retry_after",
     };
     counter!("hookwire_deferrals_total", "cause" => cause).increment(1);
+}
+
+/// A delivery its webhook's limit turned away got a slot after a short wait in process.
+pub(crate) fn waited_for_slot() {
+    counter!("hookwire_deliveries_waited_for_slot_total").increment(1);
 }
 
 /// A delivery deferred past the bound by its webhook's cap or rate limit, held in
@@ -144,6 +150,12 @@ pub(crate) fn fanout_in_flight(publishes: usize) {
 
 static MAX_FANOUT_IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
+
+/// Webhook `id`'s concurrency limit changed to `limit`. One series per webhook this node
+/// delivered to since it started: bounded by the webhooks there are.
+pub(crate) fn concurrency_limit(id: &uuid::Uuid, limit: usize) {
+    gauge!("hookwire_webhook_concurrency_limit", "webhook_id" => id.to_string()).set(limit as f64);
+}
 
 /// Webhooks whose circuit is in `state` on this node (`closed`, `open`, `half_open`).
 pub(crate) fn circuits(state: &'static str, delta: f64) {

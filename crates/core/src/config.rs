@@ -203,6 +203,10 @@ pub struct ApiConfig {
 /// The shortest bearer token accepted in `api.tokens` and `api.org_tokens`.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
+/// The longest `delivery.max_slot_wait`: a waiting delivery keeps its message unacked,
+/// and a longer wait is what the deferral tier is for.
+pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
+
 /// The shortest `api.access_token_max_ttl`: an access token lives at least a minute.
 pub const MIN_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(60);
 /// The longest `api.access_token_max_ttl`: access tokens cannot be revoked one by one,
@@ -235,8 +239,16 @@ pub struct DeliveryConfig {
     pub retry_schedule: Vec<Duration>,
     /// Attempts in flight at once.
     pub concurrency: usize,
-    /// Attempts in flight at once to one webhook.
+    /// The most attempts in flight at once to one webhook that sets no `max_concurrency`.
     pub per_endpoint_concurrency: usize,
+    /// Each webhook's concurrency limit adapts to its receiver's latency and overload
+    /// answers, under its ceiling; off, the ceiling is the limit.
+    pub adaptive_concurrency: bool,
+    /// The longest a delivery waits in process for its webhook's next slot before it is
+    /// parked in the deferral tier; a delivery expected to wait longer is parked at once.
+    /// Zero: never wait.
+    #[serde(with = "humantime_serde")]
+    pub max_slot_wait: Duration,
     /// Above this many subscribers, deliveries are published as tasks.
     pub inline_fanout_max: usize,
     /// Failures within `circuit_window` needed, at the least, before the failure rate

@@ -54,6 +54,9 @@ pub enum Deferral {
     RateLimited,
     /// The webhook's circuit is open for this much longer.
     CircuitOpen(Duration),
+    /// The receiver asked, with `Retry-After` on a 429 or 503, to be sent nothing for
+    /// this much longer.
+    RetryAfter(Duration),
 }
 
 /// What becomes of a delivery its webhook's caps or circuit hold back.
@@ -155,10 +158,13 @@ impl DeliveryRules {
     }
 
     /// A task its webhook's caps or circuit hold back waits without using an attempt: an
-    /// open circuit in the smallest tier that outlasts it, anything else in the deferral tier.
+    /// open circuit or a receiver's pause in the smallest tier that outlasts it, anything
+    /// else in the deferral tier.
     pub fn deferred(&self, deferral: Deferral) -> Disposition {
         let delay = match deferral {
-            Deferral::CircuitOpen(rest) => self.plan.tier_covering(rest),
+            Deferral::CircuitOpen(rest) | Deferral::RetryAfter(rest) => {
+                self.plan.tier_covering(rest)
+            }
             Deferral::AtCapacity | Deferral::RateLimited => self.plan.deferral(),
         };
         Disposition::Park {

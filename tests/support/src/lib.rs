@@ -4,6 +4,8 @@
 //! - [`broker`]: a unique namespace per test, queue inspection, and clear failures when
 //!   the broker is not there.
 //! - [`receiver`]: a scriptable HTTP receiver that records requests and counts TCP accepts.
+//! - [`overloaded`]: a receiver with a capacity: slower past one knee, 429 and 503 past
+//!   another.
 //! - [`misbehaving`]: raw-TCP receivers that misbehave on purpose (huge, endless or
 //!   trickled responses).
 //! - [`harness`]: a daemon running in-process against a seeded store.
@@ -14,6 +16,7 @@ pub mod broker;
 pub mod cluster;
 pub mod harness;
 pub mod misbehaving;
+pub mod overloaded;
 pub mod receiver;
 pub mod serve_child;
 pub mod tls;

@@ -79,7 +79,7 @@ pub struct PublicKeyInfo {
     pub valid_until: Option<String>,
 }
 
-/// A webhook's circuit breaker, on one node.
+/// A webhook's circuit breaker and concurrency limit, on one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Circuit {
     /// `closed` (attempts go ahead), `open` (deliveries are deferred without a request)
@@ -90,6 +90,14 @@ pub struct Circuit {
     pub failure_rate: f64,
     /// While open: when it turns half-open (ms since the epoch).
     pub open_until_ms: Option<u64>,
+    /// Attempts this node lets be in flight to it now: its adaptive limit, at most its
+    /// `max_concurrency` (or `delivery.per_endpoint_concurrency`). Read-only; null until
+    /// this node has attempted it.
+    #[serde(default)]
+    pub concurrency_limit: Option<u64>,
+    /// Attempts in flight to it on this node now; null until this node has attempted it.
+    #[serde(default)]
+    pub in_flight: Option<u64>,
 }
 
 impl Webhook {
@@ -101,6 +109,8 @@ impl Webhook {
                 state: "closed".to_owned(),
                 failure_rate: 0.0,
                 open_until_ms: None,
+                concurrency_limit: None,
+                in_flight: None,
             })
         });
         self

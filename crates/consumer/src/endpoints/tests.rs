@@ -3,6 +3,9 @@ use super::*;
 fn limits() -> EndpointLimits {
     EndpointLimits {
         per_endpoint_concurrency: 2,
+        // Fixed caps here; the adaptive limit has tests of its own below and in `limiter`.
+        adaptive: false,
+        max_slot_wait: Duration::from_secs(1),
         circuit: CircuitLimits {
             min_failures: 3,
             failure_rate: 0.5,
@@ -398,4 +401,63 @@ async fn a_held_delivery_takes_the_next_rate_window_before_any_fresh_one() {
     );
     assert_eq!(admitted.recv().await, Some(7));
     waiter.abort();
+}
+
+#[tokio::test]
+async fn the_adaptive_limit_admits_its_limit_and_a_retry_after_pauses_the_webhook() {
+    let endpoints = Endpoints::new(EndpointLimits {
+        per_endpoint_concurrency: 256,
+        adaptive: true,
+        ..limits()
+    });
+    let s = sub();
+    let t0 = Instant::now();
+    let mut admitted: Vec<Admission> = (0..limiter::INITIAL_LIMIT)
+        .map(|_| endpoints.admit(&s, FRESH, t0).expect("within the limit"))
+        .collect();
+    assert_eq!(
+        endpoints.admit(&s, FRESH, t0).err(),
+        Some(Deferral::AtCapacity)
+    );
+    let snapshot = endpoints.snapshot(&s.id, t0).expect("seen");
+    assert_eq!((snapshot.concurrency_limit, snapshot.in_flight), (8, 8));
+    let asks = Signal::Overloaded {
+        retry_after: Some(secs(2)),
+    };
+    admitted.pop().expect("one").finish_with(false, asks, t0);
+    assert_eq!(
+        endpoints.admit(&s, FRESH, t0).err(),
+        Some(Deferral::RetryAfter(secs(2))),
+        "paused, though a slot is free"
+    );
+    assert_eq!(
+        endpoints.expected_wait(&s, Deferral::RetryAfter(secs(2)), t0),
+        Some(secs(2))
+    );
+    let later = t0 + secs(2);
+    assert_eq!(
+        endpoints.admit(&s, FRESH, later).err(),
+        Some(Deferral::AtCapacity),
+        "halved to 4, with 7 still in flight"
+    );
+    admitted.truncate(3);
+    let fourth = endpoints.admit(&s, FRESH, later).expect("3 in flight of 4");
+    assert_eq!(
+        endpoints
+            .snapshot(&s.id, later)
+            .map(|c| c.concurrency_limit),
+        Some(4)
+    );
+    drop(fourth);
+}
+
+#[test]
+fn an_open_circuit_is_never_a_short_wait() {
+    let endpoints = Endpoints::new(limits());
+    let s = sub();
+    let t0 = Instant::now();
+    open(&endpoints, &s, t0);
+    let deferral = endpoints.admit(&s, FRESH, t0).expect_err("deferred");
+    assert!(matches!(deferral, Deferral::CircuitOpen(_)));
+    assert_eq!(endpoints.expected_wait(&s, deferral, t0), None);
 }

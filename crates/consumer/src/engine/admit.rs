@@ -1,5 +1,6 @@
-//! Admission of an attempt, or its deferral: parked in a tier below the deferral bound,
-//! held in process for the webhook's next slot past it.
+//! Admission of an attempt, or its deferral: held in process for the webhook's next
+//! slot when that comes soon (or once deferred past the deferral bound), parked in a
+//! tier otherwise.
 
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,41 @@ impl Engine {
             attempted: task.attempts > 0,
             deferred_for,
         };
-        let deferral = match self.endpoints.admit(sub, candidate, Instant::now()) {
+        let mut deferral = match self.endpoints.admit(sub, candidate, Instant::now()) {
             Ok(admission) => return Ok(Some(admission)),
             Err(deferral) => deferral,
         };
         let since_ms = task.deferred_since_ms.unwrap_or(now_ms);
+        let max_wait = self.settings.limits.max_slot_wait;
+        let soon = self
+            .endpoints
+            .expected_wait(sub, deferral, Instant::now())
+            .is_some_and(|wait| wait <= max_wait);
+        if soon {
+            // A short wait in line beats a round trip through a tier, whose delay is
+            // longer than the wait and leaves the receiver idle meanwhile.
+            let waited = tokio::time::timeout(
+                max_wait,
+                self.endpoints.wait_for_slot(sub, candidate, since_ms),
+            );
+            let waited = tokio::select! {
+                waited = waited => waited,
+                () = self.grace_over.cancelled() => {
+                    let deferred = Task { deferred_since_ms: Some(since_ms), ..task.clone() };
+                    self.settle(publisher, &deferred, body, self.rules.handed_back()).await?;
+                    return Ok(None);
+                }
+            };
+            match waited {
+                Ok(Ok(admission)) => {
+                    telemetry::waited_for_slot();
+                    return Ok(Some(admission));
+                }
+                Ok(Err(refused)) => deferral = refused,
+                // Slots freed slower than expected: the tier after all.
+                Err(_) => {}
+            }
+        }
         let deferred = Task {
             deferred_since_ms: Some(since_ms),
             ..task.clone()

@@ -215,7 +215,7 @@ async fn a_receiver_that_is_down_stops_being_attempted_while_its_deliveries_wait
     // Over 8 s the 30 deliveries come back from their 200 ms tiers some 30 times each.
     // Only the half-open circuit's 3 trials get through, once per cool-off (3 s) and the
     // tier they wait in: at most 3 rounds; plus what was in flight when it opened (at
-    // most per_endpoint_concurrency, 8).
+    // most the webhook's limit, which starts at 8 and only shrinks on failures).
     tokio::time::sleep(Duration::from_secs(8)).await;
     let during = down.requests().len() - at_open;
     assert!(

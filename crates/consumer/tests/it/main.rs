@@ -1,6 +1,7 @@
 //! Delivery engine tests against the real broker and real loopback receivers. Each test
 //! runs its own daemon in its own namespace.
 
+mod adaptive;
 mod broken;
 mod broken_row;
 mod circuit;

@@ -11,7 +11,7 @@ fn defaults_parse_and_need_only_a_key() {
     let c = Config::defaults();
     assert!(matches!(c.validate(), Err(Error::Config { key, .. }) if key == "secrets.key"));
     dev().validate().expect("defaults plus a key are valid");
-    assert_eq!(dev().prefetch(), 128);
+    assert_eq!(dev().prefetch(), 1024, "twice delivery.concurrency");
 }
 
 #[test]
@@ -53,6 +53,9 @@ fn errors_name_the_key() {
             c.delivery.retry_schedule = vec![Duration::ZERO]
         }),
         ("delivery.concurrency", |c| c.delivery.concurrency = 0),
+        ("delivery.max_slot_wait", |c| {
+            c.delivery.max_slot_wait = Duration::from_millis(10_001)
+        }),
         ("api.max_webhooks_per_org", |c| {
             c.api.max_webhooks_per_org = 0
         }),

@@ -96,6 +96,9 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if d.max_slot_wait > MAX_SLOT_WAIT {
+            return Err(invalid("delivery.max_slot_wait", "must be at most 10s"));
+        }
         d.retry_plan_of(schedule)?;
         if d.max_event_bytes == 0 || d.max_event_bytes > 16 * 1024 * 1024 {
             return Err(invalid(

@@ -366,6 +366,8 @@ fn deferrals_use_no_attempt() {
         (Deferral::CircuitOpen(secs(3)), 5),
         (Deferral::CircuitOpen(secs(31)), 120),
         (Deferral::CircuitOpen(secs(9999)), 120),
+        (Deferral::RetryAfter(secs(3)), 5),
+        (Deferral::RetryAfter(secs(31)), 120),
     ] {
         assert_eq!(
             rules.deferred(deferral),

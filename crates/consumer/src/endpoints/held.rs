@@ -1,0 +1,129 @@
+//! Deliveries waiting in process for their webhook's next slot: in the order they were
+//! first deferred, and never more than [`max_held`](super::EndpointLimits::max_held) at once.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hookwire_core::Subscription;
+use uuid::Uuid;
+
+use super::{Admission, Candidate, Deferral, Endpoints, Ticket};
+
+/// Leaves a webhook's queue of held deliveries when dropped (taken a slot, or cancelled).
+struct Place<'a> {
+    endpoints: &'a Endpoints,
+    id: Uuid,
+    ticket: Ticket,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut all = self.endpoints.lock();
+        self.endpoints.held.fetch_sub(1, Ordering::SeqCst);
+        if let Some(e) = all.get_mut(&self.id)
+            && e.waiting.remove(&self.ticket)
+        {
+            // The next in line may take a slot this one did not.
+            e.freed.notify_waiters();
+        }
+    }
+}
+
+/// How often a held delivery looks again without being woken: a safety net only.
+const HELD_RECHECK: Duration = Duration::from_millis(250);
+
+impl Endpoints {
+    /// How long a delivery `deferral` turned away from `sub` can expect to wait here for
+    /// a slot: its place in line over the rate at which slots free (the limit over the
+    /// recent latency), or until the rate window or the receiver's `Retry-After` is over.
+    /// `None` for an open circuit: that is a wait for a tier.
+    pub fn expected_wait(
+        &self,
+        sub: &Subscription,
+        deferral: Deferral,
+        now: Instant,
+    ) -> Option<Duration> {
+        let all = self.lock();
+        let e = all.get(&sub.id)?;
+        let place = e.waiting.len() as u32 + 1;
+        match deferral {
+            Deferral::CircuitOpen(_) => None,
+            Deferral::RetryAfter(rest) => Some(rest),
+            Deferral::AtCapacity => Some(e.limiter.expected_wait(place, self.ceiling(sub))),
+            Deferral::RateLimited => {
+                let window_left = e.rate_window_start.map_or(Duration::ZERO, |start| {
+                    (start + Duration::from_secs(1)).saturating_duration_since(now)
+                });
+                let per_second = sub.rate_limit_per_sec.unwrap_or(u32::MAX).max(1);
+                Some(window_left + Duration::from_secs(1) * (place - 1) / per_second)
+            }
+        }
+    }
+
+    /// Holds a delivery `sub`'s limit or rate limit turned away until it can be
+    /// admitted: held deliveries take `sub`'s slots in the order they were first
+    /// deferred (`deferred_since_ms`), before any delivery that is not held. `Err` when it
+    /// may not be held (already [`max_held`](super::EndpointLimits::max_held) held), the circuit holds it
+    /// back or the receiver asked for a pause longer than `max_slot_wait`: park it
+    /// instead. Dropping the future gives its place up.
+    pub async fn wait_for_slot(
+        &self,
+        sub: &Subscription,
+        candidate: Candidate,
+        deferred_since_ms: u64,
+    ) -> Result<Admission, Deferral> {
+        let ticket = (
+            deferred_since_ms,
+            self.tickets.fetch_add(1, Ordering::Relaxed),
+        );
+        let freed = {
+            // Counted under the lock, with the ticket, so the two always agree.
+            let mut all = self.lock();
+            if self.held.load(Ordering::SeqCst) >= self.limits.max_held {
+                return Err(Deferral::AtCapacity);
+            }
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let e = self.entry(&mut all, sub, Instant::now());
+            e.waiting.insert(ticket);
+            e.freed.clone()
+        };
+        let _place = Place {
+            endpoints: self,
+            id: sub.id,
+            ticket,
+        };
+        loop {
+            let woken = freed.notified();
+            tokio::pin!(woken);
+            // Registered before looking, so that a slot freed in between wakes it.
+            woken.as_mut().enable();
+            let now = Instant::now();
+            let recheck = match self.admit_as(sub, candidate, now, Some(ticket)) {
+                Ok(admission) => return Ok(admission),
+                Err(Deferral::RateLimited) => self.rate_window_left(&sub.id, now),
+                Err(Deferral::AtCapacity) => HELD_RECHECK,
+                Err(Deferral::RetryAfter(rest)) if rest <= self.limits.max_slot_wait => rest,
+                Err(circuit) => return Err(circuit),
+            };
+            tokio::select! {
+                () = &mut woken => {}
+                () = tokio::time::sleep(recheck.min(HELD_RECHECK)) => {}
+            }
+        }
+    }
+
+    /// How long until `id`'s rate window starts over.
+    fn rate_window_left(&self, id: &Uuid, now: Instant) -> Duration {
+        let all = self.lock();
+        all.get(id)
+            .and_then(|e| e.rate_window_start)
+            .map_or(Duration::ZERO, |start| {
+                (start + Duration::from_secs(1)).saturating_duration_since(now)
+            })
+    }
+
+    /// Deliveries held in [`Self::wait_for_slot`] now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+}
