@@ -27,6 +27,7 @@ use cel::Env;
 mod check;
 mod cost;
 mod eval;
+mod functions;
 mod program;
 mod value;
 
