@@ -396,3 +396,27 @@ fn answers_as_the_cel_interpreter_does() {
     }
     assert!(compared > 90, "{compared} answers compared");
 }
+
+#[test]
+fn a_stored_filter_refused_by_the_current_rules_still_loads_and_fails_alone() {
+    let input = FilterInput::new("report_run_completed", RUN);
+    // Over the static bound: it runs, the runtime budget keeping it in check.
+    let costly = Filter::load(EIGHT_STAGES);
+    assert!(!costly.cost().within(BUDGET), "{:?}", costly.cost());
+    let error = costly.matches(&input).expect_err("stopped");
+    assert!(error.budget_exceeded, "{error}");
+    let costly = Filter::load("body.tags.map(x, x + x + x + x).map(x, x + x + x + x).size() == 2");
+    assert_eq!(costly.matches(&input), Ok(true), "a small body is within the budget");
+    // Refused for another reason: every evaluation fails, saying why.
+    for source in ["body.report_run_url.matches(body.event)", "body.a ="] {
+        let refused = Filter::load(source);
+        assert_eq!(refused.source(), source);
+        let error = refused.matches(&input).expect_err("refused");
+        assert!(
+            error.to_string().contains("refused by the current rules") && !error.budget_exceeded,
+            "{error}"
+        );
+    }
+    // A valid filter loads as parsed.
+    assert_eq!(Filter::load("body.tags.size() == 2").matches(&input), Ok(true));
+}
