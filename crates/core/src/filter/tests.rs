@@ -406,7 +406,11 @@ fn a_stored_filter_refused_by_the_current_rules_still_loads_and_fails_alone() {
     let error = costly.matches(&input).expect_err("stopped");
     assert!(error.budget_exceeded, "{error}");
     let costly = Filter::load("body.tags.map(x, x + x + x + x).map(x, x + x + x + x).size() == 2");
-    assert_eq!(costly.matches(&input), Ok(true), "a small body is within the budget");
+    assert_eq!(
+        costly.matches(&input),
+        Ok(true),
+        "a small body is within the budget"
+    );
     // Refused for another reason: every evaluation fails, saying why.
     for source in ["body.report_run_url.matches(body.event)", "body.a ="] {
         let refused = Filter::load(source);
@@ -418,5 +422,8 @@ fn a_stored_filter_refused_by_the_current_rules_still_loads_and_fails_alone() {
         );
     }
     // A valid filter loads as parsed.
-    assert_eq!(Filter::load("body.tags.size() == 2").matches(&input), Ok(true));
+    assert_eq!(
+        Filter::load("body.tags.size() == 2").matches(&input),
+        Ok(true)
+    );
 }
