@@ -462,8 +462,9 @@ impl Engine {
     }
 
     /// Whether `sub`'s filter lets the event through. A delivery it stops is counted
-    /// (`filtered`, or `filter_error` when the filter fails on this body) and finished
-    /// without an attempt: it is not a failure of the receiver.
+    /// (`filtered`, or `filter_error` when the filter fails on this body or reaches its
+    /// evaluation budget) and finished without an attempt: it is not a failure of the
+    /// receiver, and costs no other webhook anything.
     fn passes_filter(&self, sub: &Subscription, input: &FilterInput<'_>) -> bool {
         let Some(filter) = &sub.filter else {
             return true;
@@ -472,6 +473,11 @@ impl Engine {
             Ok(true) => true,
             Ok(false) => {
                 telemetry::delivery("filtered");
+                false
+            }
+            Err(error) if error.budget_exceeded => {
+                warn!(subscription_id = %sub.id, %error, "Webhook filter stopped at its evaluation budget on this event; not delivered.");
+                telemetry::delivery("filter_error");
                 false
             }
             Err(error) => {

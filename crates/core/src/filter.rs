@@ -1,23 +1,42 @@
 //! Payload filters: a webhook may carry a CEL expression over the event's JSON body; a
 //! delivery is attempted only when it is true.
 //!
-//! The language is the Common Expression Language (the `cel` crate's parser and
-//! interpreter). A filter reads two variables: `body`, the decoded event body, and
-//! `event_type`. CEL has no loops of its own, only the comprehension macros (`all`,
-//! `exists`, `exists_one`, `map`, `filter`); the rules checked at parse bound the cost of
-//! an evaluation to about the filter's size times the body's:
+//! The language is the Common Expression Language: the `cel` crate parses it, and
+//! hookwire lowers the parsed tree to the operations filters may use ([`check`]) and
+//! evaluates it itself ([`eval`]), because every evaluation must be bounded. A filter
+//! reads two variables: `body`, the decoded event body, and `event_type`. CEL has no
+//! loops of its own, only the comprehension macros (`all`, `exists`, `exists_one`, `map`,
+//! `filter`). The cost of one evaluation is bounded twice:
 //!
-//! - the source has at most [`MAX_FILTER_BYTES`] and nests at most [`MAX_FILTER_DEPTH`]
-//!   levels;
-//! - no comprehension inside another, so no work is quadratic in the body;
-//! - inside a comprehension's predicate only its own element is read, never `body` or
-//!   `event_type`, so no iteration copies more than its element.
+//! - at parse, the filter's source has at most [`MAX_FILTER_BYTES`], nests at most
+//!   [`MAX_FILTER_DEPTH`] levels, has no comprehension inside another's predicate and
+//!   reads only its element there; a `matches` pattern is a literal, compiled once; and
+//!   the static check ([`cost`]) bounds the steps and bytes of an evaluation on a body of
+//!   at most [`MAX_BODY_BYTES`], refusing a filter whose bound exceeds [`BUDGET`]. A
+//!   comprehension's range may be another's result, whose size the check follows: eight
+//!   stages that each repeat their element eight times are refused, not run;
+//! - at run time the evaluator counts the same steps and bytes and stops at [`BUDGET`]
+//!   (a larger body than the check assumed, a stored filter accepted by older rules), an
+//!   error like any other failure of the filter on that body.
 
 use std::fmt;
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use cel::common::ast::{EntryExpr, Expr};
-use cel::{Context, Env, IdedExpr, Value};
+use cel::Env;
+
+mod check;
+mod cost;
+mod eval;
+mod functions;
+mod program;
+mod value;
+
+pub use cost::{BUDGET, Cost, MAX_BODY_BYTES};
+pub use eval::EvalError;
+pub use value::{Key, TypeName, Value};
+
+use eval::Evaluator;
+use program::Node;
 
 /// The longest filter accepted.
 pub const MAX_FILTER_BYTES: usize = 2048;
@@ -26,26 +45,6 @@ pub const MAX_FILTER_DEPTH: u16 = 32;
 
 /// The parser's stack: many times what a filter within the limits needs.
 const PARSE_STACK_BYTES: usize = 16 << 20;
-
-/// The deepest expression tree: evaluating and dropping one recurse through it.
-const MAX_TREE_DEPTH: usize = 64;
-
-/// The variables a filter reads.
-const VARIABLES: [&str; 2] = ["body", "event_type"];
-/// Type names CEL lets an expression mention (`type(x) == string`).
-const TYPE_NAMES: [&str; 11] = [
-    "bool",
-    "bytes",
-    "double",
-    "int",
-    "list",
-    "map",
-    "null_type",
-    "string",
-    "type",
-    "uint",
-    "dyn",
-];
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
@@ -75,7 +74,15 @@ impl std::error::Error for FilterError {}
 #[derive(Clone)]
 pub struct Filter {
     source: String,
-    expression: Arc<IdedExpr>,
+    program: Arc<Program>,
+}
+
+/// The lowered expression and the static bound on one evaluation of it.
+#[derive(Debug)]
+struct Program {
+    /// Why a stored filter is refused by the current rules, when it is.
+    root: Result<Node, FilterError>,
+    cost: Cost,
 }
 
 impl fmt::Debug for Filter {
@@ -92,52 +99,63 @@ impl PartialEq for Filter {
 
 impl Eq for Filter {}
 
+/// One evaluation: its value or why it has none, and the steps and bytes it took.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The expression's value.
+    pub result: Result<Value, EvalError>,
+    /// What the evaluation took, as [`BUDGET`] counts it.
+    pub used: Cost,
+}
+
 impl Filter {
     /// Parses `source` and checks it against the rules that bound its cost.
     pub fn parse(source: &str) -> Result<Self, FilterError> {
+        let plain = |message: String| FilterError {
+            line: None,
+            column: None,
+            message,
+        };
         if source.trim().is_empty() {
-            return Err(FilterError {
-                line: None,
-                column: None,
-                message: "a filter is a CEL expression, not empty text".into(),
-            });
+            return Err(plain("a filter is a CEL expression, not empty text".into()));
         }
         if source.len() > MAX_FILTER_BYTES {
-            return Err(FilterError {
-                line: None,
-                column: None,
-                message: format!(
-                    "a filter has at most {MAX_FILTER_BYTES} bytes, not {}",
-                    source.len()
-                ),
-            });
+            return Err(plain(format!(
+                "a filter has at most {MAX_FILTER_BYTES} bytes, not {}",
+                source.len()
+            )));
         }
         check_nesting(source)?;
         // The parser recurses through several grammar rules per level of nesting, with
         // frames far larger in an unoptimised build: it runs on a thread of its own with
         // room to spare, so that no filter can overflow a worker's stack.
-        std::thread::scope(|scope| {
+        let program = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("filter-parse".into())
                 .stack_size(PARSE_STACK_BYTES)
                 .spawn_scoped(scope, || Self::parse_checked(source))
-                .map_err(|e| FilterError {
-                    line: None,
-                    column: None,
-                    message: format!("the filter could not be parsed: {e}"),
-                })?
+                .map_err(|e| plain(format!("the filter could not be parsed: {e}")))?
                 .join()
-                .unwrap_or_else(|_| {
-                    Err(FilterError {
-                        line: None,
-                        column: None,
-                        message: "the filter could not be parsed".into(),
-                    })
-                })
+                .unwrap_or_else(|_| Err(plain("the filter could not be parsed".into())))
+        })?;
+        let cost = program.cost;
+        if !cost.within(BUDGET) {
+            return Err(plain(format!(
+                "the filter could take up to {} steps and {} bytes on a body of {} KiB, more than the {} steps and {} bytes a filter may: a comprehension over another's result multiplies what it reads, and so does `+` inside `map`",
+                shown_count(cost.steps),
+                shown_count(cost.bytes),
+                MAX_BODY_BYTES / 1024,
+                shown_count(BUDGET.steps),
+                shown_count(BUDGET.bytes),
+            )));
+        }
+        Ok(Self {
+            source: source.to_owned(),
+            program: Arc::new(program),
         })
     }
 
-    fn parse_checked(source: &str) -> Result<Self, FilterError> {
+    fn parse_checked(source: &str) -> Result<Program, FilterError> {
         let (expression, source_info) = ENV
             .parser()
             .max_recursion_depth(MAX_FILTER_DEPTH)
@@ -156,15 +174,55 @@ impl Filter {
                     message: first.map_or_else(|| "not a CEL expression".into(), |e| e.msg.clone()),
                 }
             })?;
-        let checker = Checker {
+        let lowering = check::Lowering {
             source,
             offsets: &source_info,
         };
-        checker.check(&expression, &mut Vec::new(), false, 0)?;
-        Ok(Self {
-            source: source.to_owned(),
-            expression: Arc::new(expression),
+        let root = lowering.lower(&expression)?;
+        // The parsed tree is dropped here, on this thread's large stack.
+        drop(expression);
+        let cost = cost::estimate(&root);
+        Ok(Program {
+            root: Ok(root),
+            cost,
         })
+    }
+
+    /// Loads a filter saved under earlier rules, never failing: one whose static bound
+    /// exceeds [`BUDGET`] runs, stopped by the budget when it reaches it; one the current
+    /// rules refuse otherwise fails every evaluation with the reason. Either way a failure
+    /// costs only that webhook's delivery (`filter_error`), never the reading of its
+    /// organization's other webhooks.
+    pub fn load(source: &str) -> Self {
+        if let Ok(filter) = Self::parse(source) {
+            return filter;
+        }
+        let program = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("filter-parse".into())
+                .stack_size(PARSE_STACK_BYTES)
+                .spawn_scoped(scope, || {
+                    check_nesting(source)
+                        .and_then(|()| Self::parse_checked(source))
+                        .unwrap_or_else(|refused| Program {
+                            root: Err(refused),
+                            cost: Cost { steps: 0, bytes: 0 },
+                        })
+                })
+                .ok()
+                .and_then(|thread| thread.join().ok())
+        });
+        Self {
+            source: source.to_owned(),
+            program: Arc::new(program.unwrap_or_else(|| Program {
+                root: Err(FilterError {
+                    line: None,
+                    column: None,
+                    message: "the filter could not be parsed".into(),
+                }),
+                cost: Cost { steps: 0, bytes: 0 },
+            })),
+        }
     }
 
     /// The expression as written.
@@ -172,22 +230,69 @@ impl Filter {
         &self.source
     }
 
+    /// The most one evaluation can take on a body of at most [`MAX_BODY_BYTES`], as the
+    /// static check bounds it: never more than [`BUDGET`] for a parsed filter.
+    pub fn cost(&self) -> Cost {
+        self.program.cost
+    }
+
     /// Whether the event passes: `Err` when the expression fails on this body (a missing
-    /// key, a type mismatch) or is not a boolean.
-    pub fn matches(&self, input: &FilterInput<'_>) -> Result<bool, String> {
-        let body = input.decoded()?;
-        let mut context = Context::with_env(ENV.clone());
-        context.add_variable_from_value("body", body.clone());
-        context.add_variable_from_value("event_type", input.event_type);
-        match Value::resolve(&self.expression, &context) {
-            Ok(Value::Bool(pass)) => Ok(pass),
-            Ok(other) => Err(format!(
-                "the filter gave {}, not a boolean",
-                other.type_of()
-            )),
-            Err(e) => Err(e.to_string()),
+    /// key, a type mismatch), is not a boolean, or reached its budget.
+    pub fn matches(&self, input: &FilterInput<'_>) -> Result<bool, EvalError> {
+        match self.evaluate(input).result? {
+            Value::Bool(pass) => Ok(pass),
+            other => Err(EvalError::not_bool(other.type_name())),
         }
     }
+
+    /// Evaluates the expression on `input` within [`BUDGET`], with what it took.
+    pub fn evaluate(&self, input: &FilterInput<'_>) -> Evaluation {
+        self.evaluate_within(input, BUDGET)
+    }
+
+    /// Evaluates the expression on `input` within `budget`.
+    pub fn evaluate_within(&self, input: &FilterInput<'_>, budget: Cost) -> Evaluation {
+        let body = match input.decoded() {
+            Ok(body) => body,
+            Err(message) => {
+                return Evaluation {
+                    result: Err(EvalError::body(message)),
+                    used: Cost { steps: 0, bytes: 0 },
+                };
+            }
+        };
+        let root = match &self.program.root {
+            Ok(root) => root,
+            Err(refused) => {
+                return Evaluation {
+                    result: Err(EvalError::body(format!(
+                        "the stored filter is refused by the current rules ({refused}): update or remove it"
+                    ))),
+                    used: Cost { steps: 0, bytes: 0 },
+                };
+            }
+        };
+        let event_type = Value::string(input.event_type);
+        let mut evaluator = Evaluator::new(body, &event_type, budget);
+        let result = evaluator.eval(root);
+        Evaluation {
+            result,
+            used: evaluator.used,
+        }
+    }
+}
+
+/// A count for a message: `2,000,000`.
+fn shown_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Refuses a source nested deeper than [`MAX_FILTER_DEPTH`] before it reaches the parser,
@@ -255,127 +360,11 @@ impl<'a> FilterInput<'a> {
     fn decoded(&self) -> Result<&Value, String> {
         self.decoded
             .get_or_init(|| {
-                let json: serde_json::Value = serde_json::from_slice(self.body)
-                    .map_err(|e| format!("the body is not JSON: {e}"))?;
-                cel::to_value(json).map_err(|e| format!("the body cannot be read: {e}"))
+                serde_json::from_slice::<Value>(self.body)
+                    .map_err(|e| format!("the body is not JSON: {e}"))
             })
             .as_ref()
             .map_err(Clone::clone)
-    }
-}
-
-/// Walks a parsed expression for the rules a filter keeps.
-struct Checker<'a> {
-    source: &'a str,
-    offsets: &'a cel::common::ast::SourceInfo,
-}
-
-impl Checker<'_> {
-    fn error(&self, id: u64, message: String) -> FilterError {
-        let (line, column) = self
-            .offsets
-            .offset_for(id)
-            .and_then(|(start, _)| {
-                // Offsets count characters; the line and column are of the source text.
-                let before: String = self.source.chars().take(start as usize).collect();
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                Some((u32::try_from(line).ok()?, u32::try_from(column).ok()?))
-            })
-            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-        FilterError {
-            line,
-            column,
-            message,
-        }
-    }
-
-    /// `locals`: the comprehension variables in scope; `in_loop`: inside a
-    /// comprehension's predicate; `depth`: of `e` in the tree, which evaluating and
-    /// dropping it recurse through.
-    fn check(
-        &self,
-        e: &IdedExpr,
-        locals: &mut Vec<String>,
-        in_loop: bool,
-        depth: usize,
-    ) -> Result<(), FilterError> {
-        if depth > MAX_TREE_DEPTH {
-            return Err(self.error(
-                e.id,
-                format!("a filter's expression is at most {MAX_TREE_DEPTH} operations deep (a chain of `.field` or `||` counts one per link)"),
-            ));
-        }
-        let depth = depth + 1;
-        match &e.expr {
-            Expr::Ident(name) => {
-                if locals.iter().any(|l| l == name) || TYPE_NAMES.contains(&name.as_str()) {
-                    return Ok(());
-                }
-                if !VARIABLES.contains(&name.as_str()) {
-                    return Err(self.error(
-                        e.id,
-                        format!(
-                            "unknown variable `{name}`: a filter reads `body` and `event_type`"
-                        ),
-                    ));
-                }
-                if in_loop {
-                    return Err(self.error(
-                        e.id,
-                        format!(
-                            "`{name}` inside a comprehension's predicate: read only its element there, so that a filter's cost stays linear in the body"
-                        ),
-                    ));
-                }
-                Ok(())
-            }
-            Expr::Comprehension(c) => {
-                if in_loop {
-                    return Err(self.error(
-                        e.id,
-                        "a comprehension (all, exists, exists_one, map, filter) inside another: a filter's cost must stay linear in the body".into(),
-                    ));
-                }
-                self.check(&c.iter_range, locals, in_loop, depth)?;
-                self.check(&c.accu_init, locals, in_loop, depth)?;
-                let scope = locals.len();
-                locals.push(c.iter_var.clone());
-                locals.extend(c.iter_var2.clone());
-                locals.push(c.accu_var.clone());
-                let inside = self
-                    .check(&c.loop_cond, locals, true, depth)
-                    .and_then(|()| self.check(&c.loop_step, locals, true, depth))
-                    .and_then(|()| self.check(&c.result, locals, true, depth));
-                locals.truncate(scope);
-                inside
-            }
-            Expr::Call(call) => {
-                if let Some(target) = &call.target {
-                    self.check(target, locals, in_loop, depth)?;
-                }
-                call.args
-                    .iter()
-                    .try_for_each(|a| self.check(a, locals, in_loop, depth))
-            }
-            Expr::Select(select) => self.check(&select.operand, locals, in_loop, depth),
-            Expr::List(list) => list
-                .elements
-                .iter()
-                .try_for_each(|a| self.check(a, locals, in_loop, depth)),
-            Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
-                EntryExpr::MapEntry(m) => {
-                    self.check(&m.key, locals, in_loop, depth)?;
-                    self.check(&m.value, locals, in_loop, depth)
-                }
-                EntryExpr::StructField(f) => self.check(&f.value, locals, in_loop, depth),
-            }),
-            Expr::Struct(s) => Err(self.error(
-                e.id,
-                format!("message `{}` is not known to filters", s.type_name),
-            )),
-            Expr::Literal(_) | Expr::Unspecified => Ok(()),
-        }
     }
 }
 

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use hookwire_testkit::{Harness, Receiver, eventually};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -260,5 +262,115 @@ async fn invalid_filters_are_refused_with_their_place() {
     let (_, fetched) = api.call(Method::GET, &path, None).await;
     assert_eq!(fetched["filter"], FINANCE, "the stored filter is unchanged");
     assert_eq!(fetched["version"], created["version"]);
+    h.finish().await;
+}
+
+/// The filter that took a node to 713 MiB on one event: eight stages, each repeating its
+/// element eight times. Refused at create and at update with what is too costly; nothing
+/// is saved.
+#[tokio::test]
+async fn a_filter_whose_cost_can_explode_is_refused() {
+    const EIGHT_STAGES: &str = "[event_type].map(x, x + x + x + x + x + x + x + x).map(x, x + x + x + x + x + x + x + x).map(x, x + x + x + x + x + x + x + x).map(x, x + x + x + x + x + x + x + x).map(x, x + x + x + x + x + x + x + x).map(x, x + x + x + x + x + x + x + x).map(x, x + x + x + x + x + x + x + x).map(x, x + x + x + x + x + x + x + x)[0].size() > 0";
+    assert_eq!(EIGHT_STAGES.len(), 330);
+    let h = Harness::start(|_| {}).await;
+    let api = Api::new(&h);
+    let receiver = Receiver::ok().await;
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/webhooks?verify=false",
+            Some(json!({"url": receiver.url(), "events": ["report_created"], "filter": EIGHT_STAGES})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(error_code(&answer), "invalid_filter");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("could take up to") && message.contains("more than the 2,000,000 steps"),
+        "{message}"
+    );
+    assert!(
+        h.store.list("acme").expect("list").is_empty(),
+        "nothing was saved"
+    );
+
+    let (_, created) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/acme/webhooks?verify=false",
+            Some(json!({"url": receiver.url(), "events": ["report_created"], "filter": FINANCE})),
+        )
+        .await;
+    let path = format!(
+        "/v1/orgs/acme/webhooks/{}",
+        created["id"].as_str().expect("id")
+    );
+    let (status, answer) = api
+        .call(Method::PATCH, &path, Some(json!({"filter": EIGHT_STAGES})))
+        .await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (400, "invalid_filter"),
+        "{answer}"
+    );
+    let (_, fetched) = api.call(Method::GET, &path, None).await;
+    assert_eq!(fetched["filter"], FINANCE, "the stored filter is unchanged");
+    h.finish().await;
+}
+
+/// A filter within its static bound for a body of 64 KiB meets a far larger body (an
+/// operator raised `delivery.max_event_bytes`): the runtime budget stops it, that one
+/// delivery is settled as `filter_error`, and the organization's other webhook still
+/// gets the event.
+#[tokio::test]
+async fn a_filter_stopped_at_its_budget_costs_only_its_own_delivery() {
+    let h = Harness::start(|c| {
+        c.delivery.max_event_bytes = 4 << 20;
+        c.store.dead_letter_body_max_bytes = 4 << 20;
+    })
+    .await;
+    let api = Api::new(&h);
+    let (filtered, other) = (Receiver::ok().await, Receiver::ok().await);
+    // A long pattern: each byte of the text costs it a step per 4 bytes of pattern.
+    let filter = format!("body.report_run_url.matches('{}z')", "(y|x)".repeat(12));
+    for (receiver, filter) in [(&filtered, Some(filter)), (&other, None)] {
+        let (status, created) = api
+            .call(
+                Method::POST,
+                "/v1/orgs/acme/webhooks?verify=false",
+                Some(
+                    json!({"url": receiver.url(), "events": ["report_created"], "filter": filter}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let errors = r#"hookwire_deliveries_total{outcome="filter_error"}"#;
+    let before = scrape(&h).await;
+    // Over the producer library's 64 KiB: published raw, as a producer with a raised
+    // limit would.
+    let long = format!("https://mode.test/{}", "y".repeat(3 << 20));
+    let body = json!({"event": "report_created", "report_run_url": long}).to_string();
+    let mut headers = FieldTable::default();
+    headers.insert("org".into(), AMQPValue::LongString("acme".into()));
+    h.broker
+        .publish_raw(
+            h.namespace(),
+            "report_created",
+            body.as_bytes(),
+            BasicProperties::default()
+                .with_message_id("huge".into())
+                .with_headers(headers),
+        )
+        .await;
+    let got = other.wait_for(1, WAIT).await;
+    assert_eq!(urls(&got), [long], "the other webhook got the event");
+    eventually(WAIT, "the budget stop to be counted", || async {
+        let after = scrape(&h).await;
+        (sample(&after, errors) >= sample(&before, errors) + 1.0).then_some(())
+    })
+    .await;
+    assert!(filtered.requests().is_empty(), "not delivered");
+    assert!(h.dead_letters().is_empty(), "not dead-lettered");
     h.finish().await;
 }

@@ -267,11 +267,7 @@ impl Store {
                 }
             })
             .collect();
-        let filter = r
-            .filter
-            .as_deref()
-            .map(|source| self.filters.get(source))
-            .transpose()?;
+        let filter = r.filter.as_deref().map(|source| self.filters.get(source));
         Ok(Subscription {
             id: r.id,
             org: r.org,
@@ -305,25 +301,26 @@ pub(super) struct Opened {
 }
 
 /// Parsed filters by their source, so that reading a webhook does not parse its filter
-/// again. Bounded: past [`FilterCache::MAX`] sources it starts over.
+/// again. Bounded: past [`FilterCache::MAX`] sources it starts over. A stored filter the
+/// current rules refuse still loads ([`Filter::load`]): it fails its own webhook's
+/// deliveries, never the reading of the organization's other webhooks.
 #[derive(Debug, Default)]
 pub(super) struct FilterCache(std::sync::Mutex<std::collections::HashMap<String, Filter>>);
 
 impl FilterCache {
     const MAX: usize = 4096;
 
-    fn get(&self, source: &str) -> Result<Filter> {
+    fn get(&self, source: &str) -> Filter {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(filter) = cache.get(source) {
-            return Ok(filter.clone());
+            return filter.clone();
         }
-        let filter = Filter::parse(source)
-            .map_err(|e| Error::Corrupt(format!("a stored filter does not parse: {e}")))?;
+        let filter = Filter::load(source);
         if cache.len() >= Self::MAX {
             cache.clear();
         }
         cache.insert(source.to_owned(), filter.clone());
-        Ok(filter)
+        filter
     }
 }
 
