@@ -469,7 +469,11 @@ async fn minting_checks_its_input_and_tokens_verify_on_another_node() {
 
     // A second node with the same configuration (and its own, empty store) accepts the
     // token: verifying it needs no store.
-    let other = Harness::start(|c| c.secrets.key = h.config.secrets.key.clone()).await;
+    let other = Harness::start(|c| {
+        c.secrets.key = h.config.secrets.key.clone();
+        c.amqp.namespace = h.config.amqp.namespace.clone();
+    })
+    .await;
     let other_api = Api::new(&other);
     let (status, list) = as_token(
         &other_api,
@@ -480,6 +484,18 @@ async fn minting_checks_its_input_and_tokens_verify_on_another_node() {
     )
     .await;
     assert_eq!(status, 200, "{list}");
+    // Nor does a node of another namespace that shares the key.
+    let staging = Harness::start(|c| c.secrets.key = h.config.secrets.key.clone()).await;
+    let (status, answer) = as_token(
+        &Api::new(&staging),
+        &token,
+        Method::GET,
+        "/v1/orgs/acme/webhooks",
+        None,
+    )
+    .await;
+    assert_eq!((status, error_code(&answer)), (401, "unauthorized"));
+    staging.finish().await;
     // A node with another secrets.key does not.
     let foreign = Harness::start(|c| {
         c.secrets.key = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMTI=".into();
@@ -494,7 +510,9 @@ async fn minting_checks_its_input_and_tokens_verify_on_another_node() {
     )
     .await;
     assert_eq!((status, error_code(&answer)), (401, "unauthorized"));
-    other.finish().await;
+    // `h` deletes the namespace they share.
+    other.stop_daemon().await.expect("the second node stops");
+    drop(other);
     foreign.finish().await;
     h.finish().await;
 }
