@@ -29,7 +29,7 @@ mod budget;
 
 use crate::records::{Page, decode, encode};
 use crate::{Error, Result};
-pub use budget::{Evicted, PayloadLimits};
+pub use budget::PayloadLimits;
 
 /// The tree of the archive.
 const TREE: &str = "payload_archive";

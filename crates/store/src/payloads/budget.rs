@@ -81,11 +81,11 @@ impl PayloadLimits {
 
 /// How many bodies each budget evicted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Evicted {
+pub(crate) struct Evicted {
     /// Over `store.payload_max_bytes_per_org`.
-    pub per_org: usize,
+    pub(crate) per_org: usize,
     /// Over `store.payload_max_bytes`.
-    pub total: usize,
+    pub(crate) total: usize,
 }
 
 impl Payloads {
