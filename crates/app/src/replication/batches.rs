@@ -1,7 +1,8 @@
 //! The attempts and payloads streams' reader: one reader, parameterised by what it
-//! applies ([`Batches`]). Each delivery is a batch, applied with its offset in one sled
-//! batch, so no flush is waited for: a crash loses both together, and the batch is read
-//! again; applying a batch twice changes nothing.
+//! applies ([`Batches`]). Each delivery is a batch, let through or refused by the
+//! [`Guard`], and applied with its offset in one sled batch, so no flush is waited for: a
+//! crash loses both together, and the batch is read again; applying a batch twice changes
+//! nothing. A refused batch applies as an empty one: its offset is recorded.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,11 +13,13 @@ use futures_util::StreamExt;
 use hookwire_amqp::lapin::Connection;
 use hookwire_amqp::lapin::options::BasicAckOptions;
 use hookwire_amqp::stream;
-use hookwire_store::{AttemptRecord, Change, Payload, Store};
+use hookwire_store::{AttemptRecord, Change, Payload, Store, Writer};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{StreamSettings, Which, keep_reading};
+use super::guard::{Guard, Verdict};
+use super::session::{keep_reading, park};
+use super::settings::{StreamSettings, Which};
 
 /// The window of the batch readers, whose every delivery is a batch of up to a thousand
 /// bodies or records (hundreds of KiB): a window of 256 let a lagging reader hold tens
@@ -29,9 +32,10 @@ pub(crate) trait Batches: Clone + Send + Sync + 'static {
     fn which(&self) -> Which;
     /// The offset of the last batch this node applied.
     fn applied_offset(&self, store: &Store) -> hookwire_store::Result<Option<u64>>;
-    /// The change that applies the batch at `offset`, and how many items it holds; a
-    /// batch that cannot be decoded applies as an empty one (its offset recorded).
-    fn change(&self, batch: &[u8], offset: u64) -> (Change, usize);
+    /// The change that applies the batch at `offset`, and how many items it holds.
+    fn change(&self, batch: &[u8], offset: u64) -> hookwire_store::Result<(Change, usize)>;
+    /// The change that records `offset` alone, for a batch refused.
+    fn skip(&self, offset: u64) -> Change;
     /// Called when reading resumes after `offset`, and after each batch applied (`items`
     /// in it).
     fn applied(
@@ -48,67 +52,101 @@ async fn read_stream(
     settings: StreamSettings,
     batches: impl Batches,
     store: Store,
+    writer: Writer,
     stop: CancellationToken,
 ) {
     let label = batches.which().label();
     keep_reading(&settings, label, &stop, |connection| {
-        let (settings, batches, store, stop) = (
+        let (settings, batches, store, writer, stop) = (
             settings.clone(),
             batches.clone(),
             store.clone(),
+            writer.clone(),
             stop.clone(),
         );
-        async move { read_batches(&connection, &settings, &batches, &store, &stop).await }
+        async move {
+            let reader = Reader {
+                settings: &settings,
+                store: &store,
+                writer: &writer,
+                stop: &stop,
+            };
+            reader.read(&connection, &batches).await
+        }
     })
     .await;
 }
 
-/// One batch at a time, acked (credit only; a stream is never nacked) once applied.
-async fn read_batches(
-    connection: &Connection,
-    settings: &StreamSettings,
-    batches: &impl Batches,
-    store: &Store,
-    stop: &CancellationToken,
-) -> Result<(), String> {
-    let which = batches.which();
-    let label = which.label();
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| e.to_string())?;
-    which
-        .declare(settings, &channel)
-        .await
-        .map_err(|e| e.to_string())?;
-    let applied = batches.applied_offset(store).map_err(|e| e.to_string())?;
-    batches.applied(store, applied, 0).await;
-    let from = applied.map(|n| n.saturating_add(1));
-    let mut consumer = stream::consume_from(&channel, &which.name(settings), from, BATCH_PREFETCH)
-        .await
-        .map_err(|e| e.to_string())?;
-    info!(from = ?from, "Reading the {label} stream.");
-    loop {
-        let delivery = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            next = consumer.next() => next
-                .ok_or_else(|| format!("the {label} stream's consumer ended"))?
-                .map_err(|e| e.to_string())?,
-        };
-        let offset = stream::offset(delivery.properties.headers().as_ref())
-            .ok_or_else(|| format!("a delivery of the {label} stream carries no offset"))?;
-        if from.is_none_or(|from| offset >= from) {
-            let (change, items) = batches.change(&delivery.data, offset);
-            apply(store, change)
-                .await
-                .map_err(|e| format!("a batch of the {label} stream could not be applied: {e}"))?;
-            batches.applied(store, Some(offset), items).await;
-        }
-        delivery
-            .acker
-            .ack(BasicAckOptions::default())
+/// What a reader's session works with.
+struct Reader<'a> {
+    settings: &'a StreamSettings,
+    store: &'a Store,
+    /// Where a halt is noted, for `/readyz`.
+    writer: &'a Writer,
+    stop: &'a CancellationToken,
+}
+
+impl Reader<'_> {
+    /// One batch at a time, acked (credit only; a stream is never nacked) once applied.
+    /// At a batch this build does not know, the reader stops until `stop`.
+    async fn read(&self, connection: &Connection, batches: &impl Batches) -> Result<(), String> {
+        let (settings, store) = (self.settings, self.store);
+        let which = batches.which();
+        let label = which.label();
+        let channel = connection
+            .create_channel()
             .await
             .map_err(|e| e.to_string())?;
+        which
+            .declare(settings, &channel)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut guard = Guard::load(store, label, which.name(settings), settings.key.clone())
+            .map_err(|e| e.to_string())?;
+        let applied = batches.applied_offset(store).map_err(|e| e.to_string())?;
+        batches.applied(store, applied, 0).await;
+        let from = applied.map(|n| n.saturating_add(1));
+        let mut consumer =
+            stream::consume_from(&channel, &which.name(settings), from, BATCH_PREFETCH)
+                .await
+                .map_err(|e| e.to_string())?;
+        info!(from = ?from, "Reading the {label} stream.");
+        loop {
+            let delivery = tokio::select! {
+                () = self.stop.cancelled() => return Ok(()),
+                next = consumer.next() => next
+                    .ok_or_else(|| format!("the {label} stream's consumer ended"))?
+                    .map_err(|e| e.to_string())?,
+            };
+            let offset = stream::offset(delivery.properties.headers().as_ref())
+                .ok_or_else(|| format!("a delivery of the {label} stream carries no offset"))?;
+            if from.is_none_or(|from| offset >= from) {
+                let (change, items, origin) = match guard.admit(&delivery.data, offset) {
+                    Verdict::Apply { body, origin } => match batches.change(body, offset) {
+                        Ok((change, items)) => (change, items, origin),
+                        // Authentic, so written by a newer build: skipping it would diverge.
+                        Err(e) => {
+                            let what = format!("a batch this build cannot decode ({e})");
+                            return park(self.writer, guard.halt(offset, &what), self.stop).await;
+                        }
+                    },
+                    Verdict::Refuse => (batches.skip(offset), 0, None),
+                    Verdict::Halt(problem) => return park(self.writer, problem, self.stop).await,
+                };
+                apply(store, change).await.map_err(|e| {
+                    format!("a batch of the {label} stream could not be applied: {e}")
+                })?;
+                guard
+                    .applied(store, origin.as_ref())
+                    .map_err(|e| e.to_string())?;
+                batches.applied(store, Some(offset), items).await;
+            }
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
     }
 }
 
@@ -137,13 +175,17 @@ impl Batches for PayloadBatches {
         store.payloads_applied_offset()
     }
 
-    fn change(&self, batch: &[u8], offset: u64) -> (Change, usize) {
-        let payloads = Payload::decode_batch(batch).unwrap_or_else(|e| {
-            warn!(offset, error = %e, "A batch of the payloads stream cannot be decoded; skipped.");
-            Vec::new()
-        });
+    fn change(&self, batch: &[u8], offset: u64) -> hookwire_store::Result<(Change, usize)> {
+        let payloads = Payload::decode_batch(batch)?;
         let items = payloads.len();
-        (Change::ApplyPayloads { payloads, offset }, items)
+        Ok((Change::ApplyPayloads { payloads, offset }, items))
+    }
+
+    fn skip(&self, offset: u64) -> Change {
+        Change::ApplyPayloads {
+            payloads: Vec::new(),
+            offset,
+        }
     }
 
     async fn applied(&self, _store: &Store, _offset: Option<u64>, _items: usize) {}
@@ -155,9 +197,10 @@ pub(crate) async fn read_payloads(
     settings: StreamSettings,
     retention: Duration,
     store: Store,
+    writer: Writer,
     stop: CancellationToken,
 ) {
-    read_stream(settings, PayloadBatches { retention }, store, stop).await;
+    read_stream(settings, PayloadBatches { retention }, store, writer, stop).await;
 }
 
 /// How a node keeps the attempts stream's records in its attempt log.
@@ -191,13 +234,17 @@ impl Batches for AttemptBatches {
         store.attempts_applied_offset()
     }
 
-    fn change(&self, batch: &[u8], offset: u64) -> (Change, usize) {
-        let records = AttemptRecord::decode_batch(batch).unwrap_or_else(|e| {
-            warn!(offset, error = %e, "A batch of the attempts stream cannot be decoded; skipped.");
-            Vec::new()
-        });
+    fn change(&self, batch: &[u8], offset: u64) -> hookwire_store::Result<(Change, usize)> {
+        let records = AttemptRecord::decode_batch(batch)?;
         let items = records.len();
-        (Change::ApplyAttempts { records, offset }, items)
+        Ok((Change::ApplyAttempts { records, offset }, items))
+    }
+
+    fn skip(&self, offset: u64) -> Change {
+        Change::ApplyAttempts {
+            records: Vec::new(),
+            offset,
+        }
     }
 
     async fn applied(&self, store: &Store, offset: Option<u64>, items: usize) {
@@ -228,11 +275,12 @@ pub(crate) async fn read_attempts(
     settings: StreamSettings,
     retention: AttemptRetention,
     store: Store,
+    writer: Writer,
     stop: CancellationToken,
 ) {
     let batches = AttemptBatches {
         retention,
         applied_since_prune: Arc::new(AtomicUsize::new(0)),
     };
-    read_stream(settings, batches, store, stop).await;
+    read_stream(settings, batches, store, writer, stop).await;
 }

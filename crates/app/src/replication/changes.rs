@@ -6,11 +6,13 @@ use futures_util::stream::FuturesOrdered;
 use hookwire_amqp::lapin::Connection;
 use hookwire_amqp::lapin::options::BasicAckOptions;
 use hookwire_amqp::stream;
-use hookwire_store::{Store, Writer};
+use hookwire_store::{Entry, Store, Writer};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{StreamSettings, keep_reading};
+use super::guard::{Guard, Verdict};
+use super::session::{keep_reading, park};
+use super::settings::StreamSettings;
 
 /// Entries received from the stream and not yet acked: the reader's window.
 const PREFETCH: u16 = 256;
@@ -42,8 +44,10 @@ pub(crate) async fn read_changes(
     .await;
 }
 
-/// Entries are handed to the writer in the stream's order, and each is acked (which only
-/// returns credit) once applied.
+/// Entries are handed to the writer in the stream's order, each let through or refused
+/// by the [`Guard`] first, and each is acked (which only returns credit) once applied. At
+/// an entry this build does not know, the entries before it are applied, then the reader
+/// stops until `stop`.
 async fn read_entries(
     connection: &Connection,
     settings: &StreamSettings,
@@ -60,6 +64,8 @@ async fn read_entries(
         .declare_changes(&channel)
         .await
         .map_err(|e| e.to_string())?;
+    let mut guard = Guard::load(store, "changes", settings.stream(), settings.key.clone())
+        .map_err(|e| e.to_string())?;
     let from = store
         .applied_offset()
         .map_err(|e| e.to_string())?
@@ -69,10 +75,16 @@ async fn read_entries(
         .map_err(|e| e.to_string())?;
     info!(from = ?from, "Reading the changes stream.");
     let mut in_flight = FuturesOrdered::new();
+    let mut halted = None;
     loop {
+        if in_flight.is_empty()
+            && let Some(problem) = halted.take()
+        {
+            return park(writer, problem, stop).await;
+        }
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
-            next = consumer.next() => {
+            next = consumer.next(), if halted.is_none() => {
                 let delivery = next
                     .ok_or_else(|| "the changes stream's consumer ended".to_owned())?
                     .map_err(|e| e.to_string())?;
@@ -87,14 +99,31 @@ async fn read_entries(
                         .map_err(|e| e.to_string())?;
                     continue;
                 }
-                let answer = writer.apply_entry(&delivery.data, offset);
+                let (answer, origin) = match guard.admit(&delivery.data, offset) {
+                    Verdict::Apply { body, origin } => {
+                        // An authentic entry that does not decode was written by a newer
+                        // build (a new kind of change): skipping it would diverge.
+                        if origin.is_some() && let Err(e) = Entry::from_bytes(body) {
+                            let what = format!("a schema this build does not know ({e})");
+                            halted = Some(guard.halt(offset, &what));
+                            continue;
+                        }
+                        (writer.apply_entry(body, offset), origin)
+                    }
+                    Verdict::Refuse => (writer.skip_entry(offset), None),
+                    Verdict::Halt(problem) => {
+                        halted = Some(problem);
+                        continue;
+                    }
+                };
                 let acker = delivery.acker;
-                in_flight.push_back(async move { (answer.await, acker) });
+                in_flight.push_back(async move { (answer.await, acker, origin) });
             }
-            Some((answered, acker)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((answered, acker, origin)) = in_flight.next(), if !in_flight.is_empty() => {
                 writer.entry_settled();
                 match answered {
                     Ok(Ok(())) => {
+                        guard.applied(store, origin.as_ref()).map_err(|e| e.to_string())?;
                         acker
                             .ack(BasicAckOptions::default())
                             .await

@@ -6,6 +6,10 @@
 //!   into this node's store, in the stream's order, resuming after the last offset applied.
 //! - [`batches`]: one reader for the attempts and payloads streams, parameterised by what
 //!   it applies ([`read_attempts`], [`read_payloads`]).
+//! - [`guard`]: what a reader lets through: an authentic envelope for that stream, not
+//!   a copy of one it took before, of a version this build knows.
+//! - [`settings`] and [`session`]: how a node reaches the streams, and a reader's
+//!   sessions on connections of their own.
 //! - [`catch_up`]: a node holds every change made before it started before it consumes.
 //! - [`health`]: [`share_health`] publishes its webhooks' health transitions at an
 //!   interval.
@@ -19,97 +23,23 @@
 mod batches;
 mod catch_up;
 mod changes;
+mod guard;
 mod health;
 mod publisher;
+mod session;
+mod settings;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hookwire_amqp::lapin::Connection;
-use hookwire_amqp::{Brokers, Topology};
-use hookwire_store::Changelog;
-use tokio_util::sync::CancellationToken;
+use hookwire_core::{Catalog, TargetPolicy};
+use hookwire_store::{Changelog, Validate};
 use tracing::warn;
 
 pub(crate) use batches::{AttemptRetention, read_attempts, read_payloads};
 pub(crate) use catch_up::catch_up;
 pub(crate) use changes::read_changes;
 pub(crate) use health::share_health;
-
-/// The frame size the stream connections ask for. They carry only hookwire's own entries,
-/// whose headers are a few hundred bytes, so small frames are safe, and they keep lapin's
-/// buffers at 1 MiB a connection instead of 8 (a node opens six of them).
-const STREAM_FRAME_MAX: u32 = 16 * 1024;
-
-/// How a node reaches its changes stream.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamSettings {
-    /// The broker URLs; the reader and the writer each rotate over them on their own.
-    pub(crate) urls: Vec<String>,
-    /// This node's connection name; each connection adds what it does.
-    pub(crate) connection_name: String,
-    pub(crate) topology: Topology,
-    pub(crate) confirm_timeout: Duration,
-    pub(crate) reconnect_max_delay: Duration,
-    /// `replication.health_interval`.
-    pub(crate) health_interval: Duration,
-}
-
-/// Which stream a publisher or a reader serves.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Which {
-    /// The store's changes.
-    Changes,
-    /// Kept event bodies, with their retention as the stream's `x-max-age`.
-    Payloads(Duration),
-    /// Attempt records, with the attempt log's retention as the stream's `x-max-age`.
-    Attempts(Duration),
-}
-
-impl StreamSettings {
-    fn stream(&self) -> String {
-        self.topology.names.changes_stream()
-    }
-
-    fn brokers(&self) -> Brokers {
-        Brokers::new(self.urls.clone()).with_frame_max(STREAM_FRAME_MAX)
-    }
-}
-
-impl Which {
-    fn name(self, settings: &StreamSettings) -> String {
-        match self {
-            Self::Changes => settings.stream(),
-            Self::Payloads(_) => settings.topology.names.payloads_stream(),
-            Self::Attempts(_) => settings.topology.names.attempts_stream(),
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Changes => "changes",
-            Self::Payloads(_) => "payloads",
-            Self::Attempts(_) => "attempts",
-        }
-    }
-
-    async fn declare(
-        self,
-        settings: &StreamSettings,
-        channel: &hookwire_amqp::lapin::Channel,
-    ) -> hookwire_amqp::Result<()> {
-        match self {
-            Self::Changes => settings.topology.declare_changes(channel).await,
-            Self::Payloads(retention) => {
-                settings.topology.declare_payloads(channel, retention).await
-            }
-            Self::Attempts(retention) => {
-                settings.topology.declare_attempts(channel, retention).await
-            }
-        }
-    }
-}
+pub(crate) use settings::{StreamSettings, Which};
 
 /// A shared handle for the changes stream's publisher (or, with `Which::Payloads` or
 /// `Which::Attempts`, that stream's).
@@ -117,50 +47,16 @@ pub(crate) fn changelog(settings: StreamSettings, which: Which) -> Arc<dyn Chang
     Arc::new(publisher::StreamChangelog::new(settings, which))
 }
 
-/// Reads the `what` stream, `read` once per connection of its own (closed after it,
-/// whatever happened), until `read` returns `Ok` (at `stop`); after a failure, again on
-/// a new connection, the delay doubling up to `amqp.reconnect_max_delay`.
-async fn keep_reading<F>(
-    settings: &StreamSettings,
-    what: &str,
-    stop: &CancellationToken,
-    mut read: impl FnMut(Arc<Connection>) -> F,
-) where
-    F: Future<Output = Result<(), String>>,
-{
-    const FIRST_DELAY: Duration = Duration::from_millis(100);
-    let mut delay = FIRST_DELAY;
-    let brokers = settings.brokers();
-    loop {
-        let started = std::time::Instant::now();
-        let session = async {
-            let name = format!("{} {what} reader", settings.connection_name);
-            let connection = Arc::new(brokers.connect(&name).await.map_err(|e| e.to_string())?);
-            let result = read(connection.clone()).await;
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                connection.close(200, format!("{what} reader stopped").into()),
-            )
-            .await;
-            result
-        };
-        match session.await {
-            Ok(()) => return,
-            Err(e) => {
-                warn!(error = %e, "Reading the {what} stream failed; reading again.");
-                brokers.rotate();
-            }
-        }
-        // A session that lasted ended by a failover, not a failing broker: start the
-        // backoff again, so that the node's writes (which wait for their own entry) are
-        // not held for up to reconnect_max_delay.
-        if started.elapsed() > Duration::from_secs(10) {
-            delay = FIRST_DELAY;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop.cancelled() => return,
-        }
-        delay = (delay * 2).min(settings.reconnect_max_delay);
-    }
+/// Checks every webhook an entry of the changes stream writes as the API checks a request
+/// (`hookwire_api::webhooks::check_replicated`); what it refuses is counted and logged.
+pub(crate) fn validator(policy: TargetPolicy, catalog: Catalog) -> Validate {
+    Arc::new(move |new, current| {
+        let checked = new.and_then(|new| {
+            hookwire_api::webhooks::check_replicated(new, current, &policy, &catalog)
+        });
+        checked.inspect_err(|why| {
+            crate::telemetry::stream_refused("changes", "invalid");
+            warn!(reason = %why, "Refused an entry of the changes stream: the API would have refused its webhook; skipped.");
+        })
+    })
 }

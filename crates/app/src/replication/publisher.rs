@@ -1,16 +1,20 @@
 //! Publishing to a replication stream, over a connection of its own, opened on first use
-//! and again after a failure.
+//! and again after a failure. Every entry and batch goes out sealed in an envelope
+//! (`hookwire_amqp::envelope`) under the stream key, numbered in this publisher's session
+//! in the order the channel carries them.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use hookwire_amqp::envelope::Origin;
 use hookwire_amqp::lapin::{BasicProperties, Connection};
 use hookwire_amqp::{Brokers, Publisher};
 use hookwire_store::Changelog;
 use tracing::warn;
+use uuid::Uuid;
 
-use super::{StreamSettings, Which};
+use super::settings::{StreamSettings, Which};
 
 /// The first wait before publishing again to a stream that is not ready; it doubles up to
 /// [`NOT_READY_LAST_DELAY`], about 3 s in all, well within an API write's timeout.
@@ -50,6 +54,11 @@ pub(crate) struct StreamChangelog {
     which: Which,
     brokers: Brokers,
     open: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
+    /// Drawn when the publisher starts: readers track each session's sequence apart.
+    session: Uuid,
+    /// The next envelope's sequence, held while the envelope is handed to the channel,
+    /// so that sequences reach the stream in order.
+    next_seq: tokio::sync::Mutex<u64>,
 }
 
 impl StreamChangelog {
@@ -59,6 +68,8 @@ impl StreamChangelog {
             settings,
             which,
             open: tokio::sync::Mutex::new(None),
+            session: Uuid::now_v7(),
+            next_seq: tokio::sync::Mutex::new(0),
         }
     }
 
@@ -103,10 +114,25 @@ impl Changelog for StreamChangelog {
                 let publisher = self.publisher().await?;
                 let properties = BasicProperties::default()
                     .with_delivery_mode(2)
-                    .with_content_type("application/json".into());
-                let published = publisher
-                    .publish("", &self.which.name(&self.settings), &entry, properties)
-                    .await;
+                    .with_content_type("application/octet-stream".into());
+                let stream = self.which.name(&self.settings);
+                let sent = {
+                    let mut next_seq = self.next_seq.lock().await;
+                    let origin = Origin {
+                        node: self.settings.node.clone(),
+                        session: self.session,
+                        seq: *next_seq,
+                    };
+                    // Each try takes a new number: a retry that lands after newer envelopes
+                    // must not be taken for a copy of an old one.
+                    *next_seq += 1;
+                    let sealed = self.settings.key.seal(&stream, &origin, &entry);
+                    publisher.send("", &stream, &sealed, properties).await
+                };
+                let published = match sent {
+                    Ok(confirm) => confirm.await,
+                    Err(e) => Err(e),
+                };
                 let Err(e) = published else {
                     return Ok(());
                 };
