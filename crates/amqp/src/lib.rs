@@ -11,8 +11,11 @@
 //! - [`Producer`]: publishes events that follow the wire contract.
 //! - [`Replayer`]: publishes dead letters back.
 //! - [`stream`]: the changes stream: declared, read from an offset, offsets of deliveries.
+//! - [`envelope`]: what every entry and batch of a replication stream travels in: its
+//!   writer, its place in that writer's sequence, and a MAC.
 
 mod brokers;
+pub mod envelope;
 mod error;
 pub mod headers;
 mod producer;

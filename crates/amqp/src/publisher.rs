@@ -133,6 +133,21 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<()> {
+        self.send(exchange, routing_key, body, properties)
+            .await?
+            .await
+    }
+
+    /// Hands the message to the channel, and returns its confirm to wait for: messages
+    /// sent one after another on one channel reach a queue in that order, whenever their
+    /// confirms are awaited.
+    pub async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
         let confirm = self
             .channel
             .basic_publish(
@@ -146,21 +161,25 @@ impl Publisher {
                 properties,
             )
             .await?;
-        let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
-            .await
-            .map_err(|_| Error::ConfirmTimeout(self.confirm_timeout))??;
-        match confirmation {
-            // lapin reports a returned mandatory message as an ack that carries it.
-            Confirmation::Ack(Some(returned)) => Err(Error::Returned {
-                exchange: exchange.to_owned(),
-                routing_key: routing_key.to_owned(),
-                reply: returned.reply_text.to_string(),
-            }),
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Nack(_) | Confirmation::NotRequested => Err(Error::Nacked {
-                exchange: exchange.to_owned(),
-                routing_key: routing_key.to_owned(),
-            }),
-        }
+        let confirm_timeout = self.confirm_timeout;
+        let (exchange, routing_key) = (exchange.to_owned(), routing_key.to_owned());
+        Ok(async move {
+            let confirmation = tokio::time::timeout(confirm_timeout, confirm)
+                .await
+                .map_err(|_| Error::ConfirmTimeout(confirm_timeout))??;
+            match confirmation {
+                // lapin reports a returned mandatory message as an ack that carries it.
+                Confirmation::Ack(Some(returned)) => Err(Error::Returned {
+                    exchange,
+                    routing_key,
+                    reply: returned.reply_text.to_string(),
+                }),
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Nack(_) | Confirmation::NotRequested => Err(Error::Nacked {
+                    exchange,
+                    routing_key,
+                }),
+            }
+        })
     }
 }

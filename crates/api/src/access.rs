@@ -2,7 +2,8 @@
 //! e.g. to embed the console in a product's own settings page.
 //!
 //! A token is `hwa_<claims>.<mac>`: the claims as base64url JSON, and HMAC-SHA256 of
-//! `hwa_<claims>` under a key derived from `secrets.key`. Any node with the same
+//! `hwa_<claims>` under the access-token key derived from `secrets.key` (HKDF, a label of
+//! its own: `hookwire_core::keys`). Any node with the same
 //! configuration verifies it without a store lookup; the price is that one token cannot
 //! be revoked before it expires (`api.access_token_max_ttl` bounds that), only all at once
 //! by a new `secrets.key`.
@@ -33,9 +34,6 @@ pub const PREFIX: &str = "hwa_";
 /// The lifetime of a token minted without `ttl`, unless `api.access_token_max_ttl` is
 /// shorter.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
-
-/// Separates the signing key of access tokens from every other use of `secrets.key`.
-const KEY_LABEL: &[u8] = b"hookwire access-token signing key v1";
 
 /// The format version in the claims.
 const VERSION: u8 = 1;
@@ -157,12 +155,15 @@ impl AccessTokenKeys {
     }
 }
 
+/// The access-token MAC key of one `secrets.key` and namespace: the key HKDF derives for
+/// access tokens (`hookwire_core::keys`), bound to the namespace so that a token works
+/// only where it was minted.
 fn derive(secrets_key: &[u8; 32], namespace: &str) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secrets_key).expect("HMAC accepts any key length");
-    mac.update(KEY_LABEL);
-    mac.update(&[0]);
+    let key = hookwire_core::keys::derive(secrets_key, hookwire_core::keys::KeyUse::AccessTokenMac);
+    let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC accepts any key length");
     mac.update(namespace.as_bytes());
     mac.finalize().into_bytes().into()
+}
 }
 
 fn mac(key: &[u8; 32], signed: &str) -> HmacSha256 {

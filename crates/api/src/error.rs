@@ -157,6 +157,10 @@ impl From<hookwire_store::Error> for ApiError {
                     "{message}; the write may still take effect: read the webhook again before retrying"
                 ),
             },
+            // Only when this node's configuration refuses what the writing node's accepted.
+            hookwire_store::Error::Refused(message) => {
+                Self::unprocessable("refused_on_apply", message)
+            }
             other => Self::Internal(other.to_string()),
         }
     }

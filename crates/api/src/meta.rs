@@ -113,6 +113,7 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
         if !r.caught_up {
             problems.push("catching up with the changes stream".to_owned());
         }
+        problems.extend(r.halted.iter().cloned());
         let attempts_applied_offset = state
             .store
             .attempts_applied_offset()

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, StatusCode};
 use hookwire_core::event::{is_valid_org, webhook_id};
-use hookwire_core::{Secret, Subscription, TargetError, now_ms};
+use hookwire_core::{Catalog, Secret, Subscription, TargetError, now_ms};
 use hookwire_store::Change;
 use url::Host;
 use uuid::Uuid;
@@ -17,9 +17,11 @@ use crate::extract::{Json, Query};
 use crate::{ApiError, ApiState, Result};
 
 mod options;
+mod replicated;
 mod types;
 
 pub use options::*;
+pub use replicated::check_replicated;
 pub use types::*;
 
 /// The longest description accepted.
@@ -95,7 +97,7 @@ fn test_send_permit(state: &ApiState) -> Result<tokio::sync::OwnedSemaphorePermi
         })
 }
 
-fn check_description(description: &str) -> Result<()> {
+pub(crate) fn check_description(description: &str) -> Result<()> {
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(ApiError::unprocessable(
             "invalid_description",
@@ -105,7 +107,10 @@ fn check_description(description: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_limits(max_concurrency: Option<u32>, rate_limit_per_sec: Option<u32>) -> Result<()> {
+pub(crate) fn check_limits(
+    max_concurrency: Option<u32>,
+    rate_limit_per_sec: Option<u32>,
+) -> Result<()> {
     if max_concurrency.is_some_and(|n| !(1..=1000).contains(&n)) {
         return Err(ApiError::unprocessable(
             "invalid_limits",
@@ -121,15 +126,15 @@ fn check_limits(max_concurrency: Option<u32>, rate_limit_per_sec: Option<u32>) -
     Ok(())
 }
 
-fn check_events(state: &ApiState, events: &[String]) -> Result<Vec<String>> {
-    let valid = state.catalog.names_joined();
+pub(crate) fn check_events(catalog: &Catalog, events: &[String]) -> Result<Vec<String>> {
+    let valid = catalog.names_joined();
     if events.is_empty() {
         return Err(ApiError::unprocessable(
             "invalid_events",
             format!("subscribe to at least one event type: {valid}"),
         ));
     }
-    if let Some(unknown) = events.iter().find(|e| state.catalog.get(e).is_none()) {
+    if let Some(unknown) = events.iter().find(|e| catalog.get(e).is_none()) {
         return Err(ApiError::unprocessable(
             "invalid_events",
             format!("unknown event type `{unknown}`; valid types: {valid}"),
@@ -261,7 +266,7 @@ pub async fn create(
     let test_event = params.test_event(&credential)?;
     check_description(&request.description)?;
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
-    let events = check_events(&state, &request.events)?;
+    let events = check_events(&state.catalog, &request.events)?;
     let filter = request.filter.as_deref().map(check_filter).transpose()?;
     check_target(&state, &request.url).await?;
     check_webhook_limit(&state, &org)?;
@@ -390,7 +395,7 @@ pub async fn update(
         sub.description = description;
     }
     if let Some(events) = request.events {
-        sub.events = check_events(&state, &events)?;
+        sub.events = check_events(&state.catalog, &events)?;
     }
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
     if let Some(filter) = request.filter {

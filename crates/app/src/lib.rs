@@ -72,6 +72,12 @@ impl App {
         let catalog = catalog(&config.catalog)?;
         let node = node_id(config)?;
         let connection_name = format!("{}@{node}", config.amqp.connection_name);
+        let secrets_key = config
+            .secrets_key()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let previous_keys = config
+            .previous_secrets_keys()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let changes = config
             .replication
             .enabled
@@ -87,13 +93,16 @@ impl App {
                         .reconnect_max_delay
                         .max(Duration::from_secs(1)),
                     health_interval: config.replication.health_interval,
+                    node: node.clone(),
+                    key: hookwire_amqp::envelope::StreamKey::derive(&secrets_key)
+                        .with_previous(&previous_keys),
                 })
             })
             .transpose()?;
         let writer = match &changes {
             None => Writer::spawn(store.clone()),
             // A write answers within the API's request timeout, applied or not.
-            Some(settings) => Writer::replicated(
+            Some(settings) => Writer::replicated_validated(
                 store.clone(),
                 &node,
                 replication::changelog(settings.clone(), replication::Which::Changes),
@@ -101,6 +110,10 @@ impl App {
                     .api
                     .request_timeout
                     .saturating_sub(Duration::from_secs(1)),
+                Some(replication::validator(
+                    config.target_policy(),
+                    catalog.clone(),
+                )),
             )
             .map_err(|source| Error::Store {
                 path: config.store.path.clone(),
@@ -136,12 +149,8 @@ impl App {
         )?;
         let metrics = metrics_recorder()?;
         let access_keys = AccessTokenKeys::derive(
-            &config
-                .secrets_key()
-                .map_err(|e| Error::Config(e.to_string()))?,
-            &config
-                .previous_secrets_keys()
-                .map_err(|e| Error::Config(e.to_string()))?,
+            &secrets_key,
+            &previous_keys,
             &config.amqp.namespace,
             config.api.access_token_max_ttl,
         );
@@ -262,6 +271,7 @@ impl App {
                 settings,
                 payload_retention,
                 store.clone(),
+                writer.clone(),
                 reading_stop.clone(),
             ))
         });
@@ -270,6 +280,7 @@ impl App {
                 settings,
                 attempt_retention,
                 store.clone(),
+                writer.clone(),
                 reading_stop.clone(),
             ))
         });

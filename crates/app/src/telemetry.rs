@@ -21,3 +21,17 @@ pub(crate) fn replication(status: &ReplicationStatus) {
 pub(crate) fn attempts_applied(offset: Option<u64>) {
     metrics::gauge!("hookwire_attempts_applied_offset").set(offset.map_or(-1.0, |n| n as f64));
 }
+
+/// `hookwire_stream_entries_refused_total{stream, reason}`: entries and batches of a
+/// replication stream this node refused (`forged`, `malformed`, `unsealed`, `replayed`,
+/// `invalid`) and skipped.
+pub(crate) fn stream_refused(stream: &'static str, reason: &'static str) {
+    metrics::counter!("hookwire_stream_entries_refused_total", "stream" => stream, "reason" => reason)
+        .increment(1);
+}
+
+/// `hookwire_stream_halted{stream}` = 1: this node stopped applying the stream at an
+/// entry its build does not know.
+pub(crate) fn stream_halted(stream: &'static str) {
+    metrics::gauge!("hookwire_stream_halted", "stream" => stream).set(1.0);
+}

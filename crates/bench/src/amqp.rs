@@ -272,3 +272,21 @@ pub async fn queue_counts(connection: &Connection, queue: &str) -> Result<(u32, 
         .with_context(|| format!("queue {queue}"))?;
     Ok((q.message_count(), q.consumer_count()))
 }
+
+/// `bodies` sealed for `stream` as one writer's session would seal them, so that the
+/// nodes take them as they take their own.
+pub(crate) fn sealed(key: &[u8; 32], stream: &str, bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let key = hookwire_amqp::envelope::StreamKey::derive(key);
+    let session = uuid::Uuid::now_v7();
+    (0u64..)
+        .zip(bodies)
+        .map(|(seq, body)| {
+            let origin = hookwire_amqp::envelope::Origin {
+                node: "bench".into(),
+                session,
+                seq,
+            };
+            key.seal(stream, &origin, body)
+        })
+        .collect()
+}

@@ -10,6 +10,7 @@
 //! - [`target`]: which target URLs and addresses hookwire may connect to.
 //! - [`subscription`]: a webhook subscription.
 //! - [`config`]: the configuration tree and its validation.
+//! - [`keys`]: the keys derived from `secrets.key`, one per use.
 //! - [`trace`]: W3C Trace Context, from the producer to the webhook request.
 
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod disposition;
 pub mod error;
 pub mod event;
 pub mod filter;
+pub mod keys;
 pub mod outcome;
 pub mod retry;
 pub mod signing;

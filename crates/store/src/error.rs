@@ -67,6 +67,10 @@ pub enum Error {
         "import {0} refused: the namespace already holds other changes; import into a fresh namespace"
     )]
     SeedRefused(uuid::Uuid),
+    /// An entry of the changes stream that the API would have refused (its target, its
+    /// custom headers, its filter…): refused alike on every node configured alike.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl Error {
@@ -80,6 +84,7 @@ impl Error {
                 | Self::Conflict { .. }
                 | Self::LimitReached { .. }
                 | Self::SeedRefused(_)
+                | Self::Refused(_)
         )
     }
 }

@@ -29,5 +29,8 @@ pub use payloads::{Payload, PayloadLimits};
 pub use records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
 };
-pub use store::{Change, Entry, HealthTransition, ReplicatedChange, SCHEMA_VERSION, Store};
+pub use store::{
+    Change, Entry, HealthTransition, ReplicatedChange, SCHEMA_VERSION, Store, StreamSession,
+    Validate,
+};
 pub use writer::{Changelog, ReplicationStatus, Writer};

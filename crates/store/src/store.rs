@@ -27,9 +27,11 @@ use crate::{Error, Result};
 mod health;
 mod replicated;
 mod secrets;
+mod stream_guard;
 
 pub use health::HealthTransition;
-pub use replicated::{Entry, ReplicatedChange};
+pub use replicated::{Entry, ReplicatedChange, Validate};
+pub use stream_guard::StreamSession;
 
 /// The schema this build writes. Bump it with every incompatible record change.
 pub const SCHEMA_VERSION: u32 = 1;

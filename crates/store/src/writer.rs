@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::store::{Entry, ReplicatedChange};
-use crate::{Change, Error, Result, Store};
+use crate::{Change, Error, Result, Store, Validate};
 
 type Reply = oneshot::Sender<Result<()>>;
 
@@ -62,6 +62,9 @@ pub struct ReplicationStatus {
     /// This node has applied the mark it wrote when it started: it holds every change
     /// made before then.
     pub caught_up: bool,
+    /// Why this node stopped applying a replication stream ([`Writer::halt`]), until it
+    /// restarts.
+    pub halted: Vec<String>,
 }
 
 /// A replicated writer's state, shared by its clones and its thread.
@@ -76,6 +79,18 @@ struct Replication {
     pending: AtomicU64,
     caught_up: AtomicBool,
     apply_timeout: Duration,
+    /// Checks every webhook an entry writes before it is applied.
+    validate: Option<Validator>,
+    halted: Mutex<Vec<String>>,
+}
+
+/// A [`Validate`], which `Debug` shows by name.
+struct Validator(Validate);
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Validator")
+    }
 }
 
 /// Applies changes and answers once they are durable. Clones share one writer thread.
@@ -102,6 +117,18 @@ impl Writer {
         log: Arc<dyn Changelog>,
         apply_timeout: Duration,
     ) -> Result<Self> {
+        Self::replicated_validated(store, node, log, apply_timeout, None)
+    }
+
+    /// [`Writer::replicated`], every webhook an entry writes checked by `validate` before
+    /// it is applied ([`Store::apply_entry_validated`]).
+    pub fn replicated_validated(
+        store: Store,
+        node: &str,
+        log: Arc<dyn Changelog>,
+        apply_timeout: Duration,
+        validate: Option<Validate>,
+    ) -> Result<Self> {
         let applied = store.applied_offset()?.map_or(0, |n| n.saturating_add(1));
         Ok(Self::start(
             store,
@@ -113,6 +140,8 @@ impl Writer {
                 pending: AtomicU64::new(0),
                 caught_up: AtomicBool::new(false),
                 apply_timeout,
+                validate: validate.map(Validator),
+                halted: Mutex::default(),
             })),
         ))
     }
@@ -136,7 +165,13 @@ impl Writer {
                         .map(|request| match request {
                             Request::Local(change, reply) => (store.apply(change), reply, None),
                             Request::Entry(entry, offset, reply) => (
-                                store.apply_entry(&entry, offset),
+                                store.apply_entry_validated(
+                                    &entry,
+                                    offset,
+                                    shared
+                                        .as_ref()
+                                        .and_then(|r| r.validate.as_ref().map(|v| &v.0)),
+                                ),
                                 reply,
                                 Some((entry.id, offset)),
                             ),
@@ -270,11 +305,21 @@ impl Writer {
     /// means it was not, and must be read again. An entry that cannot be decoded is
     /// skipped, its offset recorded: it could not be applied on any node.
     pub fn apply_entry(&self, raw: &[u8], offset: u64) -> oneshot::Receiver<Result<()>> {
-        let (reply, answer) = oneshot::channel();
         let entry = Entry::from_bytes(raw).unwrap_or_else(|e| {
             tracing::error!(offset, error = %e, "An entry of the changes stream cannot be decoded; skipped.");
             Entry::mark("undecodable")
         });
+        self.hand_over(entry, offset)
+    }
+
+    /// Records `offset` of the changes stream as applied, having changed nothing: for an
+    /// entry refused before it reached the store. Answered like [`Writer::apply_entry`].
+    pub fn skip_entry(&self, offset: u64) -> oneshot::Receiver<Result<()>> {
+        self.hand_over(Entry::mark("refused"), offset)
+    }
+
+    fn hand_over(&self, entry: Entry, offset: u64) -> oneshot::Receiver<Result<()>> {
+        let (reply, answer) = oneshot::channel();
         if let Some(r) = &self.replication {
             r.pending.fetch_add(1, Ordering::SeqCst);
         }
@@ -299,7 +344,19 @@ impl Writer {
             applied_offset: r.applied.load(Ordering::SeqCst).checked_sub(1),
             pending: r.pending.load(Ordering::SeqCst),
             caught_up: r.caught_up.load(Ordering::SeqCst),
+            halted: r.halted.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         })
+    }
+
+    /// Notes that this node stopped applying a replication stream, and why (`/readyz`
+    /// shows it until the process restarts). Does nothing when not replicated.
+    pub fn halt(&self, problem: String) {
+        if let Some(r) = &self.replication {
+            let mut halted = r.halted.lock().unwrap_or_else(|e| e.into_inner());
+            if !halted.contains(&problem) {
+                halted.push(problem);
+            }
+        }
     }
 
     /// `Err` with the reason while the store cannot be written: the last batch failed

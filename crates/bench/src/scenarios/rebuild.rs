@@ -46,8 +46,9 @@ impl Bench {
         let target = self.receiver.url(0);
         let (entries, ids) =
             tokio::task::spawn_blocking(move || export_entries(webhooks, &key, &target)).await??;
-        let entry_bytes: usize = entries.iter().map(Vec::len).sum();
         let names = Names::new(&shared.namespace);
+        let entries = crate::amqp::sealed(&key, &names.changes_stream(), &entries);
+        let entry_bytes: usize = entries.iter().map(Vec::len).sum();
         let import_secs = crate::amqp::publish_raw(
             &self.cli.amqp_url,
             &format!("{}-import", shared.namespace),
@@ -106,6 +107,7 @@ impl Bench {
                 )
                 .await?;
             let _ = channel.close(200, "declared".into()).await;
+            let batches = crate::amqp::sealed(&key, &names.attempts_stream(), &batches);
             let bytes: usize = batches.iter().map(Vec::len).sum();
             let secs = crate::amqp::publish_raw(
                 &self.cli.amqp_url,

@@ -263,6 +263,10 @@ impl Cluster {
             .await
             .expect("channel");
         let name = self.topology.names.attempts_stream();
+        let secrets_key = Self::config_of(&self.namespace, self.dir.path(), 1)
+            .secrets_key()
+            .expect("a key");
+        let key = hookwire_amqp::envelope::StreamKey::derive(&secrets_key);
         let mut consumer = hookwire_amqp::stream::consume_from(&channel, &name, None, 64)
             .await
             .expect("consume the attempts stream");
@@ -277,7 +281,8 @@ impl Cluster {
                 .expect("an offset");
             batches += 1;
             bytes += delivery.data.len();
-            records += hookwire_store::AttemptRecord::decode_batch(&delivery.data)
+            let opened = key.open(&name, &delivery.data).expect("a sealed batch");
+            records += hookwire_store::AttemptRecord::decode_batch(opened.body)
                 .expect("a batch")
                 .len();
             delivery

@@ -24,6 +24,16 @@ pub struct Entry {
     change: Replicated,
 }
 
+/// Checks the webhook an entry writes against the one it replaces on this node (`None`
+/// for a new one), as the API checks a request: `Err` says why the API would refuse it.
+/// Handed `Err` with the reason when the entry's record cannot be opened (a filter that
+/// does not parse, a secret that does not unseal), which it refuses too.
+pub type Validate = Arc<
+    dyn Fn(Result<&Subscription, String>, Option<&Subscription>) -> Result<(), String>
+        + Send
+        + Sync,
+>;
+
 /// Where the id of the import that seeded the namespace is kept.
 const SEED_KEY: &[u8] = b"seed";
 /// Set once any change other than an import's has been applied.
@@ -174,11 +184,29 @@ impl Store {
     /// An entry at or before the offset applied last was applied already (a reader that
     /// reconnected reads again what its predecessor handed over): it changes nothing.
     pub fn apply_entry(&self, entry: &Entry, offset: u64) -> Result<()> {
+        self.apply_entry_validated(entry, offset, None)
+    }
+
+    /// [`Store::apply_entry`], the entry's webhook checked by `validate` first: one it
+    /// refuses is refused like any decided change ([`Error::Refused`]), its offset
+    /// recorded, nothing changed.
+    pub fn apply_entry_validated(
+        &self,
+        entry: &Entry,
+        offset: u64,
+        validate: Option<&Validate>,
+    ) -> Result<()> {
         if self
             .applied_offset()?
             .is_some_and(|applied| applied >= offset)
         {
             return Ok(());
+        }
+        if let Some(validate) = validate
+            && let Err(why) = self.validate_entry(entry, validate)
+        {
+            self.record_offset(offset)?;
+            return Err(Error::Refused(why));
         }
         let mark = Some(Mark {
             tree: &self.replication,
@@ -228,6 +256,24 @@ impl Store {
             }
             other => other,
         }
+    }
+
+    /// `validate` on the webhook `entry` writes, if any, against this node's current one.
+    fn validate_entry(&self, entry: &Entry, validate: &Validate) -> Result<(), String> {
+        let (Replicated::Create { webhook, .. }
+        | Replicated::Replace { webhook, .. }
+        | Replicated::Upsert { webhook }) = &entry.change
+        else {
+            return Ok(());
+        };
+        let opened = self
+            .unseal(webhook)
+            .and_then(|keys| self.subscription_of(webhook.clone(), Some(keys)))
+            .map_err(|e| format!("its webhook cannot be opened: {e}"));
+        // A current record that cannot be read is no reason to keep one out: the new one
+        // is then checked whole.
+        let current = self.get(&webhook.org, &webhook.id).ok().flatten();
+        validate(opened.as_ref().map_err(Clone::clone), current.as_ref())
     }
 
     /// An import seeds a namespace only if nothing but marks and that same import was
