@@ -164,7 +164,6 @@ fn derive(secrets_key: &[u8; 32], namespace: &str) -> [u8; 32] {
     mac.update(namespace.as_bytes());
     mac.finalize().into_bytes().into()
 }
-}
 
 fn mac(key: &[u8; 32], signed: &str) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
