@@ -469,7 +469,7 @@ async fn minting_checks_its_input_and_tokens_verify_on_another_node() {
 
     // A second node with the same configuration (and its own, empty store) accepts the
     // token: verifying it needs no store.
-    let other = Harness::start(|c| {
+    let mut other = Harness::start(|c| {
         c.secrets.key = h.config.secrets.key.clone();
         c.amqp.namespace = h.config.amqp.namespace.clone();
     })
