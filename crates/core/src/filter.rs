@@ -26,12 +26,14 @@ use cel::Env;
 
 mod check;
 mod cost;
+mod error;
 mod eval;
 mod functions;
 mod program;
 mod value;
 
 pub use cost::{BUDGET, Cost, MAX_BODY_BYTES};
+pub use error::FilterError;
 pub use eval::EvalError;
 pub use value::{Key, TypeName, Value};
 
@@ -47,28 +49,6 @@ pub const MAX_FILTER_DEPTH: u16 = 32;
 const PARSE_STACK_BYTES: usize = 16 << 20;
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
-
-/// Why a filter is refused: where, and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError {
-    /// 1-based line of the error, when it has a place.
-    pub line: Option<u32>,
-    /// 1-based column (in characters), when it has a place.
-    pub column: Option<u32>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for FilterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "{line}:{column}: {}", self.message),
-            _ => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for FilterError {}
 
 /// A parsed, checked filter.
 #[derive(Clone)]

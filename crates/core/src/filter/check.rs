@@ -9,7 +9,7 @@ use cel::common::ast::{
     CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo, operators,
 };
 
-use super::FilterError;
+use super::error::FilterError;
 use super::program::{Binary, Function, Loop, LoopKind, Node};
 use super::value::{TypeName, Value};
 

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::cost::{Cost, regex_factor};
-use super::functions::arithmetic;
 use super::program::{Binary, Loop, LoopKind, Node};
 use super::value::{
     Key, TypeName, VALUE_BYTES, Value, content_work, key_len, list_bytes, map_bytes,
@@ -305,7 +304,7 @@ impl<'a> Evaluator<'a> {
                 _ => Err(no_overload("_+_", &[a, b])),
             },
             Binary::Subtract | Binary::Multiply | Binary::Divide | Binary::Modulo => {
-                arithmetic(op, a, b)
+                Self::arithmetic(op, a, b)
             }
             Binary::Equals | Binary::NotEquals => {
                 let equal = a.equals(b, &mut |w| self.step(w))?;

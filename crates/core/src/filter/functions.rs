@@ -102,56 +102,56 @@ impl Evaluator<'_> {
             Function::Dyn => Ok(a),
         }
     }
-}
 
-pub(super) fn arithmetic(op: Binary, a: &Value, b: &Value) -> Result<Value> {
-    use Value::{Double, Int, UInt};
-    let (name, symbol) = match op {
-        Binary::Subtract => ("sub", "_-_"),
-        Binary::Multiply => ("mul", "_*_"),
-        Binary::Divide => ("div", "_/_"),
-        _ => ("rem", "_%_"),
-    };
-    let overflow = || EvalError::new(format!("Overflow from binary operator '{name}'"));
-    let zero = || {
-        EvalError::new(if op == Binary::Divide {
-            "Division by zero"
-        } else {
-            "Remainder by zero"
-        })
-    };
-    match (a, b) {
-        (Int(x), Int(y)) => {
-            if matches!(op, Binary::Divide | Binary::Modulo) && *y == 0 {
-                return Err(zero());
+    pub(super) fn arithmetic(op: Binary, a: &Value, b: &Value) -> Result<Value> {
+        use Value::{Double, Int, UInt};
+        let (name, symbol) = match op {
+            Binary::Subtract => ("sub", "_-_"),
+            Binary::Multiply => ("mul", "_*_"),
+            Binary::Divide => ("div", "_/_"),
+            _ => ("rem", "_%_"),
+        };
+        let overflow = || EvalError::new(format!("Overflow from binary operator '{name}'"));
+        let zero = || {
+            EvalError::new(if op == Binary::Divide {
+                "Division by zero"
+            } else {
+                "Remainder by zero"
+            })
+        };
+        match (a, b) {
+            (Int(x), Int(y)) => {
+                if matches!(op, Binary::Divide | Binary::Modulo) && *y == 0 {
+                    return Err(zero());
+                }
+                match op {
+                    Binary::Subtract => x.checked_sub(*y),
+                    Binary::Multiply => x.checked_mul(*y),
+                    Binary::Divide => x.checked_div(*y),
+                    _ => x.checked_rem(*y),
+                }
+                .map(Int)
+                .ok_or_else(overflow)
             }
-            match op {
-                Binary::Subtract => x.checked_sub(*y),
-                Binary::Multiply => x.checked_mul(*y),
-                Binary::Divide => x.checked_div(*y),
-                _ => x.checked_rem(*y),
+            (UInt(x), UInt(y)) => {
+                if matches!(op, Binary::Divide | Binary::Modulo) && *y == 0 {
+                    return Err(zero());
+                }
+                match op {
+                    Binary::Subtract => x.checked_sub(*y),
+                    Binary::Multiply => x.checked_mul(*y),
+                    Binary::Divide => x.checked_div(*y),
+                    _ => x.checked_rem(*y),
+                }
+                .map(UInt)
+                .ok_or_else(overflow)
             }
-            .map(Int)
-            .ok_or_else(overflow)
+            (Double(x), Double(y)) if op != Binary::Modulo => Ok(Double(match op {
+                Binary::Subtract => x - y,
+                Binary::Multiply => x * y,
+                _ => x / y,
+            })),
+            _ => Err(no_overload(symbol, &[a, b])),
         }
-        (UInt(x), UInt(y)) => {
-            if matches!(op, Binary::Divide | Binary::Modulo) && *y == 0 {
-                return Err(zero());
-            }
-            match op {
-                Binary::Subtract => x.checked_sub(*y),
-                Binary::Multiply => x.checked_mul(*y),
-                Binary::Divide => x.checked_div(*y),
-                _ => x.checked_rem(*y),
-            }
-            .map(UInt)
-            .ok_or_else(overflow)
-        }
-        (Double(x), Double(y)) if op != Binary::Modulo => Ok(Double(match op {
-            Binary::Subtract => x - y,
-            Binary::Multiply => x * y,
-            _ => x / y,
-        })),
-        _ => Err(no_overload(symbol, &[a, b])),
     }
 }
