@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 use hookwire_store::{Change, Changelog, Payload, PayloadLimits, Store};
 
-use crate::batch_writer::{
-    BatchWriter, Batched, base64_bytes_at_most, json_text_bytes_at_most,
-};
+use crate::batch_writer::{BatchWriter, Batched, base64_bytes_at_most, json_text_bytes_at_most};
 
 /// The payload archive as a [`Batched`] kind: event bodies, pruned by age.
 struct Payloads {

@@ -12,9 +12,10 @@ use crate::hostile::publish_task;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A store whose one webhook of org `poisoned` has a secret that no key opens (its sealed
-/// bytes overwritten on disk), as a damaged record would.
-fn store_with_an_unreadable_webhook(dir: &std::path::Path, url: &str) {
+/// A store whose event index for org `poisoned` is damaged on disk (an entry whose id is
+/// cut short), so that resolving its subscribers fails. (A damaged webhook record costs
+/// only that webhook: `broken_row.rs`.)
+fn store_with_a_damaged_index(dir: &std::path::Path, url: &str) {
     let key = test_config("unused", dir).secrets_key().expect("test key");
     {
         let store = Store::open(dir, 1 << 20, &key).expect("store opens");
@@ -34,11 +35,11 @@ fn store_with_an_unreadable_webhook(dir: &std::path::Path, url: &str) {
             Err(e) => panic!("sled: {e}"),
         }
     };
-    let subs = db.open_tree("subscriptions").expect("tree");
-    let (k, v) = subs.iter().next().expect("one record").expect("read");
-    let mut record: serde_json::Value = serde_json::from_slice(&v).expect("json");
-    record["keys"][0]["sealed"] = "A".repeat(96).into();
-    subs.insert(k, serde_json::to_vec(&record).expect("json"))
+    let index = db.open_tree("subscriptions_by_event").expect("tree");
+    let (key, _) = index.iter().next().expect("one entry").expect("read");
+    index.remove(&key).expect("remove");
+    index
+        .insert(&key[..key.len() - 1], &[] as &[u8])
         .expect("insert");
     db.flush().expect("flush");
 }
@@ -47,7 +48,7 @@ fn store_with_an_unreadable_webhook(dir: &std::path::Path, url: &str) {
 async fn an_unprocessable_event_is_dead_lettered_alone_and_the_rest_flow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let poisoned_receiver = Receiver::ok().await;
-    store_with_an_unreadable_webhook(dir.path(), &poisoned_receiver.url());
+    store_with_a_damaged_index(dir.path(), &poisoned_receiver.url());
     let h = Harness::start(|c| c.store.path = dir.path().to_owned()).await;
     let receiver = Receiver::ok().await;
     h.subscribe(&new_subscription(
@@ -82,7 +83,7 @@ async fn an_unprocessable_event_is_dead_lettered_alone_and_the_rest_flow() {
     assert_eq!(dead[0].event_id.as_deref(), Some("poison-1"));
     assert_eq!(dead[0].org.as_deref(), Some("poisoned"));
     assert_eq!(dead[0].event_type.as_deref(), Some("report_created"));
-    assert!(dead[0].detail.contains("secrets.key"), "{}", dead[0].detail);
+    assert!(dead[0].detail.contains("corrupt"), "{}", dead[0].detail);
 
     let got = receiver.wait_for(10, WAIT).await;
     let mut ids: Vec<String> = got
@@ -105,19 +106,17 @@ async fn an_unprocessable_event_is_dead_lettered_alone_and_the_rest_flow() {
     h.finish().await;
 }
 
-/// A handler that panics settles its message at once, as unprocessable, instead of
-/// leaving it unacked until the broker's 30-minute consumer timeout; the other messages
-/// flow. The panic is a real one, with no hook: a forged task claiming `u32::MAX`
-/// attempts overflows the attempt count after its attempt: every hookwire build checks
-/// overflow, release ones included (the workspace's `profile.release`).
+/// A forged task claiming `u32::MAX` attempts (no room for one more) is refused where it
+/// is decoded, settled at once as a contract breach with no attempt, instead of
+/// overflowing the attempt count; the other messages flow.
 #[tokio::test]
-async fn a_panicking_handler_settles_its_message_at_once_and_nothing_is_lost() {
+async fn a_task_claiming_every_attempt_is_refused_at_decode_and_nothing_is_lost() {
     let h = Harness::start(|_| {}).await;
     let receiver = Receiver::ok().await;
     let sub = new_subscription("acme", &receiver.url(), &["report_created"]);
     h.subscribe(&sub);
-    let panicking = Task {
-        event_id: "panics".into(),
+    let forged = Task {
+        event_id: "forged".into(),
         org: "acme".into(),
         event_type: "report_created".into(),
         subscription_id: sub.id,
@@ -130,7 +129,7 @@ async fn a_panicking_handler_settles_its_message_at_once_and_nothing_is_lost() {
     };
     publish_task(
         &h,
-        &panicking,
+        &forged,
         br#"{"event":"report_created","report_run_url":"https://mode.test/p"}"#,
     )
     .await;
@@ -147,14 +146,16 @@ async fn a_panicking_handler_settles_its_message_at_once_and_nothing_is_lost() {
     }
     let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].reason, "unprocessable");
-    assert!(dead[0].detail.contains("panicked"), "{}", dead[0].detail);
-    assert_eq!(dead[0].event_id.as_deref(), Some("panics"));
-    // Every healthy event delivered, and the panicking task's one attempt.
-    receiver.wait_for(HEALTHY + 1, WAIT).await;
-    // Settled, not left unacked: far sooner than the broker's consumer timeout.
+    assert_eq!(dead[0].reason, "missing_field");
+    assert!(
+        dead[0].detail.contains("x-hookwire-attempts"),
+        "{}",
+        dead[0].detail
+    );
+    assert_eq!(dead[0].event_id.as_deref(), Some("forged"));
+    receiver.wait_for(HEALTHY, WAIT).await;
     let deliveries = format!("{}.deliveries", h.namespace());
-    eventually(WAIT, "the panicking task acked", || async {
+    eventually(WAIT, "the forged task acked", || async {
         (h.broker.ready(&deliveries).await == 0 && Broker::unacked(&deliveries) == 0).then_some(())
     })
     .await;
@@ -165,6 +166,11 @@ async fn a_panicking_handler_settles_its_message_at_once_and_nothing_is_lost() {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), HEALTHY + 1, "each delivered once, nothing lost");
+    assert_eq!(
+        ids.len(),
+        HEALTHY,
+        "each delivered once, the forged task never attempted"
+    );
+    assert_eq!(receiver.requests().len(), HEALTHY);
     h.finish().await;
 }
