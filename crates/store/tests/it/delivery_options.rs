@@ -114,8 +114,22 @@ fn a_sealed_header_value_is_bound_to_its_name() {
             .expect("insert");
         db.flush().expect("flush");
     }
+    // It no longer opens: the webhook reads as broken, never with the moved secret.
     let store = open(&dir, &A, &[]).expect("opens");
-    assert!(matches!(store.get("acme", &s.id), Err(Error::Unseal)));
+    let read = store.get("acme", &s.id).expect("read").expect("listed");
+    assert!(
+        read.broken_reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&Error::Unseal.to_string())),
+        "{:?}",
+        read.broken_reason
+    );
+    assert!(
+        read.headers.is_empty(),
+        "no header value is shown: {:?}",
+        read.headers
+    );
+    assert!(!read.enabled);
 }
 
 #[test]

@@ -164,6 +164,16 @@ fn a_sealed_secret_is_bound_to_its_expiry() {
             .expect("insert");
         db.flush().expect("flush");
     }
+    // It no longer opens: the webhook reads as broken, never with the moved secret.
     let store = open(&dir, &A, &[]).expect("opens");
-    assert!(matches!(store.get("acme", &s.id), Err(Error::Unseal)));
+    let read = store.get("acme", &s.id).expect("read").expect("listed");
+    assert!(
+        read.broken_reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&Error::Unseal.to_string())),
+        "{:?}",
+        read.broken_reason
+    );
+    assert!(read.keys.is_empty(), "the secret is not made to sign");
+    assert!(!read.enabled);
 }
