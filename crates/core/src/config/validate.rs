@@ -171,7 +171,10 @@ impl Config {
             return Err(invalid("api.max_connections", "must be at least 1"));
         }
         if self.api.resend_per_webhook_per_sec == 0 {
-            return Err(invalid("api.resend_per_webhook_per_sec", "must be at least 1"));
+            return Err(invalid(
+                "api.resend_per_webhook_per_sec",
+                "must be at least 1",
+            ));
         }
         if self.api.resend_per_org_per_sec < self.api.resend_per_webhook_per_sec {
             return Err(invalid(
