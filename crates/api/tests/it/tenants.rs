@@ -156,14 +156,8 @@ async fn resend_is_cut_to_the_budget_then_refused_with_retry_after() {
     }
     let from = hookwire_core::now_ms();
     for i in 0..40 {
-        h.publish(
-            "acme",
-            "report_created",
-            &format!("evt-{i}"),
-            "report_run_url",
-            "https://mode.test/r",
-        )
-        .await;
+        h.publish_report(&format!("evt-{i}"), "https://mode.test/r")
+            .await;
     }
     eventually(WAIT, "every event to be kept", || async {
         (h.store.payload_stats().expect("stats").0 >= 40).then_some(())

@@ -67,14 +67,8 @@ async fn a_broken_webhook_costs_only_its_own_deliveries() {
     let h = Harness::start(move |c| c.store.path = path).await;
 
     for i in 0..3 {
-        h.publish(
-            "acme",
-            "report_created",
-            &format!("evt-{i}"),
-            "report_run_url",
-            "https://mode.test/r",
-        )
-        .await;
+        h.publish_report(&format!("evt-{i}"), "https://mode.test/r")
+            .await;
     }
     good_receiver.wait_for(3, WAIT).await;
     assert!(
