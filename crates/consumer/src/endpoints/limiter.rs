@@ -5,8 +5,10 @@
 //! limit). It starts at [`INITIAL_LIMIT`] and doubles every round (slow start) until the
 //! first sign of overload; from then on it grows by a tenth a round and shrinks:
 //! - to a fraction when a round's mean latency is more than [`TOLERANCE`] × the
-//!   receiver's unloaded latency (the least seen lately) and more than
-//!   [`MIN_QUEUEING`] above it: requests queue at the receiver;
+//!   receiver's unloaded latency (the least round mean seen lately) and more than
+//!   [`MIN_QUEUEING`] above it: requests queue at the receiver. Round means, not single
+//!   answers: a receiver whose answers vary widely whatever its load (0.2 to 2 s, say)
+//!   has a fast answer now and then, but no round much faster than the others;
 //! - by half at once on a timeout, a 429 or a 503, which also pause the webhook for
 //!   its `Retry-After`.
 //!
@@ -56,7 +58,7 @@ struct Round {
     saturated: bool,
 }
 
-/// The least latency seen in the current window and the one before.
+/// The least round mean seen in the current window and the one before.
 #[derive(Debug, Clone, Copy)]
 struct BaseLatency {
     window_start: Instant,
@@ -65,7 +67,8 @@ struct BaseLatency {
 }
 
 impl BaseLatency {
-    fn record(&mut self, latency: Duration, now: Instant) {
+    /// Starts a new window when the current one is over.
+    fn roll(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= BASE_WINDOW {
             // The window just over becomes the previous one; after a silence of two,
@@ -76,6 +79,9 @@ impl BaseLatency {
             self.current = None;
             self.window_start = now;
         }
+    }
+
+    fn record(&mut self, latency: Duration) {
         self.current = Some(self.current.map_or(latency, |c| c.min(latency)));
     }
 
@@ -187,7 +193,6 @@ impl Limiter {
         match signal {
             Signal::None => return None,
             Signal::Answered(latency) => {
-                self.base.record(latency, now);
                 self.recent_latency = Some(match self.recent_latency {
                     None => latency,
                     Some(mean) => (mean * 4 + latency) / 5,
@@ -198,7 +203,7 @@ impl Limiter {
                 self.round.results += 1;
                 self.round.latency_sum += latency;
                 if self.round.results as usize >= before {
-                    self.end_round(ceiling);
+                    self.end_round(ceiling, now);
                 }
             }
             Signal::Overloaded { retry_after } => {
@@ -216,16 +221,19 @@ impl Limiter {
         (after != before).then_some(after)
     }
 
-    fn end_round(&mut self, ceiling: usize) {
+    fn end_round(&mut self, ceiling: usize, now: Instant) {
         let round = std::mem::take(&mut self.round);
-        let (Some(base), Some(mean)) = (
-            self.base.get(),
-            round.latency_sum.checked_div(round.results),
-        ) else {
+        let Some(mean) = round.latency_sum.checked_div(round.results) else {
             return;
         };
-        let queueing = mean.saturating_sub(base);
-        if queueing > MIN_QUEUEING && mean.as_secs_f64() > TOLERANCE * base.as_secs_f64() {
+        // Judged against the rounds before it, then one of them.
+        self.base.roll(now);
+        let queueing = self.base.get().is_some_and(|base| {
+            mean.saturating_sub(base) > MIN_QUEUEING
+                && mean.as_secs_f64() > TOLERANCE * base.as_secs_f64()
+        });
+        self.base.record(mean);
+        if queueing {
             self.decrease(QUEUEING_BACKOFF);
         } else if round.saturated {
             let grown = if self.slow_start {

@@ -158,6 +158,25 @@ fn retry_after_pauses_the_webhook_within_the_bound_and_never_shortens_a_pause() 
 }
 
 #[test]
+fn a_receiver_whose_answers_vary_whatever_its_load_is_not_held_back() {
+    // Answers in 0.2 to 2 s at random, however many are in flight (a slow receiver, not
+    // an overloaded one): single answers ten times apart, round means close together.
+    let seed = std::cell::Cell::new(0x2545_f491_4f6c_dd1d_u64);
+    let random_latency = |_| {
+        let mut x = seed.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        seed.set(x);
+        ms(200 + x % 1801)
+    };
+    let mut t = Instant::now();
+    let mut limiter = Limiter::new(true, CEILING, t);
+    let seen = saturated_rounds(&mut limiter, 40, CEILING, random_latency, &mut t);
+    assert!(seen[10..].iter().all(|l| *l == CEILING), "limits: {seen:?}");
+}
+
+#[test]
 fn a_receiver_slower_for_good_is_judged_by_its_new_pace_within_two_windows() {
     let mut t = Instant::now();
     let mut limiter = Limiter::new(true, CEILING, t);
