@@ -5,6 +5,12 @@ use reqwest::Method;
 
 use crate::Api;
 
+/// The methods a route may have; any other is refused before routing.
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// The document is built from the same `routes!` calls that register the handlers, so the
+/// routes come from the router itself: every documented route must be served, and every
+/// method the document leaves out of a path must answer 405.
 #[tokio::test]
 async fn every_documented_route_is_served_and_every_served_route_is_documented() {
     let h = Harness::start(|_| {}).await;
@@ -12,55 +18,39 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
     let (status, spec) = api.call(Method::GET, "/openapi.json", None).await;
     assert_eq!(status, 200);
     let paths = spec["paths"].as_object().expect("paths");
-    let mut documented = Vec::new();
-    for (path, item) in paths {
-        for method in item.as_object().expect("path item").keys() {
-            documented.push(format!("{} {path}", method.to_uppercase()));
-        }
+    for known in ["/healthz", "/readyz", "/metrics", "/v1/orgs/{org}/webhooks"] {
+        assert!(paths.contains_key(known), "{known} is documented");
     }
-    documented.sort();
-    // Every route the router serves; `router_knows` below proves each one is served.
-    let mut served = vec![
-        "GET /healthz",
-        "GET /readyz",
-        "GET /openapi.json",
-        "GET /metrics",
-        "GET /v1/event-types",
-        "GET /v1/orgs/{org}/webhooks",
-        "POST /v1/orgs/{org}/webhooks",
-        "GET /v1/orgs/{org}/webhooks/{id}",
-        "PATCH /v1/orgs/{org}/webhooks/{id}",
-        "DELETE /v1/orgs/{org}/webhooks/{id}",
-        "POST /v1/orgs/{org}/webhooks/{id}/test",
-        "POST /v1/orgs/{org}/webhooks/{id}/rotate-secret",
-        "POST /v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key",
-        "POST /v1/orgs/{org}/webhooks/{id}/resend",
-        "GET /v1/orgs/{org}/webhooks/{id}/attempts",
-        "GET /v1/orgs/{org}/dead-letters",
-        "POST /v1/orgs/{org}/dead-letters/replay",
-        "POST /v1/orgs/{org}/dead-letters/purge",
-        "GET /v1/admin/dead-letters",
-        "POST /v1/admin/dead-letters/purge",
-        "GET /v1/admin/orgs",
-        "POST /v1/orgs/{org}/access-tokens",
-        "GET /v1/whoami",
-    ];
-    served.sort_unstable();
-    assert_eq!(documented, served);
-
-    for route in &served {
-        let (method, path) = route.split_once(' ').expect("method and path");
+    for (path, item) in paths {
+        let documented: Vec<String> = item
+            .as_object()
+            .expect("path item")
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
         let concrete = path
             .replace("{org}", "acme")
             .replace("{id}", "0190c5b8-0000-7000-8000-000000000000");
-        let method = Method::from_bytes(method.as_bytes()).expect("method");
-        let (status, body) = api.call(method, &concrete, None).await;
-        let unrouted =
-            matches!(body["error"]["message"].as_str(), Some("no such route")) || status == 405;
-        assert!(
-            !unrouted,
-            "{route} is documented but not served: {status} {body}"
-        );
+        for method in METHODS {
+            let (status, body) = api
+                .call(
+                    Method::from_bytes(method.as_bytes()).expect("method"),
+                    &concrete,
+                    None,
+                )
+                .await;
+            let route = format!("{method} {path}");
+            if documented.iter().any(|m| m == method) {
+                let unrouted = status == 405
+                    || matches!(body["error"]["message"].as_str(), Some("no such route"));
+                assert!(
+                    !unrouted,
+                    "{route} is documented but not served: {status} {body}"
+                );
+            } else {
+                assert_eq!(status, 405, "{route} is served but not documented: {body}");
+            }
+        }
     }
     h.finish().await;
 }
