@@ -30,7 +30,7 @@ pub use error::{Error, Result};
 pub use producer::Producer;
 pub use publisher::{Publisher, connect, connect_with_frame_max};
 pub use replayer::Replayer;
-pub use topology::{ChangesStream, Names, Topology, inspect_queue};
+pub use topology::{ChangesStream, Names, StreamBounds, Topology, inspect_queue};
 pub use wire::OutgoingEvent;
 
 /// Re-exported so that producers need no direct lapin dependency for the basics.

@@ -25,6 +25,16 @@ pub const LEADER_LOCATOR: &str = "balanced";
 /// A stream's arguments: `max_age` becomes its `x-max-age` (whole seconds); `replicas`,
 /// on a cluster, its `x-initial-cluster-size`, with leaders spread over the nodes.
 pub fn arguments(max_age: Option<Duration>, replicas: Option<u8>) -> FieldTable {
+    bounded_arguments(max_age, None, replicas)
+}
+
+/// [`arguments`], and `max_bytes` as its `x-max-length-bytes`: past it RabbitMQ drops
+/// the oldest segments, so that no producer can fill the broker's disk through it.
+pub fn bounded_arguments(
+    max_age: Option<Duration>,
+    max_bytes: Option<u64>,
+    replicas: Option<u8>,
+) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
@@ -34,6 +44,12 @@ pub fn arguments(max_age: Option<Duration>, replicas: Option<u8>) -> FieldTable 
         args.insert(
             "x-max-age".into(),
             AMQPValue::LongString(LongString::from(format!("{}s", age.as_secs().max(1)))),
+        );
+    }
+    if let Some(bytes) = max_bytes {
+        args.insert(
+            "x-max-length-bytes".into(),
+            AMQPValue::LongLongInt(i64::try_from(bytes).unwrap_or(i64::MAX)),
         );
     }
     if let Some(replicas) = replicas {
@@ -62,6 +78,61 @@ pub async fn declare_with(channel: &Channel, name: &str, args: FieldTable) -> Re
         )
         .await?;
     Ok(())
+}
+
+/// How a stream's declaration went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Declared {
+    /// The stream exists with the arguments asked for.
+    AsAsked,
+    /// The stream exists with other arguments, which RabbitMQ fixes when it creates a
+    /// stream; it is used as it is. The broker's account of the difference.
+    AsFound(String),
+}
+
+/// Declares the stream `name` with `args` on channels of its own. A stream that exists
+/// with other arguments (a retention or size changed in the configuration, or a stream
+/// made by an older build) is used as it is: RabbitMQ refuses the declaration with 406
+/// and closes the channel, so the stream is then declared passively on another one.
+/// Changing its arguments is the operator's choice (docs/operations.md).
+pub async fn declare_on(
+    connection: &lapin::Connection,
+    name: &str,
+    args: FieldTable,
+) -> Result<Declared> {
+    let channel = connection.create_channel().await?;
+    let refused = match declare_with(&channel, name, args).await {
+        Ok(()) => {
+            let _ = channel.close(200, "declared".into()).await;
+            return Ok(Declared::AsAsked);
+        }
+        Err(crate::Error::Amqp(e)) if precondition_failed(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                passive: true,
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = channel.close(200, "declared".into()).await;
+    Ok(Declared::AsFound(refused.to_string()))
+}
+
+/// RabbitMQ's 406 `PRECONDITION_FAILED`: a declaration with other arguments.
+fn precondition_failed(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    )
 }
 
 /// Consumes the stream `name` from `offset` (`None`: from its first message) on `channel`,

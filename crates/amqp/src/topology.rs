@@ -21,9 +21,10 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use crate::Result;
+use crate::stream::Declared;
 pub use crate::stream::LEADER_LOCATOR;
 
 /// Each unacked redelivery (crash, dropped connection, broker restart) counts; 20 leaves
@@ -147,6 +148,15 @@ pub struct ChangesStream {
     pub max_age: Option<Duration>,
 }
 
+/// How long a stream keeps what it holds, and how much at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamBounds {
+    /// Its `x-max-age`.
+    pub max_age: Duration,
+    /// Its `x-max-length-bytes`.
+    pub max_bytes: u64,
+}
+
 impl Topology {
     /// The topology of `namespace` with these tier delays (tools and tests; `serve`'s
     /// come from its [`RetryPlan`]).
@@ -190,25 +200,46 @@ impl Topology {
         Ok(())
     }
 
-    /// Declares the stream of kept event bodies with `x-max-age` = `retention`: a body is
-    /// of no use past it. Safe to run any number of times with the same retention.
-    pub async fn declare_payloads(&self, channel: &Channel, retention: Duration) -> Result<()> {
-        crate::stream::declare_with(
-            channel,
-            &self.names.payloads_stream(),
-            crate::stream::arguments(Some(retention), self.replication),
-        )
-        .await
+    /// Declares the stream of kept event bodies with `x-max-age` = `bounds.max_age` (a
+    /// body is of no use past its retention) and `x-max-length-bytes` = `bounds.max_bytes`.
+    /// An existing stream with other arguments is used as it is
+    /// ([`crate::stream::declare_on`]).
+    pub async fn declare_payloads(
+        &self,
+        connection: &Connection,
+        bounds: StreamBounds,
+    ) -> Result<Declared> {
+        self.declare_bounded(connection, &self.names.payloads_stream(), bounds)
+            .await
     }
 
-    /// Declares the stream of attempt records with `x-max-age` = `retention`, the attempt
-    /// log's: a record older is pruned from every log anyway. Safe to run any number of
-    /// times with the same retention.
-    pub async fn declare_attempts(&self, channel: &Channel, retention: Duration) -> Result<()> {
-        crate::stream::declare_with(
-            channel,
-            &self.names.attempts_stream(),
-            crate::stream::arguments(Some(retention), self.replication),
+    /// Declares the stream of attempt records with `x-max-age` = `bounds.max_age`, the
+    /// attempt log's retention (a record older is pruned from every log anyway), and
+    /// `x-max-length-bytes` = `bounds.max_bytes`. An existing stream with other arguments
+    /// is used as it is.
+    pub async fn declare_attempts(
+        &self,
+        connection: &Connection,
+        bounds: StreamBounds,
+    ) -> Result<Declared> {
+        self.declare_bounded(connection, &self.names.attempts_stream(), bounds)
+            .await
+    }
+
+    async fn declare_bounded(
+        &self,
+        connection: &Connection,
+        name: &str,
+        bounds: StreamBounds,
+    ) -> Result<Declared> {
+        crate::stream::declare_on(
+            connection,
+            name,
+            crate::stream::bounded_arguments(
+                Some(bounds.max_age),
+                Some(bounds.max_bytes),
+                self.replication,
+            ),
         )
         .await
     }

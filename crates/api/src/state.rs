@@ -36,6 +36,9 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// API connections open at once.
     pub max_connections: usize,
+    /// `/readyz` and `/metrics` are served on the operations port (`api.ops_listen`)
+    /// instead of the API port.
+    pub ops_listener: bool,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
+            .field("ops_listener", &self.ops_listener)
             .finish_non_exhaustive()
     }
 }

@@ -28,10 +28,12 @@ pub enum Error {
     /// The delivery engine ended with an error, e.g. a refusal to start.
     #[error(transparent)]
     Daemon(#[from] hookwire_consumer::Error),
-    /// The API cannot listen on `api.listen`.
-    #[error("config key `api.listen`: cannot listen on {addr}: {source}")]
+    /// The API cannot listen on `api.listen` or `api.ops_listen`.
+    #[error("config key `{key}`: cannot listen on {addr}: {source}")]
     Listen {
-        /// `api.listen`.
+        /// `api.listen` or `api.ops_listen`.
+        key: &'static str,
+        /// Its value.
         addr: String,
         /// Why.
         source: std::io::Error,

@@ -14,9 +14,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hookwire_amqp::{Names, Replayer};
+use hookwire_amqp::{Names, Replayer, StreamBounds};
 use hookwire_api::access::AccessTokenKeys;
-use hookwire_api::{ApiSettings, ApiState, Circuits};
+use hookwire_api::{ApiSettings, ApiState, Circuits, Listeners};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
 use hookwire_consumer::payloads::PayloadArchive;
 use hookwire_consumer::spans::Spans;
@@ -45,13 +45,13 @@ pub struct App {
     writer: Writer,
     daemon: Daemon,
     api: ApiState,
-    listener: TcpListener,
+    listeners: Listeners,
     metrics: PrometheusHandle,
     node: String,
     /// The changes stream, when the store is replicated.
     changes: Option<StreamSettings>,
     /// How long event bodies are kept (the payloads stream's `x-max-age`).
-    payload_retention: Duration,
+    payload_bounds: StreamBounds,
     /// How long attempts are kept (the attempts stream's `x-max-age`), and how many.
     attempt_retention: replication::AttemptRetention,
 }
@@ -120,20 +120,25 @@ impl App {
                 source,
             })?,
         };
+        let payload_bounds = StreamBounds {
+            max_age: config.store.payload_retention,
+            max_bytes: config.store.payload_max_bytes,
+        };
         let payload_stream = changes.as_ref().map(|settings| {
             replication::changelog(
                 settings.clone(),
-                replication::Which::Payloads(config.store.payload_retention),
+                replication::Which::Payloads(payload_bounds),
             )
         });
         let attempt_retention = replication::AttemptRetention {
             max_age: config.store.attempt_retention,
             per_webhook: config.store.attempts_per_webhook,
+            max_bytes: config.replication.attempts_max_bytes,
         };
         let attempt_stream = changes.as_ref().map(|settings| {
             replication::changelog(
                 settings.clone(),
-                replication::Which::Attempts(attempt_retention.max_age),
+                replication::Which::Attempts(attempt_retention.stream_bounds()),
             )
         });
         let (daemon, endpoints) = daemon(
@@ -167,6 +172,7 @@ impl App {
                 header_read_timeout: config.api.header_read_timeout,
                 request_timeout: config.api.request_timeout,
                 max_connections: config.api.max_connections,
+                ops_listener: config.api.ops_listen.is_some(),
                 max_webhooks_per_org: config.api.max_webhooks_per_org,
             }),
             store: store.clone(),
@@ -188,22 +194,24 @@ impl App {
             circuits: Some(Arc::new(EngineCircuits(endpoints))),
             metrics: Some(metrics.clone()),
         };
-        let listener = TcpListener::bind(&config.api.listen)
-            .await
-            .map_err(|source| Error::Listen {
-                addr: config.api.listen.clone(),
-                source,
-            })?;
+        let listener = bind("api.listen", &config.api.listen).await?;
+        let ops_listener = match &config.api.ops_listen {
+            Some(addr) => Some(bind("api.ops_listen", addr).await?),
+            None => None,
+        };
         Ok(Self {
             store,
             writer,
             daemon,
             api,
-            listener,
+            listeners: Listeners {
+                api: listener,
+                ops: ops_listener,
+            },
             metrics,
             node,
             changes,
-            payload_retention: config.store.payload_retention,
+            payload_bounds,
             attempt_retention,
         })
     }
@@ -225,9 +233,20 @@ impl App {
 
     /// Where the admin API listens (`api.listen`, with its port resolved).
     pub fn api_addr(&self) -> Result<SocketAddr> {
-        self.listener
+        self.listeners
+            .api
             .local_addr()
             .map_err(|e| Error::Internal(format!("the API listener has no address: {e}")))
+    }
+
+    /// Where the operations port listens (`api.ops_listen`, with its port resolved).
+    pub fn ops_addr(&self) -> Result<Option<SocketAddr>> {
+        self.listeners
+            .ops
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(|e| Error::Internal(format!("the operations listener has no address: {e}")))
     }
 
     /// Runs the engine and the API until `shutdown` completes or the engine ends on its
@@ -241,18 +260,18 @@ impl App {
             writer,
             daemon,
             api,
-            listener,
+            listeners,
             metrics,
             node,
             changes,
-            payload_retention,
+            payload_bounds,
             attempt_retention,
         } = self;
         telemetry::node(&node);
         let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics));
         let stop = CancellationToken::new();
         let api = tokio::spawn(hookwire_api::serve(
-            listener,
+            listeners,
             api,
             stop.clone().cancelled_owned(),
         ));
@@ -269,7 +288,7 @@ impl App {
         let payload_reader = changes.clone().map(|settings| {
             tokio::spawn(replication::read_payloads(
                 settings,
-                payload_retention,
+                payload_bounds,
                 store.clone(),
                 writer.clone(),
                 reading_stop.clone(),
@@ -531,4 +550,15 @@ fn metrics_recorder() -> Result<PrometheusHandle> {
     let handle = hookwire_api::meta::install_metrics_recorder().map_err(Error::Metrics)?;
     *recorder = Some(handle.clone());
     Ok(handle)
+}
+
+/// Binds the listener of config key `key`.
+async fn bind(key: &'static str, addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen {
+            key,
+            addr: addr.to_owned(),
+            source,
+        })
 }

@@ -30,6 +30,7 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
             .join(", "),
         store = %config.store.path.display(),
         api = %app.api_addr()?,
+        ops = ?app.ops_addr()?,
         node = %app.node(),
         replication = config.replication.enabled,
         "hookwire starting."

@@ -160,6 +160,10 @@ fn default_payload_retention() -> Duration {
 pub struct ApiConfig {
     /// Listen address of the admin API.
     pub listen: String,
+    /// Listen address of the operations port, which serves `/healthz`, `/readyz` and
+    /// `/metrics` (then no longer served on `listen`); none when unset.
+    #[serde(default)]
+    pub ops_listen: Option<String>,
     /// Operators' bearer tokens, accepted on every `/v1` route, each at least
     /// [`MIN_TOKEN_CHARS`] characters.
     pub tokens: Vec<String>,
@@ -335,7 +339,14 @@ pub struct ReplicationConfig {
     /// recovered): at most one entry per node per interval, none while nothing flips.
     #[serde(with = "humantime_serde")]
     pub health_interval: Duration,
+    /// The attempts stream's `x-max-length-bytes`: past it the broker drops its oldest
+    /// segments.
+    pub attempts_max_bytes: u64,
 }
+
+/// The smallest `replication.attempts_max_bytes`: RabbitMQ drops whole segments, so a
+/// smaller bound drops records that lagging nodes have yet to read at every roll-over.
+pub const MIN_STREAM_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Whether `id` may name a node: it goes into connection names, log lines and metric labels.
 pub fn is_valid_node_id(id: &str) -> bool {

@@ -67,6 +67,7 @@ pub struct Harness {
     running: Option<Running>,
     ready: Arc<AtomicBool>,
     api_addr: std::net::SocketAddr,
+    ops_addr: Option<std::net::SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -102,6 +103,7 @@ impl Harness {
             running: None,
             ready: app.readiness(),
             api_addr: app.api_addr().expect("API address"),
+            ops_addr: app.ops_addr().expect("operations address"),
             _dir: dir,
         };
         harness.run(app).await;
@@ -111,6 +113,7 @@ impl Harness {
     async fn run(&mut self, app: App) {
         self.ready = app.readiness();
         self.api_addr = app.api_addr().expect("API address");
+        self.ops_addr = app.ops_addr().expect("operations address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
@@ -132,6 +135,11 @@ impl Harness {
     /// The admin API's base URL, e.g. `http://127.0.0.1:PORT`.
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api_addr)
+    }
+
+    /// The operations port's base URL, when `api.ops_listen` is set.
+    pub fn ops_url(&self) -> Option<String> {
+        self.ops_addr.map(|addr| format!("http://{addr}"))
     }
 
     /// The namespace.

@@ -199,3 +199,103 @@ async fn a_refused_name_is_answered_without_its_addresses() {
     assert_eq!(receiver.accepts(), 0, "refused before any connection");
     h.finish().await;
 }
+
+/// What an HTTP/2 client sends first; the API then waits for its first request.
+const HTTP2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test]
+async fn idle_and_slow_sockets_beyond_the_cap_cannot_lock_the_api_out() {
+    const CAP: usize = 4;
+    let h = Harness::start(|c| {
+        c.api.max_connections = CAP;
+        c.api.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr = h.api_url().trim_start_matches("http://").to_owned();
+    // Three times the cap: silent after connecting, an HTTP/2 preface and nothing more,
+    // half a request head, and one whole request then silence on the kept-alive socket.
+    let mut hostile = Vec::new();
+    for i in 0..3 * CAP {
+        let mut stream = TcpStream::connect(&addr).await.expect("connect");
+        let sends: &[u8] = match i % 4 {
+            0 => b"",
+            1 => HTTP2_PREFACE,
+            2 => b"GET /healthz HTTP/1.1\r\nhost: x\r\n",
+            _ => b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+        };
+        stream.write_all(sends).await.expect("write");
+        hostile.push(stream);
+    }
+    // And one that trickles a head that never ends, a byte every 100 ms.
+    let trickling = {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut stream = TcpStream::connect(&addr).await.expect("connect");
+            let started = Instant::now();
+            for byte in b"GET /healthz HTTP/1.1\r\nx-slow: "
+                .iter()
+                .chain(b"a".repeat(1000).iter())
+            {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    return started.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("a head trickled for 100 s was never cut off");
+        })
+    };
+
+    let (status, _) = tokio::time::timeout(NEVER, Api::new(&h).call(Method::GET, "/healthz", None))
+        .await
+        .expect("the API answers while hostile sockets are open");
+    assert_eq!(status, 200);
+    for mut stream in hostile {
+        read_until_closed(&mut stream).await;
+    }
+    let trickled = tokio::time::timeout(NEVER, trickling)
+        .await
+        .expect("the trickling client is cut off")
+        .expect("task");
+    assert!(trickled < NEVER, "{trickled:?}");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer_on_the_ops_port_while_the_api_port_is_full() {
+    let h = Harness::start(|c| {
+        c.api.max_connections = 2;
+        c.api.ops_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let ops = h.ops_url().expect("an operations port");
+    let addr = h.api_url().trim_start_matches("http://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(&addr).await.expect("connect"));
+    }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    for (path, status) in [
+        ("/readyz", 200),
+        ("/metrics", 200),
+        ("/healthz", 200),
+        ("/v1/whoami", 404),
+    ] {
+        let answer = tokio::time::timeout(NEVER, client.get(format!("{ops}{path}")).send())
+            .await
+            .expect("the operations port answers while the API port is full")
+            .expect("an answer");
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+    }
+    drop(silent);
+    // The API port keeps liveness and no longer serves readiness or metrics.
+    let api = Api::new(&h);
+    for (path, status) in [("/healthz", 200), ("/readyz", 404), ("/metrics", 404)] {
+        let (got, body) = api.call(Method::GET, path, None).await;
+        assert_eq!(got, status, "{path}: {body}");
+    }
+    h.finish().await;
+}

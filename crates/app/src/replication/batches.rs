@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use hookwire_amqp::lapin::Connection;
 use hookwire_amqp::lapin::options::BasicAckOptions;
-use hookwire_amqp::stream;
+use hookwire_amqp::{StreamBounds, stream};
 use hookwire_store::{AttemptRecord, Change, Payload, Store, Writer};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -93,12 +93,12 @@ impl Reader<'_> {
         let (settings, store) = (self.settings, self.store);
         let which = batches.which();
         let label = which.label();
-        let channel = connection
-            .create_channel()
+        which
+            .declare(settings, connection)
             .await
             .map_err(|e| e.to_string())?;
-        which
-            .declare(settings, &channel)
+        let channel = connection
+            .create_channel()
             .await
             .map_err(|e| e.to_string())?;
         let mut guard = Guard::load(store, label, which.name(settings), settings.key.clone())
@@ -163,12 +163,12 @@ async fn apply(store: &Store, change: Change) -> Result<(), String> {
 /// The payloads stream: kept event bodies. Keeping a body is idempotent.
 #[derive(Debug, Clone, Copy)]
 struct PayloadBatches {
-    retention: Duration,
+    bounds: StreamBounds,
 }
 
 impl Batches for PayloadBatches {
     fn which(&self) -> Which {
-        Which::Payloads(self.retention)
+        Which::Payloads(self.bounds)
     }
 
     fn applied_offset(&self, store: &Store) -> hookwire_store::Result<Option<u64>> {
@@ -195,12 +195,12 @@ impl Batches for PayloadBatches {
 /// the last one kept, until `stop`; reconnects after any failure.
 pub(crate) async fn read_payloads(
     settings: StreamSettings,
-    retention: Duration,
+    bounds: StreamBounds,
     store: Store,
     writer: Writer,
     stop: CancellationToken,
 ) {
-    read_stream(settings, PayloadBatches { retention }, store, writer, stop).await;
+    read_stream(settings, PayloadBatches { bounds }, store, writer, stop).await;
 }
 
 /// How a node keeps the attempts stream's records in its attempt log.
@@ -210,6 +210,17 @@ pub(crate) struct AttemptRetention {
     pub(crate) max_age: Duration,
     /// `store.attempts_per_webhook`.
     pub(crate) per_webhook: usize,
+    /// `replication.attempts_max_bytes`: the stream's `x-max-length-bytes`.
+    pub(crate) max_bytes: u64,
+}
+
+impl AttemptRetention {
+    pub(crate) fn stream_bounds(self) -> StreamBounds {
+        StreamBounds {
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+        }
+    }
 }
 
 /// Attempts applied before the log is pruned by count as well: the attempt-log writer
@@ -227,7 +238,7 @@ struct AttemptBatches {
 
 impl Batches for AttemptBatches {
     fn which(&self) -> Which {
-        Which::Attempts(self.retention.max_age)
+        Which::Attempts(self.retention.stream_bounds())
     }
 
     fn applied_offset(&self, store: &Store) -> hookwire_store::Result<Option<u64>> {

@@ -91,11 +91,11 @@ impl StreamChangelog {
             .connect(&name)
             .await
             .map_err(|e| e.to_string())?;
-        let publisher = Publisher::open(&connection, self.settings.confirm_timeout)
+        self.which
+            .declare(&self.settings, &connection)
             .await
             .map_err(|e| e.to_string())?;
-        self.which
-            .declare(&self.settings, publisher.channel())
+        let publisher = Publisher::open(&connection, self.settings.confirm_timeout)
             .await
             .map_err(|e| e.to_string())?;
         *open = Some((connection, publisher.clone()));

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use hookwire_amqp::envelope::StreamKey;
-use hookwire_amqp::{Brokers, Topology};
+use hookwire_amqp::lapin::Connection;
+use hookwire_amqp::stream::Declared;
+use hookwire_amqp::{Brokers, StreamBounds, Topology};
 
 /// The frame size the stream connections ask for. They carry only hookwire's own entries,
 /// whose headers are a few hundred bytes, so small frames are safe, and they keep lapin's
@@ -33,10 +35,11 @@ pub(crate) struct StreamSettings {
 pub(crate) enum Which {
     /// The store's changes.
     Changes,
-    /// Kept event bodies, with their retention as the stream's `x-max-age`.
-    Payloads(Duration),
-    /// Attempt records, with the attempt log's retention as the stream's `x-max-age`.
-    Attempts(Duration),
+    /// Kept event bodies: their retention and byte budget bound the stream.
+    Payloads(StreamBounds),
+    /// Attempt records: the attempt log's retention and `replication.attempts_max_bytes`
+    /// bound the stream.
+    Attempts(StreamBounds),
 }
 
 impl StreamSettings {
@@ -66,19 +69,39 @@ impl Which {
         }
     }
 
+    /// Declares this stream. A payloads or attempts stream that exists with other bounds
+    /// (changed in the configuration since it was made) is used as it is, with a warning
+    /// that says what differs and `hookwire_stream_arguments_differ{stream}` at 1.
     pub(super) async fn declare(
         self,
         settings: &StreamSettings,
-        channel: &hookwire_amqp::lapin::Channel,
+        connection: &Connection,
     ) -> hookwire_amqp::Result<()> {
-        match self {
-            Self::Changes => settings.topology.declare_changes(channel).await,
-            Self::Payloads(retention) => {
-                settings.topology.declare_payloads(channel, retention).await
+        let topology = &settings.topology;
+        let declared = match self {
+            Self::Changes => {
+                let channel = connection.create_channel().await?;
+                topology.declare_changes(&channel).await?;
+                let _ = channel.close(200, "declared".into()).await;
+                return Ok(());
             }
-            Self::Attempts(retention) => {
-                settings.topology.declare_attempts(channel, retention).await
+            Self::Payloads(bounds) => topology.declare_payloads(connection, bounds).await?,
+            Self::Attempts(bounds) => topology.declare_attempts(connection, bounds).await?,
+        };
+        let differs = match &declared {
+            Declared::AsAsked => false,
+            Declared::AsFound(difference) => {
+                tracing::warn!(
+                    stream = %self.name(settings),
+                    broker = %difference,
+                    "The stream exists with other arguments than the configuration gives; \
+                     using it as it is (docs/operations.md, \"Changing a stream's bounds\")."
+                );
+                true
             }
-        }
+        };
+        metrics::gauge!("hookwire_stream_arguments_differ", "stream" => self.label())
+            .set(f64::from(u8::from(differs)));
+        Ok(())
     }
 }

@@ -99,14 +99,16 @@ impl Bench {
             eprintln!("rebuild: encoding {attempts} attempt records");
             let batches =
                 tokio::task::spawn_blocking(move || attempt_batches(&ids, attempts)).await??;
-            let channel = self.broker.create_channel().await?;
+            let defaults = hookwire_core::Config::defaults();
             Topology::new(&shared.namespace, [])
                 .declare_attempts(
-                    &channel,
-                    hookwire_core::Config::defaults().store.attempt_retention,
+                    &self.broker,
+                    hookwire_amqp::StreamBounds {
+                        max_age: defaults.store.attempt_retention,
+                        max_bytes: defaults.replication.attempts_max_bytes,
+                    },
                 )
                 .await?;
-            let _ = channel.close(200, "declared".into()).await;
             let batches = crate::amqp::sealed(&key, &names.attempts_stream(), &batches);
             let bytes: usize = batches.iter().map(Vec::len).sum();
             let secs = crate::amqp::publish_raw(

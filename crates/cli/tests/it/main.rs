@@ -10,6 +10,7 @@ mod full_disk;
 mod operations;
 mod serve;
 mod store;
+mod stream_bounds;
 mod stream_guard;
 mod verify;
 

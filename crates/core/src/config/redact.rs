@@ -45,6 +45,7 @@ impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("listen", &self.listen)
+            .field("ops_listen", &self.ops_listen)
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
             .field("org_tokens", &self.org_tokens)
             .field("access_token_max_ttl", &self.access_token_max_ttl)

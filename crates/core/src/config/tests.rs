@@ -93,6 +93,9 @@ fn errors_name_the_key() {
             c.store.dead_letter_body_max_bytes = 1024
         }),
         ("api.listen", |c| c.api.listen = "nowhere".into()),
+        ("api.ops_listen", |c| {
+            c.api.ops_listen = Some("localhost:9090".into())
+        }),
         ("api.tokens", |c| c.api.tokens = vec!["short".into()]),
         // Fifteen characters: one short of the minimum.
         ("api.tokens", |c| {
@@ -153,6 +156,9 @@ fn errors_name_the_key() {
         }),
         ("node.id", |c| c.node.id = "node 1".into()),
         ("node.id", |c| c.node.id = "n".repeat(65)),
+        ("replication.attempts_max_bytes", |c| {
+            c.replication.attempts_max_bytes = 1024
+        }),
         ("replication.changes_max_age", |c| {
             c.replication.changes_max_age = Some(Duration::from_millis(10))
         }),

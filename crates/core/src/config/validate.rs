@@ -127,6 +127,14 @@ impl Config {
                 ),
             ));
         }
+        if let Some(ops) = &self.api.ops_listen {
+            if ops.parse::<SocketAddr>().is_err() {
+                return Err(invalid(
+                    "api.ops_listen",
+                    format!("`{ops}` is not an address like 127.0.0.1:9090"),
+                ));
+            }
+        }
         if self
             .api
             .tokens
@@ -210,6 +218,12 @@ impl Config {
             return Err(invalid(
                 "replication.changes_max_age",
                 "must be at least 1s, or unset to keep the stream whole",
+            ));
+        }
+        if self.replication.attempts_max_bytes < MIN_STREAM_MAX_BYTES {
+            return Err(invalid(
+                "replication.attempts_max_bytes",
+                format!("must be at least {MIN_STREAM_MAX_BYTES} (64 MiB)"),
             ));
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(3600))
