@@ -178,6 +178,23 @@ impl Harness {
             .await;
     }
 
+    /// Publishes `body` to the events exchange as `acme`'s `report_created` message `id`,
+    /// as it is: past the producer library's checks (its size limit, its shape), as a
+    /// producer with other limits, or a broken one, would send it.
+    pub async fn publish_raw_report(&self, id: &str, body: &[u8]) {
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert(
+            "org".into(),
+            lapin::types::AMQPValue::LongString("acme".into()),
+        );
+        let properties = lapin::BasicProperties::default()
+            .with_message_id(id.into())
+            .with_headers(headers);
+        self.broker
+            .publish_raw(self.namespace(), "report_created", body, properties)
+            .await;
+    }
+
     /// Publishes an event with the Rust producer.
     pub async fn publish(&self, org: &str, event_type: &str, id: &str, field: &str, value: &str) {
         let mut data = serde_json::Map::new();
