@@ -134,6 +134,21 @@ impl Harness {
         format!("http://{}", self.api_addr)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!("{}/metrics", self.api_url()))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("the metrics' text")
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.config.amqp.namespace
@@ -157,6 +172,17 @@ impl Harness {
         .await
     }
 
+    /// Waits for the first dead letter, asserts its reason, and returns it.
+    pub async fn wait_dead_letter(
+        &self,
+        reason: &str,
+        timeout: Duration,
+    ) -> hookwire_store::DeadLetter {
+        let first = self.wait_dead_letters(1, timeout).await.remove(0);
+        assert_eq!(first.reason, reason, "{first:?}");
+        first
+    }
+
     /// Adds a subscription to the store.
     pub fn subscribe(&self, sub: &Subscription) {
         self.store
@@ -167,9 +193,34 @@ impl Harness {
     /// Adds a webhook of `acme` on `report_created` delivering to `url`: the subscriber
     /// most tests need.
     pub fn subscribe_acme(&self, url: &str) -> Subscription {
-        let sub = new_subscription("acme", url, &["report_created"]);
+        self.subscribe_acme_with(url, |_| {})
+    }
+
+    /// Adds a webhook of `acme` on `report_created` delivering to `url`, changed by
+    /// `adjust` (its concurrency, its rate, …) before it is stored.
+    pub fn subscribe_acme_with(
+        &self,
+        url: &str,
+        adjust: impl FnOnce(&mut Subscription),
+    ) -> Subscription {
+        let mut sub = new_subscription("acme", url, &["report_created"]);
+        adjust(&mut sub);
         self.subscribe(&sub);
         sub
+    }
+
+    /// Publishes `n` `report_created` events of `org`, `evt-{org}-0` to `evt-{org}-{n-1}`.
+    pub async fn publish_reports(&self, org: &str, n: usize) {
+        for i in 0..n {
+            self.publish(
+                org,
+                "report_created",
+                &format!("evt-{org}-{i}"),
+                "report_run_url",
+                "https://mode.test/r",
+            )
+            .await;
+        }
     }
 
     /// Publishes the `acme` `report_created` event `id` whose `report_run_url` is `url`.

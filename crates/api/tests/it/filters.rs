@@ -32,9 +32,9 @@ fn with_filter(url: &str, filter: impl Into<Value>) -> NewWebhook {
 }
 
 /// Waits until the metrics' `series` moved by `by` from what `before` scraped.
-async fn counted(api: &Api, before: &str, series: &str, by: f64) -> String {
+async fn counted(h: &Harness, before: &str, series: &str, by: f64) -> String {
     eventually(WAIT, &format!("{series} to move by {by}"), || async {
-        let after = api.metrics().await;
+        let after = h.metrics().await;
         (sample(&after, series) >= sample(before, series) + by).then_some(after)
     })
     .await
@@ -63,7 +63,7 @@ async fn a_filter_delivers_only_matching_events_and_counts_the_rest() {
         .await;
     assert_eq!(created.answer["filter"], FINANCE);
     let filtered = r#"hookwire_deliveries_total{outcome="filtered"}"#;
-    let before = api.metrics().await;
+    let before = h.metrics().await;
 
     // One subscriber: attempted inline.
     publish_run(&h, "1", "finance").await;
@@ -85,7 +85,7 @@ async fn a_filter_delivers_only_matching_events_and_counts_the_rest() {
         urls(&got)[1],
         "https://modeanalytics.com/api/acme/spaces/finance/reports/r1/runs/4"
     );
-    let after = counted(&api, &before, filtered, 2.0).await;
+    let after = counted(&h, &before, filtered, 2.0).await;
     assert!(after.contains(filtered), "{after}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -130,9 +130,9 @@ async fn a_filter_that_fails_on_a_body_stops_the_delivery_and_is_counted() {
     let receiver = Receiver::ok().await;
     api.create(with_filter(&receiver.url(), r#"body.space == "finance""#))
         .await;
-    let before = api.metrics().await;
+    let before = h.metrics().await;
     h.publish_report("no-space", "https://mode.test/1").await;
-    counted(&api, &before, FILTER_ERRORS, 1.0).await;
+    counted(&h, &before, FILTER_ERRORS, 1.0).await;
     assert!(receiver.requests().is_empty());
     assert!(h.dead_letters().is_empty());
     h.finish().await;
@@ -247,7 +247,7 @@ async fn a_filter_stopped_at_its_budget_costs_only_its_own_delivery() {
     let filter = format!("body.report_run_url.matches('{}z')", "(y|x)".repeat(12));
     api.create(with_filter(&stopped.url(), filter)).await;
     api.create(webhook(&other.url()).unverified()).await;
-    let before = api.metrics().await;
+    let before = h.metrics().await;
     // Over the producer library's 64 KiB: published raw, as a producer with a raised
     // limit would.
     let long = format!("https://mode.test/{}", "y".repeat(3 << 20));
@@ -255,7 +255,7 @@ async fn a_filter_stopped_at_its_budget_costs_only_its_own_delivery() {
     h.publish_raw_report("huge", body.as_bytes()).await;
     let got = other.wait_for(1, WAIT).await;
     assert_eq!(urls(&got), [long], "the other webhook got the event");
-    counted(&api, &before, FILTER_ERRORS, 1.0).await;
+    counted(&h, &before, FILTER_ERRORS, 1.0).await;
     assert!(stopped.requests().is_empty(), "not delivered");
     assert!(h.dead_letters().is_empty(), "not dead-lettered");
     h.finish().await;

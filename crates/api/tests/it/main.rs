@@ -208,18 +208,6 @@ impl Api {
         );
         after
     }
-
-    /// The Prometheus text of `/metrics`.
-    pub async fn metrics(&self) -> String {
-        let response = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("scrape");
-        assert_eq!(response.status(), 200);
-        response.text().await.expect("text")
-    }
 }
 
 /// The value of one sample line of the Prometheus text, or 0 when it is absent.

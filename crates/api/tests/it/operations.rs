@@ -332,14 +332,14 @@ async fn metrics_move_as_deliveries_happen() {
     let delivered = r#"hookwire_deliveries_total{outcome="delivered"}"#;
     let consumed =
         r#"hookwire_events_consumed_total{event_type="report_created",result="accepted"}"#;
-    let before = api.metrics().await;
+    let before = h.metrics().await;
     for i in 0..3 {
         h.publish_report(&format!("m-{i}"), "https://mode.test/m")
             .await;
     }
     receiver.wait_for(3, WAIT).await;
     let after = eventually(WAIT, "the counters to move", || async {
-        let after = api.metrics().await;
+        let after = h.metrics().await;
         (sample(&after, delivered) >= sample(&before, delivered) + 3.0).then_some(after)
     })
     .await;

@@ -140,13 +140,7 @@ impl Node {
     /// `hookwire_stream_entries_refused_total{stream=kind}` by reason. Each test refuses
     /// on one stream only, so the process-wide counters are its own.
     async fn refused(&self, kind: &str) -> BTreeMap<String, f64> {
-        let response = self
-            .http
-            .get(format!("{}/metrics", self.harness.api_url()))
-            .send()
-            .await
-            .expect("the API answers");
-        let text = response.text().await.expect("metrics");
+        let text = self.harness.metrics().await;
         text.lines()
             .filter(|l| {
                 l.starts_with("hookwire_stream_entries_refused_total{")
