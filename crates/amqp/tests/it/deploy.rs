@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hookwire_amqp::Topology;
 use hookwire_amqp::lapin::options::QueueDeclareOptions;
 use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, LongString};
+use hookwire_amqp::lapin::{Channel, Connection};
 use hookwire_core::Config;
 use serde_json::Value;
 
@@ -95,6 +96,15 @@ impl ScratchVhost {
             })
             .collect();
         format!("amqp://guest:guest@127.0.0.1:5672/{encoded}")
+    }
+
+    /// A connection to the vhost as `guest`, with a channel on it.
+    async fn connect(&self, name: &str) -> (Connection, Channel) {
+        let connection = hookwire_amqp::connect(&self.url(), name)
+            .await
+            .expect("connect to the scratch vhost");
+        let channel = connection.create_channel().await.expect("channel");
+        (connection, channel)
     }
 
     /// The names of what `rabbitmqctl WHAT` lists in the vhost (`list_queues`, …).
@@ -253,10 +263,7 @@ async fn definitions_load_and_hookwire_declares_against_them() {
     // hookwire's declaration, exactly as `serve` runs it with the default configuration.
     let config = Config::defaults();
     let topology = Topology::new(&config.amqp.namespace, tiers(&config));
-    let connection = hookwire_amqp::connect(&vhost.url(), "hwtest-deploy")
-        .await
-        .expect("connect to the scratch vhost");
-    let channel = connection.create_channel().await.expect("channel");
+    let (connection, channel) = vhost.connect("hwtest-deploy").await;
     topology
         .declare(&channel)
         .await
@@ -629,10 +636,7 @@ async fn cluster_definitions_load_and_hookwire_declares_against_them() {
     let config = Config::defaults();
     let mut topology = Topology::new(&config.amqp.namespace, tiers(&config));
     topology.replication = Some(3);
-    let connection = hookwire_amqp::connect(&vhost.url(), "hwtest-deploy-cluster")
-        .await
-        .expect("connect to the scratch vhost");
-    let channel = connection.create_channel().await.expect("channel");
+    let (connection, channel) = vhost.connect("hwtest-deploy-cluster").await;
     topology
         .declare(&channel)
         .await
