@@ -246,6 +246,20 @@ impl Harness {
             .await;
     }
 
+    /// Publishes a `report_created` message `no-org` without an organization, which
+    /// hookwire dead-letters as `missing_org`, for the operators.
+    pub async fn publish_orgless(&self) {
+        let properties = lapin::BasicProperties::default().with_message_id("no-org".into());
+        self.broker
+            .publish_raw(
+                self.namespace(),
+                "report_created",
+                br#"{"event":"report_created"}"#,
+                properties,
+            )
+            .await;
+    }
+
     /// Publishes an event with the Rust producer.
     pub async fn publish(&self, org: &str, event_type: &str, id: &str, field: &str, value: &str) {
         let mut data = serde_json::Map::new();

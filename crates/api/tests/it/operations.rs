@@ -210,15 +210,7 @@ async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
     let exhausted_id = create(&api, &failing.url()).await;
     create(&api, &picky.url()).await;
     h.publish_report("evt-dead", "https://mode.test/dead").await;
-    let orgless = lapin::BasicProperties::default().with_message_id("no-org".into());
-    h.broker
-        .publish_raw(
-            h.namespace(),
-            "report_created",
-            b"{\"event\":\"report_created\"}",
-            orgless,
-        )
-        .await;
+    h.publish_orgless().await;
     crash_loop(&h).await;
 
     // The fourth, without an organization, is the operators'.
