@@ -180,15 +180,18 @@ impl Node {
     }
 
     /// The authentic entry of the node's first webhook's creation, as the changes stream
-    /// carries it.
-    async fn create_entry(&self) -> Vec<u8> {
-        self.messages("changes")
+    /// carries it, and its body.
+    async fn create_entry(&self) -> (Vec<u8>, Value) {
+        let raw = self
+            .messages("changes")
             .await
             .into_iter()
             .find(|raw| {
                 Entry::from_bytes(&self.body("changes", raw)).is_ok_and(|e| e.kind() == "create")
             })
-            .expect("the create entry")
+            .expect("the create entry");
+        let body = serde_json::from_slice(&self.body("changes", &raw)).expect("JSON");
+        (raw, body)
     }
 
     /// The last batch of the `kind` stream, and its body as `alter` changes it.
@@ -286,9 +289,8 @@ async fn forged_replayed_and_truncated_changes_are_refused_and_counted() {
     let node = Node::start().await;
     let id = node.create("http://127.0.0.1:9/hook").await;
     node.describe(&id, "second").await;
-    let create = node.create_entry().await;
     // What the issue reproduced: the entry, its URL changed and its `op` made an upsert.
-    let mut altered: Value = serde_json::from_slice(&node.body("changes", &create)).expect("JSON");
+    let (create, mut altered) = node.create_entry().await;
     altered["change"]["op"] = json!("upsert");
     altered["change"]["webhook"]["url"] = json!("http://127.0.0.1:9/attacker");
     let altered = serde_json::to_vec(&altered).expect("JSON");
@@ -319,8 +321,7 @@ async fn forged_replayed_and_truncated_changes_are_refused_and_counted() {
 async fn an_authentic_change_the_api_would_refuse_is_refused_on_apply() {
     let node = Node::start().await;
     let id = node.create("http://127.0.0.1:9/hook").await;
-    let create = node.create_entry().await;
-    let entry: Value = serde_json::from_slice(&node.body("changes", &create)).expect("JSON");
+    let (_, entry) = node.create_entry().await;
     // Each a new webhook the API refuses: a target outside the policy (the test policy
     // allows loopback only), a reserved header, a filter that does not parse.
     let refused_ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
@@ -438,8 +439,7 @@ async fn forged_replayed_and_truncated_payload_batches_are_refused_and_counted()
 async fn an_entry_of_an_unknown_version_stops_the_node_there_and_says_why() {
     let node = Node::start().await;
     let known = node.create("http://127.0.0.1:9/known").await;
-    let create = node.create_entry().await;
-    let mut after: Value = serde_json::from_slice(&node.body("changes", &create)).expect("JSON");
+    let (_, mut after) = node.create_entry().await;
     let behind = Uuid::now_v7();
     after["id"] = json!(Uuid::now_v7());
     after["change"]["webhook"]["id"] = json!(behind);
