@@ -178,6 +178,8 @@ impl ConfirmWindow {
     ) -> Result<bool> {
         let permit = self.permits.clone().acquire_owned().await?;
         let (body, properties) = message()?;
+        // lapin's publish rather than `Publisher::send`: the window awaits the confirms
+        // itself, in order on one task, with no timeout per message.
         let confirm = channel
             .basic_publish(
                 exchange.into(),

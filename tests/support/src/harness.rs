@@ -142,6 +142,24 @@ impl Harness {
         self.ops_addr.map(|addr| format!("http://{addr}"))
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!(
+                "{}/metrics",
+                self.ops_url().unwrap_or_else(|| self.api_url())
+            ))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("the metrics' text")
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.config.amqp.namespace
@@ -165,6 +183,17 @@ impl Harness {
         .await
     }
 
+    /// Waits for the first dead letter, asserts its reason, and returns it.
+    pub async fn wait_dead_letter(
+        &self,
+        reason: &str,
+        timeout: Duration,
+    ) -> hookwire_store::DeadLetter {
+        let first = self.wait_dead_letters(1, timeout).await.remove(0);
+        assert_eq!(first.reason, reason, "{first:?}");
+        first
+    }
+
     /// Adds a subscription to the store.
     pub fn subscribe(&self, sub: &Subscription) {
         self.store
@@ -175,14 +204,70 @@ impl Harness {
     /// Adds a webhook of `acme` on `report_created` delivering to `url`: the subscriber
     /// most tests need.
     pub fn subscribe_acme(&self, url: &str) -> Subscription {
-        let sub = new_subscription("acme", url, &["report_created"]);
+        self.subscribe_acme_with(url, |_| {})
+    }
+
+    /// Adds a webhook of `acme` on `report_created` delivering to `url`, changed by
+    /// `adjust` (its concurrency, its rate, …) before it is stored.
+    pub fn subscribe_acme_with(
+        &self,
+        url: &str,
+        adjust: impl FnOnce(&mut Subscription),
+    ) -> Subscription {
+        let mut sub = new_subscription("acme", url, &["report_created"]);
+        adjust(&mut sub);
         self.subscribe(&sub);
         sub
+    }
+
+    /// Publishes `n` `report_created` events of `org`, `evt-{org}-0` to `evt-{org}-{n-1}`.
+    pub async fn publish_reports(&self, org: &str, n: usize) {
+        for i in 0..n {
+            self.publish(
+                org,
+                "report_created",
+                &format!("evt-{org}-{i}"),
+                "report_run_url",
+                "https://mode.test/r",
+            )
+            .await;
+        }
     }
 
     /// Publishes the `acme` `report_created` event `id` whose `report_run_url` is `url`.
     pub async fn publish_report(&self, id: &str, url: &str) {
         self.publish("acme", "report_created", id, "report_run_url", url)
+            .await;
+    }
+
+    /// Publishes `body` to the events exchange as `acme`'s `report_created` message `id`,
+    /// as it is: past the producer library's checks (its size limit, its shape), as a
+    /// producer with other limits, or a broken one, would send it.
+    pub async fn publish_raw_report(&self, id: &str, body: &[u8]) {
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert(
+            "org".into(),
+            lapin::types::AMQPValue::LongString("acme".into()),
+        );
+        let properties = lapin::BasicProperties::default()
+            .with_message_id(id.into())
+            .with_headers(headers);
+        self.broker
+            .publish_raw(self.namespace(), "report_created", body, properties)
+            .await;
+    }
+
+    /// Publishes a `report_created` message `no-org` without an organization, which
+    /// hookwire dead-letters as `missing_org`, for the operators.
+    pub async fn publish_orgless(&self) {
+        let properties = lapin::BasicProperties::default().with_message_id("no-org".into());
+        self.broker
+            .publish_raw(
+                self.namespace(),
+                "report_created",
+                br#"{"event":"report_created"}"#,
+                properties,
+            )
             .await;
     }
 

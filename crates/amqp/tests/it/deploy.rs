@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hookwire_amqp::Topology;
 use hookwire_amqp::lapin::options::QueueDeclareOptions;
 use hookwire_amqp::lapin::types::{AMQPValue, FieldTable, LongString};
+use hookwire_amqp::lapin::{Channel, Connection};
 use hookwire_core::Config;
 use serde_json::Value;
 
@@ -96,6 +97,29 @@ impl ScratchVhost {
             .collect();
         format!("amqp://guest:guest@127.0.0.1:5672/{encoded}")
     }
+
+    /// A connection to the vhost as `guest`, with a channel on it.
+    async fn connect(&self, name: &str) -> (Connection, Channel) {
+        let connection = hookwire_amqp::connect(&self.url(), name)
+            .await
+            .expect("connect to the scratch vhost");
+        let channel = connection.create_channel().await.expect("channel");
+        (connection, channel)
+    }
+
+    /// The names of what `rabbitmqctl WHAT` lists in the vhost (`list_queues`, …).
+    fn names(&self, what: &str) -> BTreeSet<String> {
+        // `list_policies` takes no columns; it always shows the name.
+        let columns: &[&str] = if what == "list_policies" {
+            &[]
+        } else {
+            &["name"]
+        };
+        list(what, &self.name, columns)
+            .iter()
+            .map(|v| str_of(v, "name").to_owned())
+            .collect()
+    }
 }
 
 impl Drop for ScratchVhost {
@@ -116,15 +140,38 @@ impl Drop for TempFile {
 }
 
 /// `defs` retargeted to a fresh scratch vhost and imported there with `rabbitmqctl
-/// import_definitions` (which may finish after it returns); the vhost, what was imported
-/// and its file, kept until the test ends.
-fn imported_into_scratch_vhost(defs: Value) -> (ScratchVhost, Value, TempFile) {
+/// import_definitions`, once every queue and policy of them is there (the import may
+/// finish after rabbitmqctl returns); the vhost, what was imported and its file, kept
+/// until the test ends.
+async fn imported_into_scratch_vhost(defs: Value) -> (ScratchVhost, Value, TempFile) {
     let vhost = ScratchVhost::create();
     let defs = retargeted(defs, &vhost.name);
     let file = TempFile(std::env::temp_dir().join(format!("{}.json", vhost.name)));
     std::fs::write(&file.0, serde_json::to_vec_pretty(&defs).expect("JSON")).expect("write");
     rabbitmqctl(&["import_definitions", file.0.to_str().expect("UTF-8 path")]);
+    let wanted_queues = names_in(&defs, "queues");
+    let wanted_policies = names_in(&defs, "policies");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queues = vhost.names("list_queues");
+        let policies = vhost.names("list_policies");
+        if queues == wanted_queues && policies == wanted_policies {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the import did not complete: queues {queues:?}, policies {policies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     (vhost, defs, file)
+}
+
+/// Asserts that the broker refused what gave `result` with the AMQP error `code`
+/// (`ACCESS_REFUSED`, `PRECONDITION_FAILED`).
+fn refused<T: std::fmt::Debug, E: std::fmt::Debug>(result: Result<T, E>, code: &str, what: &str) {
+    let refused = result.expect_err(what);
+    assert!(format!("{refused:?}").contains(code), "{what}: {refused:?}");
 }
 
 /// The definitions with every vhost renamed to `vhost`.
@@ -211,49 +258,19 @@ fn definitions_cover_exactly_the_default_topology() {
 
 #[tokio::test]
 async fn definitions_load_and_hookwire_declares_against_them() {
-    let (vhost, defs, _file) = imported_into_scratch_vhost(definitions());
-
-    // The import may finish after rabbitmqctl returns: wait for its last queues and policy.
-    let wanted_queues = names_in(&defs, "queues");
-    let wanted_policies = names_in(&defs, "policies");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let queues: BTreeSet<String> = list("list_queues", &vhost.name, &["name"])
-            .iter()
-            .map(|q| str_of(q, "name").to_owned())
-            .collect();
-        let policies: BTreeSet<String> = list("list_policies", &vhost.name, &[])
-            .iter()
-            .map(|p| str_of(p, "name").to_owned())
-            .collect();
-        if queues == wanted_queues && policies == wanted_policies {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the import did not complete: queues {queues:?}, policies {policies:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (vhost, defs, _file) = imported_into_scratch_vhost(definitions()).await;
 
     // hookwire's declaration, exactly as `serve` runs it with the default configuration.
     let config = Config::defaults();
     let topology = Topology::new(&config.amqp.namespace, tiers(&config));
-    let connection = hookwire_amqp::connect(&vhost.url(), "hwtest-deploy")
-        .await
-        .expect("connect to the scratch vhost");
-    let channel = connection.create_channel().await.expect("channel");
+    let (connection, channel) = vhost.connect("hwtest-deploy").await;
     topology
         .declare(&channel)
         .await
         .expect("hookwire declares its topology over the imported definitions without a 406");
 
     // hookwire added nothing: the definitions hold all of its queues and bindings.
-    let queues: BTreeSet<String> = list("list_queues", &vhost.name, &["name"])
-        .iter()
-        .map(|q| str_of(q, "name").to_owned())
-        .collect();
-    assert_eq!(queues, queue_names(&topology));
+    assert_eq!(vhost.names("list_queues"), queue_names(&topology));
     let binding = |b: &Value, src: &str, dst: &str, key: &str| {
         (
             str_of(b, src).to_owned(),
@@ -304,7 +321,7 @@ async fn definitions_load_and_hookwire_declares_against_them() {
         AMQPValue::LongString(LongString::from("quorum")),
     );
     args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(5));
-    let refused = other
+    let redeclared = other
         .queue_declare(
             topology.names.events_queue().into(),
             QueueDeclareOptions {
@@ -313,11 +330,11 @@ async fn definitions_load_and_hookwire_declares_against_them() {
             },
             args,
         )
-        .await
-        .expect_err("inequivalent arguments are refused");
-    assert!(
-        format!("{refused:?}").contains("PRECONDITION_FAILED"),
-        "{refused:?}"
+        .await;
+    refused(
+        redeclared,
+        "PRECONDITION_FAILED",
+        "inequivalent arguments are refused",
     );
     let _ = connection.close(200, "done".into()).await;
 }
@@ -494,44 +511,40 @@ async fn a_producer_may_publish_events_only() {
     )
     .await
     .expect("and reach the events queue");
-    let refused = publish(n.work_exchange(), "deliver")
-        .await
-        .expect_err("tasks may not be published");
-    assert!(
-        format!("{refused:?}").contains("ACCESS_REFUSED"),
-        "{refused:?}"
+    refused(
+        publish(n.work_exchange(), "deliver").await,
+        "ACCESS_REFUSED",
+        "tasks may not be published",
     );
-    let refused = publish(n.dead_letter_exchange(), "dead")
-        .await
-        .expect_err("dead letters may not be published");
-    assert!(
-        format!("{refused:?}").contains("ACCESS_REFUSED"),
-        "{refused:?}"
+    refused(
+        publish(n.dead_letter_exchange(), "dead").await,
+        "ACCESS_REFUSED",
+        "dead letters may not be published",
+    );
+    // A refusal closes its channel: each check opens one.
+    let channel = producer.create_channel().await.expect("channel");
+    let sneaky = format!("{namespace}.sneaky");
+    refused(
+        channel
+            .queue_declare(
+                sneaky.as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        "ACCESS_REFUSED",
+        "queues may not be declared",
     );
     let channel = producer.create_channel().await.expect("channel");
-    let refused = channel
-        .queue_declare(
-            format!("{namespace}.sneaky").as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect_err("queues may not be declared");
-    assert!(
-        format!("{refused:?}").contains("ACCESS_REFUSED"),
-        "{refused:?}"
-    );
-    let channel = producer.create_channel().await.expect("channel");
-    let refused = channel
-        .basic_get(
-            n.deliveries_queue().as_str().into(),
-            hookwire_amqp::lapin::options::BasicGetOptions::default(),
-        )
-        .await
-        .expect_err("queues may not be read");
-    assert!(
-        format!("{refused:?}").contains("ACCESS_REFUSED"),
-        "{refused:?}"
+    refused(
+        channel
+            .basic_get(
+                n.deliveries_queue().as_str().into(),
+                hookwire_amqp::lapin::options::BasicGetOptions::default(),
+            )
+            .await,
+        "ACCESS_REFUSED",
+        "queues may not be read",
     );
 
     let _ = producer.close(200, "done".into()).await;
@@ -619,25 +632,11 @@ fn cluster_definitions_add_only_the_replication_arguments() {
 /// a 406 (a single broker takes a group size of 3; it has one member to give).
 #[tokio::test]
 async fn cluster_definitions_load_and_hookwire_declares_against_them() {
-    let (vhost, defs, _file) = imported_into_scratch_vhost(cluster_definitions());
-    let wanted_queues = names_in(&defs, "queues");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while list("list_queues", &vhost.name, &["name"])
-        .iter()
-        .map(|q| str_of(q, "name").to_owned())
-        .collect::<BTreeSet<String>>()
-        != wanted_queues
-    {
-        assert!(Instant::now() < deadline, "the import did not complete");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (vhost, _, _file) = imported_into_scratch_vhost(cluster_definitions()).await;
     let config = Config::defaults();
     let mut topology = Topology::new(&config.amqp.namespace, tiers(&config));
     topology.replication = Some(3);
-    let connection = hookwire_amqp::connect(&vhost.url(), "hwtest-deploy-cluster")
-        .await
-        .expect("connect to the scratch vhost");
-    let channel = connection.create_channel().await.expect("channel");
+    let (connection, channel) = vhost.connect("hwtest-deploy-cluster").await;
     topology
         .declare(&channel)
         .await
@@ -646,13 +645,10 @@ async fn cluster_definitions_load_and_hookwire_declares_against_them() {
     // above compared them.
     topology.replication = None;
     let other = connection.create_channel().await.expect("channel");
-    let refused = topology
-        .declare(&other)
-        .await
-        .expect_err("other replication arguments are refused");
-    assert!(
-        format!("{refused:?}").contains("PRECONDITION_FAILED"),
-        "{refused:?}"
+    refused(
+        topology.declare(&other).await,
+        "PRECONDITION_FAILED",
+        "other replication arguments are refused",
     );
     let _ = connection.close(200, "done".into()).await;
 }

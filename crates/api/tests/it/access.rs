@@ -69,6 +69,21 @@ async fn as_token(
     api.send(request).await
 }
 
+/// Asserts that a node of its own namespace, configured by `adjust`, refuses `token`.
+async fn refused_by_a_node(token: &str, adjust: impl FnOnce(&mut Config)) {
+    let node = Harness::start(adjust).await;
+    let (status, answer) = as_token(
+        &Api::new(&node),
+        token,
+        Method::GET,
+        "/v1/orgs/acme/webhooks",
+        None,
+    )
+    .await;
+    assert_eq!((status, error_code(&answer)), (401, "unauthorized"));
+    node.finish().await;
+}
+
 /// One `/v1` route, made concrete against a fresh webhook of `acme`.
 struct Route {
     method: Method,
@@ -485,35 +500,16 @@ async fn minting_checks_its_input_and_tokens_verify_on_another_node() {
     .await;
     assert_eq!(status, 200, "{list}");
     // Nor does a node of another namespace that shares the key.
-    let staging = Harness::start(|c| c.secrets.key = h.config.secrets.key.clone()).await;
-    let (status, answer) = as_token(
-        &Api::new(&staging),
-        &token,
-        Method::GET,
-        "/v1/orgs/acme/webhooks",
-        None,
-    )
-    .await;
-    assert_eq!((status, error_code(&answer)), (401, "unauthorized"));
-    staging.finish().await;
+    let key = h.config.secrets.key.clone();
+    refused_by_a_node(&token, |c| c.secrets.key = key).await;
     // A node with another secrets.key does not.
-    let foreign = Harness::start(|c| {
+    refused_by_a_node(&token, |c| {
         c.secrets.key = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMTI=".into();
     })
     .await;
-    let (status, answer) = as_token(
-        &Api::new(&foreign),
-        &token,
-        Method::GET,
-        "/v1/orgs/acme/webhooks",
-        None,
-    )
-    .await;
-    assert_eq!((status, error_code(&answer)), (401, "unauthorized"));
     // `h` deletes the namespace they share.
     other.stop_daemon().await.expect("the second node stops");
     drop(other);
-    foreign.finish().await;
     h.finish().await;
 }
 

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use hookwire_testkit::tools::verify_with_standardwebhooks;
 use hookwire_testkit::{Harness, Receiver};
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{Api, error_code};
+use crate::{Api, WEBHOOKS, webhook};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET_VALUE: &str = "Bearer s3cret-7f2a9c41";
@@ -42,21 +41,14 @@ async fn custom_headers_reach_the_receiver_and_secret_ones_stay_sealed_and_hidde
     let h = Harness::start(|_| {}).await;
     let api = Api::new(&h);
     let receiver = Receiver::ok().await;
-    let (status, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks",
-            Some(json!({
-                "url": receiver.url(),
-                "events": ["report_created"],
-                "headers": {"X-Team": "reports-plain-5521", "X-Empty": ""},
-                "secret_headers": {"Authorization": SECRET_VALUE},
-            })),
-        )
+    let webhook = api
+        .create(webhook(&receiver.url()).with(json!({
+            "headers": {"X-Team": "reports-plain-5521", "X-Empty": ""},
+            "secret_headers": {"Authorization": SECRET_VALUE},
+        })))
         .await;
-    assert_eq!(status, 201, "{created}");
+    let created = &webhook.answer;
     let secret = created["secret"].as_str().expect("secret").to_owned();
-    let id = created["id"].as_str().expect("id").to_owned();
     assert_eq!(
         created["headers"],
         json!({"x-team": "reports-plain-5521", "x-empty": ""})
@@ -68,14 +60,7 @@ async fn custom_headers_reach_the_receiver_and_secret_ones_stay_sealed_and_hidde
     assert_eq!(test_event.header("x-team"), "reports-plain-5521");
     assert_eq!(test_event.header("authorization"), SECRET_VALUE);
 
-    h.publish(
-        "acme",
-        "report_created",
-        "hdr-1",
-        "report_run_url",
-        "https://mode.test/1",
-    )
-    .await;
+    h.publish_report("hdr-1", "https://mode.test/1").await;
     let delivery = receiver.wait_for(2, WAIT).await.remove(1);
     assert_eq!(delivery.header("x-team"), "reports-plain-5521");
     assert!(delivery.headers.contains_key("x-empty"));
@@ -83,10 +68,8 @@ async fn custom_headers_reach_the_receiver_and_secret_ones_stay_sealed_and_hidde
     assert_eq!(delivery.header("content-type"), "application/json");
     verify_with_standardwebhooks(&secret, &delivery).expect("the signature still verifies");
 
-    let (_, fetched) = api
-        .call(Method::GET, &format!("/v1/orgs/acme/webhooks/{id}"), None)
-        .await;
-    let (_, listed) = api.call(Method::GET, "/v1/orgs/acme/webhooks", None).await;
+    let (_, fetched) = api.get(&webhook.path).await;
+    let (_, listed) = api.get(WEBHOOKS).await;
     for answer in [&fetched, &listed["webhooks"][0]] {
         assert_eq!(
             answer["secret_headers"],
@@ -107,23 +90,15 @@ async fn custom_headers_reach_the_receiver_and_secret_ones_stay_sealed_and_hidde
 
     // A PATCH sets, replaces and removes by name; the others stay, the secret one too.
     let (status, updated) = api
-        .call(
-            Method::PATCH,
-            &format!("/v1/orgs/acme/webhooks/{id}"),
-            Some(json!({"headers": {"X-Team": "ops", "x-empty": null, "X-New": "1"}})),
+        .patch(
+            &webhook.path,
+            json!({"headers": {"X-Team": "ops", "x-empty": null, "X-New": "1"}}),
         )
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["headers"], json!({"x-new": "1", "x-team": "ops"}));
     assert_eq!(updated["secret_headers"], json!(["authorization"]));
-    h.publish(
-        "acme",
-        "report_created",
-        "hdr-2",
-        "report_run_url",
-        "https://mode.test/2",
-    )
-    .await;
+    h.publish_report("hdr-2", "https://mode.test/2").await;
     let delivery = receiver.wait_for(3, WAIT).await.remove(2);
     assert_eq!(delivery.header("x-team"), "ops");
     assert_eq!(delivery.header("x-new"), "1");
@@ -136,10 +111,9 @@ async fn custom_headers_reach_the_receiver_and_secret_ones_stay_sealed_and_hidde
 
     // A name moves between plain and secret; a null removes a secret one.
     let (status, updated) = api
-        .call(
-            Method::PATCH,
-            &format!("/v1/orgs/acme/webhooks/{id}"),
-            Some(json!({"secret_headers": {"x-team": "hidden-team", "authorization": null}})),
+        .patch(
+            &webhook.path,
+            json!({"secret_headers": {"x-team": "hidden-team", "authorization": null}}),
         )
         .await;
     assert_eq!(status, 200, "{updated}");
@@ -199,30 +173,18 @@ async fn reserved_and_malformed_headers_are_refused_one_by_one() {
         ),
     ];
     for (extra, says) in cases {
-        let mut body = json!({"url": receiver.url(), "events": ["report_created"]});
-        for (k, v) in extra.as_object().expect("object") {
-            body[k] = v.clone();
-        }
-        let (status, answer) = api
-            .call(Method::POST, "/v1/orgs/acme/webhooks", Some(body))
+        let message = api
+            .create_refused(
+                webhook(&receiver.url()).with(extra.clone()),
+                422,
+                "invalid_headers",
+            )
             .await;
-        assert_eq!(status, 422, "{extra}: {answer}");
-        assert_eq!(error_code(&answer), "invalid_headers", "{extra}");
-        let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{extra}: {message}");
     }
     // Not a string: the body's shape is wrong.
-    let (status, answer) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks",
-            Some(
-                json!({"url": receiver.url(), "events": ["report_created"], "headers": {"x-a": 1}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 422, "{answer}");
-    assert_eq!(error_code(&answer), "invalid_body");
+    let not_a_string = webhook(&receiver.url()).with(json!({"headers": {"x-a": 1}}));
+    api.create_refused(not_a_string, 422, "invalid_body").await;
     assert!(receiver.requests().is_empty(), "no test event was sent");
     assert!(
         h.store.list("acme").expect("list").is_empty(),
@@ -230,27 +192,18 @@ async fn reserved_and_malformed_headers_are_refused_one_by_one() {
     );
 
     // On PATCH too, and the webhook is left as it was.
-    let (_, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks",
-            Some(json!({"url": receiver.url(), "events": ["report_created"], "headers": {"x-a": "1"}})),
-        )
+    let created = api
+        .create(webhook(&receiver.url()).with(json!({"headers": {"x-a": "1"}})))
         .await;
-    let id = created["id"].as_str().expect("id");
-    let (status, answer) = api
-        .call(
-            Method::PATCH,
-            &format!("/v1/orgs/acme/webhooks/{id}"),
-            Some(json!({"headers": {"x-b": "2", "webhook-timestamp": "0"}})),
+    let fetched = api
+        .patch_refused(
+            &created.path,
+            json!({"headers": {"x-b": "2", "webhook-timestamp": "0"}}),
+            422,
+            "invalid_headers",
         )
-        .await;
-    assert_eq!(status, 422, "{answer}");
-    assert_eq!(error_code(&answer), "invalid_headers");
-    let (_, fetched) = api
-        .call(Method::GET, &format!("/v1/orgs/acme/webhooks/{id}"), None)
         .await;
     assert_eq!(fetched["headers"], json!({"x-a": "1"}));
-    assert_eq!(fetched["version"], created["version"]);
+    assert_eq!(fetched["version"], created.answer["version"]);
     h.finish().await;
 }

@@ -5,8 +5,6 @@
 use std::time::Duration;
 
 use hookwire_testkit::{Harness, eventually};
-use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable};
 use reqwest::Method;
 use serde_json::json;
 
@@ -23,18 +21,7 @@ async fn a_4_mib_invalid_event_is_archived_bounded_listed_small_and_not_replayed
     let mut body = br#"{"event":"report_created","report_run_url":""#.to_vec();
     body.resize(FOUR_MIB - 2, b'x');
     body.extend_from_slice(br#""}"#);
-    let mut headers = FieldTable::default();
-    headers.insert("org".into(), AMQPValue::LongString("acme".into()));
-    h.broker
-        .publish_raw(
-            h.namespace(),
-            "report_created",
-            &body,
-            BasicProperties::default()
-                .with_message_id("huge".into())
-                .with_headers(headers),
-        )
-        .await;
+    h.publish_raw_report("huge", &body).await;
     let dead = h.wait_dead_letters(1, WAIT).await;
     assert_eq!(dead[0].reason, "too_large");
     assert!(

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use hookwire_testkit::tools::{verify_ed25519_with_cryptography, verify_with_standardwebhooks};
 use hookwire_testkit::{Harness, Receiver};
-use reqwest::Method;
 use serde_json::json;
 
-use crate::{Api, error_code};
+use crate::{Api, WEBHOOKS, error_code, webhook};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -24,16 +23,11 @@ async fn an_opted_in_webhook_signs_v1a_next_to_v1_and_rotates_with_a_grace() {
     let h = Harness::start(|c| c.secrets.rotation_grace = Duration::from_secs(2)).await;
     let api = Api::new(&h);
     let receiver = Receiver::ok().await;
-    let (status, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks",
-            Some(json!({"url": receiver.url(), "events": ["report_created"], "ed25519": true})),
-        )
+    let webhook = api
+        .create(webhook(&receiver.url()).with(json!({"ed25519": true})))
         .await;
-    assert_eq!(status, 201, "{created}");
+    let created = &webhook.answer;
     let secret = created["secret"].as_str().expect("secret").to_owned();
-    let id = created["id"].as_str().expect("id").to_owned();
     let keys = created["public_keys"].as_array().expect("public keys");
     assert_eq!(keys.len(), 1, "{created}");
     let first = keys[0]["key"].as_str().expect("key").to_owned();
@@ -44,24 +38,15 @@ async fn an_opted_in_webhook_signs_v1a_next_to_v1_and_rotates_with_a_grace() {
     assert_eq!(kinds(test_event.header("webhook-signature")), ["v1", "v1a"]);
     verify_ed25519_with_cryptography(&first, &test_event).expect("the test event verifies");
 
-    h.publish(
-        "acme",
-        "report_created",
-        "ed-1",
-        "report_run_url",
-        "https://mode.test/1",
-    )
-    .await;
+    h.publish_report("ed-1", "https://mode.test/1").await;
     let delivery = receiver.wait_for(2, WAIT).await.remove(1);
     verify_ed25519_with_cryptography(&first, &delivery).expect("v1a verifies");
     verify_with_standardwebhooks(&secret, &delivery)
         .expect("a v1 receiver is not disturbed by the v1a signature");
 
     // The same key is shown on every read; the private half never is.
-    let (_, fetched) = api
-        .call(Method::GET, &format!("/v1/orgs/acme/webhooks/{id}"), None)
-        .await;
-    let (_, listed) = api.call(Method::GET, "/v1/orgs/acme/webhooks", None).await;
+    let (_, fetched) = api.get(&webhook.path).await;
+    let (_, listed) = api.get(WEBHOOKS).await;
     assert_eq!(fetched["public_keys"][0]["key"], first.as_str());
     assert_eq!(
         listed["webhooks"][0]["public_keys"][0]["key"],
@@ -69,11 +54,7 @@ async fn an_opted_in_webhook_signs_v1a_next_to_v1_and_rotates_with_a_grace() {
     );
 
     let (status, rotated) = api
-        .call(
-            Method::POST,
-            &format!("/v1/orgs/acme/webhooks/{id}/rotate-ed25519-key"),
-            None,
-        )
+        .post(&format!("{}/rotate-ed25519-key", webhook.path), None)
         .await;
     assert_eq!(status, 200, "{rotated}");
     let second = rotated["public_key"]
@@ -82,21 +63,12 @@ async fn an_opted_in_webhook_signs_v1a_next_to_v1_and_rotates_with_a_grace() {
         .to_owned();
     assert!(second.starts_with("whpk_") && second != first);
     assert!(rotated["previous_valid_until"].is_string());
-    let (_, fetched) = api
-        .call(Method::GET, &format!("/v1/orgs/acme/webhooks/{id}"), None)
-        .await;
+    let (_, fetched) = api.get(&webhook.path).await;
     assert_eq!(fetched["public_keys"][0]["key"], second.as_str());
     assert_eq!(fetched["public_keys"][1]["key"], first.as_str());
     assert!(fetched["public_keys"][1]["valid_until"].is_string());
 
-    h.publish(
-        "acme",
-        "report_created",
-        "ed-2",
-        "report_run_url",
-        "https://mode.test/2",
-    )
-    .await;
+    h.publish_report("ed-2", "https://mode.test/2").await;
     let during = receiver.wait_for(3, WAIT).await.remove(2);
     assert_eq!(
         kinds(during.header("webhook-signature")),
@@ -106,14 +78,7 @@ async fn an_opted_in_webhook_signs_v1a_next_to_v1_and_rotates_with_a_grace() {
     verify_ed25519_with_cryptography(&second, &during).expect("the new key signs");
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    h.publish(
-        "acme",
-        "report_created",
-        "ed-3",
-        "report_run_url",
-        "https://mode.test/3",
-    )
-    .await;
+    h.publish_report("ed-3", "https://mode.test/3").await;
     let after = receiver.wait_for(4, WAIT).await.remove(3);
     verify_ed25519_with_cryptography(&second, &after).expect("the new key signs");
     assert!(
@@ -135,64 +100,34 @@ async fn ed25519_is_turned_on_and_off_by_patch() {
     let h = Harness::start(|_| {}).await;
     let api = Api::new(&h);
     let receiver = Receiver::ok().await;
-    let (_, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks?verify=false",
-            Some(json!({"url": receiver.url(), "events": ["report_created"]})),
-        )
-        .await;
-    let id = created["id"].as_str().expect("id").to_owned();
-    assert_eq!(created["public_keys"], json!([]));
-    let rotate = format!("/v1/orgs/acme/webhooks/{id}/rotate-ed25519-key");
-    let (status, answer) = api.call(Method::POST, &rotate, None).await;
+    let created = api.create(webhook(&receiver.url()).unverified()).await;
+    let path = created.path;
+    assert_eq!(created.answer["public_keys"], json!([]));
+    let (status, answer) = api.post(&format!("{path}/rotate-ed25519-key"), None).await;
     assert_eq!(status, 422, "{answer}");
     assert_eq!(error_code(&answer), "ed25519_off");
 
-    let path = format!("/v1/orgs/acme/webhooks/{id}");
-    let (status, on) = api
-        .call(Method::PATCH, &path, Some(json!({"ed25519": true})))
-        .await;
+    let (status, on) = api.patch(&path, json!({"ed25519": true})).await;
     assert_eq!(status, 200, "{on}");
     let key = on["public_keys"][0]["key"]
         .as_str()
         .expect("key")
         .to_owned();
     // Turning it on again keeps the key receivers already have.
-    let (_, again) = api
-        .call(Method::PATCH, &path, Some(json!({"ed25519": true})))
-        .await;
+    let (_, again) = api.patch(&path, json!({"ed25519": true})).await;
     assert_eq!(again["public_keys"][0]["key"], key.as_str());
-    h.publish(
-        "acme",
-        "report_created",
-        "on",
-        "report_run_url",
-        "https://mode.test/on",
-    )
-    .await;
+    h.publish_report("on", "https://mode.test/on").await;
     let signed = receiver.wait_for(1, WAIT).await.remove(0);
     verify_ed25519_with_cryptography(&key, &signed).expect("v1a verifies");
 
-    let (status, off) = api
-        .call(Method::PATCH, &path, Some(json!({"ed25519": false})))
-        .await;
+    let (status, off) = api.patch(&path, json!({"ed25519": false})).await;
     assert_eq!(status, 200, "{off}");
     assert_eq!(off["public_keys"], json!([]));
-    h.publish(
-        "acme",
-        "report_created",
-        "off",
-        "report_run_url",
-        "https://mode.test/off",
-    )
-    .await;
+    h.publish_report("off", "https://mode.test/off").await;
     let unsigned = receiver.wait_for(2, WAIT).await.remove(1);
     assert_eq!(kinds(unsigned.header("webhook-signature")), ["v1"]);
 
-    let (status, answer) = api
-        .call(Method::PATCH, &path, Some(json!({"ed25519": "yes"})))
-        .await;
+    let (status, answer) = api.patch(&path, json!({"ed25519": "yes"})).await;
     assert_eq!(status, 422, "{answer}");
     assert_eq!(error_code(&answer), "invalid_body");
     h.finish().await;

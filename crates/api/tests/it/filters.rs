@@ -4,31 +4,14 @@
 use std::time::Duration;
 
 use hookwire_testkit::{Harness, Receiver, eventually};
-use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable};
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::operations::sample;
-use crate::{Api, error_code};
+use crate::{Api, NewWebhook, sample, webhook};
 
 const WAIT: Duration = Duration::from_secs(20);
+const FILTER_ERRORS: &str = r#"hookwire_deliveries_total{outcome="filter_error"}"#;
 const FINANCE: &str =
     r#"body.report_run_url.startsWith("https://modeanalytics.com/api/acme/spaces/finance/")"#;
-
-async fn scrape(h: &Harness) -> String {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-        .get(format!("{}/metrics", h.api_url()))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text")
-}
 
 async fn publish_run(h: &Harness, id: &str, space: &str) {
     h.publish(
@@ -39,6 +22,38 @@ async fn publish_run(h: &Harness, id: &str, space: &str) {
         &format!("https://modeanalytics.com/api/acme/spaces/{space}/reports/r1/runs/{id}"),
     )
     .await;
+}
+
+/// A webhook at `url` with `filter`, created without a test event.
+fn with_filter(url: &str, filter: impl Into<Value>) -> NewWebhook {
+    webhook(url)
+        .with(json!({"filter": filter.into()}))
+        .unverified()
+}
+
+/// Asserts that a PATCH setting `filter` on a webhook at `url` that filters with
+/// [`FINANCE`] is refused as `invalid_filter`, and that its filter stays.
+async fn refused_on_update(api: &Api, url: &str, filter: &str) {
+    let created = api.create(with_filter(url, FINANCE)).await;
+    let fetched = api
+        .patch_refused(
+            &created.path,
+            json!({ "filter": filter }),
+            400,
+            "invalid_filter",
+        )
+        .await;
+    assert_eq!(fetched["filter"], FINANCE, "the stored filter is unchanged");
+    assert_eq!(fetched["version"], created.answer["version"]);
+}
+
+/// Waits until the metrics' `series` moved by `by` from what `before` scraped.
+async fn counted(h: &Harness, before: &str, series: &str, by: f64) -> String {
+    eventually(WAIT, &format!("{series} to move by {by}"), || async {
+        let after = h.metrics().await;
+        (sample(&after, series) >= sample(before, series) + by).then_some(after)
+    })
+    .await
 }
 
 fn urls(received: &[hookwire_testkit::Recorded]) -> Vec<String> {
@@ -58,18 +73,13 @@ async fn a_filter_delivers_only_matching_events_and_counts_the_rest() {
     let api = Api::new(&h);
     let finance = Receiver::ok().await;
     let everything = Receiver::ok().await;
-    let (status, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks?verify=false",
-            Some(json!({"url": finance.url(), "events": ["report_run_completed"], "filter": FINANCE})),
-        )
+    let runs = json!({"events": ["report_run_completed"]});
+    let created = api
+        .create(with_filter(&finance.url(), FINANCE).with(runs.clone()))
         .await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["filter"], FINANCE);
-    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created.answer["filter"], FINANCE);
     let filtered = r#"hookwire_deliveries_total{outcome="filtered"}"#;
-    let before = scrape(&h).await;
+    let before = h.metrics().await;
 
     // One subscriber: attempted inline.
     publish_run(&h, "1", "finance").await;
@@ -81,12 +91,8 @@ async fn a_filter_delivers_only_matching_events_and_counts_the_rest() {
     );
 
     // Two subscribers, over inline_fanout_max: published as tasks.
-    api.call(
-        Method::POST,
-        "/v1/orgs/acme/webhooks?verify=false",
-        Some(json!({"url": everything.url(), "events": ["report_run_completed"]})),
-    )
-    .await;
+    api.create(webhook(&everything.url()).with(runs).unverified())
+        .await;
     publish_run(&h, "3", "ops").await;
     publish_run(&h, "4", "finance").await;
     everything.wait_for(2, WAIT).await;
@@ -95,11 +101,7 @@ async fn a_filter_delivers_only_matching_events_and_counts_the_rest() {
         urls(&got)[1],
         "https://modeanalytics.com/api/acme/spaces/finance/reports/r1/runs/4"
     );
-    let after = eventually(WAIT, "the filtered count to move", || async {
-        let after = scrape(&h).await;
-        (sample(&after, filtered) >= sample(&before, filtered) + 2.0).then_some(after)
-    })
-    .await;
+    let after = counted(&h, &before, filtered, 2.0).await;
     assert!(after.contains(filtered), "{after}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -110,13 +112,7 @@ async fn a_filter_delivers_only_matching_events_and_counts_the_rest() {
 
     // Only the two deliveries are in the attempt log: a filtered event is no attempt.
     let attempts = eventually(WAIT, "the attempt log", || async {
-        let (_, page) = api
-            .call(
-                Method::GET,
-                &format!("/v1/orgs/acme/webhooks/{id}/attempts"),
-                None,
-            )
-            .await;
+        let (_, page) = api.get(&format!("{}/attempts", created.path)).await;
         let attempts = page["attempts"].as_array().cloned().unwrap_or_default();
         (attempts.len() >= 2).then_some(attempts)
     })
@@ -125,22 +121,14 @@ async fn a_filter_delivers_only_matching_events_and_counts_the_rest() {
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert!(attempts.iter().all(|a| a["outcome"] == "delivered"));
     assert!(h.dead_letters().is_empty(), "nothing was dead-lettered");
-    let (_, webhook) = api
-        .call(Method::GET, &format!("/v1/orgs/acme/webhooks/{id}"), None)
-        .await;
+    let (_, fetched) = api.get(&created.path).await;
     assert_eq!(
-        webhook["consecutive_failures"], 0,
+        fetched["consecutive_failures"], 0,
         "not a failure of the receiver"
     );
 
     // Removing the filter delivers everything again.
-    let (status, updated) = api
-        .call(
-            Method::PATCH,
-            &format!("/v1/orgs/acme/webhooks/{id}"),
-            Some(json!({"filter": null})),
-        )
-        .await;
+    let (status, updated) = api.patch(&created.path, json!({"filter": null})).await;
     assert_eq!(status, 200, "{updated}");
     assert!(updated["filter"].is_null());
     publish_run(&h, "5", "ops").await;
@@ -156,29 +144,11 @@ async fn a_filter_that_fails_on_a_body_stops_the_delivery_and_is_counted() {
     let h = Harness::start(|_| {}).await;
     let api = Api::new(&h);
     let receiver = Receiver::ok().await;
-    let (status, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks?verify=false",
-            Some(json!({"url": receiver.url(), "events": ["report_created"], "filter": "body.space == \"finance\""})),
-        )
+    api.create(with_filter(&receiver.url(), r#"body.space == "finance""#))
         .await;
-    assert_eq!(status, 201, "{created}");
-    let errors = r#"hookwire_deliveries_total{outcome="filter_error"}"#;
-    let before = scrape(&h).await;
-    h.publish(
-        "acme",
-        "report_created",
-        "no-space",
-        "report_run_url",
-        "https://mode.test/1",
-    )
-    .await;
-    eventually(WAIT, "the filter error to be counted", || async {
-        let after = scrape(&h).await;
-        (sample(&after, errors) >= sample(&before, errors) + 1.0).then_some(())
-    })
-    .await;
+    let before = h.metrics().await;
+    h.publish_report("no-space", "https://mode.test/1").await;
+    counted(&h, &before, FILTER_ERRORS, 1.0).await;
     assert!(receiver.requests().is_empty());
     assert!(h.dead_letters().is_empty());
     h.finish().await;
@@ -211,57 +181,19 @@ async fn invalid_filters_are_refused_with_their_place() {
         .map(|(f, says)| ((*f).to_owned(), *says))
         .chain([(too_long, "at most 2048 bytes")]);
     for (filter, says) in cases {
-        let (status, answer) = api
-            .call(
-                Method::POST,
-                "/v1/orgs/acme/webhooks",
-                Some(
-                    json!({"url": receiver.url(), "events": ["report_created"], "filter": filter}),
-                ),
-            )
-            .await;
-        assert_eq!(status, 400, "{filter}: {answer}");
-        assert_eq!(error_code(&answer), "invalid_filter", "{filter}");
-        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        let new = webhook(&receiver.url()).with(json!({ "filter": filter }));
+        let message = api.create_refused(new, 400, "invalid_filter").await;
         assert!(message.contains(says), "{filter}: {message}");
     }
-    let (status, answer) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks",
-            Some(json!({"url": receiver.url(), "events": ["report_created"], "filter": 3})),
-        )
-        .await;
-    assert_eq!(
-        (status, error_code(&answer)),
-        (422, "invalid_body"),
-        "{answer}"
-    );
+    let not_a_string = webhook(&receiver.url()).with(json!({"filter": 3}));
+    api.create_refused(not_a_string, 422, "invalid_body").await;
     assert!(receiver.requests().is_empty(), "no test event was sent");
     assert!(
         h.store.list("acme").expect("list").is_empty(),
         "nothing was saved"
     );
 
-    let (_, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks?verify=false",
-            Some(json!({"url": receiver.url(), "events": ["report_created"], "filter": FINANCE})),
-        )
-        .await;
-    let path = format!(
-        "/v1/orgs/acme/webhooks/{}",
-        created["id"].as_str().expect("id")
-    );
-    let (status, answer) = api
-        .call(Method::PATCH, &path, Some(json!({"filter": "body.a ="})))
-        .await;
-    assert_eq!(status, 400, "{answer}");
-    assert_eq!(error_code(&answer), "invalid_filter");
-    let (_, fetched) = api.call(Method::GET, &path, None).await;
-    assert_eq!(fetched["filter"], FINANCE, "the stored filter is unchanged");
-    assert_eq!(fetched["version"], created["version"]);
+    refused_on_update(&api, &receiver.url(), "body.a =").await;
     h.finish().await;
 }
 
@@ -275,16 +207,13 @@ async fn a_filter_whose_cost_can_explode_is_refused() {
     let h = Harness::start(|_| {}).await;
     let api = Api::new(&h);
     let receiver = Receiver::ok().await;
-    let (status, answer) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks?verify=false",
-            Some(json!({"url": receiver.url(), "events": ["report_created"], "filter": EIGHT_STAGES})),
+    let message = api
+        .create_refused(
+            with_filter(&receiver.url(), EIGHT_STAGES),
+            400,
+            "invalid_filter",
         )
         .await;
-    assert_eq!(status, 400, "{answer}");
-    assert_eq!(error_code(&answer), "invalid_filter");
-    let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("could take up to") && message.contains("more than the 2,000,000 steps"),
         "{message}"
@@ -294,27 +223,7 @@ async fn a_filter_whose_cost_can_explode_is_refused() {
         "nothing was saved"
     );
 
-    let (_, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks?verify=false",
-            Some(json!({"url": receiver.url(), "events": ["report_created"], "filter": FINANCE})),
-        )
-        .await;
-    let path = format!(
-        "/v1/orgs/acme/webhooks/{}",
-        created["id"].as_str().expect("id")
-    );
-    let (status, answer) = api
-        .call(Method::PATCH, &path, Some(json!({"filter": EIGHT_STAGES})))
-        .await;
-    assert_eq!(
-        (status, error_code(&answer)),
-        (400, "invalid_filter"),
-        "{answer}"
-    );
-    let (_, fetched) = api.call(Method::GET, &path, None).await;
-    assert_eq!(fetched["filter"], FINANCE, "the stored filter is unchanged");
+    refused_on_update(&api, &receiver.url(), EIGHT_STAGES).await;
     h.finish().await;
 }
 
@@ -330,47 +239,21 @@ async fn a_filter_stopped_at_its_budget_costs_only_its_own_delivery() {
     })
     .await;
     let api = Api::new(&h);
-    let (filtered, other) = (Receiver::ok().await, Receiver::ok().await);
+    let (stopped, other) = (Receiver::ok().await, Receiver::ok().await);
     // A long pattern: each byte of the text costs it a step per 4 bytes of pattern.
     let filter = format!("body.report_run_url.matches('{}z')", "(y|x)".repeat(12));
-    for (receiver, filter) in [(&filtered, Some(filter)), (&other, None)] {
-        let (status, created) = api
-            .call(
-                Method::POST,
-                "/v1/orgs/acme/webhooks?verify=false",
-                Some(
-                    json!({"url": receiver.url(), "events": ["report_created"], "filter": filter}),
-                ),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-    }
-    let errors = r#"hookwire_deliveries_total{outcome="filter_error"}"#;
-    let before = scrape(&h).await;
+    api.create(with_filter(&stopped.url(), filter)).await;
+    api.create(webhook(&other.url()).unverified()).await;
+    let before = h.metrics().await;
     // Over the producer library's 64 KiB: published raw, as a producer with a raised
     // limit would.
     let long = format!("https://mode.test/{}", "y".repeat(3 << 20));
     let body = json!({"event": "report_created", "report_run_url": long}).to_string();
-    let mut headers = FieldTable::default();
-    headers.insert("org".into(), AMQPValue::LongString("acme".into()));
-    h.broker
-        .publish_raw(
-            h.namespace(),
-            "report_created",
-            body.as_bytes(),
-            BasicProperties::default()
-                .with_message_id("huge".into())
-                .with_headers(headers),
-        )
-        .await;
+    h.publish_raw_report("huge", body.as_bytes()).await;
     let got = other.wait_for(1, WAIT).await;
     assert_eq!(urls(&got), [long], "the other webhook got the event");
-    eventually(WAIT, "the budget stop to be counted", || async {
-        let after = scrape(&h).await;
-        (sample(&after, errors) >= sample(&before, errors) + 1.0).then_some(())
-    })
-    .await;
-    assert!(filtered.requests().is_empty(), "not delivered");
+    counted(&h, &before, FILTER_ERRORS, 1.0).await;
+    assert!(stopped.requests().is_empty(), "not delivered");
     assert!(h.dead_letters().is_empty(), "not dead-lettered");
     h.finish().await;
 }

@@ -11,23 +11,41 @@ use lapin::options::{
     BasicConsumeOptions, BasicNackOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{Api, error_code};
+use crate::{Api, error_code, sample, webhook, webhook_path};
 
 const WAIT: Duration = Duration::from_secs(30);
+const DEAD_LETTERS: &str = "/v1/orgs/acme/dead-letters";
 
+/// A webhook of `acme` at `url`, created without a test event: its id.
 async fn create(api: &Api, url: &str) -> String {
-    let (status, created) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/webhooks?verify=false",
-            Some(json!({"url": url, "events": ["report_created"]})),
+    api.create(webhook(url).unverified()).await.id
+}
+
+/// Waits until `acme`'s dead-letter listing holds `n`, and returns it.
+async fn dead_letters(api: &Api, n: usize) -> Value {
+    eventually(WAIT, &format!("{n} dead letters for acme"), || async {
+        let (_, list) = api.get(DEAD_LETTERS).await;
+        (list["dead_letters"].as_array().map(Vec::len) == Some(n)).then_some(list)
+    })
+    .await
+}
+
+/// Replays every dead letter of `acme`, and asserts that `n` were.
+async fn replay_all(api: &Api, n: usize) {
+    let (status, result) = api
+        .post(
+            &format!("{DEAD_LETTERS}/replay"),
+            json!({"since": "2000-01-01T00:00:00Z"}),
         )
         .await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().expect("id").to_owned()
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(
+        result["replayed"].as_array().map(Vec::len),
+        Some(n),
+        "{result}"
+    );
 }
 
 #[tokio::test]
@@ -39,18 +57,11 @@ async fn attempts_of_a_retried_delivery_in_order_with_pages_and_filters() {
     let api = Api::new(&h);
     let receiver = Receiver::start(|n, _| Reply::status(if n < 2 { 500 } else { 200 })).await;
     let id = create(&api, &receiver.url()).await;
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-log",
-        "report_run_url",
-        "https://mode.test/1",
-    )
-    .await;
+    h.publish_report("evt-log", "https://mode.test/1").await;
     receiver.wait_for(3, WAIT).await;
-    let path = format!("/v1/orgs/acme/webhooks/{id}/attempts");
+    let path = format!("{}/attempts", webhook_path(&id));
     let page = eventually(WAIT, "three attempts in the log", || async {
-        let (_, page) = api.call(Method::GET, &path, None).await;
+        let (_, page) = api.get(&path).await;
         (page["attempts"].as_array().map(Vec::len) == Some(3)).then_some(page)
     })
     .await;
@@ -76,42 +87,22 @@ async fn attempts_of_a_retried_delivery_in_order_with_pages_and_filters() {
     );
     assert_eq!(attempts[2]["response_excerpt"], "ok");
 
-    let (_, first) = api
-        .call(Method::GET, &format!("{path}?limit=2"), None)
-        .await;
+    let (_, first) = api.get(&format!("{path}?limit=2")).await;
     assert_eq!(first["attempts"].as_array().map(Vec::len), Some(2));
     let cursor = first["next_cursor"]
         .as_str()
         .expect("a next page")
         .to_owned();
-    let (_, second) = api
-        .call(
-            Method::GET,
-            &format!("{path}?limit=2&cursor={cursor}"),
-            None,
-        )
-        .await;
+    let (_, second) = api.get(&format!("{path}?limit=2&cursor={cursor}")).await;
     assert_eq!(second["attempts"][0]["attempt"], 3);
     assert_eq!(second["next_cursor"], Value::Null);
-    let (_, delivered) = api
-        .call(Method::GET, &format!("{path}?outcome=delivered"), None)
-        .await;
+    let (_, delivered) = api.get(&format!("{path}?outcome=delivered")).await;
     assert_eq!(delivered["attempts"].as_array().map(Vec::len), Some(1));
-    let (_, future) = api
-        .call(
-            Method::GET,
-            &format!("{path}?since=2999-01-01T00:00:00Z"),
-            None,
-        )
-        .await;
+    let (_, future) = api.get(&format!("{path}?since=2999-01-01T00:00:00Z")).await;
     assert_eq!(future["attempts"], json!([]));
-    let (status, body) = api
-        .call(Method::GET, &format!("{path}?cursor=zz"), None)
-        .await;
+    let (status, body) = api.get(&format!("{path}?cursor=zz")).await;
     assert_eq!((status, error_code(&body)), (400, "invalid_cursor"));
-    let (status, body) = api
-        .call(Method::GET, &format!("{path}?since=yesterday"), None)
-        .await;
+    let (status, body) = api.get(&format!("{path}?since=yesterday")).await;
     assert_eq!((status, error_code(&body)), (400, "invalid_time"));
     h.finish().await;
 }
@@ -218,32 +209,12 @@ async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
     let picky = Receiver::until_fixed(400, &fixed).await;
     let exhausted_id = create(&api, &failing.url()).await;
     create(&api, &picky.url()).await;
-    h.publish(
-        "acme",
-        "report_created",
-        "evt-dead",
-        "report_run_url",
-        "https://mode.test/dead",
-    )
-    .await;
-    let orgless = lapin::BasicProperties::default().with_message_id("no-org".into());
-    h.broker
-        .publish_raw(
-            h.namespace(),
-            "report_created",
-            b"{\"event\":\"report_created\"}",
-            orgless,
-        )
-        .await;
+    h.publish_report("evt-dead", "https://mode.test/dead").await;
+    h.publish_orgless().await;
     crash_loop(&h).await;
 
-    let (_, list) = eventually(WAIT, "four dead letters for acme", || async {
-        let (status, list) = api
-            .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
-            .await;
-        (list["dead_letters"].as_array().map(Vec::len) == Some(3)).then_some((status, list))
-    })
-    .await;
+    // The fourth, without an organization, is the operators'.
+    let list = dead_letters(&api, 3).await;
     let mut reasons: Vec<&str> = list["dead_letters"]
         .as_array()
         .expect("list")
@@ -252,32 +223,16 @@ async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
         .collect();
     reasons.sort_unstable();
     assert_eq!(reasons, ["delivery_limit", "exhausted", "permanent_status"]);
-    let (_, admin) = api.call(Method::GET, "/v1/admin/dead-letters", None).await;
+    let (_, admin) = api.get("/v1/admin/dead-letters").await;
     assert_eq!(admin["dead_letters"][0]["reason"], "missing_org");
     let (_, by_webhook) = api
-        .call(
-            Method::GET,
-            &format!("/v1/orgs/acme/dead-letters?webhook_id={exhausted_id}"),
-            None,
-        )
+        .get(&format!("{DEAD_LETTERS}?webhook_id={exhausted_id}"))
         .await;
     assert_eq!(by_webhook["dead_letters"][0]["reason"], "exhausted");
 
     // The receivers are fixed: replay everything of acme.
     fixed.store(true, Ordering::SeqCst);
-    let (status, result) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/dead-letters/replay",
-            Some(json!({"since": "2000-01-01T00:00:00Z"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{result}");
-    assert_eq!(
-        result["replayed"].as_array().map(Vec::len),
-        Some(3),
-        "{result}"
-    );
+    replay_all(&api, 3).await;
     // The two failed deliveries arrive with a fresh budget; the crash-looped event fans
     // out again, to both webhooks.
     eventually(WAIT, "the replays delivered", || async {
@@ -285,9 +240,7 @@ async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
         (ok(&failing) >= 4 && ok(&picky) >= 3).then_some(())
     })
     .await;
-    let (_, after) = api
-        .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
-        .await;
+    let (_, after) = api.get(DEAD_LETTERS).await;
     assert_eq!(
         after["dead_letters"],
         json!([]),
@@ -297,7 +250,7 @@ async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
     let delivered_attempts =
         format!("/v1/orgs/acme/webhooks/{exhausted_id}/attempts?outcome=delivered");
     eventually(WAIT, "replayed outcomes in the attempt log", || async {
-        let (_, attempts) = api.call(Method::GET, &delivered_attempts, None).await;
+        let (_, attempts) = api.get(&delivered_attempts).await;
         attempts["attempts"]
             .as_array()
             .is_some_and(|a| !a.is_empty())
@@ -305,13 +258,7 @@ async fn every_kind_of_dead_letter_is_archived_and_replay_delivers_them() {
     })
     .await;
 
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/dead-letters/replay",
-            Some(json!({})),
-        )
-        .await;
+    let (status, body) = api.post(&format!("{DEAD_LETTERS}/replay"), json!({})).await;
     assert_eq!((status, error_code(&body)), (422, "invalid_selection"));
     h.finish().await;
 }
@@ -323,38 +270,20 @@ async fn purge_by_id_and_by_age() {
     let gone = Receiver::start(|_, _| Reply::status(404)).await;
     create(&api, &gone.url()).await;
     for i in 0..3 {
-        h.publish(
-            "acme",
-            "report_created",
-            &format!("evt-{i}"),
-            "report_run_url",
-            &format!("https://mode.test/{i}"),
-        )
-        .await;
-    }
-    let list = eventually(WAIT, "three dead letters", || async {
-        let (_, list) = api
-            .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
+        h.publish_report(&format!("evt-{i}"), &format!("https://mode.test/{i}"))
             .await;
-        (list["dead_letters"].as_array().map(Vec::len) == Some(3)).then_some(list)
-    })
-    .await;
+    }
+    let list = dead_letters(&api, 3).await;
     assert_eq!(list["next_cursor"], json!(null), "one page holds them");
     // Two pages of at most two: the cursor continues where the first page ended.
-    let (_, page) = api
-        .call(Method::GET, "/v1/orgs/acme/dead-letters?limit=2", None)
-        .await;
+    let (_, page) = api.get(&format!("{DEAD_LETTERS}?limit=2")).await;
     assert_eq!(
         page["dead_letters"],
         json!(list["dead_letters"].as_array().expect("list")[..2])
     );
     let cursor = page["next_cursor"].as_str().expect("a next page");
     let (_, rest) = api
-        .call(
-            Method::GET,
-            &format!("/v1/orgs/acme/dead-letters?limit=2&cursor={cursor}"),
-            None,
-        )
+        .get(&format!("{DEAD_LETTERS}?limit=2&cursor={cursor}"))
         .await;
     assert_eq!(rest["dead_letters"], json!([list["dead_letters"][2]]));
     assert_eq!(rest["next_cursor"], json!(null));
@@ -363,56 +292,27 @@ async fn purge_by_id_and_by_age() {
         ("limit=0", "invalid_query"),
         ("limit=501", "invalid_query"),
     ] {
-        let (status, body) = api
-            .call(
-                Method::GET,
-                &format!("/v1/orgs/acme/dead-letters?{query}"),
-                None,
-            )
-            .await;
+        let (status, body) = api.get(&format!("{DEAD_LETTERS}?{query}")).await;
         assert_eq!((status, error_code(&body)), (400, code), "{query}: {body}");
     }
     let first = list["dead_letters"][0]["id"].clone();
+    let purge = format!("{DEAD_LETTERS}/purge");
     let (_, purged) = api
-        .call(
-            Method::POST,
+        .post(
             "/v1/orgs/globex/dead-letters/purge",
-            Some(json!({"ids": [first]})),
+            json!({"ids": [first]}),
         )
         .await;
     assert_eq!(purged["purged"], 0, "another org cannot purge them");
-    let (_, purged) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/dead-letters/purge",
-            Some(json!({"ids": [first]})),
-        )
-        .await;
+    let (_, purged) = api.post(&purge, json!({"ids": [first]})).await;
     assert_eq!(purged["purged"], 1);
     let (_, purged) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/dead-letters/purge",
-            Some(json!({"before": "2999-01-01T00:00:00Z"})),
-        )
+        .post(&purge, json!({"before": "2999-01-01T00:00:00Z"}))
         .await;
     assert_eq!(purged["purged"], 2);
-    let (_, list) = api
-        .call(Method::GET, "/v1/orgs/acme/dead-letters", None)
-        .await;
+    let (_, list) = api.get(DEAD_LETTERS).await;
     assert_eq!(list["dead_letters"], json!([]));
     h.finish().await;
-}
-
-/// The value of one sample line of the Prometheus text, or 0 when it is absent.
-pub(crate) fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -421,35 +321,17 @@ async fn metrics_move_as_deliveries_happen() {
     let api = Api::new(&h);
     let receiver = Receiver::ok().await;
     create(&api, &receiver.url()).await;
-    let scrape = || async {
-        let response = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
-            .get(format!("{}/metrics", h.api_url()))
-            .send()
-            .await
-            .expect("scrape");
-        assert_eq!(response.status(), 200);
-        response.text().await.expect("text")
-    };
     let delivered = r#"hookwire_deliveries_total{outcome="delivered"}"#;
     let consumed =
         r#"hookwire_events_consumed_total{event_type="report_created",result="accepted"}"#;
-    let before = scrape().await;
+    let before = h.metrics().await;
     for i in 0..3 {
-        h.publish(
-            "acme",
-            "report_created",
-            &format!("m-{i}"),
-            "report_run_url",
-            "https://mode.test/m",
-        )
-        .await;
+        h.publish_report(&format!("m-{i}"), "https://mode.test/m")
+            .await;
     }
     receiver.wait_for(3, WAIT).await;
     let after = eventually(WAIT, "the counters to move", || async {
-        let after = scrape().await;
+        let after = h.metrics().await;
         (sample(&after, delivered) >= sample(&before, delivered) + 3.0).then_some(after)
     })
     .await;
@@ -505,15 +387,7 @@ async fn a_replayed_dead_letter_carries_its_trace_context() {
     assert_eq!(dead[0].reason, "permanent_status");
 
     fixed.store(true, Ordering::SeqCst);
-    let (status, result) = api
-        .call(
-            Method::POST,
-            "/v1/orgs/acme/dead-letters/replay",
-            Some(json!({"since": "2000-01-01T00:00:00Z"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{result}");
-    assert_eq!(result["replayed"].as_array().map(Vec::len), Some(1));
+    replay_all(&api, 1).await;
     let requests = picky.wait_for(2, WAIT).await;
     let contexts: Vec<SpanContext> = requests
         .iter()

@@ -4,7 +4,7 @@
 //! the leaders of a tier and of the dead queue move.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hookwire_amqp::{Brokers, OutgoingEvent, Producer};
@@ -24,20 +24,25 @@ fn port_base() -> u16 {
 const EVENTS: usize = 600;
 const WAIT: Duration = Duration::from_secs(120);
 
+/// `acme`'s `report_run_completed` event `evt-{run}`, of the run `/runs/{run}`.
+fn run_event(run: impl std::fmt::Display) -> OutgoingEvent {
+    OutgoingEvent {
+        org: "acme".into(),
+        event_type: "report_run_completed".into(),
+        id: format!("evt-{run}"),
+        data: serde_json::from_value(
+            json!({"report_run_url": format!("https://mode.test/runs/{run}")}),
+        )
+        .expect("a map"),
+    }
+}
+
 /// Publishes events `from..to`, each until the producer reports it confirmed: a publish
 /// the producer reports failed (every node tried) is published again, and counted.
 async fn publish(producer: &Producer, from: usize, to: usize) -> usize {
     let mut reported = 0;
     for i in from..to {
-        let event = OutgoingEvent {
-            org: "acme".into(),
-            event_type: "report_run_completed".into(),
-            id: format!("evt-{i}"),
-            data: serde_json::from_value(
-                json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
-            )
-            .expect("a map"),
-        };
+        let event = run_event(i);
         while let Err(e) = producer.publish(&event).await {
             eprintln!("publish of evt-{i} reported failed, published again: {e}");
             reported += 1;
@@ -69,6 +74,80 @@ fn node_of(cluster: &RabbitCluster, name: &str) -> u16 {
     port - port_base()
 }
 
+/// `hookwire serve` as a child on the cluster, in a namespace and a directory of its own.
+struct ClusterServe {
+    config: hookwire_core::Config,
+    serve: ServeChild,
+    /// Its API's address, `host:port`.
+    api: String,
+    http: reqwest::Client,
+    /// Its log file.
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ClusterServe {
+    /// Starts `serve` as node `node` in `namespace` with the test config over the
+    /// cluster's URLs, replication on, changed by `adjust`; returns once it is ready.
+    async fn start(
+        cluster: &RabbitCluster,
+        namespace: &str,
+        node: &str,
+        adjust: impl FnOnce(&mut hookwire_core::Config),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(namespace, &dir.path().join("store"));
+        config.amqp.set_broker_urls(cluster.urls());
+        config.amqp.confirm_timeout = Duration::from_secs(10);
+        config.replication.enabled = true;
+        config.node.id = node.into();
+        adjust(&mut config);
+        let path = write_config(&config, dir.path());
+        let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
+        let log = dir.path().join("serve.log");
+        let mut serve = ServeChild::spawn(binary, &path, &log, &[]).expect("serve starts");
+        let api = serve
+            .wait_ready(WAIT)
+            .await
+            .expect("serve is ready")
+            .to_string();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Self {
+            config,
+            serve,
+            api,
+            http,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Creates `acme`'s webhook on `report_run_completed` at `url`, without a test event:
+    /// its id.
+    async fn create_webhook(&self, url: &str) -> String {
+        let created = self
+            .http
+            .post(format!(
+                "http://{}/v1/orgs/acme/webhooks?verify=false",
+                self.api
+            ))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({"url": url, "events": ["report_run_completed"]}))
+            .send()
+            .await
+            .expect("the API answers");
+        let status = created.status().as_u16();
+        let body = created.text().await.expect("a body");
+        assert_eq!(status, 201, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        body["id"].as_str().expect("an id").to_owned()
+    }
+}
+
 /// Deliveries per distinct body.
 fn ledger(receiver: &Receiver) -> BTreeMap<Vec<u8>, usize> {
     let mut seen = BTreeMap::new();
@@ -85,34 +164,19 @@ fn ledger(receiver: &Receiver) -> BTreeMap<Vec<u8>, usize> {
 /// first event published during the stop was delivered.
 async fn serve_keeps_delivering_while_the_events_queue_leader_is_down(cluster: &RabbitCluster) {
     let namespace = hookwire_testkit::unique_namespace();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = test_config(&namespace, &dir.path().join("store"));
-    config.amqp.set_broker_urls(cluster.urls());
-    config.amqp.confirm_timeout = Duration::from_secs(10);
-    config.replication.enabled = true;
-    config.node.id = "ha-1".into();
-    let path = write_config(&config, dir.path());
-    let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
-    let mut serve =
-        ServeChild::spawn(binary, &path, &dir.path().join("serve.log"), &[]).expect("serve starts");
-    let api = serve.wait_ready(WAIT).await.expect("serve is ready");
-
+    let node = ClusterServe::start(cluster, &namespace, "ha-1", |_| {}).await;
     let (one, two) = (Receiver::ok().await, Receiver::ok().await);
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
     for receiver in [&one, &two] {
-        let created = http
-            .post(format!("http://{api}/v1/orgs/acme/webhooks?verify=false"))
-            .bearer_auth(API_TOKEN)
-            .json(&json!({"url": receiver.url(), "events": ["report_run_completed"]}))
-            .send()
-            .await
-            .expect("the API answers");
-        assert_eq!(created.status().as_u16(), 201, "{:?}", created.text().await);
+        node.create_webhook(&receiver.url()).await;
     }
+    let ClusterServe {
+        config,
+        mut serve,
+        api,
+        http,
+        _dir,
+        ..
+    } = node;
 
     // Every queue and the changes stream have a member on each node.
     let events_queue = format!("{namespace}.events");
@@ -312,47 +376,28 @@ async fn dead_lettering_and_the_tier_watchdog_keep_working_while_leaders_move(
 ) {
     const PER_ROUND: usize = 10;
     let namespace = hookwire_testkit::unique_namespace();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = test_config(&namespace, &dir.path().join("store"));
-    config.amqp.set_broker_urls(cluster.urls());
-    config.amqp.confirm_timeout = Duration::from_secs(10);
-    config.replication.enabled = true;
-    config.node.id = "ha-dead".into();
-    config.log.level = "info".into();
-    // Three attempts, 1 s and 2 s apart: a failing delivery is dead within seconds.
-    config.delivery.retry_schedule = vec![Duration::from_secs(1), Duration::from_secs(2)];
-    // Every failure uses an attempt; an open circuit would defer instead.
-    config.delivery.circuit_failure_threshold = 1_000_000;
-    let path = write_config(&config, dir.path());
-    let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
-    let log = dir.path().join("serve.log");
-    let mut serve = ServeChild::spawn(binary, &path, &log, &[]).expect("serve starts");
-    let api = serve
-        .wait_ready(WAIT)
-        .await
-        .expect("serve is ready")
-        .to_string();
-
+    let node = ClusterServe::start(cluster, &namespace, "ha-dead", |config| {
+        config.log.level = "info".into();
+        // Three attempts, 1 s and 2 s apart: a failing delivery is dead within seconds.
+        config.delivery.retry_schedule = vec![Duration::from_secs(1), Duration::from_secs(2)];
+        // Every failure uses an attempt; an open circuit would defer instead.
+        config.delivery.circuit_failure_threshold = 1_000_000;
+    })
+    .await;
     let failing = Receiver::start(|_, _| hookwire_testkit::Reply::status(503)).await;
     let ok = Receiver::ok().await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
     let mut webhook = BTreeMap::new();
     for (name, receiver) in [("failing", &failing), ("ok", &ok)] {
-        let created = http
-            .post(format!("http://{api}/v1/orgs/acme/webhooks?verify=false"))
-            .bearer_auth(API_TOKEN)
-            .json(&json!({"url": receiver.url(), "events": ["report_run_completed"]}))
-            .send()
-            .await
-            .expect("the API answers");
-        assert_eq!(created.status().as_u16(), 201);
-        let body: serde_json::Value = created.json().await.expect("JSON");
-        webhook.insert(name, body["id"].as_str().expect("an id").to_owned());
+        webhook.insert(name, node.create_webhook(&receiver.url()).await);
     }
+    let ClusterServe {
+        mut serve,
+        api,
+        http,
+        log,
+        _dir,
+        ..
+    } = node;
     let producer = cluster.producer(&namespace).await;
 
     // Round 0: the node leading the last tier, where failing deliveries wait before
@@ -475,14 +520,7 @@ async fn dead_lettering_and_the_tier_watchdog_keep_working_while_leaders_move(
     let publisher = hookwire_amqp::Publisher::open(&connection, Duration::from_secs(10))
         .await
         .expect("publisher");
-    let late = OutgoingEvent {
-        org: "acme".into(),
-        event_type: "report_run_completed".into(),
-        id: "evt-late".into(),
-        data: serde_json::from_value(json!({"report_run_url": "https://mode.test/runs/late"}))
-            .expect("a map"),
-    };
-    let (body, _) = producer.encode(&late).expect("encode");
+    let (body, _) = producer.encode(&run_event("late")).expect("encode");
     let now = hookwire_core::now_ms();
     let mut task = hookwire_amqp::wire::Task::new(
         "evt-late",
@@ -616,27 +654,18 @@ async fn a_producer_publishes_through_the_next_node_and_reports_when_none_is_lef
     )
     .await
     .expect("producer");
-    let event = |i: usize| OutgoingEvent {
-        org: "acme".into(),
-        event_type: "report_run_completed".into(),
-        id: format!("evt-{i}"),
-        data: serde_json::from_value(
-            json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
-        )
-        .expect("a map"),
-    };
     producer
-        .publish(&event(0))
+        .publish(&run_event(0))
         .await
         .expect("through the first node");
     first.sever();
     producer
-        .publish(&event(1))
+        .publish(&run_event(1))
         .await
         .expect("through the second node");
     second.sever();
     producer
-        .publish(&event(2))
+        .publish(&run_event(2))
         .await
         .expect_err("no node left: reported failed");
 

@@ -232,15 +232,7 @@ async fn attempts_and_dead_letters_through_the_cli() {
     assert!(h.dead_letters().is_empty(), "purged for good");
 
     // A message without an organization: --admin lists and purges it.
-    let orgless = lapin::BasicProperties::default().with_message_id("no-org".into());
-    h.broker
-        .publish_raw(
-            h.namespace(),
-            "report_created",
-            b"{\"event\":\"report_created\"}",
-            orgless,
-        )
-        .await;
+    h.publish_orgless().await;
     h.wait_dead_letters(1, WAIT).await;
     let admin = json(&h, &["dead-letters", "list", "--admin"]).await;
     assert_eq!(admin["dead_letters"][0]["reason"], "missing_org", "{admin}");

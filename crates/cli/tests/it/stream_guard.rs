@@ -5,6 +5,7 @@
 //! what the real writes made it. An authentic entry the API would refuse is refused too,
 //! and an authentic entry of a version this build does not know stops the node there.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -138,14 +139,8 @@ impl Node {
 
     /// `hookwire_stream_entries_refused_total{stream=kind}` by reason. Each test refuses
     /// on one stream only, so the process-wide counters are its own.
-    async fn refused(&self, kind: &str) -> std::collections::BTreeMap<String, f64> {
-        let response = self
-            .http
-            .get(format!("{}/metrics", self.harness.api_url()))
-            .send()
-            .await
-            .expect("the API answers");
-        let text = response.text().await.expect("metrics");
+    async fn refused(&self, kind: &str) -> BTreeMap<String, f64> {
+        let text = self.harness.metrics().await;
         text.lines()
             .filter(|l| {
                 l.starts_with("hookwire_stream_entries_refused_total{")
@@ -162,7 +157,7 @@ impl Node {
     async fn refused_since(
         &self,
         kind: &str,
-        before: &std::collections::BTreeMap<String, f64>,
+        before: &BTreeMap<String, f64>,
     ) -> Vec<(String, f64)> {
         self.refused(kind)
             .await
@@ -182,6 +177,80 @@ impl Node {
             .expect("a sealed message")
             .body
             .to_vec()
+    }
+
+    /// The authentic entry of the node's first webhook's creation, as the changes stream
+    /// carries it, and its body.
+    async fn create_entry(&self) -> (Vec<u8>, Value) {
+        let raw = self
+            .messages("changes")
+            .await
+            .into_iter()
+            .find(|raw| {
+                Entry::from_bytes(&self.body("changes", raw)).is_ok_and(|e| e.kind() == "create")
+            })
+            .expect("the create entry");
+        let body = serde_json::from_slice(&self.body("changes", &raw)).expect("JSON");
+        (raw, body)
+    }
+
+    /// The last batch of the `kind` stream, and its body as `alter` changes it.
+    async fn altered_batch(
+        &self,
+        kind: &str,
+        alter: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let batch = self.messages(kind).await.pop().expect("the batch");
+        let altered = alter(&self.body(kind, &batch));
+        (batch, altered)
+    }
+
+    /// Publishes `acme`'s `report_run_completed` event `id`.
+    async fn publish_run(&self, id: &str) {
+        self.harness
+            .publish(
+                "acme",
+                "report_run_completed",
+                id,
+                "report_run_url",
+                &format!("https://mode.test/{id}"),
+            )
+            .await;
+    }
+
+    /// What the store holds of webhook `id` of `acme`.
+    fn webhook(&self, id: &str) -> Option<hookwire_core::Subscription> {
+        self.harness
+            .store
+            .get("acme", &id.parse().expect("uuid"))
+            .expect("read")
+    }
+
+    /// The attack on the `kind` stream: the [`forgeries`] of the authentic `original`
+    /// (whose body the attacker changed to `altered`), then one copy of `original`.
+    /// `settle` makes the node read past them; then each must have been refused and
+    /// counted. Returns what `settle` returned, and the counters from before the attack.
+    async fn attack<T>(
+        &self,
+        kind: &str,
+        original: &[u8],
+        altered: &[u8],
+        settle: impl Future<Output = T>,
+    ) -> (T, BTreeMap<String, f64>) {
+        let before = self.refused(kind).await;
+        for raw in forgeries(self, kind, original, altered) {
+            self.publish(kind, &raw).await;
+        }
+        self.publish(kind, original).await;
+        let settled = settle.await;
+        let expected: Vec<(String, f64)> = vec![
+            ("forged".into(), 2.0),
+            ("malformed".into(), 1.0),
+            ("replayed".into(), 1.0),
+            ("unsealed".into(), 1.0),
+        ];
+        assert_eq!(self.refused_since(kind, &before).await, expected);
+        (settled, before)
     }
 
     /// `body` sealed for the `kind` stream by a writer session of its own.
@@ -215,56 +284,25 @@ fn forgeries(node: &Node, kind: &str, original: &[u8], altered_body: &[u8]) -> V
     ]
 }
 
-/// The refusals [`forgeries`] and one replay cost, by reason.
-fn expected_refusals() -> Vec<(String, f64)> {
-    vec![
-        ("forged".into(), 2.0),
-        ("malformed".into(), 1.0),
-        ("replayed".into(), 1.0),
-        ("unsealed".into(), 1.0),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replayed_and_truncated_changes_are_refused_and_counted() {
     let node = Node::start().await;
     let id = node.create("http://127.0.0.1:9/hook").await;
     node.describe(&id, "second").await;
-    let create = node
-        .messages("changes")
-        .await
-        .into_iter()
-        .find(|raw| {
-            Entry::from_bytes(&node.body("changes", raw)).is_ok_and(|e| e.kind() == "create")
-        })
-        .expect("the create entry");
     // What the issue reproduced: the entry, its URL changed and its `op` made an upsert.
-    let mut altered: Value = serde_json::from_slice(&node.body("changes", &create)).expect("JSON");
+    let (create, mut altered) = node.create_entry().await;
     altered["change"]["op"] = json!("upsert");
     altered["change"]["webhook"]["url"] = json!("http://127.0.0.1:9/attacker");
     let altered = serde_json::to_vec(&altered).expect("JSON");
-    let before = node.refused("changes").await;
 
-    for raw in forgeries(&node, "changes", &create, &altered) {
-        node.publish("changes", &raw).await;
-    }
-    // A copy of the create entry would put the first description back.
-    node.publish("changes", &create).await;
-    node.describe(&id, "third").await;
-
-    let webhook = node
-        .harness
-        .store
-        .get("acme", &id.parse().expect("uuid"))
-        .expect("read")
-        .expect("kept");
+    // Its copy would put the first description back.
+    let ((), before) = node
+        .attack("changes", &create, &altered, node.describe(&id, "third"))
+        .await;
+    let webhook = node.webhook(&id).expect("kept");
     assert_eq!(webhook.url, "http://127.0.0.1:9/hook");
     assert_eq!(webhook.description, "third");
     assert_eq!(node.harness.store.list("acme").expect("list").len(), 1);
-    assert_eq!(
-        node.refused_since("changes", &before).await,
-        expected_refusals()
-    );
 
     // The sequences taken are kept with the store: after a restart a copy is still one.
     let mut node = node;
@@ -272,12 +310,7 @@ async fn forged_replayed_and_truncated_changes_are_refused_and_counted() {
     node.harness.restart_daemon().await;
     node.publish("changes", &create).await;
     node.describe(&id, "fourth").await;
-    let webhook = node
-        .harness
-        .store
-        .get("acme", &id.parse().expect("uuid"))
-        .expect("read")
-        .expect("kept");
+    let webhook = node.webhook(&id).expect("kept");
     assert_eq!(webhook.description, "fourth");
     let after = node.refused_since("changes", &before).await;
     assert!(after.contains(&("replayed".into(), 2.0)), "{after:?}");
@@ -288,15 +321,7 @@ async fn forged_replayed_and_truncated_changes_are_refused_and_counted() {
 async fn an_authentic_change_the_api_would_refuse_is_refused_on_apply() {
     let node = Node::start().await;
     let id = node.create("http://127.0.0.1:9/hook").await;
-    let create = node
-        .messages("changes")
-        .await
-        .into_iter()
-        .find(|raw| {
-            Entry::from_bytes(&node.body("changes", raw)).is_ok_and(|e| e.kind() == "create")
-        })
-        .expect("the create entry");
-    let entry: Value = serde_json::from_slice(&node.body("changes", &create)).expect("JSON");
+    let (_, entry) = node.create_entry().await;
     // Each a new webhook the API refuses: a target outside the policy (the test policy
     // allows loopback only), a reserved header, a filter that does not parse.
     let refused_ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
@@ -360,43 +385,24 @@ async fn forged_replayed_and_truncated_attempt_batches_are_refused_and_counted()
             (page.items.len() >= n).then_some(page.items)
         }
     };
-    node.harness
-        .publish(
-            "acme",
-            "report_run_completed",
-            "evt-1",
-            "report_run_url",
-            "https://mode.test/1",
-        )
-        .await;
+    node.publish_run("evt-1").await;
     eventually(WAIT, "the first attempt", || attempts(1)).await;
-    let batch = node.messages("attempts").await.pop().expect("the batch");
-    let mut altered = AttemptRecord::decode_batch(&node.body("attempts", &batch)).expect("a batch");
-    altered[0].event_id = "evt-forged".into();
-    let altered = AttemptRecord::encode_batch(&altered).expect("encoded");
-    let before = node.refused("attempts").await;
-
-    for raw in forgeries(&node, "attempts", &batch, &altered) {
-        node.publish("attempts", &raw).await;
-    }
-    node.publish("attempts", &batch).await;
-    node.harness
-        .publish(
-            "acme",
-            "report_run_completed",
-            "evt-2",
-            "report_run_url",
-            "https://mode.test/2",
-        )
+    let (batch, altered) = node
+        .altered_batch("attempts", |body| {
+            let mut altered = AttemptRecord::decode_batch(body).expect("a batch");
+            altered[0].event_id = "evt-forged".into();
+            AttemptRecord::encode_batch(&altered).expect("encoded")
+        })
         .await;
-    let listed = eventually(WAIT, "the second attempt", || attempts(2)).await;
 
+    let (listed, _) = node
+        .attack("attempts", &batch, &altered, async {
+            node.publish_run("evt-2").await;
+            eventually(WAIT, "the second attempt", || attempts(2)).await
+        })
+        .await;
     let events: Vec<&str> = listed.iter().map(|a| a.event_id.as_str()).collect();
     assert_eq!(events, ["evt-1", "evt-2"]);
-    assert_eq!(
-        node.refused_since("attempts", &before).await,
-        expected_refusals()
-    );
     node.harness.finish().await;
 }
 
@@ -409,43 +415,23 @@ async fn forged_replayed_and_truncated_payload_batches_are_refused_and_counted()
         let store = node.harness.store.clone();
         async move { store.payload("acme", event).expect("read") }
     };
-    node.harness
-        .publish(
-            "acme",
-            "report_run_completed",
-            "evt-1",
-            "report_run_url",
-            "https://mode.test/1",
-        )
-        .await;
+    node.publish_run("evt-1").await;
     let original = eventually(WAIT, "evt-1's body kept", || kept("evt-1")).await;
-    let batch = node.messages("payloads").await.pop().expect("the batch");
-    let mut altered = Payload::decode_batch(&node.body("payloads", &batch)).expect("a batch");
-    altered[0].body = br#"{"report_run_url":"https://attacker.test/"}"#.to_vec();
-    altered[0].body_bytes = altered[0].body.len();
-    let altered = Payload::encode_batch(&altered).expect("encoded");
-    let before = node.refused("payloads").await;
-
-    for raw in forgeries(&node, "payloads", &batch, &altered) {
-        node.publish("payloads", &raw).await;
-    }
-    node.publish("payloads", &batch).await;
-    node.harness
-        .publish(
-            "acme",
-            "report_run_completed",
-            "evt-2",
-            "report_run_url",
-            "https://mode.test/2",
-        )
+    let (batch, altered) = node
+        .altered_batch("payloads", |body| {
+            let mut altered = Payload::decode_batch(body).expect("a batch");
+            altered[0].body = br#"{"report_run_url":"https://attacker.test/"}"#.to_vec();
+            altered[0].body_bytes = altered[0].body.len();
+            Payload::encode_batch(&altered).expect("encoded")
+        })
         .await;
-    eventually(WAIT, "evt-2's body kept", || kept("evt-2")).await;
 
+    node.attack("payloads", &batch, &altered, async {
+        node.publish_run("evt-2").await;
+        eventually(WAIT, "evt-2's body kept", || kept("evt-2")).await;
+    })
+    .await;
     assert_eq!(kept("evt-1").await.expect("still kept"), original);
-    assert_eq!(
-        node.refused_since("payloads", &before).await,
-        expected_refusals()
-    );
     node.harness.finish().await;
 }
 
@@ -453,15 +439,7 @@ async fn forged_replayed_and_truncated_payload_batches_are_refused_and_counted()
 async fn an_entry_of_an_unknown_version_stops_the_node_there_and_says_why() {
     let node = Node::start().await;
     let known = node.create("http://127.0.0.1:9/known").await;
-    let create = node
-        .messages("changes")
-        .await
-        .into_iter()
-        .find(|raw| {
-            Entry::from_bytes(&node.body("changes", raw)).is_ok_and(|e| e.kind() == "create")
-        })
-        .expect("the create entry");
-    let mut after: Value = serde_json::from_slice(&node.body("changes", &create)).expect("JSON");
+    let (_, mut after) = node.create_entry().await;
     let behind = Uuid::now_v7();
     after["id"] = json!(Uuid::now_v7());
     after["change"]["webhook"]["id"] = json!(behind);
@@ -514,13 +492,7 @@ async fn an_entry_of_an_unknown_version_stops_the_node_there_and_says_why() {
         "{problems:?}"
     );
     // What came before it is applied; nothing after it is, until an upgrade.
-    assert!(
-        node.harness
-            .store
-            .get("acme", &known.parse().expect("uuid"))
-            .expect("read")
-            .is_some()
-    );
+    assert!(node.webhook(&known).is_some());
     tokio::time::sleep(QUIET).await;
     assert!(
         node.harness

@@ -37,19 +37,6 @@ fn short_circuit(c: &mut Config) {
 /// jitter), plus 10 s for the broker and a loaded CI machine.
 const SETTLED_WITHIN: Duration = Duration::from_millis(1_500 + 2 * (5_000 + 1_000) + 10_000);
 
-async fn publish_reports(h: &Harness, n: usize) {
-    for i in 0..n {
-        h.publish(
-            "acme",
-            "report_created",
-            &format!("evt-{i}"),
-            "report_run_url",
-            "https://mode.test/r",
-        )
-        .await;
-    }
-}
-
 /// The distinct `webhook-id`s a receiver answered 200.
 type Delivered = Arc<Mutex<BTreeSet<String>>>;
 
@@ -118,7 +105,7 @@ async fn half_working_receiver_gets_every_delivery_within_the_bound(failure_rate
     // Published while hookwire is down, as after a crash: the backlog is all fresh
     // deliveries, whose first attempts all fail.
     h.stop_daemon().await.expect("stopped");
-    publish_reports(&h, EVENTS).await;
+    h.publish_reports("acme", EVENTS).await;
     h.restart_daemon().await;
     let published = Instant::now();
     while count(&delivered) < EVENTS && published.elapsed() < SETTLED_WITHIN {
@@ -171,7 +158,7 @@ async fn a_receiver_failing_half_at_random_gets_every_delivery_settled_within_th
     })
     .await;
     h.subscribe(&new_subscription("acme", &flaky.url(), &["report_created"]));
-    publish_reports(&h, EVENTS).await;
+    h.publish_reports("acme", EVENTS).await;
     // Five attempts fail together one time in 32: those are dead-lettered as exhausted,
     // which settles them too.
     let settled = || count(&delivered) + h.dead_letters().len();
@@ -199,7 +186,7 @@ async fn a_receiver_that_is_down_stops_being_attempted_while_its_deliveries_wait
     let down = Receiver::start(|_, _| Reply::status(500)).await;
     let sub = new_subscription("acme", &down.url(), &["report_created"]);
     h.subscribe(&sub);
-    publish_reports(&h, 30).await;
+    h.publish_reports("acme", 30).await;
     let open = eventually(Duration::from_secs(30), "the circuit to open", || async {
         let json = webhook_json(&h, &sub).await;
         (json["circuit"]["state"] == "open").then_some(json)
@@ -235,17 +222,9 @@ async fn a_tier_that_expires_on_time_reports_nothing_overdue() {
         &retried.url(),
         &["report_created"],
     ));
-    publish_reports(&h, 1).await;
+    h.publish_reports("acme", 1).await;
     retried.wait_for(2, Duration::from_secs(30)).await;
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", h.api_url()))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = h.metrics().await;
     // The counter is only registered once something was overdue: on a broker that
     // expires tiers on time, it never is.
     assert!(

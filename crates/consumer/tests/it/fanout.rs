@@ -4,21 +4,18 @@
 
 use std::time::Duration;
 
-use hookwire_testkit::{Harness, Receiver, Reply, new_subscription};
+use hookwire_testkit::{Harness, Receiver, Recorded, Reply, new_subscription};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn publish_reports(h: &Harness, org: &str, n: usize) {
-    for i in 0..n {
-        h.publish(
-            org,
-            "report_created",
-            &format!("evt-{org}-{i}"),
-            "report_run_url",
-            "https://mode.test/r",
-        )
-        .await;
+/// One event to `subscribers` webhooks of `acme` at one receiver: what each received.
+async fn fan_out(h: &Harness, subscribers: usize) -> Vec<Recorded> {
+    let receiver = Receiver::ok().await;
+    for _ in 0..subscribers {
+        h.subscribe_acme(&receiver.url());
     }
+    h.publish_reports("acme", 1).await;
+    receiver.wait_for(subscribers, WAIT).await
 }
 
 #[tokio::test]
@@ -44,10 +41,10 @@ async fn one_org_flooding_slow_receivers_does_not_starve_another() {
     h.subscribe(&new_subscription("org-a", &slow.url(), &["report_created"]));
     h.subscribe(&new_subscription("org-b", &fast.url(), &["report_created"]));
 
-    publish_reports(&h, "org-a", FLOOD).await;
+    h.publish_reports("org-a", FLOOD).await;
     // Both slots are taken by A, and its other attempts wait for them.
     slow.wait_for(SLOTS, WAIT).await;
-    publish_reports(&h, "org-b", 3).await;
+    h.publish_reports("org-b", 3).await;
 
     // With slots handed round-robin, B's three attempts each wait about one slot turn
     // (~0.5 s); first come, first served, they would wait for A's whole backlog (~19 s).
@@ -66,16 +63,7 @@ async fn a_fanout_larger_than_a_publish_chunk_reaches_every_subscriber() {
     // 300 subscribers: more than one chunk of published tasks (256).
     const SUBSCRIBERS: usize = 300;
     let h = Harness::start(|_| {}).await;
-    let receiver = Receiver::ok().await;
-    for _ in 0..SUBSCRIBERS {
-        h.subscribe(&new_subscription(
-            "acme",
-            &receiver.url(),
-            &["report_created"],
-        ));
-    }
-    publish_reports(&h, "acme", 1).await;
-    let got = receiver.wait_for(SUBSCRIBERS, WAIT).await;
+    let got = fan_out(&h, SUBSCRIBERS).await;
     let mut ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -91,25 +79,8 @@ async fn a_large_fanout_never_has_more_than_a_chunk_of_tasks_in_flight() {
     const SUBSCRIBERS: usize = 700;
     const CHUNK: f64 = 256.0;
     let h = Harness::start(|_| {}).await;
-    let receiver = Receiver::ok().await;
-    for _ in 0..SUBSCRIBERS {
-        h.subscribe(&new_subscription(
-            "acme",
-            &receiver.url(),
-            &["report_created"],
-        ));
-    }
-    publish_reports(&h, "acme", 1).await;
-    receiver.wait_for(SUBSCRIBERS, WAIT).await;
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", h.api_url()))
-        .bearer_auth(hookwire_testkit::harness::API_TOKEN)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    fan_out(&h, SUBSCRIBERS).await;
+    let metrics = h.metrics().await;
     let most: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("hookwire_fanout_publishes_in_flight_max "))

@@ -19,20 +19,6 @@ async fn slow_receiver(delay: Duration) -> Receiver {
     .await
 }
 
-/// Publishes `n` `report_created` events of `org`, `evt-0` to `evt-{n-1}`.
-async fn publish_reports(h: &Harness, org: &str, n: usize) {
-    for i in 0..n {
-        h.publish(
-            org,
-            "report_created",
-            &format!("evt-{i}"),
-            "report_run_url",
-            "https://mode.test/r",
-        )
-        .await;
-    }
-}
-
 #[tokio::test]
 async fn a_slow_receiver_never_holds_up_a_fast_one() {
     let h = Harness::start(|c| {
@@ -45,7 +31,7 @@ async fn a_slow_receiver_never_holds_up_a_fast_one() {
     h.subscribe_acme(&slow.url());
     h.subscribe_acme(&fast.url());
     const EVENTS: usize = 40;
-    publish_reports(&h, "acme", EVENTS).await;
+    h.publish_reports("acme", EVENTS).await;
     fast.wait_for(EVENTS, WAIT).await;
     let slow_seen = slow.requests().len();
     assert!(
@@ -90,7 +76,7 @@ async fn an_unfinished_delivery_holds_back_no_other_ack() {
     .await;
     slow.wait_for(1, WAIT).await;
     const EVENTS: usize = 20;
-    publish_reports(&h, "fast-org", EVENTS).await;
+    h.publish_reports("fast-org", EVENTS).await;
     fast.wait_for(EVENTS, WAIT).await;
     assert!(
         slow.answered().is_empty(),
@@ -120,9 +106,7 @@ async fn an_open_circuit_defers_without_requests_until_a_probe_succeeds() {
     .await;
     let healthy = Arc::new(AtomicBool::new(false));
     let receiver = Receiver::until_fixed(500, &healthy).await;
-    let mut sub = new_subscription("acme", &receiver.url(), &["report_created"]);
-    sub.max_concurrency = Some(1);
-    h.subscribe(&sub);
+    h.subscribe_acme_with(&receiver.url(), |s| s.max_concurrency = Some(1));
     for i in 0..3 {
         h.publish_report(&format!("evt-{i}"), &format!("https://mode.test/r/{i}"))
             .await;
@@ -162,8 +146,7 @@ async fn a_delivery_older_than_max_age_is_dead_lettered_as_expired() {
     let receiver = Receiver::start(|_, _| Reply::status(503)).await;
     h.subscribe_acme(&receiver.url());
     h.publish_report("old", "https://mode.test/r").await;
-    let dead = h.wait_dead_letters(1, WAIT).await;
-    assert_eq!(dead[0].reason, "expired");
+    h.wait_dead_letter("expired", WAIT).await;
     assert_eq!(
         receiver.requests().len(),
         1,
@@ -192,9 +175,7 @@ async fn a_burst_to_a_capped_slow_webhook_is_attempted_within_the_deferral_bound
     .await;
     // Four a second at most: the burst takes at least 4 s, four times the bound.
     let slow = slow_receiver(Duration::from_millis(250)).await;
-    let mut sub = new_subscription("acme", &slow.url(), &["report_created"]);
-    sub.max_concurrency = Some(1);
-    h.subscribe(&sub);
+    let sub = h.subscribe_acme_with(&slow.url(), |s| s.max_concurrency = Some(1));
     let mut published_ms = std::collections::HashMap::new();
     for i in 0..EVENTS {
         let id = format!("evt-{i}");

@@ -7,6 +7,15 @@ use hookwire_testkit::{Broker, Harness, Receiver, Reply, eventually, new_subscri
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Waits until the retry tier `tier` (`2s`, …) holds `n` ready messages.
+async fn tier_holds(h: &Harness, tier: &str, n: u32, within: Duration) {
+    let queue = format!("{}.retry.{tier}", h.namespace());
+    eventually(within, &format!("{n} in the {tier} tier"), || async {
+        (h.broker.ready(&queue).await == n).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn retries_wait_in_the_broker_and_keep_the_webhook_id() {
     let h = Harness::start(|c| {
@@ -19,13 +28,7 @@ async fn retries_wait_in_the_broker_and_keep_the_webhook_id() {
 
     receiver.wait_for(1, WAIT).await;
     // While it waits, the delivery is a message in the 2s tier and nothing is unacked.
-    let tier = format!("{}.retry.2s", h.namespace());
-    eventually(
-        Duration::from_secs(2),
-        "the retry parked in its tier",
-        || async { (h.broker.ready(&tier).await == 1).then_some(()) },
-    )
-    .await;
+    tier_holds(&h, "2s", 1, Duration::from_secs(2)).await;
     assert_eq!(
         Broker::unacked(&format!("{}.events", h.namespace())),
         0,
@@ -68,13 +71,7 @@ async fn retry_after_picks_the_smallest_covering_tier() {
     h.subscribe_acme(&receiver.url());
     h.publish_report("evt-ra", "https://mode.test/r/2").await;
     receiver.wait_for(1, WAIT).await;
-    let five = format!("{}.retry.5s", h.namespace());
-    eventually(
-        Duration::from_secs(3),
-        "the retry in the 5s tier",
-        || async { (h.broker.ready(&five).await == 1).then_some(()) },
-    )
-    .await;
+    tier_holds(&h, "5s", 1, Duration::from_secs(3)).await;
     assert_eq!(
         h.broker.ready(&format!("{}.retry.1s", h.namespace())).await,
         0,
@@ -155,11 +152,7 @@ async fn a_webhook_disabled_or_deleted_while_its_retry_waits() {
     );
     assert_eq!(dead[0].reason, "webhook_disabled");
     // The retry tier is empty again: both retries came due and were handled.
-    let tier = format!("{}.retry.1s", h.namespace());
-    eventually(WAIT, "the tier to drain", || async {
-        (h.broker.ready(&tier).await == 0).then_some(())
-    })
-    .await;
+    tier_holds(&h, "1s", 0, WAIT).await;
     assert_eq!(
         receiver.requests().len(),
         2,
@@ -185,8 +178,7 @@ async fn a_receiver_that_is_not_listening_is_retried() {
     h.subscribe(&sub);
     h.publish_report("evt-refused", "https://mode.test/r/5")
         .await;
-    let dead = h.wait_dead_letters(1, WAIT).await;
-    assert_eq!(dead[0].reason, "exhausted");
-    assert!(dead[0].detail.contains("2 attempts"), "{}", dead[0].detail);
+    let dead = h.wait_dead_letter("exhausted", WAIT).await;
+    assert!(dead.detail.contains("2 attempts"), "{}", dead.detail);
     h.finish().await;
 }

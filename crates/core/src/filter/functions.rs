@@ -40,6 +40,7 @@ impl Evaluator<'_> {
                 Value::String(s) => s.parse().map(Value::Int).map_err(|_| text(s)),
                 other => Err(fail("int", other)),
             },
+            // int()'s conversions with uint's range: negative values overflow.
             Function::ToUInt => match &a {
                 Value::UInt(_) => Ok(a),
                 Value::Int(i) => u64::try_from(*i)
@@ -105,53 +106,60 @@ impl Evaluator<'_> {
 
     pub(super) fn arithmetic(op: Binary, a: &Value, b: &Value) -> Result<Value> {
         use Value::{Double, Int, UInt};
-        let (name, symbol) = match op {
-            Binary::Subtract => ("sub", "_-_"),
-            Binary::Multiply => ("mul", "_*_"),
-            Binary::Divide => ("div", "_/_"),
-            _ => ("rem", "_%_"),
-        };
-        let overflow = || EvalError::new(format!("Overflow from binary operator '{name}'"));
-        let zero = || {
-            EvalError::new(if op == Binary::Divide {
-                "Division by zero"
-            } else {
-                "Remainder by zero"
-            })
-        };
         match (a, b) {
-            (Int(x), Int(y)) => {
-                if matches!(op, Binary::Divide | Binary::Modulo) && *y == 0 {
-                    return Err(zero());
-                }
-                match op {
-                    Binary::Subtract => x.checked_sub(*y),
-                    Binary::Multiply => x.checked_mul(*y),
-                    Binary::Divide => x.checked_div(*y),
-                    _ => x.checked_rem(*y),
-                }
-                .map(Int)
-                .ok_or_else(overflow)
-            }
-            (UInt(x), UInt(y)) => {
-                if matches!(op, Binary::Divide | Binary::Modulo) && *y == 0 {
-                    return Err(zero());
-                }
-                match op {
-                    Binary::Subtract => x.checked_sub(*y),
-                    Binary::Multiply => x.checked_mul(*y),
-                    Binary::Divide => x.checked_div(*y),
-                    _ => x.checked_rem(*y),
-                }
-                .map(UInt)
-                .ok_or_else(overflow)
-            }
+            (Int(x), Int(y)) => integer(op, *x, *y).map(Int),
+            (UInt(x), UInt(y)) => integer(op, *x, *y).map(UInt),
             (Double(x), Double(y)) if op != Binary::Modulo => Ok(Double(match op {
                 Binary::Subtract => x - y,
                 Binary::Multiply => x * y,
                 _ => x / y,
             })),
-            _ => Err(no_overload(symbol, &[a, b])),
+            _ => Err(no_overload(names(op).1, &[a, b])),
         }
     }
+}
+
+/// The CEL name and overload symbol of an arithmetic operator other than `+`.
+fn names(op: Binary) -> (&'static str, &'static str) {
+    match op {
+        Binary::Subtract => ("sub", "_-_"),
+        Binary::Multiply => ("mul", "_*_"),
+        Binary::Divide => ("div", "_/_"),
+        _ => ("rem", "_%_"),
+    }
+}
+
+/// An integer type's checked `-`, `*`, `/` and `%`: `None` where the result overflows.
+trait Checked: Sized + Default + PartialEq {
+    fn checked(op: Binary, x: Self, y: Self) -> Option<Self>;
+}
+
+macro_rules! checked {
+    ($($t:ty),*) => {$(
+        impl Checked for $t {
+            fn checked(op: Binary, x: Self, y: Self) -> Option<Self> {
+                match op {
+                    Binary::Subtract => x.checked_sub(y),
+                    Binary::Multiply => x.checked_mul(y),
+                    Binary::Divide => x.checked_div(y),
+                    _ => x.checked_rem(y),
+                }
+            }
+        }
+    )*};
+}
+checked!(i64, u64);
+
+/// `op` on two integers of one type: a division or remainder by zero, and an overflow,
+/// are errors.
+fn integer<T: Checked>(op: Binary, x: T, y: T) -> Result<T> {
+    if matches!(op, Binary::Divide | Binary::Modulo) && y == T::default() {
+        return Err(EvalError::new(if op == Binary::Divide {
+            "Division by zero"
+        } else {
+            "Remainder by zero"
+        }));
+    }
+    T::checked(op, x, y)
+        .ok_or_else(|| EvalError::new(format!("Overflow from binary operator '{}'", names(op).0)))
 }

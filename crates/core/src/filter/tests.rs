@@ -46,6 +46,49 @@ fn failures_on_a_body_are_errors_not_answers() {
     assert!(not_json.contains("not JSON"), "{not_json}");
 }
 
+/// Integer arithmetic answers, and fails, alike for int and uint: by zero, and where the
+/// result overflows its type.
+#[test]
+fn integer_arithmetic_fails_by_zero_and_on_overflow() {
+    for answered in [
+        "7 - 9 == -2 && 7 * 3 == 21 && -7 / 2 == -3 && -7 % 2 == -1",
+        "9u - 7u == 2u && 7u * 3u == 21u && 7u / 2u == 3u && 7u % 2u == 1u",
+    ] {
+        assert_eq!(eval(answered, RUN), Ok(true), "{answered}");
+    }
+    for (source, says) in [
+        ("1 / 0 == 0", "Division by zero"),
+        ("1 % 0 == 0", "Remainder by zero"),
+        ("1u / 0u == 0u", "Division by zero"),
+        ("1u % 0u == 0u", "Remainder by zero"),
+        (
+            "-9223372036854775807 - 2 == 0",
+            "Overflow from binary operator 'sub'",
+        ),
+        (
+            "9223372036854775807 * 2 == 0",
+            "Overflow from binary operator 'mul'",
+        ),
+        (
+            "(-9223372036854775807 - 1) / -1 == 0",
+            "Overflow from binary operator 'div'",
+        ),
+        (
+            "(-9223372036854775807 - 1) % -1 == 0",
+            "Overflow from binary operator 'rem'",
+        ),
+        ("0u - 1u == 0u", "Overflow from binary operator 'sub'"),
+        (
+            "18446744073709551615u * 2u == 0u",
+            "Overflow from binary operator 'mul'",
+        ),
+        ("1 - 1u == 0", "no such overload"),
+    ] {
+        let error = eval(source, RUN).expect_err(source);
+        assert!(error.contains(says), "{source}: {error}");
+    }
+}
+
 #[test]
 fn a_syntax_error_points_at_its_place() {
     let error = Filter::parse("body.report_run_url.startsWith(\"x\") &&").expect_err("incomplete");

@@ -151,7 +151,7 @@ impl Payloads {
                 sizes.push((at_ms, bytes));
             }
         })?;
-        sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
         for (at_ms, bytes) in sizes {
             newer += bytes;
             if newer > budget {

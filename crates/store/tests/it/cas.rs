@@ -1,7 +1,8 @@
 //! Compare-and-swap writes of subscriptions (`Change::Replace`) and the secret-free listing.
 
 use hookwire_core::Subscription;
-use hookwire_store::{Change, Error, Store};
+use hookwire_store::{Change, Error, Result, Store};
+use uuid::Uuid;
 
 use super::{open, sub};
 
@@ -12,8 +13,26 @@ fn one_webhook() -> (tempfile::TempDir, Store, Subscription, Subscription) {
     let store = open(&dir);
     let s = sub("acme", &["report_created"]);
     store.apply(Change::Upsert(s.clone())).expect("create");
-    let read = store.get("acme", &s.id).expect("get").expect("there");
+    let read = stored(&store, &s.id);
     (dir, store, s, read)
+}
+
+/// Writes `sub` over the stored version `expected_version`, as `PATCH` does.
+fn replace(store: &Store, sub: Subscription, expected_version: u64) -> Result<()> {
+    store.apply(Change::Replace {
+        sub,
+        expected_version,
+    })
+}
+
+/// `acme`'s webhook `id` as stored.
+fn stored(store: &Store, id: &Uuid) -> Subscription {
+    store.get("acme", id).expect("get").expect("there")
+}
+
+/// How many of `acme`'s webhooks the index lists for `event`.
+fn subscribers(store: &Store, event: &str) -> usize {
+    store.subscribers("acme", event).expect("lookup").len()
 }
 
 #[test]
@@ -23,25 +42,15 @@ fn replace_writes_only_over_the_version_it_read() {
 
     let mut first = read.clone();
     first.description = "first".into();
-    store
-        .apply(Change::Replace {
-            sub: first,
-            expected_version: read.version,
-        })
-        .expect("the first write over version 0 wins");
-    let now = store.get("acme", &s.id).expect("get").expect("there");
+    replace(&store, first, read.version).expect("the first write over version 0 wins");
+    let now = stored(&store, &s.id);
     assert_eq!((now.version, now.description.as_str()), (1, "first"));
 
     // A second writer that read version 0 too is refused, and changes nothing.
     let mut stale = read.clone();
     stale.description = "stale".into();
     stale.events = vec!["report_run_started".into()];
-    let err = store
-        .apply(Change::Replace {
-            sub: stale,
-            expected_version: read.version,
-        })
-        .expect_err("a stale write is refused");
+    let err = replace(&store, stale, read.version).expect_err("a stale write is refused");
     assert!(
         matches!(
             err,
@@ -53,22 +62,13 @@ fn replace_writes_only_over_the_version_it_read() {
         ),
         "{err}"
     );
-    let after = store.get("acme", &s.id).expect("get").expect("there");
-    assert_eq!(after, now);
+    assert_eq!(stored(&store, &s.id), now);
     assert_eq!(
-        store
-            .subscribers("acme", "report_created")
-            .expect("lookup")
-            .len(),
+        subscribers(&store, "report_created"),
         1,
         "the index still matches the stored events"
     );
-    assert!(
-        store
-            .subscribers("acme", "report_run_started")
-            .expect("lookup")
-            .is_empty()
-    );
+    assert_eq!(subscribers(&store, "report_run_started"), 0);
 }
 
 #[test]
@@ -80,20 +80,11 @@ fn replace_never_recreates_a_deleted_subscription() {
             id: s.id,
         })
         .expect("delete");
-    let err = store
-        .apply(Change::Replace {
-            sub: read.clone(),
-            expected_version: read.version,
-        })
-        .expect_err("a write after a delete is refused");
+    let version = read.version;
+    let err = replace(&store, read, version).expect_err("a write after a delete is refused");
     assert!(matches!(err, Error::NotFound(id) if id == s.id), "{err}");
     assert_eq!(store.get("acme", &s.id).expect("get"), None);
-    assert!(
-        store
-            .subscribers("acme", "report_created")
-            .expect("lookup")
-            .is_empty()
-    );
+    assert_eq!(subscribers(&store, "report_created"), 0);
 }
 
 #[test]
@@ -109,27 +100,15 @@ fn replace_keeps_the_stored_health_and_upsert_bumps_the_version() {
         .expect("health");
     let mut disabled = read.clone();
     disabled.enabled = false;
-    store
-        .apply(Change::Replace {
-            sub: disabled,
-            expected_version: read.version,
-        })
-        .expect("health writes do not bump the version");
-    let now = store.get("acme", &s.id).expect("get").expect("there");
+    replace(&store, disabled, read.version).expect("health writes do not bump the version");
+    let now = stored(&store, &s.id);
     assert!(!now.enabled);
     assert_eq!(
         (now.consecutive_failures, now.failing_since_ms),
         (1, Some(5))
     );
     store.apply(Change::Upsert(now.clone())).expect("upsert");
-    assert_eq!(
-        store
-            .get("acme", &s.id)
-            .expect("get")
-            .expect("there")
-            .version,
-        now.version + 1
-    );
+    assert_eq!(stored(&store, &s.id).version, now.version + 1);
 }
 
 #[test]
@@ -141,12 +120,7 @@ fn concurrent_replaces_over_one_version_let_exactly_one_win() {
                 let (store, mut mine) = (store.clone(), read.clone());
                 scope.spawn(move || {
                     mine.description = format!("writer {i}");
-                    store
-                        .apply(Change::Replace {
-                            sub: mine,
-                            expected_version: 0,
-                        })
-                        .is_ok()
+                    replace(&store, mine, 0).is_ok()
                 })
             })
             .collect();
@@ -156,14 +130,7 @@ fn concurrent_replaces_over_one_version_let_exactly_one_win() {
             .sum()
     });
     assert_eq!(wins, 1);
-    assert_eq!(
-        store
-            .get("acme", &s.id)
-            .expect("get")
-            .expect("there")
-            .version,
-        1
-    );
+    assert_eq!(stored(&store, &s.id).version, 1);
 }
 
 #[test]
@@ -187,14 +154,9 @@ fn old_records_without_a_version_read_as_version_0() {
         db.flush().expect("flush");
     }
     let store = open(&dir);
-    let read = store.get("acme", &s.id).expect("get").expect("there");
+    let read = stored(&store, &s.id);
     assert_eq!(read.version, 0);
-    store
-        .apply(Change::Replace {
-            sub: read,
-            expected_version: 0,
-        })
-        .expect("an old record is replaced over version 0");
+    replace(&store, read, 0).expect("an old record is replaced over version 0");
 }
 
 #[test]
