@@ -16,7 +16,7 @@ use crate::publish::{EVENT, ORG, publish_paced};
 use crate::scenarios::{list_all_webhooks, metric_sum, note};
 use crate::serve::{Daemon, Settings};
 use crate::settle::{LastFault, settle_after_faults, stop_and_count};
-use crate::sink::{Behavior, Sink};
+use crate::sink::{Behavior, Disturbing, Sink};
 
 /// What is done to a node, in this order: node 2 killed, node 3 killed and wiped, node 1
 /// killed; each is restarted at once.
@@ -68,11 +68,13 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
         node.check_alive()?;
         delivered[n] += delivered_by(node).await;
         node.kill()?;
+        let disturbing = Disturbing::begin(&sinks);
         if wipe {
             node.wipe_store()?;
         }
         let restart = Instant::now();
         node.start().await?;
+        disturbing.end();
         if wipe {
             rebuilt_s = restart.elapsed().as_secs_f64();
         }
@@ -141,6 +143,7 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
         ],
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     })
 }
 
