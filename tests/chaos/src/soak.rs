@@ -138,6 +138,7 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
         per_endpoint_concurrency: (rate * 3).max(32),
         concurrency: (rate * 6).max(64),
         circuit: false,
+        attempts_per_webhook: None,
     };
     let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
     let mut d = Daemon::create(ctx, &settings, &subs).await?;
