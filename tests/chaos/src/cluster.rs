@@ -178,23 +178,23 @@ pub fn keep_attempts(events: usize) -> usize {
     events * 4 + 1000
 }
 
-/// Where the first of `lists` and another first differ, for the report.
-fn first_difference(lists: &[Vec<serde_json::Value>]) -> String {
-    for (n, list) in lists.iter().enumerate().skip(1) {
-        if let Some(i) =
-            (0..lists[0].len().max(list.len())).find(|i| lists[0].get(*i) != list.get(*i))
-        {
-            return format!(
-                "; node-1 and node-{} differ first at #{i}: {} vs {}",
-                n + 1,
-                lists[0]
-                    .get(i)
-                    .map_or("nothing".into(), ToString::to_string),
-                list.get(i).map_or("nothing".into(), ToString::to_string)
-            );
-        }
+/// `None` when every node's list (`lists`, one per node) is the same and not empty; else
+/// how they differ: their lengths, and where node-1's and another's first differ.
+fn differ(lists: &[Vec<serde_json::Value>]) -> Option<String> {
+    let lengths: Vec<usize> = lists.iter().map(Vec::len).collect();
+    if lists.first().is_none_or(Vec::is_empty) {
+        return Some(format!("{lengths:?} attempts listed"));
     }
-    String::new()
+    let shown = |v: Option<&serde_json::Value>| v.map_or("nothing".into(), ToString::to_string);
+    lists.iter().enumerate().skip(1).find_map(|(n, list)| {
+        let i = (0..lists[0].len().max(list.len())).find(|i| lists[0].get(*i) != list.get(*i))?;
+        Some(format!(
+            "{lengths:?} attempts listed; node-1 and node-{} differ first at #{i}: {} vs {}",
+            n + 1,
+            shown(lists[0].get(i)),
+            shown(list.get(i))
+        ))
+    })
 }
 
 /// Every attempt of webhook `id` that `node` lists, oldest first.
@@ -220,30 +220,62 @@ async fn attempts_of(node: &Daemon, id: &Uuid) -> Result<Vec<serde_json::Value>>
 async fn same_attempts(nodes: &[Daemon], hooks: &[Uuid]) -> Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut differ = Vec::new();
+        let mut differing = Vec::new();
         let mut compared = 0;
         for id in hooks {
             let mut lists = Vec::new();
             for node in nodes {
                 lists.push(attempts_of(node, id).await?);
             }
-            if lists[0].is_empty() || lists.windows(2).any(|w| w[0] != w[1]) {
-                differ.push(format!(
-                    "{id}: {:?} attempts listed{}",
-                    lists.iter().map(Vec::len).collect::<Vec<_>>(),
-                    first_difference(&lists)
-                ));
+            if let Some(how) = differ(&lists) {
+                differing.push(format!("{id}: {how}"));
             }
             compared += lists[0].len();
         }
-        if differ.is_empty() {
+        if differing.is_empty() {
             return Ok(compared);
         }
         anyhow::ensure!(
             Instant::now() < deadline,
             "the nodes list different attempts: {}",
-            differ.join("; ")
+            differing.join("; ")
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn attempt(n: u64) -> serde_json::Value {
+        json!({"message_id": format!("m{n}"), "attempt": 1})
+    }
+
+    #[test]
+    fn the_whole_attempt_lists_are_compared() {
+        let all: Vec<_> = (0..5).map(attempt).collect();
+        assert_eq!(differ(&[all.clone(), all.clone(), all.clone()]), None);
+        // A node missing the oldest attempt: the newest every node lists agree, but the
+        // lists do not.
+        let without_oldest = all[1..].to_vec();
+        let how = differ(&[all.clone(), without_oldest, all.clone()]).expect("differs");
+        assert!(
+            how.starts_with("[5, 4, 5] attempts listed; node-1 and node-2 differ first at #0"),
+            "{how}"
+        );
+        // One attempt the others lack, at the end.
+        let mut more = all.clone();
+        more.push(attempt(9));
+        let how = differ(&[all.clone(), all.clone(), more]).expect("differs");
+        assert!(how.contains("node-3 differ first at #5"), "{how}");
+        assert!(
+            how.ends_with("vs {\"attempt\":1,\"message_id\":\"m9\"}"),
+            "{how}"
+        );
+        // Nothing listed is no agreement.
+        assert!(differ(&[vec![], vec![], vec![]]).is_some());
     }
 }
