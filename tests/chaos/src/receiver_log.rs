@@ -186,8 +186,9 @@ pub enum Class {
     /// ack was missing.
     AnsweredBefore,
     /// No request of the pair came before the disturbance, but its event had been sent
-    /// before it: the event was fanned out again after a lost ack (or sent again by the
-    /// producer), which made a second delivery of the pair.
+    /// before it ended: the event was fanned out again after a lost ack, or sent again by
+    /// the producer after a publish the broker stored but never confirmed; either made a
+    /// second delivery of the pair.
     FannedOutAgain,
     /// No disturbance explains it.
     Other,
@@ -198,8 +199,8 @@ pub enum Class {
 /// duplicate is explained by a disturbance that began before it arrived and had not ended
 /// when the pair's first request arrived or its event was sent, and by an earlier request
 /// of the pair that no other duplicate used: one open during that disturbance (in flight),
-/// else one answered before it. Else, if the event was sent before that disturbance (once
-/// per disturbance), the event was fanned out again. Else nothing explains it.
+/// else one answered before it. Else, if the event was sent before that disturbance ended
+/// (once per disturbance), the event was fanned out again. Else nothing explains it.
 pub fn classify(
     requests: &[Request],
     sent: Option<Instant>,
@@ -240,7 +241,7 @@ pub fn classify(
             Class::AnsweredBefore
         } else if let Some(&k) = candidates
             .iter()
-            .find(|&&k| !refanned[k] && sent.is_some_and(|s| s < disturbances[k].from))
+            .find(|&&k| !refanned[k] && sent.is_some_and(|s| s <= disturbances[k].to))
         {
             refanned[k] = true;
             Class::FannedOutAgain
@@ -334,9 +335,12 @@ mod tests {
             classify(&r, Some(at(t0, 50)), &kills),
             [FannedOutAgain, Other]
         );
-        // Sent after the kill began: nothing explains it.
+        // Sent during the disturbance (a broker restart: the producer sent it again after
+        // a publish that was stored but never confirmed).
         let r = [req(t0, 400, 401, 200), req(t0, 410, 411, 200)];
-        assert_eq!(classify(&r, Some(at(t0, 150)), &kills), [Other]);
+        assert_eq!(classify(&r, Some(at(t0, 150)), &kills), [FannedOutAgain]);
+        // Sent after it ended: nothing explains it.
+        assert_eq!(classify(&r, Some(at(t0, 350)), &kills), [Other]);
     }
 
     #[test]
