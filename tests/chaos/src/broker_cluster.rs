@@ -17,10 +17,10 @@ use hookwire_testkit::RabbitCluster;
 use crate::Ctx;
 use crate::ledger::{Ledger, Outcome};
 use crate::publish::{EVENT, ORG, publish_paced_to};
-use crate::scenarios::note;
+use crate::scenarios::{consuming_again, note};
 use crate::serve::{Daemon, Settings};
 use crate::settle::{LastFault, settle_after_faults, stop_and_count};
-use crate::sink::{Behavior, Sink};
+use crate::sink::{Behavior, Disturbing, Sink};
 
 /// AMQP ports 5681–5683: apart from the test broker (5672) and the ha tests' (5691–5693).
 const PORT_BASE: u16 = 5680;
@@ -55,9 +55,6 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let ctx = ctx.on_cluster(cluster.urls());
     let flaky = Sink::start("flaky", ORG, &[EVENT], Behavior::Flaky).await?;
     let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
-    for sink in [&flaky, &healthy] {
-        sink.keep_times();
-    }
     let sinks = [&flaky, &healthy];
     let settings = Settings::default();
     let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
@@ -83,16 +80,26 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let mut failures = Vec::new();
     tokio::time::sleep(window / 6).await;
 
+    // Each broker node stop disturbs from the stop until the node is back and every
+    // serve node consumes: the ones connected to it reconnect to another.
     let first = tokio::task::block_in_place(|| cluster.leader(&events_queue))?;
+    let disturbing = Disturbing::begin(&sinks);
     let mut stops = vec![stop_and_start(&cluster, first, &next, &ids, &sinks).await?];
+    all_consuming(&nodes).await;
+    disturbing.end();
     // A serve node SIGKILLed between the two stops, restarted at once.
     nodes[1].check_alive()?;
     nodes[1].kill()?;
+    let disturbing = Disturbing::begin(&sinks);
     nodes[1].start().await?;
+    disturbing.end();
     // Another node: the events queue's leader now, unless it went back to the first.
     let leads = tokio::task::block_in_place(|| cluster.leader(&events_queue))?;
     let second = if leads == first { first % 3 + 1 } else { leads };
+    let disturbing = Disturbing::begin(&sinks);
     stops.push(stop_and_start(&cluster, second, &next, &ids, &sinks).await?);
+    all_consuming(&nodes).await;
+    disturbing.end();
     let last_fault = Instant::now();
 
     let after = settle_after_faults(
@@ -184,9 +191,17 @@ pub async fn broker_cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
         ],
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     };
     // The serve nodes are dropped before the cluster, which was declared before them.
     Ok(outcome)
+}
+
+/// Waits until every serve node consumes again (a minute at most each).
+async fn all_consuming(nodes: &[Daemon]) {
+    for node in nodes {
+        consuming_again(node, Instant::now()).await;
+    }
 }
 
 /// Stops broker node `n`, waits until an event first published once it was down is

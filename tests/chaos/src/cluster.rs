@@ -16,7 +16,7 @@ use crate::publish::{EVENT, ORG, publish_paced};
 use crate::scenarios::{list_all_webhooks, metric_sum, note};
 use crate::serve::{Daemon, Settings};
 use crate::settle::{LastFault, settle_after_faults, stop_and_count};
-use crate::sink::{Behavior, Sink};
+use crate::sink::{Behavior, Disturbing, Sink};
 
 /// What is done to a node, in this order: node 2 killed, node 3 killed and wiped, node 1
 /// killed; each is restarted at once.
@@ -31,7 +31,10 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
     let flaky = Sink::start("flaky", ORG, &[EVENT], Behavior::Flaky).await?;
     let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
     let sinks = [&flaky, &healthy];
-    let settings = Settings::default();
+    let settings = Settings {
+        attempts_per_webhook: Some(keep_attempts(events)),
+        ..Settings::default()
+    };
     let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
     let mut nodes = Daemon::cluster(ctx, &settings, &subs, 3).await?;
     for node in &mut nodes {
@@ -68,11 +71,13 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
         node.check_alive()?;
         delivered[n] += delivered_by(node).await;
         node.kill()?;
+        let disturbing = Disturbing::begin(&sinks);
         if wipe {
             node.wipe_store()?;
         }
         let restart = Instant::now();
         node.start().await?;
+        disturbing.end();
         if wipe {
             rebuilt_s = restart.elapsed().as_secs_f64();
         }
@@ -141,6 +146,7 @@ pub async fn cluster(ctx: &Ctx, events: usize) -> Result<Outcome> {
         ],
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     })
 }
 
@@ -165,6 +171,32 @@ async fn answers_of(node: &Daemon) -> Result<(BTreeSet<Uuid>, Vec<String>)> {
     Ok((webhooks, dead))
 }
 
+/// More attempts per webhook than `events` events can make: each delivery makes at most
+/// three (the flaky receiver fails a webhook-id twice at most), and a kill redelivers at
+/// most what was in flight.
+pub fn keep_attempts(events: usize) -> usize {
+    events * 4 + 1000
+}
+
+/// `None` when every node's list (`lists`, one per node) is the same and not empty; else
+/// how they differ: their lengths, and where node-1's and another's first differ.
+fn differ(lists: &[Vec<serde_json::Value>]) -> Option<String> {
+    let lengths: Vec<usize> = lists.iter().map(Vec::len).collect();
+    if lists.first().is_none_or(Vec::is_empty) {
+        return Some(format!("{lengths:?} attempts listed"));
+    }
+    let shown = |v: Option<&serde_json::Value>| v.map_or("nothing".into(), ToString::to_string);
+    lists.iter().enumerate().skip(1).find_map(|(n, list)| {
+        let i = (0..lists[0].len().max(list.len())).find(|i| lists[0].get(*i) != list.get(*i))?;
+        Some(format!(
+            "{lengths:?} attempts listed; node-1 and node-{} differ first at #{i}: {} vs {}",
+            n + 1,
+            shown(lists[0].get(i)),
+            shown(list.get(i))
+        ))
+    })
+}
+
 /// Every attempt of webhook `id` that `node` lists, oldest first.
 async fn attempts_of(node: &Daemon, id: &Uuid) -> Result<Vec<serde_json::Value>> {
     let mut all = Vec::new();
@@ -182,38 +214,68 @@ async fn attempts_of(node: &Daemon, id: &Uuid) -> Result<Vec<serde_json::Value>>
 }
 
 /// Waits (30 s at most) until every node lists the same attempts for each of `hooks`, the
-/// wiped node included, through the attempts stream; returns how many are compared.
-/// Pruning by count (`store.attempts_per_webhook`) runs on each node at its own moment
-/// and keeps the newest, so a node may list older attempts that another dropped: the
-/// lists are compared over the newest that every node lists.
+/// wiped node included, through the attempts stream; returns how many are compared. The
+/// whole lists are compared: the scenario keeps more attempts per webhook than it can
+/// make ([`keep_attempts`]), so no node prunes any.
 async fn same_attempts(nodes: &[Daemon], hooks: &[Uuid]) -> Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut differ = Vec::new();
+        let mut differing = Vec::new();
         let mut compared = 0;
         for id in hooks {
             let mut lists = Vec::new();
             for node in nodes {
                 lists.push(attempts_of(node, id).await?);
             }
-            let newest = lists.iter().map(Vec::len).min().unwrap_or(0);
-            let tails: Vec<_> = lists.iter().map(|l| &l[l.len() - newest..]).collect();
-            if newest == 0 || tails.windows(2).any(|w| w[0] != w[1]) {
-                differ.push(format!(
-                    "{id}: {:?} attempts listed",
-                    lists.iter().map(Vec::len).collect::<Vec<_>>()
-                ));
+            if let Some(how) = differ(&lists) {
+                differing.push(format!("{id}: {how}"));
             }
-            compared += newest;
+            compared += lists[0].len();
         }
-        if differ.is_empty() {
+        if differing.is_empty() {
             return Ok(compared);
         }
         anyhow::ensure!(
             Instant::now() < deadline,
             "the nodes list different attempts: {}",
-            differ.join("; ")
+            differing.join("; ")
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn attempt(n: u64) -> serde_json::Value {
+        json!({"message_id": format!("m{n}"), "attempt": 1})
+    }
+
+    #[test]
+    fn the_whole_attempt_lists_are_compared() {
+        let all: Vec<_> = (0..5).map(attempt).collect();
+        assert_eq!(differ(&[all.clone(), all.clone(), all.clone()]), None);
+        // A node missing the oldest attempt: the newest every node lists agree, but the
+        // lists do not.
+        let without_oldest = all[1..].to_vec();
+        let how = differ(&[all.clone(), without_oldest, all.clone()]).expect("differs");
+        assert!(
+            how.starts_with("[5, 4, 5] attempts listed; node-1 and node-2 differ first at #0"),
+            "{how}"
+        );
+        // One attempt the others lack, at the end.
+        let mut more = all.clone();
+        more.push(attempt(9));
+        let how = differ(&[all.clone(), all.clone(), more]).expect("differs");
+        assert!(how.contains("node-3 differ first at #5"), "{how}");
+        assert!(
+            how.ends_with("vs {\"attempt\":1,\"message_id\":\"m9\"}"),
+            "{how}"
+        );
+        // Nothing listed is no agreement.
+        assert!(differ(&[vec![], vec![], vec![]]).is_some());
     }
 }

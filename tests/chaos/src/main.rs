@@ -23,6 +23,7 @@ mod broker_cluster;
 mod cluster;
 mod ledger;
 mod publish;
+mod receiver_log;
 mod resources;
 mod scenarios;
 mod serve;
@@ -57,6 +58,9 @@ enum Scenario {
     /// Three replicated nodes on one namespace, SIGKILLed in turn, one with its data
     /// directory wiped.
     Cluster,
+    /// The ledger's self-test: one event expected but never published. On its own it
+    /// must FAIL with `1 lost`; in `all` and `ci` that failure is required.
+    DropOne,
     /// Three replicated nodes on a three-node RabbitMQ cluster of the runner's own: the
     /// broker node leading the events queue stopped and started, a serve node SIGKILLed,
     /// another broker node stopped and started. Not part of `ci`.
@@ -244,7 +248,18 @@ async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
         out.push(soak::soak(ctx, soak).await.context("soak")?);
         return Ok(());
     }
+    if args.scenario == Scenario::DropOne {
+        let mut o = scenarios::drop_one(ctx, n.unwrap_or(50))
+            .await
+            .context("drop-one")?;
+        // On its own, the ledger's verdict is reported as it is: FAIL, 1 lost.
+        o.must_lose = None;
+        out.push(o);
+        return Ok(());
+    }
     if args.scenario == Scenario::Ci {
+        // First: if the ledger cannot report a loss, no figure below means anything.
+        out.push(scenarios::drop_one(ctx, 50).await.context("drop-one")?);
         out.push(
             scenarios::kill(ctx, n.unwrap_or(1000), 5)
                 .await
@@ -276,6 +291,9 @@ async fn run(ctx: &Ctx, args: &Args, out: &mut Vec<Outcome>) -> Result<()> {
                 .context("broker-restart")?,
         );
         return Ok(());
+    }
+    if args.scenario == Scenario::All {
+        out.push(scenarios::drop_one(ctx, 50).await.context("drop-one")?);
     }
     if one(Scenario::Kill) {
         out.push(

@@ -1,8 +1,9 @@
 //! What the runner publishes: good events, messages broken on purpose, and a publisher
 //! that reconnects and sends an unconfirmed message again with the same id.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -107,6 +108,16 @@ impl Message {
     }
 }
 
+/// When each event id was first sent, for the ledger: a duplicate of a pair that was never
+/// requested before a disturbance is explained by its event having been sent before it.
+/// Every id is unique to its run, so one map serves every scenario of the process.
+static FIRST_SENT: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Mutex::default);
+
+/// When the event `id` was first sent, if it was.
+pub fn first_sent(id: &str) -> Option<Instant> {
+    FIRST_SENT.lock().expect("lock").get(id).copied()
+}
+
 /// Publishes with confirms, riding out broker restarts and closed connections: good events
 /// through hookwire's [`Producer`], broken ones raw. A message that is not confirmed may
 /// or may not be stored, so it is sent again with the same id (a duplicate keeps its
@@ -141,6 +152,13 @@ impl Sender {
 
     /// Sends `message` until it is confirmed; gives up after about five minutes.
     pub async fn send(&mut self, message: &Message) -> Result<()> {
+        if let Message::Good(id) = message {
+            FIRST_SENT
+                .lock()
+                .expect("lock")
+                .entry(id.clone())
+                .or_insert_with(Instant::now);
+        }
         let mut tries = 0;
         loop {
             let error = match self.connect(message).await {

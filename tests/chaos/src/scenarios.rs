@@ -19,7 +19,7 @@ use crate::broker::close_connections_named;
 use crate::ledger::{Dead, Ledger, Outcome, Tally};
 use crate::publish::{EVENT, Message, ORG, Sender, publish_paced};
 use crate::serve::{ApiClient, Daemon, Settings};
-use crate::sink::{Behavior, Sink};
+use crate::sink::{Behavior, Disturbing, Sink};
 
 /// One `key=value` figure of a scenario's report.
 pub fn note(k: &str, v: impl ToString) -> (String, String) {
@@ -175,8 +175,10 @@ pub async fn kill(ctx: &Ctx, events: usize, kills: u32) -> Result<Outcome> {
         held_at_kill += wait_held(&slow).await;
         d.check_alive()?;
         d.kill()?;
+        let disturbing = Disturbing::begin(&sinks);
         last_kill = Instant::now();
         d.start().await?;
+        disturbing.end();
     }
     let retried = publisher.await??;
     // A kill leaves the broker alone: its tiers expire on time (the watchdog's
@@ -220,6 +222,65 @@ pub async fn kill(ctx: &Ctx, events: usize, kills: u32) -> Result<Outcome> {
         .collect(),
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
+    })
+}
+
+/// The ledger's self-test: `events` events expected at one healthy receiver, all but one
+/// (a random one) published. Once the others are delivered (and 2 s more, for a straggler),
+/// `serve` is stopped and the ledger must report exactly that pair lost. The outcome
+/// carries the dropped pair in [`Outcome::must_lose`]: on its own (`drop-one`) the run
+/// fails with `1 lost`; in `ci` and `all` that failure is required, and anything else
+/// fails the run.
+pub async fn drop_one(ctx: &Ctx, events: usize) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let healthy = Sink::start("healthy", ORG, &[EVENT], Behavior::Healthy).await?;
+    let sinks = [&healthy];
+    let mut d = Daemon::create(
+        ctx,
+        &Settings::default(),
+        std::slice::from_ref(&healthy.sub),
+    )
+    .await?;
+    d.start().await?;
+    let mut ledger = Ledger::default();
+    let mut ids = ledger.expect_events("dropone", events.max(2), &sinks);
+    let dropped = ids.remove(rand::rng().random_range(0..ids.len()));
+    let published = ids.len();
+    publish_paced(
+        ctx.amqp_url.clone(),
+        d.config.amqp.namespace.clone(),
+        ids,
+        Duration::from_secs(1),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ledger.tally(&sinks, &[], |_| false).delivered < published && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut failures = Vec::new();
+    if let Err(e) = d.stop().await {
+        failures.push(format!("graceful stop: {e:#}"));
+    }
+    let dead: Vec<Dead> = d
+        .open_store()?
+        .all_dead_letters()?
+        .into_iter()
+        .map(Dead::from)
+        .collect();
+    let tally = ledger.tally(&sinks, &dead, |_| false);
+    Ok(Outcome {
+        name: "drop-one".into(),
+        notes: vec![
+            note("events", events.max(2)),
+            note("published", published),
+            note("dropped", &dropped),
+        ],
+        tally,
+        failures,
+        wall: t0.elapsed(),
+        must_lose: Some(hookwire_core::event::webhook_id(&dropped, &healthy.sub.id)),
     })
 }
 
@@ -246,19 +307,25 @@ pub async fn broker_restart(ctx: &Ctx, events: usize) -> Result<Outcome> {
     ));
     let mut failures = Vec::new();
     tokio::time::sleep(window / 3).await;
+    let disturbing = Disturbing::begin(&sinks);
     {
         let _guard = ctx.app.stop_app()?;
         tokio::time::sleep(Duration::from_secs(5)).await;
         // The guard starts the app and waits for it.
     }
     let restarted_at = Instant::now();
+    let resumed_after_restart = consuming_again(&d, restarted_at).await;
+    disturbing.end();
     tokio::time::sleep(window / 3).await;
     d.check_alive()?;
+    let disturbing = Disturbing::begin(&sinks);
     let closed = close_hookwire_connections(&d).await?;
     if closed == 0 {
         failures.push("no hookwire connection to close after the restart".into());
     }
     let closed_at = Instant::now();
+    let resumed_after_close = consuming_again(&d, closed_at).await;
+    disturbing.end();
     let retried = publisher.await??;
     // The broker's at-least-once dead-letter worker retries only every few minutes.
     let deadline = restarted_at.max(closed_at) + settings.total() + Duration::from_secs(60);
@@ -280,6 +347,8 @@ pub async fn broker_restart(ctx: &Ctx, events: usize) -> Result<Outcome> {
             note("events", events),
             note("app_restarts", 1),
             note("connections_closed", closed),
+            note("consuming_s_after_restart", resumed_after_restart),
+            note("consuming_s_after_close", resumed_after_close),
             note(
                 "settled_s_after_close",
                 format!("{:.0}", settled_after.as_secs_f64()),
@@ -289,7 +358,24 @@ pub async fn broker_restart(ctx: &Ctx, events: usize) -> Result<Outcome> {
         ],
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     })
+}
+
+/// Waits (a minute at most) until serve consumes again after its broker session broke:
+/// `/readyz` answers 200. Returns how long that took from `since`, as a report figure
+/// (`-` when it did not within the minute).
+pub async fn consuming_again(d: &Daemon, since: Instant) -> String {
+    // The session may not have noticed the break yet: give it a moment to.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        if matches!(d.api(Method::GET, "/readyz", None).await, Ok((200, _))) {
+            return format!("{:.1}", since.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    "-".into()
 }
 
 /// Closes serve's own connections, found by their connection name; retried for up to
@@ -437,6 +523,7 @@ pub async fn outage(ctx: &Ctx, events: usize) -> Result<Outcome> {
         ],
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     })
 }
 
@@ -513,6 +600,7 @@ pub async fn poison(ctx: &Ctx, events: usize) -> Result<Outcome> {
         ],
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     })
 }
 
@@ -726,5 +814,6 @@ pub async fn store_crash(ctx: &Ctx, changes: usize, rounds: u32) -> Result<Outco
         ],
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     })
 }

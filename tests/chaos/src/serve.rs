@@ -30,6 +30,8 @@ pub struct Settings {
     /// Whether webhooks' circuits may open (with short windows, see [`CIRCUIT`]); off,
     /// failures always use attempts, which the outage scenario counts on.
     pub circuit: bool,
+    /// `store.attempts_per_webhook`, when the test config's will not do.
+    pub attempts_per_webhook: Option<usize>,
 }
 
 /// The circuit where a scenario turns it on: opened by 10 failures at 80 % within 10 s,
@@ -50,6 +52,7 @@ impl Default for Settings {
             per_endpoint_concurrency: 32,
             concurrency: 64,
             circuit: false,
+            attempts_per_webhook: None,
         }
     }
 }
@@ -338,6 +341,9 @@ fn scenario_config(ctx: &Ctx, settings: &Settings, namespace: &str, store: &Path
         // Failures are the point here: the circuit would defer them without using
         // attempts.
         d.circuit_failure_threshold = 1_000_000;
+    }
+    if let Some(n) = settings.attempts_per_webhook {
+        config.store.attempts_per_webhook = n;
     }
     config.log.level = "info".into();
     config

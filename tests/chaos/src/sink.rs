@@ -1,7 +1,7 @@
 //! Subscribers: loopback receivers (hookwire-testkit's [`Receiver`]) that verify every
 //! signature and answer like a healthy, a flaky, a slow or a down endpoint.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -10,6 +10,8 @@ use anyhow::Result;
 use hookwire_core::{Secret, Subscription};
 use hookwire_testkit::{Receiver, Recorded, Reply, new_subscription};
 use rand::Rng;
+
+use crate::receiver_log::{Mark, ReceiverLog};
 
 /// How a subscriber answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,27 +29,20 @@ pub enum Behavior {
     HalfWorking,
 }
 
-/// Shared between the receiver's handler and the ledger. Only webhook-ids and counts are
-/// kept, not the requests: a soak would otherwise hold a copy of every request.
+/// Shared between the receiver's handler and the ledger. Only webhook-ids and the times
+/// of 2xx answers are kept, not the requests: a soak would otherwise hold a copy of every
+/// request.
 #[derive(Debug, Default)]
 struct State {
     /// While set, the endpoint answers 503 (an outage).
     down: AtomicBool,
     /// Requests whose signature or timestamp did not verify.
     bad_signatures: AtomicUsize,
-    /// Requests received so far.
-    received: AtomicUsize,
-    /// Requests whose answer was handed to the connection.
-    answered: AtomicUsize,
-    /// Every webhook-id that arrived.
-    requested: Mutex<HashSet<String>>,
-    /// 2xx answers handed to the connection, by webhook-id.
-    delivered: Mutex<HashMap<String, usize>>,
+    /// What the ledger reads. Request starts, answers and disturbances are timed under
+    /// its lock, so that a disturbance's open requests are exactly those it overlapped.
+    log: Mutex<ReceiverLog>,
     /// 500s answered per webhook-id (Flaky, HalfWorking).
     failures: Mutex<HashMap<String, u32>>,
-    /// When each webhook-id was first answered 2xx, once [`Sink::keep_times`] asked for
-    /// it (off by default: a soak would keep one entry per delivery).
-    first_delivered: Mutex<Option<HashMap<String, Instant>>>,
 }
 
 /// One subscriber: its subscription (with the secret it verifies) and its receiver.
@@ -72,19 +67,13 @@ impl Sink {
         let receiver = Receiver::start_unlogged(
             {
                 let (secret, state) = (secret.clone(), state.clone());
-                move |_, req| respond(&secret, &state, behavior, req)
+                move |n, req| respond(&secret, &state, behavior, n, req)
             },
             {
                 let state = state.clone();
-                move |_, req, status| {
-                    state.answered.fetch_add(1, Ordering::SeqCst);
-                    if (200..300).contains(&status) {
-                        let id = req.header("webhook-id").to_owned();
-                        if let Some(times) = state.first_delivered.lock().expect("lock").as_mut() {
-                            times.entry(id.clone()).or_insert_with(Instant::now);
-                        }
-                        *state.delivered.lock().expect("lock").entry(id).or_insert(0) += 1;
-                    }
+                move |n, _, status| {
+                    let mut log = state.log.lock().expect("lock");
+                    log.answer(n, status, Instant::now());
                 }
             },
         )
@@ -99,24 +88,9 @@ impl Sink {
         })
     }
 
-    /// Keeps from now on when each webhook-id was first answered 2xx.
-    pub fn keep_times(&self) {
-        self.state
-            .first_delivered
-            .lock()
-            .expect("lock")
-            .get_or_insert_with(HashMap::new);
-    }
-
-    /// When `webhook_id` was first answered 2xx, if it was since [`Sink::keep_times`].
+    /// When `webhook_id` was first answered 2xx, if it was.
     pub fn first_delivered(&self, webhook_id: &str) -> Option<Instant> {
-        self.state
-            .first_delivered
-            .lock()
-            .expect("lock")
-            .as_ref()?
-            .get(webhook_id)
-            .copied()
+        self.log().pairs.get(webhook_id)?.first_delivered()
     }
 
     /// Starts (`true`) or ends an outage: every request is answered 503 meanwhile.
@@ -131,30 +105,52 @@ impl Sink {
 
     /// Requests received so far (answered or not).
     pub fn received(&self) -> usize {
-        self.state.received.load(Ordering::SeqCst)
+        self.log().received
     }
 
     /// Requests received but not answered yet: held open.
     pub fn in_flight(&self) -> usize {
-        self.received()
-            .saturating_sub(self.state.answered.load(Ordering::SeqCst))
+        self.log().open()
     }
 
-    /// Every webhook-id that reached this receiver.
-    pub fn requested_ids(&self) -> HashSet<String> {
-        self.state.requested.lock().expect("lock").clone()
-    }
-
-    /// 2xx answers handed to the connection, by webhook-id; locked while held.
-    pub fn delivered(&self) -> MutexGuard<'_, HashMap<String, usize>> {
-        self.state.delivered.lock().expect("lock")
+    /// What this receiver saw; locked while held.
+    pub fn log(&self) -> MutexGuard<'_, ReceiverLog> {
+        self.state.log.lock().expect("lock")
     }
 }
 
-fn respond(secret: &Secret, state: &State, behavior: Behavior, req: &Recorded) -> Reply {
+/// A disturbance under way: SIGKILL (once serve is reaped, until it is started again), a
+/// broker restart or connection close (from before the command until serve consumes
+/// again). Every receiver of the scenario is told, and classifies its duplicates by it.
+#[derive(Debug)]
+pub struct Disturbing<'a> {
+    marks: Vec<(&'a Sink, Mark)>,
+}
+
+impl<'a> Disturbing<'a> {
+    /// A disturbance begins now.
+    pub fn begin(sinks: &[&'a Sink]) -> Self {
+        let marks = sinks
+            .iter()
+            .map(|s| (*s, s.log().begin(Instant::now())))
+            .collect();
+        Self { marks }
+    }
+
+    /// It ends now.
+    pub fn end(self) {
+        for (sink, mark) in self.marks {
+            sink.log().end(mark, Instant::now());
+        }
+    }
+}
+
+fn respond(secret: &Secret, state: &State, behavior: Behavior, n: usize, req: &Recorded) -> Reply {
     let id = req.header("webhook-id").to_owned();
-    state.received.fetch_add(1, Ordering::SeqCst);
-    state.requested.lock().expect("lock").insert(id.clone());
+    {
+        let mut log = state.log.lock().expect("lock");
+        log.request(n, &id, Instant::now());
+    }
     let verified = req
         .header("webhook-timestamp")
         .parse::<u64>()

@@ -15,11 +15,11 @@ use crate::ledger::{Dead, Ledger, Outcome};
 use crate::publish::{Message, ORG, Sender};
 use crate::resources::{self, Sampler};
 use crate::scenarios::{
-    Acked, check_store, close_hookwire_connections, crash_mid_burst, finish, is_poison, note,
-    unarchived,
+    Acked, check_store, close_hookwire_connections, consuming_again, crash_mid_burst, finish,
+    is_poison, note, unarchived,
 };
 use crate::serve::{Daemon, Settings};
-use crate::sink::{Behavior, Sink};
+use crate::sink::{Behavior, Disturbing, Sink};
 
 /// The organization of the API bursts' webhooks: no event is published for it, so the
 /// webhooks they leave behind never add deliveries.
@@ -138,6 +138,7 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
         per_endpoint_concurrency: (rate * 3).max(32),
         concurrency: (rate * 6).max(64),
         circuit: false,
+        attempts_per_webhook: None,
     };
     let subs: Vec<_> = sinks.iter().map(|s| s.sub.clone()).collect();
     let mut d = Daemon::create(ctx, &settings, &subs).await?;
@@ -170,14 +171,17 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
         d.check_alive()?;
         let what = CYCLE[turn % CYCLE.len()];
         match what {
-            Disturbance::Kill => kill(&mut d, &api_target.url(), &slow, &mut done, &mut failures)
+            Disturbance::Kill => kill(&mut d, &api_target.url(), &sinks, &mut done, &mut failures)
                 .await
                 .context("kill")?,
             Disturbance::CloseConnections => {
+                let disturbing = Disturbing::begin(&sinks);
                 let closed = close_hookwire_connections(&d).await?;
                 if closed == 0 {
                     failures.push(format!("close {turn}: no hookwire connection to close"));
                 }
+                consuming_again(&d, Instant::now()).await;
+                disturbing.end();
                 done.connections_closed += closed;
                 done.close_rounds += 1;
             }
@@ -189,6 +193,7 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
             }
             Disturbance::BrokerRestart => {
                 let app = ctx.app.clone();
+                let disturbing = Disturbing::begin(&sinks);
                 // rabbitmqctl blocks: off the runtime's workers, which the receivers need.
                 // The guard starts the app again, whatever happens.
                 tokio::task::spawn_blocking(move || -> Result<()> {
@@ -197,6 +202,8 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
                     Ok(())
                 })
                 .await??;
+                consuming_again(&d, Instant::now()).await;
+                disturbing.end();
                 done.app_restarts += 1;
             }
         }
@@ -285,6 +292,7 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
         notes,
         failures,
         wall: t0.elapsed(),
+        must_lose: None,
     })
 }
 
@@ -294,12 +302,14 @@ pub async fn soak(ctx: &Ctx, soak: Soak) -> Result<Outcome> {
 async fn kill(
     d: &mut Daemon,
     url: &str,
-    slow: &Sink,
+    sinks: &[&Sink; 3],
     done: &mut Done,
     failures: &mut Vec<String>,
 ) -> Result<()> {
     let target = rand::random_range(20..=60);
+    let slow = sinks[1];
     let (log, held) = crash_mid_burst(d, API_ORG, url, target, Some(slow)).await?;
+    let disturbing = Disturbing::begin(sinks);
     done.kills += 1;
     done.held_open_at_kills += held;
     done.api_acked += log.iter().filter(|(_, a)| *a != Acked::Unknown).count();
@@ -316,6 +326,7 @@ async fn kill(
             .map(|w| format!("kill {}: {w}", done.kills)),
     );
     d.start().await?;
+    disturbing.end();
     for (id, acked) in state {
         if acked == Acked::Deleted {
             continue;

@@ -185,8 +185,8 @@ impl Cluster {
         }
     }
 
-    /// Deliveries `node` made since it started (`hookwire_deliveries_total`, delivered).
-    async fn delivered_by(&self, node: &Node) -> f64 {
+    /// The sum of the samples of `node`'s `/metrics` whose line `matches`.
+    async fn metric(&self, node: &Node, matches: impl Fn(&str) -> bool) -> f64 {
         let response = self
             .http
             .get(format!("http://{}/metrics", node.api))
@@ -195,11 +195,23 @@ impl Cluster {
             .expect("the API answers");
         let text = response.text().await.expect("metrics");
         text.lines()
-            .filter(|l| {
-                l.starts_with("hookwire_deliveries_total{") && l.contains("outcome=\"delivered\"")
-            })
+            .filter(|l| matches(l))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Deliveries `node` made since it started (`hookwire_deliveries_total`, delivered).
+    async fn delivered_by(&self, node: &Node) -> f64 {
+        self.metric(node, |l| {
+            l.starts_with("hookwire_deliveries_total{") && l.contains("outcome=\"delivered\"")
+        })
+        .await
+    }
+
+    /// Attempts `node` has in flight right now (`hookwire_deliveries_in_flight`).
+    async fn in_flight(&self, node: &Node) -> f64 {
+        self.metric(node, |l| l.starts_with("hookwire_deliveries_in_flight "))
+            .await
     }
 
     /// Every page of webhook `id`'s attempts on `node`, `limit` at a time, cursors included.
@@ -651,21 +663,35 @@ async fn three_nodes_replicate_the_store_and_share_the_deliveries() {
     cluster.finish(vec![node1, node2, node3]).await;
 }
 
-/// SIGKILL one of three nodes in the middle of 3,000 events to two webhooks: every event
-/// reaches both receivers; the duplicates the kill caused are counted and reported.
+/// SIGKILL one of three nodes in the middle of 3,000 events to two webhooks, while it has
+/// attempts in flight: every event reaches both receivers; the duplicates the kill caused
+/// are counted and reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_stream_loses_nothing() {
     const EVENTS: usize = 3000;
     let cluster = Cluster::new().await;
-    let (one, two) = (Receiver::ok().await, Receiver::ok().await);
+    // Each answer takes 50 ms, so that the node killed holds attempts open at the kill.
+    let slow = || {
+        Receiver::start(|_, _| Reply {
+            delay: Duration::from_millis(50),
+            ..Reply::status(200)
+        })
+    };
+    let (one, two) = (slow().await, slow().await);
     let node1 = cluster.start(1).await;
     cluster.create(&node1, &one.url(), false).await;
     cluster.create(&node1, &two.url(), false).await;
     let mut node2 = cluster.start(2).await;
     let node3 = cluster.start(3).await;
     cluster.publish_runs(0, EVENTS / 2).await;
-    // Mid-way: node 2 holds some of the deliveries when it dies.
+    // Mid-way, while node 2 has attempts in flight: a kill of an idle node would prove
+    // nothing.
     one.wait_for(EVENTS / 4, WAIT).await;
+    let held = eventually(WAIT, "node 2 with attempts in flight", || async {
+        let n = cluster.in_flight(&node2).await;
+        (n > 0.0).then_some(n)
+    })
+    .await;
     node2.serve.kill().expect("SIGKILL node 2");
     cluster.publish_runs(EVENTS / 2, EVENTS).await;
     let distinct = |r: &Receiver| {
@@ -683,7 +709,7 @@ async fn a_node_killed_mid_stream_loses_nothing() {
     .await;
     let duplicates = one.answered().len() + two.answered().len() - 2 * EVENTS;
     eprintln!(
-        "SIGKILL of one node among three: {duplicates} duplicate deliveries of {} ",
+        "SIGKILL of one node among three, {held} attempts in flight on it: {duplicates} duplicate deliveries of {} ",
         2 * EVENTS
     );
     drop(node2);
