@@ -326,11 +326,6 @@ fn scenario_config(ctx: &Ctx, settings: &Settings, namespace: &str, store: &Path
     d.timeout = Duration::from_secs(10);
     d.per_endpoint_concurrency = settings.per_endpoint_concurrency;
     d.concurrency = settings.concurrency;
-    // The scenarios judge loss and settling with the fixed caps they name. With the
-    // adaptive limit on, `kill`'s slow webhook did not settle within its bound (its
-    // deliveries cycled through the deferral tier); until that is fixed, the runner
-    // keeps the caps fixed and docs/reliability.md says so.
-    d.adaptive_concurrency = false;
     if settings.circuit {
         let (threshold, window, cool_off, max_deferral) = CIRCUIT;
         d.circuit_failure_threshold = threshold;
