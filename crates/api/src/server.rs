@@ -25,7 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::ApiState;
+use crate::routes::{ops_router, router};
+use crate::state::ApiState;
 
 /// Where the API listens: the API port, and optionally the operations port.
 #[derive(Debug)]
@@ -42,7 +43,7 @@ const OPS_MAX_CONNECTIONS: usize = 32;
 
 /// Requests in progress at once on one HTTP/2 connection; with `api.max_connections`
 /// it bounds the requests in progress on the API port.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 
 /// How long a connection asked to close may take to finish what it is sending.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -71,8 +72,8 @@ pub async fn serve(
         max_connections: OPS_MAX_CONNECTIONS,
         idle,
     };
-    let ops_router = crate::ops_router(state.clone());
-    let (router, _) = crate::router(state);
+    let ops_router = ops_router(state.clone());
+    let (router, _) = router(state);
     let (stop_tx, stop_rx) = watch::channel(false);
     let api = accept(listeners.api, router, api_limits, stop_rx.clone());
     let ops = async {
