@@ -127,13 +127,13 @@ impl Config {
                 ),
             ));
         }
-        if let Some(ops) = &self.api.ops_listen {
-            if ops.parse::<SocketAddr>().is_err() {
-                return Err(invalid(
-                    "api.ops_listen",
-                    format!("`{ops}` is not an address like 127.0.0.1:9090"),
-                ));
-            }
+        if let Some(ops) = &self.api.ops_listen
+            && ops.parse::<SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "api.ops_listen",
+                format!("`{ops}` is not an address like 127.0.0.1:9090"),
+            ));
         }
         if self
             .api
