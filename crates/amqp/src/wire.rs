@@ -46,6 +46,9 @@ pub const REASON: &str = "x-hookwire-reason";
 pub const DETAIL: &str = "x-hookwire-detail";
 /// Dead-letter header: the size of the body when only a prefix of it was dead-lettered.
 pub const BODY_BYTES: &str = "x-hookwire-body-bytes";
+/// Event header: a dead letter an operator replayed, delivered even though its event id
+/// was seen before.
+pub const REPLAYED: &str = "x-hookwire-replayed";
 /// Every header hookwire's own messages rely on starts with this; producers' are removed.
 pub const RESERVED_PREFIX: &str = "x-hookwire-";
 
@@ -389,6 +392,11 @@ pub struct Replay<'a> {
     pub tracestate: Option<&'a str>,
 }
 
+/// Whether an event carries [`REPLAYED`].
+pub fn is_replayed(headers: Option<&FieldTable>) -> bool {
+    headers::text(headers, REPLAYED) == Some("true")
+}
+
 /// Where a replayed dead letter is published, and as what.
 #[derive(Debug, Clone)]
 pub struct Destination {
@@ -427,14 +435,20 @@ impl Replay<'_> {
                 })
             }
             (Some(_), _, _) => Err(unreplayable("its organization or event id is missing")),
-            (None, org, event_id) => Ok(Destination {
-                exchange: names.events_exchange(),
-                routing_key: event_type.to_owned(),
-                properties: match &trace {
-                    Some(trace) => with_trace(event_properties(org, event_id, None), trace),
-                    None => event_properties(org, event_id, None),
-                },
-            }),
+            (None, org, event_id) => {
+                let mut properties = event_properties(org, event_id, None);
+                let mut headers = properties.headers().clone().unwrap_or_default();
+                headers::set_text(&mut headers, REPLAYED, "true");
+                properties = properties.with_headers(headers);
+                Ok(Destination {
+                    exchange: names.events_exchange(),
+                    routing_key: event_type.to_owned(),
+                    properties: match &trace {
+                        Some(trace) => with_trace(properties, trace),
+                        None => properties,
+                    },
+                })
+            }
         }
     }
 }

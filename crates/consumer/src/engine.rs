@@ -189,6 +189,18 @@ impl Engine {
                     .await;
             }
         };
+        // A producer that publishes again when a confirm was lost sends a new message with
+        // the same id: deliver it once. A redelivery (this node or another crashed
+        // before its ack) may have fanned out only in part, and a replay is deliberate:
+        // both go through.
+        if !message.redelivered
+            && !wire::is_replayed(h)
+            && self.store.has_payload(&event.org, &event.id)?
+        {
+            telemetry::event_repeated();
+            debug!(event_id = %event.id, org = %event.org, "Event id seen before; dropped as a producer's repeat.");
+            return Ok(());
+        }
         telemetry::event_accepted(&event.event_type);
         let producer_trace = wire::trace_of(h);
         let mut span = self

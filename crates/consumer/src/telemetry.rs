@@ -71,6 +71,11 @@ pub(crate) fn event_rejected(reason: &'static str) {
 }
 
 /// An event of an organization without any webhook: its body is not kept for resending.
+/// An event whose id the archive already holds arrived again, not redelivered: dropped.
+pub(crate) fn event_repeated() {
+    counter!("hookwire_events_repeated_total").increment(1);
+}
+
 pub(crate) fn payload_not_kept_without_webhooks() {
     counter!("hookwire_payloads_not_kept_total", "reason" => "no_webhooks").increment(1);
 }

@@ -418,6 +418,10 @@ impl Payloads {
     }
 
     /// One event's payload, with its body.
+    pub(crate) fn contains(&self, org: &str, event_id: &str) -> Result<bool> {
+        Ok(self.tree.contains_key(id_key(org, event_id))?)
+    }
+
     pub(crate) fn get(&self, org: &str, event_id: &str) -> Result<Option<Payload>> {
         let Some(stamp) = self.tree.get(id_key(org, event_id))? else {
             return Ok(None);

@@ -276,6 +276,12 @@ fn replay_destinations() {
         trace_of(event.properties.headers().as_ref()).map(|t| t.context.traceparent()),
         Some(TRACEPARENT_OF_DEAD.to_owned())
     );
+    // Delivered even though its id was seen before: a replay is deliberate.
+    assert!(is_replayed(event.properties.headers().as_ref()));
+    assert_eq!(
+        headers::text(event.properties.headers().as_ref(), ORG_HEADER),
+        Some("acme")
+    );
 
     let no_org = Replay { org: None, ..dead };
     assert!(matches!(

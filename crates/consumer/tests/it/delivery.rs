@@ -256,3 +256,36 @@ async fn two_daemons_on_one_namespace_share_its_events() {
         .expect("the second daemon stops");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_producers_repeat_of_an_event_is_delivered_once() {
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    h.subscribe_acme(&receiver.url());
+    h.publish_report("evt-repeat", "https://mode.test/r/1")
+        .await;
+    receiver.wait_for(1, WAIT).await;
+    // As a producer whose publisher confirm was lost publishes again: the same id and
+    // body, two seconds later, when the first copy is kept for resending.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.publish_report("evt-repeat", "https://mode.test/r/1")
+        .await;
+    h.publish_report("evt-next", "https://mode.test/r/2").await;
+    receiver.wait_for(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bodies: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(bodies.len(), 2, "the repeat is not delivered: {bodies:?}");
+    assert!(bodies[1].contains("/r/2"), "{bodies:?}");
+    let metrics = h.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hookwire_events_repeated_total ") && !l.ends_with(" 0")),
+        "the repeat is counted"
+    );
+    h.finish().await;
+}

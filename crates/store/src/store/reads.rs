@@ -179,6 +179,11 @@ impl Store {
         self.payloads.get(org, event_id)
     }
 
+    /// Whether the event `event_id` of `org` is kept: one index lookup, no body read.
+    pub fn has_payload(&self, org: &str, event_id: &str) -> Result<bool> {
+        self.payloads.contains(org, event_id)
+    }
+
     /// `org`'s kept events received in `[from_ms, to_ms)`, oldest first, without their
     /// bodies ([`Store::payload`] reads one), a page at a time after `cursor`.
     pub fn payloads(
