@@ -196,6 +196,9 @@ struct Endpoint {
     epoch: u64,
     origin: Instant,
     window: Window,
+    /// The retries among the attempts of the window (and of the half-open trials); not
+    /// cleared when the circuit closes.
+    retries: Window,
     rate_window_start: Option<Instant>,
     rate_window_count: u32,
 }
@@ -213,6 +216,7 @@ impl Endpoint {
             epoch: 0,
             origin: now,
             window: Window::default(),
+            retries: Window::default(),
             rate_window_start: None,
             rate_window_count: 0,
         }
@@ -259,6 +263,8 @@ enum Kind {
 pub struct Admission {
     id: Uuid,
     kind: Kind,
+    /// The delivery had an attempt already.
+    retry: bool,
     epoch: u64,
     /// The limiter's generation when it was admitted.
     generation: u64,
@@ -406,6 +412,7 @@ impl Endpoints {
         Ok(Admission {
             id: sub.id,
             kind,
+            retry: candidate.attempted,
             epoch: e.epoch,
             generation: e.limiter.generation(),
             ceiling,
@@ -502,8 +509,18 @@ impl Admission {
             (Circuit::Closed, Some(succeeded)) => {
                 let bucket = Window::bucket_of(e.origin, c.window, now);
                 e.window.record(bucket, !succeeded);
+                if self.retry {
+                    e.retries.record(bucket, !succeeded);
+                }
                 let (calls, failures) = e.window.totals(bucket);
+                // A receiver whose retries succeed is up, however many first attempts
+                // it fails (one that answers every delivery's first attempt 500, say):
+                // its schedule serves it, and the circuit would only hold it back.
+                let (retries, retry_failures) = e.retries.totals(bucket);
+                let retries_succeed =
+                    retries > 0 && f64::from(retry_failures) < c.failure_rate * f64::from(retries);
                 if !succeeded
+                    && !retries_succeed
                     && failures >= c.min_failures
                     && f64::from(failures) >= c.failure_rate * f64::from(calls)
                 {
@@ -522,6 +539,12 @@ impl Admission {
                 },
                 Some(succeeded),
             ) => {
+                // Kept across the close: trials that were retries and succeeded keep
+                // fresh first attempts that fail from opening it again at once.
+                if self.retry {
+                    let bucket = Window::bucket_of(e.origin, c.window, now);
+                    e.retries.record(bucket, !succeeded);
+                }
                 if succeeded {
                     *successes += 1;
                 } else {

@@ -461,3 +461,58 @@ fn an_open_circuit_is_never_a_short_wait() {
     assert!(matches!(deferral, Deferral::CircuitOpen(_)));
     assert_eq!(endpoints.expected_wait(&s, deferral, t0), None);
 }
+
+#[test]
+fn a_receiver_whose_retries_succeed_is_not_held_back_by_failing_first_attempts() {
+    let endpoints = Endpoints::new(limits());
+    let s = sub();
+    let t0 = Instant::now();
+    // It fails every first attempt, so at first nothing but failures: the circuit opens.
+    open(&endpoints, &s, t0);
+    // The half-open trials are retries (preferred), and succeed: it closes.
+    let after = t0 + secs(10);
+    for _ in 0..2 {
+        endpoints
+            .admit(&s, RETRY, after)
+            .expect("a trial")
+            .finish(true, after);
+    }
+    assert_eq!(
+        endpoints.snapshot(&s.id, after).map(|c| c.state),
+        Some(CircuitState::Closed)
+    );
+    // Fresh deliveries keep failing their first attempt, their retries keep succeeding:
+    // it stays closed.
+    for i in 0..20 {
+        let now = after + Duration::from_millis(100 * i);
+        endpoints
+            .admit(&s, FRESH, now)
+            .expect("closed")
+            .finish(false, now);
+        endpoints
+            .admit(&s, RETRY, now)
+            .expect("closed")
+            .finish(true, now);
+    }
+    let end = after + secs(2);
+    assert_eq!(
+        endpoints.snapshot(&s.id, end).map(|c| c.state),
+        Some(CircuitState::Closed)
+    );
+}
+
+#[test]
+fn a_receiver_that_fails_its_retries_too_is_still_cut_off() {
+    let endpoints = Endpoints::new(limits());
+    let s = sub();
+    let t0 = Instant::now();
+    for candidate in [FRESH, RETRY, FRESH, RETRY] {
+        if let Ok(admission) = endpoints.admit(&s, candidate, t0) {
+            admission.finish(false, t0);
+        }
+    }
+    assert!(matches!(
+        endpoints.admit(&s, FRESH, t0).err(),
+        Some(Deferral::CircuitOpen(_))
+    ));
+}
