@@ -29,6 +29,7 @@ use crate::tally::{Mode, Tally};
 mod fairness;
 mod footprint;
 mod order;
+mod real;
 mod rebuild;
 mod replication;
 mod runs;
@@ -103,6 +104,9 @@ pub struct Bench {
     /// `--cluster`'s RabbitMQ cluster, and the serve that runs against it.
     cluster: Option<Cluster>,
     cluster_serve: Option<usize>,
+    /// Namespaces declared by the bench with a serve's config (the real-receiver
+    /// scenarios'), deleted at cleanup whether or not their serve started.
+    extra_topologies: Vec<Topology>,
 }
 
 impl Bench {
@@ -158,6 +162,7 @@ impl Bench {
             serves: Vec::new(),
             cluster: None,
             cluster_serve: None,
+            extra_topologies: Vec::new(),
             cli,
             binary,
         })
@@ -316,7 +321,10 @@ impl Bench {
             Topology::new(&self.memrepl_namespace, [PARK_TIER, Duration::from_secs(1)]),
             Self::delivery_topology(&self.prop_namespace),
             Self::delivery_topology(&self.rebuild_namespace),
-        ] {
+        ]
+        .into_iter()
+        .chain(std::mem::take(&mut self.extra_topologies))
+        {
             if let Ok(channel) = broker.create_channel().await {
                 let _ = topology.delete(&channel).await;
                 let _ = channel.close(200, "cleanup".into()).await;
