@@ -104,6 +104,61 @@ impl InFlightSampler {
     }
 }
 
+/// serve's counters that say how a delivery got its slot, or did not.
+const COUNTERS: [&str; 5] = [
+    "hookwire_deliveries_waited_for_slot_total",
+    "hookwire_deferrals_total",
+    "hookwire_deliveries_held_total",
+    "hookwire_retries_scheduled_total",
+    "hookwire_circuit_transitions_total",
+];
+
+/// [`COUNTERS`] from serve's `/metrics`, one entry per series (a counter appears once
+/// it first grows); `None` if it cannot be read.
+async fn counters(api: std::net::SocketAddr) -> Option<Vec<(String, f64)>> {
+    let text = async {
+        reqwest::Client::new()
+            .get(format!("http://{api}/metrics"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .text()
+            .await
+    };
+    let text = text.await.ok()?;
+    let series = text
+        .lines()
+        .filter(|l| COUNTERS.iter().any(|c| l.starts_with(c)))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect();
+    Some(series)
+}
+
+/// What the counters grew by between two reads, in words.
+fn counted_since(before: Option<&[(String, f64)]>, after: Option<&[(String, f64)]>) -> String {
+    let (Some(before), Some(after)) = (before, after) else {
+        return "serve's counters could not be read".into();
+    };
+    let grown: Vec<String> = after
+        .iter()
+        .filter_map(|(series, v)| {
+            let was = before
+                .iter()
+                .find(|(s, _)| s == series)
+                .map_or(0.0, |(_, w)| *w);
+            (v - was > 0.0).then(|| format!("{series} +{}", v - was))
+        })
+        .collect();
+    if grown.is_empty() {
+        "serve's counters: no delivery waited for a slot, was deferred, held or retried".into()
+    } else {
+        format!("serve's counters: {}", grown.join(", "))
+    }
+}
+
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
@@ -213,7 +268,9 @@ impl Bench {
             self.await_deliveries(serve, &tally).await?;
             let cpu = watched.since(&before);
             let (rss_max, rss_end) = rss.stop();
+            let counted = counters(self.serves[serve].api()).await;
             let mut r = result(name, &tally, cpu, "deliveries/s");
+            r.notes.push(counted_since(Some(&[]), counted.as_deref()));
             r.secs = tally
                 .last_received_at()
                 .map_or(0.0, |t| t.duration_since(spawned_at).as_secs_f64());
@@ -319,6 +376,7 @@ impl Bench {
                     Arc::new(Tally::new(n, 1, Mode::Ok, Instant::now()).answering_after(answer));
                 self.receiver.count_into(tally.clone());
                 let source = Source::connect(&self.cli.amqp_url, &namespace).await?;
+                let counted_before = counters(self.serves[serve].api()).await;
                 let watched = self.watched(Some(serve));
                 let before = watched.snapshot();
                 let rss = RssSampler::start(self.serves[serve].pid());
@@ -339,7 +397,10 @@ impl Bench {
                 let peak = self.receiver.load().peak();
                 let median = sampler.median_settled(tally.expected()).await;
                 source.close().await;
+                let counted = counters(self.serves[serve].api()).await;
                 let mut r = result(&name, &tally, cpu, "deliveries/s");
+                r.notes
+                    .push(counted_since(counted_before.as_deref(), counted.as_deref()));
                 r.publish_secs = Some(publish_secs);
                 r.serve_rss_max_mib = rss_max;
                 r.serve_rss_end_mib = rss_end;
@@ -420,7 +481,9 @@ impl Bench {
         let (rss_max, rss_end) = rss.stop();
         let peak = self.receiver.load().peak();
         let median = sampler.median_settled(tally.expected()).await;
+        let counted = counters(self.serves[serve].api()).await;
         let mut r = result("overloaded-receiver", &tally, cpu, "deliveries/s");
+        r.notes.push(counted_since(Some(&[]), counted.as_deref()));
         r.secs = tally
             .last_received_at()
             .map_or(0.0, |t| t.duration_since(spawned_at).as_secs_f64());
