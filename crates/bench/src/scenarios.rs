@@ -2,7 +2,9 @@
 //! scenarios is started first (and a replicated one for fanout1-replicated); then,
 //! `--rounds` times, baseline, fanout1, fanout1-replicated (with `--cluster`, baseline
 //! and fanout1 on the cluster), the broker alone at the latency rate and latency; then
-//! fanout10 and retries; a fresh `serve` for memory (and one replicated); three
+//! fanout10 and retries; fairness; drain, slow-receivers and overloaded-receiver, each
+//! on serves of their own on the shipped defaults; a fresh `serve` for memory (and one
+//! replicated); three
 //! replicated nodes for propagation, and a node rebuilt from the streams; the store
 //! in-process.
 
