@@ -4,9 +4,8 @@
 //! and fanout1 on the cluster), the broker alone at the latency rate and latency; then
 //! fanout10 and retries; fairness; drain, slow-receivers and overloaded-receiver, each
 //! on serves of their own on the shipped defaults; a fresh `serve` for memory (and one
-//! replicated); three
-//! replicated nodes for propagation, and a node rebuilt from the streams; the store
-//! in-process.
+//! replicated); three replicated nodes for propagation, and a node rebuilt from the
+//! streams; the store in-process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
