@@ -83,6 +83,20 @@ impl Source {
         window: usize,
         rate: Option<f64>,
     ) -> Result<f64> {
+        self.publish_spread(|_| org, tally, seqs, window, rate)
+            .await
+    }
+
+    /// Publishes events `seqs` of `tally`, each for `org_of(seq)`, as
+    /// [`Source::publish_all`] does.
+    pub async fn publish_spread<'a>(
+        &self,
+        org_of: impl Fn(usize) -> &'a str,
+        tally: &Arc<Tally>,
+        seqs: std::ops::Range<usize>,
+        window: usize,
+        rate: Option<f64>,
+    ) -> Result<f64> {
         let expected = seqs.len();
         let first = seqs.start;
         let started = Instant::now();
@@ -95,7 +109,7 @@ impl Source {
             }
             let published = confirms
                 .publish(&self.channel, &self.exchange, EVENT_TYPE, || {
-                    let encoded = self.producer.encode(&event(org, seq))?;
+                    let encoded = self.producer.encode(&event(org_of(seq), seq))?;
                     tally.mark_sent(seq);
                     Ok(encoded)
                 })

@@ -49,6 +49,21 @@ pub struct Cli {
     /// slow build or a busy machine, so that the slots, not the CPU, are what is short.
     #[arg(long, default_value_t = 100)]
     pub fairness_answer_ms: u64,
+    /// Events queued before serve starts (drain and drain-baseline).
+    #[arg(long, default_value_t = 20_000)]
+    pub drain_events: usize,
+    /// Events of slow-receivers' 100 webhooks answering in 100 ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub slow_many_events: usize,
+    /// Events of slow-receivers' one webhook answering in 100 ms.
+    #[arg(long, default_value_t = 2_000)]
+    pub slow_one_events: usize,
+    /// Events of slow-receivers' 100 webhooks answering in 10 ms.
+    #[arg(long, default_value_t = 20_000)]
+    pub slow_fast_events: usize,
+    /// Events queued for the overloaded receiver.
+    #[arg(long, default_value_t = 3_000)]
+    pub overload_events: usize,
     /// Deliveries the memory scenario parks in a retry tier.
     #[arg(long, default_value_t = 1_000_000)]
     pub parked: usize,
@@ -115,6 +130,11 @@ impl Cli {
             self.memory_secs = self.memory_secs.min(2);
             self.fairness_secs = self.fairness_secs.min(2);
             self.parked = self.parked.min(300);
+            self.drain_events = self.drain_events.min(300);
+            self.slow_many_events = self.slow_many_events.min(300);
+            self.slow_one_events = self.slow_one_events.min(200);
+            self.slow_fast_events = self.slow_fast_events.min(300);
+            self.overload_events = self.overload_events.min(300);
             self.subscriptions = self.subscriptions.min(2_000);
             self.lookups = self.lookups.min(1_000);
             self.changes = self.changes.min(20);

@@ -3,6 +3,10 @@
 //! - `baseline`: RabbitMQ alone (publish with confirms + consume with acks, at once).
 //! - `fanout1`, `fanout10`, `latency`, `retries`: `hookwire serve` (a release build, as a
 //!   child process) delivering to an in-process receiver.
+//! - `drain`, `slow-receivers`, `overloaded-receiver`: serve on the shipped defaults with
+//!   a backlog queued before it starts, receivers that answer slowly, and one overloaded
+//!   past a knee (against RabbitMQ alone draining the same backlog, and the receivers'
+//!   capacity).
 //! - `memory`: serve's RSS at 1,000 events/s and with many deliveries parked in a tier.
 //! - `fanout1-replicated`, `memory-replicated`, `propagation`, `rebuild`: the same with
 //!   the store replicated through the namespace's streams, several nodes, and a node

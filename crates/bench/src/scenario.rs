@@ -25,6 +25,15 @@ pub enum Scenario {
     /// Two organizations, one publishing 20× the other's rate, to slow receivers: each
     /// one's latency while they share the attempt slots.
     Fairness,
+    /// Events queued before serve starts, on the shipped defaults (and the bench's
+    /// settings), against RabbitMQ alone draining the same queue (drain-baseline).
+    Drain,
+    /// Receivers answering 200 after a fixed delay: 100 webhooks at 100 ms, one at
+    /// 100 ms, 100 at 10 ms, on the shipped defaults (and the bench's settings).
+    SlowReceivers,
+    /// One receiver slowing past 16 in flight and answering 429 past 40, on the shipped
+    /// defaults: where hookwire settles, and the attempts it wastes.
+    OverloadedReceiver,
     /// serve's RSS at a steady rate, then with deliveries parked in a tier.
     Memory,
     /// serve's RSS at a steady rate with replication on, and the attempt log's size.
@@ -39,7 +48,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 17] = [
         Self::Baseline,
         Self::Fanout1,
         Self::Fanout1Replicated,
@@ -49,6 +58,9 @@ impl Scenario {
         Self::Latency,
         Self::Retries,
         Self::Fairness,
+        Self::Drain,
+        Self::SlowReceivers,
+        Self::OverloadedReceiver,
         Self::Memory,
         Self::MemoryReplicated,
         Self::Propagation,

@@ -2,9 +2,10 @@
 //! scenarios is started first (and a replicated one for fanout1-replicated); then,
 //! `--rounds` times, baseline, fanout1, fanout1-replicated (with `--cluster`, baseline
 //! and fanout1 on the cluster), the broker alone at the latency rate and latency; then
-//! fanout10 and retries; a fresh `serve` for memory (and one replicated); three
-//! replicated nodes for propagation, and a node rebuilt from the streams; the store
-//! in-process.
+//! fanout10 and retries; fairness; drain, slow-receivers and overloaded-receiver, each
+//! on serves of their own on the shipped defaults; a fresh `serve` for memory (and one
+//! replicated); three replicated nodes for propagation, and a node rebuilt from the
+//! streams; the store in-process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::tally::{Mode, Tally};
 mod fairness;
 mod footprint;
 mod order;
+mod real;
 mod rebuild;
 mod replication;
 mod runs;
@@ -103,6 +105,9 @@ pub struct Bench {
     /// `--cluster`'s RabbitMQ cluster, and the serve that runs against it.
     cluster: Option<Cluster>,
     cluster_serve: Option<usize>,
+    /// Namespaces declared by the bench with a serve's config (the real-receiver
+    /// scenarios'), deleted at cleanup whether or not their serve started.
+    extra_topologies: Vec<Topology>,
 }
 
 impl Bench {
@@ -158,6 +163,7 @@ impl Bench {
             serves: Vec::new(),
             cluster: None,
             cluster_serve: None,
+            extra_topologies: Vec::new(),
             cli,
             binary,
         })
@@ -316,7 +322,10 @@ impl Bench {
             Topology::new(&self.memrepl_namespace, [PARK_TIER, Duration::from_secs(1)]),
             Self::delivery_topology(&self.prop_namespace),
             Self::delivery_topology(&self.rebuild_namespace),
-        ] {
+        ]
+        .into_iter()
+        .chain(std::mem::take(&mut self.extra_topologies))
+        {
             if let Ok(channel) = broker.create_channel().await {
                 let _ = topology.delete(&channel).await;
                 let _ = channel.close(200, "cleanup".into()).await;

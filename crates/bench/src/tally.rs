@@ -53,6 +53,36 @@ pub struct Tally {
     last_received_ns: AtomicU64,
     /// How long the receiver takes to answer each request (a slow receiver).
     answer_delay: Duration,
+    /// An overloaded receiver's answers, instead of `answer_delay`.
+    overload: Option<Overload>,
+    /// Requests turned away with 429 by an overloaded receiver.
+    rejected: AtomicU64,
+}
+
+/// A receiver whose answer time grows with the requests it holds past a knee, and that
+/// answers 429 with `Retry-After: 1` past a second one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    /// The answer time up to `knee` requests in flight.
+    pub base: Duration,
+    /// In flight (this request included) up to which answers take `base`.
+    pub knee: u64,
+    /// Added per request in flight past `knee`.
+    pub step: Duration,
+    /// In flight past which a request is answered 429 at once.
+    pub reject_past: u64,
+}
+
+impl Overload {
+    /// The answer to a request that finds `in_flight` requests held (itself included):
+    /// `None` for a 429, else how long to wait before the 200.
+    pub fn answer(&self, in_flight: u64) -> Option<Duration> {
+        if in_flight > self.reject_past {
+            return None;
+        }
+        let extra = u32::try_from(in_flight.saturating_sub(self.knee)).unwrap_or(u32::MAX);
+        Some(self.base + self.step * extra)
+    }
 }
 
 /// Publish-to-receipt percentiles, in milliseconds.
@@ -116,6 +146,39 @@ impl Tally {
             first_sent_ns: AtomicU64::new(u64::MAX),
             last_received_ns: AtomicU64::new(0),
             answer_delay: Duration::ZERO,
+            overload: None,
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// The same tally, whose receiver is overloaded as `overload` says.
+    pub fn overloaded(self, overload: Overload) -> Self {
+        Self {
+            overload: Some(overload),
+            ..self
+        }
+    }
+
+    /// The overloaded receiver's profile, if any.
+    pub fn overload(&self) -> Option<Overload> {
+        self.overload
+    }
+
+    /// Counts a request turned away with 429.
+    pub fn reject(&self) {
+        self.rejected.fetch_add(1, Relaxed);
+    }
+
+    /// Requests turned away with 429.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Relaxed)
+    }
+
+    /// When the last delivery was received, if any was.
+    pub fn last_received_at(&self) -> Option<Instant> {
+        match self.last_received_ns.load(Relaxed) {
+            0 => None,
+            ns => Some(self.epoch + Duration::from_nanos(ns)),
         }
     }
 
@@ -309,6 +372,21 @@ mod tests {
         assert_eq!(t.latencies().count, 20);
         assert_eq!(t.latencies_of(2..5).count, 6);
         assert_eq!(t.delivered_of(2..5), 6);
+    }
+
+    #[test]
+    fn an_overloaded_receiver_slows_past_its_knee_and_rejects_past_the_second() {
+        let o = Overload {
+            base: Duration::from_millis(5),
+            knee: 16,
+            step: Duration::from_millis(5),
+            reject_past: 40,
+        };
+        assert_eq!(o.answer(1), Some(Duration::from_millis(5)));
+        assert_eq!(o.answer(16), Some(Duration::from_millis(5)));
+        assert_eq!(o.answer(18), Some(Duration::from_millis(15)));
+        assert_eq!(o.answer(40), Some(Duration::from_millis(125)));
+        assert_eq!(o.answer(41), None);
     }
 
     #[test]

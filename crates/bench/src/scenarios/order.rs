@@ -291,6 +291,15 @@ impl Bench {
         if has(Scenario::Fairness) {
             results.push(self.fairness().await?);
         }
+        if has(Scenario::Drain) {
+            results.extend(self.drain().await?);
+        }
+        if has(Scenario::SlowReceivers) {
+            results.extend(self.slow_receivers().await?);
+        }
+        if has(Scenario::OverloadedReceiver) {
+            results.push(self.overloaded_receiver().await?);
+        }
         if has(Scenario::Memory) {
             results.extend(self.memory().await?);
         }
