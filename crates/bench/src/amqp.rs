@@ -20,7 +20,9 @@ use crate::tally::{Tally, parse_seq};
 /// The event type every bench event has.
 pub const EVENT_TYPE: &str = "report_run_completed";
 
-/// Event `seq` of `org`, shaped like Mode's payloads (about 100 bytes of body).
+/// Event `seq` of `org`, shaped like Mode's payloads (about 100 bytes of body). Its id is
+/// unique, as a producer's are: hookwire drops an event whose id it has kept already as a
+/// producer's repeat, and the scenarios' rounds publish the same `seq`s again.
 pub fn event(org: &str, seq: usize) -> OutgoingEvent {
     let mut data = serde_json::Map::new();
     data.insert(
@@ -30,7 +32,7 @@ pub fn event(org: &str, seq: usize) -> OutgoingEvent {
     OutgoingEvent {
         org: org.into(),
         event_type: EVENT_TYPE.into(),
-        id: format!("{org}-{seq}"),
+        id: format!("{org}-{seq}-{}", uuid::Uuid::now_v7().simple()),
         data,
     }
 }
