@@ -517,8 +517,9 @@ fn daemon(
                     prefer_attempted_for,
                     max_deferral: d.circuit_max_deferral,
                 },
-                // Held deliveries keep their messages: at most half the deliveries
-                // consumer's prefetch window, so the other half keeps flowing.
+                // Deliveries held past the deferral bound keep their messages with no end
+                // of their own: at most half the prefetch window, so the other half keeps
+                // flowing. Short waits end within max_slot_wait and are not counted.
                 max_held: usize::from(config.prefetch() / 2).max(1),
             },
         },

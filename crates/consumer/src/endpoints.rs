@@ -13,7 +13,7 @@
 //! Held deliveries take slots ahead of every delivery deferred less long; at most
 //! [`EndpointLimits::max_held`] deliveries wait so at once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -186,10 +186,9 @@ struct Endpoint {
     limiter: Limiter,
     /// The ceiling at its last admission, for showing its limit.
     ceiling: usize,
-    /// Held deliveries waiting for a slot; while any waits, no other delivery takes one.
-    waiting: BTreeSet<Ticket>,
-    /// Woken whenever a slot frees or a waiter leaves.
-    freed: Arc<Notify>,
+    /// Held deliveries waiting for a slot, each with what wakes it; while any waits, no
+    /// other delivery takes one.
+    waiting: BTreeMap<Ticket, Arc<Notify>>,
     circuit: Circuit,
     /// Bumped on every transition: a result from an attempt admitted under an earlier
     /// state says nothing about the current one.
@@ -210,8 +209,7 @@ impl Endpoint {
             in_flight: 0,
             limiter,
             ceiling,
-            waiting: BTreeSet::new(),
-            freed: Arc::new(Notify::new()),
+            waiting: BTreeMap::new(),
             circuit: Circuit::Closed,
             epoch: 0,
             origin: now,
@@ -219,6 +217,14 @@ impl Endpoint {
             retries: Window::default(),
             rate_window_start: None,
             rate_window_count: 0,
+        }
+    }
+
+    /// Wakes the first in line of the held deliveries, if any: only it may take the slot
+    /// that freed (waking them all would cost every waiter a look at every slot).
+    fn wake_first(&self) {
+        if let Some((_, first)) = self.waiting.first_key_value() {
+            first.notify_one();
         }
     }
 
@@ -380,7 +386,7 @@ impl Endpoints {
         // Held deliveries go first, the longest deferred of them first.
         let next_in_line = match ticket {
             None => e.waiting.is_empty(),
-            Some(ticket) => e.waiting.first() == Some(&ticket),
+            Some(ticket) => e.waiting.first_key_value().map(|(first, _)| *first) == Some(ticket),
         };
         if !next_in_line || e.in_flight >= limit {
             if e.in_flight >= limit {
@@ -496,9 +502,7 @@ impl Admission {
         {
             telemetry::concurrency_limit(&self.id, limit);
         }
-        if !e.waiting.is_empty() {
-            e.freed.notify_waiters();
-        }
+        e.wake_first();
         if e.epoch != self.epoch || self.kind == Kind::Forced {
             return;
         }

@@ -1,10 +1,13 @@
 //! Deliveries waiting in process for their webhook's next slot: in the order they were
-//! first deferred, and never more than [`max_held`](super::EndpointLimits::max_held) at once.
+//! first deferred. Those past the deferral bound, whose wait has no end of its own, are
+//! never more than [`max_held`](super::EndpointLimits::max_held) at once.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hookwire_core::Subscription;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{Admission, Candidate, Deferral, Endpoints, Ticket};
@@ -21,10 +24,10 @@ impl Drop for Place<'_> {
         let mut all = self.endpoints.lock();
         self.endpoints.held.fetch_sub(1, Ordering::SeqCst);
         if let Some(e) = all.get_mut(&self.id)
-            && e.waiting.remove(&self.ticket)
+            && e.waiting.remove(&self.ticket).is_some()
         {
             // The next in line may take a slot this one did not.
-            e.freed.notify_waiters();
+            e.wake_first();
         }
     }
 }
@@ -63,14 +66,22 @@ impl Endpoints {
     /// Holds a delivery `sub`'s limit or rate limit turned away until it can be
     /// admitted: held deliveries take `sub`'s slots in the order they were first
     /// deferred (`deferred_since_ms`), before any delivery that is not held. `Err` when it
-    /// may not be held (already [`max_held`](super::EndpointLimits::max_held) held), the circuit holds it
-    /// back or the receiver asked for a pause longer than `max_slot_wait`: park it
-    /// instead. Dropping the future gives its place up.
+    /// may not be held (past the deferral bound, with already
+    /// [`max_held`](super::EndpointLimits::max_held) held), the circuit holds it back or
+    /// the receiver asked for a pause longer than `max_slot_wait`: park it instead.
+    /// Dropping the future gives its place up.
+    ///
+    /// Only a wait `past_bound` counts against `max_held`: such a wait has no end of its
+    /// own. A short wait is bounded by its caller's timeout (`max_slot_wait`), so however
+    /// many wait, the prefetch window is held up for no longer than that; capping them
+    /// too would park a backlog's excess at once, to come back in one burst after the
+    /// deferral tier's delay while the receiver idles.
     pub async fn wait_for_slot(
         &self,
         sub: &Subscription,
         candidate: Candidate,
         deferred_since_ms: u64,
+        past_bound: bool,
     ) -> Result<Admission, Deferral> {
         let ticket = (
             deferred_since_ms,
@@ -79,13 +90,14 @@ impl Endpoints {
         let freed = {
             // Counted under the lock, with the ticket, so the two always agree.
             let mut all = self.lock();
-            if self.held.load(Ordering::SeqCst) >= self.limits.max_held {
+            if past_bound && self.held.load(Ordering::SeqCst) >= self.limits.max_held {
                 return Err(Deferral::AtCapacity);
             }
             self.held.fetch_add(1, Ordering::SeqCst);
             let e = self.entry(&mut all, sub, Instant::now());
-            e.waiting.insert(ticket);
-            e.freed.clone()
+            let woken = Arc::new(Notify::new());
+            e.waiting.insert(ticket, woken.clone());
+            woken
         };
         let _place = Place {
             endpoints: self,

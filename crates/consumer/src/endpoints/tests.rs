@@ -278,7 +278,7 @@ fn hold(
     let (endpoints, s) = (endpoints.clone(), s.clone());
     tokio::spawn(async move {
         let admission = endpoints
-            .wait_for_slot(&s, OVERDUE, since_ms)
+            .wait_for_slot(&s, OVERDUE, since_ms, true)
             .await
             .expect("held");
         admitted.send(since_ms).expect("send");
@@ -358,10 +358,18 @@ async fn no_more_than_max_held_wait_and_a_cancelled_one_gives_its_place_up() {
         held(&endpoints, i + 2).await;
     }
     assert_eq!(
-        endpoints.wait_for_slot(&s, OVERDUE, 0).await.err(),
+        endpoints.wait_for_slot(&s, OVERDUE, 0, true).await.err(),
         Some(Deferral::AtCapacity),
         "max_held (4) are held: park it instead"
     );
+    // A short wait (its caller bounds it by max_slot_wait) is not counted against it.
+    let short = {
+        let (endpoints, s) = (endpoints.clone(), s.clone());
+        tokio::spawn(async move { endpoints.wait_for_slot(&s, FRESH, 5, false).await.map(drop) })
+    };
+    held(&endpoints, 5).await;
+    short.abort();
+    held(&endpoints, 4).await;
     cancelled.abort();
     held(&endpoints, 3).await;
     drop(busy);

@@ -47,7 +47,8 @@ impl Engine {
             // longer than the wait and leaves the receiver idle meanwhile.
             let waited = tokio::time::timeout(
                 max_wait,
-                self.endpoints.wait_for_slot(sub, candidate, since_ms),
+                self.endpoints
+                    .wait_for_slot(sub, candidate, since_ms, false),
             );
             let waited = tokio::select! {
                 waited = waited => waited,
@@ -83,7 +84,7 @@ impl Engine {
             }
             AfterDeferral::WaitForSlot => {
                 let held = tokio::select! {
-                    held = self.endpoints.wait_for_slot(sub, candidate, since_ms) => held,
+                    held = self.endpoints.wait_for_slot(sub, candidate, since_ms, true) => held,
                     () = self.grace_over.cancelled() => {
                         let disposition = self.rules.handed_back();
                         self.settle(publisher, &deferred, body, disposition).await?;
