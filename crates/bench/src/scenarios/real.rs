@@ -159,6 +159,26 @@ fn counted_since(before: Option<&[(String, f64)]>, after: Option<&[(String, f64)
     }
 }
 
+/// `r` of a scenario whose events were queued before `serve` spawned at `spawned_at`:
+/// timed from the spawn to the last receipt, with `serve`'s RSS (max, end).
+fn from_spawn(
+    mut r: ScenarioResult,
+    tally: &Tally,
+    spawned_at: Instant,
+    publish_secs: f64,
+    (rss_max, rss_end): (Option<f64>, Option<f64>),
+) -> ScenarioResult {
+    r.secs = tally
+        .last_received_at()
+        .map_or(0.0, |t| t.duration_since(spawned_at).as_secs_f64());
+    r.per_sec = r.delivered as f64 / r.secs.max(1e-9);
+    r.latency = None;
+    r.publish_secs = Some(publish_secs);
+    r.serve_rss_max_mib = rss_max;
+    r.serve_rss_end_mib = rss_end;
+    r
+}
+
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
@@ -269,16 +289,14 @@ impl Bench {
             let cpu = watched.since(&before);
             let (rss_max, rss_end) = rss.stop();
             let counted = counters(self.serves[serve].api()).await;
-            let mut r = result(name, &tally, cpu, "deliveries/s");
+            let mut r = from_spawn(
+                result(name, &tally, cpu, "deliveries/s"),
+                &tally,
+                spawned_at,
+                publish_secs,
+                (rss_max, rss_end),
+            );
             r.notes.push(counted_since(Some(&[]), counted.as_deref()));
-            r.secs = tally
-                .last_received_at()
-                .map_or(0.0, |t| t.duration_since(spawned_at).as_secs_f64());
-            r.per_sec = r.delivered as f64 / r.secs.max(1e-9);
-            r.latency = None;
-            r.publish_secs = Some(publish_secs);
-            r.serve_rss_max_mib = rss_max;
-            r.serve_rss_end_mib = rss_end;
             r.vs_baseline = Some(r.per_sec / base_per_sec.max(1e-9));
             r.setup = format!(
                 "{n} events queued with nothing consuming, then serve spawned ({}), 1 webhook answering at once; from the spawn to the last receipt (serve's start included: ready after {:.2} s; the CPU columns from ready on)",
@@ -482,16 +500,14 @@ impl Bench {
         let peak = self.receiver.load().peak();
         let median = sampler.median_settled(tally.expected()).await;
         let counted = counters(self.serves[serve].api()).await;
-        let mut r = result("overloaded-receiver", &tally, cpu, "deliveries/s");
+        let mut r = from_spawn(
+            result("overloaded-receiver", &tally, cpu, "deliveries/s"),
+            &tally,
+            spawned_at,
+            publish_secs,
+            (rss_max, rss_end),
+        );
         r.notes.push(counted_since(Some(&[]), counted.as_deref()));
-        r.secs = tally
-            .last_received_at()
-            .map_or(0.0, |t| t.duration_since(spawned_at).as_secs_f64());
-        r.per_sec = r.delivered as f64 / r.secs.max(1e-9);
-        r.latency = None;
-        r.publish_secs = Some(publish_secs);
-        r.serve_rss_max_mib = rss_max;
-        r.serve_rss_end_mib = rss_end;
         let rejected = tally.rejected();
         let attempts = rejected + r.delivered + r.duplicates;
         let wasted = rejected as f64 / (attempts as f64).max(1.0);
