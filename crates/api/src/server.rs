@@ -33,8 +33,8 @@ use crate::state::ApiState;
 pub struct Listeners {
     /// `api.listen`: every route.
     pub api: TcpListener,
-    /// `api.ops_listen`: `/healthz`, `/readyz` and `/metrics`, which the API port then
-    /// no longer serves.
+    /// `api.ops_listen`: `/healthz`, and `/readyz` and `/metrics`, which the API port
+    /// then no longer serves.
     pub ops: Option<TcpListener>,
 }
 
