@@ -128,6 +128,13 @@ fn time_key(org: &str, stamp: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The organization and stamp of a time-block key; `None` for any other key of the tree.
+fn split_time_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let sep = key.iter().position(|b| *b == SEP)?;
+    (key.first() != Some(&0xff) && key.get(sep + 1) == Some(&TIME))
+        .then(|| (&key[..sep], &key[sep + 2..]))
+}
+
 fn stamp(at_ms: u64, seq: u64) -> [u8; 16] {
     let mut stamp = [0; 16];
     stamp[..8].copy_from_slice(&at_ms.to_be_bytes());
@@ -572,26 +579,6 @@ impl Payloads {
     fn record_offset(&self, offset: u64) -> Result<()> {
         self.tree.insert(APPLIED_KEY, &offset.to_be_bytes())?;
         Ok(())
-    }
-
-    /// How many payloads are kept, and their bodies' bytes.
-    pub(crate) fn stats(&self) -> Result<(usize, u64)> {
-        let (mut count, mut bytes) = (0, 0u64);
-        for entry in self.tree.iter() {
-            let (key, raw) = entry?;
-            let Some(sep) = key.iter().position(|b| *b == SEP) else {
-                continue;
-            };
-            if key.first() == Some(&0xff) || key.get(sep + 1) != Some(&TIME) {
-                continue;
-            }
-            let stamp = &key[sep + 2..];
-            for m in decode_block(&raw, stamp)? {
-                count += 1;
-                bytes += decode_record(m.record, false)?.body_bytes as u64;
-            }
-        }
-        Ok((count, bytes))
     }
 }
 

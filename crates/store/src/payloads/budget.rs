@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Payloads, TIME, decode_block, decode_record, stamp_of, time_key};
+use super::{Payloads, decode_block, decode_record, split_time_key, stamp_of, time_key};
 use crate::Result;
-use crate::keys::SEP;
 
 const MINUTE_MS: u64 = 60_000;
 
@@ -93,19 +92,32 @@ impl Payloads {
     pub(super) fn count_usage(&self) -> Result<()> {
         for entry in self.tree.iter() {
             let (key, raw) = entry?;
-            let Some(sep) = key.iter().position(|b| *b == SEP) else {
+            let Some((org, stamp)) = split_time_key(&key) else {
                 continue;
             };
-            if key.first() == Some(&0xff) || key.get(sep + 1) != Some(&TIME) {
-                continue;
-            }
-            let org = String::from_utf8_lossy(&key[..sep]).into_owned();
-            for m in decode_block(&raw, &key[sep + 2..])? {
+            let org = String::from_utf8_lossy(org).into_owned();
+            for m in decode_block(&raw, stamp)? {
                 self.usage
                     .add(&org, decode_record(m.record, false)?.body_bytes as u64);
             }
         }
         Ok(())
+    }
+
+    /// How many payloads are kept, and their bodies' bytes.
+    pub(crate) fn stats(&self) -> Result<(usize, u64)> {
+        let (mut count, mut bytes) = (0, 0u64);
+        for entry in self.tree.iter() {
+            let (key, raw) = entry?;
+            let Some((_, stamp)) = split_time_key(&key) else {
+                continue;
+            };
+            for m in decode_block(&raw, stamp)? {
+                count += 1;
+                bytes += decode_record(m.record, false)?.body_bytes as u64;
+            }
+        }
+        Ok((count, bytes))
     }
 
     /// Evicts the oldest bodies of every organization over `max_per_org`, then the oldest
@@ -182,14 +194,10 @@ impl Payloads {
             None => {
                 for entry in self.tree.iter() {
                     let (key, raw) = entry?;
-                    let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                    let Some((org, _)) = split_time_key(&key) else {
                         continue;
                     };
-                    if key.first() == Some(&0xff) || key.get(sep + 1) != Some(&TIME) {
-                        continue;
-                    }
-                    let org = String::from_utf8_lossy(&key[..sep]).into_owned();
-                    scan(&org, &key, &raw)?;
+                    scan(&String::from_utf8_lossy(org), &key, &raw)?;
                 }
             }
         }
