@@ -159,6 +159,20 @@ fn counted_since(before: Option<&[(String, f64)]>, after: Option<&[(String, f64)
     }
 }
 
+/// The CPU split and `serve`'s RSS of a scenario, from [`Bench::measure`] on.
+struct Measuring {
+    watched: Watched,
+    before: procfs::CpuSnapshot,
+    rss: RssSampler,
+}
+
+impl Measuring {
+    /// The CPU split since the start, and `serve`'s RSS (max, end).
+    fn finish(self) -> (CpuSplit, (Option<f64>, Option<f64>)) {
+        (self.watched.since(&self.before), self.rss.stop())
+    }
+}
+
 /// `r` of a scenario whose events were queued before `serve` spawned at `spawned_at`:
 /// timed from the spawn to the last receipt, with `serve`'s RSS (max, end).
 fn from_spawn(
@@ -184,6 +198,18 @@ fn met(ok: bool) -> &'static str {
 }
 
 impl Bench {
+    /// Starts measuring `serve`: the CPU split and `serve`'s RSS, until [`Measuring::finish`].
+    fn measure(&self, serve: usize) -> Measuring {
+        let watched = self.watched(Some(serve));
+        let before = watched.snapshot();
+        let rss = RssSampler::start(self.serves[serve].pid());
+        Measuring {
+            watched,
+            before,
+            rss,
+        }
+    }
+
     /// Waits until every delivery of `tally` arrived (or the deadline), checking that
     /// `serve` is alive.
     async fn await_deliveries(&mut self, serve: usize, tally: &Tally) -> Result<()> {
@@ -282,12 +308,9 @@ impl Bench {
             let serve = self.start_serve(&namespace, &settings, &subs).await?;
             let spawned_at = self.serves[serve].spawned_at;
             let ready_after = self.serves[serve].ready_after;
-            let watched = self.watched(Some(serve));
-            let before = watched.snapshot();
-            let rss = RssSampler::start(self.serves[serve].pid());
+            let measuring = self.measure(serve);
             self.await_deliveries(serve, &tally).await?;
-            let cpu = watched.since(&before);
-            let (rss_max, rss_end) = rss.stop();
+            let (cpu, (rss_max, rss_end)) = measuring.finish();
             let counted = counters(self.serves[serve].api()).await;
             let mut r = from_spawn(
                 result(name, &tally, cpu, "deliveries/s"),
@@ -395,9 +418,7 @@ impl Bench {
                 self.receiver.count_into(tally.clone());
                 let source = Source::connect(&self.cli.amqp_url, &namespace).await?;
                 let counted_before = counters(self.serves[serve].api()).await;
-                let watched = self.watched(Some(serve));
-                let before = watched.snapshot();
-                let rss = RssSampler::start(self.serves[serve].pid());
+                let measuring = self.measure(serve);
                 let sampler =
                     InFlightSampler::start(self.receiver.load().clone(), tally.clone()).await;
                 let publish_secs = source
@@ -410,8 +431,7 @@ impl Bench {
                     )
                     .await?;
                 self.await_deliveries(serve, &tally).await?;
-                let cpu = watched.since(&before);
-                let (rss_max, rss_end) = rss.stop();
+                let (cpu, (rss_max, rss_end)) = measuring.finish();
                 let peak = self.receiver.load().peak();
                 let median = sampler.median_settled(tally.expected()).await;
                 source.close().await;
@@ -491,12 +511,9 @@ impl Bench {
         let subs = [subscription(OVERLOADED_ORG, &self.receiver.url(0))?];
         let serve = self.start_serve(&namespace, &settings, &subs).await?;
         let spawned_at = self.serves[serve].spawned_at;
-        let watched = self.watched(Some(serve));
-        let before = watched.snapshot();
-        let rss = RssSampler::start(self.serves[serve].pid());
+        let measuring = self.measure(serve);
         self.await_deliveries(serve, &tally).await?;
-        let cpu = watched.since(&before);
-        let (rss_max, rss_end) = rss.stop();
+        let (cpu, (rss_max, rss_end)) = measuring.finish();
         let peak = self.receiver.load().peak();
         let median = sampler.median_settled(tally.expected()).await;
         let counted = counters(self.serves[serve].api()).await;
