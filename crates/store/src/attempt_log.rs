@@ -12,7 +12,9 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use crate::records::{AttemptQuery, AttemptRecord, Page, attempt_prefix, decode, encode};
+use crate::records::{
+    AttemptQuery, AttemptRecord, DELIVERED, Page, attempt_prefix, decode, encode,
+};
 use crate::{Error, Result};
 
 /// At most this many attempts in one value: small enough that paging and pruning, which
@@ -265,6 +267,13 @@ pub(crate) fn page(
         if !key.starts_with(&prefix) {
             break;
         }
+        // A chunk wholly outside the time window is skipped by its key, undecoded.
+        let meta = ChunkMeta::parse(&key)?;
+        if query.since_ms.is_some_and(|t| meta.last_at_ms < t)
+            || query.until_ms.is_some_and(|t| meta.first_at_ms >= t)
+        {
+            continue;
+        }
         // The cursor's own chunk resumes after the cursor's attempt.
         let skip = match &after {
             Some((cursor_key, index)) if cursor_key.as_slice() == key.as_ref() => index + 1,
@@ -290,6 +299,31 @@ pub(crate) fn page(
         items,
         next_cursor: None,
     })
+}
+
+/// Whether one of `subscription_id`'s attempts at or after `since_ms` delivered the
+/// message `message_id`. Chunks that end before `since_ms` are judged by their keys, so
+/// the cost is that of decoding the webhook's attempts since then.
+pub(crate) fn delivered_since(
+    tree: &sled::Tree,
+    subscription_id: &Uuid,
+    message_id: &str,
+    since_ms: u64,
+) -> Result<bool> {
+    let prefix = attempt_prefix(subscription_id);
+    for entry in tree.scan_prefix(&prefix) {
+        let (key, raw) = entry?;
+        if ChunkMeta::parse(&key)?.last_at_ms < since_ms {
+            continue;
+        }
+        let delivered = decode_chunk(&raw)?
+            .iter()
+            .any(|r| r.at_ms >= since_ms && r.outcome == DELIVERED && r.message_id == message_id);
+        if delivered {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -340,5 +374,77 @@ mod tests {
         assert_eq!(attempts_of(&tree, sub), [2, 3], "by age");
         prune(&tree, 0, 1).expect("prune");
         assert_eq!(attempts_of(&tree, sub), [3], "by count");
+    }
+
+    /// Two batches of 100 attempts (two chunks each) an hour apart, alternately delivered
+    /// and failed, each with its own `webhook-id`.
+    fn two_batches(tree: &sled::Tree, db: &sled::Db, sub: Uuid) {
+        for (batch, base) in [(0u32, 1_000u64), (1, 3_601_000)] {
+            let records: Vec<_> = (0..100u32)
+                .map(|i| {
+                    let n = batch * 100 + i;
+                    AttemptRecord {
+                        message_id: format!("msg_{n}"),
+                        outcome: if n % 2 == 0 { DELIVERED } else { "retry" }.into(),
+                        ..attempt(sub, n, base + u64::from(i))
+                    }
+                })
+                .collect();
+            record(tree, db, &records).expect("record");
+        }
+    }
+
+    #[test]
+    fn delivered_since_finds_only_a_delivered_attempt_in_its_window() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("attempts").expect("tree");
+        let (sub, other) = (Uuid::now_v7(), Uuid::now_v7());
+        two_batches(&tree, &db, sub);
+        let found = |sub: &Uuid, id: &str, since: u64| {
+            delivered_since(&tree, sub, id, since).expect("lookup")
+        };
+        assert!(found(&sub, "msg_0", 0));
+        assert!(found(&sub, "msg_150", 3_000_000), "in a later chunk");
+        assert!(!found(&sub, "msg_1", 0), "its attempt failed");
+        assert!(!found(&sub, "msg_0", 1_001), "before the window");
+        assert!(!found(&sub, "msg_0", 3_000_000), "in a chunk the key skips");
+        assert!(!found(&other, "msg_0", 0), "another webhook's");
+        assert!(!found(&sub, "msg_999", 0), "never attempted");
+    }
+
+    #[test]
+    fn a_time_window_pages_the_same_attempts_as_a_filter_over_the_whole_log() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("attempts").expect("tree");
+        let sub = Uuid::now_v7();
+        two_batches(&tree, &db, sub);
+        let window = |since_ms, until_ms| {
+            let mut query = AttemptQuery {
+                since_ms,
+                until_ms,
+                limit: 30,
+                ..AttemptQuery::default()
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = page(&tree, &sub, &query).expect("page");
+                seen.extend(page.items.iter().map(|r| r.attempt));
+                match page.next_cursor {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None => return seen,
+                }
+            }
+        };
+        assert_eq!(window(None, None), (0..200).collect::<Vec<_>>());
+        assert_eq!(
+            window(Some(3_601_050), None),
+            (150..200).collect::<Vec<_>>()
+        );
+        assert_eq!(window(None, Some(1_070)), (0..70).collect::<Vec<_>>());
+        assert_eq!(
+            window(Some(1_090), Some(3_601_010)),
+            (90..110).collect::<Vec<_>>()
+        );
+        assert!(window(Some(2_000), Some(3_000)).is_empty());
     }
 }

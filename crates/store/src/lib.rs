@@ -27,7 +27,7 @@ mod writer;
 pub use error::{Error, Result};
 pub use payloads::{Payload, PayloadLimits};
 pub use records::{
-    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
+    AttemptQuery, AttemptRecord, DELIVERED, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
 };
 pub use store::{
     Change, Entry, HealthTransition, ReplicatedChange, SCHEMA_VERSION, Store, StreamSession,

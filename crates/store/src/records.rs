@@ -10,6 +10,9 @@ use crate::{Error, Result};
 /// The largest response excerpt the attempt log keeps.
 pub const MAX_EXCERPT_BYTES: usize = 1024;
 
+/// The [`AttemptRecord::outcome`] of an attempt that delivered.
+pub const DELIVERED: &str = "delivered";
+
 /// One HTTP attempt, as the attempt log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {

@@ -152,6 +152,18 @@ impl Store {
         attempt_log::page(&self.attempts, subscription_id, query)
     }
 
+    /// Whether this node's attempt log holds a delivered attempt of `message_id` (a
+    /// `webhook-id`) to `subscription_id` that started at or after `since_ms`. It costs a
+    /// decode of the webhook's attempts since then, so only redeliveries ask.
+    pub fn delivered_since(
+        &self,
+        subscription_id: &Uuid,
+        message_id: &str,
+        since_ms: u64,
+    ) -> Result<bool> {
+        attempt_log::delivered_since(&self.attempts, subscription_id, message_id, since_ms)
+    }
+
     /// The offset of the last batch applied from the attempts stream; `None` before the
     /// first.
     pub fn attempts_applied_offset(&self) -> Result<Option<u64>> {
