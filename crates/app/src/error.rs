@@ -19,6 +19,14 @@ pub enum Error {
         /// Why.
         source: hookwire_store::Error,
     },
+    /// The settled journal beside the store cannot be opened.
+    #[error("cannot open the settled journal in {}: {source}", path.display())]
+    Journal {
+        /// `store.path`.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Flushing the store at shutdown failed.
     #[error("cannot flush the store: {0}")]
     Flush(hookwire_store::Error),

@@ -22,7 +22,7 @@ use hookwire_consumer::payloads::PayloadArchive;
 use hookwire_consumer::spans::Spans;
 use hookwire_consumer::{
     AmqpSettings, CircuitLimits, Daemon, EndpointLimits, Endpoints, Engine, EngineParts,
-    EngineSettings,
+    EngineSettings, SettledJournal,
 };
 use hookwire_core::config::CatalogConfig;
 use hookwire_core::{Catalog, Config};
@@ -488,10 +488,15 @@ fn daemon(
         .plan
         .tier_covering(cool_off)
         .min(d.circuit_max_deferral);
+    let journal = SettledJournal::open(&config.store.path).map_err(|source| Error::Journal {
+        path: config.store.path.clone(),
+        source,
+    })?;
     let engine = Engine::new(EngineParts {
         store,
         writer,
         attempt_log,
+        journal,
         payloads,
         catalog,
         deliverer: deliverer(config)?,

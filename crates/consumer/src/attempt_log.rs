@@ -150,7 +150,7 @@ pub(crate) fn attempt_record(
 /// The outcome's name in the attempt log and in metric labels.
 pub(crate) fn outcome_name(outcome: Outcome) -> &'static str {
     match outcome {
-        Outcome::Delivered => "delivered",
+        Outcome::Delivered => hookwire_store::DELIVERED,
         Outcome::Retry { .. } => "retry",
         Outcome::Permanent => "permanent",
         Outcome::Gone => "gone",

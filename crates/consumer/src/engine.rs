@@ -29,6 +29,7 @@ use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
 use crate::endpoints::{EndpointLimits, Endpoints, Signal};
 use crate::payloads::PayloadArchive;
+use crate::settled::SettledJournal;
 use crate::spans::{self, Spans};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
@@ -55,6 +56,7 @@ pub struct Engine {
     store: Store,
     writer: Writer,
     attempt_log: AttemptLog,
+    journal: SettledJournal,
     payloads: PayloadArchive,
     catalog: Catalog,
     deliverer: Deliverer,
@@ -80,6 +82,8 @@ pub struct EngineParts {
     pub writer: Writer,
     /// The batched attempt log.
     pub attempt_log: AttemptLog,
+    /// An event's deliveries settled while the event waits for its others.
+    pub journal: SettledJournal,
     /// Keeps each event's body for resending.
     pub payloads: PayloadArchive,
     /// The event catalog.
@@ -106,6 +110,7 @@ impl Engine {
             store,
             writer,
             attempt_log,
+            journal,
             payloads,
             catalog,
             deliverer,
@@ -123,6 +128,7 @@ impl Engine {
             store,
             writer,
             attempt_log,
+            journal,
             payloads,
             catalog,
             deliverer,
@@ -209,7 +215,13 @@ impl Engine {
         let trace = spans::tasks_trace(span.as_ref(), producer_trace);
         let subscribers = self.store.subscribers(&event.org, &event.event_type)?;
         debug!(event_id = %event.id, org = %event.org, event_type = %event.event_type, subscribers = subscribers.len(), "Event received.");
-        let first_seen_ms = now_ms();
+        // A redelivered event was first seen when its body was archived: its deliveries keep
+        // their age, and their attempts before the redelivery are looked for from then on.
+        let archived = match message.redelivered {
+            true => self.store.payload(&event.org, &event.id)?,
+            false => None,
+        };
+        let first_seen_ms = archived.map_or_else(now_ms, |kept| kept.received_at_ms);
         // Kept for resending whoever subscribes now: a webhook added later may be sent it.
         // An organization without any webhook has nothing to resend to, and producers must
         // not fill the archive with organizations nobody serves.
@@ -234,28 +246,47 @@ impl Engine {
         if let Some(span) = &mut span {
             span.deliveries(passing.len());
         }
-        let tasks = passing.into_iter().map(|sub| {
-            let task = Task::new(
-                &event.id,
-                &event.org,
-                &event.event_type,
-                sub.id,
-                first_seen_ms,
-                event.published_at_ms,
-            )
-            .with_trace(trace.clone());
-            (task, sub)
-        });
+        let mut tasks: Vec<_> = passing
+            .into_iter()
+            .map(|sub| {
+                let task = Task::new(
+                    &event.id,
+                    &event.org,
+                    &event.event_type,
+                    sub.id,
+                    first_seen_ms,
+                    event.published_at_ms,
+                )
+                .with_trace(trace.clone());
+                (task, sub)
+            })
+            .collect();
+        if message.redelivered {
+            tasks.retain(|(task, _)| !self.settled_before(task));
+        }
         if tasks.len() > self.settings.inline_fanout_max {
             // A large fan-out becomes tasks, so one event never holds many attempts inline.
             return self
-                .publish_fanout(publisher, &message.data, tasks.map(|(task, _)| task))
+                .publish_fanout(
+                    publisher,
+                    &message.data,
+                    tasks.into_iter().map(|(task, _)| task),
+                )
                 .await
                 .inspect_err(|e| spans::failed(&mut span, e));
         }
-        try_join_all(
-            tasks.map(|(task, sub)| self.deliver(publisher, task, Some(sub), &message.data, None)),
-        )
+        // The event's ack waits for all its deliveries: each one settled meanwhile is
+        // journaled, so that a redelivery of the event does not make it again.
+        let journaled = tasks.len() > 1;
+        try_join_all(tasks.into_iter().map(|(task, sub)| async move {
+            let webhook_id = journaled.then(|| task.webhook_id());
+            self.deliver(publisher, task, Some(sub), &message.data, None)
+                .await?;
+            if let Some(id) = webhook_id {
+                self.journal.record(&id);
+            }
+            Ok::<_, crate::Error>(())
+        }))
         .await
         .inspect_err(|e| spans::failed(&mut span, e))?;
         Ok(())
@@ -288,6 +319,9 @@ impl Engine {
             return self
                 .dead_letter(publisher, body, dead, rejection.reason)
                 .await;
+        }
+        if message.redelivered && self.delivered_before(&task, &task.webhook_id()) {
+            return Ok(());
         }
         let sub = self.store.get(&task.org, &task.subscription_id)?;
         if sub
@@ -387,6 +421,48 @@ impl Engine {
         self.settle_failure(publisher, &next, sub, body, decision, &report)
             .instrument(span)
             .await
+    }
+
+    /// Whether the delivery `task` of a redelivered event was settled already: a node
+    /// stopped (or lost its channel) before the event's ack. The journal knows the
+    /// deliveries this node settled (delivered, scheduled for a retry, dead-lettered)
+    /// while the event waited for its others; the attempt log knows those made.
+    fn settled_before(&self, task: &Task) -> bool {
+        let webhook_id = task.webhook_id();
+        if self.journal.contains(&webhook_id) {
+            telemetry::delivery("already_settled");
+            debug!(%webhook_id, "Redelivered event's delivery was settled already; not made again.");
+            return true;
+        }
+        self.delivered_before(task, &webhook_id)
+    }
+
+    /// Whether this node's attempt log holds a delivered attempt of `task`, whose message
+    /// was redelivered. Only redelivered messages ask, so the normal path pays nothing.
+    /// A task's own message never asks the journal: a retry is the very message its
+    /// event's journaled delivery scheduled. A record not here yet (the last moments
+    /// before a crash, or another node's attempt still on its way through the attempts
+    /// stream), or a log that cannot be read, means the delivery is made again, as
+    /// at-least-once allows.
+    fn delivered_before(&self, task: &Task, webhook_id: &str) -> bool {
+        // Attempts are timed by the node that made them: allow for its clock.
+        const CLOCK_ALLOWANCE_MS: u64 = 60_000;
+        let since = task.first_seen_ms.saturating_sub(CLOCK_ALLOWANCE_MS);
+        match self
+            .store
+            .delivered_since(&task.subscription_id, webhook_id, since)
+        {
+            Ok(true) => {
+                telemetry::delivery("already_settled");
+                debug!(%webhook_id, "Redelivered, but the attempt log records it delivered; not made again.");
+                true
+            }
+            Ok(false) => false,
+            Err(error) => {
+                warn!(%webhook_id, %error, "Attempt log unreadable; the redelivered delivery is made again.");
+                false
+            }
+        }
     }
 
     /// Applies the decision after an attempt that did not deliver: disabling, then the

@@ -14,6 +14,7 @@ pub mod endpoints;
 mod engine;
 mod error;
 pub mod payloads;
+mod settled;
 pub mod spans;
 mod telemetry;
 
@@ -21,3 +22,4 @@ pub use daemon::{AmqpSettings, Daemon};
 pub use endpoints::{CircuitLimits, CircuitSnapshot, CircuitState, EndpointLimits, Endpoints};
 pub use engine::{Engine, EngineParts, EngineSettings};
 pub use error::{Error, Result};
+pub use settled::SettledJournal;

@@ -184,6 +184,95 @@ async fn sigkill_mid_delivery_then_restart_delivers_everything() {
     fx.finish().await;
 }
 
+/// An event's deliveries settled before a SIGKILL, while the event was held unacked by
+/// another subscriber, are not made again when it is redelivered: one answered 2xx, and
+/// one answered 500 whose retry was scheduled (and then delivered). The restarted `serve`
+/// finds them in the settled journal (and the attempt log) and makes only the held one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_settled_before_a_sigkill_are_not_made_again() {
+    const EVENTS: usize = 6;
+    /// The slow receiver holds this many first requests open until the kill, so that many
+    /// events stay unacked after the others have answered them.
+    const HELD: usize = 3;
+    let fast = Receiver::ok().await;
+    let slow = Receiver::start(|n, _| Reply {
+        status: 200,
+        headers: vec![],
+        delay: if n < HELD {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        },
+    })
+    .await;
+    // 500 to the first request of each delivery, 200 to the rest.
+    let seen = std::sync::Mutex::new(BTreeSet::new());
+    let flaky = Receiver::start(move |_, r| {
+        let first = seen
+            .lock()
+            .expect("lock")
+            .insert(r.header("webhook-id").to_owned());
+        Reply::status(if first { 500 } else { 200 })
+    })
+    .await;
+    let subs = [&fast, &slow, &flaky]
+        .map(|r| new_subscription("acme", &r.url(), &["report_run_completed"]));
+    let fx = Fixture::new(&subs).await;
+    let mut serve = fx.start().await;
+    fx.wait_consumers(1).await;
+    fx.publish_runs(EVENTS).await;
+    fast.wait_for(EVENTS, Duration::from_secs(30)).await;
+    slow.wait_for(EVENTS, Duration::from_secs(30)).await;
+    // Each first attempt, then its retry from the tier.
+    flaky.wait_for(2 * EVENTS, Duration::from_secs(30)).await;
+    // Give the journal's write, and the attempt log's batch and sled's 500 ms flush, time
+    // to reach the file: a SIGKILL keeps what did.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        slow.answered().len(),
+        EVENTS - HELD,
+        "the held requests are open"
+    );
+    serve.kill().expect("SIGKILL, reaped");
+    fx.wait_consumers(0).await;
+
+    let mut serve = fx.start().await;
+    let api = serve.api().expect("serve's API");
+    eventually(
+        WAIT,
+        "the held events answered after the restart",
+        || async { (answered_bodies(&slow).len() == EVENTS).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        fast.requests().len(),
+        EVENTS,
+        "no delivery answered before the kill was made again"
+    );
+    assert_eq!(
+        flaky.requests().len(),
+        2 * EVENTS,
+        "no delivery whose retry was scheduled before the kill was made again"
+    );
+    let metrics = reqwest::get(format!("http://{api}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let skipped: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with(r#"hookwire_deliveries_total{outcome="already_settled"}"#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        skipped >= 2.0 * HELD as f64,
+        "each redelivered event's two settled deliveries are counted: {skipped}"
+    );
+    assert!(serve.terminate(WAIT).await.expect("serve stops").success());
+    fx.finish().await;
+}
+
 /// A created webhook's secret reaches neither the store's files (it is sealed) nor the
 /// logs, even at TRACE level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
