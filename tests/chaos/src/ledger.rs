@@ -215,6 +215,10 @@ fn describe(
 
 /// How many lost pairs and unexplained duplicates a tally names.
 const EXAMPLES: usize = 5;
+/// Duplicates answered before a disturbance, per expected pair: hookwire had the answer,
+/// and a redelivery finds it (docs/delivery-semantics.md) unless it came in the last
+/// moments before a kill.
+const ANSWERED_BEFORE_MAX_PERCENT: f64 = 0.1;
 
 /// The webhook-ids of the dead letters that name an event and a webhook.
 fn dead_pairs(dead: &[Dead]) -> HashSet<String> {
@@ -347,6 +351,13 @@ impl Tally {
                 self.other_examples.join("; ")
             ));
         }
+        if self.answered_before_rate() > ANSWERED_BEFORE_MAX_PERCENT {
+            out.push(format!(
+                "{} duplicates answered before a disturbance ({:.2}% of expected pairs, more than {ANSWERED_BEFORE_MAX_PERCENT}%)",
+                self.dup_answered_before,
+                self.answered_before_rate()
+            ));
+        }
         if self.dup_in_flight > self.open_at_disturbances {
             out.push(format!(
                 "{} duplicates in flight at a disturbance, more than the {} requests open then",
@@ -431,7 +442,7 @@ pub fn report(outcomes: &[Outcome]) -> (String, bool) {
         );
         let _ = writeln!(
             s,
-            "{:<16} duplicates: in_flight={} (open at disturbances: {}, over {} receiver-disturbances) answered_before={} ({:.2}% of expected pairs; not bounded yet) fanned_out_again={} other={}",
+            "{:<16} duplicates: in_flight={} (open at disturbances: {}, over {} receiver-disturbances) answered_before={} ({:.2}% of expected pairs, at most {ANSWERED_BEFORE_MAX_PERCENT}%) fanned_out_again={} other={}",
             "",
             t.dup_in_flight,
             t.open_at_disturbances,
@@ -544,8 +555,9 @@ mod tests {
         }
         let mut s = Script::new();
         s.request("ok", sub, 0, 1, 200);
-        s.request("twice", sub, 2, 3, 200);
-        s.disturbance(10, 20, 0);
+        // Open at a kill, delivered again after it.
+        s.request("twice", sub, 2, 15, 200);
+        s.disturbance(10, 20, 1);
         s.request("twice", sub, 30, 31, 200);
         s.request("dead", sub, 4, 5, 400);
         s.request("failed", sub, 6, 7, 500);
@@ -658,10 +670,44 @@ mod tests {
             )]
         );
         let failures = t.failures();
-        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures.len(), 2, "{failures:?}");
         assert!(
             failures[0].starts_with("1 duplicate(s) no disturbance explains (other at "),
             "{failures:?}"
+        );
+        assert_eq!(
+            failures[1],
+            "2 duplicates answered before a disturbance (40.00% of expected pairs, more than 0.1%)"
+        );
+    }
+
+    #[test]
+    fn answered_before_duplicates_fail_above_a_thousandth_of_the_pairs() {
+        let verdict = |pairs: usize| {
+            let sub = Uuid::now_v7();
+            let mut ledger = Ledger::default();
+            let mut s = Script::new();
+            s.disturbance(100, 150, 0);
+            for n in 0..pairs {
+                let e = format!("e{n}");
+                ledger.expect_at(&e, sub);
+                s.request(&e, sub, 50, 60, 200);
+            }
+            s.request("e0", sub, 160, 161, 200);
+            let t = ledger.tally_logs(&[(sub, &s.log)], &[], |_| false, |_| None);
+            assert_eq!((t.dup_answered_before, t.lost), (1, 0));
+            t.failures()
+        };
+        assert_eq!(
+            verdict(1000),
+            Vec::<String>::new(),
+            "one in 1,000 is allowed"
+        );
+        assert_eq!(
+            verdict(999),
+            [
+                "1 duplicates answered before a disturbance (0.10% of expected pairs, more than 0.1%)"
+            ]
         );
     }
 
