@@ -70,8 +70,8 @@ type Observer = dyn Fn(usize, &Recorded, u16) + Send + Sync;
 #[derive(Default)]
 struct Log {
     requests: Mutex<Vec<Recorded>>,
-    /// Indexes into `requests` whose answer was handed to the connection.
-    answered: Mutex<Vec<usize>>,
+    /// Indexes into `requests` whose answer was handed to the connection, and when.
+    answered: Mutex<Vec<(usize, Instant)>>,
     /// With an observer nothing is kept: requests are only counted, and the observer
     /// keeps what it needs.
     observer: Option<Arc<Observer>>,
@@ -213,8 +213,26 @@ impl Receiver {
             .lock()
             .expect("lock")
             .iter()
-            .map(|n| requests[*n].clone())
+            .map(|(n, _)| requests[*n].clone())
             .collect()
+    }
+
+    /// Requests open during `from..to`: arrived before `to`, and not answered before
+    /// `from`. A redelivery after a disturbance in that window can repeat at most these
+    /// without hookwire having had their answers.
+    pub fn open_during(&self, from: Instant, to: Instant) -> usize {
+        let requests = self.log.requests.lock().expect("lock");
+        let answered: HashMap<usize, Instant> = self
+            .log
+            .answered
+            .lock()
+            .expect("lock")
+            .iter()
+            .copied()
+            .collect();
+        (0..requests.len())
+            .filter(|n| requests[*n].at < to && answered.get(n).is_none_or(|at| *at >= from))
+            .count()
     }
 
     /// TCP connections accepted so far.
@@ -276,7 +294,11 @@ where
             }
             match &requests.observer {
                 Some(observer) => observer(n, &recorded, reply.status),
-                None => requests.answered.lock().expect("lock").push(n),
+                None => requests
+                    .answered
+                    .lock()
+                    .expect("lock")
+                    .push((n, Instant::now())),
             }
             Ok::<_, Infallible>(
                 response

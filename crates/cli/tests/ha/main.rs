@@ -219,6 +219,9 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down(cluster: &
     let mut reported = publish(&producer, 0, batch).await;
     one.wait_for(batch / 2, WAIT).await;
     let mut resumed = Vec::new();
+    // Requests open at the receivers while deliveries were disturbed: the most duplicates
+    // whose outcome hookwire could not know.
+    let mut open = 0;
     let session = format!("{}@ha-1", config.amqp.connection_name);
     for round in 0..2 {
         // First the node leading the events queue, then the one serve consumes from.
@@ -247,6 +250,8 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down(cluster: &
         )
         .await;
         let resumed_after = stopped_at.elapsed();
+        let now = Instant::now();
+        open += one.open_during(stopped_at, now) + two.open_during(stopped_at, now);
         eprintln!(
             "round {round}: stopped hwc{leader}@localhost in {stop_took:?}; first event published after the stop delivered {resumed_after:?} after the stop began"
         );
@@ -264,11 +269,16 @@ async fn serve_keeps_delivering_while_the_events_queue_leader_is_down(cluster: &
     )
     .await;
     let delivered = one.answered().len() + two.answered().len();
+    let duplicates = delivered - 2 * EVENTS;
     eprintln!(
-        "two node stops: {} deliveries for {} events × 2 receivers ({} duplicates); {reported} publish(es) reported failed and published again",
-        delivered,
-        EVENTS,
-        delivered - 2 * EVENTS
+        "two node stops: {delivered} deliveries for {EVENTS} events × 2 receivers ({duplicates} duplicates, {open} requests open during the stops); {reported} publish(es) reported failed and published again",
+    );
+    // A publish reported failed and sent again makes a second event: its deliveries are
+    // duplicates hookwire could not avoid either.
+    let allowed = open + 2 * reported + (2 * EVENTS).div_ceil(1000);
+    assert!(
+        duplicates <= allowed,
+        "{duplicates} duplicates, more than the {open} requests open during the stops, the {reported} events published again and a thousandth of the deliveries"
     );
     eventually(WAIT, "serve is ready", || async {
         let ready = http.get(format!("http://{api}/readyz")).send().await.ok()?;
