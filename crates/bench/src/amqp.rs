@@ -15,19 +15,20 @@ use hookwire_amqp::{Names, OutgoingEvent, Producer, Publisher};
 use hookwire_core::Catalog;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::tally::{Tally, parse_seq};
+use crate::tally::{Tally, parse_run_and_seq};
 
 /// The event type every bench event has.
 pub const EVENT_TYPE: &str = "report_run_completed";
 
-/// Event `seq` of `org`, shaped like Mode's payloads (about 100 bytes of body). Its id is
-/// unique, as a producer's are: hookwire drops an event whose id it has kept already as a
-/// producer's repeat, and the scenarios' rounds publish the same `seq`s again.
-pub fn event(org: &str, seq: usize) -> OutgoingEvent {
+/// Event `seq` of `org` in the tally `run`, shaped like Mode's payloads (about 100 bytes
+/// of body; the run is the report's id). Its id is unique, as a producer's are: hookwire
+/// drops an event whose id it has kept already as a producer's repeat, and the
+/// scenarios' rounds publish the same `seq`s again.
+pub fn event(org: &str, run: u64, seq: usize) -> OutgoingEvent {
     let mut data = serde_json::Map::new();
     data.insert(
         "report_run_url".into(),
-        format!("https://app.mode.com/{org}/reports/8f2c1e0a9b7d/runs/{seq}").into(),
+        format!("https://app.mode.com/{org}/reports/{run:012x}/runs/{seq}").into(),
     );
     OutgoingEvent {
         org: org.into(),
@@ -111,7 +112,9 @@ impl Source {
             }
             let published = confirms
                 .publish(&self.channel, &self.exchange, EVENT_TYPE, || {
-                    let encoded = self.producer.encode(&event(org_of(seq), seq))?;
+                    let encoded = self
+                        .producer
+                        .encode(&event(org_of(seq), tally.run(), seq))?;
                     tally.mark_sent(seq);
                     Ok(encoded)
                 })
@@ -270,9 +273,9 @@ pub async fn consume_until(
             bail!("the baseline consumer was cancelled");
         };
         let delivery = delivery?;
-        match parse_seq(&delivery.data) {
-            Some(seq) => tally.deliver(seq, 0),
-            None => tally.deliver(usize::MAX, 0),
+        match parse_run_and_seq(&delivery.data) {
+            Some((run, seq)) => tally.deliver(run, seq, 0),
+            None => tally.deliver(0, usize::MAX, 0),
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
     }

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use crate::tally::{Mode, Tally, parse_seq};
+use crate::tally::{Mode, Tally, parse_run_and_seq};
 
 /// The name of every receiver thread (`/proc/self/task/*/comm`).
 pub const THREAD_NAME: &str = "hw-receiver";
@@ -209,10 +209,10 @@ async fn answer(
         Some(Some(delay)) => delay,
         None => tally.answer_delay(),
     };
-    let status = match (k, body.as_deref().ok().and_then(parse_seq)) {
-        (Ok(k), Some(seq)) => tally.on_request(seq, k),
+    let status = match (k, body.as_deref().ok().and_then(parse_run_and_seq)) {
+        (Ok(k), Some((run, seq))) => tally.on_request(run, seq, k),
         // Counted as a stray (an index no scenario uses); 200 so it is never retried.
-        _ => tally.on_request(usize::MAX, 0),
+        _ => tally.on_request(0, usize::MAX, 0),
     };
     if !delay.is_zero() {
         // Never closed: acquire fails only then.

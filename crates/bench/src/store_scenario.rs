@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use hookwire_store::{Change, Store};
 use serde::Serialize;
 
@@ -86,11 +86,26 @@ pub fn run(subscriptions: usize, lookups: usize, cache_capacity_bytes: u64) -> R
     let (mut samples, mut found) = (Vec::with_capacity(lookups), 0usize);
     let started = Instant::now();
     for _ in 0..lookups {
-        let org = org_name(next() as usize % orgs);
-        let event = EVENTS[next() as usize % EVENTS.len()];
+        let o = next() as usize % orgs;
+        let e = next() as usize % EVENTS.len();
+        let (org, event) = (org_name(o), EVENTS[e]);
         let t = Instant::now();
         let subs = store.subscribers(&org, event)?;
         samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        // What was stored for the pair, so that a lookup that finds nothing cannot pass
+        // for a fast one.
+        let stored = (o * PER_ORG..((o + 1) * PER_ORG).min(subscriptions))
+            .filter(|i| i % EVENTS.len() == e)
+            .count();
+        let right = subs
+            .iter()
+            .all(|sub| sub.org == org && sub.events.iter().any(|x| x == event));
+        if subs.len() != stored || !right {
+            bail!(
+                "store: the lookup of ({org}, {event}) found {} subscription(s), {stored} stored",
+                subs.len()
+            );
+        }
         found += subs.len();
     }
     let lookup_secs = started.elapsed().as_secs_f64();

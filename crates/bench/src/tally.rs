@@ -11,6 +11,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+/// The next tally's [`Tally::run`].
+static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
+
 /// The most subscribers per event a tally tracks (one bit each).
 pub const MAX_FANOUT: usize = 16;
 
@@ -49,6 +52,9 @@ pub struct Tally {
     failed_answers: AtomicU64,
     first_attempts: AtomicU64,
     strays: AtomicU64,
+    /// Tells this tally's events from other scenarios' and rounds': a late delivery of
+    /// theirs is a stray, not one of these.
+    run: u64,
     first_sent_ns: AtomicU64,
     last_received_ns: AtomicU64,
     /// How long the receiver takes to answer each request (a slow receiver).
@@ -143,6 +149,7 @@ impl Tally {
             failed_answers: AtomicU64::new(0),
             first_attempts: AtomicU64::new(0),
             strays: AtomicU64::new(0),
+            run: NEXT_RUN.fetch_add(1, Relaxed),
             first_sent_ns: AtomicU64::new(u64::MAX),
             last_received_ns: AtomicU64::new(0),
             answer_delay: Duration::ZERO,
@@ -228,9 +235,15 @@ impl Tally {
         (seq as u64).wrapping_mul(2_654_435_761) % 100 < percent
     }
 
-    /// The receiver's answer to one request for event `seq` at subscriber `k`, counted.
-    pub fn on_request(&self, seq: usize, k: usize) -> u16 {
-        if seq >= self.events || k >= self.fanout {
+    /// The tag this tally's events carry.
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+
+    /// The receiver's answer to one request for event `seq` of `run` at subscriber `k`,
+    /// counted.
+    pub fn on_request(&self, run: u64, seq: usize, k: usize) -> u16 {
+        if run != self.run || seq >= self.events || k >= self.fanout {
             self.strays.fetch_add(1, Relaxed);
             // 200, so that a stray delivery is counted once and never retried.
             return 200;
@@ -248,14 +261,15 @@ impl Tally {
             self.failed_answers.fetch_add(1, Relaxed);
             return 500;
         }
-        self.deliver(seq, k);
+        self.deliver(run, seq, k);
         200
     }
 
-    /// Counts event `seq` as received by subscriber `k`.
-    pub fn deliver(&self, seq: usize, k: usize) {
+    /// Counts event `seq` of `run` as received by subscriber `k`.
+    pub fn deliver(&self, run: u64, seq: usize, k: usize) {
         let now = self.now_ns();
-        let (Some(bits), true) = (self.received.get(seq), k < self.fanout) else {
+        let (Some(bits), true) = (self.received.get(seq), run == self.run && k < self.fanout)
+        else {
             self.strays.fetch_add(1, Relaxed);
             return;
         };
@@ -333,15 +347,17 @@ impl Tally {
     }
 }
 
-/// The event number in a body: the digits after `/runs/` in its URL field.
-pub fn parse_seq(body: &[u8]) -> Option<usize> {
-    const MARK: &[u8] = b"/runs/";
-    let at = body.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
-    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&body[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+/// The run and the event number in a body ([`crate::amqp::event`]): the hex digits after
+/// `/reports/` and the digits after `/runs/` in its URL field.
+pub fn parse_run_and_seq(body: &[u8]) -> Option<(u64, usize)> {
+    fn after<'a>(body: &'a [u8], mark: &[u8], digit: fn(&u8) -> bool) -> Option<&'a str> {
+        let at = body.windows(mark.len()).position(|w| w == mark)? + mark.len();
+        let digits = body[at..].iter().take_while(|b| digit(b)).count();
+        std::str::from_utf8(&body[at..at + digits]).ok()
+    }
+    let run = u64::from_str_radix(after(body, b"/reports/", u8::is_ascii_hexdigit)?, 16).ok()?;
+    let seq = after(body, b"/runs/", u8::is_ascii_digit)?.parse().ok()?;
+    Some((run, seq))
 }
 
 #[cfg(test)]
@@ -353,22 +369,26 @@ mod tests {
         let t = Tally::new(10, 2, Mode::FailFirst { percent: 30 }, Instant::now());
         let failing: Vec<usize> = (0..10).filter(|&s| Tally::fails_first(s, 30)).collect();
         assert!(!failing.is_empty() && failing.len() < 10);
+        let run = t.run();
         for seq in 0..10 {
             t.mark_sent(seq);
             for k in 0..2 {
-                let first = t.on_request(seq, k);
+                let first = t.on_request(run, seq, k);
                 assert_eq!(first == 500, failing.contains(&seq));
                 if first == 500 {
-                    assert_eq!(t.on_request(seq, k), 200);
+                    assert_eq!(t.on_request(run, seq, k), 200);
                 }
             }
         }
         assert_eq!(t.delivered(), t.expected());
         assert_eq!(t.failed_answers(), 2 * failing.len() as u64);
-        assert_eq!(t.on_request(0, 0), 200);
+        assert_eq!(t.on_request(run, 0, 0), 200);
         assert_eq!(t.duplicates(), 1);
-        assert_eq!(t.on_request(10, 0), 200);
+        assert_eq!(t.on_request(run, 10, 0), 200);
         assert_eq!(t.strays(), 1);
+        let other = Tally::new(10, 2, Mode::Ok, Instant::now());
+        assert_eq!(t.on_request(other.run(), 0, 0), 200, "another run's event");
+        assert_eq!((t.strays(), t.duplicates()), (2, 1));
         assert_eq!(t.latencies().count, 20);
         assert_eq!(t.latencies_of(2..5).count, 6);
         assert_eq!(t.delivered_of(2..5), 6);
@@ -391,9 +411,9 @@ mod tests {
 
     #[test]
     fn seq_is_read_from_the_url_field() {
-        let body = br#"{"event":"report_run_completed","report_run_url":"https://app.mode.com/a/reports/1/runs/42"}"#;
-        assert_eq!(parse_seq(body), Some(42));
-        assert_eq!(parse_seq(b"{}"), None);
+        let body = br#"{"event":"report_run_completed","report_run_url":"https://app.mode.com/a/reports/1f/runs/42"}"#;
+        assert_eq!(parse_run_and_seq(body), Some((31, 42)));
+        assert_eq!(parse_run_and_seq(b"{}"), None);
     }
 
     #[test]

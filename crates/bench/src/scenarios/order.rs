@@ -94,12 +94,10 @@ impl Bench {
                 }
             };
             if has(Scenario::Baseline) {
-                let n = if self.cli.smoke {
-                    events
-                } else {
-                    events.max(20_000)
-                };
-                let r = self.baseline(&label("baseline"), n, None, false).await?;
+                // As many messages as the fanout1 it is compared with.
+                let r = self
+                    .baseline(&label("baseline"), events, None, false)
+                    .await?;
                 self.baseline_per_sec = Some(r.per_sec);
                 results.push(r);
             }
@@ -152,13 +150,8 @@ impl Bench {
             }
             if self.cluster.is_some() {
                 if has(Scenario::Baseline) {
-                    let n = if self.cli.smoke {
-                        events
-                    } else {
-                        events.max(20_000)
-                    };
                     let r = self
-                        .baseline(&label("baseline-cluster"), n, None, true)
+                        .baseline(&label("baseline-cluster"), events, None, true)
                         .await?;
                     self.cluster_baseline_per_sec = Some(r.per_sec);
                     results.push(r);
