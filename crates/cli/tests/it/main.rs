@@ -1,6 +1,7 @@
 //! Tests of the `hookwire` binary as a user runs it: as a child process, against the real
 //! broker and loopback receivers.
 
+mod alerts;
 mod client;
 mod cluster;
 mod commands;
