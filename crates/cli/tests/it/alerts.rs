@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hookwire_amqp::{OutgoingEvent, Producer, Topology};
+use hookwire_amqp::{Producer, Topology};
 use hookwire_core::{Catalog, Config};
 use hookwire_testkit::serve_child::seed_store;
 use hookwire_testkit::tools::{prometheus, promtool, repo_root, run_ok};
@@ -158,18 +158,7 @@ async fn a_real_prometheus_raises_the_shipped_alerts_of_a_failing_webhook_and_a_
     )
     .await
     .expect("producer");
-    for i in 0..5 {
-        let data =
-            serde_json::from_value(serde_json::json!({"report_run_url": "https://mode.test/r"}))
-                .expect("a map");
-        let event = OutgoingEvent {
-            org: "acme".into(),
-            event_type: "report_run_completed".into(),
-            id: format!("evt-{i}"),
-            data,
-        };
-        producer.publish(&event).await.expect("publish");
-    }
+    crate::publish_runs(&producer, 0..5).await;
     let broker = Broker::connect().await;
     broker
         .publish_raw(
