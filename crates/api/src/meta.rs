@@ -95,6 +95,17 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>) {
+    let health = readiness(&state);
+    let code = if health.problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health))
+}
+
+/// What `/readyz` answers: `ok`, or `unavailable` and why.
+fn readiness(state: &ApiState) -> Health {
     let mut problems = Vec::new();
     if !state.broker_ready.load(Ordering::SeqCst) {
         problems.push("not connected to the broker, or not consuming".to_owned());
@@ -130,19 +141,16 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
             attempts_applied_offset,
         }
     });
-    let (code, status) = if problems.is_empty() {
-        (StatusCode::OK, "ok")
+    let status = if problems.is_empty() {
+        "ok"
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        "unavailable"
     };
-    (
-        code,
-        Json(Health {
-            status: status.into(),
-            problems,
-            replication,
-        }),
-    )
+    Health {
+        status: status.into(),
+        problems,
+        replication,
+    }
 }
 
 /// This document.
@@ -190,6 +198,9 @@ pub async fn metrics(
         .metrics
         .as_ref()
         .ok_or_else(|| crate::ApiError::NotFound("no metrics recorder is installed".into()))?;
+    // Asked at each scrape, so that Prometheus sees what a load balancer's probe would.
+    let ready = readiness(&state).problems.is_empty();
+    metrics::gauge!("hookwire_ready").set(if ready { 1.0 } else { 0.0 });
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

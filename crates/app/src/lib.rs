@@ -69,6 +69,9 @@ impl App {
     /// Assembles everything around a store that is already open, so a process can stop
     /// and start hookwire again on one store (sled allows one open per directory).
     pub async fn with_store(config: &Config, store: Store) -> Result<Self> {
+        // First: the writers spawned below record from their first moment (the payload
+        // archive's first prune sets its gauges at once).
+        let metrics = metrics_recorder()?;
         let catalog = catalog(&config.catalog)?;
         let node = node_id(config)?;
         let connection_name = format!("{}@{node}", config.amqp.connection_name);
@@ -152,7 +155,6 @@ impl App {
                 attempts: attempt_stream,
             },
         )?;
-        let metrics = metrics_recorder()?;
         let access_keys = AccessTokenKeys::derive(
             &secrets_key,
             &previous_keys,
@@ -268,6 +270,9 @@ impl App {
             attempt_retention,
         } = self;
         telemetry::node(&node);
+        if changes.is_some() {
+            telemetry::register_stream_refusals();
+        }
         let upkeep = tokio::spawn(hookwire_api::meta::metrics_upkeep(metrics));
         let stop = CancellationToken::new();
         let api = tokio::spawn(hookwire_api::serve(

@@ -30,6 +30,17 @@ pub(crate) fn stream_refused(stream: &'static str, reason: &'static str) {
         .increment(1);
 }
 
+/// Exports every `hookwire_stream_entries_refused_total` series at 0 once the store is
+/// replicated, so that the first refusal is an increase an alert sees.
+pub(crate) fn register_stream_refusals() {
+    for stream in ["changes", "attempts", "payloads"] {
+        for reason in ["forged", "malformed", "unsealed", "replayed", "invalid"] {
+            metrics::counter!("hookwire_stream_entries_refused_total", "stream" => stream, "reason" => reason)
+                .increment(0);
+        }
+    }
+}
+
 /// `hookwire_stream_halted{stream}` = 1: this node stopped applying the stream at an
 /// entry its build does not know.
 pub(crate) fn stream_halted(stream: &'static str) {

@@ -153,6 +153,8 @@ impl Daemon {
     }
 
     async fn supervise(&self, stop: CancellationToken) -> Result<()> {
+        crate::telemetry::register_alerted_counters();
+        crate::telemetry::broker_connected(false);
         let mut backoff = self.backoff();
         loop {
             // lapin has no handshake timeout: a broker that accepts the connection but
@@ -166,6 +168,7 @@ impl Daemon {
                 Ok(session) => {
                     backoff = self.backoff();
                     self.ready.store(true, Ordering::SeqCst);
+                    crate::telemetry::broker_connected(true);
                     crate::telemetry::broker_session(self.brokers.current_address());
                     info!(
                         namespace = %self.engine.topology().names.namespace(),
@@ -174,6 +177,7 @@ impl Daemon {
                     );
                     let end = session.run(&self.engine, &stop, &self.amqp).await;
                     self.ready.store(false, Ordering::SeqCst);
+                    crate::telemetry::broker_connected(false);
                     match end {
                         SessionEnd::Shutdown => return Ok(()),
                         SessionEnd::Broken(e) => {

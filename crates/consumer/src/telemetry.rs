@@ -199,6 +199,23 @@ pub(crate) fn broker_session(broker: String) {
     counter!("hookwire_broker_sessions_total", "broker" => broker).increment(1);
 }
 
+/// `hookwire_broker_connected`: 1 while a broker session consumes, 0 while `serve`
+/// reconnects.
+pub(crate) fn broker_connected(connected: bool) {
+    gauge!("hookwire_broker_connected").set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Exports the counters that alerts watch at 0 before anything happens: `increase()`
+/// cannot see a series' first sample as an increase, so a series born at 1 would never
+/// alert. Every label value is known beforehand, so this adds a bounded set.
+pub(crate) fn register_alerted_counters() {
+    for reason in DeadReason::ALL {
+        counter!("hookwire_dead_letters_total", "reason" => reason.as_str()).increment(0);
+    }
+    counter!("hookwire_webhooks_disabled_total").increment(0);
+    counter!("hookwire_tier_overdue_total").increment(0);
+}
+
 /// The largest lateness seen since start, for the gauge.
 static MAX_OVERDUE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -353,6 +353,10 @@ impl Store {
                         );
                     }
                 }
+                // After each prune (every minute): how full the archive stays.
+                metrics::gauge!("hookwire_payload_archive_bytes")
+                    .set(self.payloads.kept_bytes() as f64);
+                metrics::gauge!("hookwire_payload_archive_max_bytes").set(max_bytes as f64);
                 Ok(())
             }
             Change::ArchiveDeadLetter(d) => self.dead.insert(d, None),

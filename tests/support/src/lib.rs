@@ -11,12 +11,14 @@
 //! - [`harness`]: a daemon running in-process against a seeded store.
 //! - [`serve_child`]: `hookwire serve` as a child process.
 //! - [`cluster`]: a three-node RabbitMQ cluster of its own, for the high-availability tests.
+//! - [`prometheus`]: Debian's Prometheus, scraping `serve` children with the shipped rules.
 
 pub mod broker;
 pub mod cluster;
 pub mod harness;
 pub mod misbehaving;
 pub mod overloaded;
+pub mod prometheus;
 pub mod receiver;
 pub mod serve_child;
 pub mod tls;
@@ -25,6 +27,7 @@ pub mod tools;
 pub use broker::{Broker, amqp_url, unique_namespace};
 pub use cluster::RabbitCluster;
 pub use harness::{Harness, new_subscription, test_config};
+pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Recorded, Reply};
 pub use serve_child::ServeChild;
 

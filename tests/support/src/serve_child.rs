@@ -109,6 +109,27 @@ impl ServeChild {
         }
     }
 
+    /// Waits until serve has logged its start line, and returns its API address: for a
+    /// serve that is not to become ready (its broker is not there). Fails early, with the
+    /// log's tail, if serve exits.
+    pub async fn wait_started(&mut self, timeout: Duration) -> Result<SocketAddr> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            if let Some(api) = self.logged_api() {
+                self.api = Some(api);
+                return Ok(api);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "serve logged no start line within {timeout:?}; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// The admin API's address, once [`Self::wait_ready`] has read it from the log.
     pub fn api(&self) -> Option<SocketAddr> {
         self.api

@@ -137,3 +137,24 @@ pub fn verify_ed25519_with_cryptography(
         request,
     )
 }
+
+/// Debian's `prometheus` (`HOOKWIRE_TEST_PROMETHEUS` overrides it), for the alert rules'
+/// end-to-end test. Fails clearly when `tests/setup-tools` has not installed it.
+pub fn prometheus() -> PathBuf {
+    packaged_binary("HOOKWIRE_TEST_PROMETHEUS", "/usr/bin/prometheus")
+}
+
+/// Debian's `promtool`, from the same package (`HOOKWIRE_TEST_PROMTOOL` overrides it).
+pub fn promtool() -> PathBuf {
+    packaged_binary("HOOKWIRE_TEST_PROMTOOL", "/usr/bin/promtool")
+}
+
+fn packaged_binary(variable: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/setup-tools (it installs Debian's prometheus)",
+        path.display()
+    );
+    path
+}

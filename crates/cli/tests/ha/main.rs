@@ -511,7 +511,7 @@ async fn dead_lettering_and_the_tier_watchdog_keep_working_while_leaders_move(
     let late_warning = "came back from its retry tier late";
     assert_eq!(
         overdue(&metrics_text(&http, &api).await),
-        None,
+        Some(0.0),
         "a tier overdue after the leader moves"
     );
     assert!(
@@ -561,7 +561,7 @@ async fn dead_lettering_and_the_tier_watchdog_keep_working_while_leaders_move(
     })
     .await;
     let reported = eventually(WAIT, "the late task reported overdue", || async {
-        overdue(&metrics_text(&http, &api).await)
+        overdue(&metrics_text(&http, &api).await).filter(|n| *n > 0.0)
     })
     .await;
     assert_eq!(reported, 1.0);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hookwire_amqp::{OutgoingEvent, Producer, Topology};
+use hookwire_amqp::{Producer, Topology};
 use hookwire_core::{Catalog, Config};
 use hookwire_testkit::harness::API_TOKEN;
 use hookwire_testkit::{
@@ -170,19 +170,7 @@ impl Cluster {
     }
 
     async fn publish_runs(&self, from: usize, to: usize) {
-        for i in from..to {
-            let data = serde_json::from_value(
-                json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
-            )
-            .expect("a map");
-            let event = OutgoingEvent {
-                org: "acme".into(),
-                event_type: "report_run_completed".into(),
-                id: format!("evt-{i}"),
-                data,
-            };
-            self.producer.publish(&event).await.expect("publish");
-        }
+        crate::publish_runs(&self.producer, from..to).await;
     }
 
     /// The sum of the samples of `node`'s `/metrics` whose line `matches`.

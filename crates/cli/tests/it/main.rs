@@ -1,6 +1,7 @@
 //! Tests of the `hookwire` binary as a user runs it: as a child process, against the real
 //! broker and loopback receivers.
 
+mod alerts;
 mod client;
 mod cluster;
 mod commands;
@@ -14,9 +15,11 @@ mod stream_bounds;
 mod stream_guard;
 mod verify;
 
+use std::ops::Range;
 use std::path::Path;
 use std::process::Command;
 
+use hookwire_amqp::{OutgoingEvent, Producer};
 use hookwire_core::Config;
 
 /// The built binary.
@@ -29,4 +32,22 @@ pub fn write_config(config: &Config, dir: &Path) -> std::path::PathBuf {
     let path = dir.join("hookwire.toml");
     std::fs::write(&path, config.to_toml()).expect("write config");
     path
+}
+
+/// Publishes `acme`'s `report_run_completed` events `evt-{i}` for each `i` of `ids`, each
+/// with its own URL.
+pub async fn publish_runs(producer: &Producer, ids: Range<usize>) {
+    for i in ids {
+        let data = serde_json::from_value(
+            serde_json::json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
+        )
+        .expect("a map");
+        let event = OutgoingEvent {
+            org: "acme".into(),
+            event_type: "report_run_completed".into(),
+            id: format!("evt-{i}"),
+            data,
+        };
+        producer.publish(&event).await.expect("publish");
+    }
 }

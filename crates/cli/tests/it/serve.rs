@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hookwire_amqp::{OutgoingEvent, Producer, Topology};
+use hookwire_amqp::{Producer, Topology};
 use hookwire_core::{Catalog, Config, Subscription};
 use hookwire_store::{AttemptQuery, Store};
 use hookwire_testkit::serve_child::seed_store;
@@ -95,19 +95,7 @@ impl Fixture {
 
     /// Publishes `report_run_completed` events `evt-{i}`, each with its own URL.
     async fn publish_runs(&self, count: usize) {
-        for i in 0..count {
-            let data = serde_json::from_value(
-                serde_json::json!({"report_run_url": format!("https://mode.test/runs/{i}")}),
-            )
-            .expect("a map");
-            let event = OutgoingEvent {
-                org: "acme".into(),
-                event_type: "report_run_completed".into(),
-                id: format!("evt-{i}"),
-                data,
-            };
-            self.producer.publish(&event).await.expect("publish");
-        }
+        crate::publish_runs(&self.producer, 0..count).await;
     }
 
     async fn finish(self) {

@@ -104,6 +104,11 @@ impl Payloads {
         Ok(())
     }
 
+    /// The bytes of the bodies kept now, as counted in step with every change.
+    pub(crate) fn kept_bytes(&self) -> u64 {
+        self.usage.total()
+    }
+
     /// How many payloads are kept, and their bodies' bytes.
     pub(crate) fn stats(&self) -> Result<(usize, u64)> {
         let (mut count, mut bytes) = (0, 0u64);

@@ -137,3 +137,22 @@ fn events_kept_one_per_key_before_blocks_are_read_as_blocks_of_one() {
     assert_eq!(read_all(&payloads, 0, u64::MAX, 10), ["old-2", "new"]);
     assert_eq!(payloads.get("acme", "old-0").expect("get"), None);
 }
+
+/// `hookwire_payload_archive_bytes` reads the running count: it must equal a full scan
+/// after inserts (a repeat counted once), a prune by age and an eviction by budget.
+#[test]
+fn the_kept_bytes_follow_every_insert_prune_and_eviction() {
+    let (db, payloads) = open();
+    let body = vec![b'x'; 1000];
+    let batch: Vec<Payload> = (0..6u64)
+        .map(|i| payload("acme", &format!("evt-{i}"), 10_000 + i * 1000, &body))
+        .collect();
+    payloads.insert(&db, &batch, None).expect("insert");
+    payloads.insert(&db, &batch[..2], None).expect("repeat");
+    let scanned = || payloads.stats().expect("stats").1;
+    assert_eq!((payloads.kept_bytes(), scanned()), (6000, 6000));
+    payloads.prune(11_500).expect("prune by age");
+    assert_eq!((payloads.kept_bytes(), scanned()), (4000, 4000));
+    payloads.enforce_budgets(2500, u64::MAX).expect("evict");
+    assert_eq!((payloads.kept_bytes(), scanned()), (2000, 2000));
+}
