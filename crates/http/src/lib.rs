@@ -3,9 +3,10 @@
 //!
 //! The client follows no redirects, takes no proxy from the environment, and resolves
 //! names through [`PolicyResolver`], so it only ever connects to addresses the target
-//! policy allows. It is hyper-util's pooled client over rustls (platform roots plus
-//! `delivery.ca_file`), without reqwest's per-request layers (docs/architecture.md,
-//! "Outbound HTTP").
+//! policy allows; with `delivery.proxy` it tunnels to those same checked addresses
+//! through the proxy ([`egress`]). It is hyper-util's pooled client over rustls (platform
+//! roots plus `delivery.ca_file`), without reqwest's per-request layers
+//! (docs/architecture.md, "Outbound HTTP").
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,9 +31,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+pub mod egress;
 mod error;
 pub mod otlp;
 
+pub use egress::{Proxy, ProxyCredentials};
 pub use error::{Error, Result};
 
 /// At most this much of a response body is read: enough for an error message, never a
@@ -83,7 +86,7 @@ impl AttemptReport {
     }
 }
 
-type Connector = HttpsConnector<HttpConnector<PolicyResolver>>;
+type Connector = HttpsConnector<egress::Egress>;
 
 /// Makes signed attempts under the target policy.
 #[derive(Debug, Clone)]
@@ -109,6 +112,8 @@ pub struct DelivererConfig {
     pub ca_pem: Option<Vec<u8>>,
     /// Retry 4xx other than 410.
     pub retry_client_errors: bool,
+    /// The proxy every attempt leaves through; `None`: straight to the target.
+    pub proxy: Option<Proxy>,
 }
 
 impl Deliverer {
@@ -122,11 +127,19 @@ impl Deliverer {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.timeout));
+        let egress = match config.proxy {
+            None => egress::Egress::Direct(http),
+            Some(proxy) => egress::Egress::Proxied(Arc::new(egress::Proxied::new(
+                proxy,
+                policy.clone(),
+                config.timeout,
+            )?)),
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(config.ca_pem.as_deref())?)
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http);
+            .wrap_connector(egress);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -10,6 +10,7 @@ mod filters;
 mod hygiene;
 mod lifecycle;
 mod operations;
+mod proxy;
 mod races;
 mod resend;
 mod spec;

@@ -13,6 +13,7 @@ mod https;
 mod hygiene;
 mod isolation;
 mod poison;
+mod proxy;
 mod retry;
 mod session;
 mod ssrf;
