@@ -9,6 +9,7 @@ mod ed25519;
 mod filters;
 mod hygiene;
 mod lifecycle;
+mod mtls;
 mod operations;
 mod proxy;
 mod races;

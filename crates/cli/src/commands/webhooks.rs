@@ -2,10 +2,12 @@
 //! webhooks, rotate their secrets and resend kept events to them, through the admin API.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use hookwire_api::webhooks::{Webhook, WebhookList};
+use hookwire_core::client_tls::ClientKey;
 
 use crate::api_flags::ApiArgs;
 use crate::client::{NewWebhook, WebhookChanges, follow_pages};
@@ -40,6 +42,8 @@ pub enum WebhookAction {
         /// true are delivered, e.g. 'body.report_run_url.startsWith("https://…/spaces/s1/")'.
         #[arg(long)]
         filter: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// List an organization's webhooks, oldest first.
     List {
@@ -99,6 +103,14 @@ pub enum WebhookAction {
         /// Remove the filter: every event of its types is delivered.
         #[arg(long)]
         no_filter: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Remove the client certificate and its key.
+        #[arg(long, conflicts_with = "client_cert")]
+        no_client_cert: bool,
+        /// Remove the webhook's CA certificates.
+        #[arg(long, conflicts_with = "ca_file")]
+        no_ca_file: bool,
     },
     /// Delete a webhook.
     Delete {
@@ -201,6 +213,42 @@ impl HeaderArgs {
     }
 }
 
+/// A webhook's TLS settings toward its receiver, read from PEM files.
+#[derive(Args, Debug, Default)]
+pub struct TlsArgs {
+    /// A PEM file with the client certificate (its own first, then intermediates),
+    /// presented when the receiver asks for one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The PEM file of the client certificate's private key: sealed at rest, never shown
+    /// again.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// A PEM file of CA certificates that may sign the receiver's certificate (a
+    /// receiver with a private CA).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The client certificate, its key and the CA certificates, as PEM text.
+    fn read(&self) -> Result<[Option<String>; 3]> {
+        let read = |path: &Option<PathBuf>, what: &str| {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read the {what} from {}", p.display()))
+                })
+                .transpose()
+        };
+        Ok([
+            read(&self.client_cert, "client certificate")?,
+            read(&self.client_key, "client key")?,
+            read(&self.ca_file, "CA certificates")?,
+        ])
+    }
+}
+
 /// `NAME=VALUE` as a pair; the API checks the name and the value.
 fn split_header(spec: &str, flag: &str) -> Result<(String, String)> {
     match spec.split_once('=') {
@@ -224,8 +272,10 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             headers,
             ed25519,
             filter,
+            tls,
         } => {
             let (headers, secret_headers) = headers.parse()?;
+            let [client_certificate, client_key, ca_certificates] = tls.read()?;
             let new = NewWebhook {
                 url,
                 description,
@@ -234,6 +284,9 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 secret_headers,
                 ed25519,
                 filter,
+                client_certificate,
+                client_key: client_key.map(ClientKey::new),
+                ca_certificates,
             };
             let reply = client.create(&org, &new, !no_verify).await?;
             if api.json {
@@ -303,8 +356,12 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             no_ed25519,
             filter,
             no_filter,
+            tls,
+            no_client_cert,
+            no_ca_file,
         } => {
             let (plain, secret) = headers.parse()?;
+            let [client_certificate, client_key, ca_certificates] = tls.read()?;
             let mut headers: BTreeMap<String, Option<String>> =
                 plain.into_iter().map(|(n, v)| (n, Some(v))).collect();
             for name in remove_headers {
@@ -323,10 +380,21 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 } else {
                     filter.map(Some)
                 },
+                client_certificate: if no_client_cert {
+                    Some(None)
+                } else {
+                    client_certificate.map(Some)
+                },
+                client_key: client_key.map(ClientKey::new),
+                ca_certificates: if no_ca_file {
+                    Some(None)
+                } else {
+                    ca_certificates.map(Some)
+                },
             };
             if changes.is_empty() {
                 bail!(
-                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter or --no-filter"
+                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file or --no-ca-file"
                 );
             }
             let reply = client.update(&org, &id, &changes, !no_verify).await?;
@@ -527,6 +595,15 @@ fn print_webhook(w: &Webhook) {
         ("filter", w.filter.clone().unwrap_or_default()),
         ("headers", headers_cell(w)),
         ("public keys", public_keys_cell(w)),
+        ("client cert", client_cert_cell(w)),
+        (
+            "ca certificates",
+            w.ca_certificates
+                .iter()
+                .map(|c| format!("{} (expires {})", c.subject, c.expires_at))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         ("created at", w.created_at.clone()),
         ("updated at", w.updated_at.clone()),
     ];
@@ -552,6 +629,19 @@ fn headers_cell(w: &Webhook) -> String {
         )
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether a client certificate is set, and what it says; never its key.
+fn client_cert_cell(w: &Webhook) -> String {
+    w.client_certificate
+        .as_ref()
+        .map(|c| {
+            format!(
+                "set, expires {} ({}, sha256 {})",
+                c.expires_at, c.subject, c.fingerprint_sha256
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// The Ed25519 public keys, newest first, with the end of a rotated-out key's grace.

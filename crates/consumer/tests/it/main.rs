@@ -12,6 +12,7 @@ mod hostile;
 mod https;
 mod hygiene;
 mod isolation;
+mod mtls;
 mod poison;
 mod proxy;
 mod retry;

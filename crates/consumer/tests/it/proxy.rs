@@ -5,30 +5,11 @@
 
 use std::time::Duration;
 
-use hookwire_store::{AttemptQuery, AttemptRecord};
 use hookwire_testkit::proxy::{Proxy, ProxyProtocol};
 use hookwire_testkit::tls::TestCa;
-use hookwire_testkit::{Harness, Receiver, eventually};
+use hookwire_testkit::{Harness, Receiver};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The webhook's attempts, once `n` are logged.
-async fn attempts(h: &Harness, sub: &hookwire_core::Subscription, n: usize) -> Vec<AttemptRecord> {
-    eventually(WAIT, &format!("{n} attempts logged"), || async {
-        let page = h
-            .store
-            .attempts(
-                &sub.id,
-                &AttemptQuery {
-                    limit: 100,
-                    ..Default::default()
-                },
-            )
-            .expect("attempts");
-        (page.items.len() >= n).then_some(page.items)
-    })
-    .await
-}
 
 #[tokio::test]
 async fn deliveries_leave_through_an_http_connect_proxy_that_asks_for_credentials() {
@@ -113,7 +94,7 @@ async fn a_target_the_policy_refuses_never_reaches_the_proxy() {
     let dead = h.wait_dead_letters(2, WAIT).await;
     assert_eq!(dead.len(), 2, "{dead:?}");
     for sub in [&private, &named] {
-        let logged = attempts(&h, sub, 1).await;
+        let logged = h.wait_attempts(&sub.id, 1, WAIT).await;
         assert_eq!(
             logged[0].error_kind.as_deref(),
             Some("target_refused"),
@@ -148,7 +129,7 @@ async fn a_proxy_that_is_down_fails_each_attempt_as_a_connection_failure_which_i
 
     let dead = h.wait_dead_letter("exhausted", WAIT).await;
     assert!(dead.detail.contains("2 attempts"), "{}", dead.detail);
-    let logged = attempts(&h, &sub, 2).await;
+    let logged = h.wait_attempts(&sub.id, 2, WAIT).await;
     assert_eq!(logged[0].outcome, "retry", "{logged:?}");
     for attempt in &logged {
         assert_eq!(

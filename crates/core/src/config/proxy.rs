@@ -129,19 +129,18 @@ impl ProxyConfig {
     /// Everything but the password file's content, which [`ProxyConfig::password`] reads.
     pub fn validate(&self) -> Result<()> {
         self.address()?;
-        if let Some(name) = &self.username {
-            if name.is_empty()
+        if let Some(name) = &self.username
+            && (name.is_empty()
                 || name.len() > MAX_PROXY_CREDENTIAL_BYTES
                 || name.contains(':')
-                || name.chars().any(char::is_control)
-            {
-                return Err(invalid(
-                    "delivery.proxy.username",
-                    format!(
-                        "must be 1 to {MAX_PROXY_CREDENTIAL_BYTES} bytes without `:` or control characters"
-                    ),
-                ));
-            }
+                || name.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "delivery.proxy.username",
+                format!(
+                    "must be 1 to {MAX_PROXY_CREDENTIAL_BYTES} bytes without `:` or control characters"
+                ),
+            ));
         }
         match (&self.password, &self.password_file) {
             (Some(_), Some(_)) => {
