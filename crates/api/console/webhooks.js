@@ -144,6 +144,18 @@ function headersFact(w) {
   return all.length ? all.join(', ') : '—';
 }
 
+/** The client certificate for its facts: that one is set, until when, and whose; never the key. */
+function clientCertificateFact(w) {
+  const c = w.client_certificate;
+  return c ? `set, expires ${time(c.expires_at)} (${c.subject})` : '—';
+}
+
+/** The webhook's own CA certificates for its facts, by subject. */
+function caCertificatesFact(w) {
+  const cas = w.ca_certificates ?? [];
+  return cas.length ? cas.map((c) => `${c.subject} (expires ${time(c.expires_at)})`).join(', ') : '—';
+}
+
 /** A `datetime-local` value as RFC 3339 (UTC), or null when empty or invalid. */
 function rfc3339(local) {
   const d = new Date(local);
@@ -300,6 +312,8 @@ export async function webhookPage(main, context, id) {
     ['Events', w.events.join(', ')],
     ['Filter', w.filter ? h('code', null, w.filter) : '—'],
     ['Headers', headersFact(w)],
+    ['Client certificate', clientCertificateFact(w)],
+    ['CA certificates', caCertificatesFact(w)],
     ['Enabled', w.enabled ? 'Yes' : 'No'],
     ['Disabled reason', w.disabled_reason ?? '—'],
     ['Failing since', time(w.failing_since)],

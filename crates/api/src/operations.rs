@@ -37,7 +37,7 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// How long it took.
     pub latency_ms: u64,
-    /// `timeout`, `connect`, `target_refused` or `other`.
+    /// `timeout`, `connect`, `tls` (the TLS handshake failed), `target_refused` or `other`.
     pub error_kind: Option<String>,
     /// The failure in words.
     pub error: Option<String>,

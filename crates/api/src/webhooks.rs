@@ -296,6 +296,12 @@ pub async fn create(
             .collect(),
     )?;
     set_ed25519(&mut sub, request.ed25519)?;
+    set_client_tls(
+        &mut sub,
+        request.client_certificate.map(Some),
+        request.client_key,
+        request.ca_certificates.map(Some),
+    )?;
     if test_event {
         require_test_event(&state, &sub).await?;
     }
@@ -419,6 +425,13 @@ pub async fn update(
     if let Some(on) = request.ed25519 {
         set_ed25519(&mut sub, on)?;
     }
+    let resupplied_certificate = matches!(request.client_certificate, Some(Some(_)));
+    set_client_tls(
+        &mut sub,
+        request.client_certificate,
+        request.client_key,
+        request.ca_certificates,
+    )?;
     sub.max_concurrency = request.max_concurrency.or(sub.max_concurrency);
     sub.rate_limit_per_sec = request.rate_limit_per_sec.or(sub.rate_limit_per_sec);
     if let Some(enabled) = request.enabled {
@@ -434,6 +447,11 @@ pub async fn update(
         // hand it to the new one unless this same request supplies it again.
         sub.headers
             .retain(|h| !h.secret || resupplied.contains(&h.name));
+        // Likewise the client certificate: it may open doors at the old receiver's
+        // organization that the new URL must not walk through.
+        if !resupplied_certificate {
+            sub.client_tls.identity = None;
+        }
         if test_event {
             require_test_event(&state, &sub).await?;
         }

@@ -27,7 +27,7 @@ use hookwire_consumer::{
 use hookwire_core::config::CatalogConfig;
 use hookwire_core::{Catalog, Config};
 use hookwire_http::otlp::Exporter;
-use hookwire_http::{Deliverer, DelivererConfig};
+use hookwire_http::{Deliverer, DelivererConfig, Proxy, ProxyCredentials};
 use hookwire_store::{Store, Writer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -412,11 +412,26 @@ pub fn deliverer(config: &Config) -> Result<Deliverer> {
                 .map_err(|e| Error::Config(format!("delivery.ca_file {}: {e}", path.display())))?,
         ),
     };
+    let core_error = |e: hookwire_core::Error| Error::Config(e.to_string());
+    let proxy = match &d.proxy {
+        None => None,
+        Some(proxy) => Some(Proxy {
+            address: proxy.address().map_err(core_error)?,
+            credentials: match (&proxy.username, proxy.password().map_err(core_error)?) {
+                (Some(username), Some(password)) => Some(ProxyCredentials {
+                    username: username.clone(),
+                    password,
+                }),
+                _ => None,
+            },
+        }),
+    };
     Ok(Deliverer::new(DelivererConfig {
         policy: config.target_policy(),
         timeout: d.timeout,
         ca_pem,
         retry_client_errors: d.retry_client_errors,
+        proxy,
     })?)
 }
 

@@ -137,6 +137,7 @@ pub(crate) fn attempt_record(
             match f {
                 AttemptFailure::Timeout => "timeout",
                 AttemptFailure::Connect => "connect",
+                AttemptFailure::Tls => "tls",
                 AttemptFailure::TargetRefused => "target_refused",
                 AttemptFailure::Other => "other",
             }

@@ -297,6 +297,10 @@ pub struct DeliveryConfig {
     /// Shutdown grace for in-flight attempts.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The proxy every attempt leaves through; none: straight to the target. Last, as a
+    /// TOML table follows the section's plain keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyConfig>,
 }
 
 /// `[secrets]`. `Debug` hides the key.
@@ -386,8 +390,10 @@ pub struct CatalogConfig {
 }
 
 mod durations;
+mod proxy;
 mod tracing;
 
+pub use self::proxy::{MAX_PROXY_CREDENTIAL_BYTES, ProxyAddress, ProxyConfig, ProxyKind};
 pub use self::tracing::TracingConfig;
 
 fn invalid(key: &str, message: impl Into<String>) -> Error {

@@ -9,11 +9,13 @@
 //! - [`disposition`]: what becomes of a task after an attempt, or instead of one.
 //! - [`target`]: which target URLs and addresses hookwire may connect to.
 //! - [`subscription`]: a webhook subscription.
+//! - [`client_tls`]: a webhook's client certificate and CA bundle.
 //! - [`config`]: the configuration tree and its validation.
 //! - [`keys`]: the keys derived from `secrets.key`, one per use.
 //! - [`trace`]: W3C Trace Context, from the producer to the webhook request.
 
 pub mod catalog;
+pub mod client_tls;
 pub mod config;
 pub mod custom_headers;
 pub mod disposition;
@@ -29,6 +31,7 @@ pub mod target;
 pub mod trace;
 
 pub use catalog::{Catalog, EventType};
+pub use client_tls::ClientTls;
 pub use config::Config;
 pub use custom_headers::CustomHeader;
 pub use disposition::{DeliveryRules, Disposition};

@@ -8,8 +8,11 @@ use std::time::{Duration, SystemTime};
 pub enum AttemptFailure {
     /// No complete response within `delivery.timeout`.
     Timeout,
-    /// The TCP or TLS connection failed, or the receiver closed it early.
+    /// The TCP connection failed, or the receiver closed it early.
     Connect,
+    /// The TLS handshake failed: the receiver's certificate was not trusted, or the
+    /// receiver refused the client certificate (or its absence).
+    Tls,
     /// The target policy refused the address; retrying cannot help.
     TargetRefused,
     /// Any other transport error.
@@ -44,7 +47,12 @@ pub fn classify(
     let (status, retry_after) = match result {
         Ok(answer) => answer,
         Err(AttemptFailure::TargetRefused) => return Outcome::Permanent,
-        Err(AttemptFailure::Timeout | AttemptFailure::Connect | AttemptFailure::Other) => {
+        Err(
+            AttemptFailure::Timeout
+            | AttemptFailure::Connect
+            | AttemptFailure::Tls
+            | AttemptFailure::Other,
+        ) => {
             return Outcome::Retry { after: None };
         }
     };
@@ -111,6 +119,7 @@ mod tests {
         for f in [
             AttemptFailure::Timeout,
             AttemptFailure::Connect,
+            AttemptFailure::Tls,
             AttemptFailure::Other,
         ] {
             assert_eq!(classify(Err(f), false, now), Outcome::Retry { after: None });

@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use crate::Secret;
+use crate::client_tls::ClientTls;
 use crate::custom_headers::CustomHeader;
 use crate::filter::Filter;
 use crate::signing::{Ed25519Key, PublicKey};
@@ -43,6 +44,8 @@ pub struct Subscription {
     pub headers: Vec<CustomHeader>,
     /// Only events whose body passes it are delivered.
     pub filter: Option<Filter>,
+    /// Its client certificate (mutual TLS) and CA bundle; empty: the server's defaults.
+    pub client_tls: ClientTls,
     /// Creation time, in milliseconds since the epoch.
     pub created_at_ms: u64,
     /// Last change, in milliseconds since the epoch.
@@ -125,6 +128,7 @@ impl Subscription {
             ed25519_keys: Vec::new(),
             headers: Vec::new(),
             filter: None,
+            client_tls: ClientTls::default(),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             version: 0,

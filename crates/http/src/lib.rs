@@ -3,15 +3,19 @@
 //!
 //! The client follows no redirects, takes no proxy from the environment, and resolves
 //! names through [`PolicyResolver`], so it only ever connects to addresses the target
-//! policy allows. It is hyper-util's pooled client over rustls (platform roots plus
-//! `delivery.ca_file`), without reqwest's per-request layers (docs/architecture.md,
-//! "Outbound HTTP").
+//! policy allows; with `delivery.proxy` it tunnels to those same checked addresses
+//! through the proxy ([`egress`]). It is hyper-util's pooled client over rustls (platform
+//! roots plus `delivery.ca_file`), without reqwest's per-request layers
+//! (docs/architecture.md, "Outbound HTTP"). A webhook with its own client certificate or
+//! CA bundle ([`client_tls`]) gets a client of its own, so that its connections are never
+//! shared with another identity.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,12 +31,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
+pub mod client_tls;
+pub mod egress;
 mod error;
 pub mod otlp;
 
+pub use egress::{Proxy, ProxyCredentials};
 pub use error::{Error, Result};
 
 /// At most this much of a response body is read: enough for an error message, never a
@@ -54,6 +59,11 @@ const TRACE_HEADERS: usize = 2;
 
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Distinct webhook TLS settings (client certificate, CA bundle) that keep a client, and
+/// so a connection pool, of their own; past this the cache starts over, closing their
+/// idle connections.
+const MAX_TLS_CLIENTS: usize = 256;
 
 /// What one attempt did.
 #[derive(Debug, Clone)]
@@ -83,12 +93,21 @@ impl AttemptReport {
     }
 }
 
-type Connector = HttpsConnector<HttpConnector<PolicyResolver>>;
+type Connector = HttpsConnector<egress::Egress>;
+type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// Makes signed attempts under the target policy.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
-    client: Client<Connector, Full<Bytes>>,
+    /// The client of every webhook without TLS settings of its own.
+    client: HttpClient,
+    /// What a webhook's own client is built from.
+    tls: client_tls::TlsBase,
+    egress: egress::Egress,
+    /// Clients of webhooks with a client certificate or CA bundle, by
+    /// [`client_tls::settings_key`]: one pool per identity, so a connection made with one
+    /// webhook's certificate never carries another webhook's request.
+    tls_clients: Arc<Mutex<HashMap<[u8; 32], HttpClient>>>,
     policy: Arc<TargetPolicy>,
     /// URLs that passed the policy, by their text. The policy is fixed for the
     /// deliverer's life, and parsing a URL (IDNA included) cost more per attempt than
@@ -109,6 +128,8 @@ pub struct DelivererConfig {
     pub ca_pem: Option<Vec<u8>>,
     /// Retry 4xx other than 410.
     pub retry_client_errors: bool,
+    /// The proxy every attempt leaves through; `None`: straight to the target.
+    pub proxy: Option<Proxy>,
 }
 
 impl Deliverer {
@@ -122,18 +143,20 @@ impl Deliverer {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(config.ca_pem.as_deref())?)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(https);
+        let egress = match config.proxy {
+            None => egress::Egress::Direct(http),
+            Some(proxy) => egress::Egress::Proxied(Arc::new(egress::Proxied::new(
+                proxy,
+                policy.clone(),
+                config.timeout,
+            )?)),
+        };
+        let tls = client_tls::TlsBase::new(config.ca_pem.as_deref())?;
         Ok(Self {
-            client,
+            client: http_client(tls_config(config.ca_pem.as_deref())?, egress.clone()),
+            tls,
+            egress,
+            tls_clients: Arc::default(),
             policy,
             targets: Arc::default(),
             timeout: config.timeout,
@@ -245,7 +268,8 @@ impl Deliverer {
                     format!("cannot build the request: {e}"),
                 )
             })?;
-        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+        let client = self.client_for(sub)?;
+        let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return Err(failure_of(&e)),
             Err(_) => {
@@ -276,6 +300,34 @@ impl Deliverer {
         Ok((status, retry_after, excerpt_of(&excerpt)))
     }
 
+    /// The client of `sub`'s TLS settings: the shared one when it has none, else its own,
+    /// built once (settings that cannot be used fail the attempt, not the process).
+    fn client_for(
+        &self,
+        sub: &Subscription,
+    ) -> Result<Cow<'_, HttpClient>, (AttemptFailure, String)> {
+        if sub.client_tls.is_empty() {
+            return Ok(Cow::Borrowed(&self.client));
+        }
+        let key = client_tls::settings_key(&sub.client_tls);
+        let mut clients = self.tls_clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(Cow::Owned(client.clone()));
+        }
+        let tls = self.tls.config(Some(&sub.client_tls)).map_err(|e| {
+            (
+                AttemptFailure::Tls,
+                format!("the webhook's TLS settings cannot be used: {e}"),
+            )
+        })?;
+        let client = http_client(tls, self.egress.clone());
+        if clients.len() >= MAX_TLS_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(Cow::Owned(client))
+    }
+
     /// Literal IPs never reach the resolver, so they are checked here, before connecting.
     /// The parsed URL is what gets requested, so it is parsed once.
     fn check_literal_target(&self, text: &str) -> Result<Uri, TargetError> {
@@ -298,30 +350,27 @@ impl Deliverer {
     }
 }
 
-/// rustls with the platform's roots, plus those of `ca_pem` (PEM), as reqwest's
-/// `rustls` feature sets it up; ALPN offers h2 and http/1.1.
+/// rustls with the platform's roots plus those of `ca_pem` (PEM), presenting no client
+/// certificate.
 fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig> {
-    let ca_error = |e: &dyn std::fmt::Display| Error::Config(format!("delivery.ca_file: {e}"));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = match ca_pem {
-        None => rustls_platform_verifier::Verifier::new(provider.clone()),
-        Some(pem) => {
-            let roots = CertificateDer::pem_slice_iter(pem)
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| ca_error(&e))?;
-            if roots.is_empty() {
-                return Err(ca_error(&"no PEM certificate in the file"));
-            }
-            rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
-        }
-    }
-    .map_err(|e| ca_error(&e))?;
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth())
+    client_tls::TlsBase::new(ca_pem)?
+        .config(None)
+        .map_err(|e| Error::Config(format!("TLS: {e}")))
+}
+
+/// hyper-util's pooled client over `egress`, speaking TLS with `tls` (ALPN offers h2 and
+/// http/1.1).
+fn http_client(tls: rustls::ClientConfig, egress: egress::Egress) -> HttpClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(egress);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(https)
 }
 
 /// The body's start as text of at most [`MAX_RESPONSE_BYTES`] bytes. Lossy decoding turns
@@ -347,12 +396,39 @@ fn failure_of(error: &hyper_util::client::legacy::Error) -> (AttemptFailure, Str
         }
         source = e.source();
     }
+    if is_tls(error) {
+        // The chain alone can read as a broken connection ("connection error: received
+        // fatal alert: …"): say where it broke.
+        return (
+            AttemptFailure::Tls,
+            format!("TLS handshake failed: {}", error_chain(error)),
+        );
+    }
     let kind = if error.is_connect() {
         AttemptFailure::Connect
     } else {
         AttemptFailure::Other
     };
     (kind, error_chain(error))
+}
+
+/// Whether rustls failed somewhere in `error`'s chain: the handshake, on connect, or the
+/// receiver's alert read with the answer (under TLS 1.3 a server refuses a client
+/// certificate after the client's side of the handshake is done). An I/O error carries
+/// rustls' error inside it rather than as its source.
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

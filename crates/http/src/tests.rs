@@ -7,6 +7,7 @@ fn a_cached_target_is_judged_as_when_it_was_parsed() {
         timeout: Duration::from_secs(1),
         ca_pem: None,
         retry_client_errors: false,
+        proxy: None,
     })
     .expect("deliverer builds");
     for _ in 0..2 {

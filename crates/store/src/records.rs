@@ -32,7 +32,7 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     /// From request to the end of the body read.
     pub latency_ms: u64,
-    /// `timeout`, `connect`, `target_refused` or `other`, when no status came.
+    /// `timeout`, `connect`, `tls`, `target_refused` or `other`, when no status came.
     pub error_kind: Option<String>,
     /// The failure in words.
     pub error: Option<String>,

@@ -213,6 +213,9 @@ pub(crate) struct Record {
     /// The payload filter's source; absent in records written before filters existed.
     #[serde(default)]
     filter: Option<String>,
+    /// The client certificate, its sealed key and the CA bundle; absent when none is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_tls: Option<secrets::StoredClientTls>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]

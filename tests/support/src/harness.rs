@@ -183,6 +183,25 @@ impl Harness {
         .await
     }
 
+    /// Waits until webhook `id` has at least `n` attempts logged, then returns them,
+    /// oldest first.
+    pub async fn wait_attempts(
+        &self,
+        id: &uuid::Uuid,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<hookwire_store::AttemptRecord> {
+        crate::eventually(timeout, &format!("{n} attempts logged"), || async {
+            let query = hookwire_store::AttemptQuery {
+                limit: 1000,
+                ..Default::default()
+            };
+            let page = self.store.attempts(id, &query).expect("attempts");
+            (page.items.len() >= n).then_some(page.items)
+        })
+        .await
+    }
+
     /// Waits for the first dead letter, asserts its reason, and returns it.
     pub async fn wait_dead_letter(
         &self,

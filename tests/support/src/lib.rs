@@ -8,6 +8,7 @@
 //!   another.
 //! - [`misbehaving`]: raw-TCP receivers that misbehave on purpose (huge, endless or
 //!   trickled responses).
+//! - [`proxy`]: an HTTP CONNECT and a SOCKS5 egress proxy that count what reaches them.
 //! - [`harness`]: a daemon running in-process against a seeded store.
 //! - [`serve_child`]: `hookwire serve` as a child process.
 //! - [`cluster`]: a three-node RabbitMQ cluster of its own, for the high-availability tests.
@@ -19,6 +20,7 @@ pub mod harness;
 pub mod misbehaving;
 pub mod overloaded;
 pub mod prometheus;
+pub mod proxy;
 pub mod receiver;
 pub mod serve_child;
 pub mod tls;

@@ -2,7 +2,10 @@
 //! certificate for `localhost` and `127.0.0.1`, and a [`Receiver`] that serves it.
 //!
 //! Nothing on the machine trusts the CA; a test hands it to hookwire through
-//! `delivery.ca_file` ([`TestCa::pem_file`]), or leaves it out to see the handshake fail.
+//! `delivery.ca_file` ([`TestCa::pem_file`]) or a webhook's CA bundle, or leaves it out to
+//! see the handshake fail. A CA also signs client certificates
+//! ([`TestCa::client_cert`]) for a receiver that requires one
+//! ([`Receiver::https_requiring_client_cert`]).
 
 use std::sync::Arc;
 
@@ -12,9 +15,11 @@ use rcgen::{
 };
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::aws_lc_rs;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
 use crate::Receiver;
 use crate::receiver::{Recorded, Reply};
@@ -77,38 +82,74 @@ impl TestCa {
     /// A server certificate for `names` (DNS names or IP literals) signed by this CA, and
     /// its key.
     pub fn server_cert(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .expect("server names");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().copied().unwrap_or("server"),
-        );
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().expect("server key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("server certificate");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let common_name = names.first().map_or("server", String::as_str).to_owned();
+        let (cert, key) = self.issue(names, &common_name, ExtendedKeyUsagePurpose::ServerAuth);
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         (cert.der().clone(), key)
+    }
+
+    /// A client certificate for `name` (its common name) signed by this CA, and its key:
+    /// both PEM, as a webhook's `client_certificate` and `client_key`.
+    pub fn client_cert(&self, name: &str) -> (String, String) {
+        let (cert, key) = self.issue(Vec::new(), name, ExtendedKeyUsagePurpose::ClientAuth);
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// An end-entity certificate for `names` (subject alternative names) and
+    /// `common_name`, for `usage`, signed by this CA, with its fresh P-256 key.
+    fn issue(
+        &self,
+        names: Vec<String>,
+        common_name: &str,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> (rcgen::Certificate, KeyPair) {
+        let mut params = CertificateParams::new(names).expect("certificate names");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().expect("certificate key");
+        let cert = params.signed_by(&key, &self.issuer).expect("certificate");
+        (cert, key)
     }
 
     /// A rustls server config presenting a certificate for [`SERVER_NAMES`], speaking
     /// HTTP/1.1 only (the receiver is an HTTP/1.1 server).
     pub fn server_config(&self) -> ServerConfig {
+        self.server_config_with(None)
+    }
+
+    /// [`TestCa::server_config`], requiring a client certificate that `clients` signed
+    /// when `clients` is given.
+    pub fn server_config_with(&self, clients: Option<&TestCa>) -> ServerConfig {
         let (cert, key) = self.server_cert(&SERVER_NAMES);
         // aws-lc-rs explicitly: it is the provider reqwest already builds, and naming it
         // does not depend on which providers feature unification happens to enable.
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("TLS versions")
-                .with_no_client_auth()
-                .with_single_cert(vec![cert], key)
-                .expect("server certificate and key");
+        let provider = Arc::new(aws_lc_rs::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = match clients {
+            None => builder.with_no_client_auth(),
+            Some(clients) => {
+                let mut roots = RootCertStore::empty();
+                roots
+                    .add(CertificateDer::from_pem_slice(clients.pem().as_bytes()).expect("CA PEM"))
+                    .expect("client CA");
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .expect("client certificate verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(vec![cert], key)
+            .expect("server certificate and key");
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config
     }
@@ -132,6 +173,18 @@ impl Receiver {
             .await
             .expect("bind a loopback port");
         let acceptor = TlsAcceptor::from(Arc::new(ca.server_config()));
+        Self::serve(listener, Arc::new(respond), Some(acceptor), None)
+    }
+
+    /// An HTTPS receiver like [`Receiver::https_ok`] that requires a client certificate
+    /// signed by `clients`: a client without one, or with another, fails the handshake,
+    /// counted in [`Receiver::accepts`] but leaving no request.
+    pub async fn https_requiring_client_cert(ca: &TestCa, clients: &TestCa) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let acceptor = TlsAcceptor::from(Arc::new(ca.server_config_with(Some(clients))));
+        let respond = |_: usize, _: &Recorded| Reply::status(200);
         Self::serve(listener, Arc::new(respond), Some(acceptor), None)
     }
 }

@@ -1,14 +1,18 @@
-//! What a webhook adds to its deliveries: custom headers, Ed25519 signatures and a
-//! payload filter, checked here before anything is saved.
+//! What a webhook adds to its deliveries: custom headers, Ed25519 signatures, a payload
+//! filter and its TLS settings, checked here before anything is saved.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use hookwire_core::client_tls::{ClientIdentity, ClientKey};
 use hookwire_core::custom_headers::{check_name, check_set, check_value};
 use hookwire_core::{CustomHeader, Ed25519Key, Filter, Subscription, now_ms};
+use hookwire_http::client_tls::{check_ca_bundle, check_identity};
 
-use super::{RotatedEd25519Key, check_expected_version, load_sound, replace, rfc3339};
+use super::{
+    PrivateKeyPem, RotatedEd25519Key, check_expected_version, load_sound, replace, rfc3339,
+};
 use crate::error::ErrorBody;
 use crate::{ApiError, ApiState, Result};
 
@@ -62,6 +66,47 @@ pub(super) fn merge_headers(
     }
     sub.headers.sort_by(|a, b| a.name.cmp(&b.name));
     check_set(&sub.headers).map_err(invalid_headers)
+}
+
+/// Sets (a PEM), keeps (absent) or removes (null) the webhook's client certificate and
+/// CA bundle. A certificate comes with its key, checked to match it; each refusal is
+/// 422 `invalid_client_certificate` or `invalid_ca_certificates`.
+pub(super) fn set_client_tls(
+    sub: &mut Subscription,
+    certificate: Option<Option<String>>,
+    key: Option<PrivateKeyPem>,
+    ca: Option<Option<String>>,
+) -> Result<()> {
+    let invalid = |message: String| ApiError::unprocessable("invalid_client_certificate", message);
+    match (certificate, key) {
+        (Some(Some(cert_pem)), Some(PrivateKeyPem(key_pem))) => {
+            check_identity(&cert_pem, &key_pem, now_ms()).map_err(invalid)?;
+            sub.client_tls.identity = Some(ClientIdentity {
+                cert_pem,
+                key: Some(ClientKey::new(key_pem)),
+            });
+        }
+        (Some(Some(_)), None) => {
+            return Err(invalid(
+                "client_certificate needs its client_key in the same request".into(),
+            ));
+        }
+        (None | Some(None), Some(_)) => {
+            return Err(invalid("client_key needs its client_certificate".into()));
+        }
+        (Some(None), None) => sub.client_tls.identity = None,
+        (None, None) => {}
+    }
+    match ca {
+        Some(Some(pem)) => {
+            check_ca_bundle(&pem)
+                .map_err(|m| ApiError::unprocessable("invalid_ca_certificates", m))?;
+            sub.client_tls.ca_pem = Some(pem);
+        }
+        Some(None) => sub.client_tls.ca_pem = None,
+        None => {}
+    }
+    Ok(())
 }
 
 /// Turns Ed25519 signing on (a new key, unless one signs already) or off.

@@ -68,6 +68,36 @@ pub struct Webhook {
     /// receives nothing and can only be deleted.
     #[serde(default)]
     pub broken_reason: Option<String>,
+    /// The client certificate presented when the receiver asks for one (mutual TLS):
+    /// what it says, never its key, which is sealed at rest and never shown; null when
+    /// none is set.
+    #[serde(default)]
+    pub client_certificate: Option<CertificateSummary>,
+    /// The webhook's own CA certificates, which the receiver's certificate may chain to
+    /// besides the server's trusted roots; empty when none are set.
+    #[serde(default)]
+    pub ca_certificates: Vec<CertificateSummary>,
+}
+
+/// What a certificate says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CertificateSummary {
+    /// Its subject, e.g. `CN=acme-webhooks`.
+    pub subject: String,
+    /// The SHA-256 of the DER certificate, lower-case hex pairs joined by `:`.
+    pub fingerprint_sha256: String,
+    /// The end of its validity (RFC 3339).
+    pub expires_at: String,
+}
+
+impl From<hookwire_http::client_tls::CertificateInfo> for CertificateSummary {
+    fn from(info: hookwire_http::client_tls::CertificateInfo) -> Self {
+        Self {
+            subject: info.subject,
+            fingerprint_sha256: info.fingerprint_sha256,
+            expires_at: rfc3339(info.not_after_ms),
+        }
+    }
 }
 
 /// A public key receivers verify `v1a` signatures with.
@@ -188,6 +218,18 @@ pub struct CreateWebhook {
     /// which it is true are delivered. At most 2,048 bytes.
     #[schema(max_length = 2048)]
     pub filter: Option<String>,
+    /// A client certificate (PEM, the webhook's own certificate first, then any
+    /// intermediates) presented when the receiver asks for one; needs `client_key`.
+    #[schema(max_length = 65536)]
+    pub client_certificate: Option<String>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1): sealed at rest
+    /// like the signing secret, never shown again.
+    #[schema(value_type = Option<String>, max_length = 65536)]
+    pub client_key: Option<PrivateKeyPem>,
+    /// CA certificates (PEM) that may sign the receiver's certificate, for a receiver
+    /// with a private CA, trusted besides the server's roots.
+    #[schema(max_length = 65536)]
+    pub ca_certificates: Option<String>,
 }
 
 /// Changes to a webhook; absent fields stay as they are.
@@ -225,6 +267,30 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 2048)]
     pub filter: Option<Option<String>>,
+    /// A new client certificate (PEM), with `client_key`; null removes it and its key. A
+    /// new `url` drops the current one unless this request sets it again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 65536)]
+    pub client_certificate: Option<Option<String>>,
+    /// The new client certificate's private key (PEM), with `client_certificate`.
+    #[schema(value_type = Option<String>, max_length = 65536)]
+    pub client_key: Option<PrivateKeyPem>,
+    /// New CA certificates (PEM) for the receiver, or null to remove them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 65536)]
+    pub ca_certificates: Option<Option<String>>,
+}
+
+/// A private key (PEM) as a request carries it. `Debug` hides it, so that no log line of a
+/// request shows it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct PrivateKeyPem(pub String);
+
+impl std::fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKeyPem(<redacted>)")
+    }
 }
 
 /// A field that may be absent (outer `None`) or null (inner `None`).
@@ -335,6 +401,21 @@ impl From<&Subscription> for Webhook {
                 .collect(),
             filter: s.filter.as_ref().map(|f| f.source().to_owned()),
             broken_reason: s.broken_reason.clone(),
+            client_certificate: s
+                .client_tls
+                .identity
+                .as_ref()
+                .and_then(|i| hookwire_http::client_tls::describe(&i.cert_pem))
+                .map(CertificateSummary::from),
+            ca_certificates: s
+                .client_tls
+                .ca_pem
+                .as_deref()
+                .map(hookwire_http::client_tls::describe_all)
+                .unwrap_or_default()
+                .into_iter()
+                .map(CertificateSummary::from)
+                .collect(),
         }
     }
 }

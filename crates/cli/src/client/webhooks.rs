@@ -6,6 +6,7 @@ use anyhow::Result;
 use hookwire_api::webhooks::{
     RotatedEd25519Key, RotatedSecret, TestResult, Webhook, WebhookList, WebhookWithSecret,
 };
+use hookwire_core::client_tls::ClientKey;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -31,6 +32,12 @@ pub struct NewWebhook {
     pub ed25519: bool,
     /// A CEL filter over the event body.
     pub filter: Option<String>,
+    /// The client certificate (PEM) presented when the receiver asks for one.
+    pub client_certificate: Option<String>,
+    /// Its private key (PEM); `Debug` hides it.
+    pub client_key: Option<ClientKey>,
+    /// CA certificates (PEM) for the receiver's certificate.
+    pub ca_certificates: Option<String>,
 }
 
 /// Changes to a webhook; `None` leaves a field as it is.
@@ -52,6 +59,12 @@ pub struct WebhookChanges {
     pub ed25519: Option<bool>,
     /// A new filter (`Some(None)`: remove it).
     pub filter: Option<Option<String>>,
+    /// A new client certificate (PEM), with `client_key`; `Some(None)`: remove it.
+    pub client_certificate: Option<Option<String>>,
+    /// The new client certificate's key (PEM); `Debug` hides it.
+    pub client_key: Option<ClientKey>,
+    /// New CA certificates (PEM); `Some(None)`: remove them.
+    pub ca_certificates: Option<Option<String>>,
 }
 
 impl WebhookChanges {
@@ -65,6 +78,8 @@ impl WebhookChanges {
             && self.secret_headers.is_empty()
             && self.ed25519.is_none()
             && self.filter.is_none()
+            && self.client_certificate.is_none()
+            && self.ca_certificates.is_none()
     }
 
     fn to_json(&self) -> Value {
@@ -95,6 +110,15 @@ impl WebhookChanges {
         }
         if let Some(filter) = &self.filter {
             body.insert("filter".into(), serde_json::json!(filter));
+        }
+        if let Some(certificate) = &self.client_certificate {
+            body.insert("client_certificate".into(), serde_json::json!(certificate));
+        }
+        if let Some(key) = &self.client_key {
+            body.insert("client_key".into(), key.pem().into());
+        }
+        if let Some(ca) = &self.ca_certificates {
+            body.insert("ca_certificates".into(), serde_json::json!(ca));
         }
         Value::Object(body)
     }
@@ -131,6 +155,18 @@ impl ApiClient {
         }
         if let Some(filter) = &webhook.filter {
             body["filter"] = filter.clone().into();
+        }
+        for (field, pem) in [
+            ("client_certificate", webhook.client_certificate.as_deref()),
+            (
+                "client_key",
+                webhook.client_key.as_ref().map(ClientKey::pem),
+            ),
+            ("ca_certificates", webhook.ca_certificates.as_deref()),
+        ] {
+            if let Some(pem) = pem {
+                body[field] = pem.into();
+            }
         }
         self.call(
             Method::POST,

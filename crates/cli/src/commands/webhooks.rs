@@ -3,13 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use anyhow::{Result, bail};
+use clap::Subcommand;
 use hookwire_api::webhooks::{Webhook, WebhookList};
+use hookwire_core::client_tls::ClientKey;
 
 use crate::api_flags::ApiArgs;
 use crate::client::{NewWebhook, WebhookChanges, follow_pages};
 use crate::output::{one_line, print_json, print_json_value, print_table};
+
+mod options;
+
+pub use options::{HeaderArgs, TlsArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookAction {
@@ -40,6 +45,8 @@ pub enum WebhookAction {
         /// true are delivered, e.g. 'body.report_run_url.startsWith("https://…/spaces/s1/")'.
         #[arg(long)]
         filter: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// List an organization's webhooks, oldest first.
     List {
@@ -99,6 +106,14 @@ pub enum WebhookAction {
         /// Remove the filter: every event of its types is delivered.
         #[arg(long)]
         no_filter: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Remove the client certificate and its key.
+        #[arg(long, conflicts_with = "client_cert")]
+        no_client_cert: bool,
+        /// Remove the webhook's CA certificates.
+        #[arg(long, conflicts_with = "ca_file")]
+        no_ca_file: bool,
     },
     /// Delete a webhook.
     Delete {
@@ -162,55 +177,6 @@ pub enum WebhookAction {
     },
 }
 
-/// Custom headers to set.
-#[derive(Args, Debug, Default)]
-pub struct HeaderArgs {
-    /// A static header for every request, as NAME=VALUE; repeatable.
-    #[arg(long = "header", value_name = "NAME=VALUE")]
-    headers: Vec<String>,
-    /// A header whose value is a secret (sealed at rest, never shown again), as
-    /// NAME=VALUE; repeatable. The value shows in the process list: prefer
-    /// --secret-header-file.
-    #[arg(long = "secret-header", value_name = "NAME=VALUE")]
-    secret_headers: Vec<String>,
-    /// A secret header whose value is the first line of a file, as NAME=PATH; repeatable.
-    #[arg(long = "secret-header-file", value_name = "NAME=PATH")]
-    secret_header_files: Vec<String>,
-}
-
-impl HeaderArgs {
-    /// The plain and the secret headers, by name.
-    fn parse(&self) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
-        let plain = self
-            .headers
-            .iter()
-            .map(|h| split_header(h, "--header"))
-            .collect::<Result<_>>()?;
-        let mut secret: BTreeMap<String, String> = self
-            .secret_headers
-            .iter()
-            .map(|h| split_header(h, "--secret-header"))
-            .collect::<Result<_>>()?;
-        for spec in &self.secret_header_files {
-            let (name, path) = split_header(spec, "--secret-header-file")?;
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read the value of header {name} from {path}"))?;
-            secret.insert(name, text.lines().next().unwrap_or_default().to_owned());
-        }
-        Ok((plain, secret))
-    }
-}
-
-/// `NAME=VALUE` as a pair; the API checks the name and the value.
-fn split_header(spec: &str, flag: &str) -> Result<(String, String)> {
-    match spec.split_once('=') {
-        Some((name, value)) if !name.trim().is_empty() => {
-            Ok((name.trim().to_owned(), value.to_owned()))
-        }
-        _ => bail!("{flag} takes NAME=VALUE, not `{spec}`"),
-    }
-}
-
 /// Runs one `webhooks` subcommand and prints its answer.
 pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
     let client = api.client()?;
@@ -224,8 +190,10 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             headers,
             ed25519,
             filter,
+            tls,
         } => {
             let (headers, secret_headers) = headers.parse()?;
+            let [client_certificate, client_key, ca_certificates] = tls.read()?;
             let new = NewWebhook {
                 url,
                 description,
@@ -234,6 +202,9 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 secret_headers,
                 ed25519,
                 filter,
+                client_certificate,
+                client_key: client_key.map(ClientKey::new),
+                ca_certificates,
             };
             let reply = client.create(&org, &new, !no_verify).await?;
             if api.json {
@@ -303,8 +274,12 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             no_ed25519,
             filter,
             no_filter,
+            tls,
+            no_client_cert,
+            no_ca_file,
         } => {
             let (plain, secret) = headers.parse()?;
+            let [client_certificate, client_key, ca_certificates] = tls.read()?;
             let mut headers: BTreeMap<String, Option<String>> =
                 plain.into_iter().map(|(n, v)| (n, Some(v))).collect();
             for name in remove_headers {
@@ -323,10 +298,21 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 } else {
                     filter.map(Some)
                 },
+                client_certificate: if no_client_cert {
+                    Some(None)
+                } else {
+                    client_certificate.map(Some)
+                },
+                client_key: client_key.map(ClientKey::new),
+                ca_certificates: if no_ca_file {
+                    Some(None)
+                } else {
+                    ca_certificates.map(Some)
+                },
             };
             if changes.is_empty() {
                 bail!(
-                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter or --no-filter"
+                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file or --no-ca-file"
                 );
             }
             let reply = client.update(&org, &id, &changes, !no_verify).await?;
@@ -527,6 +513,15 @@ fn print_webhook(w: &Webhook) {
         ("filter", w.filter.clone().unwrap_or_default()),
         ("headers", headers_cell(w)),
         ("public keys", public_keys_cell(w)),
+        ("client cert", client_cert_cell(w)),
+        (
+            "ca certificates",
+            w.ca_certificates
+                .iter()
+                .map(|c| format!("{} (expires {})", c.subject, c.expires_at))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         ("created at", w.created_at.clone()),
         ("updated at", w.updated_at.clone()),
     ];
@@ -552,6 +547,19 @@ fn headers_cell(w: &Webhook) -> String {
         )
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether a client certificate is set, and what it says; never its key.
+fn client_cert_cell(w: &Webhook) -> String {
+    w.client_certificate
+        .as_ref()
+        .map(|c| {
+            format!(
+                "set, expires {} ({}, sha256 {})",
+                c.expires_at, c.subject, c.fingerprint_sha256
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// The Ed25519 public keys, newest first, with the end of a rotated-out key's grace.

@@ -176,6 +176,24 @@ fn configuration_errors_name_the_key() {
             Some("[delivery]\nca_file = \"\"\n"),
             "delivery.ca_file",
         ),
+        (
+            vec![store_env, key_env],
+            Some("[delivery.proxy]\nurl = \"proxy.internal:3128\"\n"),
+            "delivery.proxy.url",
+        ),
+        (
+            vec![store_env, key_env],
+            Some("[delivery.proxy]\nurl = \"ftp://127.0.0.1:21\"\n"),
+            "scheme `ftp` is not supported",
+        ),
+        // Read at start: a password file that cannot be read stops `serve`, naming it.
+        (
+            vec![store_env, key_env],
+            Some(
+                "[delivery.proxy]\nurl = \"socks5://127.0.0.1:1080\"\nusername = \"hookwire\"\npassword_file = \"/nonexistent/proxy-password\"\n",
+            ),
+            "delivery.proxy.password_file`: cannot read /nonexistent/proxy-password",
+        ),
     ];
     for (env, file, expected) in cases {
         let mut cmd = hookwire();

@@ -206,3 +206,89 @@ async fn headers_ed25519_and_a_filter_through_the_cli() {
     );
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_and_ca_file_through_the_cli() {
+    use hookwire_testkit::tls::TestCa;
+    let (server_ca, client_ca) = (TestCa::new(), TestCa::new());
+    let receiver = Receiver::https_requiring_client_cert(&server_ca, &client_ca).await;
+    let h = Harness::start(|_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = client_ca.client_cert("acme-cli");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let (cert_file, key_file, ca_file) = (
+        write("client.pem", &cert),
+        write("client.key", &key),
+        write("ca.pem", &server_ca.pem()),
+    );
+    let url = receiver.url();
+    // The test event presents the certificate: the receiver refuses anything else.
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks",
+            "create",
+            "--org",
+            "acme",
+            "--url",
+            &url,
+            "--events",
+            "report_created",
+            "--client-cert",
+            &cert_file,
+            "--client-key",
+            &key_file,
+            "--ca-file",
+            &ca_file,
+        ],
+    )
+    .await;
+    assert_eq!(receiver.requests().len(), 1, "the test event got through");
+    let shown = field(&out, "client cert");
+    assert!(
+        shown.starts_with("set, expires ") && shown.contains("CN=acme-cli"),
+        "{shown}"
+    );
+    assert!(field(&out, "ca certificates").contains("CN=hookwire test CA"));
+    let key_line = key.lines().nth(1).expect("a key line");
+    assert!(
+        !out.contains(key_line) && !out.contains("PRIVATE KEY"),
+        "{out}"
+    );
+    let id = field(&out, "id").to_owned();
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks",
+            "update",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+            "--no-client-cert",
+        ],
+    )
+    .await;
+    assert_eq!(field(&out, "client cert"), "-");
+    // A key without its certificate is refused before any request.
+    let run = run_err(
+        &h,
+        &[
+            "webhooks",
+            "update",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+            "--client-key",
+            &key_file,
+        ],
+    )
+    .await;
+    assert!(run.stderr.contains("--client-cert"), "{}", run.stderr);
+    h.finish().await;
+}

@@ -26,6 +26,7 @@ async fn attempt(receiver: &RawReceiver) -> AttemptReport {
         timeout: TIMEOUT,
         ca_pem: None,
         retry_client_errors: false,
+        proxy: None,
     })
     .expect("deliverer builds");
     let sub = new_subscription("acme", &receiver.url(), &["report_created"]);

@@ -23,6 +23,7 @@ fn deliverer(policy: TargetPolicy) -> Deliverer {
         timeout: Duration::from_secs(5),
         ca_pem: None,
         retry_client_errors: false,
+        proxy: None,
     })
     .expect("deliverer builds")
 }

@@ -234,6 +234,9 @@ impl Config {
                 "must be from 1s to 1h",
             ));
         }
+        if let Some(proxy) = &d.proxy {
+            proxy.validate()?;
+        }
         self.tracing.validate()?;
         self.secrets_key()?;
         self.previous_secrets_keys()?;

@@ -1,6 +1,8 @@
 //! The store's side of `secrets.key`: sealing and opening signing secrets, the canary that
 //! proves the key at open, and re-sealing under a new key.
 
+use hookwire_core::client_tls::{ClientIdentity, ClientKey, ClientTls};
+
 use super::*;
 
 impl Store {
@@ -115,6 +117,7 @@ impl Store {
                 })
             })
             .collect::<Result<_>>()?;
+        let client_tls = self.seal_client_tls(sub)?;
         Ok(Record {
             id: sub.id,
             org: sub.org.clone(),
@@ -135,7 +138,34 @@ impl Store {
             ed25519_keys,
             headers,
             filter: sub.filter.as_ref().map(|f| f.source().to_owned()),
+            client_tls,
         })
+    }
+
+    /// The webhook's TLS settings as stored: the certificate and CA bundle as they are
+    /// (neither is secret), the private key sealed.
+    fn seal_client_tls(&self, sub: &Subscription) -> Result<Option<StoredClientTls>> {
+        let tls = &sub.client_tls;
+        if tls.is_empty() {
+            return Ok(None);
+        }
+        let (cert_pem, sealed_key) = match &tls.identity {
+            None => (None, None),
+            Some(identity) => {
+                let key = identity.key.as_ref().ok_or_else(|| {
+                    Error::Corrupt("a client key read without its secret cannot be written".into())
+                })?;
+                let sealed = self
+                    .sealer
+                    .seal(key.pem().as_bytes(), &client_key_binding(&sub.id))?;
+                (Some(identity.cert_pem.clone()), Some(BASE64.encode(sealed)))
+            }
+        };
+        Ok(Some(StoredClientTls {
+            cert_pem,
+            sealed_key,
+            ca_pem: tls.ca_pem.clone(),
+        }))
     }
 
     /// The subscription stored under `org`'s key for `id`, or, when its record cannot be
@@ -223,10 +253,21 @@ impl Store {
                 None => Ok(h.value.clone().unwrap_or_default()),
             })
             .collect::<Result<_>>()?;
+        let client_key = match r.client_tls.as_ref().and_then(|t| t.sealed_key.as_ref()) {
+            None => None,
+            Some(sealed) => {
+                let binding = client_key_binding(&r.id);
+                let plain = self.sealer.open(&unbase64(sealed)?, &binding, &binding)?;
+                Some(ClientKey::new(
+                    String::from_utf8(plain).map_err(|e| Error::Corrupt(e.to_string()))?,
+                ))
+            }
+        };
         Ok(Opened {
             keys,
             ed25519,
             headers,
+            client_key,
         })
     }
 
@@ -236,13 +277,24 @@ impl Store {
         r: Record,
         opened: Option<Opened>,
     ) -> Result<Subscription> {
-        let (keys, mut ed25519, mut header_values) = match opened {
+        let (keys, mut ed25519, mut header_values, client_key) = match opened {
             Some(o) => (
                 o.keys,
                 Some(o.ed25519.into_iter()),
                 Some(o.headers.into_iter()),
+                o.client_key,
             ),
-            None => (Vec::new(), None, None),
+            None => (Vec::new(), None, None, None),
+        };
+        let client_tls = match r.client_tls {
+            None => ClientTls::default(),
+            Some(stored) => ClientTls {
+                identity: stored.cert_pem.map(|cert_pem| ClientIdentity {
+                    cert_pem,
+                    key: client_key,
+                }),
+                ca_pem: stored.ca_pem,
+            },
         };
         let ed25519_keys = r
             .ed25519_keys
@@ -285,6 +337,7 @@ impl Store {
             ed25519_keys,
             headers,
             filter,
+            client_tls,
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
             version: r.version,
@@ -298,6 +351,21 @@ pub(super) struct Opened {
     keys: Vec<SigningKey>,
     ed25519: Vec<Ed25519Key>,
     headers: Vec<String>,
+    client_key: Option<ClientKey>,
+}
+
+/// A webhook's TLS settings in its record.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct StoredClientTls {
+    /// The client certificate chain (PEM), when one is set.
+    #[serde(default)]
+    cert_pem: Option<String>,
+    /// Base64 of its sealed private key (PEM).
+    #[serde(default)]
+    sealed_key: Option<String>,
+    /// The CA bundle (PEM), when one is set.
+    #[serde(default)]
+    ca_pem: Option<String>,
 }
 
 /// Parsed filters by their source, so that reading a webhook does not parse its filter
@@ -357,6 +425,7 @@ fn broken_subscription(org: &str, id: Uuid, raw: &[u8], reason: String) -> Subsc
         ed25519_keys: Vec::new(),
         headers: Vec::new(),
         filter: None,
+        client_tls: ClientTls::default(),
         created_at_ms,
         updated_at_ms,
         version,
@@ -383,6 +452,14 @@ pub(super) fn ed25519_binding(
     let mut aad = b"ed25519\0".to_vec();
     aad.extend_from_slice(public.as_bytes());
     aad.extend(key_binding(id, expires_at_ms));
+    aad
+}
+
+/// The associated data of a client certificate's sealed key: its subscription, so that
+/// it cannot be moved to another webhook.
+pub(super) fn client_key_binding(id: &Uuid) -> Vec<u8> {
+    let mut aad = b"client-key\0".to_vec();
+    aad.extend_from_slice(id.as_bytes());
     aad
 }
 

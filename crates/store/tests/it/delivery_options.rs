@@ -166,3 +166,53 @@ fn records_written_before_these_fields_read_without_them() {
         1
     );
 }
+
+#[test]
+fn a_client_key_is_sealed_and_a_listing_reads_the_certificate_without_it() {
+    use hookwire_core::client_tls::{ClientIdentity, ClientKey, ClientTls};
+    const KEY_BODY: &str = "Y2xpZW50LWtleS1ib2R5LTQ0Nw==";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = sub("acme", &["report_created"]);
+    s.client_tls = ClientTls {
+        identity: Some(ClientIdentity {
+            cert_pem: "-----BEGIN CERTIFICATE-----\nY2VydC1ib2R5\n-----END CERTIFICATE-----\n"
+                .into(),
+            key: Some(ClientKey::new(format!(
+                "-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----\n"
+            ))),
+        }),
+        ca_pem: Some(
+            "-----BEGIN CERTIFICATE-----\nY2EtYm9keQ==\n-----END CERTIFICATE-----\n".into(),
+        ),
+    };
+    {
+        let store = open(&dir, &A, &[]).expect("opens");
+        store.apply(Change::Upsert(s.clone())).expect("apply");
+        store.flush().expect("flush");
+        let read = store.get("acme", &s.id).expect("get").expect("present");
+        assert_eq!(read.client_tls, s.client_tls);
+        let page = store.list_page("acme", None, 10).expect("page");
+        let listed = page.items[0]
+            .client_tls
+            .identity
+            .as_ref()
+            .expect("identity");
+        assert!(listed.key.is_none(), "a listing opens no key");
+        assert_eq!(page.items[0].client_tls.ca_pem, s.client_tls.ca_pem);
+    }
+    assert!(
+        on_disk(&dir, b"Y2VydC1ib2R5"),
+        "certificates are stored as they are"
+    );
+    assert!(
+        !on_disk(&dir, KEY_BODY.as_bytes()),
+        "the key is on disk in the clear"
+    );
+    {
+        let store = open(&dir, &B, &[A]).expect("opens");
+        store.reseal().expect("reseals");
+    }
+    let store = open(&dir, &B, &[]).expect("opens under the new key alone");
+    let read = store.get("acme", &s.id).expect("get").expect("present");
+    assert_eq!(read.client_tls, s.client_tls);
+}
