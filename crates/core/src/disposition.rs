@@ -249,7 +249,8 @@ impl DeliveryRules {
     ) -> Decision {
         let disposition = match outcome {
             Outcome::Delivered => Disposition::Delivered,
-            Outcome::Retry { after } => match webhook.retry.next_delay(&self.plan, attempts, after) {
+            Outcome::Retry { after } => match webhook.retry.next_delay(&self.plan, attempts, after)
+            {
                 Some(delay) => Disposition::Park {
                     delay,
                     cause: ParkCause::Retry,

@@ -62,8 +62,7 @@ impl RetryPolicy {
     /// is not one of this node's tiers to the nearest one.
     pub fn check_shape(&self) -> Result<(), String> {
         if let Some(schedule) = &self.schedule {
-            RetrySchedule::try_new(schedule.clone())
-                .map_err(|e| format!("retry.schedule: {e}"))?;
+            RetrySchedule::try_new(schedule.clone()).map_err(|e| format!("retry.schedule: {e}"))?;
             if schedule.windows(2).any(|w| w[1] < w[0]) {
                 return Err("retry.schedule: delays must not decrease".into());
             }
@@ -140,8 +139,14 @@ mod tests {
     #[test]
     fn accepts_a_subset_of_the_configured_tiers() {
         let max_age = secs(3600);
-        assert_eq!(policy(&[5, 120], Some(60)).check(&configured(), max_age), Ok(()));
-        assert_eq!(policy(&[5, 5, 5], None).check(&configured(), max_age), Ok(()));
+        assert_eq!(
+            policy(&[5, 120], Some(60)).check(&configured(), max_age),
+            Ok(())
+        );
+        assert_eq!(
+            policy(&[5, 5, 5], None).check(&configured(), max_age),
+            Ok(())
+        );
         assert_eq!(policy(&[], None).check(&configured(), max_age), Ok(()));
         assert_eq!(RetryPolicy::default().check(&configured(), max_age), Ok(()));
     }

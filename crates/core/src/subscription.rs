@@ -2,11 +2,11 @@
 
 use uuid::Uuid;
 
-use crate::{RetryPolicy, Secret};
 use crate::client_tls::ClientTls;
 use crate::custom_headers::CustomHeader;
 use crate::filter::Filter;
 use crate::signing::{Ed25519Key, PublicKey};
+use crate::{RetryPolicy, Secret};
 
 /// One webhook. "Endpoint" always means one of these, never a host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -234,10 +234,7 @@ impl StoredRetry {
     fn of(policy: &hookwire_core::RetryPolicy) -> Option<Self> {
         let ms = |d: &std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         (!policy.is_empty()).then(|| Self {
-            schedule_ms: policy
-                .schedule
-                .as_ref()
-                .map(|s| s.iter().map(ms).collect()),
+            schedule_ms: policy.schedule.as_ref().map(|s| s.iter().map(ms).collect()),
             max_age_ms: policy.max_age.as_ref().map(ms),
         })
     }

@@ -338,7 +338,10 @@ async fn a_retry_policy_through_the_cli() {
     let out = update(&["--no-max-age"]).await;
     assert_eq!(field(&out, "retry"), "schedule 1s,15s; max age daemon's");
     let out = update(&["--retry-schedule", ""]).await;
-    assert_eq!(field(&out, "retry"), "schedule one attempt; max age daemon's");
+    assert_eq!(
+        field(&out, "retry"),
+        "schedule one attempt; max age daemon's"
+    );
     let json = run_ok(
         &h,
         &["webhooks", "get", "--org", "acme", "--id", &id, "--json"],

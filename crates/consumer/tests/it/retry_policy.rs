@@ -57,16 +57,14 @@ async fn a_webhooks_own_schedule_and_max_age_end_its_retries() {
     );
     let expired = of(s_short.id);
     assert_eq!(expired.reason, "expired", "{expired:?}");
-    assert!(
-        expired.detail.contains("max_age 2s"),
-        "{}",
-        expired.detail
-    );
+    assert!(expired.detail.contains("max_age 2s"), "{}", expired.detail);
 
     // The webhook on the operator's schedule goes on past both.
-    eventually(WAIT, "a third attempt on the operator's schedule", || async {
-        (full.requests().len() >= 3).then_some(())
-    })
+    eventually(
+        WAIT,
+        "a third attempt on the operator's schedule",
+        || async { (full.requests().len() >= 3).then_some(()) },
+    )
     .await;
     assert!(
         h.dead_letters()

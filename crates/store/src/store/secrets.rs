@@ -339,7 +339,11 @@ impl Store {
             headers,
             filter,
             client_tls,
-            retry: r.retry.as_ref().map(StoredRetry::policy).unwrap_or_default(),
+            retry: r
+                .retry
+                .as_ref()
+                .map(StoredRetry::policy)
+                .unwrap_or_default(),
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
             version: r.version,
