@@ -43,9 +43,7 @@ impl RetryPolicy {
                     names()
                 ));
             }
-            if schedule.windows(2).any(|w| w[1] < w[0]) {
-                return Err("retry.schedule: delays must not decrease".into());
-            }
+            check_order(schedule)?;
             if schedule.len() > configured.delays().len() {
                 return Err(format!(
                     "retry.schedule: at most {} delays, as many as delivery.retry_schedule has",
@@ -63,9 +61,7 @@ impl RetryPolicy {
     pub fn check_shape(&self) -> Result<(), String> {
         if let Some(schedule) = &self.schedule {
             RetrySchedule::try_new(schedule.clone()).map_err(|e| format!("retry.schedule: {e}"))?;
-            if schedule.windows(2).any(|w| w[1] < w[0]) {
-                return Err("retry.schedule: delays must not decrease".into());
-            }
+            check_order(schedule)?;
         }
         self.check_max_age(Duration::MAX)
     }
@@ -115,6 +111,13 @@ impl RetryPolicy {
     pub fn max_age(&self, operator: Duration) -> Duration {
         self.max_age.map_or(operator, |own| own.min(operator))
     }
+}
+
+fn check_order(schedule: &[Duration]) -> Result<(), String> {
+    if schedule.windows(2).any(|w| w[1] < w[0]) {
+        return Err("retry.schedule: delays must not decrease".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
