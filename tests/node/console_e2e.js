@@ -269,6 +269,21 @@ async function main() {
     assert.equal(ok.heads[rotatedHeader]['x-api-key'], 'rotated-console-value');
     assert.equal(ok.heads[rotatedHeader]['x-team'], undefined);
 
+    step = 'set a retry policy on the webhook page: checked against the configured tiers, shown, cleared';
+    await page.getByLabel('Retry schedule').fill('500ms, 2s');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('The retry policy is not allowed. (retry.schedule: 2s is not a configured retry tier').waitFor();
+    await page.getByLabel('Retry schedule').fill('500ms');
+    await page.getByLabel('Max age').fill('10m');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('schedule 500ms; max age 10m').waitFor();
+    assert.deepEqual((await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body.retry, { schedule: ['500ms'], max_age: '10m' });
+    await page.getByLabel('Retry schedule').fill('');
+    await page.getByLabel('Max age').fill('');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await until('the retry policy cleared', async () => (await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body.retry === null);
+    await page.getByText('Server default', { exact: true }).waitFor();
+
     step = 'send test';
     await page.getByRole('button', { name: 'Send test' }).click();
     await page.getByText('The receiver accepted the test event (HTTP 204').waitFor();

@@ -1,4 +1,5 @@
-// A webhook's delivery options in a form: its CEL filter and its custom headers. Secret
+// A webhook's delivery options in a form: its CEL filter, its custom headers and its own
+// retry policy (a schedule of the configured tiers and a max age). Secret
 // header values are write-only: the API never returns them, so an existing secret header
 // shows its name and an empty field that replaces the value only when filled.
 
@@ -52,8 +53,13 @@ function headerRow({ name, value, secret, existing }, list) {
   return entry;
 }
 
+/** Comma-separated delays as a list: `5s, 2m` → ['5s', '2m']. */
+function delays(text) {
+  return text.split(',').map((d) => d.trim()).filter(Boolean);
+}
+
 /**
- * The filter and headers fields. `webhook` is the current webhook (null for a new one).
+ * The filter, headers and retry policy fields. `webhook` is the current webhook (null for a new one).
  * `changes()` returns what to send: for a new webhook `{filter, headers, secret_headers}`,
  * for an existing one only what changed (`filter`, and headers to set or remove with null).
  */
@@ -78,6 +84,16 @@ export function deliveryOptions(webhook) {
     const entry = add({ existing: false });
     entry.row.querySelector('input')?.focus();
   });
+  const schedule = h('input', {
+    id: 'retry-schedule', name: 'retry-schedule', autocomplete: 'off', spellcheck: 'false',
+    placeholder: '5s, 2m', 'aria-describedby': 'retry-hint',
+  });
+  schedule.value = (webhook?.retry?.schedule ?? []).join(', ');
+  const maxAge = h('input', {
+    id: 'retry-max-age', name: 'retry-max-age', autocomplete: 'off', spellcheck: 'false',
+    placeholder: '1h', 'aria-describedby': 'retry-hint',
+  });
+  maxAge.value = webhook?.retry?.max_age ?? '';
   const element = h('fieldset', { class: 'options' },
     h('legend', null, 'Delivery options'),
     h('label', { for: 'filter' }, 'Filter (CEL)'),
@@ -86,7 +102,27 @@ export function deliveryOptions(webhook) {
     h('p', { class: 'field-title' }, 'Custom headers'),
     h('p', { class: 'hint' }, 'Added to every request. Secret values are stored encrypted and never shown again.'),
     list,
-    addButton);
+    addButton,
+    h('p', { class: 'field-title' }, 'Retry policy'),
+    h('label', { for: 'retry-schedule' }, 'Retry schedule'),
+    schedule,
+    h('label', { for: 'retry-max-age' }, 'Max age'),
+    maxAge,
+    h('p', { id: 'retry-hint', class: 'hint' }, 'A shorter schedule than the server\'s: the waits between attempts, each one of its configured retry tiers. Deliveries older than the max age are dead-lettered as expired. Leave a field empty to use the server\'s.'));
+
+  /** The `retry` object of a request: set parts, and for an existing webhook null for cleared ones. */
+  const retry = () => {
+    const out = {};
+    const [text, age] = [schedule.value.trim(), maxAge.value.trim()];
+    if (!webhook) {
+      if (text) out.schedule = delays(text);
+      if (age) out.max_age = age;
+    } else {
+      if (delays(text).join(',') !== (webhook.retry?.schedule ?? []).join(',')) out.schedule = text ? delays(text) : null;
+      if (age !== (webhook.retry?.max_age ?? '')) out.max_age = age || null;
+    }
+    return Object.keys(out).length ? out : null;
+  };
 
   const changes = () => {
     const text = filter.value.trim();
@@ -101,6 +137,7 @@ export function deliveryOptions(webhook) {
       }
       if (Object.keys(headers).length) out.headers = headers;
       if (Object.keys(secrets).length) out.secret_headers = secrets;
+      if (retry()) out.retry = retry();
       return out;
     }
     if (text !== (webhook.filter ?? '')) out.filter = text || null;
@@ -118,6 +155,7 @@ export function deliveryOptions(webhook) {
     }
     if (Object.keys(headers).length) out.headers = headers;
     if (Object.keys(secrets).length) out.secret_headers = secrets;
+    if (retry()) out.retry = retry();
     return out;
   };
   return { element, changes, filter };

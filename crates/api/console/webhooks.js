@@ -144,6 +144,14 @@ function headersFact(w) {
   return all.length ? all.join(', ') : '—';
 }
 
+/** The webhook's own retry policy for its facts; the server's where it sets none. */
+function retryFact(w) {
+  const r = w.retry;
+  if (!r) return 'Server default';
+  const schedule = r.schedule ? (r.schedule.length ? r.schedule.join(', ') : 'one attempt only') : 'server default';
+  return `schedule ${schedule}; max age ${r.max_age ?? 'server default'}`;
+}
+
 /** The client certificate for its facts: that one is set, until when, and whose; never the key. */
 function clientCertificateFact(w) {
   const c = w.client_certificate;
@@ -314,6 +322,7 @@ export async function webhookPage(main, context, id) {
     ['Headers', headersFact(w)],
     ['Client certificate', clientCertificateFact(w)],
     ['CA certificates', caCertificatesFact(w)],
+    ['Retry policy', retryFact(w)],
     ['Enabled', w.enabled ? 'Yes' : 'No'],
     ['Disabled reason', w.disabled_reason ?? '—'],
     ['Failing since', time(w.failing_since)],

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use hookwire_amqp::Replayer;
-use hookwire_core::{Catalog, TargetPolicy};
+use hookwire_core::{Catalog, RetrySchedule, TargetPolicy};
 use hookwire_http::Deliverer;
 use hookwire_store::{Store, Writer};
 
@@ -28,6 +28,10 @@ pub struct ApiSettings {
     pub rotation_grace: Duration,
     /// The target policy applied at create and update.
     pub policy: TargetPolicy,
+    /// `delivery.retry_schedule`: a webhook's own schedule is made of its tiers.
+    pub retry_schedule: RetrySchedule,
+    /// `delivery.max_age`: a webhook's own `max_age` is at most this.
+    pub max_age: Duration,
     /// Webhooks one organization may have.
     pub max_webhooks_per_org: usize,
     /// A connection must send a request's head within this long.
@@ -51,6 +55,8 @@ impl std::fmt::Debug for ApiSettings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("rotation_grace", &self.rotation_grace)
             .field("policy", &self.policy)
+            .field("retry_schedule", &self.retry_schedule)
+            .field("max_age", &self.max_age)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)

@@ -302,6 +302,14 @@ pub async fn create(
         request.client_key,
         request.ca_certificates.map(Some),
     )?;
+    if request.retry.is_some() {
+        set_retry(
+            &mut sub,
+            request.retry,
+            &state.config.retry_schedule,
+            state.config.max_age,
+        )?;
+    }
     if test_event {
         require_test_event(&state, &sub).await?;
     }
@@ -432,6 +440,14 @@ pub async fn update(
         request.client_key,
         request.ca_certificates,
     )?;
+    if let Some(retry) = request.retry {
+        set_retry(
+            &mut sub,
+            retry,
+            &state.config.retry_schedule,
+            state.config.max_age,
+        )?;
+    }
     sub.max_concurrency = request.max_concurrency.or(sub.max_concurrency);
     sub.rate_limit_per_sec = request.rate_limit_per_sec.or(sub.rate_limit_per_sec);
     if let Some(enabled) = request.enabled {

@@ -171,6 +171,10 @@ impl App {
                 max_body_bytes: config.api.max_body_bytes,
                 rotation_grace: config.secrets.rotation_grace,
                 policy: config.target_policy(),
+                retry_schedule: config
+                    .retry_schedule()
+                    .map_err(|e| Error::Config(e.to_string()))?,
+                max_age: config.delivery.max_age,
                 header_read_timeout: config.api.header_read_timeout,
                 request_timeout: config.api.request_timeout,
                 max_connections: config.api.max_connections,

@@ -44,7 +44,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Topology { action } => commands::topology::run(action).await,
         Command::Store { action } => commands::store::run(action).await,
         Command::Verify(args) => commands::verify::run(args),
-        Command::Webhooks { api, action } => commands::webhooks::run(&api, action).await,
+        Command::Webhooks { api, action } => commands::webhooks::run(&api, *action).await,
         Command::EventTypes { api } => commands::event_types::run(&api).await,
         Command::Attempts { api, action } => commands::attempts::run(&api, action).await,
         Command::DeadLetters { api, action } => commands::dead_letters::run(&api, action).await,

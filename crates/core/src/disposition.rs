@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::catalog::EventType;
+use crate::retry::tier_name;
 use crate::{DeadReason, Outcome, RetryPlan, Subscription};
 
 /// A healthy webhook's `last_success_ms` is refreshed at most this often, so that a
@@ -133,7 +134,8 @@ pub struct DeliveryRules {
 
 impl DeliveryRules {
     /// Before an attempt of a task `age` old to `webhook` (`None`: deleted): a deleted
-    /// webhook's task is dropped, a disabled webhook's or an expired one dead-lettered.
+    /// webhook's task is dropped, a disabled webhook's or an expired one (older than
+    /// `max_age`, or the webhook's own shorter `max_age`) dead-lettered.
     pub fn before_attempt<'a>(
         &self,
         webhook: Option<&'a Subscription>,
@@ -148,10 +150,15 @@ impl DeliveryRules {
                 detail: format!("webhook {} is disabled", webhook.id),
             });
         }
-        if age > self.max_age {
+        let max_age = webhook.retry.max_age(self.max_age);
+        if age > max_age {
             return BeforeAttempt::Instead(Disposition::DeadLetter {
                 reason: DeadReason::Expired,
-                detail: format!("undelivered after {}s", age.as_secs()),
+                detail: format!(
+                    "undelivered after {}s (max_age {})",
+                    age.as_secs(),
+                    tier_name(max_age)
+                ),
             });
         }
         BeforeAttempt::Attempt(webhook)
@@ -229,7 +236,8 @@ impl DeliveryRules {
     }
 
     /// After attempt number `attempts` to `webhook` (its health as it was before the
-    /// attempt) came to `outcome` at `now_ms`. `describe` says what the attempt came to,
+    /// attempt) came to `outcome` at `now_ms`. A retry follows the webhook's own schedule
+    /// if it has one, else the operator's. `describe` says what the attempt came to,
     /// for a dead letter's detail; it is called only for one.
     pub fn after_attempt(
         &self,
@@ -241,7 +249,8 @@ impl DeliveryRules {
     ) -> Decision {
         let disposition = match outcome {
             Outcome::Delivered => Disposition::Delivered,
-            Outcome::Retry { after } => match self.plan.schedule().next_delay(attempts, after) {
+            Outcome::Retry { after } => match webhook.retry.next_delay(&self.plan, attempts, after)
+            {
                 Some(delay) => Disposition::Park {
                     delay,
                     cause: ParkCause::Retry,

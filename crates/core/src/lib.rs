@@ -5,6 +5,7 @@
 //!   [`Rejection`] with its dead-letter reason.
 //! - [`signing`]: Standard Webhooks secrets and `v1` signatures.
 //! - [`retry`]: the retry schedule, and the plan of every broker tier.
+//! - [`retry_policy`]: a webhook's own, shorter retry schedule and age limit.
 //! - [`outcome`]: what an HTTP attempt's result means for the delivery.
 //! - [`disposition`]: what becomes of a task after an attempt, or instead of one.
 //! - [`target`]: which target URLs and addresses hookwire may connect to.
@@ -25,6 +26,7 @@ pub mod filter;
 pub mod keys;
 pub mod outcome;
 pub mod retry;
+pub mod retry_policy;
 pub mod signing;
 pub mod subscription;
 pub mod target;
@@ -40,6 +42,7 @@ pub use event::{DeadReason, Event, OrgHeader, RawEvent, Rejection};
 pub use filter::{Filter, FilterError, FilterInput};
 pub use outcome::{AttemptFailure, Outcome};
 pub use retry::{RetryPlan, RetrySchedule};
+pub use retry_policy::RetryPolicy;
 pub use signing::{Ed25519Key, PublicKey, Secret};
 pub use subscription::{AsymmetricKey, SigningKey, Subscription};
 pub use target::{TargetError, TargetPolicy};

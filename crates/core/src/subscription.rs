@@ -2,11 +2,11 @@
 
 use uuid::Uuid;
 
-use crate::Secret;
 use crate::client_tls::ClientTls;
 use crate::custom_headers::CustomHeader;
 use crate::filter::Filter;
 use crate::signing::{Ed25519Key, PublicKey};
+use crate::{RetryPolicy, Secret};
 
 /// One webhook. "Endpoint" always means one of these, never a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub struct Subscription {
     pub filter: Option<Filter>,
     /// Its client certificate (mutual TLS) and CA bundle; empty: the server's defaults.
     pub client_tls: ClientTls,
+    /// Its own retry schedule and age limit; empty: the operator's.
+    pub retry: RetryPolicy,
     /// Creation time, in milliseconds since the epoch.
     pub created_at_ms: u64,
     /// Last change, in milliseconds since the epoch.
@@ -129,6 +131,7 @@ impl Subscription {
             headers: Vec::new(),
             filter: None,
             client_tls: ClientTls::default(),
+            retry: RetryPolicy::default(),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             version: 0,

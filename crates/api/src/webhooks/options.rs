@@ -1,17 +1,21 @@
 //! What a webhook adds to its deliveries: custom headers, Ed25519 signatures, a payload
-//! filter and its TLS settings, checked here before anything is saved.
+//! filter, its TLS settings and its retry policy, checked here before anything is saved.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use hookwire_core::client_tls::{ClientIdentity, ClientKey};
 use hookwire_core::custom_headers::{check_name, check_set, check_value};
-use hookwire_core::{CustomHeader, Ed25519Key, Filter, Subscription, now_ms};
+use hookwire_core::{
+    CustomHeader, Ed25519Key, Filter, RetryPolicy, RetrySchedule, Subscription, now_ms,
+};
 use hookwire_http::client_tls::{check_ca_bundle, check_identity};
 
 use super::{
-    PrivateKeyPem, RotatedEd25519Key, check_expected_version, load_sound, replace, rfc3339,
+    PrivateKeyPem, RetryPolicyRequest, RotatedEd25519Key, check_expected_version, load_sound,
+    replace, rfc3339,
 };
 use crate::error::ErrorBody;
 use crate::{ApiError, ApiState, Result};
@@ -106,6 +110,50 @@ pub(super) fn set_client_tls(
         Some(None) => sub.client_tls.ca_pem = None,
         None => {}
     }
+    Ok(())
+}
+
+/// Applies a request's retry policy to `sub`: absent parts stay, null ones are removed.
+/// The result is checked against the operator's tiers and `delivery.max_age`; a refusal
+/// is 422 `invalid_retry_policy`.
+pub(super) fn set_retry(
+    sub: &mut Subscription,
+    change: Option<RetryPolicyRequest>,
+    configured: &RetrySchedule,
+    max_age: Duration,
+) -> Result<()> {
+    let invalid = |message: String| ApiError::unprocessable("invalid_retry_policy", message);
+    let parse = |field: &str, text: &str| {
+        humantime::parse_duration(text).map_err(|_| {
+            invalid(format!(
+                "{field}: `{text}` is not a duration (e.g. `30s`, `5m`, `1h`)"
+            ))
+        })
+    };
+    let Some(change) = change else {
+        sub.retry = RetryPolicy::default();
+        return Ok(());
+    };
+    let mut policy = sub.retry.clone();
+    match change.schedule {
+        Some(Some(delays)) => {
+            policy.schedule = Some(
+                delays
+                    .iter()
+                    .map(|d| parse("retry.schedule", d))
+                    .collect::<Result<_>>()?,
+            );
+        }
+        Some(None) => policy.schedule = None,
+        None => {}
+    }
+    match change.max_age {
+        Some(Some(age)) => policy.max_age = Some(parse("retry.max_age", &age)?),
+        Some(None) => policy.max_age = None,
+        None => {}
+    }
+    policy.check(configured, max_age).map_err(invalid)?;
+    sub.retry = policy;
     Ok(())
 }
 

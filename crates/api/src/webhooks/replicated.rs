@@ -51,6 +51,9 @@ pub fn check_replicated(
         }
         check_set(&new.headers)?;
     }
+    if changed(&|c| c.retry == new.retry) {
+        new.retry.check_shape()?;
+    }
     if changed(&|c| c.url == new.url) {
         policy
             .check_url(&new.url)

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
+use hookwire_core::retry::tier_name;
 use hookwire_core::{Subscription, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -77,6 +78,40 @@ pub struct Webhook {
     /// besides the server's trusted roots; empty when none are set.
     #[serde(default)]
     pub ca_certificates: Vec<CertificateSummary>,
+    /// Its own retry policy; null: the operator's `delivery.retry_schedule` and
+    /// `delivery.max_age`.
+    #[serde(default)]
+    pub retry: Option<RetryPolicyView>,
+}
+
+/// A webhook's own retry policy as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetryPolicyView {
+    /// The delays between its attempts (e.g. `["5s", "5m"]`), each one of the configured
+    /// tiers; null: the operator's schedule.
+    pub schedule: Option<Vec<String>>,
+    /// Its deliveries older than this (e.g. `"1h"`) are dead-lettered as `expired`; null:
+    /// `delivery.max_age`.
+    pub max_age: Option<String>,
+}
+
+/// A webhook's own retry policy as a request sets it. In a create, absent and null both
+/// mean the operator's; in an update, absent keeps the current value and null removes it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicyRequest {
+    /// The delays between attempts, each one of the tiers of `delivery.retry_schedule`
+    /// (e.g. `["5s", "5m"]`), in non-decreasing order, at most as many as configured; `[]`
+    /// makes one attempt only; null: the operator's schedule.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub schedule: Option<Option<Vec<String>>>,
+    /// A duration (e.g. `"1h"`), positive and at most `delivery.max_age`: a delivery
+    /// older than this is dead-lettered as `expired` before its next attempt; null:
+    /// `delivery.max_age`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub max_age: Option<Option<String>>,
 }
 
 /// What a certificate says.
@@ -230,6 +265,8 @@ pub struct CreateWebhook {
     /// with a private CA, trusted besides the server's roots.
     #[schema(max_length = 65536)]
     pub ca_certificates: Option<String>,
+    /// Its own retry policy, shorter than the operator's.
+    pub retry: Option<RetryPolicyRequest>,
 }
 
 /// Changes to a webhook; absent fields stay as they are.
@@ -279,6 +316,11 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 65536)]
     pub ca_certificates: Option<Option<String>>,
+    /// Changes to its own retry policy (absent parts stay), or null to use the operator's
+    /// again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RetryPolicyRequest>)]
+    pub retry: Option<Option<RetryPolicyRequest>>,
 }
 
 /// A private key (PEM) as a request carries it. `Debug` hides it, so that no log line of a
@@ -416,6 +458,14 @@ impl From<&Subscription> for Webhook {
                 .into_iter()
                 .map(CertificateSummary::from)
                 .collect(),
+            retry: (!s.retry.is_empty()).then(|| RetryPolicyView {
+                schedule: s
+                    .retry
+                    .schedule
+                    .as_ref()
+                    .map(|d| d.iter().copied().map(tier_name).collect()),
+                max_age: s.retry.max_age.map(tier_name),
+            }),
         }
     }
 }

@@ -14,6 +14,7 @@ mod operations;
 mod proxy;
 mod races;
 mod resend;
+mod retry_policy;
 mod spec;
 mod tenants;
 

@@ -38,6 +38,8 @@ pub struct NewWebhook {
     pub client_key: Option<ClientKey>,
     /// CA certificates (PEM) for the receiver's certificate.
     pub ca_certificates: Option<String>,
+    /// Its own retry policy, the API's `retry` object.
+    pub retry: Option<Value>,
 }
 
 /// Changes to a webhook; `None` leaves a field as it is.
@@ -65,6 +67,8 @@ pub struct WebhookChanges {
     pub client_key: Option<ClientKey>,
     /// New CA certificates (PEM); `Some(None)`: remove them.
     pub ca_certificates: Option<Option<String>>,
+    /// Changes to its own retry policy, the API's `retry` object.
+    pub retry: Option<Value>,
 }
 
 impl WebhookChanges {
@@ -80,6 +84,7 @@ impl WebhookChanges {
             && self.filter.is_none()
             && self.client_certificate.is_none()
             && self.ca_certificates.is_none()
+            && self.retry.is_none()
     }
 
     fn to_json(&self) -> Value {
@@ -119,6 +124,9 @@ impl WebhookChanges {
         }
         if let Some(ca) = &self.ca_certificates {
             body.insert("ca_certificates".into(), serde_json::json!(ca));
+        }
+        if let Some(retry) = &self.retry {
+            body.insert("retry".into(), retry.clone());
         }
         Value::Object(body)
     }
@@ -167,6 +175,9 @@ impl ApiClient {
             if let Some(pem) = pem {
                 body[field] = pem.into();
             }
+        }
+        if let Some(retry) = &webhook.retry {
+            body["retry"] = retry.clone();
         }
         self.call(
             Method::POST,

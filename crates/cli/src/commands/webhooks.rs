@@ -14,7 +14,7 @@ use crate::output::{one_line, print_json, print_json_value, print_table};
 
 mod options;
 
-pub use options::{HeaderArgs, TlsArgs};
+pub use options::{HeaderArgs, RetryArgs, RetryRemovalArgs, TlsArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookAction {
@@ -47,6 +47,8 @@ pub enum WebhookAction {
         filter: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        retry: RetryArgs,
     },
     /// List an organization's webhooks, oldest first.
     List {
@@ -114,6 +116,10 @@ pub enum WebhookAction {
         /// Remove the webhook's CA certificates.
         #[arg(long, conflicts_with = "ca_file")]
         no_ca_file: bool,
+        #[command(flatten)]
+        retry: RetryArgs,
+        #[command(flatten)]
+        retry_removal: RetryRemovalArgs,
     },
     /// Delete a webhook.
     Delete {
@@ -191,6 +197,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             ed25519,
             filter,
             tls,
+            retry,
         } => {
             let (headers, secret_headers) = headers.parse()?;
             let [client_certificate, client_key, ca_certificates] = tls.read()?;
@@ -205,6 +212,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 client_certificate,
                 client_key: client_key.map(ClientKey::new),
                 ca_certificates,
+                retry: retry.to_json(&RetryRemovalArgs::default()),
             };
             let reply = client.create(&org, &new, !no_verify).await?;
             if api.json {
@@ -277,6 +285,8 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             tls,
             no_client_cert,
             no_ca_file,
+            retry,
+            retry_removal,
         } => {
             let (plain, secret) = headers.parse()?;
             let [client_certificate, client_key, ca_certificates] = tls.read()?;
@@ -309,10 +319,11 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 } else {
                     ca_certificates.map(Some)
                 },
+                retry: retry.to_json(&retry_removal),
             };
             if changes.is_empty() {
                 bail!(
-                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file or --no-ca-file"
+                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file, --no-ca-file, --retry-schedule, --no-retry-schedule, --max-age or --no-max-age"
                 );
             }
             let reply = client.update(&org, &id, &changes, !no_verify).await?;
@@ -522,6 +533,7 @@ fn print_webhook(w: &Webhook) {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
+        ("retry", options::retry_cell(w)),
         ("created at", w.created_at.clone()),
         ("updated at", w.updated_at.clone()),
     ];

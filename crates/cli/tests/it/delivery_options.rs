@@ -292,3 +292,105 @@ async fn a_client_certificate_and_ca_file_through_the_cli() {
     assert!(run.stderr.contains("--client-cert"), "{}", run.stderr);
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_policy_through_the_cli() {
+    let h = Harness::start(|c| {
+        c.delivery.retry_schedule = vec![
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Duration::from_secs(15),
+        ];
+    })
+    .await;
+    let receiver = Receiver::ok().await;
+    let url = receiver.url();
+    let out = run_ok(
+        &h,
+        &[
+            "webhooks",
+            "create",
+            "--org",
+            "acme",
+            "--url",
+            &url,
+            "--events",
+            "report_created",
+            "--retry-schedule",
+            "1s,15s",
+            "--max-age",
+            "30m",
+        ],
+    )
+    .await;
+    assert_eq!(field(&out, "retry"), "schedule 1s,15s; max age 30m");
+    let id = field(&out, "id").to_owned();
+
+    let update = |flags: &'static [&'static str]| {
+        let id = id.clone();
+        let h = &h;
+        async move {
+            let mut args = vec!["webhooks", "update", "--org", "acme", "--id", &id];
+            args.extend_from_slice(flags);
+            run_ok(h, &args).await
+        }
+    };
+    let out = update(&["--no-max-age"]).await;
+    assert_eq!(field(&out, "retry"), "schedule 1s,15s; max age daemon's");
+    let out = update(&["--retry-schedule", ""]).await;
+    assert_eq!(
+        field(&out, "retry"),
+        "schedule one attempt; max age daemon's"
+    );
+    let json = run_ok(
+        &h,
+        &["webhooks", "get", "--org", "acme", "--id", &id, "--json"],
+    )
+    .await;
+    let json: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        json["retry"],
+        serde_json::json!({"schedule": [], "max_age": null})
+    );
+    let out = update(&["--no-retry-schedule"]).await;
+    assert_eq!(field(&out, "retry"), "-", "the daemon's policy again");
+
+    // A delay that is not a configured tier: the API's 422, named.
+    let bad = run_err(
+        &h,
+        &[
+            "webhooks",
+            "update",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+            "--retry-schedule",
+            "2s",
+        ],
+    )
+    .await;
+    assert!(
+        bad.stderr.contains("invalid_retry_policy")
+            && bad.stderr.contains("2s is not a configured retry tier"),
+        "{}",
+        bad.stderr
+    );
+    let bad = run_err(
+        &h,
+        &[
+            "webhooks",
+            "update",
+            "--org",
+            "acme",
+            "--id",
+            &id,
+            "--max-age",
+            "1h",
+            "--no-max-age",
+        ],
+    )
+    .await;
+    assert!(bad.stderr.contains("cannot be used with"), "{}", bad.stderr);
+    h.finish().await;
+}

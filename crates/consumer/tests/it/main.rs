@@ -16,6 +16,7 @@ mod mtls;
 mod poison;
 mod proxy;
 mod retry;
+mod retry_policy;
 mod session;
 mod ssrf;
 mod topology;

@@ -347,7 +347,83 @@ fn before_an_attempt() {
     );
     assert_eq!(
         rules.before_attempt(Some(&enabled), Duration::from_millis(3_601_500)),
-        BeforeAttempt::Instead(dead(DeadReason::Expired, "undelivered after 3601s")),
+        BeforeAttempt::Instead(dead(
+            DeadReason::Expired,
+            "undelivered after 3601s (max_age 1h)"
+        )),
+    );
+}
+
+fn with_policy(schedule: Option<&[u64]>, max_age: Option<u64>) -> Subscription {
+    Subscription {
+        retry: crate::RetryPolicy {
+            schedule: schedule.map(|s| s.iter().copied().map(secs).collect()),
+            max_age: max_age.map(secs),
+        },
+        ..webhook()
+    }
+}
+
+#[test]
+fn a_webhooks_own_max_age_expires_its_deliveries_sooner() {
+    let rules = rules();
+    let short = with_policy(None, Some(60));
+    assert_eq!(
+        rules.before_attempt(Some(&short), secs(60)),
+        BeforeAttempt::Attempt(&short)
+    );
+    assert_eq!(
+        rules.before_attempt(Some(&short), Duration::from_millis(61_000)),
+        BeforeAttempt::Instead(dead(
+            DeadReason::Expired,
+            "undelivered after 61s (max_age 1m)"
+        )),
+    );
+    // Longer than the operator's: the operator's still applies.
+    let long = with_policy(None, Some(7200));
+    assert_eq!(
+        rules.before_attempt(Some(&long), secs(3601)),
+        BeforeAttempt::Instead(dead(
+            DeadReason::Expired,
+            "undelivered after 3601s (max_age 1h)"
+        )),
+    );
+}
+
+#[test]
+fn a_webhooks_own_schedule_decides_its_retries() {
+    let rules = rules();
+    let described = || "receiver answered 500".to_owned();
+    let one_tier = with_policy(Some(&[5]), None);
+    let after = |attempts, sub: &Subscription| {
+        rules
+            .after_attempt(retry(None), attempts, described, sub, NOW)
+            .disposition
+    };
+    assert_eq!(after(1, &one_tier), park(5));
+    assert_eq!(
+        after(2, &one_tier),
+        dead(
+            DeadReason::Exhausted,
+            "2 attempts failed; last: receiver answered 500"
+        )
+    );
+    // The operator's schedule still has retries left at that point.
+    assert_eq!(after(2, &webhook()), park(30));
+    let none = with_policy(Some(&[]), None);
+    assert_eq!(
+        after(1, &none),
+        dead(
+            DeadReason::Exhausted,
+            "1 attempts failed; last: receiver answered 500"
+        )
+    );
+    // A 410 or a permanent status is decided as for any webhook.
+    assert_eq!(
+        rules
+            .after_attempt(Outcome::Gone, 1, described, &one_tier, NOW)
+            .disposition,
+        dead(DeadReason::Gone, "receiver answered 410")
     );
 }
 

@@ -139,6 +139,7 @@ impl Store {
             headers,
             filter: sub.filter.as_ref().map(|f| f.source().to_owned()),
             client_tls,
+            retry: StoredRetry::of(&sub.retry),
         })
     }
 
@@ -338,6 +339,11 @@ impl Store {
             headers,
             filter,
             client_tls,
+            retry: r
+                .retry
+                .as_ref()
+                .map(StoredRetry::policy)
+                .unwrap_or_default(),
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
             version: r.version,
@@ -426,6 +432,7 @@ fn broken_subscription(org: &str, id: Uuid, raw: &[u8], reason: String) -> Subsc
         headers: Vec::new(),
         filter: None,
         client_tls: ClientTls::default(),
+        retry: Default::default(),
         created_at_ms,
         updated_at_ms,
         version,

@@ -4,7 +4,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hookwire_core::{CustomHeader, Ed25519Key, Filter};
+use std::time::Duration;
+
+use hookwire_core::{CustomHeader, Ed25519Key, Filter, RetryPolicy};
 use hookwire_store::{Change, Error};
 
 use super::keys::{open, sled_open};
@@ -30,6 +32,10 @@ fn with_options() -> hookwire_core::Subscription {
     ];
     s.rotate_ed25519(Ed25519Key::generate().expect("rng"), 1, 1);
     s.filter = Some(Filter::parse("body.tags.exists(t, t == 'q3')").expect("filter"));
+    s.retry = RetryPolicy {
+        schedule: Some(vec![Duration::from_secs(5), Duration::from_secs(30)]),
+        max_age: Some(Duration::from_secs(3600)),
+    };
     s
 }
 
@@ -61,6 +67,7 @@ fn options_round_trip_with_their_secrets_sealed() {
         assert_eq!(read.headers, s.headers);
         assert_eq!(read.ed25519_keys, s.ed25519_keys);
         assert_eq!(read.filter, s.filter);
+        assert_eq!(read.retry, s.retry);
         // A listing opens nothing: public keys and names only.
         let page = store.list_page("acme", None, 10).expect("page");
         let listed = &page.items[0];
@@ -70,6 +77,7 @@ fn options_round_trip_with_their_secrets_sealed() {
         assert!(listed.headers[0].secret && listed.headers[0].value.is_empty());
         assert_eq!(listed.headers[1].value, "reports");
         assert_eq!(listed.filter, s.filter);
+        assert_eq!(listed.retry, s.retry);
     }
     assert!(
         on_disk(&dir, b"reports"),

@@ -1,11 +1,13 @@
 //! The flags of a webhook's delivery options that `create` and `update` share: custom
-//! headers, and the TLS settings read from PEM files.
+//! headers, the TLS settings read from PEM files, and its own retry policy.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use hookwire_api::webhooks::Webhook;
+use serde_json::{Value, json};
 
 /// Custom headers to set.
 #[derive(Args, Debug, Default)]
@@ -80,6 +82,69 @@ impl TlsArgs {
             read(&self.ca_file, "CA certificates")?,
         ])
     }
+}
+
+/// The webhook's own retry policy; the API checks it against the daemon's tiers.
+#[derive(Args, Debug, Default)]
+pub struct RetryArgs {
+    /// Its own retry schedule: the delays between attempts, comma-separated, each one of
+    /// the tiers of the daemon's `delivery.retry_schedule` (e.g. `5s,2m`); `""` makes one
+    /// attempt only.
+    #[arg(long, value_name = "DELAYS")]
+    retry_schedule: Option<String>,
+    /// Its deliveries older than this (e.g. `1h`) are dead-lettered as `expired`; at most
+    /// the daemon's `delivery.max_age`.
+    #[arg(long, value_name = "DURATION")]
+    max_age: Option<String>,
+}
+
+/// Flags that give a webhook the daemon's retry policy back.
+#[derive(Args, Debug, Default)]
+pub struct RetryRemovalArgs {
+    /// Use the daemon's `delivery.retry_schedule` again.
+    #[arg(long, conflicts_with = "retry_schedule")]
+    no_retry_schedule: bool,
+    /// Use the daemon's `delivery.max_age` again.
+    #[arg(long, conflicts_with = "max_age")]
+    no_max_age: bool,
+}
+
+impl RetryArgs {
+    /// The request's `retry` object: what these flags set, and what `removal` removes
+    /// (null); `None` when they change nothing.
+    pub(super) fn to_json(&self, removal: &RetryRemovalArgs) -> Option<Value> {
+        let mut retry = serde_json::Map::new();
+        if let Some(delays) = &self.retry_schedule {
+            let delays: Vec<&str> = delays
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .collect();
+            retry.insert("schedule".into(), json!(delays));
+        } else if removal.no_retry_schedule {
+            retry.insert("schedule".into(), Value::Null);
+        }
+        if let Some(age) = &self.max_age {
+            retry.insert("max_age".into(), json!(age));
+        } else if removal.no_max_age {
+            retry.insert("max_age".into(), Value::Null);
+        }
+        (!retry.is_empty()).then_some(Value::Object(retry))
+    }
+}
+
+/// A webhook's retry policy in one line: `-` when it follows the daemon's.
+pub(super) fn retry_cell(w: &Webhook) -> String {
+    let Some(retry) = &w.retry else {
+        return "-".into();
+    };
+    let schedule = match &retry.schedule {
+        Some(delays) if delays.is_empty() => "one attempt".to_owned(),
+        Some(delays) => delays.join(","),
+        None => "daemon's".to_owned(),
+    };
+    let max_age = retry.max_age.as_deref().unwrap_or("daemon's");
+    format!("schedule {schedule}; max age {max_age}")
 }
 
 /// `NAME=VALUE` as a pair; the API checks the name and the value.
