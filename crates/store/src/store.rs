@@ -27,8 +27,11 @@ use crate::{Error, Result};
 mod health;
 mod reads;
 mod replicated;
+mod retry;
 mod secrets;
 mod stream_guard;
+
+use self::retry::StoredRetry;
 
 pub use health::HealthTransition;
 pub use replicated::{Entry, ReplicatedChange, Validate};
@@ -219,37 +222,6 @@ pub(crate) struct Record {
     /// The webhook's own retry policy; absent when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retry: Option<StoredRetry>,
-}
-
-/// A webhook's retry policy as stored: durations in milliseconds.
-#[derive(Clone, Serialize, Deserialize)]
-struct StoredRetry {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    schedule_ms: Option<Vec<u64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_age_ms: Option<u64>,
-}
-
-impl StoredRetry {
-    fn of(policy: &hookwire_core::RetryPolicy) -> Option<Self> {
-        let ms = |d: &std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        (!policy.is_empty()).then(|| Self {
-            schedule_ms: policy.schedule.as_ref().map(|s| s.iter().map(ms).collect()),
-            max_age_ms: policy.max_age.as_ref().map(ms),
-        })
-    }
-
-    fn policy(&self) -> hookwire_core::RetryPolicy {
-        hookwire_core::RetryPolicy {
-            schedule: self.schedule_ms.as_ref().map(|s| {
-                s.iter()
-                    .copied()
-                    .map(std::time::Duration::from_millis)
-                    .collect()
-            }),
-            max_age: self.max_age_ms.map(std::time::Duration::from_millis),
-        }
-    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
