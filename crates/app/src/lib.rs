@@ -531,6 +531,7 @@ fn daemon(
         settings: EngineSettings {
             max_event_bytes: d.max_event_bytes,
             dead_letter_body_max_bytes: config.store.dead_letter_body_max_bytes,
+            attempts_replicated: config.replication.enabled,
             inline_fanout_max: d.inline_fanout_max,
             concurrency: d.concurrency,
             limits: EndpointLimits {

@@ -49,6 +49,9 @@ pub struct EngineSettings {
     /// The most of a dead letter's body that is archived (and, for an over-size event,
     /// dead-lettered at all).
     pub dead_letter_body_max_bytes: usize,
+    /// Whether this node reads the attempts stream: a redelivered message then waits,
+    /// briefly, for the attempts of the node that had it before.
+    pub attempts_replicated: bool,
 }
 
 /// Shared by every message handler.
@@ -263,7 +266,7 @@ impl Engine {
             })
             .collect();
         if message.redelivered {
-            tasks.retain(|(task, _)| !self.settled_before(task));
+            self.retain_unsettled(&mut tasks).await;
         }
         if tasks.len() > self.settings.inline_fanout_max {
             // A large fan-out becomes tasks, so one event never holds many attempts inline.
@@ -321,7 +324,7 @@ impl Engine {
                 .dead_letter(publisher, body, dead, rejection.reason)
                 .await;
         }
-        if message.redelivered && self.delivered_before(&task, &task.webhook_id()) {
+        if message.redelivered && self.settled_before(&task).await {
             return Ok(());
         }
         let sub = self.store.get(&task.org, &task.subscription_id)?;
@@ -398,8 +401,9 @@ impl Engine {
             Outcome::Permanent | Outcome::Gone => drop(admission),
         }
         let attempt = task.attempts + 1;
-        self.attempt_log
-            .record(attempt_record(&task, &webhook_id, attempt, &report));
+        // Recorded once what the attempt decided is durable: a redelivery that finds the
+        // record takes the delivery as settled (engine/redelivery.rs).
+        let record = attempt_record(&task, &webhook_id, attempt, &report);
         let next = Task {
             attempts: attempt,
             deferred_since_ms: None,
@@ -412,16 +416,18 @@ impl Engine {
         self.record_health(sub, decision.health, now).await;
         if decision.disposition == Disposition::Delivered {
             debug!(%webhook_id, status = report.status, latency_ms = report.latency.as_millis() as u64, "Delivered.");
-            return self
-                .settle(publisher, &next, body, decision.disposition)
-                .await;
+            self.settle(publisher, &next, body, decision.disposition)
+                .await?;
+        } else {
+            // Only failures get a span: a span per delivery is measurable CPU on the hot
+            // path, and the delivered path logs nothing at info.
+            let span = info_span!("delivery", %webhook_id, subscription_id = %sub.id, attempt);
+            self.settle_failure(publisher, &next, sub, body, decision, &report)
+                .instrument(span)
+                .await?;
         }
-        // Only failures get a span: a span per delivery is measurable CPU on the hot path,
-        // and the delivered path logs nothing at info.
-        let span = info_span!("delivery", %webhook_id, subscription_id = %sub.id, attempt);
-        self.settle_failure(publisher, &next, sub, body, decision, &report)
-            .instrument(span)
-            .await
+        self.attempt_log.record(record);
+        Ok(())
     }
 
     /// Applies the decision after an attempt that did not deliver: disabling, then the

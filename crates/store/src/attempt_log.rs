@@ -301,14 +301,18 @@ pub(crate) fn page(
     })
 }
 
-/// Whether one of `subscription_id`'s attempts at or after `since_ms` delivered the
-/// message `message_id`. Chunks that end before `since_ms` are judged by their keys, so
-/// the cost is that of decoding the webhook's attempts since then.
-pub(crate) fn delivered_since(
+/// Whether the delivery `message_id` to `subscription_id` was settled from its
+/// `attempt`-th attempt on, by an attempt at or after `since_ms`: one delivered it, or an
+/// attempt numbered `attempt` or later was made (its record is written once what it
+/// decided, a retry scheduled or a dead letter, is durable). Chunks that end before
+/// `since_ms` are judged by their keys, so the cost is that of decoding the webhook's
+/// attempts since then.
+pub(crate) fn settled_since(
     tree: &sled::Tree,
     subscription_id: &Uuid,
     message_id: &str,
     since_ms: u64,
+    attempt: u32,
 ) -> Result<bool> {
     let prefix = attempt_prefix(subscription_id);
     for entry in tree.scan_prefix(&prefix) {
@@ -316,10 +320,12 @@ pub(crate) fn delivered_since(
         if ChunkMeta::parse(&key)?.last_at_ms < since_ms {
             continue;
         }
-        let delivered = decode_chunk(&raw)?
-            .iter()
-            .any(|r| r.at_ms >= since_ms && r.outcome == DELIVERED && r.message_id == message_id);
-        if delivered {
+        let settled = decode_chunk(&raw)?.iter().any(|r| {
+            r.at_ms >= since_ms
+                && r.message_id == message_id
+                && (r.outcome == DELIVERED || r.attempt >= attempt)
+        });
+        if settled {
             return Ok(true);
         }
     }
@@ -395,21 +401,35 @@ mod tests {
     }
 
     #[test]
-    fn delivered_since_finds_only_a_delivered_attempt_in_its_window() {
+    fn settled_since_finds_a_delivered_attempt_or_the_attempt_asked_in_its_window() {
         let db = sled::Config::new().temporary(true).open().expect("sled");
         let tree = db.open_tree("attempts").expect("tree");
         let (sub, other) = (Uuid::now_v7(), Uuid::now_v7());
         two_batches(&tree, &db, sub);
-        let found = |sub: &Uuid, id: &str, since: u64| {
-            delivered_since(&tree, sub, id, since).expect("lookup")
+        let found = |sub: &Uuid, id: &str, since: u64, attempt: u32| {
+            settled_since(&tree, sub, id, since, attempt).expect("lookup")
         };
-        assert!(found(&sub, "msg_0", 0));
-        assert!(found(&sub, "msg_150", 3_000_000), "in a later chunk");
-        assert!(!found(&sub, "msg_1", 0), "its attempt failed");
-        assert!(!found(&sub, "msg_0", 1_001), "before the window");
-        assert!(!found(&sub, "msg_0", 3_000_000), "in a chunk the key skips");
-        assert!(!found(&other, "msg_0", 0), "another webhook's");
-        assert!(!found(&sub, "msg_999", 0), "never attempted");
+        assert!(found(&sub, "msg_0", 0, 1), "delivered");
+        assert!(found(&sub, "msg_150", 3_000_000, 1), "in a later chunk");
+        assert!(
+            found(&sub, "msg_150", 3_000_000, 999),
+            "delivered, whatever the attempt"
+        );
+        assert!(
+            found(&sub, "msg_1", 0, 1),
+            "its attempt 1 failed and settled"
+        );
+        assert!(
+            !found(&sub, "msg_1", 0, 2),
+            "its attempt 2 is yet to be made"
+        );
+        assert!(!found(&sub, "msg_0", 1_001, 1), "before the window");
+        assert!(
+            !found(&sub, "msg_0", 3_000_000, 1),
+            "in a chunk the key skips"
+        );
+        assert!(!found(&other, "msg_0", 0, 1), "another webhook's");
+        assert!(!found(&sub, "msg_999", 0, 1), "never attempted");
     }
 
     #[test]

@@ -178,6 +178,8 @@ pub struct Store {
     filters: Arc<secrets::FilterCache>,
     /// Webhooks whose failing state flipped here, to share with the other nodes.
     flipped: Arc<health::FlippedHealth>,
+    /// When the newest attempt the attempts stream brought here ended (ms).
+    replicated_attempts: Arc<tokio::sync::watch::Sender<u64>>,
     /// The sled directory, for the [`Writer`](crate::Writer)'s `fsync`s.
     path: Arc<PathBuf>,
 }
@@ -299,6 +301,7 @@ impl Store {
             subscribers: Arc::default(),
             filters: Arc::default(),
             flipped: Arc::default(),
+            replicated_attempts: Arc::new(tokio::sync::watch::Sender::new(0)),
             path: Arc::new(path.to_owned()),
         };
         store.check_key()?;
@@ -322,9 +325,7 @@ impl Store {
             Change::RecordAttempts(records) => {
                 attempt_log::record(&self.attempts, &self.db, &records)
             }
-            Change::ApplyAttempts { records, offset } => {
-                attempt_log::apply(&self.attempts, &records, offset).map(drop)
-            }
+            Change::ApplyAttempts { records, offset } => self.apply_attempts(&records, offset),
             Change::PruneAttempts {
                 older_than_ms,
                 keep_per_webhook,

@@ -245,6 +245,9 @@ pub struct Tally {
     /// Duplicates whose previous request was answered before a disturbance: only the ack
     /// was missing.
     pub dup_answered_before: usize,
+    /// The first few of those, described: how long before the disturbance the answer
+    /// came says which record the redelivery missed.
+    pub answered_before_examples: Vec<String>,
     /// Duplicates of pairs never requested before a disturbance, whose event was sent
     /// before it: the event was fanned out again.
     pub dup_fanned_out_again: usize,
@@ -268,10 +271,6 @@ pub struct Tally {
     pub unexpected_dead: usize,
     /// Requests whose signature did not verify.
     pub bad_signatures: usize,
-    /// Redeliveries went to other nodes, which know a delivery's outcome only once the
-    /// attempts stream has carried it there, and hookwire does not wait for that: the
-    /// answered-before share is reported, not bounded (docs/reliability.md).
-    pub across_nodes: bool,
 }
 
 impl Tally {
@@ -312,7 +311,18 @@ impl Tally {
             self.duplicates += 1;
             match class {
                 Class::InFlight => self.dup_in_flight += 1,
-                Class::AnsweredBefore => self.dup_answered_before += 1,
+                Class::AnsweredBefore => {
+                    self.dup_answered_before += 1;
+                    if self.answered_before_examples.len() < EXAMPLES {
+                        self.answered_before_examples.push(describe(
+                            event,
+                            sub,
+                            &requests,
+                            sent,
+                            &log.disturbances,
+                        ));
+                    }
+                }
                 Class::FannedOutAgain => self.dup_fanned_out_again += 1,
                 Class::Other => {
                     self.dup_other += 1;
@@ -355,7 +365,7 @@ impl Tally {
                 self.other_examples.join("; ")
             ));
         }
-        if !self.across_nodes && self.answered_before_rate() > ANSWERED_BEFORE_MAX_PERCENT {
+        if self.answered_before_rate() > ANSWERED_BEFORE_MAX_PERCENT {
             out.push(format!(
                 "{} duplicates answered before a disturbance ({:.2}% of expected pairs, more than {ANSWERED_BEFORE_MAX_PERCENT}%)",
                 self.dup_answered_before,
@@ -453,16 +463,20 @@ pub fn report(outcomes: &[Outcome]) -> (String, bool) {
             t.disturbances,
             t.dup_answered_before,
             t.answered_before_rate(),
-            if t.across_nodes {
-                "not bounded across nodes".to_owned()
-            } else {
-                format!("at most {ANSWERED_BEFORE_MAX_PERCENT}%")
-            },
+            format!("at most {ANSWERED_BEFORE_MAX_PERCENT}%"),
             t.dup_fanned_out_again,
             t.dup_other,
         );
         if !t.other_examples.is_empty() {
             let _ = writeln!(s, "{:<16} other: {}", "", t.other_examples.join("; "));
+        }
+        if !t.answered_before_examples.is_empty() {
+            let _ = writeln!(
+                s,
+                "{:<16} answered before: {}",
+                "",
+                t.answered_before_examples.join("; ")
+            );
         }
         if let Some(id) = &o.must_lose {
             let verdict = if o.all_failures().is_empty() {
@@ -692,7 +706,7 @@ mod tests {
 
     #[test]
     fn answered_before_duplicates_fail_above_a_thousandth_of_the_pairs() {
-        let verdict = |pairs: usize, across_nodes: bool| {
+        let verdict = |pairs: usize| {
             let sub = Uuid::now_v7();
             let mut ledger = Ledger::default();
             let mut s = Script::new();
@@ -703,23 +717,17 @@ mod tests {
                 s.request(&e, sub, 50, 60, 200);
             }
             s.request("e0", sub, 160, 161, 200);
-            let mut t = ledger.tally_logs(&[(sub, &s.log)], &[], |_| false, |_| None);
+            let t = ledger.tally_logs(&[(sub, &s.log)], &[], |_| false, |_| None);
             assert_eq!((t.dup_answered_before, t.lost), (1, 0));
-            t.across_nodes = across_nodes;
             t.failures()
         };
         assert_eq!(
-            verdict(1000, false),
+            verdict(1000),
             Vec::<String>::new(),
             "one in 1,000 is allowed"
         );
         assert_eq!(
-            verdict(999, true),
-            Vec::<String>::new(),
-            "reported across nodes"
-        );
-        assert_eq!(
-            verdict(999, false),
+            verdict(999),
             [
                 "1 duplicates answered before a disturbance (0.10% of expected pairs, more than 0.1%)"
             ]

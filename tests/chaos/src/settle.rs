@@ -79,8 +79,7 @@ pub async fn stop_and_count(
             failures.push(format!("{} graceful stop: {e:#}", node.config.node.id));
         }
     }
-    let (mut tally, _) = finish(&mut nodes[0], ledger, sinks, |_| false, failures).await?;
-    tally.across_nodes = nodes.len() > 1;
+    let (tally, _) = finish(&mut nodes[0], ledger, sinks, |_| false, failures).await?;
     let kills = nodes.iter().map(|n| n.kills).sum();
     Ok((tally, kills))
 }

@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 use crate::write_config;
 
+mod redelivery;
+
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The nodes' world: one namespace, and per node a config (its own store, API port and

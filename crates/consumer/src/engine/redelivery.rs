@@ -1,44 +1,70 @@
 //! What a redelivered message asks before it makes a delivery again.
 
+use std::time::Duration;
+
 use hookwire_amqp::wire::Task;
 use tracing::{debug, warn};
 
 use super::Engine;
 use crate::telemetry;
 
+/// The longest a redelivered message waits for the attempts stream to bring what other
+/// nodes recorded before it was redelivered. Attempts reach the stream in batches every
+/// 100 ms, and are applied here soon after; a busy cluster ends the wait in a few
+/// hundred ms, a quiet one at this bound.
+const REPLICATION_WAIT: Duration = Duration::from_secs(2);
+
 impl Engine {
-    /// Whether the delivery `task` of a redelivered event was settled already: a node
-    /// stopped (or lost its channel) before the event's ack. The journal knows the
-    /// deliveries this node settled (delivered, scheduled for a retry, dead-lettered)
-    /// while the event waited for its others; the attempt log knows those made.
-    pub(super) fn settled_before(&self, task: &Task) -> bool {
-        let webhook_id = task.webhook_id();
-        if self.journal.contains(&webhook_id) {
-            telemetry::delivery("already_settled");
-            debug!(%webhook_id, "Redelivered event's delivery was settled already; not made again.");
-            return true;
+    /// Keeps the deliveries of a redelivered event that were not settled before: a node
+    /// stopped (or lost its channel) before the event's ack. This node's journal knows
+    /// the deliveries it settled (delivered, scheduled for a retry, dead-lettered) while
+    /// the event waited for its others; the attempt log knows those attempted, by any
+    /// node once the attempts stream has brought them.
+    pub(super) async fn retain_unsettled<S>(&self, tasks: &mut Vec<(Task, S)>) {
+        tasks.retain(|(task, _)| !self.journaled(task) && !self.recorded_settled(task));
+        if !tasks.is_empty() && self.await_replicated_attempts().await {
+            tasks.retain(|(task, _)| !self.recorded_settled(task));
         }
-        self.delivered_before(task, &webhook_id)
     }
 
-    /// Whether this node's attempt log holds a delivered attempt of `task`, whose message
-    /// was redelivered. Only redelivered messages ask, so the normal path pays nothing.
-    /// A task's own message never asks the journal: a retry is the very message its
-    /// event's journaled delivery scheduled. A record not here yet (the last moments
-    /// before a crash, or another node's attempt still on its way through the attempts
-    /// stream), or a log that cannot be read, means the delivery is made again, as
-    /// at-least-once allows.
-    pub(super) fn delivered_before(&self, task: &Task, webhook_id: &str) -> bool {
-        // Attempts are timed by the node that made them: allow for its clock.
-        const CLOCK_ALLOWANCE_MS: u64 = 60_000;
-        let since = task.first_seen_ms.saturating_sub(CLOCK_ALLOWANCE_MS);
+    /// Whether the attempt log shows `task`, whose message was redelivered, settled: its
+    /// delivery delivered, or the attempt this message was to make made. A task's own
+    /// message never asks the journal: a retry is the very message its event's
+    /// journaled delivery scheduled. Only redelivered messages ask, so the normal path
+    /// pays nothing.
+    pub(super) async fn settled_before(&self, task: &Task) -> bool {
+        self.recorded_settled(task)
+            || (self.await_replicated_attempts().await && self.recorded_settled(task))
+    }
+
+    fn journaled(&self, task: &Task) -> bool {
+        let webhook_id = task.webhook_id();
+        let known = self.journal.contains(&webhook_id);
+        if known {
+            telemetry::delivery("already_settled");
+            debug!(%webhook_id, "Redelivered event's delivery was settled already; not made again.");
+        }
+        known
+    }
+
+    /// A record not here (the last moments before a crash, or another node's attempt
+    /// not yet brought by the attempts stream), or a log that cannot be read, means the
+    /// delivery is made again, as at-least-once allows.
+    fn recorded_settled(&self, task: &Task) -> bool {
+        // Only attempts since it was first seen: a resend or a replay is a new task of
+        // the same `webhook-id`, first seen when it is made, and the delivery's earlier
+        // attempts are not its own. An attempt timed by a node whose clock runs behind
+        // is missed: a duplicate, never a loss.
+        let webhook_id = task.webhook_id();
+        let since = task.first_seen_ms;
+        let attempt = task.attempts.saturating_add(1);
         match self
             .store
-            .delivered_since(&task.subscription_id, webhook_id, since)
+            .settled_since(&task.subscription_id, &webhook_id, since, attempt)
         {
             Ok(true) => {
                 telemetry::delivery("already_settled");
-                debug!(%webhook_id, "Redelivered, but the attempt log records it delivered; not made again.");
+                debug!(%webhook_id, attempt, "Redelivered, but the attempt log records it settled; not made again.");
                 true
             }
             Ok(false) => false,
@@ -47,5 +73,26 @@ impl Engine {
                 false
             }
         }
+    }
+
+    /// With several nodes, waits (at most [`REPLICATION_WAIT`]) until the attempts
+    /// stream has brought every attempt recorded before now: the message may have been
+    /// delivered by a node that stopped before its ack. `false` on a node that does not
+    /// read the stream, where there is nothing to wait for.
+    async fn await_replicated_attempts(&self) -> bool {
+        if !self.settings.attempts_replicated {
+            return false;
+        }
+        let now = hookwire_core::now_ms();
+        let mut through = self.store.attempts_replicated_through();
+        if tokio::time::timeout(REPLICATION_WAIT, through.wait_for(|t| *t >= now))
+            .await
+            .is_err()
+        {
+            debug!(
+                "The attempts stream brought nothing newer within the wait; the redelivered delivery is decided on what it has."
+            );
+        }
+        true
     }
 }

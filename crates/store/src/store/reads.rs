@@ -152,16 +152,33 @@ impl Store {
         attempt_log::page(&self.attempts, subscription_id, query)
     }
 
-    /// Whether this node's attempt log holds a delivered attempt of `message_id` (a
-    /// `webhook-id`) to `subscription_id` that started at or after `since_ms`. It costs a
-    /// decode of the webhook's attempts since then, so only redeliveries ask.
-    pub fn delivered_since(
+    /// Whether this node's attempt log shows the delivery `message_id` (a `webhook-id`)
+    /// to `subscription_id` settled from its `attempt`-th attempt on, by an attempt that
+    /// started at or after `since_ms`: one delivered it, or attempt `attempt` or a later
+    /// one was made (recorded once what it decided is durable). It costs a decode of the
+    /// webhook's attempts since then, so only redeliveries ask.
+    pub fn settled_since(
         &self,
         subscription_id: &Uuid,
         message_id: &str,
         since_ms: u64,
+        attempt: u32,
     ) -> Result<bool> {
-        attempt_log::delivered_since(&self.attempts, subscription_id, message_id, since_ms)
+        attempt_log::settled_since(
+            &self.attempts,
+            subscription_id,
+            message_id,
+            since_ms,
+            attempt,
+        )
+    }
+
+    /// When the newest attempt applied from the attempts stream ended (ms since the
+    /// epoch, by the clock of the node that made it; 0 before the first). A batch
+    /// holding an attempt that ended after some moment was published after it, so
+    /// once this passes a moment, every batch published before it has been applied.
+    pub fn attempts_replicated_through(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.replicated_attempts.subscribe()
     }
 
     /// The offset of the last batch applied from the attempts stream; `None` before the

@@ -1,0 +1,113 @@
+//! A node's redelivered messages taken by another node: what the first settled is not
+//! made again.
+
+use std::sync::Mutex;
+
+use super::*;
+
+/// An event's deliveries settled on node 1 while another subscriber held the event
+/// unacked are not made again when node 1 is SIGKILLed and node 2 takes the event: one
+/// answered 2xx, one answered 500 whose retry was scheduled (and then delivered), and one
+/// answered 501 and dead-lettered (no delivered attempt: only the record of its attempt,
+/// written once the dead letter was confirmed, says it settled). Node 2 finds them in its
+/// attempt log, brought by the attempts stream (node 1's journal is not there), and makes
+/// only the held one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_a_killed_node_settled_are_not_made_again_by_another() {
+    const EVENTS: usize = 6;
+    /// The slow receiver holds this many first requests open until the kill, so that
+    /// many events stay unacked on node 1 after the others have answered them.
+    const HELD: usize = 3;
+    let fast = Receiver::ok().await;
+    let slow = Receiver::start(|n, _| Reply {
+        delay: if n < HELD {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        },
+        ..Reply::status(200)
+    })
+    .await;
+    // 500 to the first request of each delivery, 200 to the rest.
+    let seen = Mutex::new(BTreeSet::new());
+    let flaky = Receiver::start(move |_, r| {
+        let first = seen
+            .lock()
+            .expect("lock")
+            .insert(r.header("webhook-id").to_owned());
+        Reply::status(if first { 500 } else { 200 })
+    })
+    .await;
+    let rejecting = Receiver::start(|_, _| Reply::status(501)).await;
+    let cluster = Cluster::new().await;
+    let mut node1 = cluster.start(1).await;
+    let mut hooks = Vec::new();
+    for receiver in [&fast, &slow, &flaky, &rejecting] {
+        let created = cluster.create(&node1, &receiver.url(), false).await;
+        hooks.push(created["id"].as_str().expect("an id").to_owned());
+    }
+    cluster.publish_runs(0, EVENTS).await;
+    fast.wait_for(EVENTS, WAIT).await;
+    slow.wait_for(EVENTS, WAIT).await;
+    // Each first attempt, then its retry from the tier.
+    flaky.wait_for(2 * EVENTS, WAIT).await;
+    rejecting.wait_for(EVENTS, WAIT).await;
+    assert_eq!(
+        slow.answered().len(),
+        EVENTS - HELD,
+        "the held requests are open"
+    );
+    // Node 2 joins and holds node 1's attempts (two per flaky delivery), so the kill
+    // tests what it finds, not how soon the stream brings it.
+    let node2 = cluster.start(2).await;
+    let (fast_hook, flaky_hook, rejecting_hook) = (&hooks[0], &hooks[2], &hooks[3]);
+    eventually(WAIT, "node 1's attempts on node 2", || async {
+        let fast_listed = attempts_listed(&cluster, &node2, fast_hook).await;
+        let flaky_listed = attempts_listed(&cluster, &node2, flaky_hook).await;
+        let rejecting_listed = attempts_listed(&cluster, &node2, rejecting_hook).await;
+        (fast_listed == EVENTS && flaky_listed == 2 * EVENTS && rejecting_listed == EVENTS)
+            .then_some(())
+    })
+    .await;
+    node1.serve.kill().expect("SIGKILL node 1");
+
+    eventually(WAIT, "the held events answered by node 2", || async {
+        let bodies: BTreeSet<_> = slow.answered().iter().map(|r| r.body.to_vec()).collect();
+        (bodies.len() == EVENTS).then_some(())
+    })
+    .await;
+    assert_eq!(
+        fast.requests().len(),
+        EVENTS,
+        "no delivery answered on node 1 was made again by node 2"
+    );
+    assert_eq!(
+        flaky.requests().len(),
+        2 * EVENTS,
+        "no delivery whose retry node 1 scheduled was made again by node 2"
+    );
+    assert_eq!(
+        rejecting.requests().len(),
+        EVENTS,
+        "no delivery node 1 dead-lettered was made again by node 2"
+    );
+    let skipped = cluster
+        .metric(&node2, |l| {
+            l.starts_with(r#"hookwire_deliveries_total{outcome="already_settled"}"#)
+        })
+        .await;
+    assert!(
+        skipped >= 3.0 * HELD as f64,
+        "each redelivered event's three settled deliveries are counted on node 2: {skipped}"
+    );
+    drop(node1);
+    cluster.finish(vec![node2]).await;
+}
+
+/// How many attempts of webhook `hook` `node` lists.
+async fn attempts_listed(cluster: &Cluster, node: &Node, hook: &str) -> usize {
+    let path = format!("/v1/orgs/acme/webhooks/{hook}/attempts?limit=500");
+    cluster.get(node, &path).await["attempts"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
