@@ -40,6 +40,9 @@ impl Batched for Attempts {
     type Record = AttemptRecord;
     const BUFFER: usize = 65_536;
     const BATCH: usize = 1024;
+    /// Short: another node takes a delivery for settled only once the attempts stream
+    /// has brought its record, so what a SIGKILL loses of these comes back as duplicates.
+    const LINGER: Duration = Duration::from_millis(25);
     const PRUNE_AFTER: Option<usize> = Some(10_000);
     const DROPPED_METRIC: &'static str = "hookwire_attempt_log_dropped_total";
     const UNPUBLISHED_METRIC: &'static str = "hookwire_attempts_unpublished_total";

@@ -1,5 +1,5 @@
 //! The one shape of the attempt log's and the payload archive's writers. Records are
-//! gathered by a background task for [`LINGER`] (or until a batch is full) and written to
+//! gathered by a background task for [`Batched::LINGER`] (or until a batch is full) and written to
 //! this node's store on the blocking pool, without a flush of their own and never on the
 //! ack path: a crash can lose the last moments of them, never a delivery. With
 //! replication, a batch is published to a stream instead, which every node (this one
@@ -17,8 +17,6 @@ use hookwire_store::{Change, Changelog, Store};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-/// How long records are gathered before they are written: what a crash can lose.
-const LINGER: Duration = Duration::from_millis(100);
 /// Prunes run this often (and, for a kind with [`Batched::PRUNE_AFTER`], sooner).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The largest stream message a batch becomes: under the broker's `max_message_size`,
@@ -34,6 +32,8 @@ pub(crate) trait Batched: Send + Sync + 'static {
     const BUFFER: usize;
     /// Records gathered into one batch at most.
     const BATCH: usize;
+    /// How long records are gathered before they are written: what a crash can lose.
+    const LINGER: Duration;
     /// Records written after which the prunes run before their time; `None`: on time only.
     const PRUNE_AFTER: Option<usize>;
     /// Counts records lost: the writer was behind, or the store could not write them.
@@ -131,7 +131,7 @@ async fn write_loop<K: Batched>(
         // cost (docs/performance.md). The task sleeps rather than waiting on the channel,
         // which would wake it for every record.
         if matches!(first, Message::Record(_)) && rx.len() < K::BATCH {
-            tokio::time::sleep(LINGER).await;
+            tokio::time::sleep(K::LINGER).await;
         }
         let (mut records, mut syncs) = (Vec::new(), Vec::new());
         let mut open = true;

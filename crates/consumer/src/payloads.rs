@@ -10,6 +10,7 @@
 //! ([`STREAM_MESSAGE_MAX_BYTES`](crate::batch_writer::STREAM_MESSAGE_MAX_BYTES)).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hookwire_store::{Change, Changelog, Payload, PayloadLimits, Store};
 
@@ -25,6 +26,7 @@ impl Batched for Payloads {
     /// At most this many times `delivery.max_event_bytes` of memory.
     const BUFFER: usize = 4096;
     const BATCH: usize = 512;
+    const LINGER: Duration = Duration::from_millis(100);
     const PRUNE_AFTER: Option<usize> = None;
     const DROPPED_METRIC: &'static str = "hookwire_payloads_dropped_total";
     const UNPUBLISHED_METRIC: &'static str = "hookwire_payloads_unpublished_total";

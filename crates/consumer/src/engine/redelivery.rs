@@ -9,9 +9,9 @@ use super::Engine;
 use crate::telemetry;
 
 /// The longest a redelivered message waits for the attempts stream to bring what other
-/// nodes recorded before it was redelivered. Attempts reach the stream in batches every
-/// 100 ms, and are applied here soon after; a busy cluster ends the wait in a few
-/// hundred ms, a quiet one at this bound.
+/// nodes recorded before it was redelivered. Attempts reach the stream in batches
+/// gathered for 25 ms, and are applied here soon after; a busy cluster ends the wait
+/// within a few hundred ms, a quiet one at this bound.
 const REPLICATION_WAIT: Duration = Duration::from_secs(2);
 
 impl Engine {
