@@ -302,28 +302,30 @@ pub(crate) fn page(
 }
 
 /// Whether the delivery `message_id` to `subscription_id` was settled from its
-/// `attempt`-th attempt on, by an attempt at or after `since_ms`: one delivered it, or an
-/// attempt numbered `attempt` or later was made (its record is written once what it
-/// decided, a retry scheduled or a dead letter, is durable). Chunks that end before
-/// `since_ms` are judged by their keys, so the cost is that of decoding the webhook's
-/// attempts since then.
+/// `attempt`-th attempt on: an attempt at or after `delivered_since_ms` delivered it, or
+/// one numbered `attempt` or later was made at or after `attempted_since_ms` (its record
+/// is written once what it decided, a retry scheduled or a dead letter, is durable).
+/// Chunks that end before both are judged by their keys, so the cost is that of decoding
+/// the webhook's attempts since then.
 pub(crate) fn settled_since(
     tree: &sled::Tree,
     subscription_id: &Uuid,
     message_id: &str,
-    since_ms: u64,
+    delivered_since_ms: u64,
+    attempted_since_ms: u64,
     attempt: u32,
 ) -> Result<bool> {
     let prefix = attempt_prefix(subscription_id);
+    let since_ms = delivered_since_ms.min(attempted_since_ms);
     for entry in tree.scan_prefix(&prefix) {
         let (key, raw) = entry?;
         if ChunkMeta::parse(&key)?.last_at_ms < since_ms {
             continue;
         }
         let settled = decode_chunk(&raw)?.iter().any(|r| {
-            r.at_ms >= since_ms
-                && r.message_id == message_id
-                && (r.outcome == DELIVERED || r.attempt >= attempt)
+            r.message_id == message_id
+                && ((r.outcome == DELIVERED && r.at_ms >= delivered_since_ms)
+                    || (r.attempt >= attempt && r.at_ms >= attempted_since_ms))
         });
         if settled {
             return Ok(true);
@@ -407,7 +409,7 @@ mod tests {
         let (sub, other) = (Uuid::now_v7(), Uuid::now_v7());
         two_batches(&tree, &db, sub);
         let found = |sub: &Uuid, id: &str, since: u64, attempt: u32| {
-            settled_since(&tree, sub, id, since, attempt).expect("lookup")
+            settled_since(&tree, sub, id, since, since, attempt).expect("lookup")
         };
         assert!(found(&sub, "msg_0", 0, 1), "delivered");
         assert!(found(&sub, "msg_150", 3_000_000, 1), "in a later chunk");
@@ -430,6 +432,15 @@ mod tests {
         );
         assert!(!found(&other, "msg_0", 0, 1), "another webhook's");
         assert!(!found(&sub, "msg_999", 0, 1), "never attempted");
+        let windows = |delivered_since: u64, attempted_since: u64, id: &str| {
+            settled_since(&tree, &sub, id, delivered_since, attempted_since, 1).expect("lookup")
+        };
+        assert!(windows(0, 5_000_000, "msg_0"), "delivered in its window");
+        assert!(
+            !windows(0, 5_000_000, "msg_1"),
+            "attempted before its window"
+        );
+        assert!(windows(5_000_000, 0, "msg_1"), "attempted in its window");
     }
 
     #[test]

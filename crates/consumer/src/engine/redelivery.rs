@@ -51,17 +51,23 @@ impl Engine {
     /// not yet brought by the attempts stream), or a log that cannot be read, means the
     /// delivery is made again, as at-least-once allows.
     fn recorded_settled(&self, task: &Task) -> bool {
-        // Only attempts since it was first seen: a resend or a replay is a new task of
-        // the same `webhook-id`, first seen when it is made, and the delivery's earlier
-        // attempts are not its own. An attempt timed by a node whose clock runs behind
-        // is missed: a duplicate, never a loss.
+        // A delivered attempt counts from a minute before the message was first seen
+        // (attempts are timed by the node that made them: allow for its clock, and for
+        // an event whose first sight the payload archive had not kept yet). Any other
+        // attempt counts only from then: a resend or a replay is a new task of the same
+        // `webhook-id`, first seen when it is made, and the delivery's earlier failed
+        // attempts are not its own.
+        const CLOCK_ALLOWANCE_MS: u64 = 60_000;
         let webhook_id = task.webhook_id();
-        let since = task.first_seen_ms;
         let attempt = task.attempts.saturating_add(1);
-        match self
-            .store
-            .settled_since(&task.subscription_id, &webhook_id, since, attempt)
-        {
+        let delivered_since = task.first_seen_ms.saturating_sub(CLOCK_ALLOWANCE_MS);
+        match self.store.settled_since(
+            &task.subscription_id,
+            &webhook_id,
+            delivered_since,
+            task.first_seen_ms,
+            attempt,
+        ) {
             Ok(true) => {
                 telemetry::delivery("already_settled");
                 debug!(%webhook_id, attempt, "Redelivered, but the attempt log records it settled; not made again.");
