@@ -284,6 +284,19 @@ async function main() {
     await until('the retry policy cleared', async () => (await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body.retry === null);
     await page.getByText('Server default', { exact: true }).waitFor();
 
+    step = 'set limits on the webhook page: out of range explained, then saved and shown';
+    await page.getByLabel('Max concurrency').fill('0');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('A limit is out of range: max concurrency is 1 to 1,000').waitFor();
+    await page.getByLabel('Max concurrency').fill('4');
+    await page.getByLabel('Rate limit (per second)').fill('20');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('at most 4 in flight; 20 per second').waitFor();
+    const limited = (await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body;
+    assert.equal(limited.max_concurrency, 4);
+    assert.equal(limited.rate_limit_per_sec, 20);
+    assert.equal(await page.getByLabel('Max concurrency').inputValue(), '4');
+
     step = 'send test';
     await page.getByRole('button', { name: 'Send test' }).click();
     await page.getByText('The receiver accepted the test event (HTTP 204').waitFor();

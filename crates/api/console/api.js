@@ -97,6 +97,7 @@ const MEANINGS = {
   invalid_filter: 'The filter is not a valid CEL expression.',
   invalid_headers: 'A custom header is not allowed or not valid.',
   invalid_retry_policy: 'The retry policy is not allowed.',
+  invalid_limits: 'A limit is out of range: max concurrency is 1 to 1,000, the rate limit 1 to 100,000 per second.',
   invalid_range: 'The range is not valid: "From" must be before "To".',
   not_subscribed: 'This webhook does not subscribe to that event type any more, so the event was not resent.',
   filtered: 'The webhook\'s filter refuses that event now, so it was not resent.',

@@ -1,5 +1,6 @@
-// A webhook's delivery options in a form: its CEL filter, its custom headers and its own
-// retry policy (a schedule of the configured tiers and a max age). Secret
+// A webhook's delivery options in a form: its CEL filter, its custom headers, its own
+// retry policy (a schedule of the configured tiers and a max age) and its limits (attempts
+// in flight at once, deliveries per second). Secret
 // header values are write-only: the API never returns them, so an existing secret header
 // shows its name and an empty field that replaces the value only when filled.
 
@@ -94,6 +95,12 @@ export function deliveryOptions(webhook) {
     placeholder: '1h', 'aria-describedby': 'retry-hint',
   });
   maxAge.value = webhook?.retry?.max_age ?? '';
+  // No min or max: the API's `invalid_limits` names the range, as for every other field.
+  const limit = (id) => h('input', { id, name: id, type: 'number', step: 1, inputmode: 'numeric', 'aria-describedby': 'limits-hint' });
+  const concurrency = limit('max-concurrency');
+  concurrency.value = webhook?.max_concurrency ?? '';
+  const rate = limit('rate-limit');
+  rate.value = webhook?.rate_limit_per_sec ?? '';
   const element = h('fieldset', { class: 'options' },
     h('legend', null, 'Delivery options'),
     h('label', { for: 'filter' }, 'Filter (CEL)'),
@@ -108,7 +115,24 @@ export function deliveryOptions(webhook) {
     schedule,
     h('label', { for: 'retry-max-age' }, 'Max age'),
     maxAge,
-    h('p', { id: 'retry-hint', class: 'hint' }, 'A shorter schedule than the server\'s: the waits between attempts, each one of its configured retry tiers. Deliveries older than the max age are dead-lettered as expired. Leave a field empty to use the server\'s.'));
+    h('p', { id: 'retry-hint', class: 'hint' }, 'A shorter schedule than the server\'s: the waits between attempts, each one of its configured retry tiers. Deliveries older than the max age are dead-lettered as expired. Leave a field empty to use the server\'s.'),
+    h('p', { class: 'field-title' }, 'Limits'),
+    h('label', { for: 'max-concurrency' }, 'Max concurrency'),
+    concurrency,
+    h('label', { for: 'rate-limit' }, 'Rate limit (per second)'),
+    rate,
+    h('p', { id: 'limits-hint', class: 'hint' }, 'At most this many deliveries in flight at once (1 to 1,000; empty: the server\'s ceiling), and per second (1 to 100,000; empty: unlimited). Once set, a limit can be changed but not removed.'));
+
+  /** The limits to send: those given, and for an existing webhook only those changed. */
+  const limits = () => {
+    const out = {};
+    for (const [field, input] of [['max_concurrency', concurrency], ['rate_limit_per_sec', rate]]) {
+      const text = input.value.trim();
+      const value = text === '' ? null : Number(text);
+      if (value !== null && value !== (webhook?.[field] ?? null)) out[field] = value;
+    }
+    return out;
+  };
 
   /** The `retry` object of a request: set parts, and for an existing webhook null for cleared ones. */
   const retry = () => {
@@ -138,7 +162,7 @@ export function deliveryOptions(webhook) {
       if (Object.keys(headers).length) out.headers = headers;
       if (Object.keys(secrets).length) out.secret_headers = secrets;
       if (retry()) out.retry = retry();
-      return out;
+      return { ...out, ...limits() };
     }
     if (text !== (webhook.filter ?? '')) out.filter = text || null;
     const headers = {};
@@ -156,7 +180,7 @@ export function deliveryOptions(webhook) {
     if (Object.keys(headers).length) out.headers = headers;
     if (Object.keys(secrets).length) out.secret_headers = secrets;
     if (retry()) out.retry = retry();
-    return out;
+    return { ...out, ...limits() };
   };
   return { element, changes, filter };
 }

@@ -152,6 +152,13 @@ function retryFact(w) {
   return `schedule ${schedule}; max age ${r.max_age ?? 'server default'}`;
 }
 
+/** The webhook's limits for its facts; the server's where it sets none. */
+function limitsFact(w) {
+  const concurrency = w.max_concurrency ? `at most ${w.max_concurrency} in flight` : 'server\'s concurrency';
+  const rate = w.rate_limit_per_sec ? `${w.rate_limit_per_sec} per second` : 'no rate limit';
+  return `${concurrency}; ${rate}`;
+}
+
 /** The client certificate for its facts: that one is set, until when, and whose; never the key. */
 function clientCertificateFact(w) {
   const c = w.client_certificate;
@@ -323,6 +330,7 @@ export async function webhookPage(main, context, id) {
     ['Client certificate', clientCertificateFact(w)],
     ['CA certificates', caCertificatesFact(w)],
     ['Retry policy', retryFact(w)],
+    ['Limits', limitsFact(w)],
     ['Enabled', w.enabled ? 'Yes' : 'No'],
     ['Disabled reason', w.disabled_reason ?? '—'],
     ['Failing since', time(w.failing_since)],

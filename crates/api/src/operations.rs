@@ -377,6 +377,28 @@ pub async fn replay(
     Json(request): Json<ReplayRequest>,
 ) -> Result<axum::Json<ReplayResult>> {
     check_org(&org)?;
+    replay_in(&state, Some(&org), request).await
+}
+
+/// Publishes dead letters that belong to no organization back to the events exchange.
+/// Only letters without an organization are selected, whatever the ids given.
+#[utoipa::path(post, path = "/v1/admin/dead-letters/replay", tag = "operations", security(("bearer" = [])),
+    request_body = ReplayRequest,
+    responses((status = 200, body = ReplayResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn orgless_replay(
+    State(state): State<ApiState>,
+    Json(request): Json<ReplayRequest>,
+) -> Result<axum::Json<ReplayResult>> {
+    replay_in(&state, None, request).await
+}
+
+/// Replays the dead letters of `org` (`None`: those without one) that `request` selects.
+async fn replay_in(
+    state: &ApiState,
+    org: Option<&str>,
+    request: ReplayRequest,
+) -> Result<axum::Json<ReplayResult>> {
     if request.ids.is_none()
         && request.webhook_id.is_none()
         && request.since.is_none()
@@ -398,10 +420,10 @@ pub async fn replay(
         replayed: Vec::new(),
         failed: Vec::new(),
     };
-    for page in dead_letter_pages(&state, Some(&org), query) {
+    for page in dead_letter_pages(state, org, query) {
         for listed in page? {
             // One body at a time: a page of them could be hundreds of large bodies.
-            let Some(dead) = state.store.dead_letter(Some(&org), &listed.id)? else {
+            let Some(dead) = state.store.dead_letter(org, &listed.id)? else {
                 continue;
             };
             match state.replayer.replay(&replay_of(&dead)).await {
@@ -409,7 +431,7 @@ pub async fn replay(
                     state
                         .writer
                         .commit(Change::RemoveDeadLetters {
-                            org: Some(org.clone()),
+                            org: org.map(str::to_owned),
                             ids: vec![dead.id],
                         })
                         .await?;
@@ -422,7 +444,12 @@ pub async fn replay(
             }
         }
     }
-    tracing::info!(%org, replayed = result.replayed.len(), failed = result.failed.len(), "Dead letters replayed.");
+    tracing::info!(
+        org = org.unwrap_or("-"),
+        replayed = result.replayed.len(),
+        failed = result.failed.len(),
+        "Dead letters replayed."
+    );
     Ok(axum::Json(result))
 }
 

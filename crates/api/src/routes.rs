@@ -36,6 +36,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operations::replay))
         .routes(routes!(operations::purge))
         .routes(routes!(operations::orgless_dead_letters))
+        .routes(routes!(operations::orgless_replay))
         .routes(routes!(operations::orgless_purge))
         .routes(routes!(operations::orgs))
         .routes(routes!(access::mint))

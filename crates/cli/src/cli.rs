@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api_flags::ApiArgs;
 use crate::commands::access_tokens::AccessTokensAction;
+use crate::commands::admin::AdminAction;
 use crate::commands::attempts::AttemptsAction;
 use crate::commands::dead_letters::DeadLettersAction;
 use crate::commands::publish::PublishArgs;
@@ -81,6 +82,19 @@ pub enum Command {
         api: ApiArgs,
         #[command(subcommand)]
         action: AccessTokensAction,
+    },
+    /// Show what the API token given may do: operator, or which organizations, and
+    /// until when.
+    Whoami {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Operators' views across organizations, through the admin API.
+    Admin {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: AdminAction,
     },
 }
 
@@ -180,7 +194,7 @@ mod tests {
         assert_eq!(ids.map(|i| i.len()), Some(1));
         assert_eq!(before, None);
 
-        let refused: [&[&str]; 7] = [
+        let refused: [&[&str]; 8] = [
             &["dead-letters", "list"],
             &["dead-letters", "list", "--org", "acme", "--admin"],
             &["dead-letters", "purge", "--org", "acme"],
@@ -195,6 +209,15 @@ mod tests {
                 "2030-01-01T00:00:00Z",
             ],
             &["dead-letters", "replay", "--org", "acme"],
+            &[
+                "dead-letters",
+                "replay",
+                "--org",
+                "acme",
+                "--admin",
+                "--ids",
+                id,
+            ],
             &[
                 "dead-letters",
                 "replay",
@@ -217,7 +240,8 @@ mod tests {
         for args in refused {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }
-        let accepted: [&[&str]; 3] = [
+        let accepted: [&[&str]; 4] = [
+            &["dead-letters", "replay", "--admin", "--ids", id],
             &[
                 "dead-letters",
                 "replay",
@@ -241,5 +265,110 @@ mod tests {
         for args in accepted {
             assert!(parse(args).is_ok(), "{args:?} refused");
         }
+    }
+
+    /// Every older spelling parses to what its current name gives.
+    #[test]
+    fn older_flag_spellings_are_hidden_aliases() {
+        let pairs: [(&[&str], &[&str]); 5] = [
+            (
+                &["webhooks", "get", "--org", "o", "--id", "w"],
+                &["webhooks", "get", "--org", "o", "--webhook", "w"],
+            ),
+            (
+                &[
+                    "webhooks", "resend", "--org", "o", "--id", "w", "--event", "e",
+                ],
+                &[
+                    "webhooks",
+                    "resend",
+                    "--org",
+                    "o",
+                    "--webhook",
+                    "w",
+                    "--event-id",
+                    "e",
+                ],
+            ),
+            (
+                &[
+                    "publish", "--org", "o", "--event", "t", "--data", "{}", "--id", "e",
+                ],
+                &[
+                    "publish",
+                    "--org",
+                    "o",
+                    "--event-type",
+                    "t",
+                    "--data",
+                    "{}",
+                    "--event-id",
+                    "e",
+                ],
+            ),
+            (
+                &[
+                    "verify",
+                    "--secret",
+                    "s",
+                    "--id",
+                    "m",
+                    "--timestamp",
+                    "1",
+                    "--signature",
+                    "v",
+                ],
+                &[
+                    "verify",
+                    "--secret",
+                    "s",
+                    "--webhook-id",
+                    "m",
+                    "--timestamp",
+                    "1",
+                    "--signature",
+                    "v",
+                ],
+            ),
+            (
+                &["webhooks", "rotate-secret", "--org", "o", "--id", "w"],
+                &["webhooks", "rotate-secret", "--org", "o", "--webhook", "w"],
+            ),
+        ];
+        for (old, new) in pairs {
+            let old = parse(old).unwrap_or_else(|e| panic!("{old:?}: {e}"));
+            let new = parse(new).unwrap_or_else(|e| panic!("{new:?}: {e}"));
+            assert_eq!(format!("{old:?}"), format!("{new:?}"));
+        }
+        let help = Cli::command()
+            .find_subcommand_mut("webhooks")
+            .and_then(|w| w.find_subcommand_mut("get"))
+            .expect("webhooks get")
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("--webhook <ID>") && !help.contains("--id"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn verify_takes_a_tolerance_as_a_duration() {
+        let base = [
+            "verify",
+            "--secret",
+            "s",
+            "--webhook-id",
+            "m",
+            "--timestamp",
+            "1",
+        ];
+        let with =
+            |extra: &[&'static str]| parse(&[&base[..], &["--signature", "v"], extra].concat());
+        assert!(with(&["--tolerance", "90s"]).is_ok());
+        assert!(with(&["--tolerance-secs", "90"]).is_ok());
+        let bad = with(&["--tolerance", "300"]).expect_err("a bare number");
+        assert!(bad.to_string().contains("not a duration"), "{bad}");
+        assert!(with(&["--tolerance", "1m", "--tolerance-secs", "60"]).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! `hookwire`: the one binary. `serve` runs the daemon; `webhooks`, `event-types`,
-//! `attempts` and `dead-letters` are clients of its admin API; the other commands are tools.
+//! `attempts`, `dead-letters`, `access-tokens`, `whoami` and `admin` are clients of its
+//! admin API; the other commands are tools.
 
 mod allocator;
 mod api_flags;
@@ -8,6 +9,7 @@ mod client;
 mod commands;
 mod config;
 mod output;
+mod progress;
 mod runtime;
 mod serve;
 
@@ -49,5 +51,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Attempts { api, action } => commands::attempts::run(&api, action).await,
         Command::DeadLetters { api, action } => commands::dead_letters::run(&api, action).await,
         Command::AccessTokens { api, action } => commands::access_tokens::run(&api, action).await,
+        Command::Whoami { api } => commands::admin::whoami(&api).await,
+        Command::Admin { api, action } => commands::admin::run(&api, action).await,
     }
 }

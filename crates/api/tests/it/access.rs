@@ -174,6 +174,11 @@ fn routes(receiver_url: &str) -> Vec<Route> {
     all.push(mint);
     for (method, template, body) in [
         (Method::GET, "/v1/admin/dead-letters", None),
+        (
+            Method::POST,
+            "/v1/admin/dead-letters/replay",
+            Some(no_ids.clone()),
+        ),
         (Method::POST, "/v1/admin/dead-letters/purge", Some(no_ids)),
         (Method::GET, "/v1/admin/orgs", None),
     ] {

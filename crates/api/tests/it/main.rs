@@ -11,6 +11,7 @@ mod hygiene;
 mod lifecycle;
 mod mtls;
 mod operations;
+mod orgless_replay;
 mod proxy;
 mod races;
 mod resend;

@@ -1,7 +1,9 @@
-//! The access-token route.
+//! Who a token is, what it reaches, and minting access tokens.
 
 use anyhow::Result;
 use hookwire_api::access::AccessToken;
+use hookwire_api::auth::WhoAmI;
+use hookwire_api::operations::OrgList;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -25,6 +27,27 @@ impl ApiClient {
             &["v1", "orgs", org, "access-tokens"],
             None,
             Some(Value::Object(body)),
+        )
+        .await
+    }
+
+    /// `GET /v1/whoami`: what the presented token may do.
+    pub async fn whoami(&self) -> Result<Reply<WhoAmI>> {
+        self.call(Method::GET, &["v1", "whoami"], None, None).await
+    }
+
+    /// `GET /v1/admin/orgs`: one page of the organizations that have webhooks.
+    pub async fn orgs(
+        &self,
+        cursor: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<Reply<OrgList>> {
+        let query = super::query(&[("cursor", cursor), ("limit", limit.map(|l| l.to_string()))]);
+        self.call(
+            Method::GET,
+            &["v1", "admin", "orgs"],
+            query.as_deref(),
+            None,
         )
         .await
     }

@@ -178,7 +178,23 @@ impl ApiClient {
         query: Option<&str>,
         body: Option<Value>,
     ) -> Result<Reply<T>> {
-        let (url, raw) = self.send(method, segments, query, body).await?;
+        self.call_if_match(method, segments, query, body, None)
+            .await
+    }
+
+    /// [`Self::call`] with `If-Match: "VERSION"` when `version` is given: the API refuses
+    /// the write (409 `conflict`) unless the resource is still at that version.
+    async fn call_if_match<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: Option<&str>,
+        body: Option<Value>,
+        version: Option<u64>,
+    ) -> Result<Reply<T>> {
+        let (url, raw) = self
+            .send_if_match(method, segments, query, body, version)
+            .await?;
         let value = serde_json::from_slice(&raw)
             .with_context(|| format!("the answer of {url} is not what hookwire's API sends"))?;
         Ok(Reply { raw, value })
@@ -193,12 +209,27 @@ impl ApiClient {
         query: Option<&str>,
         body: Option<Value>,
     ) -> Result<(Url, Vec<u8>)> {
+        self.send_if_match(method, segments, query, body, None)
+            .await
+    }
+
+    async fn send_if_match(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: Option<&str>,
+        body: Option<Value>,
+        version: Option<u64>,
+    ) -> Result<(Url, Vec<u8>)> {
         let mut url = self.url(segments)?;
         url.set_query(query);
         let mut request = self
             .http
             .request(method, url.clone())
             .bearer_auth(&self.token);
+        if let Some(version) = version {
+            request = request.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -161,15 +161,16 @@ impl ApiClient {
         .await
     }
 
-    /// `POST /v1/orgs/{org}/dead-letters/replay`.
+    /// `POST /v1/orgs/{org}/dead-letters/replay`, or with no `org`,
+    /// `POST /v1/admin/dead-letters/replay`.
     pub async fn replay(
         &self,
-        org: &str,
+        org: Option<&str>,
         selection: &ReplaySelection,
     ) -> Result<Reply<ReplayResult>> {
         self.call(
             Method::POST,
-            &dead_letters_path(Some(org), Some("replay")),
+            &dead_letters_path(org, Some("replay")),
             None,
             Some(selection.to_json()),
         )

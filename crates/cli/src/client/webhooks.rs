@@ -40,6 +40,10 @@ pub struct NewWebhook {
     pub ca_certificates: Option<String>,
     /// Its own retry policy, the API's `retry` object.
     pub retry: Option<Value>,
+    /// Attempts in flight at once; the daemon's default when absent.
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per second; unlimited when absent.
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 /// Changes to a webhook; `None` leaves a field as it is.
@@ -69,6 +73,10 @@ pub struct WebhookChanges {
     pub ca_certificates: Option<Option<String>>,
     /// Changes to its own retry policy, the API's `retry` object.
     pub retry: Option<Value>,
+    /// A new concurrency ceiling.
+    pub max_concurrency: Option<u32>,
+    /// A new rate limit.
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 impl WebhookChanges {
@@ -85,6 +93,8 @@ impl WebhookChanges {
             && self.client_certificate.is_none()
             && self.ca_certificates.is_none()
             && self.retry.is_none()
+            && self.max_concurrency.is_none()
+            && self.rate_limit_per_sec.is_none()
     }
 
     fn to_json(&self) -> Value {
@@ -127,6 +137,12 @@ impl WebhookChanges {
         }
         if let Some(retry) = &self.retry {
             body.insert("retry".into(), retry.clone());
+        }
+        if let Some(n) = self.max_concurrency {
+            body.insert("max_concurrency".into(), n.into());
+        }
+        if let Some(n) = self.rate_limit_per_sec {
+            body.insert("rate_limit_per_sec".into(), n.into());
         }
         Value::Object(body)
     }
@@ -179,6 +195,12 @@ impl ApiClient {
         if let Some(retry) = &webhook.retry {
             body["retry"] = retry.clone();
         }
+        if let Some(n) = webhook.max_concurrency {
+            body["max_concurrency"] = n.into();
+        }
+        if let Some(n) = webhook.rate_limit_per_sec {
+            body["rate_limit_per_sec"] = n.into();
+        }
         self.call(
             Method::POST,
             &["v1", "orgs", org, "webhooks"],
@@ -211,20 +233,22 @@ impl ApiClient {
         .await
     }
 
-    /// `PATCH /v1/orgs/{org}/webhooks/{id}`.
+    /// `PATCH /v1/orgs/{org}/webhooks/{id}`; with `version`, only over that version.
     pub async fn update(
         &self,
         org: &str,
         id: &str,
         changes: &WebhookChanges,
         verify: bool,
+        version: Option<u64>,
     ) -> Result<Reply<Webhook>> {
         let path = ["v1", "orgs", org, "webhooks", id];
-        self.call(
+        self.call_if_match(
             Method::PATCH,
             &path,
             Some(verify_query(verify)),
             Some(changes.to_json()),
+            version,
         )
         .await
     }
@@ -252,13 +276,20 @@ impl ApiClient {
         .await
     }
 
-    /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-secret`.
-    pub async fn rotate_secret(&self, org: &str, id: &str) -> Result<Reply<RotatedSecret>> {
-        self.call(
+    /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-secret`; with `version`, only over that
+    /// version.
+    pub async fn rotate_secret(
+        &self,
+        org: &str,
+        id: &str,
+        version: Option<u64>,
+    ) -> Result<Reply<RotatedSecret>> {
+        self.call_if_match(
             Method::POST,
             &["v1", "orgs", org, "webhooks", id, "rotate-secret"],
             None,
             None,
+            version,
         )
         .await
     }
@@ -282,17 +313,20 @@ impl ApiClient {
         .await
     }
 
-    /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key`.
+    /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key`; with `version`, only over
+    /// that version.
     pub async fn rotate_ed25519_key(
         &self,
         org: &str,
         id: &str,
+        version: Option<u64>,
     ) -> Result<Reply<RotatedEd25519Key>> {
-        self.call(
+        self.call_if_match(
             Method::POST,
             &["v1", "orgs", org, "webhooks", id, "rotate-ed25519-key"],
             None,
             None,
+            version,
         )
         .await
     }

@@ -1,14 +1,17 @@
 //! `hookwire dead-letters`: the dead-letter archive, through the admin API: list, replay,
 //! purge.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use hookwire_api::operations::{DeadLetterList, DeadLetterView, ReplayResult};
 use uuid::Uuid;
 
 use crate::api_flags::{ApiArgs, Pages};
-use crate::client::{DeadLetterFilter, PurgeSelection, ReplaySelection, follow_pages};
+use crate::client::{ApiClient, DeadLetterFilter, PurgeSelection, ReplaySelection, follow_pages};
 use crate::output::{one_line, print_json, print_json_value, print_table};
+
+/// The API's largest page: listing what to replay takes as few requests as it can.
+const MAX_PAGE: usize = 500;
 
 /// `--org ORG` or `--admin`: whose dead letters.
 #[derive(clap::Args, Debug)]
@@ -72,9 +75,8 @@ pub enum DeadLettersAction {
             .args(["ids", "webhook", "since", "until"])
     ))]
     Replay {
-        /// The organization.
-        #[arg(long)]
-        org: String,
+        #[command(flatten)]
+        owner: Owner,
         /// These dead letters, comma-separated ids.
         #[arg(
             long,
@@ -179,25 +181,25 @@ pub async fn run(api: &ApiArgs, action: DeadLettersAction) -> Result<()> {
             }
         }
         DeadLettersAction::Replay {
-            org,
+            owner,
             ids,
             webhook,
             since,
             until,
         } => {
-            let selection = ReplaySelection {
-                ids,
+            let filter = DeadLetterFilter {
                 webhook_id: webhook,
                 since,
                 until,
+                ..DeadLetterFilter::default()
             };
-            let reply = client.replay(&org, &selection).await?;
+            let result = replay(api, &client, owner.org(), ids, filter).await?;
             if api.json {
-                print_json(&reply.raw);
+                print_json_value(&result)?;
             } else {
-                print!("{}", replay_summary(&reply.value));
+                print!("{}", replay_summary(&result));
             }
-            let failed = reply.value.failed.len();
+            let failed = result.failed.len();
             if failed > 0 {
                 bail!(
                     "{} not replayed; {} in the archive",
@@ -220,6 +222,55 @@ pub async fn run(api: &ApiArgs, action: DeadLettersAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Dead letters go back this many ids to a request, so that progress shows in between.
+const REPLAY_BATCH: usize = 100;
+
+/// Replays `ids`, or the letters `filter` matches when it is asked (those that die again
+/// meanwhile are not chased), a batch at a time.
+async fn replay(
+    api: &ApiArgs,
+    client: &ApiClient,
+    org: Option<&str>,
+    ids: Option<Vec<Uuid>>,
+    mut filter: DeadLetterFilter,
+) -> Result<ReplayResult> {
+    let ids = match ids {
+        Some(ids) => ids,
+        None => {
+            filter.limit = Some(MAX_PAGE);
+            follow_pages(None, async |cursor| {
+                filter.cursor = cursor;
+                let page = client.dead_letters(org, &filter).await?.value;
+                let ids = page.dead_letters.into_iter().map(|d| d.id).collect();
+                Ok((ids, page.next_cursor))
+            })
+            .await?
+        }
+    };
+    let progress = crate::progress::bar(Some(ids.len() as u64), "dead letters replayed", api.json);
+    let mut result = ReplayResult {
+        replayed: Vec::new(),
+        failed: Vec::new(),
+    };
+    for batch in ids.chunks(REPLAY_BATCH) {
+        let selection = ReplaySelection {
+            ids: Some(batch.to_vec()),
+            ..ReplaySelection::default()
+        };
+        let reply = client.replay(org, &selection).await.with_context(|| {
+            format!(
+                "the replay stopped after {} replayed",
+                result.replayed.len()
+            )
+        })?;
+        result.replayed.extend(reply.value.replayed);
+        result.failed.extend(reply.value.failed);
+        progress.inc(batch.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(result)
 }
 
 fn print_dead_letters(dead: &[DeadLetterView]) {

@@ -2,6 +2,7 @@
 //! `serve` is the daemon itself, in `crate::serve`.
 
 pub mod access_tokens;
+pub mod admin;
 pub mod attempts;
 pub mod dead_letters;
 pub mod event_types;

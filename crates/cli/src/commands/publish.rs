@@ -16,14 +16,17 @@ pub struct PublishArgs {
     #[arg(long)]
     org: String,
     /// The event type, e.g. report_run_completed.
-    #[arg(long)]
+    #[arg(long = "event-type", alias = "event", value_name = "TYPE")]
     event: String,
     /// The event's fields as a JSON object, e.g. '{"report_run_url":"https://…"}'.
     #[arg(long)]
     data: String,
     /// The event's unique id; a UUIDv7 when omitted.
-    #[arg(long)]
+    #[arg(long = "event-id", alias = "id", value_name = "ID")]
     id: Option<String>,
+    /// Print `{"event_id": …}` instead of the bare id.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Publishes the event and prints its id.
@@ -34,6 +37,7 @@ pub async fn run(args: PublishArgs) -> Result<()> {
         event,
         data,
         id,
+        json,
     } = args;
     let figment = config::layers(config.as_deref())?;
     let amqp = config::amqp_section(&figment, None)?;
@@ -59,6 +63,10 @@ pub async fn run(args: PublishArgs) -> Result<()> {
     .with_context(|| config::unreachable(&amqp))?;
     producer.publish(&event).await?;
     producer.close().await?;
-    println!("{id}");
+    if json {
+        println!("{}", serde_json::json!({ "event_id": id }));
+    } else {
+        println!("{id}");
+    }
     Ok(())
 }

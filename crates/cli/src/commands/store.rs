@@ -23,6 +23,9 @@ pub enum StoreAction {
         /// A TOML file layered over the defaults (the one `serve` runs with).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the store's webhooks and dead letters as JSON lines, one changes-stream entry
     /// each, their secrets sealed under `secrets.key`: a backup, and what `store import`
@@ -34,6 +37,9 @@ pub enum StoreAction {
         /// The file to write; standard output if absent.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the summary (on stderr, as always) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish an export to the namespace's changes stream, where every replicated node
     /// of the namespace applies it. Refused when the namespace holds other changes.
@@ -44,6 +50,9 @@ pub enum StoreAction {
         /// The export to read; standard input if absent.
         #[arg(long = "in")]
         input: Option<PathBuf>,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -53,21 +62,30 @@ const QUIET: Duration = Duration::from_secs(1);
 /// Runs one `store` subcommand and prints what it did.
 pub async fn run(action: StoreAction) -> Result<()> {
     match action {
-        StoreAction::Reseal { config } => {
+        StoreAction::Reseal { config, json } => {
             let config = load(config.as_deref())?;
             config.previous_secrets_keys()?;
             let store = open(&config)?;
             let count = store.reseal()?;
-            println!(
-                "resealed {count} webhook(s) in {} under secrets.key; secrets.previous_keys can now be removed",
-                config.store.path.display()
-            );
+            let path = config.store.path.display();
+            if json {
+                let done = serde_json::json!({ "resealed": count, "store": path.to_string() });
+                println!("{done}");
+            } else {
+                println!(
+                    "resealed {count} webhook(s) in {path} under secrets.key; secrets.previous_keys can now be removed"
+                );
+            }
             Ok(())
         }
-        StoreAction::Export { config, out } => export(&load(config.as_deref())?, out.as_deref()),
-        StoreAction::Import { config, input } => {
-            import(&load(config.as_deref())?, input.as_deref()).await
+        StoreAction::Export { config, out, json } => {
+            export(&load(config.as_deref())?, out.as_deref(), json)
         }
+        StoreAction::Import {
+            config,
+            input,
+            json,
+        } => import(&load(config.as_deref())?, input.as_deref(), json).await,
     }
 }
 
@@ -83,7 +101,7 @@ fn open(config: &Config) -> Result<hookwire_store::Store> {
         .context("cannot open the store (is `serve` still running? sled allows one process)")
 }
 
-fn export(config: &Config, out: Option<&Path>) -> Result<()> {
+fn export(config: &Config, out: Option<&Path>, json: bool) -> Result<()> {
     let store = open(config)?;
     let node = hookwire_app::node_id(config)?;
     let entries = store.export(uuid::Uuid::now_v7(), &node)?;
@@ -94,21 +112,32 @@ fn export(config: &Config, out: Option<&Path>) -> Result<()> {
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
+    let progress = crate::progress::bar(Some(entries.len() as u64), "entries written", json);
     for entry in &entries {
         sink.write_all(&entry.to_bytes()?)?;
         sink.write_all(b"\n")?;
+        progress.inc(1);
     }
     sink.flush()?;
+    progress.finish_and_clear();
     let webhooks = entries.iter().filter(|e| e.kind() == "upsert").count();
-    eprintln!(
-        "exported {webhooks} webhook(s) and {} dead letter(s) from {}",
-        entries.len() - webhooks,
-        config.store.path.display()
-    );
+    let dead_letters = entries.len() - webhooks;
+    let path = config.store.path.display();
+    // On stderr: standard output may be the export itself.
+    if json {
+        let done = serde_json::json!({
+            "webhooks": webhooks,
+            "dead_letters": dead_letters,
+            "store": path.to_string(),
+        });
+        eprintln!("{done}");
+    } else {
+        eprintln!("exported {webhooks} webhook(s) and {dead_letters} dead letter(s) from {path}");
+    }
     Ok(())
 }
 
-async fn import(config: &Config, input: Option<&Path>) -> Result<()> {
+async fn import(config: &Config, input: Option<&Path>, json: bool) -> Result<()> {
     config.amqp.validate()?;
     let mut text = String::new();
     match input {
@@ -151,7 +180,10 @@ async fn import(config: &Config, input: Option<&Path>) -> Result<()> {
         StreamKey::derive(&config.secrets_key()?).with_previous(&config.previous_secrets_keys()?);
     let reading = connection.create_channel().await?;
     topology.declare_changes(&reading).await?;
-    if let Some(found) = first_change(&reading, &name, &key).await? {
+    let checking = crate::progress::bar(None, "reading the changes stream", json);
+    let found = first_change(&reading, &name, &key).await?;
+    checking.finish_and_clear();
+    if let Some(found) = found {
         bail!(
             "namespace `{}` already holds changes (the first: `{}` by node `{}`): import into a fresh namespace",
             config.amqp.namespace,
@@ -163,6 +195,7 @@ async fn import(config: &Config, input: Option<&Path>) -> Result<()> {
     let publisher = Publisher::open(&connection, config.amqp.confirm_timeout).await?;
     // Sealed like a node's own entries, in one session of their own.
     let session = uuid::Uuid::now_v7();
+    let progress = crate::progress::bar(Some(entries.len() as u64), "entries published", json);
     for (seq, entry) in (0u64..).zip(&entries) {
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
@@ -177,13 +210,24 @@ async fn import(config: &Config, input: Option<&Path>) -> Result<()> {
             .publish("", &name, &sealed, properties)
             .await
             .context("publishing to the changes stream")?;
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     let _ = connection.close(200, "imported".into()).await;
-    println!(
-        "imported {} entries into {name}; every replicated node of namespace `{}` applies them",
-        entries.len(),
-        config.amqp.namespace
-    );
+    if json {
+        let done = serde_json::json!({
+            "imported": entries.len(),
+            "stream": name,
+            "namespace": config.amqp.namespace,
+        });
+        println!("{done}");
+    } else {
+        println!(
+            "imported {} entries into {name}; every replicated node of namespace `{}` applies them",
+            entries.len(),
+            config.amqp.namespace
+        );
+    }
     Ok(())
 }
 

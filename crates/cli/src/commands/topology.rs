@@ -18,6 +18,9 @@ pub enum TopologyAction {
         /// Overrides amqp.namespace.
         #[arg(long)]
         namespace: Option<String>,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete every exchange and queue of the namespace, messages included.
     Delete {
@@ -26,14 +29,25 @@ pub enum TopologyAction {
         /// Overrides amqp.namespace.
         #[arg(long)]
         namespace: Option<String>,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs one `topology` subcommand and prints what it did.
 pub async fn run(action: TopologyAction) -> Result<()> {
-    let (config, namespace, delete) = match action {
-        TopologyAction::Declare { config, namespace } => (config, namespace, false),
-        TopologyAction::Delete { config, namespace } => (config, namespace, true),
+    let (config, namespace, delete, json) = match action {
+        TopologyAction::Declare {
+            config,
+            namespace,
+            json,
+        } => (config, namespace, false, json),
+        TopologyAction::Delete {
+            config,
+            namespace,
+            json,
+        } => (config, namespace, true, json),
     };
     let figment = config::layers(config.as_deref())?;
     let amqp = config::amqp_section(&figment, namespace)?;
@@ -47,14 +61,26 @@ pub async fn run(action: TopologyAction) -> Result<()> {
     let channel = connection.create_channel().await?;
     if delete {
         topology.delete(&channel).await?;
-        println!("deleted namespace {}", amqp.namespace);
+        if json {
+            println!("{}", serde_json::json!({ "deleted": amqp.namespace }));
+        } else {
+            println!("deleted namespace {}", amqp.namespace);
+        }
     } else {
         topology.declare(&channel).await?;
-        println!(
-            "declared namespace {} ({} retry tiers)",
-            amqp.namespace,
-            topology.tiers.len()
-        );
+        if json {
+            let declared = serde_json::json!({
+                "declared": amqp.namespace,
+                "retry_tiers": topology.tiers.len(),
+            });
+            println!("{declared}");
+        } else {
+            println!(
+                "declared namespace {} ({} retry tiers)",
+                amqp.namespace,
+                topology.tiers.len()
+            );
+        }
     }
     connection.close(200, "done".into()).await?;
     Ok(())

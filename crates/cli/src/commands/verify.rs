@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hookwire_core::{PublicKey, Secret};
@@ -26,7 +27,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     public_key: Option<String>,
     /// The `webhook-id` header.
-    #[arg(long)]
+    #[arg(long = "webhook-id", alias = "id", value_name = "ID")]
     id: String,
     /// The `webhook-timestamp` header.
     #[arg(long)]
@@ -34,9 +35,22 @@ pub struct VerifyArgs {
     /// The `webhook-signature` header.
     #[arg(long)]
     signature: String,
-    /// Refuse timestamps further than this from now (Standard Webhooks: 5 minutes).
-    #[arg(long, default_value_t = 300)]
-    tolerance_secs: u64,
+    /// Refuse timestamps further than this from now, e.g. `5m` or `90s` (Standard
+    /// Webhooks: 5 minutes).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_tolerance)]
+    tolerance: Duration,
+    /// The tolerance in seconds: the older spelling of --tolerance, kept for scripts.
+    #[arg(long, hide = true, conflicts_with = "tolerance")]
+    tolerance_secs: Option<u64>,
+    /// Print `{"verified":true,"signature":"v1"}` (or `v1a`) instead of `ok`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `5m`, `90s`, `1h`: a duration as every other hookwire flag takes it.
+fn parse_tolerance(text: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration such as `5m` or `90s`: {e}"))
 }
 
 impl std::fmt::Debug for VerifyArgs {
@@ -48,7 +62,9 @@ impl std::fmt::Debug for VerifyArgs {
             .field("id", &self.id)
             .field("timestamp", &self.timestamp)
             .field("signature", &self.signature)
+            .field("tolerance", &self.tolerance)
             .field("tolerance_secs", &self.tolerance_secs)
+            .field("json", &self.json)
             .finish()
     }
 }
@@ -62,8 +78,11 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         id,
         timestamp,
         signature,
+        tolerance,
         tolerance_secs,
+        json,
     } = args;
+    let tolerance_secs = tolerance_secs.unwrap_or(tolerance.as_secs());
     let mut input = Vec::new();
     std::io::stdin()
         .read_to_end(&mut input)
@@ -72,7 +91,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         let public_key = PublicKey::parse(&public_key)?;
         check_timestamp(timestamp, tolerance_secs)?;
         public_key.verify(&id, timestamp, &input, &signature)?;
-        println!("ok");
+        print_verified(json, "v1a");
         return Ok(());
     }
     let (secret, body) = match (secret, secret_file) {
@@ -96,8 +115,20 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let secret = Secret::parse(secret.trim())?;
     check_timestamp(timestamp, tolerance_secs)?;
     secret.verify(&id, timestamp, &body, &signature)?;
-    println!("ok");
+    print_verified(json, "v1");
     Ok(())
+}
+
+/// `ok`, or the same for `--json` with the scheme that verified.
+fn print_verified(json: bool, scheme: &str) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "verified": true, "signature": scheme })
+        );
+    } else {
+        println!("ok");
+    }
 }
 
 fn check_timestamp(timestamp: u64, tolerance_secs: u64) -> Result<()> {

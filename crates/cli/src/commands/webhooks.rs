@@ -5,16 +5,19 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use hookwire_api::webhooks::{Webhook, WebhookList};
+use hookwire_api::webhooks::WebhookList;
 use hookwire_core::client_tls::ClientKey;
 
 use crate::api_flags::ApiArgs;
 use crate::client::{NewWebhook, WebhookChanges, follow_pages};
-use crate::output::{one_line, print_json, print_json_value, print_table};
+use crate::output::{print_json, print_json_value, print_table};
 
 mod options;
+mod resend;
+mod show;
 
-pub use options::{HeaderArgs, RetryArgs, RetryRemovalArgs, TlsArgs};
+pub use options::{HeaderArgs, IfVersion, LimitArgs, RetryArgs, RetryRemovalArgs, TlsArgs};
+use show::{enabled_cell, print_secret, print_webhook};
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookAction {
@@ -49,6 +52,8 @@ pub enum WebhookAction {
         tls: TlsArgs,
         #[command(flatten)]
         retry: RetryArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List an organization's webhooks, oldest first.
     List {
@@ -62,7 +67,7 @@ pub enum WebhookAction {
         #[arg(long)]
         org: String,
         /// The webhook's id.
-        #[arg(long)]
+        #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
     },
     /// Change a webhook; what is not given stays. A new URL gets the test event first.
@@ -71,7 +76,7 @@ pub enum WebhookAction {
         #[arg(long)]
         org: String,
         /// The webhook's id.
-        #[arg(long)]
+        #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
         /// A new receiver URL.
         #[arg(long)]
@@ -120,6 +125,10 @@ pub enum WebhookAction {
         retry: RetryArgs,
         #[command(flatten)]
         retry_removal: RetryRemovalArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        if_version: IfVersion,
     },
     /// Delete a webhook.
     Delete {
@@ -127,7 +136,7 @@ pub enum WebhookAction {
         #[arg(long)]
         org: String,
         /// The webhook's id.
-        #[arg(long)]
+        #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
     },
     /// Send a signed test event now and show the receiver's answer; exits non-zero
@@ -137,7 +146,7 @@ pub enum WebhookAction {
         #[arg(long)]
         org: String,
         /// The webhook's id.
-        #[arg(long)]
+        #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
     },
     /// Issue a new signing secret, shown only this once. The previous one keeps signing
@@ -147,11 +156,13 @@ pub enum WebhookAction {
         #[arg(long)]
         org: String,
         /// The webhook's id.
-        #[arg(long)]
+        #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
+        #[command(flatten)]
+        if_version: IfVersion,
     },
     /// Resend kept events to this webhook through the deliveries queue, with a fresh
-    /// attempt budget and their original `webhook-id`: one event (--event) or every
+    /// attempt budget and their original `webhook-id`: one event (--event-id) or every
     /// event received from --from to --to (all pages). Events older than the daemon's
     /// `store.payload_retention` are gone.
     Resend {
@@ -159,10 +170,16 @@ pub enum WebhookAction {
         #[arg(long)]
         org: String,
         /// The webhook's id.
-        #[arg(long)]
+        #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
         /// The event's id.
-        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+        #[arg(
+            long = "event-id",
+            alias = "event",
+            value_name = "ID",
+            conflicts_with_all = ["from", "to"],
+            required_unless_present_all = ["from", "to"]
+        )]
         event: Option<String>,
         /// Events received at or after this time (RFC 3339, e.g. 2026-12-01T09:00:00Z)…
         #[arg(long, requires = "to")]
@@ -178,8 +195,10 @@ pub enum WebhookAction {
         #[arg(long)]
         org: String,
         /// The webhook's id.
-        #[arg(long)]
+        #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
+        #[command(flatten)]
+        if_version: IfVersion,
     },
 }
 
@@ -198,6 +217,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             filter,
             tls,
             retry,
+            limits,
         } => {
             let (headers, secret_headers) = headers.parse()?;
             let [client_certificate, client_key, ca_certificates] = tls.read()?;
@@ -213,6 +233,8 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 client_key: client_key.map(ClientKey::new),
                 ca_certificates,
                 retry: retry.to_json(&RetryRemovalArgs::default()),
+                max_concurrency: limits.max_concurrency,
+                rate_limit_per_sec: limits.rate_limit_per_sec,
             };
             let reply = client.create(&org, &new, !no_verify).await?;
             if api.json {
@@ -287,6 +309,8 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             no_ca_file,
             retry,
             retry_removal,
+            limits,
+            if_version,
         } => {
             let (plain, secret) = headers.parse()?;
             let [client_certificate, client_key, ca_certificates] = tls.read()?;
@@ -320,13 +344,17 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                     ca_certificates.map(Some)
                 },
                 retry: retry.to_json(&retry_removal),
+                max_concurrency: limits.max_concurrency,
+                rate_limit_per_sec: limits.rate_limit_per_sec,
             };
             if changes.is_empty() {
                 bail!(
-                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file, --no-ca-file, --retry-schedule, --no-retry-schedule, --max-age or --no-max-age"
+                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file, --no-ca-file, --retry-schedule, --no-retry-schedule, --max-age, --no-max-age, --max-concurrency or --rate-limit-per-sec"
                 );
             }
-            let reply = client.update(&org, &id, &changes, !no_verify).await?;
+            let reply = client
+                .update(&org, &id, &changes, !no_verify, if_version.expected)
+                .await?;
             if api.json {
                 print_json(&reply.raw);
                 return Ok(());
@@ -369,8 +397,12 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 bail!("the receiver did not accept the test event");
             }
         }
-        WebhookAction::RotateSecret { org, id } => {
-            let reply = client.rotate_secret(&org, &id).await?;
+        WebhookAction::RotateSecret {
+            org,
+            id,
+            if_version,
+        } => {
+            let reply = client.rotate_secret(&org, &id, if_version.expected).await?;
             if api.json {
                 print_json(&reply.raw);
                 return Ok(());
@@ -388,9 +420,15 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             event,
             from,
             to,
-        } => resend(api, &client, &org, &id, event, from, to).await?,
-        WebhookAction::RotateEd25519Key { org, id } => {
-            let reply = client.rotate_ed25519_key(&org, &id).await?;
+        } => resend::resend(api, &client, &org, &id, event, from, to).await?,
+        WebhookAction::RotateEd25519Key {
+            org,
+            id,
+            if_version,
+        } => {
+            let reply = client
+                .rotate_ed25519_key(&org, &id, if_version.expected)
+                .await?;
             if api.json {
                 print_json(&reply.raw);
                 return Ok(());
@@ -406,88 +444,6 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
     Ok(())
 }
 
-/// One event, or every page of a range, resent; prints what was queued and skipped.
-async fn resend(
-    api: &ApiArgs,
-    client: &crate::client::ApiClient,
-    org: &str,
-    id: &str,
-    event: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-) -> Result<()> {
-    let mut all = hookwire_api::resend::ResendResult {
-        queued: Vec::new(),
-        skipped: Vec::new(),
-        next_cursor: None,
-    };
-    let mut cursor: Option<String> = None;
-    loop {
-        let selection = match &event {
-            Some(event) => serde_json::json!({ "event_id": event }),
-            None => serde_json::json!({ "from": from, "to": to, "cursor": cursor }),
-        };
-        let page = match client.resend(org, id, selection).await {
-            Ok(reply) => reply.value,
-            // A range outruns the resend budget: wait as the API says, then carry on.
-            Err(e) if event.is_none() => match e.downcast_ref::<crate::client::ApiFailure>() {
-                Some(f) if f.status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                    tokio::time::sleep(f.retry_after.unwrap_or(std::time::Duration::from_secs(1)))
-                        .await;
-                    continue;
-                }
-                _ => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
-        all.queued.extend(page.queued);
-        all.skipped.extend(page.skipped);
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    if api.json {
-        return print_json_value(&all);
-    }
-    if all.queued.is_empty() && all.skipped.is_empty() {
-        println!("No kept event to resend to webhook {id}.");
-        return Ok(());
-    }
-    let rows = all
-        .queued
-        .iter()
-        .map(|e| {
-            vec![
-                e.event_id.clone(),
-                e.event_type.clone(),
-                e.received_at.clone(),
-                e.message_id.clone(),
-                "queued".into(),
-            ]
-        })
-        .chain(all.skipped.iter().map(|s| {
-            vec![
-                s.event_id.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                format!("skipped ({})", s.reason),
-            ]
-        }))
-        .collect();
-    print_table(
-        &["EVENT", "TYPE", "RECEIVED AT", "WEBHOOK-ID", "RESULT"],
-        rows,
-    );
-    println!(
-        "Resent {} event(s) to webhook {id}; {} skipped.",
-        all.queued.len(),
-        all.skipped.len()
-    );
-    Ok(())
-}
-
 /// `--events a, b` as the API wants it: trimmed, none empty.
 fn clean_events(events: Vec<String>) -> Result<Vec<String>> {
     let events: Vec<String> = events
@@ -499,95 +455,4 @@ fn clean_events(events: Vec<String>) -> Result<Vec<String>> {
         bail!("--events needs at least one event type (see `hookwire event-types`)");
     }
     Ok(events)
-}
-
-fn enabled_cell(w: &Webhook) -> String {
-    match (&w.enabled, &w.disabled_reason) {
-        (true, _) => "yes".into(),
-        (false, Some(reason)) => format!("no ({reason})"),
-        (false, None) => "no".into(),
-    }
-}
-
-fn print_webhook(w: &Webhook) {
-    let rows = [
-        ("id", w.id.to_string()),
-        ("org", w.org.clone()),
-        ("url", w.url.clone()),
-        ("description", w.description.clone()),
-        ("events", w.events.join(",")),
-        ("enabled", w.enabled.to_string()),
-        (
-            "disabled reason",
-            w.disabled_reason.clone().unwrap_or_else(|| "-".into()),
-        ),
-        ("filter", w.filter.clone().unwrap_or_default()),
-        ("headers", headers_cell(w)),
-        ("public keys", public_keys_cell(w)),
-        ("client cert", client_cert_cell(w)),
-        (
-            "ca certificates",
-            w.ca_certificates
-                .iter()
-                .map(|c| format!("{} (expires {})", c.subject, c.expires_at))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-        ("retry", options::retry_cell(w)),
-        ("created at", w.created_at.clone()),
-        ("updated at", w.updated_at.clone()),
-    ];
-    for (name, value) in rows {
-        let value = if value.is_empty() {
-            "-".into()
-        } else {
-            one_line(&value)
-        };
-        println!("{:<18}{value}", format!("{name}:"));
-    }
-}
-
-/// Plain headers with their values, secret ones by name only.
-fn headers_cell(w: &Webhook) -> String {
-    w.headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}"))
-        .chain(
-            w.secret_headers
-                .iter()
-                .map(|name| format!("{name}: <secret>")),
-        )
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Whether a client certificate is set, and what it says; never its key.
-fn client_cert_cell(w: &Webhook) -> String {
-    w.client_certificate
-        .as_ref()
-        .map(|c| {
-            format!(
-                "set, expires {} ({}, sha256 {})",
-                c.expires_at, c.subject, c.fingerprint_sha256
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// The Ed25519 public keys, newest first, with the end of a rotated-out key's grace.
-fn public_keys_cell(w: &Webhook) -> String {
-    w.public_keys
-        .iter()
-        .map(|k| match &k.valid_until {
-            Some(until) => format!("{} (until {until})", k.key),
-            None => k.key.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn print_secret(secret: &str) {
-    println!();
-    println!("Signing secret: {secret}");
-    println!("It is shown only once: store it now. The API cannot show it again.");
 }

@@ -134,7 +134,7 @@ async fn webhook_round_trip_through_the_cli() {
     );
     assert!(lines.next().is_none(), "one webhook: {out}");
 
-    let out = run_ok(&h, &["webhooks", "get", "--org", org, "--id", &id]).await;
+    let out = run_ok(&h, &["webhooks", "get", "--org", org, "--webhook", &id]).await;
     assert!(out.contains(&format!("url:              {url}")), "{out}");
     assert!(out.contains("enabled:          true"), "{out}");
     assert!(!out.contains("whsec_"), "get never shows the secret: {out}");
@@ -151,7 +151,7 @@ async fn webhook_round_trip_through_the_cli() {
             "update",
             "--org",
             org,
-            "--id",
+            "--webhook",
             &id,
             "--disable",
         ],
@@ -167,7 +167,7 @@ async fn webhook_round_trip_through_the_cli() {
     let got: Value = serde_json::from_str(
         &run_ok(
             &h,
-            &["webhooks", "get", "--org", org, "--id", &id, "--json"],
+            &["webhooks", "get", "--org", org, "--webhook", &id, "--json"],
         )
         .await,
     )
@@ -175,7 +175,7 @@ async fn webhook_round_trip_through_the_cli() {
     assert_eq!(got["enabled"], false);
     assert_eq!(got["id"], id.as_str());
 
-    let out = run_ok(&h, &["webhooks", "test", "--org", org, "--id", &id]).await;
+    let out = run_ok(&h, &["webhooks", "test", "--org", org, "--webhook", &id]).await;
     assert!(
         out.starts_with("Delivered: the receiver answered HTTP 200"),
         "{out}"
@@ -184,16 +184,16 @@ async fn webhook_round_trip_through_the_cli() {
 
     let out = run_ok(
         &h,
-        &["webhooks", "rotate-secret", "--org", org, "--id", &id],
+        &["webhooks", "rotate-secret", "--org", org, "--webhook", &id],
     )
     .await;
     let rotated = secret_in(&out);
     assert!(rotated.starts_with("whsec_") && rotated != secret, "{out}");
     assert!(out.contains("previous secret also signs"), "{out}");
 
-    let out = run_ok(&h, &["webhooks", "delete", "--org", org, "--id", &id]).await;
+    let out = run_ok(&h, &["webhooks", "delete", "--org", org, "--webhook", &id]).await;
     assert_eq!(out.trim(), format!("Deleted webhook {id}."));
-    let run = run_err(&h, &["webhooks", "get", "--org", org, "--id", &id]).await;
+    let run = run_err(&h, &["webhooks", "get", "--org", org, "--webhook", &id]).await;
     assert!(
         run.stderr
             .contains(&format!("organization `{org}` has no webhook `{id}`"))
@@ -321,7 +321,7 @@ async fn cli_errors_json_output_and_environment() {
             "update",
             "--org",
             org,
-            "--id",
+            "--webhook",
             &id,
             "--events",
             "no_such_event",
@@ -334,7 +334,7 @@ async fn cli_errors_json_output_and_environment() {
         "{}",
         run.stderr
     );
-    let run = run_err(&h, &["webhooks", "update", "--org", org, "--id", &id]).await;
+    let run = run_err(&h, &["webhooks", "update", "--org", org, "--webhook", &id]).await;
     assert!(run.stderr.contains("nothing to change"), "{}", run.stderr);
 
     // --no-verify saves without a test event.
@@ -414,9 +414,9 @@ async fn resend_through_the_cli() {
             "resend",
             "--org",
             "acme",
-            "--id",
+            "--webhook",
             &id,
-            "--event",
+            "--event-id",
             "evt-cli-1",
         ],
     )
@@ -435,7 +435,16 @@ async fn resend_through_the_cli() {
     let out = run_ok(
         &h,
         &[
-            "webhooks", "resend", "--org", "acme", "--id", &id, "--from", &from, "--to", &to,
+            "webhooks",
+            "resend",
+            "--org",
+            "acme",
+            "--webhook",
+            &id,
+            "--from",
+            &from,
+            "--to",
+            &to,
             "--json",
         ],
     )
@@ -444,6 +453,7 @@ async fn resend_through_the_cli() {
     assert_eq!(result["queued"].as_array().map(Vec::len), Some(3), "{out}");
     receiver.wait_for(7, Duration::from_secs(30)).await;
 
+    // `--event` and `--id`, the older spellings, still work.
     let run = run_err(
         &h,
         &[
@@ -459,12 +469,25 @@ async fn resend_through_the_cli() {
     let run = run_err(
         &h,
         &[
-            "webhooks", "resend", "--org", "acme", "--id", &id, "--from", &to, "--to", &from,
+            "webhooks",
+            "resend",
+            "--org",
+            "acme",
+            "--webhook",
+            &id,
+            "--from",
+            &to,
+            "--to",
+            &from,
         ],
     )
     .await;
     assert!(run.stderr.contains("invalid_range"), "{}", run.stderr);
-    let run = run_err(&h, &["webhooks", "resend", "--org", "acme", "--id", &id]).await;
-    assert!(run.stderr.contains("--event"), "{}", run.stderr);
+    let run = run_err(
+        &h,
+        &["webhooks", "resend", "--org", "acme", "--webhook", &id],
+    )
+    .await;
+    assert!(run.stderr.contains("--event-id"), "{}", run.stderr);
     h.finish().await;
 }

@@ -32,12 +32,29 @@ async fn topology_declare_then_publish_checks_the_catalog() {
     );
     assert!(ok, "declare failed: {stderr}");
     assert!(stdout.contains(&ns));
+    let (ok, stdout, stderr) = output(
+        hookwire()
+            .args(["topology", "declare", "--namespace", &ns, "--json"])
+            .envs(env),
+    );
+    assert!(ok, "declare --json failed: {stderr}");
+    let declared: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(declared["declared"], ns.as_str(), "{declared}");
+    assert!(declared["retry_tiers"].as_u64() > Some(0), "{declared}");
 
     let publish = |event: &str, data: &str| {
         output(
             hookwire()
                 .args([
-                    "publish", "--org", "acme", "--event", event, "--data", data, "--id", "cli-1",
+                    "publish",
+                    "--org",
+                    "acme",
+                    "--event-type",
+                    event,
+                    "--data",
+                    data,
+                    "--event-id",
+                    "cli-1",
                 ])
                 .env("HOOKWIRE_AMQP__NAMESPACE", &ns)
                 .envs(env),
@@ -49,6 +66,31 @@ async fn topology_declare_then_publish_checks_the_catalog() {
     );
     assert!(ok, "publish failed: {stderr}");
     assert_eq!(stdout.trim(), "cli-1");
+    let (ok, stdout, stderr) = output(
+        hookwire()
+            .args([
+                "publish",
+                "--org",
+                "acme",
+                "--event-type",
+                "report_run_completed",
+            ])
+            .args([
+                "--data",
+                r#"{"report_run_url":"https://mode.test/r/2"}"#,
+                "--json",
+            ])
+            .env("HOOKWIRE_AMQP__NAMESPACE", &ns)
+            .envs(env),
+    );
+    assert!(ok, "publish --json failed: {stderr}");
+    let published: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(
+        published["event_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{published}"
+    );
     let (ok, _, stderr) = publish("report_run_exploded", r#"{"report_run_url":"u"}"#);
     assert!(
         !ok && stderr.contains("unknown event type") && stderr.contains("report_run_completed"),
@@ -65,7 +107,7 @@ async fn topology_declare_then_publish_checks_the_catalog() {
     assert!(!ok && stderr.contains("--data is not JSON"), "{stderr}");
 
     let messages = broker.drain(&format!("{ns}.events")).await;
-    assert_eq!(messages.len(), 1, "only the valid event was published");
+    assert_eq!(messages.len(), 2, "only the valid events were published");
     assert_eq!(
         messages[0].1,
         br#"{"event":"report_run_completed","report_run_url":"https://mode.test/r/1"}"#

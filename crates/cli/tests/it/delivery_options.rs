@@ -19,7 +19,7 @@ const FINANCE: &str =
 fn verify_v1a(public_key: &str, r: &hookwire_testkit::Recorded) -> bool {
     let mut child = hookwire()
         .args(["verify", "--public-key", public_key])
-        .args(["--id", r.header("webhook-id")])
+        .args(["--webhook-id", r.header("webhook-id")])
         .args(["--timestamp", r.header("webhook-timestamp")])
         .args(["--signature", r.header("webhook-signature")])
         .stdin(Stdio::piped())
@@ -35,6 +35,23 @@ fn verify_v1a(public_key: &str, r: &hookwire_testkit::Recorded) -> bool {
         .expect("write");
     let out = child.wait_with_output().expect("wait");
     out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok"
+}
+
+/// `webhooks create --org acme --url URL --events EVENTS`, then `rest`.
+fn create<'a>(url: &'a str, events: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let head = [
+        "webhooks", "create", "--org", "acme", "--url", url, "--events", events,
+    ];
+    [&head[..], rest].concat()
+}
+
+/// `webhooks ACTION --org acme --webhook ID`, then `rest`.
+fn on<'a>(action: &'a str, id: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["webhooks", action, "--org", "acme", "--webhook", id][..],
+        rest,
+    ]
+    .concat()
 }
 
 fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
@@ -56,23 +73,19 @@ async fn headers_ed25519_and_a_filter_through_the_cli() {
     let token_arg = format!("Authorization={}", token.display());
     let out = run_ok(
         &h,
-        &[
-            "webhooks",
-            "create",
-            "--org",
-            "acme",
-            "--url",
+        &create(
             &url,
-            "--events",
             "report_run_completed",
-            "--header",
-            "X-Team=reports",
-            "--secret-header-file",
-            &token_arg,
-            "--ed25519",
-            "--filter",
-            FINANCE,
-        ],
+            &[
+                "--header",
+                "X-Team=reports",
+                "--secret-header-file",
+                &token_arg,
+                "--ed25519",
+                "--filter",
+                FINANCE,
+            ],
+        ),
     )
     .await;
     assert_eq!(field(&out, "filter"), FINANCE);
@@ -113,18 +126,7 @@ async fn headers_ed25519_and_a_filter_through_the_cli() {
     );
     assert!(verify_v1a(&public_key, &delivered));
 
-    let out = run_ok(
-        &h,
-        &[
-            "webhooks",
-            "rotate-ed25519-key",
-            "--org",
-            "acme",
-            "--id",
-            &id,
-        ],
-    )
-    .await;
+    let out = run_ok(&h, &on("rotate-ed25519-key", &id, &[])).await;
     let rotated = field(&out, "Public key").to_owned();
     assert!(
         rotated.starts_with("whpk_") && rotated != public_key,
@@ -133,20 +135,18 @@ async fn headers_ed25519_and_a_filter_through_the_cli() {
 
     let out = run_ok(
         &h,
-        &[
-            "webhooks",
+        &on(
             "update",
-            "--org",
-            "acme",
-            "--id",
             &id,
-            "--remove-header",
-            "x-team",
-            "--header",
-            "X-Env=prod",
-            "--no-filter",
-            "--no-ed25519",
-        ],
+            &[
+                "--remove-header",
+                "x-team",
+                "--header",
+                "X-Env=prod",
+                "--no-filter",
+                "--no-ed25519",
+            ],
+        ),
     )
     .await;
     assert_eq!(field(&out, "filter"), "-");
@@ -155,50 +155,21 @@ async fn headers_ed25519_and_a_filter_through_the_cli() {
         "x-env: prod, authorization: <secret>"
     );
     assert_eq!(field(&out, "public keys"), "-");
-    let json = run_ok(
-        &h,
-        &["webhooks", "get", "--org", "acme", "--id", &id, "--json"],
-    )
-    .await;
+    let json = run_ok(&h, &on("get", &id, &["--json"])).await;
     let json: Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(json["secret_headers"], serde_json::json!(["authorization"]));
     assert!(json["filter"].is_null());
 
     // Bad input: the API's error, with the filter's place, and a clear CLI error.
-    let bad = run_err(
-        &h,
-        &[
-            "webhooks",
-            "update",
-            "--org",
-            "acme",
-            "--id",
-            &id,
-            "--filter",
-            "body.a ==",
-        ],
-    )
-    .await;
+    let bad = run_err(&h, &on("update", &id, &["--filter", "body.a =="])).await;
     assert!(
         bad.stderr.contains("invalid_filter") && bad.stderr.contains("line 1, column"),
         "{}",
         bad.stderr
     );
-    let bad = run_err(
-        &h,
-        &[
-            "webhooks", "update", "--org", "acme", "--id", &id, "--header", "X-Team",
-        ],
-    )
-    .await;
+    let bad = run_err(&h, &on("update", &id, &["--header", "X-Team"])).await;
     assert!(bad.stderr.contains("NAME=VALUE"), "{}", bad.stderr);
-    let bad = run_err(
-        &h,
-        &[
-            "webhooks", "update", "--org", "acme", "--id", &id, "--header", "Host=x",
-        ],
-    )
-    .await;
+    let bad = run_err(&h, &on("update", &id, &["--header", "Host=x"])).await;
     assert!(
         bad.stderr.contains("invalid_headers") && bad.stderr.contains("reserved"),
         "{}",
@@ -229,22 +200,18 @@ async fn a_client_certificate_and_ca_file_through_the_cli() {
     // The test event presents the certificate: the receiver refuses anything else.
     let out = run_ok(
         &h,
-        &[
-            "webhooks",
-            "create",
-            "--org",
-            "acme",
-            "--url",
+        &create(
             &url,
-            "--events",
             "report_created",
-            "--client-cert",
-            &cert_file,
-            "--client-key",
-            &key_file,
-            "--ca-file",
-            &ca_file,
-        ],
+            &[
+                "--client-cert",
+                &cert_file,
+                "--client-key",
+                &key_file,
+                "--ca-file",
+                &ca_file,
+            ],
+        ),
     )
     .await;
     assert_eq!(receiver.requests().len(), 1, "the test event got through");
@@ -260,35 +227,10 @@ async fn a_client_certificate_and_ca_file_through_the_cli() {
         "{out}"
     );
     let id = field(&out, "id").to_owned();
-    let out = run_ok(
-        &h,
-        &[
-            "webhooks",
-            "update",
-            "--org",
-            "acme",
-            "--id",
-            &id,
-            "--no-client-cert",
-        ],
-    )
-    .await;
+    let out = run_ok(&h, &on("update", &id, &["--no-client-cert"])).await;
     assert_eq!(field(&out, "client cert"), "-");
     // A key without its certificate is refused before any request.
-    let run = run_err(
-        &h,
-        &[
-            "webhooks",
-            "update",
-            "--org",
-            "acme",
-            "--id",
-            &id,
-            "--client-key",
-            &key_file,
-        ],
-    )
-    .await;
+    let run = run_err(&h, &on("update", &id, &["--client-key", &key_file])).await;
     assert!(run.stderr.contains("--client-cert"), "{}", run.stderr);
     h.finish().await;
 }
@@ -307,20 +249,11 @@ async fn a_retry_policy_through_the_cli() {
     let url = receiver.url();
     let out = run_ok(
         &h,
-        &[
-            "webhooks",
-            "create",
-            "--org",
-            "acme",
-            "--url",
+        &create(
             &url,
-            "--events",
             "report_created",
-            "--retry-schedule",
-            "1s,15s",
-            "--max-age",
-            "30m",
-        ],
+            &["--retry-schedule", "1s,15s", "--max-age", "30m"],
+        ),
     )
     .await;
     assert_eq!(field(&out, "retry"), "schedule 1s,15s; max age 30m");
@@ -329,11 +262,7 @@ async fn a_retry_policy_through_the_cli() {
     let update = |flags: &'static [&'static str]| {
         let id = id.clone();
         let h = &h;
-        async move {
-            let mut args = vec!["webhooks", "update", "--org", "acme", "--id", &id];
-            args.extend_from_slice(flags);
-            run_ok(h, &args).await
-        }
+        async move { run_ok(h, &on("update", &id, flags)).await }
     };
     let out = update(&["--no-max-age"]).await;
     assert_eq!(field(&out, "retry"), "schedule 1s,15s; max age daemon's");
@@ -342,11 +271,7 @@ async fn a_retry_policy_through_the_cli() {
         field(&out, "retry"),
         "schedule one attempt; max age daemon's"
     );
-    let json = run_ok(
-        &h,
-        &["webhooks", "get", "--org", "acme", "--id", &id, "--json"],
-    )
-    .await;
+    let json = run_ok(&h, &on("get", &id, &["--json"])).await;
     let json: Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(
         json["retry"],
@@ -356,41 +281,82 @@ async fn a_retry_policy_through_the_cli() {
     assert_eq!(field(&out, "retry"), "-", "the daemon's policy again");
 
     // A delay that is not a configured tier: the API's 422, named.
-    let bad = run_err(
-        &h,
-        &[
-            "webhooks",
-            "update",
-            "--org",
-            "acme",
-            "--id",
-            &id,
-            "--retry-schedule",
-            "2s",
-        ],
-    )
-    .await;
+    let bad = run_err(&h, &on("update", &id, &["--retry-schedule", "2s"])).await;
     assert!(
         bad.stderr.contains("invalid_retry_policy")
             && bad.stderr.contains("2s is not a configured retry tier"),
         "{}",
         bad.stderr
     );
-    let bad = run_err(
+    let bad = run_err(&h, &on("update", &id, &["--max-age", "1h", "--no-max-age"])).await;
+    assert!(bad.stderr.contains("cannot be used with"), "{}", bad.stderr);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_an_expected_version_through_the_cli() {
+    let h = Harness::start(|_| {}).await;
+    let receiver = Receiver::ok().await;
+    let url = receiver.url();
+    let limits = ["--max-concurrency", "4", "--rate-limit-per-sec", "20"];
+    let out = run_ok(&h, &create(&url, "report_created", &limits)).await;
+    assert_eq!(field(&out, "max concurrency"), "4");
+    assert_eq!(field(&out, "rate limit"), "20/s");
+    let id = field(&out, "id").to_owned();
+    let read = field(&out, "version").to_owned();
+
+    // A change over the version read goes through; what is not given stays.
+    let out = run_ok(
         &h,
-        &[
-            "webhooks",
+        &on(
             "update",
-            "--org",
-            "acme",
-            "--id",
             &id,
-            "--max-age",
-            "1h",
-            "--no-max-age",
-        ],
+            &["--rate-limit-per-sec", "50", "--if-version", &read],
+        ),
     )
     .await;
-    assert!(bad.stderr.contains("cannot be used with"), "{}", bad.stderr);
+    assert_eq!(field(&out, "rate limit"), "50/s");
+    assert_eq!(field(&out, "max concurrency"), "4");
+    let current = field(&out, "version").to_owned();
+    assert_ne!(current, read, "{out}");
+
+    // Over a version someone has changed since: refused, and nothing is saved.
+    let stale = run_err(
+        &h,
+        &on(
+            "update",
+            &id,
+            &["--max-concurrency", "8", "--if-version", &read],
+        ),
+    )
+    .await;
+    assert!(
+        stale.stderr.contains("(conflict, HTTP 409)") && stale.stderr.contains(&current),
+        "{}",
+        stale.stderr
+    );
+    let stale = run_err(&h, &on("rotate-secret", &id, &["--if-version", &read])).await;
+    assert!(stale.stderr.contains("conflict"), "{}", stale.stderr);
+    let json: Value =
+        serde_json::from_str(&run_ok(&h, &on("get", &id, &["--json"])).await).expect("JSON");
+    assert_eq!(json["max_concurrency"], 4);
+    assert_eq!(json["rate_limit_per_sec"], 50);
+    assert_eq!(json["version"].to_string(), current);
+    let out = run_ok(&h, &on("rotate-secret", &id, &["--if-version", &current])).await;
+    assert!(out.contains("Signing secret: whsec_"), "{out}");
+
+    // The old `--id` still names the webhook.
+    let old = run_ok(&h, &["webhooks", "get", "--org", "acme", "--id", &id]).await;
+    assert_eq!(field(&old, "id"), id);
+
+    // Out of range: the API's error; not a number: the CLI's, before any request.
+    let bad = run_err(&h, &on("update", &id, &["--max-concurrency", "0"])).await;
+    assert!(bad.stderr.contains("invalid_limits"), "{}", bad.stderr);
+    let bad = run_err(&h, &on("update", &id, &["--if-version", "three"])).await;
+    assert!(
+        bad.stderr.contains("invalid value 'three'"),
+        "{}",
+        bad.stderr
+    );
     h.finish().await;
 }

@@ -1,6 +1,7 @@
 //! Tests of the `hookwire` binary as a user runs it: as a child process, against the real
 //! broker and loopback receivers.
 
+mod admin;
 mod alerts;
 mod client;
 mod cluster;
@@ -9,6 +10,7 @@ mod console;
 mod delivery_options;
 mod full_disk;
 mod operations;
+mod progress;
 mod serve;
 mod store;
 mod stream_bounds;

@@ -1,6 +1,6 @@
 //! `secrets.key` from the user's side: `serve` refuses a store written under another key,
 //! naming the key; a rotation keeps the old key in `secrets.previous_keys` until
-//! `hookwire store reseal` has moved every secret to the new one.
+//! `hookwire store reseal` has moved every secret to the new one; `store export`'s summary.
 
 use hookwire_core::Config;
 use hookwire_store::Store;
@@ -111,6 +111,16 @@ fn store_reseal_moves_every_secret_to_the_new_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("resealed 1 webhook(s)"), "{stdout}");
+    // Again, with `--json`: the same count, as JSON.
+    let out = hookwire()
+        .args(["store", "reseal", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .expect("reseal runs");
+    assert!(out.status.success(), "{out:?}");
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(done["resealed"], 1, "{done}");
+    assert_eq!(done["store"], a.store.path.display().to_string(), "{done}");
 
     // The new key alone now opens the store and every secret; the old one no longer does.
     let b = config(dir.path(), KEY_B, &[]);
@@ -125,4 +135,30 @@ fn store_reseal_moves_every_secret_to_the_new_key() {
     }
     let stderr = serve_refuses(&a, dir.path());
     assert!(stderr.contains("secrets.key"), "{stderr}");
+}
+
+#[test]
+fn store_export_prints_its_summary_as_json_and_no_progress_off_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = config(dir.path(), KEY_A, &[]);
+    let sub = new_subscription("acme", "http://127.0.0.1:9/hook", &["report_created"]);
+    seed(&a, &sub);
+    let path = write_config(&a, dir.path());
+    let export = dir.path().join("export.jsonl");
+    let out = hookwire()
+        .args(["store", "export", "--json", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .expect("export runs");
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // stderr is not a terminal here: the summary alone, as one JSON line.
+    let summary: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON alone");
+    assert_eq!(summary["webhooks"], 1, "{summary}");
+    assert_eq!(summary["dead_letters"], 0, "{summary}");
+    let written = std::fs::read_to_string(&export).expect("the export");
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert!(written.contains(&sub.id.to_string()), "{written}");
 }

@@ -12,7 +12,12 @@ fn verify(secret_args: &[&str], timestamp: u64, signature: &str, stdin: &[u8]) -
     let mut child = hookwire()
         .arg("verify")
         .args(secret_args)
-        .args(["--id", "msg_1", "--timestamp", &timestamp.to_string()])
+        .args([
+            "--webhook-id",
+            "msg_1",
+            "--timestamp",
+            &timestamp.to_string(),
+        ])
         .args(["--signature", signature])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -101,8 +106,41 @@ fn verify_checks_a_delivery_like_a_receiver() {
     let (ok, stderr) = verify(&args, now, &signature, b"{}");
     assert!(!ok && stderr.contains("signature"), "{stderr}");
     let old = now - 600;
-    let (ok, stderr) = verify(&args, old, &secret.sign("msg_1", old, body), body);
+    let old_signature = secret.sign("msg_1", old, body);
+    let (ok, stderr) = verify(&args, old, &old_signature, body);
     assert!(!ok && stderr.contains("from now"), "{stderr}");
+
+    // The tolerance is a duration like every other; the seconds spelling still works.
+    let with = |extra: &[&'static str]| [&args[..], extra].concat();
+    let (ok, output) = verify(&with(&["--tolerance", "15m"]), old, &old_signature, body);
+    assert!(ok, "{output}");
+    let (ok, output) = verify(
+        &with(&["--tolerance-secs", "900"]),
+        old,
+        &old_signature,
+        body,
+    );
+    assert!(ok, "{output}");
+    let recent = now - 10;
+    let recent_signature = secret.sign("msg_1", recent, body);
+    let (ok, output) = verify(
+        &with(&["--tolerance", "5s"]),
+        recent,
+        &recent_signature,
+        body,
+    );
+    assert!(!ok && output.contains("more than 5s from now"), "{output}");
+    let (ok, output) = verify(&with(&["--tolerance", "soon"]), now, &signature, body);
+    assert!(!ok && output.contains("not a duration"), "{output}");
+    let (_, output) = verify(&with(&["--json"]), now, &signature, body);
+    let answer: serde_json::Value = serde_json::from_str(output.trim()).expect("JSON");
+    assert_eq!(
+        answer,
+        serde_json::json!({"verified": true, "signature": "v1"})
+    );
+    let both = with(&["--tolerance", "1m", "--tolerance-secs", "60"]);
+    let (ok, output) = verify(&both, now, &signature, body);
+    assert!(!ok && output.contains("cannot be used with"), "{output}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The flags of a webhook's delivery options that `create` and `update` share: custom
-//! headers, the TLS settings read from PEM files, and its own retry policy.
+//! headers, the TLS settings read from PEM files, its own retry policy, and its limits.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -82,6 +82,27 @@ impl TlsArgs {
             read(&self.ca_file, "CA certificates")?,
         ])
     }
+}
+
+/// A change made only over the version the caller read (`If-Match`).
+#[derive(Args, Debug, Default)]
+pub struct IfVersion {
+    /// Refuse the change (409 `conflict`) unless the webhook is still at this `version`
+    /// (shown by `get`): someone else's change since is not overwritten.
+    #[arg(long = "if-version", value_name = "VERSION")]
+    pub expected: Option<u64>,
+}
+
+/// How hard hookwire may press the receiver; the API checks the ranges.
+#[derive(Args, Debug, Default)]
+pub struct LimitArgs {
+    /// Attempts in flight to it at once, 1 to 1000: the ceiling of its adaptive limit
+    /// (the daemon's `delivery.per_endpoint_concurrency` when not set).
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per second, 1 to 100000 (unlimited when not set).
+    #[arg(long, value_name = "N")]
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 /// The webhook's own retry policy; the API checks it against the daemon's tiers.
