@@ -2,6 +2,7 @@
 //! broker and loopback receivers.
 
 mod alerts;
+mod broker_tls;
 mod client;
 mod cluster;
 mod commands;
