@@ -10,6 +10,7 @@ mod console;
 mod delivery_options;
 mod full_disk;
 mod operations;
+mod publish;
 mod serve;
 mod store;
 mod stream_bounds;
