@@ -11,6 +11,7 @@ mod delivery_options;
 mod full_disk;
 mod operations;
 mod publish;
+mod reload;
 mod serve;
 mod store;
 mod stream_bounds;
