@@ -205,7 +205,8 @@ async fn another_ca_no_client_certificate_and_a_wrong_server_name_are_refused_wi
     );
     let stderr = refused(&publish(&config, "evt-wrong-ca"));
     assert!(stderr.contains(unreachable), "{stderr}");
-    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    // Both test CAs have one name, so rustls finds the other CA and its signature fails.
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
 
     // No client certificate: the broker requires one.
     let config = files.amqp_config(&url, &[("tls_ca_file", &text(&ca_file))]);

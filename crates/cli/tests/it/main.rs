@@ -10,7 +10,6 @@ mod console;
 mod delivery_options;
 mod full_disk;
 mod operations;
-mod publish;
 mod reload;
 mod serve;
 mod store;
