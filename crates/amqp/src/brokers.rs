@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lapin::Connection;
 use tracing::warn;
 
-use crate::{Error, Result};
+use hookwire_core::config::AmqpConfig;
+
+use crate::{BrokerTls, Error, Result};
 
 /// Broker URLs and the one to try next. Clones share the position.
 #[derive(Clone)]
@@ -16,6 +18,7 @@ pub struct Brokers {
     urls: Arc<[String]>,
     next: Arc<AtomicUsize>,
     frame_max: Option<u32>,
+    tls: Option<BrokerTls>,
 }
 
 impl std::fmt::Debug for Brokers {
@@ -27,6 +30,7 @@ impl std::fmt::Debug for Brokers {
             )
             .field("next", &self.next.load(Ordering::Relaxed))
             .field("frame_max", &self.frame_max)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -57,7 +61,27 @@ impl Brokers {
             urls: urls.into(),
             next: Arc::new(AtomicUsize::new(start)),
             frame_max: None,
+            tls: None,
         }
+    }
+
+    /// The brokers of `[amqp]`: its URLs, with the TLS settings of `amqp.tls_*` (read
+    /// from their files now; errors name the key).
+    pub fn of_config(amqp: &AmqpConfig) -> Result<Self> {
+        Ok(Self::new(amqp.broker_urls()).with_tls(BrokerTls::from_config(amqp)?))
+    }
+
+    /// Connections to `amqps://` URLs opened from now on use `tls` (the platform's
+    /// defaults when `None`).
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<BrokerTls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS settings of these brokers' connections, if any.
+    pub fn tls(&self) -> Option<&BrokerTls> {
+        self.tls.as_ref()
     }
 
     /// Connections opened from now on ask for frames of at most `frame_max` bytes: see
@@ -116,7 +140,8 @@ impl Brokers {
         for i in 0..n {
             let k = (start + i) % n;
             self.next.store(k, Ordering::Relaxed);
-            match crate::connect_with_frame_max(&self.urls[k], name, self.frame_max).await {
+            match crate::connect_with(&self.urls[k], name, self.frame_max, self.tls.as_ref()).await
+            {
                 Ok(connection) => return Ok(connection),
                 Err(e) => {
                     if n > 1 {

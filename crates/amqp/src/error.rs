@@ -6,6 +6,9 @@ pub enum Error {
     /// The broker URL cannot be parsed.
     #[error("AMQP URL: {0}")]
     Url(String),
+    /// The TLS settings toward the broker cannot work (`amqp.tls_*`).
+    #[error("broker TLS: {0}")]
+    Tls(String),
     /// The broker connection or channel failed.
     #[error("AMQP: {0}")]
     Amqp(#[from] lapin::Error),

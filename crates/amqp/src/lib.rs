@@ -3,6 +3,7 @@
 //!
 //! - [`connect`]: one connection, named so operators (and tests) can find it.
 //! - [`Brokers`]: the nodes of a cluster, connected to in turn until one answers.
+//! - [`BrokerTls`]: a private CA, a client certificate and a server name for `amqps://`.
 //! - [`topology`]: every exchange and queue of a namespace, declared idempotently.
 //! - [`Publisher`]: confirmed, `mandatory` publishing, where a nack, a return or a missing
 //!   confirm is an error, never a silent drop.
@@ -22,14 +23,16 @@ mod producer;
 mod publisher;
 mod replayer;
 pub mod stream;
+mod tls;
 pub mod topology;
 pub mod wire;
 
 pub use brokers::{Brokers, address};
 pub use error::{Error, Result};
 pub use producer::Producer;
-pub use publisher::{Publisher, connect, connect_with_frame_max};
+pub use publisher::{Publisher, connect, connect_with, connect_with_frame_max};
 pub use replayer::Replayer;
+pub use tls::{BrokerTls, BrokerTlsPem};
 pub use topology::{ChangesStream, Names, StreamBounds, Topology, inspect_queue};
 pub use wire::OutgoingEvent;
 

@@ -15,6 +15,9 @@ use crate::{Brokers, Error, Names, Publisher, Result};
 /// fresh connection to the next node that answers.
 const PUBLISH_ATTEMPTS: u32 = 3;
 
+/// How long a publish of [`Producer::connect_any`] waits for its confirm.
+pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Publishes events to a namespace's events exchange.
 #[derive(Debug)]
 pub struct Producer {
@@ -73,10 +76,29 @@ impl Producer {
         connection_name: &str,
         catalog: Catalog,
     ) -> Result<Self> {
+        Self::connect_any_with(
+            brokers,
+            namespace,
+            connection_name,
+            catalog,
+            DEFAULT_CONFIRM_TIMEOUT,
+        )
+        .await
+    }
+
+    /// [`Producer::connect_any`], each publish waiting at most `confirm_timeout` for its
+    /// confirm (`amqp.confirm_timeout`) before it is tried again or reported.
+    pub async fn connect_any_with(
+        brokers: Brokers,
+        namespace: &str,
+        connection_name: &str,
+        catalog: Catalog,
+        confirm_timeout: Duration,
+    ) -> Result<Self> {
         let failover = Failover {
             brokers,
             connection_name: connection_name.to_owned(),
-            confirm_timeout: Duration::from_secs(30),
+            confirm_timeout,
             session: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
         };

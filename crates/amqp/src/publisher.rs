@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::tcp::{AMQPUriTcpExt, TLSConfig};
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
-use crate::{Error, Result};
+use crate::{BrokerTls, Error, Result};
 
 /// Opens a connection whose name (`rabbitmqctl list_connections name`) is `name`.
 ///
@@ -31,10 +31,22 @@ pub async fn connect_with_frame_max(
     name: &str,
     frame_max: Option<u32>,
 ) -> Result<Connection> {
+    connect_with(url, name, frame_max, None).await
+}
+
+/// [`connect_with_frame_max`], with `tls`'s CA, client certificate and server name for
+/// an `amqps://` URL (the platform's defaults without it; a plain URL ignores it).
+pub async fn connect_with(
+    url: &str,
+    name: &str,
+    frame_max: Option<u32>,
+    tls: Option<&BrokerTls>,
+) -> Result<Connection> {
     let mut uri: AMQPUri = url.parse().map_err(Error::Url)?;
     if let Some(frame_max) = frame_max {
         uri.query.frame_max = Some(uri.query.frame_max.map_or(frame_max, |f| f.min(frame_max)));
     }
+    let tls = tls.cloned();
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     let runtime = lapin::runtime::default_runtime()?;
     let opening = Opening::default();
@@ -43,9 +55,24 @@ pub async fn connect_with_frame_max(
         uri,
         runtime,
         async move |uri, runtime| {
-            let stream = uri
-                .connect_with_config_async(TLSConfig::default(), &runtime)
-                .await?;
+            let stream = match &tls {
+                Some(tls) if uri.scheme == AMQPScheme::AMQPS => {
+                    // TCP as for a plain URL, then the handshake with hookwire's settings,
+                    // which lapin's own TLS setup cannot carry (the server name, a CA
+                    // instead of the platform's roots).
+                    let mut plain = uri.clone();
+                    plain.scheme = AMQPScheme::AMQP;
+                    plain
+                        .connect_with_config_async(TLSConfig::default(), &runtime)
+                        .await?
+                        .into_rustls(tls.connector(), tls.server_name(&uri.authority.host))
+                        .await?
+                }
+                _ => {
+                    uri.connect_with_config_async(TLSConfig::default(), &runtime)
+                        .await?
+                }
+            };
             // A duplicate of the socket's descriptor: shutting it down ends the socket
             // lapin's I/O thread reads, whatever that thread is doing.
             #[cfg(unix)]

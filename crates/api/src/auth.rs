@@ -85,7 +85,11 @@ fn identify(state: &ApiState, presented: &str) -> Result<Credential, ApiError> {
             Err(TokenError::Invalid) => Err(ApiError::Unauthorized),
         };
     }
-    match configured(&state.config.tokens, &state.config.org_tokens, presented) {
+    match configured(
+        &state.config.tokens.current(),
+        &state.config.org_tokens,
+        presented,
+    ) {
         Some(Configured::Operator) => Ok(Credential::Operator),
         Some(Configured::Org(i)) => {
             let t = &state.config.org_tokens[i];

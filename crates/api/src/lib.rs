@@ -29,4 +29,4 @@ pub mod webhooks;
 pub use error::{ApiError, Result};
 pub use routes::{ops_router, router};
 pub use server::{Listeners, serve};
-pub use state::{ApiSettings, ApiState, Circuits};
+pub use state::{ApiSettings, ApiState, Circuits, OperatorTokens};

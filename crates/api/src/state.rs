@@ -1,7 +1,7 @@
 //! What every handler shares.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hookwire_amqp::Replayer;
@@ -12,8 +12,8 @@ use hookwire_store::{Store, Writer};
 /// The API's settings, derived from the configuration once. `Debug` hides the tokens.
 #[derive(Clone)]
 pub struct ApiSettings {
-    /// Operators' bearer tokens (`api.tokens`).
-    pub tokens: Vec<String>,
+    /// Operators' bearer tokens (`api.tokens`), replaced when `serve` reloads them.
+    pub tokens: OperatorTokens,
     /// Bearer tokens limited to organizations (`api.org_tokens`).
     pub org_tokens: Vec<hookwire_core::config::OrgToken>,
     /// Sign and verify access tokens.
@@ -45,10 +45,39 @@ pub struct ApiSettings {
     pub ops_listener: bool,
 }
 
+/// Operators' bearer tokens (`api.tokens`): read by every request, replaced whole when
+/// `serve` reloads its configuration (SIGHUP). Clones share the list. `Debug` shows how
+/// many there are, never their text.
+#[derive(Clone, Default)]
+pub struct OperatorTokens(Arc<RwLock<Arc<[String]>>>);
+
+impl OperatorTokens {
+    /// The list `tokens`.
+    pub fn new(tokens: Vec<String>) -> Self {
+        Self(Arc::new(RwLock::new(tokens.into())))
+    }
+
+    /// The tokens in force now.
+    pub fn current(&self) -> Arc<[String]> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the list: the next request is checked against `tokens` alone.
+    pub fn replace(&self, tokens: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = tokens.into();
+    }
+}
+
+impl std::fmt::Debug for OperatorTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} redacted>", self.current().len())
+    }
+}
+
 impl std::fmt::Debug for ApiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiSettings")
-            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("tokens", &self.tokens)
             .field("org_tokens", &self.org_tokens)
             .field("access_token_max_ttl", &self.access_token_max_ttl)
             .field("console_frame_ancestors", &self.console_frame_ancestors)

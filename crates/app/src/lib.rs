@@ -5,6 +5,7 @@
 
 mod error;
 mod node;
+mod outbound;
 mod replication;
 mod telemetry;
 
@@ -16,18 +17,15 @@ use std::time::Duration;
 
 use hookwire_amqp::{Names, Replayer, StreamBounds};
 use hookwire_api::access::AccessTokenKeys;
-use hookwire_api::{ApiSettings, ApiState, Circuits, Listeners};
+use hookwire_api::{ApiSettings, ApiState, Circuits, Listeners, OperatorTokens};
 use hookwire_consumer::attempt_log::{AttemptLog, Retention};
 use hookwire_consumer::payloads::PayloadArchive;
-use hookwire_consumer::spans::Spans;
 use hookwire_consumer::{
     AmqpSettings, CircuitLimits, Daemon, EndpointLimits, Endpoints, Engine, EngineParts,
     EngineSettings, SettledJournal,
 };
 use hookwire_core::config::CatalogConfig;
 use hookwire_core::{Catalog, Config};
-use hookwire_http::otlp::Exporter;
-use hookwire_http::{Deliverer, DelivererConfig, Proxy, ProxyCredentials};
 use hookwire_store::{Store, Writer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -35,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
 pub use node::node_id;
+pub use outbound::deliverer;
+
+use outbound::spans;
 
 use replication::StreamSettings;
 
@@ -73,6 +74,8 @@ impl App {
         // archive's first prune sets its gauges at once).
         let metrics = metrics_recorder()?;
         let catalog = catalog(&config.catalog)?;
+        let broker_tls = hookwire_amqp::BrokerTls::from_config(&config.amqp)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let node = node_id(config)?;
         let connection_name = format!("{}@{node}", config.amqp.connection_name);
         let secrets_key = config
@@ -87,6 +90,7 @@ impl App {
             .then(|| -> Result<StreamSettings> {
                 Ok(StreamSettings {
                     urls: config.amqp.broker_urls(),
+                    tls: broker_tls.clone(),
                     connection_name: connection_name.clone(),
                     topology: hookwire_amqp::Topology::of_config(config)
                         .map_err(|e| Error::Config(e.to_string()))?,
@@ -147,6 +151,7 @@ impl App {
         let (daemon, endpoints) = daemon(
             config,
             &connection_name,
+            broker_tls.clone(),
             store.clone(),
             writer.clone(),
             catalog.clone(),
@@ -163,7 +168,7 @@ impl App {
         );
         let api = ApiState {
             config: Arc::new(ApiSettings {
-                tokens: config.api.tokens.clone(),
+                tokens: OperatorTokens::new(config.api.tokens.clone()),
                 org_tokens: config.api.org_tokens.clone(),
                 access_keys,
                 access_token_max_ttl: config.api.access_token_max_ttl,
@@ -192,7 +197,7 @@ impl App {
             test_sends: Arc::new(tokio::sync::Semaphore::new(config.api.max_test_sends)),
             broker_ready: daemon.readiness(),
             replayer: Arc::new(Replayer::with_brokers(
-                hookwire_amqp::Brokers::new(config.amqp.broker_urls()),
+                hookwire_amqp::Brokers::new(config.amqp.broker_urls()).with_tls(broker_tls),
                 &connection_name,
                 &config.amqp.namespace,
                 config.amqp.confirm_timeout,
@@ -235,6 +240,12 @@ impl App {
     /// True while the engine consumes; `/readyz` reads the same flag.
     pub fn readiness(&self) -> Arc<AtomicBool> {
         self.daemon.readiness()
+    }
+
+    /// The operators' tokens (`api.tokens`) the API checks: replacing them takes effect
+    /// at the next request, as `serve` does on SIGHUP.
+    pub fn operator_tokens(&self) -> OperatorTokens {
+        self.api.config.tokens.clone()
     }
 
     /// Where the admin API listens (`api.listen`, with its port resolved).
@@ -406,50 +417,6 @@ pub fn catalog(section: &CatalogConfig) -> Result<Catalog> {
     Catalog::from_toml(&text).map_err(|e| Error::Catalog(e.to_string()))
 }
 
-/// The HTTP client of deliveries and test events.
-pub fn deliverer(config: &Config) -> Result<Deliverer> {
-    let d = &config.delivery;
-    let ca_pem = match &d.ca_file {
-        None => None,
-        Some(path) => Some(
-            std::fs::read(path)
-                .map_err(|e| Error::Config(format!("delivery.ca_file {}: {e}", path.display())))?,
-        ),
-    };
-    let core_error = |e: hookwire_core::Error| Error::Config(e.to_string());
-    let proxy = match &d.proxy {
-        None => None,
-        Some(proxy) => Some(Proxy {
-            address: proxy.address().map_err(core_error)?,
-            credentials: match (&proxy.username, proxy.password().map_err(core_error)?) {
-                (Some(username), Some(password)) => Some(ProxyCredentials {
-                    username: username.clone(),
-                    password,
-                }),
-                _ => None,
-            },
-        }),
-    };
-    Ok(Deliverer::new(DelivererConfig {
-        policy: config.target_policy(),
-        timeout: d.timeout,
-        ca_pem,
-        retry_client_errors: d.retry_client_errors,
-        proxy,
-    })?)
-}
-
-/// Where the engine's spans go: the OTLP exporter when `tracing.otlp_endpoint` is set,
-/// nowhere (and none built) otherwise.
-fn spans(config: &Config) -> Result<Spans> {
-    let Some(url) = config.tracing.traces_url() else {
-        return Ok(Spans::default());
-    };
-    let exporter = Exporter::start(&url, &config.tracing.service_name)?;
-    tracing::info!(%url, "Exporting spans over OTLP/HTTP.");
-    Ok(Spans::new(Some(exporter)))
-}
-
 /// The delivery engine's circuits, as the API shows them.
 #[derive(Debug)]
 struct EngineCircuits(Endpoints);
@@ -480,6 +447,7 @@ struct Streams {
 fn daemon(
     config: &Config,
     connection_name: &str,
+    broker_tls: Option<hookwire_amqp::BrokerTls>,
     store: Store,
     writer: Writer,
     catalog: Catalog,
@@ -559,6 +527,7 @@ fn daemon(
         engine,
         AmqpSettings {
             urls: config.amqp.broker_urls(),
+            tls: broker_tls,
             connection_name: connection_name.to_owned(),
             prefetch: config.prefetch(),
             reconnect_max_delay: config.amqp.reconnect_max_delay.max(Duration::from_secs(1)),

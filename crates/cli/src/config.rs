@@ -77,6 +77,11 @@ pub fn amqp_section(figment: &Figment, namespace: Option<String>) -> Result<Amqp
     Ok(amqp)
 }
 
+/// The brokers of `[amqp]`, with its TLS settings read from their files.
+pub fn brokers(amqp: &AmqpConfig) -> Result<hookwire_amqp::Brokers> {
+    Ok(hookwire_amqp::Brokers::of_config(amqp)?)
+}
+
 /// "cannot connect to the broker at …", every URL without its password.
 pub fn unreachable(amqp: &AmqpConfig) -> String {
     let urls: Vec<String> = amqp
@@ -119,6 +124,87 @@ mod tests {
         )
         .expect_err("both set");
         assert!(format!("{error:#}").contains("not both"), "{error:#}");
+    }
+
+    /// The repository's root, where the shipped files are.
+    fn root() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[test]
+    fn the_shipped_config_files_load_and_validate_as_serve_loads_them() {
+        for file in [
+            "config/dev.toml",
+            "deploy/hookwire.toml",
+            "deploy/cluster/hookwire.toml",
+        ] {
+            let figment = layers(Some(&root().join(file))).expect(file);
+            let mut config: hookwire_core::Config =
+                extract(&figment, "").unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            // The deployment files leave the key to the env file.
+            if config.secrets.key.is_empty() {
+                config.secrets.key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into();
+            }
+            config.validate().unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+
+    /// The `HOOKWIRE_<SECTION>__<KEY>` names in `text`.
+    fn env_names(text: &str) -> Vec<&str> {
+        text.match_indices("HOOKWIRE_")
+            .map(|(at, _)| {
+                let len = text[at..]
+                    .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                    .unwrap_or(text.len() - at);
+                text[at..at + len].trim_end_matches('_')
+            })
+            .filter(|name| name.contains("__"))
+            .collect()
+    }
+
+    #[test]
+    fn every_environment_variable_the_shipped_files_name_is_a_key_the_loader_takes() {
+        let mut files = vec![root().join("README.md")];
+        for dir in ["config", "deploy", "deploy/cluster", "docs"] {
+            for entry in std::fs::read_dir(root().join(dir)).expect(dir) {
+                let path = entry.expect("entry").path();
+                if path.is_file() {
+                    files.push(path);
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in &files {
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            for name in env_names(&text) {
+                // As figment's Env provider reads it: lower case, `__` between levels.
+                let key = name["HOOKWIRE_".len()..].to_lowercase().replace("__", ".");
+                let shown = file.display();
+                assert!(
+                    !RENAMED_KEYS.iter().any(|(old, _)| *old == key),
+                    "{shown} names {name}, the refused key {key}"
+                );
+                let figment = Figment::from(Toml::string(DEFAULT_CONFIG_TOML))
+                    .merge(Serialized::default(&key, "x"));
+                // A value of the wrong type is fine here; an unknown key is not.
+                if let Err(errors) = figment.extract::<hookwire_core::Config>() {
+                    for e in errors {
+                        assert!(
+                            !matches!(e.kind, figment::error::Kind::UnknownField(..)),
+                            "{shown} names {name}, which is no key: {e}"
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} names found in {files:?}");
+        assert_eq!(
+            env_names("HOOKWIRE_DELIVERY__TIMEOUT_SECS=30 and HOOKWIRE_API_URL"),
+            ["HOOKWIRE_DELIVERY__TIMEOUT_SECS"]
+        );
     }
 
     #[test]

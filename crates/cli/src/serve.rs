@@ -1,14 +1,15 @@
 //! `hookwire serve`: validate the configuration, start logging, then build and run the
-//! [`App`] until SIGTERM or Ctrl-C.
+//! [`App`] until SIGTERM or Ctrl-C; SIGHUP reloads `api.tokens`.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use hookwire_api::OperatorTokens;
 use hookwire_app::App;
 use hookwire_core::Config;
 use hookwire_core::config::LogFormat;
-use tracing::{Instrument, info};
+use tracing::{Instrument, error, info};
 use tracing_subscriber::EnvFilter;
 
 /// Runs the daemon and its admin API until SIGTERM or Ctrl-C.
@@ -36,9 +37,60 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
         "hookwire starting."
     );
     let span = tracing::info_span!("node", id = %app.node());
-    app.run(shutdown_signal()).instrument(span).await?;
+    let reloader = tokio::spawn(
+        reload_tokens_on_hangup(file.map(Path::to_owned), app.operator_tokens())?
+            .instrument(span.clone()),
+    );
+    let ran = app.run(shutdown_signal()).instrument(span).await;
+    reloader.abort();
+    ran?;
     info!("hookwire stopped.");
     Ok(())
+}
+
+/// On every SIGHUP, reads the configuration again (file and environment, as at start)
+/// and puts its `api.tokens` in force. A configuration that does not load or validate
+/// changes nothing: the tokens in force stay, and the error is logged. Other keys take
+/// effect at the next start. Listening starts before `serve` is ready, so that a SIGHUP
+/// never meets the default action, which would end the process.
+#[cfg(unix)]
+fn reload_tokens_on_hangup(
+    file: Option<PathBuf>,
+    tokens: OperatorTokens,
+) -> Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    Ok(async move {
+        while hangups.recv().await.is_some() {
+            match load_tokens(file.as_deref()) {
+                Ok(new) => {
+                    let count = new.len();
+                    tokens.replace(new);
+                    info!(tokens = count, "SIGHUP: api.tokens reloaded.");
+                }
+                Err(e) => error!(
+                    error = format!("{e:#}"),
+                    "SIGHUP: the configuration is invalid; api.tokens unchanged."
+                ),
+            }
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn reload_tokens_on_hangup(
+    _file: Option<PathBuf>,
+    _tokens: OperatorTokens,
+) -> Result<impl Future<Output = ()>> {
+    Ok(std::future::pending())
+}
+
+/// `api.tokens` of the configuration as it is now, the whole of which must be valid.
+fn load_tokens(file: Option<&Path>) -> Result<Vec<String>> {
+    let figment = crate::config::layers(file)?;
+    let config: Config = crate::config::extract(&figment, "")?;
+    config.validate()?;
+    Ok(config.api.tokens)
 }
 
 fn init_logging(config: &Config) -> Result<()> {

@@ -58,6 +58,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AmqpSettings {
     /// Broker URLs: one, or a cluster's nodes.
     pub urls: Vec<String>,
+    /// `amqp.tls_*`, for `amqps://` URLs.
+    pub tls: Option<hookwire_amqp::BrokerTls>,
     /// Connection name shown by the broker.
     pub connection_name: String,
     /// Prefetch of each consumer.
@@ -83,6 +85,7 @@ impl std::fmt::Debug for AmqpSettings {
                     .map(|u| hookwire_core::config::redact_url(u))
                     .collect::<Vec<_>>(),
             )
+            .field("tls", &self.tls)
             .field("connection_name", &self.connection_name)
             .field("prefetch", &self.prefetch)
             .field("reconnect_max_delay", &self.reconnect_max_delay)
@@ -119,7 +122,7 @@ impl Daemon {
     pub fn new(engine: Arc<Engine>, amqp: AmqpSettings) -> Self {
         Self {
             engine,
-            brokers: Brokers::new(amqp.urls.clone()),
+            brokers: Brokers::new(amqp.urls.clone()).with_tls(amqp.tls.clone()),
             amqp,
             ready: Arc::new(AtomicBool::new(false)),
         }

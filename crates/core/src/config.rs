@@ -94,6 +94,20 @@ pub struct AmqpConfig {
     /// may take before it is abandoned and tried again.
     #[serde(with = "humantime_serde")]
     pub open_timeout: Duration,
+    /// A private CA's certificates (PEM): an `amqps://` broker's certificate must chain to
+    /// one of them, and the platform's roots are not trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The certificate chain (PEM) presented to an `amqps://` broker, with
+    /// `tls_client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_certificate: Option<PathBuf>,
+    /// The private key (PEM) of `tls_client_certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_key: Option<PathBuf>,
+    /// The name an `amqps://` broker's certificate must carry, instead of the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 /// `[store]`.
@@ -513,6 +527,7 @@ impl DeliveryConfig {
     }
 }
 
+mod broker_tls;
 mod brokers;
 mod redact;
 mod validate;

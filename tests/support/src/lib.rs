@@ -12,6 +12,7 @@
 //! - [`harness`]: a daemon running in-process against a seeded store.
 //! - [`serve_child`]: `hookwire serve` as a child process.
 //! - [`cluster`]: a three-node RabbitMQ cluster of its own, for the high-availability tests.
+//! - [`tls_broker`]: a RabbitMQ node of its own that speaks AMQP over TLS only.
 //! - [`prometheus`]: Debian's Prometheus, scraping `serve` children with the shipped rules.
 
 pub mod broker;
@@ -24,6 +25,7 @@ pub mod proxy;
 pub mod receiver;
 pub mod serve_child;
 pub mod tls;
+pub mod tls_broker;
 pub mod tools;
 
 pub use broker::{Broker, amqp_url, unique_namespace};
@@ -32,6 +34,7 @@ pub use harness::{Harness, new_subscription, test_config};
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Recorded, Reply};
 pub use serve_child::ServeChild;
+pub use tls_broker::TlsBroker;
 
 /// Sends the log lines of hookwire and lapin (info and above) to the test's captured
 /// output, which the test runner shows when the test fails. Once per test binary; later

@@ -154,6 +154,12 @@ impl ServeChild {
         String::from_utf8_lossy(&text[start..]).into_owned()
     }
 
+    /// Sends SIGHUP, on which serve reloads `api.tokens`.
+    pub fn hang_up(&mut self) -> Result<()> {
+        self.check_alive()?;
+        send_signal(self.child.id(), libc::SIGHUP).context("SIGHUP serve")
+    }
+
     /// The last lines of serve's log.
     pub fn log_tail(&self) -> String {
         log_tail(&self.log)
@@ -224,15 +230,20 @@ impl Drop for ServeChild {
 }
 
 /// SIGTERM to `pid`; std's `Child::kill` only sends SIGKILL.
-#[allow(unsafe_code)]
 fn send_sigterm(pid: u32) -> Result<()> {
+    send_signal(pid, libc::SIGTERM).context("SIGTERM serve")
+}
+
+/// `signal` to `pid`.
+#[allow(unsafe_code)]
+fn send_signal(pid: u32, signal: libc::c_int) -> Result<()> {
     let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
     // SAFETY: kill(2) takes two integers and touches no memory of this process; `pid` is
     // a child not yet reaped, so it still names that child.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
+    if unsafe { libc::kill(pid, signal) } == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error()).context("SIGTERM serve")
+        Err(std::io::Error::last_os_error().into())
     }
 }
 

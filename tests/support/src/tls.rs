@@ -89,6 +89,14 @@ impl TestCa {
         (cert.der().clone(), key)
     }
 
+    /// [`TestCa::server_cert`], both PEM, as files for a server that reads PEM.
+    pub fn server_cert_pem(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let common_name = names.first().map_or("server", String::as_str).to_owned();
+        let (cert, key) = self.issue(names, &common_name, ExtendedKeyUsagePurpose::ServerAuth);
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A client certificate for `name` (its common name) signed by this CA, and its key:
     /// both PEM, as a webhook's `client_certificate` and `client_key`.
     pub fn client_cert(&self, name: &str) -> (String, String) {

@@ -17,6 +17,8 @@ const STREAM_FRAME_MAX: u32 = 16 * 1024;
 pub(crate) struct StreamSettings {
     /// The broker URLs; the reader and the writer each rotate over them on their own.
     pub(crate) urls: Vec<String>,
+    /// `amqp.tls_*`, for `amqps://` URLs.
+    pub(crate) tls: Option<hookwire_amqp::BrokerTls>,
     /// This node's connection name; each connection adds what it does.
     pub(crate) connection_name: String,
     pub(crate) topology: Topology,
@@ -48,7 +50,9 @@ impl StreamSettings {
     }
 
     pub(super) fn brokers(&self) -> Brokers {
-        Brokers::new(self.urls.clone()).with_frame_max(STREAM_FRAME_MAX)
+        Brokers::new(self.urls.clone())
+            .with_frame_max(STREAM_FRAME_MAX)
+            .with_tls(self.tls.clone())
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use hookwire_amqp::{Brokers, OutgoingEvent, Producer};
+use hookwire_amqp::{OutgoingEvent, Producer};
 
 use crate::config;
 
@@ -53,11 +53,12 @@ pub async fn run(args: PublishArgs) -> Result<()> {
         id: id.clone(),
         data,
     };
-    let producer = Producer::connect_any(
-        Brokers::new(amqp.broker_urls()),
+    let producer = Producer::connect_any_with(
+        config::brokers(&amqp)?,
         &amqp.namespace,
-        "hookwire-publish",
+        &format!("{}@publish", amqp.connection_name),
         catalog,
+        amqp.confirm_timeout,
     )
     .await
     .with_context(|| config::unreachable(&amqp))?;

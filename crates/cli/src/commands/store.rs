@@ -172,7 +172,7 @@ async fn import(config: &Config, input: Option<&Path>, json: bool) -> Result<()>
         max_age: config.replication.changes_max_age,
     });
     let name = topology.names.changes_stream();
-    let connection = hookwire_amqp::Brokers::new(config.amqp.broker_urls())
+    let connection = crate::config::brokers(&config.amqp)?
         .connect(&format!("{}@import", config.amqp.connection_name))
         .await
         .with_context(|| crate::config::unreachable(&config.amqp))?;

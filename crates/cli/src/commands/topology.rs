@@ -54,7 +54,7 @@ pub async fn run(action: TopologyAction) -> Result<()> {
     let delivery: DeliveryConfig = config::extract(&figment, "delivery")?;
     let mut topology = Topology::of_plan(&amqp.namespace, &delivery.retry_plan()?);
     topology.replication = amqp.replication();
-    let connection = hookwire_amqp::Brokers::new(amqp.broker_urls())
+    let connection = config::brokers(&amqp)?
         .connect("hookwire-topology")
         .await
         .with_context(|| config::unreachable(&amqp))?;

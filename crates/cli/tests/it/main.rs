@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod broker_tls;
 mod client;
 mod cluster;
 mod commands;
@@ -11,6 +12,7 @@ mod delivery_options;
 mod full_disk;
 mod operations;
 mod progress;
+mod reload;
 mod serve;
 mod store;
 mod stream_bounds;

@@ -37,6 +37,10 @@ impl std::fmt::Debug for AmqpConfig {
             .field("confirm_timeout", &self.confirm_timeout)
             .field("reconnect_max_delay", &self.reconnect_max_delay)
             .field("open_timeout", &self.open_timeout)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client_certificate", &self.tls_client_certificate)
+            .field("tls_client_key", &self.tls_client_key)
+            .field("tls_server_name", &self.tls_server_name)
             .finish()
     }
 }

@@ -290,6 +290,6 @@ impl AmqpConfig {
         if self.open_timeout < Duration::from_secs(1) {
             return Err(invalid("amqp.open_timeout", "must be at least 1s"));
         }
-        Ok(())
+        self.validate_tls()
     }
 }
