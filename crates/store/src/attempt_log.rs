@@ -343,6 +343,7 @@ mod tests {
             error_kind: None,
             error: None,
             response_excerpt: String::new(),
+            transformed: None,
         }
     }
 
