@@ -13,8 +13,10 @@ use crate::client::{NewWebhook, WebhookChanges, follow_pages};
 use crate::output::{one_line, print_json, print_json_value, print_table};
 
 mod options;
+mod transform;
 
 pub use options::{HeaderArgs, RetryArgs, RetryRemovalArgs, TlsArgs};
+pub use transform::{PreviewArgs, TransformArgs, TransformChangeArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookAction {
@@ -45,6 +47,8 @@ pub enum WebhookAction {
         /// true are delivered, e.g. 'body.report_run_url.startsWith("https://…/spaces/s1/")'.
         #[arg(long)]
         filter: Option<String>,
+        #[command(flatten)]
+        transform: TransformArgs,
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
@@ -109,6 +113,8 @@ pub enum WebhookAction {
         #[arg(long)]
         no_filter: bool,
         #[command(flatten)]
+        transform: TransformChangeArgs,
+        #[command(flatten)]
         tls: TlsArgs,
         /// Remove the client certificate and its key.
         #[arg(long, conflicts_with = "client_cert")]
@@ -130,6 +136,8 @@ pub enum WebhookAction {
         #[arg(long)]
         id: String,
     },
+    /// Show the body and headers a transform would send for a sample event; sends nothing.
+    PreviewTransform(PreviewArgs),
     /// Send a signed test event now and show the receiver's answer; exits non-zero
     /// when it was not accepted.
     Test {
@@ -196,6 +204,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             headers,
             ed25519,
             filter,
+            transform,
             tls,
             retry,
         } => {
@@ -209,6 +218,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 secret_headers,
                 ed25519,
                 filter,
+                transform: transform.read()?,
                 client_certificate,
                 client_key: client_key.map(ClientKey::new),
                 ca_certificates,
@@ -282,6 +292,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             no_ed25519,
             filter,
             no_filter,
+            transform,
             tls,
             no_client_cert,
             no_ca_file,
@@ -303,27 +314,16 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 headers,
                 secret_headers: secret.into_iter().map(|(n, v)| (n, Some(v))).collect(),
                 ed25519: (ed25519 || no_ed25519).then_some(ed25519),
-                filter: if no_filter {
-                    Some(None)
-                } else {
-                    filter.map(Some)
-                },
-                client_certificate: if no_client_cert {
-                    Some(None)
-                } else {
-                    client_certificate.map(Some)
-                },
+                filter: options::replaced(filter, no_filter),
+                transform: transform.change()?,
+                client_certificate: options::replaced(client_certificate, no_client_cert),
                 client_key: client_key.map(ClientKey::new),
-                ca_certificates: if no_ca_file {
-                    Some(None)
-                } else {
-                    ca_certificates.map(Some)
-                },
+                ca_certificates: options::replaced(ca_certificates, no_ca_file),
                 retry: retry.to_json(&retry_removal),
             };
             if changes.is_empty() {
                 bail!(
-                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file, --no-ca-file, --retry-schedule, --no-retry-schedule, --max-age or --no-max-age"
+                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --transform, --transform-file, --no-transform, --client-cert, --no-client-cert, --ca-file, --no-ca-file, --retry-schedule, --no-retry-schedule, --max-age or --no-max-age"
                 );
             }
             let reply = client.update(&org, &id, &changes, !no_verify).await?;
@@ -343,6 +343,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 println!("Deleted webhook {id}.");
             }
         }
+        WebhookAction::PreviewTransform(args) => transform::preview(api, &client, args).await?,
         WebhookAction::Test { org, id } => {
             let reply = client.test(&org, &id).await?;
             let result = reply.value;
@@ -522,6 +523,7 @@ fn print_webhook(w: &Webhook) {
             w.disabled_reason.clone().unwrap_or_else(|| "-".into()),
         ),
         ("filter", w.filter.clone().unwrap_or_default()),
+        ("transform", one_line(w.transform.as_deref().unwrap_or_default())),
         ("headers", headers_cell(w)),
         ("public keys", public_keys_cell(w)),
         ("client cert", client_cert_cell(w)),
