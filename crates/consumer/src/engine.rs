@@ -470,8 +470,14 @@ impl Engine {
         if let Disposition::Park { delay, .. } = disposition {
             warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
         }
-        self.settle_sent(publisher, next, body, disposition, sent.transformed.as_ref())
-            .await
+        self.settle_sent(
+            publisher,
+            next,
+            body,
+            disposition,
+            sent.transformed.as_ref(),
+        )
+        .await
     }
 
     /// Does what the rules decided for a task: counts it, parks it or dead-letters it.

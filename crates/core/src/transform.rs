@@ -137,8 +137,10 @@ impl Transformed {
     /// Reads [`Transformed::header_value`] back.
     pub fn from_header_value(text: &str) -> Option<Self> {
         let (bytes, sha256) = text.split_once(':')?;
-        let well_formed =
-            sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let well_formed = sha256.len() == 64
+            && sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !well_formed {
             return None;
         }

@@ -70,7 +70,11 @@ pub fn example_body(catalog: &Catalog, event_type: &str) -> Option<serde_json::V
 }
 
 /// Runs the transform (the request's, else `sub`'s) on the request's sample.
-fn preview(state: &ApiState, request: PreviewRequest, sub: Option<&Subscription>) -> Result<Preview> {
+fn preview(
+    state: &ApiState,
+    request: PreviewRequest,
+    sub: Option<&Subscription>,
+) -> Result<Preview> {
     if state.catalog.get(&request.event_type).is_none() {
         return Err(ApiError::unprocessable(
             "invalid_events",
@@ -146,6 +150,7 @@ fn preview(state: &ApiState, request: PreviewRequest, sub: Option<&Subscription>
     params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The webhook id")),
     request_body = PreviewRequest,
     responses((status = 200, body = Preview), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "`invalid_transform`, `transform_error` (it gives no body for the sample), `invalid_events` or `invalid_sample`")))]
 pub async fn preview_transform(
     State(state): State<ApiState>,
@@ -162,6 +167,7 @@ pub async fn preview_transform(
     params(("org" = String, Path, description = "The organization")),
     request_body = PreviewRequest,
     responses((status = 200, body = Preview), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "`invalid_transform`, `transform_error` (it gives no body for the sample), `invalid_events` or `invalid_sample`")))]
 pub async fn preview_draft_transform(
     State(state): State<ApiState>,

@@ -147,13 +147,17 @@ fn routes(receiver_url: &str) -> Vec<Route> {
         route(
             Method::POST,
             "/v1/orgs/acme/webhooks/{id}/transform/preview",
-            Some(json!({"event_type": "report_created", "transform": "{'text': body.report_run_url}"})),
+            Some(
+                json!({"event_type": "report_created", "transform": "{'text': body.report_run_url}"}),
+            ),
             200,
         ),
         route(
             Method::POST,
             "/v1/orgs/acme/webhooks/transform/preview",
-            Some(json!({"event_type": "report_created", "transform": "{'text': body.report_run_url}"})),
+            Some(
+                json!({"event_type": "report_created", "transform": "{'text': body.report_run_url}"}),
+            ),
             200,
         ),
         route(

@@ -96,8 +96,14 @@ async fn slack_and_teams_transforms_deliver_exactly_their_bodies_signed() {
         .await;
     assert!(plain_hook.answer["transform"].is_null());
 
-    h.publish("acme", "report_run_completed", "run-7", "report_run_url", RUN_URL)
-        .await;
+    h.publish(
+        "acme",
+        "report_run_completed",
+        "run-7",
+        "report_run_url",
+        RUN_URL,
+    )
+    .await;
     for (receiver, created, expected) in [
         (&slack, &slack_hook, SLACK_BODY),
         (&teams, &teams_hook, TEAMS_BODY),
@@ -145,8 +151,14 @@ async fn a_transform_error_costs_only_its_own_delivery_and_replays_once_fixed() 
     .await;
     let errors = r#"hookwire_deliveries_total{outcome="transform_error"}"#;
     let before = h.metrics().await;
-    h.publish("acme", "report_run_completed", "run-8", "report_run_url", RUN_URL)
-        .await;
+    h.publish(
+        "acme",
+        "report_run_completed",
+        "run-8",
+        "report_run_url",
+        RUN_URL,
+    )
+    .await;
     other.wait_for(1, WAIT).await;
     let letter = h.wait_dead_letter("transform_error", WAIT).await;
     assert_eq!(letter.attempts, 0);
@@ -159,7 +171,11 @@ async fn a_transform_error_costs_only_its_own_delivery_and_replays_once_fixed() 
     .await;
     assert!(broken.requests().is_empty());
     let (_, page) = api.get(&format!("{}/attempts", created.path)).await;
-    assert_eq!(page["attempts"], json!([]), "a transform error is no attempt");
+    assert_eq!(
+        page["attempts"],
+        json!([]),
+        "a transform error is no attempt"
+    );
     let (_, fetched) = api.get(&created.path).await;
     assert_eq!(fetched["consecutive_failures"], 0);
 
@@ -185,8 +201,14 @@ async fn a_dead_letter_says_what_its_transformed_attempt_sent() {
     let api = Api::new(&h);
     let refusing = Receiver::start(|_, _| Reply::status(400)).await;
     api.create(runs(&refusing.url(), SLACK)).await;
-    h.publish("acme", "report_run_completed", "run-9", "report_run_url", RUN_URL)
-        .await;
+    h.publish(
+        "acme",
+        "report_run_completed",
+        "run-9",
+        "report_run_url",
+        RUN_URL,
+    )
+    .await;
     let letter = h.wait_dead_letter("permanent_status", WAIT).await;
     let sent = letter.transformed.expect("the letter says what was sent");
     assert_eq!(sent.bytes, SLACK_BODY.len() as u64);
@@ -266,7 +288,10 @@ async fn invalid_transforms_are_refused_with_their_place() {
             r#"{"text": request.path}"#.to_owned(),
             "line 1, column 10: unknown variable `request`: a transform reads `body` and `event_type`",
         ),
-        (String::new(), "a transform is a CEL expression, not empty text"),
+        (
+            String::new(),
+            "a transform is a CEL expression, not empty text",
+        ),
         (too_long, "a transform has at most 4096 bytes"),
         (costly, "the transform could take up to"),
     ];
@@ -291,7 +316,10 @@ async fn invalid_transforms_are_refused_with_their_place() {
                 "invalid_transform",
             )
             .await;
-        assert_eq!(kept["transform"], SLACK, "{says}: the stored transform stays");
+        assert_eq!(
+            kept["transform"], SLACK,
+            "{says}: the stored transform stays"
+        );
     }
     h.finish().await;
 }
@@ -305,8 +333,9 @@ async fn previews_show_the_body_and_headers_without_sending() {
     let receiver = Receiver::ok().await;
     let created = api
         .create(
-            runs(&receiver.url(), SLACK)
-                .with(json!({"headers": {"x-team": "reports"}, "secret_headers": {"x-api-key": "k"}})),
+            runs(&receiver.url(), SLACK).with(
+                json!({"headers": {"x-team": "reports"}, "secret_headers": {"x-api-key": "k"}}),
+            ),
         )
         .await;
     let preview = format!("{}/transform/preview", created.path);
@@ -324,7 +353,10 @@ async fn previews_show_the_body_and_headers_without_sending() {
     let headers = &shown["headers"];
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["x-team"], "reports");
-    assert_eq!(headers["x-api-key"], "(secret)", "a secret value is never shown");
+    assert_eq!(
+        headers["x-api-key"], "(secret)",
+        "a secret value is never shown"
+    );
     assert_eq!(
         headers["webhook-signature"],
         "(computed at delivery over the body shown)"

@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use hookwire_api::webhooks::{
-    Preview, RotatedEd25519Key, RotatedSecret, TestResult, Webhook, WebhookList,
-    WebhookWithSecret,
+    Preview, RotatedEd25519Key, RotatedSecret, TestResult, Webhook, WebhookList, WebhookWithSecret,
 };
 use hookwire_core::client_tls::ClientKey;
 use reqwest::Method;

@@ -523,7 +523,10 @@ fn print_webhook(w: &Webhook) {
             w.disabled_reason.clone().unwrap_or_else(|| "-".into()),
         ),
         ("filter", w.filter.clone().unwrap_or_default()),
-        ("transform", one_line(w.transform.as_deref().unwrap_or_default())),
+        (
+            "transform",
+            one_line(w.transform.as_deref().unwrap_or_default()),
+        ),
         ("headers", headers_cell(w)),
         ("public keys", public_keys_cell(w)),
         ("client cert", client_cert_cell(w)),

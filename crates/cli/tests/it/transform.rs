@@ -84,8 +84,11 @@ async fn a_transform_set_previewed_changed_and_removed_through_the_cli() {
     );
     assert!(out.contains("webhook-signature"), "{out}");
     let sample = dir.path().join("sample.json");
-    std::fs::write(&sample, r#"{"event":"report_created","report_run_url":"https://x.test/1"}"#)
-        .expect("write");
+    std::fs::write(
+        &sample,
+        r#"{"event":"report_created","report_run_url":"https://x.test/1"}"#,
+    )
+    .expect("write");
     let sample_arg = sample.display().to_string();
     let out = run_ok(
         &h,

@@ -110,7 +110,10 @@ impl Lowering<'_> {
                         EntryExpr::MapEntry(_) => Err(self.optional(entry.id)),
                         EntryExpr::StructField(f) => Err(self.error(
                             entry.id,
-                            format!("`{}:` is a message field, not known to {}s", f.field, self.noun),
+                            format!(
+                                "`{}:` is a message field, not known to {}s",
+                                f.field, self.noun
+                            ),
                         )),
                     })
                     .collect::<Result<_, _>>()?;
@@ -146,7 +149,10 @@ impl Lowering<'_> {
             _ => {
                 return Err(self.error(
                     id,
-                    format!("unknown variable `{name}`: a {} reads `body` and `event_type`", self.noun),
+                    format!(
+                        "unknown variable `{name}`: a {} reads `body` and `event_type`",
+                        self.noun
+                    ),
                 ));
             }
         };
