@@ -174,9 +174,8 @@ pub struct Store {
     replication: sled::Tree,
     sealer: Sealer,
     subscribers: Arc<SubscriberCache>,
-    /// Parsed filters by their source: a task's webhook is read for every attempt.
+    /// Parsed filters and transforms by their source: a task's webhook is read for every attempt.
     filters: Arc<secrets::ParsedCache<Filter>>,
-    /// Parsed transforms by their source, for the same reason.
     transforms: Arc<secrets::ParsedCache<hookwire_core::Transform>>,
     /// Webhooks whose failing state flipped here, to share with the other nodes.
     flipped: Arc<health::FlippedHealth>,
