@@ -297,6 +297,38 @@ async function main() {
     assert.equal(limited.rate_limit_per_sec, 20);
     assert.equal(await page.getByLabel('Max concurrency').inputValue(), '4');
 
+    step = 'edit a transform with its preview beside it, save it, see the body it sends, remove it';
+    const slack = '{"text": "Report finished: " + body.report_run_url}';
+    await page.getByLabel('Transform (CEL)').fill('{"text": ');
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.getByText('The transform is not a valid CEL expression.').waitFor();
+    await page.getByLabel('Transform (CEL)').fill(slack);
+    await page.getByLabel('Sample event').selectOption('report_created');
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.locator('#transform-preview-body').waitFor();
+    assert.equal(await page.locator('#transform-preview-body').innerText(),
+      '{"text":"Report finished: https://example.com/report_run/example"}');
+    const previewed = await page.locator('#transform-preview').innerText();
+    assert.match(previewed, /made by the transform/);
+    assert.match(previewed, /webhook-signature/);
+    assert.match(previewed, /x-api-key\s+\(secret\)/, 'a secret header value is never shown');
+    assert.ok(!previewed.includes('rotated-console-value'), previewed);
+    await page.getByLabel('Transform (CEL)').fill('{"text": body.no_such_field}');
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.getByText('The transform gives no body for this event.').waitFor();
+    await page.getByLabel('Transform (CEL)').fill(slack);
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await page.getByText('Delivery options saved.').waitFor();
+    assert.equal((await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body.transform, slack);
+    await page.getByText(slack, { exact: true }).waitFor();
+    const transformedAt = ok.got.length;
+    publish('acme', 'evt-console-slack');
+    await until('a transformed delivery', () => ok.got.length > transformedAt);
+    assert.equal(ok.got[transformedAt], '{"text":"Report finished: https://mode.test/r/evt-console-slack"}');
+    await page.getByLabel('Transform (CEL)').fill('');
+    await page.getByRole('button', { name: 'Save delivery options' }).click();
+    await until('the transform removed', async () => (await call('GET', `/v1/orgs/acme/webhooks/${hook.id}`)).body.transform === null);
+
     step = 'send test';
     await page.getByRole('button', { name: 'Send test' }).click();
     await page.getByText('The receiver accepted the test event (HTTP 204').waitFor();

@@ -8,7 +8,7 @@ use hookwire_core::event::{
     self, ORG_HEADER, OrgHeader, PUBLISHED_AT_HEADER, RawEvent, is_valid_org, webhook_id,
 };
 use hookwire_core::trace::{TRACEPARENT, TRACESTATE, TraceParent};
-use hookwire_core::{Catalog, DeadReason, now_ms};
+use hookwire_core::{Catalog, DeadReason, Transformed, now_ms};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};
@@ -49,6 +49,9 @@ pub const BODY_BYTES: &str = "x-hookwire-body-bytes";
 /// Event header: a dead letter an operator replayed, delivered even though its event id
 /// was seen before.
 pub const REPLAYED: &str = "x-hookwire-replayed";
+/// Dead-letter header: the size and SHA-256 of the body the last attempt sent, when the
+/// webhook's transform made it (`<bytes>:<sha256>`).
+pub const TRANSFORMED: &str = "x-hookwire-transformed";
 /// Every header hookwire's own messages rely on starts with this; producers' are removed.
 pub const RESERVED_PREFIX: &str = "x-hookwire-";
 
@@ -304,6 +307,23 @@ impl Task {
     /// Properties of the task as a dead letter.
     pub fn dead_letter_properties(&self, reason: DeadReason, detail: &str) -> BasicProperties {
         dead_letter_properties(&self.properties(), reason, detail)
+    }
+
+    /// [`Task::dead_letter_properties`], saying what the last attempt sent when the
+    /// webhook's transform made it.
+    pub fn dead_letter_properties_sent(
+        &self,
+        reason: DeadReason,
+        detail: &str,
+        transformed: Option<&Transformed>,
+    ) -> BasicProperties {
+        let props = self.dead_letter_properties(reason, detail);
+        let Some(transformed) = transformed else {
+            return props;
+        };
+        let mut h = props.headers().clone().unwrap_or_default();
+        headers::set_text(&mut h, TRANSFORMED, &transformed.header_value());
+        props.with_headers(h)
     }
 
     /// Reads a task back from its message's headers.

@@ -1,10 +1,11 @@
-// A webhook's delivery options in a form: its CEL filter, its custom headers, its own
-// retry policy (a schedule of the configured tiers and a max age) and its limits (attempts
-// in flight at once, deliveries per second). Secret
+// A webhook's delivery options in a form: its CEL filter and transform, its custom
+// headers, its own retry policy (a schedule of the configured tiers and a max age) and its
+// limits (attempts in flight at once, deliveries per second). Secret
 // header values are write-only: the API never returns them, so an existing secret header
 // shows its name and an empty field that replaces the value only when filled.
 
 import { h } from './dom.js';
+import { transformEditor } from './transform.js';
 
 let rows = 0;
 
@@ -60,11 +61,13 @@ function delays(text) {
 }
 
 /**
- * The filter, headers and retry policy fields. `webhook` is the current webhook (null for a new one).
+ * The filter, transform, headers and retry policy fields. `webhook` is the current webhook
+ * (null for a new one); `org` and `eventTypes` are what the transform's preview needs.
  * `changes()` returns what to send: for a new webhook `{filter, headers, secret_headers}`,
  * for an existing one only what changed (`filter`, and headers to set or remove with null).
  */
-export function deliveryOptions(webhook) {
+export function deliveryOptions(webhook, { org, eventTypes }) {
+  const transform = transformEditor(webhook, org, eventTypes);
   const filter = h('textarea', {
     id: 'filter', name: 'filter', rows: 2, spellcheck: 'false', 'aria-describedby': 'filter-hint',
     placeholder: 'body.report_run_url.startsWith("https://modeanalytics.com/api/acme/spaces/finance/")',
@@ -106,6 +109,7 @@ export function deliveryOptions(webhook) {
     h('label', { for: 'filter' }, 'Filter (CEL)'),
     filter,
     h('p', { id: 'filter-hint', class: 'hint' }, 'Only events for which this expression over ', h('code', null, 'body'), ' and ', h('code', null, 'event_type'), ' is true are delivered. Leave it empty to deliver every event.'),
+    transform.element,
     h('p', { class: 'field-title' }, 'Custom headers'),
     h('p', { class: 'hint' }, 'Added to every request. Secret values are stored encrypted and never shown again.'),
     list,
@@ -153,6 +157,7 @@ export function deliveryOptions(webhook) {
     const out = {};
     if (!webhook) {
       if (text) out.filter = text;
+      transform.change(out);
       const headers = {};
       const secrets = {};
       for (const e of entries) {
@@ -165,6 +170,7 @@ export function deliveryOptions(webhook) {
       return { ...out, ...limits() };
     }
     if (text !== (webhook.filter ?? '')) out.filter = text || null;
+    transform.change(out);
     const headers = {};
     const secrets = {};
     for (const e of entries) {

@@ -62,7 +62,7 @@ export async function newWebhookPage(main, { org }) {
       h('label', { for: id }, h('code', null, t.name)),
       h('p', { id: `${id}-d`, class: 'hint' }, t.description));
   });
-  const options = deliveryOptions(null);
+  const options = deliveryOptions(null, { org, eventTypes: types.filter((t) => !t.operational).map((t) => t.name) });
   const result = h('div', { 'aria-live': 'polite' });
   const submit = h('button', { type: 'submit' }, 'Create Webhook');
   const form = h('form', { class: 'card' },
@@ -242,7 +242,7 @@ export async function webhookPage(main, context, id) {
     replace(feedback, notice('success', `Event ${eventId} resent with its original webhook-id ${r.queued[0]?.message_id ?? ''}.`));
   });
 
-  const options = deliveryOptions(w);
+  const options = deliveryOptions(w, { org, eventTypes: w.events });
   const saveOptions = h('button', { type: 'submit' }, 'Save delivery options');
   const optionsFeedback = h('div', { 'aria-live': 'polite' });
   const optionsForm = h('form', { class: 'card' }, options.element, optionsFeedback, h('div', { class: 'actions' }, saveOptions));
@@ -326,6 +326,7 @@ export async function webhookPage(main, context, id) {
     ['Description', w.description || '—'],
     ['Events', w.events.join(', ')],
     ['Filter', w.filter ? h('code', null, w.filter) : '—'],
+    ['Transform', w.transform ? h('code', null, w.transform) : '—'],
     ['Headers', headersFact(w)],
     ['Client certificate', clientCertificateFact(w)],
     ['CA certificates', caCertificatesFact(w)],

@@ -37,6 +37,7 @@ const ASSETS: &[Asset] = &[
     asset!("chart.js", "text/javascript; charset=utf-8"),
     asset!("webhooks.js", "text/javascript; charset=utf-8"),
     asset!("options.js", "text/javascript; charset=utf-8"),
+    asset!("transform.js", "text/javascript; charset=utf-8"),
     asset!("dead-letters.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
 ];

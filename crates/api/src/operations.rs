@@ -43,6 +43,27 @@ pub struct Attempt {
     pub error: Option<String>,
     /// At most 1 KiB of the response body.
     pub response_excerpt: String,
+    /// The size and SHA-256 of the body sent, when the webhook's transform made it; null
+    /// when the event's body was sent as it is.
+    pub transformed: Option<SentBody>,
+}
+
+/// What a transform made and an attempt sent (and signed) in place of the event's body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SentBody {
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its hex SHA-256.
+    pub sha256: String,
+}
+
+impl From<hookwire_core::Transformed> for SentBody {
+    fn from(t: hookwire_core::Transformed) -> Self {
+        Self {
+            bytes: t.bytes,
+            sha256: t.sha256,
+        }
+    }
 }
 
 /// A page of attempts, oldest first.
@@ -98,6 +119,10 @@ pub struct DeadLetterView {
     /// The body as text (its first bytes when `truncated`); only with `include=body`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// What its last attempt sent, when the webhook's transform made the body: `body` is
+    /// still the event's, which a replay transforms again with the webhook's transform.
+    /// Null when the event's body was sent as it is, or nothing was sent.
+    pub transformed: Option<SentBody>,
 }
 
 /// A page of dead letters, oldest first.
@@ -208,6 +233,7 @@ fn view(d: DeadLetter, with_body: bool) -> DeadLetterView {
         body_bytes: d.body_bytes,
         truncated: d.truncated,
         body: with_body.then(|| String::from_utf8_lossy(&d.body).into_owned()),
+        transformed: d.transformed.map(SentBody::from),
     }
 }
 
@@ -247,6 +273,7 @@ pub async fn attempts(
             error_kind: r.error_kind,
             error: r.error,
             response_excerpt: r.response_excerpt,
+            transformed: r.transformed.map(SentBody::from),
         })
         .collect();
     Ok(axum::Json(AttemptPage {

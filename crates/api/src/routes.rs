@@ -30,6 +30,8 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::rotate_ed25519_key))
+        .routes(routes!(webhooks::preview_transform))
+        .routes(routes!(webhooks::preview_draft_transform))
         .routes(routes!(resend::resend))
         .routes(routes!(operations::attempts))
         .routes(routes!(operations::dead_letters))

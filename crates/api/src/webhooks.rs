@@ -17,10 +17,12 @@ use crate::extract::{Json, Query};
 use crate::{ApiError, ApiState, Result};
 
 mod options;
+mod preview;
 mod replicated;
 mod types;
 
 pub use options::*;
+pub use preview::*;
 pub use replicated::check_replicated;
 pub use types::*;
 
@@ -147,15 +149,24 @@ pub(crate) fn check_events(catalog: &Catalog, events: &[String]) -> Result<Vec<S
 }
 
 /// Sends `{"event":"webhook_test","webhook_id":…}`, signed with the webhook's secrets,
-/// under a test-send permit.
+/// under a test-send permit. A webhook with a transform is sent what its transform makes
+/// of the catalog's example of its first event type instead: a receiver that reads only
+/// such bodies (a chat's incoming webhook) would refuse the plain test event.
 async fn send_test_event(state: &ApiState, sub: &Subscription) -> Result<TestResult> {
     let _permit = test_send_permit(state)?;
-    let body = serde_json::json!({ "event": "webhook_test", "webhook_id": sub.id }).to_string();
+    let body = match test_body(state, sub) {
+        Ok(body) => body,
+        Err(error) => {
+            return Ok(TestResult {
+                delivered: false,
+                status: None,
+                error: Some(error),
+                latency_ms: 0,
+            });
+        }
+    };
     let message_id = webhook_id(&format!("webhook_test_{}", now_ms()), &sub.id);
-    let report = state
-        .deliverer
-        .attempt(sub, &message_id, body.as_bytes())
-        .await;
+    let report = state.deliverer.attempt(sub, &message_id, &body).await;
     let delivered = report.status.is_some_and(|s| (200..300).contains(&s));
     Ok(TestResult {
         delivered,
@@ -163,6 +174,25 @@ async fn send_test_event(state: &ApiState, sub: &Subscription) -> Result<TestRes
         error: (!delivered).then(|| report.describe()),
         latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// The test event's body for `sub`, or why its transform gives none.
+fn test_body(state: &ApiState, sub: &Subscription) -> std::result::Result<Vec<u8>, String> {
+    let plain = serde_json::json!({ "event": "webhook_test", "webhook_id": sub.id });
+    let Some(transform) = &sub.transform else {
+        return Ok(plain.to_string().into_bytes());
+    };
+    let event_type = sub.events.first().map_or("webhook_test", String::as_str);
+    let example = example_body(&state.catalog, event_type).unwrap_or(plain);
+    let example = example.to_string();
+    transform
+        .apply(&hookwire_core::FilterInput::new(
+            event_type,
+            example.as_bytes(),
+        ))
+        .map_err(|e| {
+            format!("the transform gives no body for the catalog's example of `{event_type}`: {e}")
+        })
 }
 
 async fn require_test_event(state: &ApiState, sub: &Subscription) -> Result<()> {
@@ -268,6 +298,11 @@ pub async fn create(
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
     let events = check_events(&state.catalog, &request.events)?;
     let filter = request.filter.as_deref().map(check_filter).transpose()?;
+    let transform = request
+        .transform
+        .as_deref()
+        .map(check_transform)
+        .transpose()?;
     check_target(&state, &request.url).await?;
     check_webhook_limit(&state, &org)?;
     let secret = Secret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -282,6 +317,7 @@ pub async fn create(
     sub.max_concurrency = request.max_concurrency;
     sub.rate_limit_per_sec = request.rate_limit_per_sec;
     sub.filter = filter;
+    sub.transform = transform;
     merge_headers(
         &mut sub,
         request
@@ -414,6 +450,9 @@ pub async fn update(
     check_limits(request.max_concurrency, request.rate_limit_per_sec)?;
     if let Some(filter) = request.filter {
         sub.filter = filter.as_deref().map(check_filter).transpose()?;
+    }
+    if let Some(transform) = request.transform {
+        sub.transform = transform.as_deref().map(check_transform).transpose()?;
     }
     // Secret header values this request sets: the only ones a new URL receives.
     let resupplied: Vec<String> = request

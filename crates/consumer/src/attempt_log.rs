@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookwire_amqp::wire::Task;
-use hookwire_core::{AttemptFailure, Outcome, now_ms};
+use hookwire_core::{AttemptFailure, Outcome, Transformed, now_ms};
 use hookwire_http::AttemptReport;
 use hookwire_store::{AttemptRecord, Change, Changelog, MAX_EXCERPT_BYTES, Store};
 
@@ -118,6 +118,7 @@ pub(crate) fn attempt_record(
     message_id: &str,
     attempt: u32,
     report: &AttemptReport,
+    transformed: Option<Transformed>,
 ) -> AttemptRecord {
     let mut excerpt = report.response_excerpt.clone();
     if excerpt.len() > MAX_EXCERPT_BYTES {
@@ -148,6 +149,7 @@ pub(crate) fn attempt_record(
         }),
         error: report.error.clone(),
         response_excerpt: excerpt,
+        transformed,
     }
 }
 

@@ -19,6 +19,7 @@ pub fn archive_record(message: &Delivery, max_body: usize) -> DeadLetter {
         attempts,
         body_bytes,
         trace,
+        transformed,
     } = DeadMessage::read(message);
     let kept = &message.data[..message.data.len().min(max_body)];
     DeadLetter {
@@ -36,5 +37,6 @@ pub fn archive_record(message: &Delivery, max_body: usize) -> DeadLetter {
         truncated: (kept.len() as u64) < body_bytes,
         traceparent: trace.as_ref().map(|t| t.context.traceparent()),
         tracestate: trace.and_then(|t| t.state),
+        transformed,
     }
 }

@@ -11,7 +11,7 @@ use hookwire_core::disposition::{BeforeAttempt, Decision, Disable, Disposition, 
 use hookwire_core::event::{self, PUBLISHED_AT_HEADER, RawEvent};
 use hookwire_core::retry::tier_name;
 use hookwire_core::{
-    Catalog, DeadReason, DeliveryRules, FilterInput, Outcome, Subscription, now_ms,
+    Catalog, DeadReason, DeliveryRules, FilterInput, Outcome, Subscription, Transformed, now_ms,
 };
 use hookwire_store::{Change, Store, Writer};
 use lapin::message::Delivery;
@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 mod admit;
 mod effects;
+mod expressions;
 mod fair;
 mod fanout;
 mod redelivery;
@@ -377,6 +378,15 @@ impl Engine {
         {
             return Ok(());
         }
+        // A webhook without a transform is sent the event's body as it is, borrowed.
+        let sent = match self.sent_body(sub, &task, body, filter_input) {
+            Ok(sent) => sent,
+            Err(detail) => {
+                return self
+                    .dead_letter_task(publisher, &task, body, DeadReason::TransformError, &detail)
+                    .await;
+            }
+        };
         let now = now_ms();
         if let Some(late) = telemetry::tier_overdue(task.due_ms, now) {
             telemetry::tier_overdue_seen(late);
@@ -387,7 +397,7 @@ impl Engine {
         };
         let webhook_id = task.webhook_id();
         let report = tokio::select! {
-            report = self.attempt(sub, &task, &webhook_id, body) => report,
+            report = self.attempt(sub, &task, &webhook_id, &sent.bytes) => report,
             () = self.grace_over.cancelled() => {
                 let disposition = self.rules.handed_back();
                 return self.settle(publisher, &task, body, disposition).await;
@@ -403,7 +413,13 @@ impl Engine {
         let attempt = task.attempts + 1;
         // Recorded once what the attempt decided is durable: a redelivery that finds the
         // record takes the delivery as settled (engine/redelivery.rs).
-        let record = attempt_record(&task, &webhook_id, attempt, &report);
+        let record = attempt_record(
+            &task,
+            &webhook_id,
+            attempt,
+            &report,
+            sent.transformed.clone(),
+        );
         let next = Task {
             attempts: attempt,
             deferred_since_ms: None,
@@ -422,7 +438,7 @@ impl Engine {
             // Only failures get a span: a span per delivery is measurable CPU on the hot
             // path, and the delivered path logs nothing at info.
             let span = info_span!("delivery", %webhook_id, subscription_id = %sub.id, attempt);
-            self.settle_failure(publisher, &next, sub, body, decision, &report)
+            self.settle_failure(publisher, &next, sub, body, decision, &report, &sent)
                 .instrument(span)
                 .await?;
         }
@@ -432,6 +448,7 @@ impl Engine {
 
     /// Applies the decision after an attempt that did not deliver: disabling, then the
     /// task's disposition.
+    #[allow(clippy::too_many_arguments)]
     async fn settle_failure(
         &self,
         publisher: &Publisher,
@@ -440,6 +457,7 @@ impl Engine {
         body: &[u8],
         decision: Decision,
         report: &AttemptReport,
+        sent: &expressions::Sent<'_>,
     ) -> Result<()> {
         let Decision {
             disable,
@@ -459,7 +477,14 @@ impl Engine {
         if let Disposition::Park { delay, .. } = disposition {
             warn!(delay_ms = delay.as_millis() as u64, error = %report.describe(), "Delivery failed; retry scheduled.");
         }
-        self.settle(publisher, next, body, disposition).await
+        self.settle_sent(
+            publisher,
+            next,
+            body,
+            disposition,
+            sent.transformed.as_ref(),
+        )
+        .await
     }
 
     /// Does what the rules decided for a task: counts it, parks it or dead-letters it.
@@ -469,6 +494,20 @@ impl Engine {
         task: &Task,
         body: &[u8],
         disposition: Disposition,
+    ) -> Result<()> {
+        self.settle_sent(publisher, task, body, disposition, None)
+            .await
+    }
+
+    /// [`Engine::settle`] after an attempt that sent `transformed` in place of `body`: a
+    /// dead letter says so.
+    async fn settle_sent(
+        &self,
+        publisher: &Publisher,
+        task: &Task,
+        body: &[u8],
+        disposition: Disposition,
+        transformed: Option<&Transformed>,
     ) -> Result<()> {
         match disposition {
             Disposition::Delivered => {
@@ -508,35 +547,8 @@ impl Engine {
                     }
                     _ => {}
                 }
-                self.dead_letter_task(publisher, task, body, reason, &detail)
+                self.dead_letter_task_sent(publisher, task, body, reason, &detail, transformed)
                     .await
-            }
-        }
-    }
-
-    /// Whether `sub`'s filter lets the event through. A delivery it stops is counted
-    /// (`filtered`, or `filter_error` when the filter fails on this body or reaches its
-    /// evaluation budget) and finished without an attempt: it is not a failure of the
-    /// receiver, and costs no other webhook anything.
-    fn passes_filter(&self, sub: &Subscription, input: &FilterInput<'_>) -> bool {
-        let Some(filter) = &sub.filter else {
-            return true;
-        };
-        match filter.matches(input) {
-            Ok(true) => true,
-            Ok(false) => {
-                telemetry::delivery("filtered");
-                false
-            }
-            Err(error) if error.budget_exceeded => {
-                warn!(subscription_id = %sub.id, %error, "Webhook filter stopped at its evaluation budget on this event; not delivered.");
-                telemetry::delivery("filter_error");
-                false
-            }
-            Err(error) => {
-                warn!(subscription_id = %sub.id, %error, "Webhook filter failed on this event; not delivered.");
-                telemetry::delivery("filter_error");
-                false
             }
         }
     }

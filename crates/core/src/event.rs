@@ -56,11 +56,15 @@ pub enum DeadReason {
     /// hookwire can never handle the message: a record it needs is damaged, or its handler
     /// panicked.
     Unprocessable,
+    /// The webhook's transform gave no body for the event: it failed on the event's body,
+    /// reached its budget, or gave a value with no JSON body. Replayable once the
+    /// transform is fixed.
+    TransformError,
 }
 
 impl DeadReason {
     /// Every reason, for exhaustive tests and metrics.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::InvalidJson,
         Self::MissingOrg,
         Self::UnknownEvent,
@@ -75,6 +79,7 @@ impl DeadReason {
         Self::DeliveryLimit,
         Self::ReservedEventType,
         Self::Unprocessable,
+        Self::TransformError,
     ];
 
     /// The header value, e.g. `invalid_json`.
@@ -94,6 +99,7 @@ impl DeadReason {
             Self::DeliveryLimit => "delivery_limit",
             Self::ReservedEventType => "reserved_event_type",
             Self::Unprocessable => "unprocessable",
+            Self::TransformError => "transform_error",
         }
     }
 }

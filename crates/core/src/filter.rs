@@ -63,6 +63,22 @@ struct Program {
     /// Why a stored filter is refused by the current rules, when it is.
     root: Result<Node, FilterError>,
     cost: Cost,
+    /// `filter` or `transform`, for messages.
+    noun: &'static str,
+}
+
+/// What an expression is for: its name in messages and its longest source.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kind {
+    pub(crate) noun: &'static str,
+    pub(crate) max_bytes: usize,
+}
+
+impl Kind {
+    const FILTER: Self = Self {
+        noun: "filter",
+        max_bytes: MAX_FILTER_BYTES,
+    };
 }
 
 impl fmt::Debug for Filter {
@@ -91,37 +107,47 @@ pub struct Evaluation {
 impl Filter {
     /// Parses `source` and checks it against the rules that bound its cost.
     pub fn parse(source: &str) -> Result<Self, FilterError> {
+        Self::parse_as(source, Kind::FILTER)
+    }
+
+    /// Parses `source` as an expression of `kind`: the same language and cost bounds, its
+    /// own longest source and its own name in messages.
+    pub(crate) fn parse_as(source: &str, kind: Kind) -> Result<Self, FilterError> {
+        let noun = kind.noun;
         let plain = |message: String| FilterError {
             line: None,
             column: None,
             message,
         };
         if source.trim().is_empty() {
-            return Err(plain("a filter is a CEL expression, not empty text".into()));
-        }
-        if source.len() > MAX_FILTER_BYTES {
             return Err(plain(format!(
-                "a filter has at most {MAX_FILTER_BYTES} bytes, not {}",
+                "a {noun} is a CEL expression, not empty text"
+            )));
+        }
+        if source.len() > kind.max_bytes {
+            return Err(plain(format!(
+                "a {noun} has at most {} bytes, not {}",
+                kind.max_bytes,
                 source.len()
             )));
         }
-        check_nesting(source)?;
+        check_nesting(source, noun)?;
         // The parser recurses through several grammar rules per level of nesting, with
         // frames far larger in an unoptimised build: it runs on a thread of its own with
-        // room to spare, so that no filter can overflow a worker's stack.
+        // room to spare, so that no expression can overflow a worker's stack.
         let program = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("filter-parse".into())
                 .stack_size(PARSE_STACK_BYTES)
-                .spawn_scoped(scope, || Self::parse_checked(source))
-                .map_err(|e| plain(format!("the filter could not be parsed: {e}")))?
+                .spawn_scoped(scope, || Self::parse_checked(source, noun))
+                .map_err(|e| plain(format!("the {noun} could not be parsed: {e}")))?
                 .join()
-                .unwrap_or_else(|_| Err(plain("the filter could not be parsed".into())))
+                .unwrap_or_else(|_| Err(plain(format!("the {noun} could not be parsed"))))
         })?;
         let cost = program.cost;
         if !cost.within(BUDGET) {
             return Err(plain(format!(
-                "the filter could take up to {} steps and {} bytes on a body of {} KiB, more than the {} steps and {} bytes a filter may: a comprehension over another's result multiplies what it reads, and so does `+` inside `map`",
+                "the {noun} could take up to {} steps and {} bytes on a body of {} KiB, more than the {} steps and {} bytes a {noun} may: a comprehension over another's result multiplies what it reads, and so does `+` inside `map`",
                 shown_count(cost.steps),
                 shown_count(cost.bytes),
                 MAX_BODY_BYTES / 1024,
@@ -135,7 +161,7 @@ impl Filter {
         })
     }
 
-    fn parse_checked(source: &str) -> Result<Program, FilterError> {
+    fn parse_checked(source: &str, noun: &'static str) -> Result<Program, FilterError> {
         let (expression, source_info) = ENV
             .parser()
             .max_recursion_depth(MAX_FILTER_DEPTH)
@@ -156,6 +182,7 @@ impl Filter {
             })?;
         let lowering = check::Lowering {
             source,
+            noun,
             offsets: &source_info,
         };
         let root = lowering.lower(&expression)?;
@@ -165,6 +192,7 @@ impl Filter {
         Ok(Program {
             root: Ok(root),
             cost,
+            noun,
         })
     }
 
@@ -174,33 +202,40 @@ impl Filter {
     /// costs only that webhook's delivery (`filter_error`), never the reading of its
     /// organization's other webhooks.
     pub fn load(source: &str) -> Self {
-        if let Ok(filter) = Self::parse(source) {
+        Self::load_as(source, Kind::FILTER)
+    }
+
+    /// [`Filter::load`] for an expression of `kind`.
+    pub(crate) fn load_as(source: &str, kind: Kind) -> Self {
+        if let Ok(filter) = Self::parse_as(source, kind) {
             return filter;
         }
+        let noun = kind.noun;
+        let refused = move |reason: FilterError| Program {
+            root: Err(reason),
+            cost: Cost { steps: 0, bytes: 0 },
+            noun,
+        };
         let program = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("filter-parse".into())
                 .stack_size(PARSE_STACK_BYTES)
                 .spawn_scoped(scope, || {
-                    check_nesting(source)
-                        .and_then(|()| Self::parse_checked(source))
-                        .unwrap_or_else(|refused| Program {
-                            root: Err(refused),
-                            cost: Cost { steps: 0, bytes: 0 },
-                        })
+                    check_nesting(source, noun)
+                        .and_then(|()| Self::parse_checked(source, noun))
+                        .unwrap_or_else(refused)
                 })
                 .ok()
                 .and_then(|thread| thread.join().ok())
         });
         Self {
             source: source.to_owned(),
-            program: Arc::new(program.unwrap_or_else(|| Program {
-                root: Err(FilterError {
+            program: Arc::new(program.unwrap_or_else(|| {
+                refused(FilterError {
                     line: None,
                     column: None,
-                    message: "the filter could not be parsed".into(),
-                }),
-                cost: Cost { steps: 0, bytes: 0 },
+                    message: format!("the {noun} could not be parsed"),
+                })
             })),
         }
     }
@@ -246,7 +281,8 @@ impl Filter {
             Err(refused) => {
                 return Evaluation {
                     result: Err(EvalError::body(format!(
-                        "the stored filter is refused by the current rules ({refused}): update or remove it"
+                        "the stored {} is refused by the current rules ({refused}): update or remove it",
+                        self.program.noun
                     ))),
                     used: Cost { steps: 0, bytes: 0 },
                 };
@@ -279,11 +315,11 @@ fn shown_count(n: u64) -> String {
 /// which recurses through several grammar rules per level: the parser's own depth limit
 /// applies only after that recursion, and a stack overflow aborts the process. Brackets
 /// and conditionals (`a ? b : c`) nest; brackets inside string literals do not count.
-fn check_nesting(source: &str) -> Result<(), FilterError> {
+fn check_nesting(source: &str, noun: &str) -> Result<(), FilterError> {
     let too_deep = |line: usize, column: usize| FilterError {
         line: u32::try_from(line).ok(),
         column: u32::try_from(column).ok(),
-        message: format!("a filter nests at most {MAX_FILTER_DEPTH} levels deep"),
+        message: format!("a {noun} nests at most {MAX_FILTER_DEPTH} levels deep"),
     };
     let (mut depth, mut conditionals) = (0usize, 0usize);
     let (mut line, mut column) = (1, 0);

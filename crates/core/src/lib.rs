@@ -14,6 +14,7 @@
 //! - [`config`]: the configuration tree and its validation.
 //! - [`keys`]: the keys derived from `secrets.key`, one per use.
 //! - [`trace`]: W3C Trace Context, from the producer to the webhook request.
+//! - [`transform`]: a webhook's CEL expression that makes the body it is sent.
 
 pub mod catalog;
 pub mod client_tls;
@@ -31,6 +32,7 @@ pub mod signing;
 pub mod subscription;
 pub mod target;
 pub mod trace;
+pub mod transform;
 
 pub use catalog::{Catalog, EventType};
 pub use client_tls::ClientTls;
@@ -46,6 +48,7 @@ pub use retry_policy::RetryPolicy;
 pub use signing::{Ed25519Key, PublicKey, Secret};
 pub use subscription::{AsymmetricKey, SigningKey, Subscription};
 pub use target::{TargetError, TargetPolicy};
+pub use transform::{Transform, TransformError, Transformed};
 
 /// The `user-agent` hookwire sends with every attempt.
 pub const USER_AGENT: &str = concat!("hookwire/", env!("CARGO_PKG_VERSION"));

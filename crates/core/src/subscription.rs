@@ -6,6 +6,7 @@ use crate::client_tls::ClientTls;
 use crate::custom_headers::CustomHeader;
 use crate::filter::Filter;
 use crate::signing::{Ed25519Key, PublicKey};
+use crate::transform::Transform;
 use crate::{RetryPolicy, Secret};
 
 /// One webhook. "Endpoint" always means one of these, never a host.
@@ -44,6 +45,8 @@ pub struct Subscription {
     pub headers: Vec<CustomHeader>,
     /// Only events whose body passes it are delivered.
     pub filter: Option<Filter>,
+    /// What it is sent instead of the event's body: the JSON of this expression's value.
+    pub transform: Option<Transform>,
     /// Its client certificate (mutual TLS) and CA bundle; empty: the server's defaults.
     pub client_tls: ClientTls,
     /// Its own retry schedule and age limit; empty: the operator's.
@@ -130,6 +133,7 @@ impl Subscription {
             ed25519_keys: Vec::new(),
             headers: Vec::new(),
             filter: None,
+            transform: None,
             client_tls: ClientTls::default(),
             retry: RetryPolicy::default(),
             created_at_ms: now_ms,

@@ -54,6 +54,7 @@ fn main() {
             truncated: false,
             traceparent: None,
             tracestate: None,
+            transformed: None,
         };
         ids.push_back((org, d.id));
         store.apply(Change::ArchiveDeadLetter(d)).unwrap();

@@ -351,6 +351,7 @@ mod tests {
             error_kind: None,
             error: None,
             response_excerpt: String::new(),
+            transformed: None,
         }
     }
 

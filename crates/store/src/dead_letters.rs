@@ -303,6 +303,7 @@ mod tests {
             truncated: false,
             traceparent: None,
             tracestate: None,
+            transformed: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //!
 //! Their layouts in sled are in [`crate::attempt_log`] and [`crate::dead_letters`].
 
+use hookwire_core::Transformed;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -38,6 +39,10 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// At most 1 KiB of the response body.
     pub response_excerpt: String,
+    /// The size and SHA-256 of the body sent, when the webhook's transform made it; absent
+    /// when the event's body was sent as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformed: Option<Transformed>,
 }
 
 impl AttemptRecord {
@@ -115,6 +120,11 @@ pub struct DeadLetter {
     /// Its `tracestate`, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
+    /// The size and SHA-256 of the body its last attempt sent, when the webhook's
+    /// transform made it: the letter's `body` is always the event's, which a replay
+    /// transforms again with the webhook's transform of then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformed: Option<Transformed>,
 }
 
 /// A filter over an organization's dead letters, and the page wanted.

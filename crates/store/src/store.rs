@@ -174,8 +174,9 @@ pub struct Store {
     replication: sled::Tree,
     sealer: Sealer,
     subscribers: Arc<SubscriberCache>,
-    /// Parsed filters by their source: a task's webhook is read for every attempt.
-    filters: Arc<secrets::FilterCache>,
+    /// Parsed filters and transforms by their source: a task's webhook is read for every attempt.
+    filters: Arc<secrets::ParsedCache<Filter>>,
+    transforms: Arc<secrets::ParsedCache<hookwire_core::Transform>>,
     /// Webhooks whose failing state flipped here, to share with the other nodes.
     flipped: Arc<health::FlippedHealth>,
     /// When the newest attempt the attempts stream brought here ended (ms).
@@ -218,6 +219,9 @@ pub(crate) struct Record {
     /// The payload filter's source; absent in records written before filters existed.
     #[serde(default)]
     filter: Option<String>,
+    /// The transform's source; absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transform: Option<String>,
     /// The client certificate, its sealed key and the CA bundle; absent when none is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_tls: Option<secrets::StoredClientTls>,
@@ -300,6 +304,7 @@ impl Store {
             sealer: Sealer::new(secrets_key, previous_keys),
             subscribers: Arc::default(),
             filters: Arc::default(),
+            transforms: Arc::default(),
             flipped: Arc::default(),
             replicated_attempts: Arc::new(tokio::sync::watch::Sender::new(0)),
             path: Arc::new(path.to_owned()),

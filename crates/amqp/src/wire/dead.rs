@@ -111,6 +111,8 @@ pub struct DeadMessage {
     pub body_bytes: u64,
     /// The W3C trace context it carried (a task's, or the producer's on an event).
     pub trace: Option<TraceParent>,
+    /// What its last attempt sent, when the webhook's transform made the body.
+    pub transformed: Option<Transformed>,
 }
 
 impl DeadMessage {
@@ -163,6 +165,7 @@ impl DeadMessage {
                 .unwrap_or(0)
                 .max(message.data.len() as u64),
             trace: super::trace_of(h),
+            transformed: headers::text(h, TRANSFORMED).and_then(Transformed::from_header_value),
         }
     }
 }

@@ -178,8 +178,16 @@ fn dead_letters_read_back() {
             attempts: 3,
             body_bytes: 2,
             trace,
+            transformed: None,
         }
     );
+    // A dead task whose last attempt sent a transformed body says what it sent.
+    let sent = hookwire_core::Transformed::of(b"{\"text\":\"hi\"}");
+    let dead = message(
+        DEAD_KEY,
+        task.dead_letter_properties_sent(DeadReason::Exhausted, "4 attempts", Some(&sent)),
+    );
+    assert_eq!(DeadMessage::read(&dead).transformed, Some(sent));
 
     let mut event = message("report_created", BasicProperties::default());
     event.properties = event_properties(Some("acme"), Some("evt-2"), None);

@@ -1,5 +1,6 @@
 //! What a webhook adds to its deliveries: custom headers, Ed25519 signatures, a payload
-//! filter, its TLS settings and its retry policy, checked here before anything is saved.
+//! filter and transform, its TLS settings and its retry policy, checked here before
+//! anything is saved.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use axum::http::HeaderMap;
 use hookwire_core::client_tls::{ClientIdentity, ClientKey};
 use hookwire_core::custom_headers::{check_name, check_set, check_value};
 use hookwire_core::{
-    CustomHeader, Ed25519Key, Filter, RetryPolicy, RetrySchedule, Subscription, now_ms,
+    CustomHeader, Ed25519Key, Filter, RetryPolicy, RetrySchedule, Subscription, Transform, now_ms,
 };
 use hookwire_http::client_tls::{check_ca_bundle, check_identity};
 
@@ -37,6 +38,22 @@ pub(super) fn check_filter(source: &str) -> Result<Filter> {
             }
             _ => format!("invalid filter: {}", e.message),
         },
+    })
+}
+
+/// Parses a transform, or answers 422 `invalid_transform` with where and what is wrong.
+pub(crate) fn check_transform(source: &str) -> Result<Transform> {
+    Transform::parse(source).map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_transform",
+            match (e.line, e.column) {
+                (Some(line), Some(column)) => format!(
+                    "invalid transform at line {line}, column {column}: {}",
+                    e.message
+                ),
+                _ => format!("invalid transform: {}", e.message),
+            },
+        )
     })
 }
 

@@ -6,7 +6,9 @@
 use hookwire_core::custom_headers::{check_name, check_set, check_value};
 use hookwire_core::{Catalog, Subscription, TargetPolicy};
 
-use super::{check_description, check_events, check_filter, check_limits, check_org};
+use super::{
+    check_description, check_events, check_filter, check_limits, check_org, check_transform,
+};
 
 /// `Err` with why the API would refuse to turn `current` (`None` for a new webhook) into
 /// `new`. The target is checked by the policy's rules on the URL itself (scheme, port,
@@ -43,6 +45,12 @@ pub fn check_replicated(
     }) && let Some(filter) = &new.filter
     {
         check_filter(filter.source()).map_err(api)?;
+    }
+    if changed(&|c| {
+        c.transform.as_ref().map(|t| t.source()) == new.transform.as_ref().map(|t| t.source())
+    }) && let Some(transform) = &new.transform
+    {
+        check_transform(transform.source()).map_err(api)?;
     }
     if changed(&|c| c.headers == new.headers) {
         for header in &new.headers {

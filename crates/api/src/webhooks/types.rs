@@ -64,6 +64,11 @@ pub struct Webhook {
     /// event of its types is delivered.
     #[serde(default)]
     pub filter: Option<String>,
+    /// The transform, a CEL expression over `body` and `event_type` whose value (a map or
+    /// a list) is sent as the JSON body instead of the event's; null: the event's body is
+    /// sent as it is.
+    #[serde(default)]
+    pub transform: Option<String>,
     /// Why its stored record cannot be used (it does not decode, a secret does not open,
     /// its filter no longer passes the rules); null for a sound webhook. A broken webhook
     /// receives nothing and can only be deleted.
@@ -253,6 +258,11 @@ pub struct CreateWebhook {
     /// which it is true are delivered. At most 2,048 bytes.
     #[schema(max_length = 2048)]
     pub filter: Option<String>,
+    /// A CEL expression over `body` and `event_type` whose value, a map or a list, is
+    /// sent as the JSON body instead of the event's (`{"text": "Finished: " +
+    /// body.report_run_url}` for a Slack incoming webhook). At most 4,096 bytes.
+    #[schema(max_length = 4096)]
+    pub transform: Option<String>,
     /// A client certificate (PEM, the webhook's own certificate first, then any
     /// intermediates) presented when the receiver asks for one; needs `client_key`.
     #[schema(max_length = 65536)]
@@ -304,6 +314,10 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 2048)]
     pub filter: Option<Option<String>>,
+    /// A new transform, or null to send the event's body as it is again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 4096)]
+    pub transform: Option<Option<String>>,
     /// A new client certificate (PEM), with `client_key`; null removes it and its key. A
     /// new `url` drops the current one unless this request sets it again.
     #[serde(default, deserialize_with = "present")]
@@ -442,6 +456,7 @@ impl From<&Subscription> for Webhook {
                 })
                 .collect(),
             filter: s.filter.as_ref().map(|f| f.source().to_owned()),
+            transform: s.transform.as_ref().map(|t| t.source().to_owned()),
             broken_reason: s.broken_reason.clone(),
             client_certificate: s
                 .client_tls

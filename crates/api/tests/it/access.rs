@@ -146,6 +146,22 @@ fn routes(receiver_url: &str) -> Vec<Route> {
         ),
         route(
             Method::POST,
+            "/v1/orgs/acme/webhooks/{id}/transform/preview",
+            Some(
+                json!({"event_type": "report_created", "transform": "{'text': body.report_run_url}"}),
+            ),
+            200,
+        ),
+        route(
+            Method::POST,
+            "/v1/orgs/acme/webhooks/transform/preview",
+            Some(
+                json!({"event_type": "report_created", "transform": "{'text': body.report_run_url}"}),
+            ),
+            200,
+        ),
+        route(
+            Method::POST,
             "/v1/orgs/acme/webhooks/{id}/resend",
             Some(json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"})),
             200,

@@ -18,6 +18,7 @@ mod resend;
 mod retry_policy;
 mod spec;
 mod tenants;
+mod transforms;
 
 use hookwire_testkit::Harness;
 use hookwire_testkit::harness::API_TOKEN;

@@ -326,6 +326,7 @@ fn attempt_batches(ids: &[uuid::Uuid], records: usize) -> Result<Vec<Vec<u8>>> {
             error_kind: None,
             error: None,
             response_excerpt: String::new(),
+            transformed: None,
         });
         if batch.len() == ATTEMPT_BATCH {
             batches.push(AttemptRecord::encode_batch(&batch)?);

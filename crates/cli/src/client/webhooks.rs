@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use hookwire_api::webhooks::{
-    RotatedEd25519Key, RotatedSecret, TestResult, Webhook, WebhookList, WebhookWithSecret,
+    Preview, RotatedEd25519Key, RotatedSecret, TestResult, Webhook, WebhookList, WebhookWithSecret,
 };
 use hookwire_core::client_tls::ClientKey;
 use reqwest::Method;
@@ -32,6 +32,8 @@ pub struct NewWebhook {
     pub ed25519: bool,
     /// A CEL filter over the event body.
     pub filter: Option<String>,
+    /// A CEL transform whose value is sent as the body.
+    pub transform: Option<String>,
     /// The client certificate (PEM) presented when the receiver asks for one.
     pub client_certificate: Option<String>,
     /// Its private key (PEM); `Debug` hides it.
@@ -65,6 +67,8 @@ pub struct WebhookChanges {
     pub ed25519: Option<bool>,
     /// A new filter (`Some(None)`: remove it).
     pub filter: Option<Option<String>>,
+    /// A new transform (`Some(None)`: remove it).
+    pub transform: Option<Option<String>>,
     /// A new client certificate (PEM), with `client_key`; `Some(None)`: remove it.
     pub client_certificate: Option<Option<String>>,
     /// The new client certificate's key (PEM); `Debug` hides it.
@@ -90,6 +94,7 @@ impl WebhookChanges {
             && self.secret_headers.is_empty()
             && self.ed25519.is_none()
             && self.filter.is_none()
+            && self.transform.is_none()
             && self.client_certificate.is_none()
             && self.ca_certificates.is_none()
             && self.retry.is_none()
@@ -125,6 +130,9 @@ impl WebhookChanges {
         }
         if let Some(filter) = &self.filter {
             body.insert("filter".into(), serde_json::json!(filter));
+        }
+        if let Some(transform) = &self.transform {
+            body.insert("transform".into(), serde_json::json!(transform));
         }
         if let Some(certificate) = &self.client_certificate {
             body.insert("client_certificate".into(), serde_json::json!(certificate));
@@ -179,6 +187,9 @@ impl ApiClient {
         }
         if let Some(filter) = &webhook.filter {
             body["filter"] = filter.clone().into();
+        }
+        if let Some(transform) = &webhook.transform {
+            body["transform"] = transform.clone().into();
         }
         for (field, pem) in [
             ("client_certificate", webhook.client_certificate.as_deref()),
@@ -311,6 +322,20 @@ impl ApiClient {
             Some(selection),
         )
         .await
+    }
+
+    /// `POST /v1/orgs/{org}/webhooks/{id}/transform/preview`, or a draft's
+    /// `POST /v1/orgs/{org}/webhooks/transform/preview` without `id`.
+    pub async fn preview_transform(
+        &self,
+        org: &str,
+        id: Option<&str>,
+        request: Value,
+    ) -> Result<Reply<Preview>> {
+        let mut path = vec!["v1", "orgs", org, "webhooks"];
+        path.extend(id);
+        path.extend(["transform", "preview"]);
+        self.call(Method::POST, &path, None, Some(request)).await
     }
 
     /// `POST /v1/orgs/{org}/webhooks/{id}/rotate-ed25519-key`; with `version`, only over

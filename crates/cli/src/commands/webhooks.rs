@@ -15,9 +15,11 @@ use crate::output::{print_json, print_json_value, print_table};
 mod options;
 mod resend;
 mod show;
+mod transform;
 
 pub use options::{HeaderArgs, IfVersion, LimitArgs, RetryArgs, RetryRemovalArgs, TlsArgs};
 use show::{enabled_cell, print_secret, print_webhook};
+pub use transform::{PreviewArgs, TransformArgs, TransformChangeArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookAction {
@@ -48,6 +50,8 @@ pub enum WebhookAction {
         /// true are delivered, e.g. 'body.report_run_url.startsWith("https://…/spaces/s1/")'.
         #[arg(long)]
         filter: Option<String>,
+        #[command(flatten)]
+        transform: TransformArgs,
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
@@ -114,6 +118,8 @@ pub enum WebhookAction {
         #[arg(long)]
         no_filter: bool,
         #[command(flatten)]
+        transform: TransformChangeArgs,
+        #[command(flatten)]
         tls: TlsArgs,
         /// Remove the client certificate and its key.
         #[arg(long, conflicts_with = "client_cert")]
@@ -139,6 +145,8 @@ pub enum WebhookAction {
         #[arg(long = "webhook", alias = "id", value_name = "ID")]
         id: String,
     },
+    /// Show the body and headers a transform would send for a sample event; sends nothing.
+    PreviewTransform(PreviewArgs),
     /// Send a signed test event now and show the receiver's answer; exits non-zero
     /// when it was not accepted.
     Test {
@@ -215,6 +223,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             headers,
             ed25519,
             filter,
+            transform,
             tls,
             retry,
             limits,
@@ -229,6 +238,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 secret_headers,
                 ed25519,
                 filter,
+                transform: transform.read()?,
                 client_certificate,
                 client_key: client_key.map(ClientKey::new),
                 ca_certificates,
@@ -304,6 +314,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
             no_ed25519,
             filter,
             no_filter,
+            transform,
             tls,
             no_client_cert,
             no_ca_file,
@@ -327,29 +338,18 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 headers,
                 secret_headers: secret.into_iter().map(|(n, v)| (n, Some(v))).collect(),
                 ed25519: (ed25519 || no_ed25519).then_some(ed25519),
-                filter: if no_filter {
-                    Some(None)
-                } else {
-                    filter.map(Some)
-                },
-                client_certificate: if no_client_cert {
-                    Some(None)
-                } else {
-                    client_certificate.map(Some)
-                },
+                filter: options::replaced(filter, no_filter),
+                transform: transform.change()?,
+                client_certificate: options::replaced(client_certificate, no_client_cert),
                 client_key: client_key.map(ClientKey::new),
-                ca_certificates: if no_ca_file {
-                    Some(None)
-                } else {
-                    ca_certificates.map(Some)
-                },
+                ca_certificates: options::replaced(ca_certificates, no_ca_file),
                 retry: retry.to_json(&retry_removal),
                 max_concurrency: limits.max_concurrency,
                 rate_limit_per_sec: limits.rate_limit_per_sec,
             };
             if changes.is_empty() {
                 bail!(
-                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --client-cert, --no-client-cert, --ca-file, --no-ca-file, --retry-schedule, --no-retry-schedule, --max-age, --no-max-age, --max-concurrency or --rate-limit-per-sec"
+                    "nothing to change: pass --url, --description, --events, --enable, --disable, --header, --secret-header, --remove-header, --ed25519, --no-ed25519, --filter, --no-filter, --transform, --transform-file, --no-transform, --client-cert, --no-client-cert, --ca-file, --no-ca-file, --retry-schedule, --no-retry-schedule, --max-age, --no-max-age, --max-concurrency or --rate-limit-per-sec"
                 );
             }
             let reply = client
@@ -371,6 +371,7 @@ pub async fn run(api: &ApiArgs, action: WebhookAction) -> Result<()> {
                 println!("Deleted webhook {id}.");
             }
         }
+        WebhookAction::PreviewTransform(args) => transform::preview(api, &client, args).await?,
         WebhookAction::Test { org, id } => {
             let reply = client.test(&org, &id).await?;
             let result = reply.value;

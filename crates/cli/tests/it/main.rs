@@ -17,6 +17,7 @@ mod serve;
 mod store;
 mod stream_bounds;
 mod stream_guard;
+mod transform;
 mod verify;
 
 use std::ops::Range;

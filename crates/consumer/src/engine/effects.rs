@@ -11,7 +11,7 @@ use hookwire_amqp::{
 };
 use hookwire_core::disposition::{HealthRecord, emits_operational_events};
 use hookwire_core::retry::jittered;
-use hookwire_core::{DeadReason, Subscription, now_ms};
+use hookwire_core::{DeadReason, Subscription, Transformed, now_ms};
 use hookwire_store::{Change, Error as StoreError};
 use lapin::BasicProperties;
 use tracing::warn;
@@ -54,7 +54,21 @@ impl Engine {
         reason: DeadReason,
         detail: &str,
     ) -> Result<()> {
-        let props = task.dead_letter_properties(reason, detail);
+        self.dead_letter_task_sent(publisher, task, body, reason, detail, None)
+            .await
+    }
+
+    /// [`Engine::dead_letter_task`] of a task whose last attempt sent `transformed`.
+    pub(super) async fn dead_letter_task_sent(
+        &self,
+        publisher: &Publisher,
+        task: &Task,
+        body: &[u8],
+        reason: DeadReason,
+        detail: &str,
+        transformed: Option<&Transformed>,
+    ) -> Result<()> {
+        let props = task.dead_letter_properties_sent(reason, detail, transformed);
         self.dead_letter(publisher, body, props, reason).await?;
         let fields = [
             ("webhook_id", task.subscription_id.to_string()),

@@ -23,6 +23,8 @@ const FUNCTIONS: &str = "size, contains, startsWith, endsWith, matches, int, uin
 /// Walks a parsed expression for the rules a filter keeps.
 pub(super) struct Lowering<'a> {
     pub(super) source: &'a str,
+    /// What the expression is, in messages: `filter` or `transform`.
+    pub(super) noun: &'static str,
     pub(super) offsets: &'a SourceInfo,
 }
 
@@ -71,7 +73,7 @@ impl Lowering<'_> {
         if scope.depth > MAX_TREE_DEPTH {
             return Err(self.error(
                 e.id,
-                format!("a filter's expression is at most {MAX_TREE_DEPTH} operations deep (a chain of `.field` or `||` counts one per link)"),
+                format!("a {}'s expression is at most {MAX_TREE_DEPTH} operations deep (a chain of `.field` or `||` counts one per link)", self.noun),
             ));
         }
         let scope = Scope {
@@ -108,7 +110,10 @@ impl Lowering<'_> {
                         EntryExpr::MapEntry(_) => Err(self.optional(entry.id)),
                         EntryExpr::StructField(f) => Err(self.error(
                             entry.id,
-                            format!("`{}:` is a message field, not known to filters", f.field),
+                            format!(
+                                "`{}:` is a message field, not known to {}s",
+                                f.field, self.noun
+                            ),
                         )),
                     })
                     .collect::<Result<_, _>>()?;
@@ -118,7 +123,7 @@ impl Lowering<'_> {
             Expr::Comprehension(c) => self.comprehension(e.id, c, scope),
             Expr::Struct(s) => Err(self.error(
                 e.id,
-                format!("message `{}` is not known to filters", s.type_name),
+                format!("message `{}` is not known to {}s", s.type_name, self.noun),
             )),
             Expr::Unspecified => Err(self.error(e.id, "an incomplete expression".into())),
         }
@@ -127,7 +132,7 @@ impl Lowering<'_> {
     fn optional(&self, id: u64) -> FilterError {
         self.error(
             id,
-            "optional values (`?`) are not available in filters".into(),
+            format!("optional values (`?`) are not available in {}s", self.noun),
         )
     }
 
@@ -144,7 +149,10 @@ impl Lowering<'_> {
             _ => {
                 return Err(self.error(
                     id,
-                    format!("unknown variable `{name}`: a filter reads `body` and `event_type`"),
+                    format!(
+                        "unknown variable `{name}`: a {} reads `body` and `event_type`",
+                        self.noun
+                    ),
                 ));
             }
         };
@@ -152,7 +160,8 @@ impl Lowering<'_> {
             return Err(self.error(
                 id,
                 format!(
-                    "`{name}` inside a comprehension's predicate: read only its element there, so that a filter's cost stays linear in the body"
+                    "`{name}` inside a comprehension's predicate: read only its element there, so that a {}'s cost stays linear in the body",
+                    self.noun
                 ),
             ));
         }
@@ -225,8 +234,9 @@ impl Lowering<'_> {
         Err(self.error(
             id,
             format!(
-                "no {style} `{name}` of {} argument(s) in filters: they call {FUNCTIONS}",
-                args.len()
+                "no {style} `{name}` of {} argument(s) in {}s: they call {FUNCTIONS}",
+                args.len(),
+                self.noun
             ),
         ))
     }
@@ -263,7 +273,7 @@ impl Lowering<'_> {
         if scope.element.is_some() {
             return Err(self.error(
                 id,
-                "a comprehension (all, exists, exists_one, map, filter) inside another: a filter's cost must stay linear in the body".into(),
+                format!("a comprehension (all, exists, exists_one, map, filter) inside another: a {}'s cost must stay linear in the body", self.noun),
             ));
         }
         let range = self.node(&c.iter_range, scope)?;
@@ -271,7 +281,7 @@ impl Lowering<'_> {
             element: Some(c.iter_var.as_str()),
             ..scope
         };
-        let unknown = || self.error(id, "a comprehension filters do not know".into());
+        let unknown = || self.error(id, format!("a comprehension {}s do not know", self.noun));
         if c.iter_var2.is_some() {
             return Err(unknown());
         }

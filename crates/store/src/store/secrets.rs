@@ -1,6 +1,7 @@
 //! The store's side of `secrets.key`: sealing and opening signing secrets, the canary that
 //! proves the key at open, and re-sealing under a new key.
 
+use hookwire_core::Transform;
 use hookwire_core::client_tls::{ClientIdentity, ClientKey, ClientTls};
 
 use super::*;
@@ -138,6 +139,7 @@ impl Store {
             ed25519_keys,
             headers,
             filter: sub.filter.as_ref().map(|f| f.source().to_owned()),
+            transform: sub.transform.as_ref().map(|t| t.source().to_owned()),
             client_tls,
             retry: StoredRetry::of(&sub.retry),
         })
@@ -320,7 +322,14 @@ impl Store {
                 }
             })
             .collect();
-        let filter = r.filter.as_deref().map(|source| self.filters.get(source));
+        let filter = r
+            .filter
+            .as_deref()
+            .map(|source| self.filters.get(source, Filter::load));
+        let transform = r
+            .transform
+            .as_deref()
+            .map(|source| self.transforms.get(source, Transform::load));
         Ok(Subscription {
             id: r.id,
             org: r.org,
@@ -338,6 +347,7 @@ impl Store {
             ed25519_keys,
             headers,
             filter,
+            transform,
             client_tls,
             retry: r
                 .retry
@@ -374,27 +384,34 @@ pub(super) struct StoredClientTls {
     ca_pem: Option<String>,
 }
 
-/// Parsed filters by their source, so that reading a webhook does not parse its filter
-/// again. Bounded: past [`FilterCache::MAX`] sources it starts over. A stored filter the
-/// current rules refuse still loads ([`Filter::load`]): it fails its own webhook's
-/// deliveries, never the reading of the organization's other webhooks.
-#[derive(Debug, Default)]
-pub(super) struct FilterCache(std::sync::Mutex<std::collections::HashMap<String, Filter>>);
+/// Parsed filters (and transforms) by their source, so that reading a webhook does not
+/// parse its expression again. Bounded: past [`ParsedCache::MAX`] sources it starts over.
+/// A stored expression the current rules refuse still loads ([`Filter::load`],
+/// [`Transform::load`]): it fails its own webhook's deliveries, never the reading of the
+/// organization's other webhooks.
+#[derive(Debug)]
+pub(super) struct ParsedCache<T>(std::sync::Mutex<std::collections::HashMap<String, T>>);
 
-impl FilterCache {
+impl<T> Default for ParsedCache<T> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::default())
+    }
+}
+
+impl<T: Clone> ParsedCache<T> {
     const MAX: usize = 4096;
 
-    fn get(&self, source: &str) -> Filter {
+    fn get(&self, source: &str, load: fn(&str) -> T) -> T {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(filter) = cache.get(source) {
-            return filter.clone();
+        if let Some(parsed) = cache.get(source) {
+            return parsed.clone();
         }
-        let filter = Filter::load(source);
+        let parsed = load(source);
         if cache.len() >= Self::MAX {
             cache.clear();
         }
-        cache.insert(source.to_owned(), filter.clone());
-        filter
+        cache.insert(source.to_owned(), parsed.clone());
+        parsed
     }
 }
 
@@ -431,6 +448,7 @@ fn broken_subscription(org: &str, id: Uuid, raw: &[u8], reason: String) -> Subsc
         ed25519_keys: Vec::new(),
         headers: Vec::new(),
         filter: None,
+        transform: None,
         client_tls: ClientTls::default(),
         retry: Default::default(),
         created_at_ms,

@@ -276,6 +276,7 @@ fn attempt(sub: &Uuid, n: u32, at_ms: u64, outcome: &str) -> hookwire_store::Att
         error_kind: None,
         error: None,
         response_excerpt: String::new(),
+        transformed: None,
     }
 }
 
@@ -479,6 +480,7 @@ fn dead_letter(org: Option<&str>, sub: Option<Uuid>, at: u64) -> hookwire_store:
         truncated: false,
         traceparent: None,
         tracestate: None,
+        transformed: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn the_same_entries_leave_every_store_alike() {
         truncated: false,
         traceparent: None,
         tracestate: None,
+        transformed: None,
     };
     let log = [
         entry(

@@ -168,6 +168,11 @@ pub(super) fn retry_cell(w: &Webhook) -> String {
     format!("schedule {schedule}; max age {max_age}")
 }
 
+/// An update's field: `Some(None)` removes it, `Some(Some(_))` sets it, `None` leaves it.
+pub(super) fn replaced<T>(value: Option<T>, remove: bool) -> Option<Option<T>> {
+    if remove { Some(None) } else { value.map(Some) }
+}
+
 /// `NAME=VALUE` as a pair; the API checks the name and the value.
 fn split_header(spec: &str, flag: &str) -> Result<(String, String)> {
     match spec.split_once('=') {

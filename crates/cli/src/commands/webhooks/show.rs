@@ -25,6 +25,7 @@ pub(super) fn print_webhook(w: &Webhook) {
             w.disabled_reason.clone().unwrap_or_else(|| "-".into()),
         ),
         ("filter", w.filter.clone().unwrap_or_default()),
+        ("transform", w.transform.clone().unwrap_or_default()),
         ("headers", headers_cell(w)),
         ("public keys", public_keys_cell(w)),
         ("client cert", client_cert_cell(w)),
