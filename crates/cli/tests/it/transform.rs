@@ -199,7 +199,15 @@ async fn a_transform_set_previewed_changed_and_removed_through_the_cli() {
     assert_eq!(field(&out, "transform"), "-");
     let json = run_ok(
         &h,
-        &["webhooks", "get", "--org", "acme", "--webhook", &id, "--json"],
+        &[
+            "webhooks",
+            "get",
+            "--org",
+            "acme",
+            "--webhook",
+            &id,
+            "--json",
+        ],
     )
     .await;
     let json: Value = serde_json::from_str(&json).expect("JSON");

@@ -153,22 +153,25 @@ impl Store {
     }
 
     /// Whether this node's attempt log shows the delivery `message_id` (a `webhook-id`)
-    /// to `subscription_id` settled from its `attempt`-th attempt on, by an attempt that
-    /// started at or after `since_ms`: one delivered it, or attempt `attempt` or a later
-    /// one was made (recorded once what it decided is durable). It costs a decode of the
-    /// webhook's attempts since then, so only redeliveries ask.
+    /// to `subscription_id` settled from its `attempt`-th attempt on: delivered by an
+    /// attempt that started at or after `delivered_since_ms`, or attempt `attempt` or a
+    /// later one made at or after `attempted_since_ms` (recorded once what it decided is
+    /// durable). It costs a decode of the webhook's attempts since then, so only
+    /// redeliveries ask.
     pub fn settled_since(
         &self,
         subscription_id: &Uuid,
         message_id: &str,
-        since_ms: u64,
+        delivered_since_ms: u64,
+        attempted_since_ms: u64,
         attempt: u32,
     ) -> Result<bool> {
         attempt_log::settled_since(
             &self.attempts,
             subscription_id,
             message_id,
-            since_ms,
+            delivered_since_ms,
+            attempted_since_ms,
             attempt,
         )
     }
