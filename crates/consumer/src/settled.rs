@@ -13,7 +13,9 @@
 //!
 //! It is bounded: two generations of [`GENERATION`] ids, in memory as sets and on disk as
 //! two files of 16 bytes an id. When the current one is full it becomes the previous one,
-//! and the previous one is forgotten. An event still unacked that long (tens of thousands
+//! and the previous one is forgotten. A restart carries what the last process wrote into
+//! the previous generation, with what that one held: the newest two generations' worth,
+//! so that an event unacked across several restarts is still known. An event still unacked that long (tens of thousands
 //! of deliveries later) loses only the retries its journal knew of: the deliveries made
 //! are in the attempt log by then, and a forgotten retry is attempted again (a duplicate,
 //! never a loss).
@@ -31,6 +33,9 @@ use tracing::warn;
 const GENERATION: usize = 16_384;
 const CURRENT: &str = "settled.journal";
 const PREVIOUS: &str = "settled.journal.previous";
+const STAGED: &str = "settled.journal.staged";
+/// Ids a restart carries into the previous generation: two generations' worth.
+const CARRIED_IDS: usize = 2 * GENERATION;
 /// An id on disk: the 128 bits a `webhook-id` carries.
 const ID_BYTES: usize = 16;
 
@@ -55,18 +60,28 @@ struct State {
 }
 
 impl SettledJournal {
-    /// Opens the journal in `dir` (the store's directory): what the last process wrote
-    /// is remembered as the previous generation, and a new current one begins. Spawns its
+    /// Opens the journal in `dir` (the store's directory): what the last process wrote,
+    /// and what it remembered, is the previous generation, and a new current one begins. Spawns its
     /// writer task.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         let (current, previous) = (dir.join(CURRENT), dir.join(PREVIOUS));
-        let last = read_ids(&current)?;
-        let mut remembered = read_ids(&previous)?;
+        let last = read_raw(&current)?;
+        let mut carried = read_raw(&previous)?;
         if !last.is_empty() {
-            // The last process's generation is the newest on disk: it becomes the previous.
-            std::fs::rename(&current, &previous)?;
+            // What the last process wrote joins what it held, so that an event unacked
+            // across several restarts (a kill loop) is still known: the newest
+            // CARRIED_IDS of them, written aside and renamed, so a crash leaves one whole.
+            carried.extend_from_slice(&last);
+            carried.drain(..carried.len().saturating_sub(CARRIED_IDS * ID_BYTES));
+            let staged = dir.join(STAGED);
+            std::fs::write(&staged, &carried)?;
+            std::fs::rename(&staged, &previous)?;
         }
-        remembered.extend(last);
+        let remembered = carried
+            .chunks_exact(ID_BYTES)
+            .filter_map(|b| <[u8; ID_BYTES]>::try_from(b).ok())
+            .map(u128::from_be_bytes)
+            .collect();
         File::create(&current)?;
         let state = Arc::new(Mutex::new(State {
             previous: remembered,
@@ -154,22 +169,17 @@ fn parse(webhook_id: &str) -> Option<u128> {
         .flatten()
 }
 
-/// The newest generation's worth of ids in `path`; none when it does not exist.
-fn read_ids(path: &Path) -> std::io::Result<HashSet<u128>> {
+/// The whole ids in `path`; none when it does not exist. A torn last id (the process
+/// died mid-write) is left out.
+fn read_raw(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut raw = Vec::new();
     match File::open(path) {
         Ok(mut file) => file.read_to_end(&mut raw)?,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(raw),
         Err(e) => return Err(e),
     };
-    // A torn last id (the process died mid-write) is left out by `chunks_exact`.
-    Ok(raw
-        .chunks_exact(ID_BYTES)
-        .rev()
-        .take(GENERATION)
-        .filter_map(|b| <[u8; ID_BYTES]>::try_from(b).ok())
-        .map(u128::from_be_bytes)
-        .collect())
+    raw.truncate(raw.len() - raw.len() % ID_BYTES);
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -210,6 +220,19 @@ mod tests {
         drop(next);
         let third = SettledJournal::open(dir.path()).expect("reopen again");
         assert!(third.contains(&id(2)), "kept across an idle restart");
+        // Restarts that each record something (a kill loop) keep what the first did.
+        third.record(&id(3));
+        written(dir.path(), 1).await;
+        drop(third);
+        let fourth = SettledJournal::open(dir.path()).expect("reopen");
+        fourth.record(&id(4));
+        written(dir.path(), 1).await;
+        drop(fourth);
+        let fifth = SettledJournal::open(dir.path()).expect("reopen");
+        assert!(
+            (1..=4).all(|n| fifth.contains(&id(n))),
+            "kept across restarts"
+        );
     }
 
     #[tokio::test]
@@ -236,7 +259,7 @@ mod tests {
                 .expect("file")
                 .len();
             assert!(
-                bytes <= (2 * GENERATION * ID_BYTES) as u64,
+                bytes <= (CARRIED_IDS * ID_BYTES) as u64,
                 "bounded on disk: {bytes}"
             );
         }
