@@ -456,14 +456,13 @@ pub fn report(outcomes: &[Outcome]) -> (String, bool) {
         );
         let _ = writeln!(
             s,
-            "{:<16} duplicates: in_flight={} (open at disturbances: {}, over {} receiver-disturbances) answered_before={} ({:.2}% of expected pairs, {}) fanned_out_again={} other={}",
+            "{:<16} duplicates: in_flight={} (open at disturbances: {}, over {} receiver-disturbances) answered_before={} ({:.2}% of expected pairs, at most {ANSWERED_BEFORE_MAX_PERCENT}%) fanned_out_again={} other={}",
             "",
             t.dup_in_flight,
             t.open_at_disturbances,
             t.disturbances,
             t.dup_answered_before,
             t.answered_before_rate(),
-            format!("at most {ANSWERED_BEFORE_MAX_PERCENT}%"),
             t.dup_fanned_out_again,
             t.dup_other,
         );

@@ -260,6 +260,9 @@ async fn another_ca_no_client_certificate_and_a_wrong_server_name_are_refused_wi
     drop(broker);
 }
 
+/// `amqp.tls_*` keys and their values.
+type Settings<'a> = Vec<(&'a str, String)>;
+
 #[test]
 fn tls_files_that_cannot_work_are_refused_at_load_naming_the_key() {
     let ca = TestCa::new();
@@ -270,7 +273,7 @@ fn tls_files_that_cannot_work_are_refused_at_load_naming_the_key() {
     let text = |p: &PathBuf| p.to_string_lossy().into_owned();
     // Never reached: each configuration is refused before any connection.
     let url = "amqps://guest:guest@127.0.0.1:9/%2f";
-    let cases: [(&str, Vec<(&str, String)>, &str); 5] = [
+    let cases: [(&str, Settings, &str); 5] = [
         (
             "amqp.tls_ca_file",
             vec![("tls_ca_file", text(&files.dir.path().join("absent.pem")))],
