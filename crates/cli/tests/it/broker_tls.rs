@@ -212,7 +212,10 @@ async fn another_ca_no_client_certificate_and_a_wrong_server_name_are_refused_wi
     let config = files.amqp_config(&url, &[("tls_ca_file", &text(&ca_file))]);
     let stderr = refused(&publish(&config, "evt-no-client-cert"));
     assert!(stderr.contains(unreachable), "{stderr}");
-    assert!(stderr.contains("CertificateRequired"), "{stderr}");
+    assert!(
+        refused_by_broker(&stderr, "CertificateRequired"),
+        "{stderr}"
+    );
 
     // A client certificate of a CA the broker does not trust.
     let config = files.amqp_config(
@@ -225,7 +228,7 @@ async fn another_ca_no_client_certificate_and_a_wrong_server_name_are_refused_wi
     );
     let stderr = refused(&publish(&config, "evt-stranger-cert"));
     assert!(stderr.contains(unreachable), "{stderr}");
-    assert!(stderr.contains("UnknownCA"), "{stderr}");
+    assert!(refused_by_broker(&stderr, "UnknownCA"), "{stderr}");
 
     // A server name the broker's certificate does not carry.
     let config = files.amqp_config(
@@ -239,7 +242,10 @@ async fn another_ca_no_client_certificate_and_a_wrong_server_name_are_refused_wi
     );
     let stderr = refused(&publish(&config, "evt-wrong-name"));
     assert!(stderr.contains(unreachable), "{stderr}");
-    assert!(stderr.contains("NotValidForName"), "{stderr}");
+    assert!(
+        stderr.contains("certificate not valid for name \"rabbit.other.test\""),
+        "{stderr}"
+    );
 
     // The same settings with the name it does carry connect: what was refused was only
     // the name.
@@ -252,11 +258,11 @@ async fn another_ca_no_client_certificate_and_a_wrong_server_name_are_refused_wi
             ("tls_server_name", BROKER_NAME),
         ],
     );
-    // No namespace is declared on the node, so the event is unroutable: refused by the
-    // broker, after a connection that worked.
+    // No namespace is declared on the node, so the broker refuses the publish to its
+    // missing exchange: an answer that only a connection that worked can get.
     let stderr = refused(&publish(&config, "evt-right-name"));
     assert!(!stderr.contains(unreachable), "{stderr}");
-    assert!(stderr.contains("unroutable"), "{stderr}");
+    assert!(stderr.contains("no exchange"), "{stderr}");
     drop(broker);
 }
 
@@ -330,4 +336,11 @@ fn tls_files_that_cannot_work_are_refused_at_load_naming_the_key() {
         stderr.contains("amqp.tls_ca_file") && stderr.contains("amqps://"),
         "{stderr}"
     );
+}
+
+/// Whether the broker refused the handshake with `alert`, or reset the connection: under
+/// TLS 1.3 it judges the client's certificate after the client's side of the handshake
+/// is done, so its alert can lose the race with the reset that follows it.
+fn refused_by_broker(stderr: &str, alert: &str) -> bool {
+    stderr.contains(alert) || stderr.contains("Connection reset by peer")
 }
