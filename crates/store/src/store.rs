@@ -24,6 +24,7 @@ use crate::subscriber_cache::SubscriberCache;
 use crate::transaction::{APPLIED_OFFSET_KEY, Mark, transact_pair};
 use crate::{Error, Result};
 
+mod attempts;
 mod health;
 mod reads;
 mod replicated;
@@ -334,13 +335,7 @@ impl Store {
             Change::PruneAttempts {
                 older_than_ms,
                 keep_per_webhook,
-            } => {
-                let _one = self
-                    .attempts_pruning
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                attempt_log::prune(&self.attempts, older_than_ms, keep_per_webhook)
-            }
+            } => self.prune_attempts(older_than_ms, keep_per_webhook),
             Change::RecordPayloads(payloads) => self.payloads.insert(&self.db, &payloads, None),
             Change::ApplyPayloads { payloads, offset } => {
                 self.payloads.insert(&self.db, &payloads, Some(offset))

@@ -119,6 +119,34 @@ impl Receiver {
         Self::start(|_, _| Reply::status(200)).await
     }
 
+    /// Holds its first `held` requests open for a minute, then answers 200 at once: a
+    /// slow subscriber that keeps that many events unacked.
+    pub async fn holding_first(held: usize) -> Self {
+        Self::start(move |n, _| Reply {
+            delay: if n < held {
+                Duration::from_secs(60)
+            } else {
+                Duration::ZERO
+            },
+            ..Reply::status(200)
+        })
+        .await
+    }
+
+    /// Answers 500 to the first request of each delivery (`webhook-id`) and 200 to the
+    /// rest: every delivery needs a retry.
+    pub async fn failing_each_first_attempt() -> Self {
+        let seen = Mutex::new(std::collections::HashSet::new());
+        Self::start(move |_, r| {
+            let first = seen
+                .lock()
+                .expect("lock")
+                .insert(r.header("webhook-id").to_owned());
+            Reply::status(if first { 500 } else { 200 })
+        })
+        .await
+    }
+
     /// A receiver whose answer to the `n`th request (from 0) is `respond(n, request)`.
     pub async fn start(
         respond: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static,

@@ -183,26 +183,8 @@ async fn deliveries_settled_before_a_sigkill_are_not_made_again() {
     /// events stay unacked after the others have answered them.
     const HELD: usize = 3;
     let fast = Receiver::ok().await;
-    let slow = Receiver::start(|n, _| Reply {
-        status: 200,
-        headers: vec![],
-        delay: if n < HELD {
-            Duration::from_secs(60)
-        } else {
-            Duration::ZERO
-        },
-    })
-    .await;
-    // 500 to the first request of each delivery, 200 to the rest.
-    let seen = std::sync::Mutex::new(BTreeSet::new());
-    let flaky = Receiver::start(move |_, r| {
-        let first = seen
-            .lock()
-            .expect("lock")
-            .insert(r.header("webhook-id").to_owned());
-        Reply::status(if first { 500 } else { 200 })
-    })
-    .await;
+    let slow = Receiver::holding_first(HELD).await;
+    let flaky = Receiver::failing_each_first_attempt().await;
     let subs = [&fast, &slow, &flaky]
         .map(|r| new_subscription("acme", &r.url(), &["report_run_completed"]));
     let fx = Fixture::new(&subs).await;

@@ -177,26 +177,6 @@ impl Store {
         Ok(ReplicatedChange::Replicated(Entry::new(node, replicated)))
     }
 
-    /// Applies the attempts stream's batch at `offset` to the attempt log, then moves
-    /// [`Store::attempts_replicated_through`] past its newest attempt.
-    pub(super) fn apply_attempts(&self, records: &[AttemptRecord], offset: u64) -> Result<()> {
-        attempt_log::apply(&self.attempts, records, offset)?;
-        let ended = records
-            .iter()
-            .map(|r| r.at_ms.saturating_add(r.latency_ms))
-            .max();
-        if let Some(ended) = ended {
-            self.replicated_attempts.send_if_modified(|through| {
-                let later = ended > *through;
-                if later {
-                    *through = ended;
-                }
-                later
-            });
-        }
-        Ok(())
-    }
-
     /// Applies the entry at `offset` of the changes stream, and records the offset in the
     /// same transaction. A change refused for its input ([`Error::is_decided`]: a conflict,
     /// a missing webhook, a limit) is refused alike on every node: its offset is recorded

@@ -1,8 +1,6 @@
 //! A node's redelivered messages taken by another node: what the first settled is not
 //! made again.
 
-use std::sync::Mutex;
-
 use super::*;
 
 /// An event's deliveries settled on node 1 while another subscriber held the event
@@ -19,25 +17,8 @@ async fn deliveries_a_killed_node_settled_are_not_made_again_by_another() {
     /// many events stay unacked on node 1 after the others have answered them.
     const HELD: usize = 3;
     let fast = Receiver::ok().await;
-    let slow = Receiver::start(|n, _| Reply {
-        delay: if n < HELD {
-            Duration::from_secs(60)
-        } else {
-            Duration::ZERO
-        },
-        ..Reply::status(200)
-    })
-    .await;
-    // 500 to the first request of each delivery, 200 to the rest.
-    let seen = Mutex::new(BTreeSet::new());
-    let flaky = Receiver::start(move |_, r| {
-        let first = seen
-            .lock()
-            .expect("lock")
-            .insert(r.header("webhook-id").to_owned());
-        Reply::status(if first { 500 } else { 200 })
-    })
-    .await;
+    let slow = Receiver::holding_first(HELD).await;
+    let flaky = Receiver::failing_each_first_attempt().await;
     let rejecting = Receiver::start(|_, _| Reply::status(501)).await;
     let cluster = Cluster::new().await;
     let mut node1 = cluster.start(1).await;
