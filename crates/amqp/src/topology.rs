@@ -186,18 +186,20 @@ impl Topology {
         Ok(topology)
     }
 
-    /// Declares the changes stream, when the store is replicated. Safe to run any number
-    /// of times with the same `max_age`; RabbitMQ refuses another (406).
-    pub async fn declare_changes(&self, channel: &Channel) -> Result<()> {
-        if let Some(changes) = &self.changes {
-            crate::stream::declare_with(
-                channel,
-                &self.names.changes_stream(),
-                crate::stream::arguments(changes.max_age, self.replication),
-            )
-            .await?;
-        }
-        Ok(())
+    /// Declares the changes stream, when the store is replicated (`None` otherwise). A
+    /// stream that exists with another `x-max-age` is used as it is, as the other
+    /// streams are ([`crate::stream::declare_on`]).
+    pub async fn declare_changes(&self, connection: &Connection) -> Result<Option<Declared>> {
+        let Some(changes) = &self.changes else {
+            return Ok(None);
+        };
+        crate::stream::declare_on(
+            connection,
+            &self.names.changes_stream(),
+            crate::stream::arguments(changes.max_age, self.replication),
+        )
+        .await
+        .map(Some)
     }
 
     /// Declares the stream of kept event bodies with `x-max-age` = `bounds.max_age` (a
@@ -244,7 +246,8 @@ impl Topology {
         .await
     }
 
-    /// Declares every exchange, queue and binding. Safe to run any number of times.
+    /// Declares every exchange and queue but the streams (the replication declares those
+    /// it uses), and every binding. Safe to run any number of times.
     pub async fn declare(&self, channel: &Channel) -> Result<()> {
         let n = &self.names;
         let durable = ExchangeDeclareOptions {
@@ -328,7 +331,6 @@ impl Topology {
             )
             .await?;
         bind(n.deliveries_queue(), n.work_exchange(), DELIVER_KEY).await?;
-        self.declare_changes(channel).await?;
 
         for tier in &self.tiers {
             channel

@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::guard::{Guard, Verdict};
 use super::session::{keep_reading, park};
-use super::settings::StreamSettings;
+use super::settings::{StreamSettings, Which};
 
 /// Entries received from the stream and not yet acked: the reader's window.
 const PREFETCH: u16 = 256;
@@ -55,13 +55,12 @@ async fn read_entries(
     writer: &Writer,
     stop: &CancellationToken,
 ) -> Result<(), String> {
-    let channel = connection
-        .create_channel()
+    Which::Changes
+        .declare(settings, connection)
         .await
         .map_err(|e| e.to_string())?;
-    settings
-        .topology
-        .declare_changes(&channel)
+    let channel = connection
+        .create_channel()
         .await
         .map_err(|e| e.to_string())?;
     let mut guard = Guard::load(store, "changes", settings.stream(), settings.key.clone())

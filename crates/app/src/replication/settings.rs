@@ -73,9 +73,9 @@ impl Which {
         }
     }
 
-    /// Declares this stream. A payloads or attempts stream that exists with other bounds
-    /// (changed in the configuration since it was made) is used as it is, with a warning
-    /// that says what differs and `hookwire_stream_arguments_differ{stream}` at 1.
+    /// Declares this stream. A stream that exists with other arguments (bounds changed in
+    /// the configuration since it was made) is used as it is, with a warning that says
+    /// what differs and `hookwire_stream_arguments_differ{stream}` at 1.
     pub(super) async fn declare(
         self,
         settings: &StreamSettings,
@@ -83,12 +83,10 @@ impl Which {
     ) -> hookwire_amqp::Result<()> {
         let topology = &settings.topology;
         let declared = match self {
-            Self::Changes => {
-                let channel = connection.create_channel().await?;
-                topology.declare_changes(&channel).await?;
-                let _ = channel.close(200, "declared".into()).await;
-                return Ok(());
-            }
+            Self::Changes => match topology.declare_changes(connection).await? {
+                Some(declared) => declared,
+                None => return Ok(()),
+            },
             Self::Payloads(bounds) => topology.declare_payloads(connection, bounds).await?,
             Self::Attempts(bounds) => topology.declare_attempts(connection, bounds).await?,
         };

@@ -178,8 +178,8 @@ async fn import(config: &Config, input: Option<&Path>, json: bool) -> Result<()>
         .with_context(|| crate::config::unreachable(&config.amqp))?;
     let key =
         StreamKey::derive(&config.secrets_key()?).with_previous(&config.previous_secrets_keys()?);
+    topology.declare_changes(&connection).await?;
     let reading = connection.create_channel().await?;
-    topology.declare_changes(&reading).await?;
     let checking = crate::progress::bar(None, "reading the changes stream", json);
     let found = first_change(&reading, &name, &key).await?;
     checking.finish_and_clear();

@@ -1,11 +1,13 @@
-//! The payloads and attempts streams are bounded by bytes as well as by age, and a stream
+//! The payloads and attempts streams are bounded by bytes as well as by age; a stream
 //! made with other bounds (by an older build, or before the configuration changed) does
-//! not keep a node from starting: it is used as it is.
+//! not keep a node from starting: it is used as it is; and a policy shortens a live
+//! stream's retention.
 
 use std::time::Duration;
 
-use hookwire_amqp::lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
-use hookwire_amqp::lapin::types::FieldTable;
+use futures_util::StreamExt;
+use hookwire_amqp::lapin::options::{BasicAckOptions, QueueDeclareOptions, QueueDeleteOptions};
+use hookwire_amqp::lapin::types::{AMQPValue, FieldTable};
 use hookwire_amqp::stream;
 use hookwire_testkit::receiver::Reply;
 use hookwire_testkit::{Harness, Receiver, eventually};
@@ -73,6 +75,9 @@ async fn a_replicated_node_bounds_its_streams_by_bytes() {
 async fn a_stream_made_with_other_bounds_is_used_as_it_is() {
     let mut h = Harness::start(|c| c.replication.enabled = true).await;
     h.stop_daemon().await.expect("hookwire stops");
+    // The changes stream was made whole; the configuration now asks for a year. The
+    // restart below waits for readiness, which needs the changes stream read.
+    h.config.replication.changes_max_age = Some(Duration::from_secs(365 * 86_400));
     // The attempts stream as an older build made it: another age, no byte bound.
     let name = format!("{}.attempts", h.namespace());
     let old = || stream::arguments(Some(Duration::from_secs(86_400)), None);
@@ -112,5 +117,133 @@ async fn a_stream_made_with_other_bounds_is_used_as_it_is() {
     declare(&h, &name, old(), false)
         .await
         .expect("the stream keeps the arguments it was made with");
+    let changes = format!("{}.changes", h.namespace());
+    declare(&h, &changes, stream::arguments(None, None), false)
+        .await
+        .expect("the changes stream keeps the arguments it was made with");
     h.finish().await;
+}
+
+/// The first offset a consumer of `name` from its start is given.
+async fn first_offset(h: &Harness, name: &str) -> Option<u64> {
+    let channel = h.broker.connection().create_channel().await.ok()?;
+    let mut consumer = stream::consume_from(&channel, name, None, 1).await.ok()?;
+    let delivery = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .ok()??
+        .ok()?;
+    let offset = stream::offset(delivery.properties.headers().as_ref());
+    let _ = delivery.ack(BasicAckOptions::default()).await;
+    let _ = channel.close(200, "read".into()).await;
+    offset
+}
+
+/// A RabbitMQ policy on the vhost, cleared when dropped (also when the test fails).
+struct Policy(String);
+
+impl Policy {
+    fn set(name: String, pattern: &str, definition: &str) -> Self {
+        rabbitmqctl(&[
+            "set_policy",
+            &name,
+            pattern,
+            definition,
+            "--apply-to",
+            "queues",
+        ]);
+        Self(name)
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        rabbitmqctl(&["clear_policy", &self.0]);
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (the broker's own CLI, installed with rabbitmq-server)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// docs/operations.md, "Changing a stream's bounds": a policy shortens a live stream's
+/// retention without recreating it, and the node keeps running on it.
+#[tokio::test]
+async fn a_policy_shortens_a_live_streams_retention() {
+    let mut h = Harness::start(|c| c.replication.enabled = true).await;
+    h.stop_daemon().await.expect("hookwire stops");
+    // The attempts stream as hookwire makes it, but in segments of 2 KiB instead of
+    // 500 MB, so that RabbitMQ applies retention (segment by segment) within the test.
+    let name = format!("{}.attempts", h.namespace());
+    let channel = h
+        .broker
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    channel
+        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    let _ = channel.close(200, "done".into()).await;
+    let mut args = stream::bounded_arguments(
+        Some(h.config.store.attempt_retention),
+        Some(h.config.replication.attempts_max_bytes),
+        None,
+    );
+    args.insert(
+        "x-stream-max-segment-size-bytes".into(),
+        AMQPValue::LongLongInt(2048),
+    );
+    declare(&h, &name, args, false).await.expect("the stream");
+    h.restart_daemon().await;
+
+    let receiver = Receiver::start(|_, _| Reply::status(204)).await;
+    let sub = h.subscribe_acme(&receiver.url());
+    let publish = |from: usize| {
+        let h = &h;
+        async move {
+            for i in from..from + 20 {
+                h.publish_report(&format!("evt-policy-{i}"), "https://example.com/r/1")
+                    .await;
+            }
+        }
+    };
+    publish(0).await;
+    receiver.wait_for(20, WAIT).await;
+    assert_eq!(
+        first_offset(&h, &name).await,
+        Some(0),
+        "nothing dropped yet"
+    );
+
+    let _policy = Policy::set(
+        format!("{}-retention", h.namespace()),
+        &format!("^{}$", regex_escape(&name)),
+        r#"{"max-age":"1s"}"#,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // RabbitMQ applies retention when a segment is closed: the next records close some.
+    publish(20).await;
+    receiver.wait_for(40, WAIT).await;
+    eventually(WAIT, "the oldest segments to be dropped", || async {
+        first_offset(&h, &name).await.filter(|&first| first > 0)
+    })
+    .await;
+    // The stream is bounded anew; the node's own log keeps what it holds, and it stays
+    // ready on the stream as it now is.
+    h.wait_attempts(&sub.id, 40, WAIT).await;
+    h.wait_ready().await;
+    h.finish().await;
+}
+
+fn regex_escape(name: &str) -> String {
+    name.replace('.', "\\.")
 }
