@@ -12,6 +12,7 @@ mod delivery_options;
 mod full_disk;
 mod operations;
 mod progress;
+mod publish;
 mod reload;
 mod serve;
 mod store;
