@@ -2,9 +2,15 @@
 
 use hookwire_store::ReplicationStatus;
 
-/// `hookwire_node_info{node}` = 1: joins this process's metrics to its node id.
+/// `hookwire_node_info{node, version}` = 1: joins this process's metrics to its node id,
+/// and shows which build each node runs (a rolling upgrade's progress).
 pub(crate) fn node(id: &str) {
-    metrics::gauge!("hookwire_node_info", "node" => id.to_owned()).set(1.0);
+    metrics::gauge!(
+        "hookwire_node_info",
+        "node" => id.to_owned(),
+        "version" => env!("CARGO_PKG_VERSION"),
+    )
+    .set(1.0);
 }
 
 /// `hookwire_changes_applied_offset` (the last offset applied, -1 before the first),

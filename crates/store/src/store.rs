@@ -186,7 +186,13 @@ pub struct Store {
     path: Arc<PathBuf>,
 }
 
+/// A webhook as stored and as the changes stream carries it. A field this build does not
+/// know is refused, never dropped: a newer build's setting (a transform, a retry policy)
+/// silently lost would make this node deliver otherwise than the others. An entry that
+/// carries one stops this node's changes stream until it is upgraded
+/// (docs/operations.md, "Upgrading hookwire").
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Record {
     id: Uuid,
     org: String,
@@ -232,6 +238,7 @@ pub(crate) struct Record {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SealedKey {
     /// Base64 of `nonce ‖ ciphertext`.
     sealed: String,
@@ -239,6 +246,7 @@ struct SealedKey {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SealedEd25519Key {
     /// Base64 of the public key: shown without unsealing anything.
     public: String,
@@ -248,6 +256,7 @@ struct SealedEd25519Key {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StoredHeader {
     name: String,
     /// The value of a header that is not secret.

@@ -503,3 +503,51 @@ async fn an_entry_of_an_unknown_version_stops_the_node_there_and_says_why() {
     );
     node.harness.finish().await;
 }
+
+/// A newer build's webhook setting (here a made-up `ordering`) in an authentic entry is
+/// never dropped: this node would deliver otherwise than the nodes that know it. The node
+/// stops applying the changes stream there, and says so, until it is upgraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_setting_this_build_does_not_know_stops_the_node_there() {
+    let node = Node::start().await;
+    let known = node.create("http://127.0.0.1:9/known").await;
+    let (_, mut newer) = node.create_entry().await;
+    let unknown = Uuid::now_v7();
+    newer["id"] = json!(Uuid::now_v7());
+    newer["change"]["webhook"]["id"] = json!(unknown);
+    newer["change"]["webhook"]["ordering"] = json!("fifo");
+    let newer = serde_json::to_vec(&newer).expect("JSON");
+    node.publish(
+        "changes",
+        &node.sealed("changes", 0, &newer, Uuid::now_v7()),
+    )
+    .await;
+
+    let problems = eventually(WAIT, "/readyz to name the changes stream", || async {
+        let (status, body) = node.request(reqwest::Method::GET, "/readyz", None).await;
+        let problems: Vec<String> = body["problems"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| Some(p.as_str()?.to_owned()))
+            .collect();
+        (status == 503 && !problems.is_empty()).then_some(problems)
+    })
+    .await;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("stopped applying the changes stream")
+                && p.contains("unknown field `ordering`")),
+        "{problems:?}"
+    );
+    assert!(node.webhook(&known).is_some());
+    assert!(
+        node.harness
+            .store
+            .get("acme", &unknown)
+            .expect("read")
+            .is_none(),
+        "an entry with a setting this build does not know was applied without it"
+    );
+    node.harness.finish().await;
+}

@@ -8,8 +8,10 @@
 
 use super::*;
 
-/// One change as it travels the changes stream.
+/// One change as it travels the changes stream. Like the webhook record, it refuses
+/// fields this build does not know.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Unique: the node that wrote it waits until it has applied it.
     pub id: Uuid,

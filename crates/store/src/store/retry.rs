@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A webhook's retry policy as stored: durations in milliseconds.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct StoredRetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     schedule_ms: Option<Vec<u64>>,

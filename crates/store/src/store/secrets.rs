@@ -372,6 +372,7 @@ pub(super) struct Opened {
 
 /// A webhook's TLS settings in its record.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct StoredClientTls {
     /// The client certificate chain (PEM), when one is set.
     #[serde(default)]
