@@ -13,6 +13,7 @@ mod full_disk;
 mod operations;
 mod progress;
 mod reload;
+mod reverse_proxy;
 mod serve;
 mod store;
 mod stream_bounds;
