@@ -22,7 +22,7 @@ use crate::write_config;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The path prefix the shipped config serves hookwire under.
-const PREFIX: &str = "/hookwire";
+pub(crate) const PREFIX: &str = "/hookwire";
 const ORG_TOKEN: &str = "acme-org-token-0123456789";
 
 /// The shipped config, as an operator copies it.
@@ -85,14 +85,14 @@ fn the_shipped_nginx_timeouts_outlast_a_request_and_drop_idle_connections_before
 }
 
 /// The test's PEM files.
-struct Tls {
+pub(crate) struct Tls {
     ca: TestCa,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl Tls {
-    fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         let ca = TestCa::new();
         let (cert_pem, key_pem) = ca.server_cert_pem(&SERVER_NAMES);
         let cert = dir.join("fullchain.pem");
@@ -115,7 +115,7 @@ impl Tls {
 }
 
 /// nginx running the shipped config in front of `api`.
-async fn start_proxy(binary: &Path, tls: &Tls, api: SocketAddr) -> Nginx {
+pub(crate) async fn start_proxy(binary: &Path, tls: &Tls, api: SocketAddr) -> Nginx {
     let shipped = shipped();
     Nginx::start(binary, |listen, dir| {
         render(
