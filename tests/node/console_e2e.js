@@ -6,6 +6,8 @@
 //   ADMIN_TOKEN         an operator's token
 //   SCOPED_TOKEN        an access token for `acme` (minted with the CLI)
 //   NAMESPACE, AMQP_URL where publish_amqplib.js publishes events
+//   PROXY_URL           the same serve behind the shipped nginx config, over TLS from a
+//                       test CA: https://127.0.0.1:PORT/hookwire
 //   ARTIFACTS           where the screenshots go
 // Exits non-zero, naming the failed step, on the first failure.
 'use strict';
@@ -27,6 +29,7 @@ const SCOPED = env('SCOPED_TOKEN');
 const NAMESPACE = env('NAMESPACE');
 const AMQP_URL = env('AMQP_URL');
 const ARTIFACTS = env('ARTIFACTS');
+const PROXY_URL = env('PROXY_URL');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT = 30_000;
 const XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> nightly report';
@@ -98,7 +101,7 @@ async function context(browser, options = {}) {
   page.on('pageerror', (e) => page.problems.push(String(e)));
   // Every file the console asks for exists (an icon included); the API's 404s are answers.
   page.on('response', (r) => {
-    if (r.status() === 404 && !new URL(r.url()).pathname.startsWith('/v1/')) page.problems.push(`404 ${r.url()}`);
+    if (r.status() === 404 && !new URL(r.url()).pathname.includes('/v1/')) page.problems.push(`404 ${r.url()}`);
   });
   return { ctx, page };
 }
@@ -444,6 +447,16 @@ async function main() {
     assert.equal(await token(), SCOPED, 'cancel keeps the signed-in session');
     assert.ok(!phone.page.url().includes('token'), phone.page.url());
     assert.deepEqual(phone.page.problems, [], 'no CSP violation, script error or missing file');
+
+    step = 'the console behind the shipped TLS proxy, under /hookwire/';
+    // The Rust test checks the proxy's certificate with its CA; the browser is not told it.
+    const proxied = await context(browser, { ignoreHTTPSErrors: true });
+    await proxied.page.goto(`${PROXY_URL}/console/#token=${encodeURIComponent(SCOPED)}`);
+    await proxied.page.getByText('Organization: acme').waitFor();
+    await proxied.page.getByRole('link', { name: flaky.url }).waitFor();
+    assert.ok(proxied.page.url().startsWith(`${PROXY_URL}/console/`), proxied.page.url());
+    assert.deepEqual(proxied.page.problems, [], 'no CSP violation, script error or missing file behind the proxy');
+    await proxied.ctx.close();
 
     step = 'signing out forgets the token';
     await phone.page.goto(`${BASE}/console/`);

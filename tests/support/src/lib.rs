@@ -14,11 +14,13 @@
 //! - [`cluster`]: a three-node RabbitMQ cluster of its own, for the high-availability tests.
 //! - [`tls_broker`]: a RabbitMQ node of its own that speaks AMQP over TLS only.
 //! - [`prometheus`]: Debian's Prometheus, scraping `serve` children with the shipped rules.
+//! - [`nginx`]: Debian's nginx, running the shipped reverse proxy config.
 
 pub mod broker;
 pub mod cluster;
 pub mod harness;
 pub mod misbehaving;
+pub mod nginx;
 pub mod overloaded;
 pub mod prometheus;
 pub mod proxy;
@@ -31,6 +33,7 @@ pub mod tools;
 pub use broker::{Broker, amqp_url, unique_namespace};
 pub use cluster::RabbitCluster;
 pub use harness::{Harness, new_subscription, test_config};
+pub use nginx::Nginx;
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Recorded, Reply};
 pub use serve_child::ServeChild;

@@ -141,19 +141,30 @@ pub fn verify_ed25519_with_cryptography(
 /// Debian's `prometheus` (`HOOKWIRE_TEST_PROMETHEUS` overrides it), for the alert rules'
 /// end-to-end test. Fails clearly when `tests/setup-tools` has not installed it.
 pub fn prometheus() -> PathBuf {
-    packaged_binary("HOOKWIRE_TEST_PROMETHEUS", "/usr/bin/prometheus")
+    packaged_binary(
+        "HOOKWIRE_TEST_PROMETHEUS",
+        "/usr/bin/prometheus",
+        "prometheus",
+    )
 }
 
 /// Debian's `promtool`, from the same package (`HOOKWIRE_TEST_PROMTOOL` overrides it).
 pub fn promtool() -> PathBuf {
-    packaged_binary("HOOKWIRE_TEST_PROMTOOL", "/usr/bin/promtool")
+    packaged_binary("HOOKWIRE_TEST_PROMTOOL", "/usr/bin/promtool", "prometheus")
 }
 
-fn packaged_binary(variable: &str, default: &str) -> PathBuf {
+/// Debian's `nginx` (package `nginx-light`; `HOOKWIRE_TEST_NGINX` overrides it), for the
+/// shipped reverse proxy config's end-to-end test. Fails clearly when `tests/setup-tools`
+/// has not installed it.
+pub fn nginx() -> PathBuf {
+    packaged_binary("HOOKWIRE_TEST_NGINX", "/usr/sbin/nginx", "nginx-light")
+}
+
+fn packaged_binary(variable: &str, default: &str, package: &str) -> PathBuf {
     let path = std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from);
     assert!(
         path.exists(),
-        "{} is missing: run tests/setup-tools (it installs Debian's prometheus)",
+        "{} is missing: run tests/setup-tools (it installs Debian's {package})",
         path.display()
     );
     path

@@ -1,16 +1,18 @@
 //! The web console in a real browser: `tests/node/console_e2e.js` drives Debian's chromium
 //! (playwright-core) through every page against this `hookwire serve`, with an access
-//! token minted by `hookwire access-tokens create`. Its screenshots stay in
-//! `test-artifacts/console`.
+//! token minted by `hookwire access-tokens create`, and once more through the shipped
+//! nginx config (`deploy/nginx/hookwire.conf`) under `/hookwire/`. Its screenshots stay
+//! in `test-artifacts/console`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use hookwire_amqp::Topology;
 use hookwire_testkit::harness::API_TOKEN;
-use hookwire_testkit::tools::{artifacts_dir, chromium, node_dir, run_ok};
+use hookwire_testkit::tools::{artifacts_dir, chromium, nginx, node_dir, run_ok};
 use hookwire_testkit::{Broker, ServeChild, test_config, unique_namespace};
 
+use crate::reverse_proxy::{PREFIX, Tls, start_proxy};
 use crate::{hookwire, write_config};
 
 /// The screenshots the browser test leaves.
@@ -27,6 +29,7 @@ const SCREENSHOTS: [&str; 7] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_end_to_end_in_chromium() {
     let chromium = chromium();
+    let nginx = nginx();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = test_config(&unique_namespace(), &dir.path().join("store"));
     let path = write_config(&config, dir.path());
@@ -38,6 +41,8 @@ async fn the_console_end_to_end_in_chromium() {
         .await
         .expect("serve consumes");
     let base = format!("http://{api}");
+    let tls = Tls::new(dir.path());
+    let proxy = start_proxy(&nginx, &tls, api).await;
 
     let minted = run_ok(hookwire().args([
         "access-tokens",
@@ -64,6 +69,10 @@ async fn the_console_end_to_end_in_chromium() {
         .env("AMQP_URL", &config.amqp.url)
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
+        .env(
+            "PROXY_URL",
+            format!("https://127.0.0.1:{}{PREFIX}", proxy.addr().port()),
+        )
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(240), output)

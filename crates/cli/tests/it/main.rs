@@ -14,6 +14,7 @@ mod operations;
 mod progress;
 mod publish;
 mod reload;
+mod reverse_proxy;
 mod serve;
 mod store;
 mod stream_bounds;
