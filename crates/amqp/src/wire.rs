@@ -30,6 +30,11 @@ pub const EVENT_ID: &str = "x-hookwire-event-id";
 pub const EVENT_TYPE: &str = "x-hookwire-event-type";
 /// Task header: the subscription the task delivers to.
 pub const SUBSCRIPTION_ID: &str = "x-hookwire-subscription-id";
+/// Instead of [`SUBSCRIPTION_ID`], on one message of a large fan-out: the subscriptions
+/// it carries the event's first attempt to, comma-separated.
+pub const SUBSCRIPTION_IDS: &str = "x-hookwire-subscription-ids";
+/// The most subscriptions one fan-out message names; a message naming more is refused.
+pub const FANOUT_CHUNK_MAX: usize = 64;
 /// Task header: attempts made so far.
 pub const ATTEMPTS: &str = "x-hookwire-attempts";
 /// Task header: when hookwire first saw the event, for `delivery.max_age`.
@@ -269,11 +274,25 @@ impl Task {
 
     /// Properties of the task message on the work exchange.
     pub fn properties(&self) -> BasicProperties {
+        let subscription = self.subscription_id.to_string();
+        self.properties_for(SUBSCRIPTION_ID, &subscription, &self.webhook_id())
+    }
+
+    /// Properties of one message that carries this task's event, not yet attempted, to
+    /// each of `subscriptions` (a chunk of a large fan-out; this task's own subscription
+    /// is not named). A build without chunks finds no [`SUBSCRIPTION_ID`] in it and
+    /// dead-letters it as `missing_field`, never delivering to one subscription alone.
+    pub fn chunk_properties(&self, subscriptions: &[Uuid]) -> BasicProperties {
+        let ids: Vec<String> = subscriptions.iter().map(Uuid::to_string).collect();
+        self.properties_for(SUBSCRIPTION_IDS, &ids.join(","), &self.event_id)
+    }
+
+    fn properties_for(&self, key: &str, subscriptions: &str, message_id: &str) -> BasicProperties {
         let mut h = FieldTable::default();
         headers::set_text(&mut h, ORG_HEADER, &self.org);
         headers::set_text(&mut h, EVENT_ID, &self.event_id);
         headers::set_text(&mut h, EVENT_TYPE, &self.event_type);
-        headers::set_text(&mut h, SUBSCRIPTION_ID, &self.subscription_id.to_string());
+        headers::set_text(&mut h, key, subscriptions);
         headers::set_unsigned(&mut h, ATTEMPTS, u64::from(self.attempts));
         headers::set_unsigned(&mut h, FIRST_SEEN_MS, self.first_seen_ms);
         if let Some(at) = self.published_at_ms {
@@ -288,7 +307,7 @@ impl Task {
         BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type(JSON.into())
-            .with_message_id(self.webhook_id().as_str().into())
+            .with_message_id(message_id.into())
             .with_timestamp(now_ms() / 1000)
             .with_headers(h)
     }
@@ -328,18 +347,56 @@ impl Task {
 
     /// Reads a task back from its message's headers.
     pub fn from_headers(h: Option<&FieldTable>) -> Result<Self, String> {
+        let subscription_id = headers::text(h, SUBSCRIPTION_ID)
+            .ok_or_else(|| format!("task header `{SUBSCRIPTION_ID}` is missing"))?;
+        let subscription_id = Uuid::parse_str(subscription_id)
+            .map_err(|_| format!("task header `{SUBSCRIPTION_ID}` is not a UUID"))?;
+        Self::read(h, subscription_id)
+    }
+
+    /// The tasks a message of the work queue carries: its own, or one for each
+    /// subscription a fan-out chunk names ([`Task::chunk_properties`]), without repeats.
+    pub fn all_from_headers(h: Option<&FieldTable>) -> Result<Vec<Self>, String> {
+        let Some(list) = headers::text(h, SUBSCRIPTION_IDS) else {
+            return Self::from_headers(h).map(|task| vec![task]);
+        };
+        let named = list.split(',').count();
+        if named > FANOUT_CHUNK_MAX {
+            return Err(format!(
+                "task header `{SUBSCRIPTION_IDS}` names {named} subscriptions, more than {FANOUT_CHUNK_MAX}"
+            ));
+        }
+        let mut ids = list
+            .split(',')
+            .map(|id| {
+                Uuid::parse_str(id).map_err(|_| {
+                    format!("task header `{SUBSCRIPTION_IDS}` holds `{id}`, not a UUID")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        let first = Self::read(h, ids[0])?;
+        Ok(ids
+            .into_iter()
+            .map(|subscription_id| Self {
+                subscription_id,
+                ..first.clone()
+            })
+            .collect())
+    }
+
+    fn read(h: Option<&FieldTable>, subscription_id: Uuid) -> Result<Self, String> {
         let text = |key: &str| {
             headers::text(h, key)
                 .map(str::to_owned)
                 .ok_or_else(|| format!("task header `{key}` is missing"))
         };
-        let subscription_id = text(SUBSCRIPTION_ID)?;
         Ok(Self {
             event_id: text(EVENT_ID)?,
             org: text(ORG_HEADER)?,
             event_type: text(EVENT_TYPE)?,
-            subscription_id: Uuid::parse_str(&subscription_id)
-                .map_err(|_| format!("task header `{SUBSCRIPTION_ID}` is not a UUID"))?,
+            subscription_id,
             attempts: attempts_made(h)?,
             first_seen_ms: headers::unsigned(h, FIRST_SEEN_MS).unwrap_or_else(now_ms),
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),

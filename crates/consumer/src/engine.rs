@@ -270,13 +270,11 @@ impl Engine {
             self.retain_unsettled(&mut tasks).await;
         }
         if tasks.len() > self.settings.inline_fanout_max {
-            // A large fan-out becomes tasks, so one event never holds many attempts inline.
+            // A large fan-out becomes task messages of a chunk of webhooks each, so one
+            // event never holds many attempts inline.
+            let tasks: Vec<Task> = tasks.into_iter().map(|(task, _)| task).collect();
             return self
-                .publish_fanout(
-                    publisher,
-                    &message.data,
-                    tasks.into_iter().map(|(task, _)| task),
-                )
+                .publish_fanout(publisher, &message.data, &tasks)
                 .await
                 .inspect_err(|e| spans::failed(&mut span, e));
         }
@@ -297,11 +295,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Handles one message of the deliveries queue: one more attempt of one task.
+    /// Handles one message of the deliveries queue: one more attempt of one task, or the
+    /// first attempts of a large fan-out's chunk (engine/fanout.rs).
     pub async fn handle_task(&self, publisher: &Publisher, message: &Delivery) -> Result<()> {
         let props = &message.properties;
-        let task = match Task::from_headers(props.headers().as_ref()) {
-            Ok(task) => task,
+        let mut tasks = match Task::all_from_headers(props.headers().as_ref()) {
+            Ok(tasks) => tasks,
             Err(detail) => {
                 warn!(%detail, "Delivery task is unreadable; dead-lettered.");
                 let dead = wire::dead_letter_properties(props, DeadReason::MissingField, &detail);
@@ -312,10 +311,10 @@ impl Engine {
         };
         if let Err(rejection) = event::check_task_body(
             &message.data,
-            &task.event_type,
+            &tasks[0].event_type,
             self.settings.max_event_bytes,
         ) {
-            warn!(reason = %rejection.reason, detail = %rejection.detail, subscription_id = %task.subscription_id, "Delivery task breaks the wire contract; dead-lettered.");
+            warn!(reason = %rejection.reason, detail = %rejection.detail, subscription_id = %tasks[0].subscription_id, tasks = tasks.len(), "Delivery task breaks the wire contract; dead-lettered.");
             let (body, dead) = wire::bounded_dead_letter(
                 &message.data,
                 wire::dead_letter_properties(props, rejection.reason, &rejection.detail),
@@ -325,9 +324,29 @@ impl Engine {
                 .dead_letter(publisher, body, dead, rejection.reason)
                 .await;
         }
+        // The filter is checked again: it may have changed since the event fanned out.
+        let event_type = tasks[0].event_type.clone();
+        let input = FilterInput::new(&event_type, &message.data);
+        if tasks.len() > 1 {
+            return self.deliver_chunk(publisher, message, tasks, &input).await;
+        }
+        let task = tasks.swap_remove(0);
         if message.redelivered && self.settled_before(&task).await {
             return Ok(());
         }
+        self.deliver_task(publisher, task, &message.data, &input)
+            .await
+    }
+
+    /// Makes the attempt of a task of the work queue, unless its webhook no longer
+    /// subscribes to its event type.
+    async fn deliver_task(
+        &self,
+        publisher: &Publisher,
+        task: Task,
+        body: &[u8],
+        input: &FilterInput<'_>,
+    ) -> Result<()> {
         let sub = self.store.get(&task.org, &task.subscription_id)?;
         if sub
             .as_ref()
@@ -337,12 +356,9 @@ impl Engine {
             telemetry::delivery("dropped_not_subscribed");
             return Ok(());
         }
-        // The filter is checked again: it may have changed since the event fanned out.
-        let event_type = task.event_type.clone();
-        let input = FilterInput::new(&event_type, &message.data);
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, sub.as_ref(), &message.data, Some(&input))).await
+        Box::pin(self.deliver(publisher, task, sub.as_ref(), body, Some(input))).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.

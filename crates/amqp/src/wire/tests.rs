@@ -62,6 +62,55 @@ fn task_round_trips_through_headers() {
 }
 
 #[test]
+fn a_fanout_chunk_carries_one_task_per_subscription_it_names() {
+    let task = Task {
+        attempts: 0,
+        deferred_since_ms: None,
+        ..task()
+    };
+    let mut ids: Vec<Uuid> = (0..FANOUT_CHUNK_MAX).map(|_| Uuid::now_v7()).collect();
+    let props = task.chunk_properties(&ids);
+    let read = Task::all_from_headers(props.headers().as_ref()).expect("tasks");
+    ids.sort_unstable();
+    let expected: Vec<Task> = ids
+        .iter()
+        .map(|&subscription_id| Task {
+            subscription_id,
+            ..task.clone()
+        })
+        .collect();
+    assert_eq!(read, expected);
+    // A build that knows only single tasks refuses it whole.
+    let single = Task::from_headers(props.headers().as_ref()).expect_err("no single task");
+    assert!(single.contains(SUBSCRIPTION_ID), "{single}");
+    // A single task reads as itself.
+    assert_eq!(
+        Task::all_from_headers(task.properties().headers().as_ref()),
+        Ok(vec![task.clone()])
+    );
+    // A subscription named twice is attempted once.
+    let twice = task.chunk_properties(&[ids[0], ids[0]]);
+    let read = Task::all_from_headers(twice.headers().as_ref()).expect("tasks");
+    assert_eq!(read.len(), 1);
+}
+
+#[test]
+fn a_fanout_chunk_naming_too_many_or_broken_ids_is_refused() {
+    let task = task();
+    let many: Vec<Uuid> = (0..=FANOUT_CHUNK_MAX).map(|_| Uuid::now_v7()).collect();
+    let err = Task::all_from_headers(task.chunk_properties(&many).headers().as_ref())
+        .expect_err("too many");
+    assert!(err.contains("more than 64"), "{err}");
+    let mut h = FieldTable::default();
+    headers::set_text(&mut h, SUBSCRIPTION_IDS, "not-a-uuid");
+    let err = Task::all_from_headers(Some(&h)).expect_err("not a UUID");
+    assert!(err.contains("`not-a-uuid`, not a UUID"), "{err}");
+    headers::set_text(&mut h, SUBSCRIPTION_IDS, &Uuid::now_v7().to_string());
+    let err = Task::all_from_headers(Some(&h)).expect_err("no event id");
+    assert!(err.contains(EVENT_ID), "{err}");
+}
+
+#[test]
 fn broken_task_headers_are_named() {
     let err = Task::from_headers(None).expect_err("no headers");
     assert!(err.contains(SUBSCRIPTION_ID), "{err}");

@@ -86,10 +86,15 @@ impl Cluster {
     /// Starts node `n` (1-based) and waits until it is ready: caught up with the changes
     /// stream, and consuming.
     async fn start(&self, n: usize) -> Node {
+        self.start_with(n, &[]).await
+    }
+
+    /// [`Cluster::start`] with `env` (`HOOKWIRE_…` settings) added to the node's.
+    async fn start_with(&self, n: usize, env: &[(&str, &str)]) -> Node {
         let (config, path) = self.write_config(n);
         let node_dir = self.dir.path().join(format!("node-{n}"));
         let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
-        let mut serve = ServeChild::spawn(binary, &path, &node_dir.join("serve.log"), &[])
+        let mut serve = ServeChild::spawn(binary, &path, &node_dir.join("serve.log"), env)
             .expect("serve starts");
         let api = serve.wait_ready(WAIT).await.expect("serve is ready");
         Node {

@@ -60,7 +60,7 @@ async fn one_org_flooding_slow_receivers_does_not_starve_another() {
 
 #[tokio::test]
 async fn a_fanout_larger_than_a_publish_chunk_reaches_every_subscriber() {
-    // 300 subscribers: more than one chunk of published tasks (256).
+    // 300 subscribers: 19 chunk messages of 15 or 16 webhooks.
     const SUBSCRIBERS: usize = 300;
     let h = Harness::start(|_| {}).await;
     let got = fan_out(&h, SUBSCRIBERS).await;
@@ -71,15 +71,19 @@ async fn a_fanout_larger_than_a_publish_chunk_reaches_every_subscriber() {
     h.finish().await;
 }
 
-/// A large fan-out publishes its tasks a chunk (256) at a time: however many subscribers,
-/// no more tasks, each with a copy of the body, await their confirms at once. The engine
-/// reports the most any fan-out had in flight (`hookwire_fanout_publishes_in_flight_max`).
+/// A large fan-out publishes one message per chunk of at most `inline_fanout_max` (16)
+/// webhooks, and those a window (256) at a time: 700 webhooks make 44 messages, all
+/// awaiting their confirms at once; one message per webhook would have had 256.
 #[tokio::test]
-async fn a_large_fanout_never_has_more_than_a_chunk_of_tasks_in_flight() {
+async fn a_large_fanout_publishes_one_message_per_chunk_of_webhooks() {
     const SUBSCRIBERS: usize = 700;
-    const CHUNK: f64 = 256.0;
     let h = Harness::start(|_| {}).await;
-    fan_out(&h, SUBSCRIBERS).await;
+    let receiver = Receiver::ok().await;
+    for _ in 0..SUBSCRIBERS {
+        h.subscribe_acme(&receiver.url());
+    }
+    h.publish_reports("acme", 1).await;
+    let got = receiver.wait_for(SUBSCRIBERS, WAIT).await;
     let metrics = h.metrics().await;
     let most: f64 = metrics
         .lines()
@@ -88,9 +92,20 @@ async fn a_large_fanout_never_has_more_than_a_chunk_of_tasks_in_flight() {
         .trim()
         .parse()
         .expect("a number");
+    let messages = SUBSCRIBERS.div_ceil(16) as f64;
     assert!(
-        (1.0..=CHUNK).contains(&most),
-        "{most} tasks of one fan-out in flight at once"
+        (1.0..=messages).contains(&most),
+        "{most} messages of one fan-out in flight at once"
+    );
+    let mut ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), SUBSCRIBERS, "one delivery to each subscriber");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        SUBSCRIBERS,
+        "and no more: each chunk delivers to its own webhooks"
     );
     h.finish().await;
 }
