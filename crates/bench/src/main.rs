@@ -1,8 +1,8 @@
 //! hookwire-bench: measures hookwire's delivery pipeline against the broker's own limit.
 //!
 //! - `baseline`: RabbitMQ alone (publish with confirms + consume with acks, at once).
-//! - `fanout1`, `fanout10`, `latency`, `retries`: `hookwire serve` (a release build, as a
-//!   child process) delivering to an in-process receiver.
+//! - `fanout1`, `fanout10`, `fanout-curve`, `latency`, `retries`: `hookwire serve` (a
+//!   release build, as a child process) delivering to an in-process receiver.
 //! - `drain`, `slow-receivers`, `overloaded-receiver`: serve on the shipped defaults with
 //!   a backlog queued before it starts, receivers that answer slowly, and one overloaded
 //!   past a knee (against RabbitMQ alone draining the same backlog, and the receivers'

@@ -18,6 +18,9 @@ pub enum Scenario {
     Fanout1Traced,
     /// Ten subscribers per event.
     Fanout10,
+    /// 1, 16 (the most attempted inline), 17, 100 and 1,000 subscribers per event: the
+    /// cost of a large fan-out's chunk messages.
+    FanoutCurve,
     /// A fixed rate, publish-to-receipt percentiles (and baseline's at the same rate).
     Latency,
     /// 30 % of first attempts answered 500.
@@ -48,13 +51,14 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::Baseline,
         Self::Fanout1,
         Self::Fanout1Replicated,
         Self::Fanout1Filter,
         Self::Fanout1Traced,
         Self::Fanout10,
+        Self::FanoutCurve,
         Self::Latency,
         Self::Retries,
         Self::Fairness,

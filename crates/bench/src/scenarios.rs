@@ -46,6 +46,14 @@ const FANOUT1_TRACED_ORG: &str = "bench-fanout1-traced";
 const FANOUT1_REPLICATED_ORG: &str = "bench-fanout1-replicated";
 const FANOUT1_CLUSTER_ORG: &str = "bench-fanout1-cluster";
 const FANOUT10_ORG: &str = "bench-fanout10";
+/// The fan-outs `fanout-curve` measures, each an organization of that many webhooks.
+const FANOUT_CURVE: [(usize, &str); 5] = [
+    (1, "bench-curve-1"),
+    (16, "bench-curve-16"),
+    (17, "bench-curve-17"),
+    (100, "bench-curve-100"),
+    (1000, "bench-curve-1000"),
+];
 const LATENCY_ORG: &str = "bench-latency";
 const RETRIES_ORG: &str = "bench-retries";
 const STEADY_ORG: &str = "bench-steady";

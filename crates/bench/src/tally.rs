@@ -5,7 +5,7 @@
 //! alone are measured the same way: from just before `basic.publish` to receipt.
 
 use std::ops::Range;
-use std::sync::atomic::AtomicU16;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 /// The next tally's [`Tally::run`].
 static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
 
-/// The most subscribers per event a tally tracks (one bit each).
-pub const MAX_FANOUT: usize = 16;
+/// The most subscribers per event a tally tracks: an organization's most webhooks.
+pub const MAX_FANOUT: usize = 1000;
 
 /// How the receiver answers the requests of a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub struct Tally {
     epoch: Instant,
     /// Nanoseconds since `epoch` just before event `seq` was published; 0: not yet.
     sent_ns: Vec<AtomicU64>,
-    /// Bit `k` of `received[seq]`: subscriber `k` got event `seq` (answered 200).
-    received: Vec<AtomicU16>,
+    /// Per (event, subscriber) slot: whether it was received (answered 200).
+    received: Vec<AtomicBool>,
     /// Requests per (event, subscriber) slot.
     attempts: Vec<AtomicU32>,
     /// Publish-to-receipt latency per slot, in ns; 0: not received.
@@ -141,7 +141,7 @@ impl Tally {
             mode,
             epoch,
             sent_ns: (0..events).map(|_| AtomicU64::new(0)).collect(),
-            received: (0..events).map(|_| AtomicU16::new(0)).collect(),
+            received: (0..slots).map(|_| AtomicBool::new(false)).collect(),
             attempts: (0..slots).map(|_| AtomicU32::new(0)).collect(),
             latency_ns: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             delivered: AtomicU64::new(0),
@@ -268,19 +268,19 @@ impl Tally {
     /// Counts event `seq` of `run` as received by subscriber `k`.
     pub fn deliver(&self, run: u64, seq: usize, k: usize) {
         let now = self.now_ns();
-        let (Some(bits), true) = (self.received.get(seq), run == self.run && k < self.fanout)
+        let slot = seq * self.fanout + k;
+        let (Some(received), true) = (self.received.get(slot), run == self.run && k < self.fanout)
         else {
             self.strays.fetch_add(1, Relaxed);
             return;
         };
-        let bit = 1u16 << k;
-        if bits.fetch_or(bit, Relaxed) & bit != 0 {
+        if received.swap(true, Relaxed) {
             self.duplicates.fetch_add(1, Relaxed);
             return;
         }
         let sent = self.sent_ns[seq].load(Relaxed);
         if sent > 0 {
-            self.latency_ns[seq * self.fanout + k].store(now.saturating_sub(sent).max(1), Relaxed);
+            self.latency_ns[slot].store(now.saturating_sub(sent).max(1), Relaxed);
         }
         self.last_received_ns.fetch_max(now, Relaxed);
         self.delivered.fetch_add(1, Relaxed);
@@ -340,10 +340,11 @@ impl Tally {
 
     /// Distinct deliveries of events `seqs` received.
     pub fn delivered_of(&self, seqs: Range<usize>) -> u64 {
-        self.received[seqs]
+        let slots = seqs.start * self.fanout..(seqs.end * self.fanout).min(self.received.len());
+        self.received[slots]
             .iter()
-            .map(|bits| u64::from(bits.load(Relaxed).count_ones()))
-            .sum()
+            .filter(|received| received.load(Relaxed))
+            .count() as u64
     }
 }
 

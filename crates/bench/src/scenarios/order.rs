@@ -23,6 +23,7 @@ impl Bench {
             Scenario::Fanout1,
             Scenario::Fanout1Filter,
             Scenario::Fanout10,
+            Scenario::FanoutCurve,
             Scenario::Latency,
             Scenario::Retries,
         ];
@@ -39,6 +40,13 @@ impl Bench {
             ];
             for k in 0..10 {
                 subs.push(subscription(FANOUT10_ORG, &self.receiver.url(k))?);
+            }
+            if has(Scenario::FanoutCurve) {
+                for (fanout, org) in FANOUT_CURVE {
+                    for k in 0..fanout {
+                        subs.push(subscription(org, &self.receiver.url(k))?);
+                    }
+                }
             }
             Some(
                 self.start_serve(&self.namespace.clone(), &self.settings.clone(), &subs)
@@ -234,6 +242,27 @@ impl Bench {
             }
         }
         if let Some(serve) = serve {
+            let curve = FANOUT_CURVE.into_iter().map(|(fanout, org)| {
+                // About as many deliveries at each point as fanout1 makes.
+                let n = (events / fanout).max(2);
+                Step {
+                    scenario: Scenario::FanoutCurve,
+                    name: format!("fanout-curve-{fanout}"),
+                    org,
+                    fanout,
+                    mode: Mode::Ok,
+                    events: n,
+                    rate: None,
+                    setup: format!(
+                        "{n} events, {fanout} webhooks of one org each ({})",
+                        if fanout > 16 {
+                            "in chunk messages of at most 16: inline_fanout_max"
+                        } else {
+                            "attempted inline"
+                        }
+                    ),
+                }
+            });
             let steps = [
                 Step {
                     scenario: Scenario::Fanout10,
@@ -262,7 +291,7 @@ impl Bench {
                     ),
                 },
             ];
-            for step in steps {
+            for step in steps.into_iter().chain(curve) {
                 if !has(step.scenario) {
                     continue;
                 }

@@ -121,6 +121,7 @@ impl Bench {
                         | Scenario::Fanout1Filter
                         | Scenario::Fanout1Traced
                         | Scenario::Fanout10
+                        | Scenario::FanoutCurve
                 )
             })
             .map(|b| r.per_sec / b);
