@@ -4,6 +4,7 @@
 //!   test and rotate-secret, always scoped to one organization.
 //! - [`operations`]: the attempt log, and dead letters with replay and purge.
 //! - [`resend`]: resending kept events to a webhook, one or a range.
+//! - [`backup`]: the store exported from the running node, streamed (a hot backup).
 //! - [`meta`]: the event catalog, `/healthz`, `/readyz` and `/openapi.json`.
 //! - [`error`]: the one place errors become `{"error":{"code","message"}}`.
 //! - [`auth`]: bearer tokens on `/v1`, compared in constant time, and what each may reach:
@@ -15,6 +16,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod backup;
 pub mod console;
 pub mod error;
 mod extract;

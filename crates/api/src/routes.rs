@@ -4,7 +4,7 @@
 use crate::auth::{self, BearerScheme};
 use crate::error::ApiError;
 use crate::state::ApiState;
-use crate::{access, console, error, meta, operations, resend, webhooks};
+use crate::{access, backup, console, error, meta, operations, resend, webhooks};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
@@ -41,6 +41,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operations::orgless_replay))
         .routes(routes!(operations::orgless_purge))
         .routes(routes!(operations::orgs))
+        .routes(routes!(backup::export))
         .routes(routes!(access::mint))
         .routes(routes!(auth::whoami))
         .layer(axum::middleware::from_fn_with_state(

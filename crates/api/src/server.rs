@@ -6,7 +6,9 @@
 //! - a connection with no request in progress for `api.header_read_timeout` is closed,
 //!   whatever it is doing meanwhile: silent after connecting, trickling a request head,
 //!   sending only the HTTP/2 preface, or idle between kept-alive requests;
-//! - at most [`MAX_STREAMS_PER_CONNECTION`] requests at once on one HTTP/2 connection.
+//! - at most [`MAX_STREAMS_PER_CONNECTION`] requests at once on one HTTP/2 connection;
+//! - an answer streamed after its handler returned (a store export) keeps its connection
+//!   busy while its body moves, and lets it go idle once the client stops reading.
 //!
 //! With `api.ops_listen` set, `/healthz`, `/readyz` and `/metrics` have a listener of
 //! their own, so health checks and scrapes answer however busy the API port is.
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use futures_util::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -25,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::backup::StreamedBody;
 use crate::routes::{ops_router, router};
 use crate::state::ApiState;
 
@@ -202,6 +206,11 @@ impl Activity {
         InProgress(self.clone())
     }
 
+    /// A streamed body moved: the idle clock starts again from now.
+    fn touch(&self) {
+        *self.idle_since.lock().expect("not poisoned") = Instant::now();
+    }
+
     /// Resolves once the connection has had no request in progress for `limit`.
     async fn idle_for(&self, limit: Duration) {
         loop {
@@ -240,7 +249,7 @@ struct Tracked<S> {
 
 impl<S, R> hyper::service::Service<R> for Tracked<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<R, Response = axum::response::Response>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -249,11 +258,22 @@ where
 
     fn call(&self, request: R) -> Self::Future {
         let in_progress = self.activity.begin();
+        let activity = self.activity.clone();
         let answer = self.inner.call(request);
         Box::pin(async move {
             let answer = answer.await;
             drop(in_progress);
-            answer
+            answer.map(|response| {
+                if response.extensions().get::<StreamedBody>().is_none() {
+                    return response;
+                }
+                // Each chunk taken restarts the idle clock: a client reading keeps the
+                // connection, one that stops reading loses it after `idle`.
+                response.map(|body| {
+                    let chunks = body.into_data_stream().inspect(move |_| activity.touch());
+                    axum::body::Body::from_stream(chunks)
+                })
+            })
         })
     }
 }

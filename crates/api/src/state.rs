@@ -43,6 +43,8 @@ pub struct ApiSettings {
     /// `/readyz` and `/metrics` are served on the operations port (`api.ops_listen`)
     /// instead of the API port.
     pub ops_listener: bool,
+    /// This node's id (`node.id`), which a store export names as its writer.
+    pub node: String,
 }
 
 /// Operators' bearer tokens (`api.tokens`): read by every request, replaced whole when
@@ -90,6 +92,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
             .field("ops_listener", &self.ops_listener)
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +122,8 @@ pub struct ApiState {
     /// Permits for test events in flight (`api.max_test_sends`): the engine's concurrency
     /// limit lives in the consumer, so the API bounds its own outbound requests.
     pub test_sends: Arc<tokio::sync::Semaphore>,
+    /// One permit: the store exports running at once (`GET /v1/admin/store/export`).
+    pub exports: Arc<tokio::sync::Semaphore>,
     /// True while the daemon consumes.
     pub broker_ready: Arc<AtomicBool>,
     /// Publishes dead letters back.

@@ -185,6 +185,7 @@ impl App {
                 max_connections: config.api.max_connections,
                 ops_listener: config.api.ops_listen.is_some(),
                 max_webhooks_per_org: config.api.max_webhooks_per_org,
+                node: node.clone(),
             }),
             store: store.clone(),
             writer: writer.clone(),
@@ -195,6 +196,7 @@ impl App {
                 config.api.resend_per_org_per_sec,
             )),
             test_sends: Arc::new(tokio::sync::Semaphore::new(config.api.max_test_sends)),
+            exports: Arc::new(tokio::sync::Semaphore::new(1)),
             broker_ready: daemon.readiness(),
             replayer: Arc::new(Replayer::with_brokers(
                 hookwire_amqp::Brokers::new(config.amqp.broker_urls()).with_tls(broker_tls),

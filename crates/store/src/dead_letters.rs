@@ -194,6 +194,28 @@ impl Archive {
             .collect()
     }
 
+    /// Every letter with its body, oldest first per org, read as the archive changes: a
+    /// letter removed while it is read (its body gone, or partly) is left out rather than
+    /// yielded without its body. Each letter is held alone, never the archive.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Result<DeadLetter>> + '_ {
+        self.letters.iter().filter_map(move |entry| {
+            let read = || -> Result<Option<DeadLetter>> {
+                let (mut letter, body_pieces) = Self::read_record(&entry?.1)?;
+                if body_pieces == 0 {
+                    return Ok(Some(letter));
+                }
+                let mut found = 0u32;
+                for piece in self.bodies.scan_prefix(letter.id.as_bytes()) {
+                    letter.body.extend_from_slice(&piece?.1);
+                    found += 1;
+                }
+                // Pieces are written and removed in one transaction with their letter.
+                Ok((found == body_pieces).then_some(letter))
+            };
+            read().transpose()
+        })
+    }
+
     /// One page of `org`'s letters that match, oldest first, after `query.after`.
     pub(crate) fn page(
         &self,

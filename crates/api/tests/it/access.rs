@@ -197,6 +197,7 @@ fn routes(receiver_url: &str) -> Vec<Route> {
         ),
         (Method::POST, "/v1/admin/dead-letters/purge", Some(no_ids)),
         (Method::GET, "/v1/admin/orgs", None),
+        (Method::GET, "/v1/admin/store/export", None),
     ] {
         let mut r = route(method, template, body, 200);
         r.operators_only = true;

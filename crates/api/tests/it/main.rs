@@ -1,6 +1,7 @@
 //! The admin API against a live in-process server, the real broker and loopback receivers.
 
 mod access;
+mod backup;
 mod bad_input;
 mod console;
 mod custom_headers;

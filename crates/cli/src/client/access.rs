@@ -1,13 +1,20 @@
-//! Who a token is, what it reaches, and minting access tokens.
+//! Who a token is, what it reaches, minting access tokens, and the operators' store
+//! export.
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 use hookwire_api::access::AccessToken;
 use hookwire_api::auth::WhoAmI;
 use hookwire_api::operations::OrgList;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{ApiClient, Reply};
+use super::{ApiClient, ApiFailure, Reply};
+
+/// The longest a store export may take in all: its reader bounds each wait for the next
+/// chunk instead, so this only keeps the call from being unbounded.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 impl ApiClient {
     /// `POST /v1/orgs/{org}/access-tokens`.
@@ -50,5 +57,28 @@ impl ApiClient {
             None,
         )
         .await
+    }
+
+    /// `GET /v1/admin/store/export`: the answer with its body still to read, since it
+    /// streams (JSON lines) for as long as the store takes to read.
+    pub async fn store_export(&self) -> Result<reqwest::Response> {
+        let url = self.url(&["v1", "admin", "store", "export"])?;
+        let response = self
+            .http
+            .get(url.clone())
+            .bearer_auth(&self.token)
+            .timeout(EXPORT_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the hookwire API at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response
+                .bytes()
+                .await
+                .with_context(|| format!("cannot read the answer of {url}"))?;
+            return Err(ApiFailure::from_body(status, &bytes).into());
+        }
+        Ok(response)
     }
 }

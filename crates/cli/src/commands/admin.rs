@@ -1,13 +1,18 @@
-//! `hookwire whoami` and `hookwire admin`: what a token reaches, and the operators' views
-//! across organizations, through the admin API.
+//! `hookwire whoami` and `hookwire admin`: what a token reaches, the operators' views
+//! across organizations, and a hot backup of the store, through the admin API.
 
-use anyhow::Result;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use hookwire_api::auth::WhoAmI;
 use hookwire_api::operations::OrgList;
+use hookwire_store::Entry;
 
 use crate::api_flags::{ApiArgs, Pages};
-use crate::client::follow_pages;
+use crate::client::{ApiClient, follow_pages};
 use crate::output::{print_json, print_json_value};
 
 #[derive(Subcommand, Debug)]
@@ -18,7 +23,20 @@ pub enum AdminAction {
         #[command(flatten)]
         pages: Pages,
     },
+    /// Back up the running node's store: its webhooks and dead letters as the JSON lines
+    /// `hookwire store export` writes (secrets sealed under `secrets.key`), which `store
+    /// restore` and `store import` read. `serve` keeps delivering meanwhile. Needs an
+    /// operator's token (`api.tokens`). The summary goes to stderr (`--json`: as JSON).
+    Export {
+        /// The file to write, complete or not at all (it is written aside, then renamed);
+        /// standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
+
+/// The longest wait for the next chunk of an export.
+const EXPORT_STALL: Duration = Duration::from_secs(60);
 
 /// Prints what the token given may do.
 pub async fn whoami(api: &ApiArgs) -> Result<()> {
@@ -34,9 +52,12 @@ pub async fn whoami(api: &ApiArgs) -> Result<()> {
 /// Runs one `admin` subcommand and prints its answer.
 pub async fn run(api: &ApiArgs, action: AdminAction) -> Result<()> {
     let client = api.client()?;
-    let AdminAction::Orgs {
-        pages: Pages { limit, cursor, all },
-    } = action;
+    let (limit, cursor, all) = match action {
+        AdminAction::Orgs {
+            pages: Pages { limit, cursor, all },
+        } => (limit, cursor, all),
+        AdminAction::Export { out } => return export(&client, out.as_deref(), api.json).await,
+    };
     let (orgs, next_cursor) = if all {
         let orgs = follow_pages(cursor, async |cursor| {
             let page = client.orgs(cursor, limit).await?.value;
@@ -69,6 +90,109 @@ pub async fn run(api: &ApiArgs, action: AdminAction) -> Result<()> {
         eprintln!("More organizations: add --cursor {next} (or --all for every page).");
     }
     Ok(())
+}
+
+/// How many entries of each kind an export held.
+#[derive(Debug, Default)]
+struct Received {
+    webhooks: usize,
+    dead_letters: usize,
+}
+
+/// Writes the node's export to `out` (standard output if `None`), then its summary.
+async fn export(client: &ApiClient, out: Option<&Path>, json: bool) -> Result<()> {
+    let response = client.store_export().await?;
+    let received = match out {
+        None => {
+            let mut sink = std::io::BufWriter::new(std::io::stdout().lock());
+            receive(response, &mut sink, json).await?
+        }
+        Some(path) => {
+            // Written aside and renamed once whole: a file at `path` is always a complete
+            // export.
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".partial");
+            let aside = PathBuf::from(aside);
+            let written = async {
+                let file = std::fs::File::create(&aside)
+                    .with_context(|| format!("cannot create {}", aside.display()))?;
+                let mut sink = std::io::BufWriter::new(file);
+                let received = receive(response, &mut sink, json).await?;
+                let file = sink.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                std::fs::rename(&aside, path).with_context(|| {
+                    format!("cannot rename {} to {}", aside.display(), path.display())
+                })?;
+                anyhow::Ok(received)
+            }
+            .await;
+            if written.is_err() {
+                let _ = std::fs::remove_file(&aside);
+            }
+            written?
+        }
+    };
+    let Received {
+        webhooks,
+        dead_letters,
+    } = received;
+    let to = out.map_or("standard output".to_owned(), |p| p.display().to_string());
+    // On stderr: standard output may be the export itself.
+    if json {
+        let done = serde_json::json!({
+            "webhooks": webhooks,
+            "dead_letters": dead_letters,
+            "out": out.map(|p| p.display().to_string()),
+        });
+        eprintln!("{done}");
+    } else {
+        eprintln!("exported {webhooks} webhook(s) and {dead_letters} dead letter(s) to {to}");
+    }
+    Ok(())
+}
+
+/// Copies the export's body to `sink`, each line checked to be an entry of an export, and
+/// counts them. An answer cut short (the connection, or the node's store failing) is an
+/// error, as is one that stalls for [`EXPORT_STALL`].
+async fn receive(
+    mut response: reqwest::Response,
+    sink: &mut impl Write,
+    quiet: bool,
+) -> Result<Received> {
+    let progress = crate::progress::bar(None, "entries received", quiet);
+    let mut received = Received::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut line = 0usize;
+    loop {
+        let chunk = tokio::time::timeout(EXPORT_STALL, response.chunk())
+            .await
+            .map_err(|_| anyhow!("the export stalled: nothing came for {EXPORT_STALL:?}"))?
+            .context("the export was cut short")?;
+        let Some(chunk) = chunk else { break };
+        sink.write_all(&chunk)?;
+        pending.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+            line += 1;
+            let entry = Entry::from_bytes(&pending[start..start + end]).with_context(|| {
+                format!("line {line} of the answer is not an entry of a store export")
+            })?;
+            if entry.kind() == "upsert" {
+                received.webhooks += 1;
+            } else {
+                received.dead_letters += 1;
+            }
+            progress.inc(1);
+            start += end + 1;
+        }
+        pending.drain(..start);
+    }
+    progress.finish_and_clear();
+    if !pending.is_empty() {
+        bail!("the export ends within line {}: it was cut short", line + 1);
+    }
+    sink.flush()?;
+    Ok(received)
 }
 
 /// One line: the kind of token, what it is limited to, and until when.

@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod event_types;
 pub mod publish;
 pub mod store;
+pub mod store_restore;
 pub mod topology;
 pub mod verify;
 pub mod webhooks;

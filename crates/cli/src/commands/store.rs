@@ -1,6 +1,6 @@
 //! `hookwire store`: maintenance of the store itself, with `serve` stopped (sled allows
-//! one process per store directory), and moving a store's state into a namespace's
-//! changes stream.
+//! one process per store directory), restoring an export into a node's own store, and
+//! moving a store's state into a namespace's changes stream.
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +38,21 @@ pub enum StoreAction {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the summary (on stderr, as always) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an export (of `store export` or `admin export`) into this node's store, which
+    /// must hold no webhook or dead letter yet: restoring a node that is not replicated.
+    /// Every line is checked before anything is written. The secrets are sealed under the
+    /// exporting node's `secrets.key`, which this config must have. Stop `serve` first.
+    Restore {
+        /// A TOML file layered over the defaults (the one `serve` runs with).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The export to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Print what was done as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -86,17 +101,22 @@ pub async fn run(action: StoreAction) -> Result<()> {
             input,
             json,
         } => import(&load(config.as_deref())?, input.as_deref(), json).await,
+        StoreAction::Restore {
+            config,
+            input,
+            json,
+        } => crate::commands::store_restore::restore(&load(config.as_deref())?, &input, json),
     }
 }
 
-fn load(file: Option<&Path>) -> Result<Config> {
+pub(crate) fn load(file: Option<&Path>) -> Result<Config> {
     let figment = crate::config::layers(file)?;
     let config: Config = crate::config::extract(&figment, "")?;
     config.secrets_key()?;
     Ok(config)
 }
 
-fn open(config: &Config) -> Result<hookwire_store::Store> {
+pub(crate) fn open(config: &Config) -> Result<hookwire_store::Store> {
     hookwire_app::open_store(config)
         .context("cannot open the store (is `serve` still running? sled allows one process)")
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod backup;
 mod broker_tls;
 mod client;
 mod cluster;

@@ -210,14 +210,27 @@ impl Store {
             self.record_offset(offset)?;
             return Err(Error::Refused(why));
         }
-        let mark = Some(Mark {
-            tree: &self.replication,
-            offset,
-        });
         if let Err(e) = self.admit_seed(entry) {
             self.record_offset(offset)?;
             return Err(e);
         }
+        let mark = Mark {
+            tree: &self.replication,
+            offset,
+        };
+        match self.apply_change(entry, Some(mark)) {
+            Err(e) if e.is_decided() => {
+                self.record_offset(offset)?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// What `entry` changes, with `mark`'s offset in the same transaction when it comes
+    /// from the changes stream: the one apply of an entry, for the stream's reader and for
+    /// `hookwire store restore` alike.
+    fn apply_change(&self, entry: &Entry, mark: Option<Mark<'_>>) -> Result<()> {
         let applied = match &entry.change {
             Replicated::Create {
                 webhook,
@@ -243,7 +256,7 @@ impl Store {
                 self.dead.remove(org.as_deref(), ids, mark)
             }
             Replicated::ShareHealth { transitions } => self.share_health(transitions, mark),
-            Replicated::Mark => self.record_offset(offset),
+            Replicated::Mark => mark.map_or(Ok(()), |mark| self.record_offset(mark.offset)),
         };
         match &entry.change {
             Replicated::Create { webhook, .. }
@@ -251,13 +264,7 @@ impl Store {
             | Replicated::Upsert { webhook } => self.subscribers.invalidate(&webhook.org),
             _ => {}
         }
-        match applied {
-            Err(e) if e.is_decided() => {
-                self.record_offset(offset)?;
-                Err(e)
-            }
-            other => other,
-        }
+        applied
     }
 
     /// `validate` on the webhook `entry` writes, if any, against this node's current one.
@@ -305,24 +312,71 @@ impl Store {
     }
 
     /// This store's webhooks and dead letters as entries of import `seed`, written by
-    /// `node`: what `hookwire store import` publishes to seed a namespace. Secrets stay
-    /// sealed under the store's key. Blocking.
+    /// `node`: what `hookwire store import` publishes to seed a namespace, and what
+    /// `hookwire store restore` writes into an empty store. Secrets stay sealed under the
+    /// store's key. Blocking.
     pub fn export(&self, seed: Uuid, node: &str) -> Result<Vec<Entry>> {
-        let mut entries = Vec::new();
-        for item in self.subscriptions.iter() {
+        self.export_entries(seed, node).collect()
+    }
+
+    /// [`Store::export`] one entry at a time, webhooks first, read while the store
+    /// changes: each record is read whole, at one of its versions, but the trees are not
+    /// one snapshot, so a webhook or dead letter written or removed meanwhile may or may
+    /// not be in it. Blocking.
+    pub fn export_entries<'a>(
+        &'a self,
+        seed: Uuid,
+        node: &'a str,
+    ) -> impl Iterator<Item = Result<Entry>> + 'a {
+        let webhooks = self.subscriptions.iter().map(|item| -> Result<Replicated> {
             let webhook: Record = decode(&item?.1)?;
-            entries.push(Replicated::Upsert { webhook });
-        }
-        for letter in self.dead.all()? {
-            entries.push(Replicated::ArchiveDeadLetter { letter });
-        }
-        Ok(entries
-            .into_iter()
-            .map(|change| Entry {
+            Ok(Replicated::Upsert { webhook })
+        });
+        let letters = self.dead.iter().map(|letter| -> Result<Replicated> {
+            Ok(Replicated::ArchiveDeadLetter { letter: letter? })
+        });
+        webhooks.chain(letters).map(move |change| {
+            Ok(Entry {
                 seed: Some(seed),
-                ..Entry::new(node, change)
+                ..Entry::new(node, change?)
             })
-            .collect())
+        })
+    }
+
+    /// Whether this store holds any webhook or dead letter: a restore goes into an empty
+    /// one only.
+    pub fn holds_anything(&self) -> Result<bool> {
+        Ok(!self.subscriptions.is_empty() || self.dead.iter().next().transpose()?.is_some())
+    }
+
+    /// Checks an entry of an export before [`Store::restore_entry`] writes it: one that is
+    /// not of an export, or whose webhook `validate` refuses, is [`Error::Refused`]; one
+    /// whose secrets do not open under this store's keys is [`Error::Unseal`].
+    pub fn check_restorable(&self, entry: &Entry, validate: Option<&Validate>) -> Result<()> {
+        match &entry.change {
+            Replicated::Upsert { webhook } => {
+                self.unseal(webhook)?;
+            }
+            Replicated::ArchiveDeadLetter { .. } => {}
+            _ => {
+                return Err(Error::Refused(format!(
+                    "a `{}` entry is not one of an export",
+                    entry.kind()
+                )));
+            }
+        }
+        match validate {
+            Some(validate) => self.validate_entry(entry, validate).map_err(Error::Refused),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes an entry of an export into this store as the changes stream's reader
+    /// applies it, without the stream: no offset and no import are recorded, so the
+    /// store's replication state stays that of a store never replicated.
+    pub fn restore_entry(&self, entry: &Entry) -> Result<()> {
+        self.check_restorable(entry, None)?;
+        self.apply_change(entry, None)
     }
 
     /// Records `offset` as applied, alone: for an entry that changed nothing.

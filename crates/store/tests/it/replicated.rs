@@ -301,3 +301,80 @@ fn an_export_seeds_a_fresh_store_alike_and_never_merges_with_another() {
     ));
     assert!(busy.list("acme").expect("busy").is_empty());
 }
+
+/// `store restore`: an export written into an empty store without the changes stream
+/// leaves the source's webhooks and dead letters, and no replication state.
+#[test]
+fn a_restore_writes_an_export_without_touching_the_replication_state() {
+    let (source_dir, target_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (source, target) = (open(&source_dir), open(&target_dir));
+    let mut webhook = sub("acme", &["report_created"]);
+    webhook.version = 7;
+    source.apply(Change::Upsert(webhook)).expect("seeded");
+    let letter = DeadLetter {
+        id: uuid::Uuid::now_v7(),
+        org: Some("acme".into()),
+        subscription_id: None,
+        event_id: Some("evt-1".into()),
+        event_type: Some("report_created".into()),
+        reason: "permanent".into(),
+        detail: "400".into(),
+        attempts: 1,
+        dead_at_ms: 5,
+        // Over one piece of the archive's bodies.
+        body: vec![b'x'; 10_000],
+        body_bytes: 10_000,
+        truncated: false,
+        traceparent: None,
+        tracestate: None,
+        transformed: None,
+    };
+    source
+        .apply(Change::ArchiveDeadLetter(letter.clone()))
+        .expect("archived");
+    let entries: Vec<Entry> = source
+        .export_entries(uuid::Uuid::now_v7(), "node-1")
+        .collect::<hookwire_store::Result<_>>()
+        .expect("exported");
+    assert_eq!(entries.len(), 2);
+    assert!(!target.holds_anything().expect("empty"));
+    for entry in &entries {
+        target.check_restorable(entry, None).expect("restorable");
+        target.restore_entry(entry).expect("restored");
+    }
+    assert!(target.holds_anything().expect("restored"));
+    assert_eq!(
+        target.list("acme").expect("target"),
+        source.list("acme").expect("source")
+    );
+    assert_eq!(target.list("acme").expect("target")[0].version, 7);
+    let restored = target
+        .dead_letter(Some("acme"), &letter.id)
+        .expect("readable")
+        .expect("restored");
+    assert_eq!(restored.body, letter.body);
+    assert_eq!(target.applied_offset().expect("offset"), None);
+
+    // Only an export's entries restore, and only under the key that sealed them.
+    let create = Entry::from_bytes(&entry(
+        &source,
+        Change::Create {
+            sub: sub("globex", &["report_created"]),
+            max_per_org: 10,
+        },
+    ))
+    .expect("decoded");
+    assert!(matches!(
+        target.restore_entry(&create),
+        Err(Error::Refused(_))
+    ));
+    let other_dir = tempfile::tempdir().expect("c");
+    let other_key = Store::open(other_dir.path(), 1 << 20, &[9; 32]).expect("opens");
+    assert!(matches!(
+        other_key.check_restorable(&entries[0], None),
+        Err(Error::Unseal)
+    ));
+}
