@@ -42,13 +42,16 @@ pub enum Scenario {
     Propagation,
     /// A node with an empty data directory rebuilding from the streams.
     Rebuild,
+    /// serve restarted on a long attempt log and a full payload archive: its RSS idle
+    /// and under attempt listings, and the listings' latency (plain, filtered, by time).
+    AttemptLog,
     /// Lookups among many subscriptions in sled.
     Store,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::Baseline,
         Self::Fanout1,
         Self::Fanout1Replicated,
@@ -65,6 +68,7 @@ impl Scenario {
         Self::MemoryReplicated,
         Self::Propagation,
         Self::Rebuild,
+        Self::AttemptLog,
         Self::Store,
     ];
 
