@@ -199,7 +199,16 @@ impl Serve {
         subscriptions: &[Subscription],
         broker: &Connection,
     ) -> Result<Self> {
-        Self::start_with(binary, node, settings, subscriptions, broker, |_| Ok(()), &[]).await
+        Self::start_with(
+            binary,
+            node,
+            settings,
+            subscriptions,
+            broker,
+            |_| Ok(()),
+            &[],
+        )
+        .await
     }
 
     /// [`Serve::start`], with `prepare` given the config and the seeded store's path
