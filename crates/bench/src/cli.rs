@@ -79,6 +79,29 @@ pub struct Cli {
     /// 1,000, spread over the webhooks) before the node rebuilds; 0: none.
     #[arg(long, default_value_t = 1_000_000)]
     pub rebuild_attempts: usize,
+    /// attempt-log: webhooks filled to their cap of attempts.
+    #[arg(long, default_value_t = 250)]
+    pub log_webhooks: usize,
+    /// attempt-log: the attempts each of them keeps (`store.attempts_per_webhook`'s default).
+    #[arg(long, default_value_t = 1_000)]
+    pub log_per_webhook: usize,
+    /// attempt-log: the attempts of the one webhook with a long log.
+    #[arg(long, default_value_t = 200_000)]
+    pub log_big: usize,
+    /// attempt-log: kept bodies of 1 KiB (`store.payload_max_bytes` is set to what they take).
+    #[arg(long, default_value_t = 50_000)]
+    pub log_payloads: usize,
+    /// attempt-log: seconds serve idles before its idle RSS is read (past the first prune
+    /// of the attempt log, 60 s after start).
+    #[arg(long, default_value_t = 70)]
+    pub log_idle_secs: u64,
+    /// attempt-log: requests of each kind of listing timed.
+    #[arg(long, default_value_t = 50)]
+    pub log_requests: usize,
+    /// attempt-log: environment variables for serve (`NAME=VALUE`, comma-separated), to
+    /// compare allocator settings.
+    #[arg(long, value_delimiter = ',')]
+    pub log_env: Vec<String>,
     /// Also run baseline and fanout1 (those selected) against a three-node RabbitMQ
     /// cluster of the bench's own (`tests/cluster/rabbitmq-cluster`), in every round
     /// right after the single broker's: `baseline-cluster` and `fanout1-cluster`.
@@ -140,6 +163,12 @@ impl Cli {
             self.changes = self.changes.min(20);
             self.rebuild_webhooks = self.rebuild_webhooks.min(300);
             self.rebuild_attempts = self.rebuild_attempts.min(3_000);
+            self.log_webhooks = self.log_webhooks.min(20);
+            self.log_per_webhook = self.log_per_webhook.min(50);
+            self.log_big = self.log_big.min(2_000);
+            self.log_payloads = self.log_payloads.min(500);
+            self.log_idle_secs = self.log_idle_secs.min(1);
+            self.log_requests = self.log_requests.min(3);
         }
     }
 

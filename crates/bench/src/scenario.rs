@@ -45,6 +45,9 @@ pub enum Scenario {
     Propagation,
     /// A node with an empty data directory rebuilding from the streams.
     Rebuild,
+    /// serve restarted on a long attempt log and a full payload archive: its RSS idle
+    /// and under attempt listings, and the listings' latency (plain, filtered, by time).
+    AttemptLog,
     /// Lookups among many subscriptions in sled.
     Store,
 }
@@ -69,6 +72,7 @@ impl Scenario {
         Self::MemoryReplicated,
         Self::Propagation,
         Self::Rebuild,
+        Self::AttemptLog,
         Self::Store,
     ];
 

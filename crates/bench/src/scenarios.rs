@@ -5,7 +5,7 @@
 //! fanout10 and retries; fairness; drain, slow-receivers and overloaded-receiver, each
 //! on serves of their own on the shipped defaults; a fresh `serve` for memory (and one
 //! replicated); three replicated nodes for propagation, and a node rebuilt from the
-//! streams; the store in-process.
+//! streams; a serve on a filled attempt log; the store in-process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use crate::serve::{Node, Serve, ServeSettings, subscription};
 use crate::store_scenario;
 use crate::tally::{Mode, Tally};
 
+mod attempt_log;
 mod fairness;
 mod footprint;
 mod order;
@@ -101,6 +102,8 @@ pub struct Bench {
     prop_namespace: String,
     /// rebuild's.
     rebuild_namespace: String,
+    /// attempt-log's.
+    log_namespace: String,
     /// The cluster serve's namespace, and the broker-alone one beside it, on the cluster.
     cluster_namespace: String,
     cluster_baseline_namespace: String,
@@ -157,6 +160,7 @@ impl Bench {
             memrepl_namespace: format!("{namespace}-memrepl"),
             prop_namespace: format!("{namespace}-prop"),
             rebuild_namespace: format!("{namespace}-rebuild"),
+            log_namespace: format!("{namespace}-log"),
             cluster_namespace: format!("{namespace}-cl"),
             cluster_baseline_namespace: format!("{namespace}-clbase"),
             namespace,
@@ -330,6 +334,7 @@ impl Bench {
             Topology::new(&self.memrepl_namespace, [PARK_TIER, Duration::from_secs(1)]),
             Self::delivery_topology(&self.prop_namespace),
             Self::delivery_topology(&self.rebuild_namespace),
+            Self::delivery_topology(&self.log_namespace),
         ]
         .into_iter()
         .chain(std::mem::take(&mut self.extra_topologies))

@@ -199,13 +199,38 @@ impl Serve {
         subscriptions: &[Subscription],
         broker: &Connection,
     ) -> Result<Self> {
+        Self::start_with(
+            binary,
+            node,
+            settings,
+            subscriptions,
+            broker,
+            |_| Ok(()),
+            &[],
+        )
+        .await
+    }
+
+    /// [`Serve::start`], with `prepare` given the config and the seeded store's path
+    /// before serve starts (to fill the store, or change the config), and `env` set for
+    /// serve.
+    pub async fn start_with(
+        binary: &Path,
+        node: &Node,
+        settings: &ServeSettings,
+        subscriptions: &[Subscription],
+        broker: &Connection,
+        prepare: impl FnOnce(&mut Config) -> Result<()>,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("hwbench-").tempdir()?;
-        let config = settings
+        let mut config = settings
             .config(node, &dir.path().join("store"))
             .context("the bench's serve config")?;
         if !subscriptions.is_empty() {
             seed_store(&config, subscriptions)?;
         }
+        prepare(&mut config)?;
         let config_path = dir.path().join("hookwire.toml");
         std::fs::write(&config_path, config.to_toml())?;
         // On a cluster, serve declares its own queues: its delivery engine declares them
@@ -218,7 +243,7 @@ impl Serve {
         }
         let started = std::time::Instant::now();
         let mut child =
-            ServeChild::spawn(binary, &config_path, &dir.path().join("serve.log"), &[])?;
+            ServeChild::spawn(binary, &config_path, &dir.path().join("serve.log"), env)?;
         let api = child.wait_ready(Duration::from_secs(600)).await?;
         Ok(Self {
             child,

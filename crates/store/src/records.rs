@@ -185,6 +185,11 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T> {
     serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
+/// [`decode`] of a value that borrows from `raw`.
+pub(crate) fn decode_raw<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Result<T> {
+    serde_json::from_slice(raw).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
 pub(crate) mod base64_bytes {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;

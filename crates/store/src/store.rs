@@ -29,6 +29,7 @@ mod health;
 mod reads;
 mod replicated;
 mod retry;
+mod schema;
 mod secrets;
 mod stream_guard;
 
@@ -38,10 +39,7 @@ pub use health::HealthTransition;
 pub use replicated::{Entry, ReplicatedChange, Validate};
 pub use stream_guard::StreamSession;
 
-/// The schema this build writes. Bump it with every incompatible record change.
-pub const SCHEMA_VERSION: u32 = 1;
-
-const SCHEMA_KEY: &[u8] = b"schema_version";
+pub use schema::SCHEMA_VERSION;
 
 /// A value sealed under the store's key, written at the first open: opening it proves
 /// that `secrets.key` is the key the store's secrets were sealed with.
@@ -162,8 +160,9 @@ pub struct Store {
     subscriptions: sled::Tree,
     /// `org ‖ 0 ‖ event ‖ 0 ‖ id` → nothing: the delivery hot path's index.
     by_event: sled::Tree,
-    /// `subscription ‖ time ‖ seq` → a chunk of attempts ([`attempt_log`]).
-    attempts: sled::Tree,
+    /// The attempt log: its chunks, and their keys with the index by outcome
+    /// ([`attempt_log`]).
+    attempts: attempt_log::Log,
     /// Held by each prune of the attempt log: two at once could each rewrite one chunk
     /// under a new key, and keep its attempts twice.
     attempts_pruning: Arc<std::sync::Mutex<()>>,
@@ -286,26 +285,11 @@ impl Store {
             .path(path)
             .cache_capacity(cache_capacity_bytes)
             .open()?;
-        match db.get(SCHEMA_KEY)? {
-            None => {
-                db.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            }
-            Some(raw) => {
-                let found = <[u8; 4]>::try_from(raw.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| Error::Corrupt("schema version".into()))?;
-                if found > SCHEMA_VERSION {
-                    return Err(Error::SchemaTooNew {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-            }
-        }
+        let upgrade_from = schema::check(&db)?;
         let store = Self {
             subscriptions: db.open_tree("subscriptions")?,
             by_event: db.open_tree("subscriptions_by_event")?,
-            attempts: db.open_tree("attempts")?,
+            attempts: attempt_log::Log::open(&db)?,
             attempts_pruning: Arc::default(),
             dead: Archive::open(&db)?,
             payloads: Payloads::open(&db)?,
@@ -320,6 +304,9 @@ impl Store {
             path: Arc::new(path.to_owned()),
         };
         store.check_key()?;
+        if let Some(found) = upgrade_from {
+            store.upgrade(found)?;
+        }
         Ok(store)
     }
 

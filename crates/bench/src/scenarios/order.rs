@@ -334,6 +334,9 @@ impl Bench {
         if has(Scenario::Rebuild) {
             results.push(self.rebuild().await?);
         }
+        if has(Scenario::AttemptLog) {
+            results.push(self.attempt_log().await?);
+        }
         if has(Scenario::Store) {
             results.push(self.store().await?);
         }

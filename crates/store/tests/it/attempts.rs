@@ -168,3 +168,71 @@ fn the_same_batches_leave_every_attempt_log_alike() {
         assert_eq!(all(&a, sub).len(), 150);
     }
 }
+
+/// A store of schema 1 (its attempt log without a key tree, the applied offset among its
+/// chunks) gets its key tree and index by outcome at its first open by this build, and
+/// records the version.
+#[test]
+fn a_schema_1_attempt_log_is_upgraded_at_open_and_filters_by_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sub = Uuid::now_v7();
+    let records: Vec<AttemptRecord> = (1..=300u32)
+        .map(|n| {
+            let outcome = if n % 10 == 0 { "gone" } else { "delivered" };
+            attempt(&sub, n, 1_000 * u64::from(n), outcome)
+        })
+        .collect();
+    {
+        let store = open(&dir);
+        store
+            .apply(Change::ApplyAttempts { records, offset: 9 })
+            .expect("apply");
+        store.flush().expect("flush");
+    }
+    {
+        let db = crate::retry_lock(|| Ok(sled::open(dir.path())?)).expect("sled");
+        let keys = db.open_tree("attempt_keys").expect("tree");
+        let chunks = db.open_tree("attempts").expect("tree");
+        let offset = keys
+            .get(b"\xffapplied_offset")
+            .expect("get")
+            .expect("offset");
+        chunks
+            .insert(b"\xffapplied_offset", offset)
+            .expect("insert");
+        db.drop_tree("attempt_keys").expect("drop");
+        db.insert("schema_version", &1u32.to_be_bytes())
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    let store = open(&dir);
+    assert_eq!(store.attempts_applied_offset().expect("offset"), Some(9));
+    let walk = |outcome: Option<&str>, limit| {
+        let mut query = AttemptQuery {
+            outcome: outcome.map(Into::into),
+            limit,
+            ..AttemptQuery::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = store.attempts(&sub, &query).expect("page");
+            seen.extend(page.items.iter().map(|r| r.attempt));
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return seen,
+            }
+        }
+    };
+    assert_eq!(walk(None, 70), (1..=300).collect::<Vec<_>>());
+    assert_eq!(
+        walk(Some("gone"), 7),
+        (1..=30).map(|n| n * 10).collect::<Vec<_>>()
+    );
+    drop(store);
+    let db = crate::retry_lock(|| Ok(sled::open(dir.path())?)).expect("sled");
+    let version = db.get("schema_version").expect("get").expect("version");
+    assert_eq!(
+        version.as_ref(),
+        hookwire_store::SCHEMA_VERSION.to_be_bytes()
+    );
+}
