@@ -54,7 +54,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::Baseline,
         Self::Fanout1,
         Self::Fanout1Replicated,
