@@ -24,6 +24,7 @@ mod expressions;
 mod fair;
 mod fanout;
 mod redelivery;
+mod tasks;
 
 use self::fair::FairPermits;
 use crate::Result;
@@ -293,72 +294,6 @@ impl Engine {
         .await
         .inspect_err(|e| spans::failed(&mut span, e))?;
         Ok(())
-    }
-
-    /// Handles one message of the deliveries queue: one more attempt of one task, or the
-    /// first attempts of a large fan-out's chunk (engine/fanout.rs).
-    pub async fn handle_task(&self, publisher: &Publisher, message: &Delivery) -> Result<()> {
-        let props = &message.properties;
-        let mut tasks = match Task::all_from_headers(props.headers().as_ref()) {
-            Ok(tasks) => tasks,
-            Err(detail) => {
-                warn!(%detail, "Delivery task is unreadable; dead-lettered.");
-                let dead = wire::dead_letter_properties(props, DeadReason::MissingField, &detail);
-                return self
-                    .dead_letter(publisher, &message.data, dead, DeadReason::MissingField)
-                    .await;
-            }
-        };
-        if let Err(rejection) = event::check_task_body(
-            &message.data,
-            &tasks[0].event_type,
-            self.settings.max_event_bytes,
-        ) {
-            warn!(reason = %rejection.reason, detail = %rejection.detail, subscription_id = %tasks[0].subscription_id, tasks = tasks.len(), "Delivery task breaks the wire contract; dead-lettered.");
-            let (body, dead) = wire::bounded_dead_letter(
-                &message.data,
-                wire::dead_letter_properties(props, rejection.reason, &rejection.detail),
-                self.settings.dead_letter_body_max_bytes,
-            );
-            return self
-                .dead_letter(publisher, body, dead, rejection.reason)
-                .await;
-        }
-        // The filter is checked again: it may have changed since the event fanned out.
-        let event_type = tasks[0].event_type.clone();
-        let input = FilterInput::new(&event_type, &message.data);
-        if tasks.len() > 1 {
-            return self.deliver_chunk(publisher, message, tasks, &input).await;
-        }
-        let task = tasks.swap_remove(0);
-        if message.redelivered && self.settled_before(&task).await {
-            return Ok(());
-        }
-        self.deliver_task(publisher, task, &message.data, &input)
-            .await
-    }
-
-    /// Makes the attempt of a task of the work queue, unless its webhook no longer
-    /// subscribes to its event type.
-    async fn deliver_task(
-        &self,
-        publisher: &Publisher,
-        task: Task,
-        body: &[u8],
-        input: &FilterInput<'_>,
-    ) -> Result<()> {
-        let sub = self.store.get(&task.org, &task.subscription_id)?;
-        if sub
-            .as_ref()
-            .is_some_and(|s| !s.listens_to(&task.event_type))
-        {
-            info!(subscription_id = %task.subscription_id, event_type = %task.event_type, "Webhook no longer subscribes to the task's event type; its delivery is dropped.");
-            telemetry::delivery("dropped_not_subscribed");
-            return Ok(());
-        }
-        // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
-        // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, sub.as_ref(), body, Some(input))).await
     }
 
     /// Archives one message of the dead queue, durably, before it is acked.

@@ -8,8 +8,10 @@
 //! cache within a write, so a SIGKILL keeps it (a power loss may not: then the delivery
 //! is made again, as at-least-once allows).
 //!
-//! Only an event's redelivery reads it: a retry's task message is the very outcome its
-//! event's journaled delivery scheduled.
+//! An event's redelivery reads it by `webhook-id`. A task's message (a retry, a deferral,
+//! a resend) is the very outcome its delivery's journaled entry may stand for, so it is
+//! journaled and read by an id of that message instead: the delivery's id mixed with the
+//! attempt it makes and the message's own times ([`SettledJournal::record_task`]).
 //!
 //! It is bounded: two generations of [`GENERATION`] ids, in memory as sets and on disk as
 //! two files of 16 bytes an id. When the current one is full it becomes the previous one,
@@ -95,9 +97,26 @@ impl SettledJournal {
     /// Remembers that the delivery `webhook_id` was settled. An id that is not one hookwire
     /// makes is ignored.
     pub fn record(&self, webhook_id: &str) {
-        let Some(id) = parse(webhook_id) else {
-            return;
-        };
+        if let Some(id) = parse(webhook_id) {
+            self.insert(id);
+        }
+    }
+
+    /// Remembers that the task message `task` was settled. Every copy of a task hookwire publishes differs in one of them (a
+    /// deferral keeps the attempt number, not the due time), so a later copy is never
+    /// taken for this one.
+    pub(crate) fn record_task(&self, task: TaskCopy<'_>) {
+        if let Some(id) = task.id() {
+            self.insert(id);
+        }
+    }
+
+    /// Whether the task message `task` is in the journal.
+    pub(crate) fn contains_task(&self, task: TaskCopy<'_>) -> bool {
+        task.id().is_some_and(|id| self.has(id))
+    }
+
+    fn insert(&self, id: u128) {
         let mut state = self.lock();
         if state.current.len() >= GENERATION {
             // A second rotation before the writer ran forgets the first one's tail, as the
@@ -114,9 +133,10 @@ impl SettledJournal {
 
     /// Whether the delivery `webhook_id` is in the journal.
     pub fn contains(&self, webhook_id: &str) -> bool {
-        let Some(id) = parse(webhook_id) else {
-            return false;
-        };
+        parse(webhook_id).is_some_and(|id| self.has(id))
+    }
+
+    fn has(&self, id: u128) -> bool {
         let state = self.lock();
         state.current.contains(&id) || state.previous.contains(&id)
     }
@@ -158,6 +178,33 @@ async fn write_loop(state: Arc<Mutex<State>>, dir: PathBuf, mut woken: mpsc::Rec
         if let Err(error) = write() {
             warn!(%error, path = %current.display(), "Settled journal write failed; a redelivery after a crash may repeat a delivery.");
         }
+    }
+}
+
+/// One task message, as the journal tells it from the others of its delivery.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskCopy<'a> {
+    /// Its delivery's `webhook-id`.
+    pub(crate) webhook_id: &'a str,
+    /// The attempt it makes.
+    pub(crate) attempt: u32,
+    /// When its delivery was first seen (a resend or replay is seen anew).
+    pub(crate) first_seen_ms: u64,
+    /// When the tier it came back from was due to expire it; `None` if not parked.
+    pub(crate) due_ms: Option<u64>,
+}
+
+impl TaskCopy<'_> {
+    /// The delivery's id with its lowest bit flipped (never the delivery's own id) and
+    /// the rest mixed with a hash of the copy's fields: stable across restarts of one
+    /// build (SipHash with fixed keys), and two copies of one delivery collide with odds
+    /// of 2^-63.
+    fn id(&self) -> Option<u128> {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let id = parse(self.webhook_id)?;
+        let mut hasher = DefaultHasher::new();
+        (self.attempt, self.first_seen_ms, self.due_ms).hash(&mut hasher);
+        Some(id ^ (u128::from(hasher.finish()) << 1 | 1))
     }
 }
 
@@ -233,6 +280,37 @@ mod tests {
             (1..=4).all(|n| fifth.contains(&id(n))),
             "kept across restarts"
         );
+    }
+
+    #[tokio::test]
+    async fn a_task_message_is_told_from_its_delivery_and_from_its_other_copies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = SettledJournal::open(dir.path()).expect("open");
+        let delivery = id(7);
+        let copy = |attempt, first_seen_ms, due_ms| TaskCopy {
+            webhook_id: &delivery,
+            attempt,
+            first_seen_ms,
+            due_ms,
+        };
+        let retry = copy(2, 1_000, Some(6_000));
+        journal.record_task(retry);
+        assert!(journal.contains_task(retry));
+        written(dir.path(), 1).await;
+        drop(journal);
+        let next = SettledJournal::open(dir.path()).expect("reopen");
+        assert!(next.contains_task(retry), "kept across a restart");
+        assert!(
+            !next.contains(&delivery),
+            "the event's delivery is not taken for settled by its retry's"
+        );
+        for other in [
+            copy(3, 1_000, Some(16_000)), // the next retry
+            copy(2, 1_000, Some(11_000)), // the same attempt deferred: another due time
+            copy(2, 50_000, None),        // a resend of it, seen anew
+        ] {
+            assert!(!next.contains_task(other), "{other:?}");
+        }
     }
 
     #[tokio::test]

@@ -723,7 +723,16 @@ async fn a_node_killed_mid_stream_loses_nothing() {
 
 /// Runs the `hookwire` binary with `args`; its exit status and standard error.
 async fn run_hookwire(args: Vec<String>) -> (bool, String) {
-    let output = tokio::task::spawn_blocking(move || {
+    let output = hookwire_output(args).await;
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs the CLI off the test's runtime threads, and returns all it did.
+async fn hookwire_output(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
         crate::hookwire()
             .args(&args)
             .stdin(std::process::Stdio::null())
@@ -731,11 +740,7 @@ async fn run_hookwire(args: Vec<String>) -> (bool, String) {
     })
     .await
     .expect("join")
-    .expect("hookwire runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    .expect("hookwire runs")
 }
 
 /// A namespace's store exported from its stopped node and imported into a fresh
@@ -794,8 +799,21 @@ async fn an_export_imported_into_a_fresh_namespace_answers_alike() {
         "--in".into(),
         export.display().to_string(),
     ];
-    let (ok, stderr) = run_hookwire(import.clone()).await;
-    assert!(ok, "import: {stderr}");
+    let mut import_json = import.clone();
+    import_json.push("--json".into());
+    let output = hookwire_output(import_json).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "import: {stderr}");
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("one JSON summary");
+    assert_eq!(
+        summary,
+        serde_json::json!({
+            "imported": 3,
+            "stream": format!("{}.changes", target.namespace),
+            "namespace": target.namespace,
+        }),
+        "two webhooks and a dead letter"
+    );
     let imported = target.start(1).await;
     assert_eq!(target.webhooks(&imported).await, webhooks);
     assert_eq!(target.dead_letters(&imported).await, dead);

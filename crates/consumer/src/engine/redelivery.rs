@@ -6,6 +6,7 @@ use hookwire_amqp::wire::Task;
 use tracing::{debug, warn};
 
 use super::Engine;
+use crate::settled::TaskCopy;
 use crate::telemetry;
 
 /// The longest a redelivered message waits for the attempts stream to bring what other
@@ -33,8 +34,21 @@ impl Engine {
     /// journaled delivery scheduled. Only redelivered messages ask, so the normal path
     /// pays nothing.
     pub(super) async fn settled_before(&self, task: &Task) -> bool {
-        self.recorded_settled(task)
+        self.journaled_task(task)
+            || self.recorded_settled(task)
             || (self.await_replicated_attempts().await && self.recorded_settled(task))
+    }
+
+    /// Whether this node settled the very message: answered, then stopped before its ack
+    /// (the attempt log's batch may not have been written yet).
+    fn journaled_task(&self, task: &Task) -> bool {
+        let webhook_id = task.webhook_id();
+        let known = self.journal.contains_task(task_copy(task, &webhook_id));
+        if known {
+            telemetry::delivery("already_settled");
+            debug!(%webhook_id, attempt = task.attempts.saturating_add(1), "Redelivered task was settled already; not made again.");
+        }
+        known
     }
 
     fn journaled(&self, task: &Task) -> bool {
@@ -100,5 +114,15 @@ impl Engine {
             );
         }
         true
+    }
+}
+
+/// How the settled journal tells `task`'s message from the other copies of its delivery.
+pub(super) fn task_copy<'a>(task: &Task, webhook_id: &'a str) -> TaskCopy<'a> {
+    TaskCopy {
+        webhook_id,
+        attempt: task.attempts.saturating_add(1),
+        first_seen_ms: task.first_seen_ms,
+        due_ms: task.due_ms,
     }
 }
