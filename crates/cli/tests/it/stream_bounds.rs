@@ -37,6 +37,21 @@ async fn declare(h: &Harness, name: &str, args: FieldTable, passive: bool) -> Re
     declared
 }
 
+/// Deletes the stream `name`, as an operator would to make it anew.
+async fn delete(h: &Harness, name: &str) {
+    let channel = h
+        .broker
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    channel
+        .queue_delete(name.into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    let _ = channel.close(200, "done".into()).await;
+}
+
 #[tokio::test]
 async fn a_replicated_node_bounds_its_streams_by_bytes() {
     let h = Harness::start(|c| {
@@ -81,17 +96,7 @@ async fn a_stream_made_with_other_bounds_is_used_as_it_is() {
     // The attempts stream as an older build made it: another age, no byte bound.
     let name = format!("{}.attempts", h.namespace());
     let old = || stream::arguments(Some(Duration::from_secs(86_400)), None);
-    let channel = h
-        .broker
-        .connection()
-        .create_channel()
-        .await
-        .expect("channel");
-    channel
-        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-        .await
-        .expect("delete");
-    let _ = channel.close(200, "done".into()).await;
+    delete(&h, &name).await;
     declare(&h, &name, old(), false).await.expect("old stream");
 
     h.restart_daemon().await;
@@ -182,17 +187,7 @@ async fn a_policy_shortens_a_live_streams_retention() {
     // The attempts stream as hookwire makes it, but in segments of 2 KiB instead of
     // 500 MB, so that RabbitMQ applies retention (segment by segment) within the test.
     let name = format!("{}.attempts", h.namespace());
-    let channel = h
-        .broker
-        .connection()
-        .create_channel()
-        .await
-        .expect("channel");
-    channel
-        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-        .await
-        .expect("delete");
-    let _ = channel.close(200, "done".into()).await;
+    delete(&h, &name).await;
     let mut args = stream::bounded_arguments(
         Some(h.config.store.attempt_retention),
         Some(h.config.replication.attempts_max_bytes),

@@ -194,6 +194,20 @@ impl Node {
         (raw, body)
     }
 
+    /// `/readyz`'s problems once it answers 503 with problems that `named` accepts.
+    async fn unready(&self, what: &str, named: impl Fn(&[String]) -> bool) -> Vec<String> {
+        eventually(WAIT, &format!("/readyz to name {what}"), || async {
+            let (status, body) = self.request(reqwest::Method::GET, "/readyz", None).await;
+            let problems: Vec<String> = body["problems"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| Some(p.as_str()?.to_owned()))
+                .collect();
+            (status == 503 && named(&problems)).then_some(problems)
+        })
+        .await
+    }
+
     /// The last batch of the `kind` stream, and its body as `alter` changes it.
     async fn altered_batch(
         &self,
@@ -465,17 +479,11 @@ async fn an_entry_of_an_unknown_version_stops_the_node_there_and_says_why() {
         .seal_as(VERSION + 1, &node.stream("payloads"), &origin, b"[]");
     node.publish("payloads", &payloads_future).await;
 
-    let problems = eventually(WAIT, "/readyz to name both streams", || async {
-        let (status, body) = node.request(reqwest::Method::GET, "/readyz", None).await;
-        let problems: Vec<String> = body["problems"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| Some(p.as_str()?.to_owned()))
-            .collect();
-        (status == 503 && problems.iter().filter(|p| p.contains("version 2")).count() == 2)
-            .then_some(problems)
-    })
-    .await;
+    let problems = node
+        .unready("both streams", |problems| {
+            problems.iter().filter(|p| p.contains("version 2")).count() == 2
+        })
+        .await;
     assert!(
         problems.iter().any(
             |p| p.starts_with("stopped applying the changes stream at offset")
@@ -523,16 +531,9 @@ async fn a_webhook_setting_this_build_does_not_know_stops_the_node_there() {
     )
     .await;
 
-    let problems = eventually(WAIT, "/readyz to name the changes stream", || async {
-        let (status, body) = node.request(reqwest::Method::GET, "/readyz", None).await;
-        let problems: Vec<String> = body["problems"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| Some(p.as_str()?.to_owned()))
-            .collect();
-        (status == 503 && !problems.is_empty()).then_some(problems)
-    })
-    .await;
+    let problems = node
+        .unready("the changes stream", |problems| !problems.is_empty())
+        .await;
     assert!(
         problems
             .iter()
