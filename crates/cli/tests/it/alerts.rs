@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hookwire_amqp::{Producer, Topology};
-use hookwire_core::{Catalog, Config};
+use hookwire_amqp::Topology;
+use hookwire_core::Config;
 use hookwire_testkit::serve_child::seed_store;
 use hookwire_testkit::tools::{prometheus, promtool, repo_root, run_ok};
 use hookwire_testkit::{
@@ -150,14 +150,7 @@ async fn a_real_prometheus_raises_the_shipped_alerts_of_a_failing_webhook_and_a_
 
     // Five events each failing three times open the webhook's circuit (10 failures in
     // 30 s); an event without an organization is dead-lettered.
-    let producer = Producer::connect(
-        &working.config.amqp.url,
-        &working.config.amqp.namespace,
-        "hookwire-test-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
+    let producer = crate::producer_for(&working.config).await;
     crate::publish_runs(&producer, 0..5).await;
     let broker = Broker::connect().await;
     broker

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hookwire_amqp::{OutgoingEvent, Producer, Topology};
 use hookwire_core::config::OrgToken;
-use hookwire_core::{Catalog, Config, PublicKey, Secret};
+use hookwire_core::{Config, PublicKey, Secret};
 use hookwire_store::Store;
 use hookwire_testkit::harness::API_TOKEN;
 use hookwire_testkit::serve_child::seed_store;
@@ -51,14 +51,7 @@ impl Node {
         let topology = Topology::of_config(&config).expect("schedule");
         let channel = broker.connection().create_channel().await.expect("channel");
         topology.declare(&channel).await.expect("declare");
-        let producer = Producer::connect(
-            &config.amqp.url,
-            &config.amqp.namespace,
-            "hookwire-test-producer",
-            Catalog::builtin(),
-        )
-        .await
-        .expect("producer");
+        let producer = crate::producer_for(&config).await;
         Self {
             path,
             dir,

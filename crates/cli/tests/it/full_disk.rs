@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use hookwire_amqp::{Producer, Topology};
-use hookwire_core::Catalog;
+use hookwire_amqp::Topology;
 use hookwire_core::event::webhook_id;
 use hookwire_testkit::serve_child::seed_store;
 use hookwire_testkit::{
@@ -80,14 +79,7 @@ async fn readyz_reports_a_store_that_cannot_be_written_and_nothing_is_lost() {
     );
 
     // Good events published once the store is full are still delivered.
-    let producer = Producer::connect(
-        &config.amqp.url,
-        &config.amqp.namespace,
-        "hookwire-test-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
+    let producer = crate::producer_for(&config).await;
     let good: Vec<String> = (0..20).map(|i| format!("good-{i}")).collect();
     for id in &good {
         let mut data = serde_json::Map::new();

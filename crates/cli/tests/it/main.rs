@@ -30,6 +30,18 @@ use std::process::Command;
 use hookwire_amqp::{OutgoingEvent, Producer};
 use hookwire_core::Config;
 
+/// A producer into `config`'s namespace on the test broker.
+pub async fn producer_for(config: &Config) -> Producer {
+    Producer::connect(
+        &config.amqp.url,
+        &config.amqp.namespace,
+        "hookwire-test-producer",
+        hookwire_core::Catalog::builtin(),
+    )
+    .await
+    .expect("producer")
+}
+
 /// The built binary.
 pub fn hookwire() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookwire"))

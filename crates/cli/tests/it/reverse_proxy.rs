@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hookwire_amqp::{Producer, Topology};
+use hookwire_amqp::Topology;
+use hookwire_core::Config;
 use hookwire_core::config::OrgToken;
-use hookwire_core::{Catalog, Config};
 use hookwire_testkit::tls::{SERVER_NAMES, TestCa};
 use hookwire_testkit::tools::{nginx, repo_root};
 use hookwire_testkit::{Broker, Nginx, Receiver, ServeChild, test_config, unique_namespace};
@@ -232,14 +232,7 @@ async fn the_shipped_nginx_config_serves_the_api_and_console_over_tls_under_a_pr
         assert!(!body.contains("hookwire_"), "{body}");
     }
 
-    let producer = Producer::connect(
-        &config.amqp.url,
-        &config.amqp.namespace,
-        "hookwire-test-producer",
-        Catalog::builtin(),
-    )
-    .await
-    .expect("producer");
+    let producer = crate::producer_for(&config).await;
     crate::publish_runs(&producer, 0..1).await;
     let got = receiver.wait_for(2, WAIT).await;
     assert!(

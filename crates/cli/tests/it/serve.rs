@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hookwire_amqp::{Producer, Topology};
-use hookwire_core::{Catalog, Config, Subscription};
+use hookwire_core::{Config, Subscription};
 use hookwire_store::{AttemptQuery, Store};
 use hookwire_testkit::serve_child::seed_store;
 use hookwire_testkit::{
@@ -48,14 +48,7 @@ impl Fixture {
         let channel = broker.connection().create_channel().await.expect("channel");
         // Declared up front, so the test can watch the queues before serve runs.
         topology.declare(&channel).await.expect("declare");
-        let producer = Producer::connect(
-            &config.amqp.url,
-            &config.amqp.namespace,
-            "hookwire-test-producer",
-            Catalog::builtin(),
-        )
-        .await
-        .expect("producer");
+        let producer = crate::producer_for(&config).await;
         let log = dir.path().join("serve.log");
         Self {
             _dir: dir,
