@@ -408,7 +408,7 @@ fn exported(dir: &Path) -> (Config, PathBuf) {
         new_subscription("globex", "http://127.0.0.1:9/hook", &["report_created"]),
     ];
     seed_store(&config, &subs).expect("seeded");
-    wait_unlocked(&config.store.path);
+    crate::wait_unlocked(&config.store.path);
     let path = write_config(&config, dir);
     let export = dir.join("export.jsonl");
     let out = hookwire()
@@ -420,28 +420,6 @@ fn exported(dir: &Path) -> (Config, PathBuf) {
         .expect("export runs");
     assert!(out.status.success(), "{}", text(&out.stderr));
     (config, export)
-}
-
-/// Waits until no process (a dropped store's threads included) holds sled's lock.
-fn wait_unlocked(store: &Path) {
-    let db = std::fs::File::open(store.join("db")).expect("sled's file");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    // SAFETY: flock on a file descriptor this function owns.
-    #[allow(unsafe_code)]
-    while unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&db),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store stays locked"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Closing the file releases the lock.
 }
 
 /// Runs `store restore` of `input` with `config` (written to `dir`); its stderr on
@@ -466,7 +444,7 @@ fn restore_refused(config: &Config, dir: &Path, input: &Path) -> String {
 
 /// Asserts that the store of `config` holds nothing: a refused restore wrote nothing.
 fn still_empty(config: &Config) {
-    wait_unlocked(&config.store.path);
+    crate::wait_unlocked(&config.store.path);
     let store = Store::open(
         &config.store.path,
         1 << 20,

@@ -7,10 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hookwire_amqp::Topology;
 use hookwire_testkit::harness::API_TOKEN;
 use hookwire_testkit::tools::{artifacts_dir, chromium, nginx, node_dir, run_ok};
-use hookwire_testkit::{Broker, ServeChild, test_config, unique_namespace};
+use hookwire_testkit::{ServeChild, test_config, unique_namespace};
 
 use crate::reverse_proxy::{PREFIX, Tls, start_proxy};
 use crate::{hookwire, write_config};
@@ -97,11 +96,5 @@ async fn the_console_end_to_end_in_chromium() {
         .terminate(Duration::from_secs(30))
         .await
         .expect("serve stops");
-    let broker = Broker::connect().await;
-    let channel = broker.connection().create_channel().await.expect("channel");
-    Topology::of_config(&config)
-        .expect("schedule")
-        .delete(&channel)
-        .await
-        .expect("namespace deleted");
+    crate::delete_namespace(&config).await;
 }

@@ -42,6 +42,39 @@ pub async fn producer_for(config: &Config) -> Producer {
     .expect("producer")
 }
 
+/// Waits until no process (a dropped store's threads included) holds sled's lock.
+pub fn wait_unlocked(store: &Path) {
+    let db = std::fs::File::open(store.join("db")).expect("sled's file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // SAFETY: flock on a file descriptor this function owns.
+    #[allow(unsafe_code)]
+    while unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&db),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store stays locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Closing the file releases the lock.
+}
+
+/// Deletes `config`'s namespace on the test broker.
+pub async fn delete_namespace(config: &Config) {
+    let broker = hookwire_testkit::Broker::connect().await;
+    let channel = broker.connection().create_channel().await.expect("channel");
+    hookwire_amqp::Topology::of_config(config)
+        .expect("topology")
+        .delete(&channel)
+        .await
+        .expect("namespace deleted");
+}
+
 /// The built binary.
 pub fn hookwire() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookwire"))

@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hookwire_amqp::Topology;
 use hookwire_testkit::harness::API_TOKEN;
-use hookwire_testkit::{Broker, ServeChild, eventually, test_config, unique_namespace};
+use hookwire_testkit::{ServeChild, eventually, test_config, unique_namespace};
 
 use crate::write_config;
 
@@ -78,11 +77,5 @@ async fn sighup_puts_new_api_tokens_in_force_and_an_invalid_file_keeps_the_old_o
     assert_eq!(status_with(&http, api, API_TOKEN).await, 401);
     let stopped = serve.terminate(WAIT).await.expect("serve stops");
     assert!(stopped.success(), "{stopped}\n{}", serve.log_tail());
-    let broker = Broker::connect().await;
-    let channel = broker.connection().create_channel().await.expect("channel");
-    Topology::of_config(&config)
-        .expect("topology")
-        .delete(&channel)
-        .await
-        .expect("namespace deleted");
+    crate::delete_namespace(&config).await;
 }

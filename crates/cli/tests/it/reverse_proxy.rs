@@ -9,12 +9,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hookwire_amqp::Topology;
 use hookwire_core::Config;
 use hookwire_core::config::OrgToken;
 use hookwire_testkit::tls::{SERVER_NAMES, TestCa};
 use hookwire_testkit::tools::{nginx, repo_root};
-use hookwire_testkit::{Broker, Nginx, Receiver, ServeChild, test_config, unique_namespace};
+use hookwire_testkit::{Nginx, Receiver, ServeChild, test_config, unique_namespace};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -255,11 +254,5 @@ async fn the_shipped_nginx_config_serves_the_api_and_console_over_tls_under_a_pr
     producer.close().await.expect("close");
     let stopped = serve.terminate(WAIT).await.expect("serve stops");
     assert!(stopped.success(), "{stopped}\n{}", serve.log_tail());
-    let broker = Broker::connect().await;
-    let channel = broker.connection().create_channel().await.expect("channel");
-    Topology::of_config(&config)
-        .expect("topology")
-        .delete(&channel)
-        .await
-        .expect("namespace deleted");
+    crate::delete_namespace(&config).await;
 }

@@ -22,24 +22,7 @@ fn config(dir: &std::path::Path, key: &str, previous: &[&str]) -> Config {
 /// background threads release it a moment later), so that the next process can open it.
 fn seed(config: &Config, sub: &hookwire_core::Subscription) {
     hookwire_testkit::serve_child::seed_store(config, std::slice::from_ref(sub)).expect("seeded");
-    let db = std::fs::File::open(config.store.path.join("db")).expect("sled's file");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    // SAFETY: flock on a file descriptor this function owns.
-    #[allow(unsafe_code)]
-    while unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&db),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store stays locked"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // Closing the file releases the lock.
+    crate::wait_unlocked(&config.store.path);
 }
 
 /// Runs `serve`, which must exit on its own within 30 s, and returns its stderr.
