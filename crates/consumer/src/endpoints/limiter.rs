@@ -165,7 +165,7 @@ impl Limiter {
     /// `ceiling`: slots free at the limit per recent latency, and in slow start the limit
     /// doubles every round. Zero before any answer: the first round is what tells.
     pub fn expected_wait(&self, place: u32, ceiling: usize) -> Duration {
-        let latency = self.recent_latency.unwrap_or_default();
+        let latency = self.pace();
         let mut limit = self.limit(ceiling) as f64;
         if !(self.adaptive && self.slow_start) {
             return latency.mul_f64(f64::from(place) / limit);
@@ -177,6 +177,18 @@ impl Limiter {
             rounds += 1;
         }
         latency * rounds
+    }
+
+    /// The latency slots free at: the recent mean, but no more than [`TOLERANCE`] × the
+    /// unloaded latency once that is known. The limit shrinks until answers come within
+    /// that again, so a higher mean (an overshoot being corrected) does not last, and
+    /// judging a wait by it would park a backlog the receiver takes within the second.
+    fn pace(&self) -> Duration {
+        let recent = self.recent_latency.unwrap_or_default();
+        match self.base.get() {
+            Some(base) if self.adaptive => recent.min(base.mul_f64(TOLERANCE)),
+            _ => recent,
+        }
     }
 
     /// Judges the result of an attempt admitted in `generation`; `pause_max` bounds a

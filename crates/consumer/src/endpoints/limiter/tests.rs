@@ -233,3 +233,19 @@ fn a_wait_for_a_slot_is_judged_by_the_rate_slots_free_at() {
         "{wait:?}"
     );
 }
+
+#[test]
+fn a_wait_is_judged_by_the_pace_the_limit_keeps_not_by_an_overshoot() {
+    let mut t = Instant::now();
+    let mut limiter = Limiter::new(true, CEILING, t);
+    // Slow start runs past the knee at 16: 5 ms answers at 8 and 16, 85 ms at 32.
+    let seen = saturated_rounds(&mut limiter, 3, CEILING, knee_16, &mut t);
+    assert_eq!(seen[..2], [16, 32]);
+    assert!(seen[2] < 32, "the overshoot was seen: {seen:?}");
+    let recent = limiter.recent_latency().expect("answered");
+    assert!(recent > ms(40), "the mean still carries the overshoot: {recent:?}");
+    // The limit keeps answers within twice the unloaded 5 ms: a wait is judged at 10 ms
+    // an answer, so the 500th in line expects about 500 / limit rounds of 10 ms.
+    let limit = limiter.limit(CEILING) as u32;
+    assert_eq!(limiter.expected_wait(limit * 50, CEILING), ms(10) * 50);
+}
