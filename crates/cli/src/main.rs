@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod open_files;
 mod output;
 mod progress;
 mod runtime;

@@ -18,6 +18,7 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     let config: Config = crate::config::extract(&figment, "")?;
     config.validate()?;
     init_logging(&config)?;
+    crate::open_files::raise_for(&config);
     let app = App::build(&config).await?;
     info!(
         version = env!("CARGO_PKG_VERSION"),

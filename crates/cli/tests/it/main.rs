@@ -11,6 +11,7 @@ mod commands;
 mod console;
 mod delivery_options;
 mod full_disk;
+mod open_files;
 mod operations;
 mod progress;
 mod publish;

@@ -27,7 +27,11 @@ fn verify(secret_args: &[&str], timestamp: u64, signature: &str, stdin: &[u8]) -
     // A refused argument ends the process before it reads stdin: a closed pipe is its answer.
     let written = child.stdin.take().expect("stdin").write_all(stdin);
     if let Err(error) = written {
-        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "write: {error}");
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "write: {error}"
+        );
     }
     let out = child.wait_with_output().expect("wait");
     let stdout = String::from_utf8_lossy(&out.stdout);

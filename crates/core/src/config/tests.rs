@@ -11,7 +11,7 @@ fn defaults_parse_and_need_only_a_key() {
     let c = Config::defaults();
     assert!(matches!(c.validate(), Err(Error::Config { key, .. }) if key == "secrets.key"));
     dev().validate().expect("defaults plus a key are valid");
-    assert_eq!(dev().prefetch(), 1024, "twice delivery.concurrency");
+    assert_eq!(dev().prefetch(), 4096, "twice delivery.concurrency");
 }
 
 #[test]

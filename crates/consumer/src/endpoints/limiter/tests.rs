@@ -243,7 +243,10 @@ fn a_wait_is_judged_by_the_pace_the_limit_keeps_not_by_an_overshoot() {
     assert_eq!(seen[..2], [16, 32]);
     assert!(seen[2] < 32, "the overshoot was seen: {seen:?}");
     let recent = limiter.recent_latency().expect("answered");
-    assert!(recent > ms(40), "the mean still carries the overshoot: {recent:?}");
+    assert!(
+        recent > ms(40),
+        "the mean still carries the overshoot: {recent:?}"
+    );
     // The limit keeps answers within twice the unloaded 5 ms: a wait is judged at 10 ms
     // an answer, so the 500th in line expects about 500 / limit rounds of 10 ms.
     let limit = limiter.limit(CEILING) as u32;
