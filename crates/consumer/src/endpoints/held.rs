@@ -38,7 +38,8 @@ const HELD_RECHECK: Duration = Duration::from_millis(250);
 impl Endpoints {
     /// How long a delivery `deferral` turned away from `sub` can expect to wait here for
     /// a slot: its place in line over the rate at which slots free (the limit over the
-    /// recent latency), or until the rate window or the receiver's `Retry-After` is over.
+    /// recent latency), after the receiver's `Retry-After` if it asked for a pause; or
+    /// until the rate window is over.
     /// `None` for an open circuit: that is a wait for a tier.
     pub fn expected_wait(
         &self,
@@ -51,7 +52,10 @@ impl Endpoints {
         let place = e.waiting.len() as u32 + 1;
         match deferral {
             Deferral::CircuitOpen(_) => None,
-            Deferral::RetryAfter(rest) => Some(rest),
+            // The pause, then its place in line at the pace slots free.
+            Deferral::RetryAfter(rest) => {
+                Some(rest + e.limiter.expected_wait(place, self.ceiling(sub)))
+            }
             Deferral::AtCapacity => Some(e.limiter.expected_wait(place, self.ceiling(sub))),
             Deferral::RateLimited => {
                 let window_left = e.rate_window_start.map_or(Duration::ZERO, |start| {
