@@ -508,6 +508,7 @@ fn daemon(
                 per_endpoint_concurrency: d.per_endpoint_concurrency,
                 adaptive: d.adaptive_concurrency,
                 max_slot_wait: d.max_slot_wait,
+                max_short_wait: d.defer_delay.max(d.max_slot_wait),
                 circuit: CircuitLimits {
                     min_failures: d.circuit_failure_threshold,
                     failure_rate: d.circuit_failure_rate,

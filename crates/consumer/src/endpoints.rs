@@ -32,9 +32,13 @@ pub struct EndpointLimits {
     /// Each webhook's limit adapts to its receiver under that ceiling; off, it is the
     /// ceiling.
     pub adaptive: bool,
-    /// The longest a delivery waits in process for its webhook's slot before it is
-    /// parked in the deferral tier; one expected to wait longer is parked at once.
+    /// A delivery expected to wait longer than this for its webhook's slot is parked in
+    /// the deferral tier; one that waits in process is parked once it has waited this
+    /// long and still expects to wait longer.
     pub max_slot_wait: Duration,
+    /// The longest a delivery waits in process for a slot before the deferral bound:
+    /// the deferral tier's delay, which parking would cost it anyway.
+    pub max_short_wait: Duration,
     /// When a webhook's circuit opens, and how it closes again.
     pub circuit: CircuitLimits,
     /// Deliveries past the deferral bound that may wait in process for their webhook's

@@ -10,7 +10,7 @@ use hookwire_core::Subscription;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Admission, Candidate, Deferral, Endpoints, Ticket};
+use super::{Admission, Candidate, Deferral, Endpoint, Endpoints, Ticket};
 
 /// Leaves a webhook's queue of held deliveries when dropped (taken a slot, or cancelled).
 struct Place<'a> {
@@ -49,7 +49,18 @@ impl Endpoints {
     ) -> Option<Duration> {
         let all = self.lock();
         let e = all.get(&sub.id)?;
-        let place = e.waiting.len() as u32 + 1;
+        self.expected_wait_at(e, sub, deferral, e.waiting.len() as u32 + 1, now)
+    }
+
+    /// [`Self::expected_wait`] of the delivery `place`d in `e`'s line (1: next).
+    fn expected_wait_at(
+        &self,
+        e: &Endpoint,
+        sub: &Subscription,
+        deferral: Deferral,
+        place: u32,
+        now: Instant,
+    ) -> Option<Duration> {
         match deferral {
             Deferral::CircuitOpen(_) => None,
             // The pause, then its place in line at the pace slots free.
@@ -71,15 +82,16 @@ impl Endpoints {
     /// admitted: held deliveries take `sub`'s slots in the order they were first
     /// deferred (`deferred_since_ms`), before any delivery that is not held. `Err` when it
     /// may not be held (past the deferral bound, with already
-    /// [`max_held`](super::EndpointLimits::max_held) held), the circuit holds it back or
-    /// the receiver asked for a pause longer than `max_slot_wait`: park it instead.
-    /// Dropping the future gives its place up.
+    /// [`max_held`](super::EndpointLimits::max_held) held), the circuit holds it back,
+    /// the receiver asked for a pause longer than `max_slot_wait`, or a short wait is
+    /// over ([`Self::short_wait_over`]): park it instead. Dropping the future gives its
+    /// place up.
     ///
     /// Only a wait `past_bound` counts against `max_held`: such a wait has no end of its
-    /// own. A short wait is bounded by its caller's timeout (`max_slot_wait`), so however
-    /// many wait, the prefetch window is held up for no longer than that; capping them
-    /// too would park a backlog's excess at once, to come back in one burst after the
-    /// deferral tier's delay while the receiver idles.
+    /// own. A short wait ends within `max_short_wait`, so however many wait, the prefetch
+    /// window is held up for no longer than that; capping them too would park a
+    /// backlog's excess at once, to come back in one burst after the deferral tier's
+    /// delay while the receiver idles.
     pub async fn wait_for_slot(
         &self,
         sub: &Subscription,
@@ -108,24 +120,60 @@ impl Endpoints {
             id: sub.id,
             ticket,
         };
+        let started = Instant::now();
         loop {
             let woken = freed.notified();
             tokio::pin!(woken);
             // Registered before looking, so that a slot freed in between wakes it.
             woken.as_mut().enable();
             let now = Instant::now();
-            let recheck = match self.admit_as(sub, candidate, now, Some(ticket)) {
+            let deferral = match self.admit_as(sub, candidate, now, Some(ticket)) {
                 Ok(admission) => return Ok(admission),
-                Err(Deferral::RateLimited) => self.rate_window_left(&sub.id, now),
-                Err(Deferral::AtCapacity) => HELD_RECHECK,
-                Err(Deferral::RetryAfter(rest)) if rest <= self.limits.max_slot_wait => rest,
-                Err(circuit) => return Err(circuit),
+                Err(deferral) => deferral,
             };
+            let recheck = match deferral {
+                Deferral::RateLimited => self.rate_window_left(&sub.id, now),
+                Deferral::AtCapacity => HELD_RECHECK,
+                Deferral::RetryAfter(rest) if rest <= self.limits.max_slot_wait => rest,
+                circuit => return Err(circuit),
+            };
+            if !past_bound && self.short_wait_over(sub, deferral, ticket, started, now) {
+                return Err(deferral);
+            }
             tokio::select! {
                 () = &mut woken => {}
                 () = tokio::time::sleep(recheck.min(HELD_RECHECK)) => {}
             }
         }
+    }
+
+    /// Whether a short wait begun at `started` ends now: after `max_short_wait` in all,
+    /// or once past `max_slot_wait` if the delivery's expected wait, at its own place in
+    /// line now, is longer than `max_slot_wait`. One that has moved up the line while its
+    /// receiver sped up waits on: parked, it would come back only after the deferral
+    /// tier's delay, and its receiver might have drained the line and idled by then.
+    fn short_wait_over(
+        &self,
+        sub: &Subscription,
+        deferral: Deferral,
+        ticket: Ticket,
+        started: Instant,
+        now: Instant,
+    ) -> bool {
+        let waited = now.saturating_duration_since(started);
+        if waited >= self.limits.max_short_wait {
+            return true;
+        }
+        if waited < self.limits.max_slot_wait {
+            return false;
+        }
+        let all = self.lock();
+        let Some(e) = all.get(&sub.id) else {
+            return true;
+        };
+        let place = e.waiting.range(..ticket).count() as u32 + 1;
+        self.expected_wait_at(e, sub, deferral, place, now)
+            .is_none_or(|wait| wait > self.limits.max_slot_wait)
     }
 
     /// How long until `id`'s rate window starts over.

@@ -6,6 +6,7 @@ fn limits() -> EndpointLimits {
         // Fixed caps here; the adaptive limit has tests of its own below and in `limiter`.
         adaptive: false,
         max_slot_wait: Duration::from_secs(1),
+        max_short_wait: Duration::from_secs(5),
         circuit: CircuitLimits {
             min_failures: 3,
             failure_rate: 0.5,
@@ -362,7 +363,7 @@ async fn no_more_than_max_held_wait_and_a_cancelled_one_gives_its_place_up() {
         Some(Deferral::AtCapacity),
         "max_held (4) are held: park it instead"
     );
-    // A short wait (its caller bounds it by max_slot_wait) is not counted against it.
+    // A short wait (it ends within max_short_wait) is not counted against it.
     let short = {
         let (endpoints, s) = (endpoints.clone(), s.clone());
         tokio::spawn(async move { endpoints.wait_for_slot(&s, FRESH, 5, false).await.map(drop) })
@@ -523,4 +524,47 @@ fn a_receiver_that_fails_its_retries_too_is_still_cut_off() {
         endpoints.admit(&s, FRESH, t0).err(),
         Some(Deferral::CircuitOpen(_))
     ));
+}
+
+#[tokio::test]
+async fn a_short_wait_goes_on_while_its_place_is_served_soon_and_ends_at_its_bound() {
+    let endpoints = Endpoints::new(EndpointLimits {
+        per_endpoint_concurrency: 1,
+        max_slot_wait: Duration::from_millis(300),
+        max_short_wait: Duration::from_millis(900),
+        ..limits()
+    });
+    let s = sub();
+    let short = |since_ms| {
+        let (endpoints, s) = (endpoints.clone(), s.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let waited = endpoints.wait_for_slot(&s, FRESH, since_ms, false).await;
+            (waited.map(drop), started.elapsed())
+        })
+    };
+    // An answer in 200 ms is known: one slot serves one delivery per 200 ms.
+    let t = Instant::now();
+    let first = endpoints.admit(&s, FRESH, t).expect("free");
+    first.finish_with(true, Signal::Answered(Duration::from_millis(200)), t);
+    let busy = endpoints.admit(&s, FRESH, Instant::now()).expect("free");
+
+    let next = short(1);
+    let third = short(3);
+    held(&endpoints, 2).await;
+    // Past max_slot_wait, the second in line expects 400 ms: parked; the first, 200 ms,
+    // waits on, and takes the slot freed after 500 ms.
+    let (waited, after) = third.await.expect("joined");
+    assert_eq!(waited.err(), Some(Deferral::AtCapacity));
+    assert!(after >= Duration::from_millis(300) && after < Duration::from_millis(800));
+    tokio::time::sleep(Duration::from_millis(500).saturating_sub(after)).await;
+    drop(busy);
+    let (waited, after) = next.await.expect("joined");
+    assert!(waited.is_ok(), "admitted after {after:?}");
+
+    // A slot that never frees: the wait ends at max_short_wait.
+    let _busy = endpoints.admit(&s, FRESH, Instant::now()).expect("free");
+    let (waited, after) = short(5).await.expect("joined");
+    assert_eq!(waited.err(), Some(Deferral::AtCapacity));
+    assert!(after >= Duration::from_millis(900), "{after:?}");
 }

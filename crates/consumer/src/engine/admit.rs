@@ -45,11 +45,9 @@ impl Engine {
         if soon {
             // A short wait in line beats a round trip through a tier, whose delay is
             // longer than the wait and leaves the receiver idle meanwhile.
-            let waited = tokio::time::timeout(
-                max_wait,
-                self.endpoints
-                    .wait_for_slot(sub, candidate, since_ms, false),
-            );
+            let waited = self
+                .endpoints
+                .wait_for_slot(sub, candidate, since_ms, false);
             let waited = tokio::select! {
                 waited = waited => waited,
                 () = self.grace_over.cancelled() => {
@@ -59,13 +57,12 @@ impl Engine {
                 }
             };
             match waited {
-                Ok(Ok(admission)) => {
+                Ok(admission) => {
                     telemetry::waited_for_slot();
                     return Ok(Some(admission));
                 }
-                Ok(Err(refused)) => deferral = refused,
-                // Slots freed slower than expected: the tier after all.
-                Err(_) => {}
+                // Slots freed slower than expected, or the circuit opened: the tier.
+                Err(refused) => deferral = refused,
             }
         }
         let deferred = Task {
