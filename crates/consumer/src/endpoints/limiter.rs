@@ -103,8 +103,9 @@ pub struct Limiter {
     base: BaseLatency,
     /// Recent mean latency of a 2xx, for estimating a wait for a slot.
     recent_latency: Option<Duration>,
-    /// Bumped on every decrease: results of attempts admitted before it are not judged
-    /// again, or one overload would halve the limit once per attempt then in flight.
+    /// Bumped on every decrease and every doubling: results of attempts admitted before
+    /// it are not judged again, or one overload would halve the limit once per attempt
+    /// then in flight, and a doubling be judged by answers to the half.
     generation: u64,
     paused_until: Option<Instant>,
 }
@@ -248,12 +249,15 @@ impl Limiter {
         if queueing {
             self.decrease(QUEUEING_BACKOFF);
         } else if round.saturated {
-            let grown = if self.slow_start {
-                self.limit * 2.0
+            if self.slow_start {
+                self.limit = (self.limit * 2.0).min(ceiling.max(1) as f64);
+                // The next round judges the doubled limit by its own attempts only: the
+                // first answers to come are those admitted at half of it, fast still,
+                // and judged with them it would double again past a receiver's knee.
+                self.generation += 1;
             } else {
-                self.limit * (1.0 + GROWTH)
-            };
-            self.limit = grown.min(ceiling.max(1) as f64);
+                self.limit = (self.limit * (1.0 + GROWTH)).min(ceiling.max(1) as f64);
+            }
         }
     }
 

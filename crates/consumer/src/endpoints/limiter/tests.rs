@@ -252,3 +252,19 @@ fn a_wait_is_judged_by_the_pace_the_limit_keeps_not_by_an_overshoot() {
     let limit = limiter.limit(CEILING) as u32;
     assert_eq!(limiter.expected_wait(limit * 50, CEILING), ms(10) * 50);
 }
+
+#[test]
+fn a_doubled_limit_is_judged_by_its_own_attempts_not_by_the_halfs_answers() {
+    let mut t = Instant::now();
+    let mut limiter = Limiter::new(true, CEILING, t);
+    saturated_rounds(&mut limiter, 2, CEILING, knee_16, &mut t);
+    assert_eq!(limiter.limit(CEILING), 32);
+    // The 16 attempts admitted at 16 answer in 5 ms after the limit doubled: they are
+    // not the 32's round, which would double the limit again past the knee.
+    let half = limiter.generation() - 1;
+    for _ in 0..32 {
+        t += ms(1);
+        limiter.record(Signal::Answered(ms(5)), half, CEILING, NO_PAUSE_MAX, t);
+    }
+    assert_eq!(limiter.limit(CEILING), 32);
+}
