@@ -113,7 +113,19 @@ pub struct Cli {
     /// Subscriptions the store scenario puts in sled.
     #[arg(long, default_value_t = 1_000_000)]
     pub subscriptions: usize,
-    /// Lookups the store scenario times.
+    /// store-size: the sizes measured, webhooks created through the Writer for each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    pub store_sizes: Vec<usize>,
+    /// store-size: webhooks also created through a running serve's API (0: none).
+    #[arg(long, default_value_t = 1_000)]
+    pub store_size_api: usize,
+    /// store-size: creates in flight, as concurrent API clients would have them.
+    #[arg(long, default_value_t = 64)]
+    pub store_size_window: usize,
+    /// store-size: seconds serve idles on the store before its idle RSS is read.
+    #[arg(long, default_value_t = 10)]
+    pub store_size_idle_secs: u64,
+    /// Lookups the store scenario (and store-size) times.
     #[arg(long, default_value_t = 20_000)]
     pub lookups: usize,
     /// serve's `delivery.concurrency`.
@@ -160,6 +172,12 @@ impl Cli {
             self.overload_events = self.overload_events.min(300);
             self.subscriptions = self.subscriptions.min(2_000);
             self.lookups = self.lookups.min(1_000);
+            for n in &mut self.store_sizes {
+                *n = (*n).min(300);
+            }
+            self.store_sizes.dedup();
+            self.store_size_api = self.store_size_api.min(100);
+            self.store_size_idle_secs = self.store_size_idle_secs.min(1);
             self.changes = self.changes.min(20);
             self.rebuild_webhooks = self.rebuild_webhooks.min(300);
             self.rebuild_attempts = self.rebuild_attempts.min(3_000);

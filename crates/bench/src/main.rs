@@ -12,6 +12,8 @@
 //!   the store replicated through the namespace's streams, several nodes, and a node
 //!   rebuilt from the streams.
 //! - `store`: `Store::subscribers` with many subscriptions in sled.
+//! - `store-size`: webhooks created through the store's writer (and the API): the create
+//!   rate, disk against `store export`, lookups, and serve's readiness and RSS on it.
 //! - `--cluster`: baseline and fanout1 also against a three-node RabbitMQ cluster.
 //!
 //! Everything runs on loopback in a namespace of its own (`hwbench-<random>`), deleted at

@@ -50,11 +50,14 @@ pub enum Scenario {
     AttemptLog,
     /// Lookups among many subscriptions in sled.
     Store,
+    /// Webhooks created through the store's writer (and the API): the create rate, the
+    /// store's disk against its export, and serve's readiness and RSS on it.
+    StoreSize,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::Baseline,
         Self::Fanout1,
         Self::Fanout1Replicated,
@@ -74,6 +77,7 @@ impl Scenario {
         Self::Rebuild,
         Self::AttemptLog,
         Self::Store,
+        Self::StoreSize,
     ];
 
     /// Whether it runs `hookwire serve`.

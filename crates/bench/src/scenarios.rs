@@ -5,7 +5,8 @@
 //! fanout10 and retries; fairness; drain, slow-receivers and overloaded-receiver, each
 //! on serves of their own on the shipped defaults; a fresh `serve` for memory (and one
 //! replicated); three replicated nodes for propagation, and a node rebuilt from the
-//! streams; a serve on a filled attempt log; the store in-process.
+//! streams; a serve on a filled attempt log; the store in-process; stores of several
+//! sizes written through the writer (and the API), with serve started on each.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ mod real;
 mod rebuild;
 mod replication;
 mod runs;
+mod store_size;
 
 use footprint::RssSampler;
 

@@ -265,6 +265,11 @@ impl Serve {
         &self.config.node.id
     }
 
+    /// Its config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The store's directory.
     pub fn store_path(&self) -> PathBuf {
         self.config.store.path.clone()

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use hookwire_core::Subscription;
 use hookwire_store::{Change, Store};
 use serde::Serialize;
 
@@ -62,12 +63,7 @@ pub fn run(subscriptions: usize, lookups: usize, cache_capacity_bytes: u64) -> R
     let orgs = subscriptions.div_ceil(PER_ORG).max(1);
     let started = Instant::now();
     for i in 0..subscriptions {
-        let mut sub = subscription(
-            &org_name(i / PER_ORG),
-            &format!("https://hooks.example.com/{i}"),
-        )?;
-        sub.events = vec![EVENTS[i % EVENTS.len()].into()];
-        store.apply(Change::Upsert(sub))?;
+        store.apply(Change::Upsert(webhook(i)?))?;
         if i > 0 && i % 100_000 == 0 {
             eprintln!("  store: {i} subscriptions inserted");
         }
@@ -75,6 +71,49 @@ pub fn run(subscriptions: usize, lookups: usize, cache_capacity_bytes: u64) -> R
     store.flush()?;
     let insert_secs = started.elapsed().as_secs_f64();
     let disk_bytes = dir_size(dir.path());
+    let timed = time_lookups(&store, subscriptions, lookups)?;
+    Ok(StoreResult {
+        subscriptions,
+        orgs,
+        insert_secs,
+        disk_bytes,
+        lookups,
+        subscribers_per_lookup: timed.subscribers_per_lookup,
+        lookup_secs: timed.secs,
+        resolve: timed.miss,
+        resolve_cached: timed.hit,
+    })
+}
+
+/// Webhook `i` of the layout the store scenarios fill: organization `i / 10`, one event
+/// type of [`EVENTS`] in turn.
+pub fn webhook(i: usize) -> Result<Subscription> {
+    let mut sub = subscription(
+        &org_name(i / PER_ORG),
+        &format!("https://hooks.example.com/{i}"),
+    )?;
+    sub.events = vec![EVENTS[i % EVENTS.len()].into()];
+    Ok(sub)
+}
+
+/// What [`time_lookups`] measured.
+#[derive(Debug, Clone)]
+pub struct Lookups {
+    /// Subscriptions one random lookup returned, on average.
+    pub subscribers_per_lookup: f64,
+    /// Seconds the random lookups took in all.
+    pub secs: f64,
+    /// One lookup of a random pair: nearly always a miss of the decoded-subscriber cache.
+    pub miss: Percentiles,
+    /// One lookup in a hot set of [`HOT_SET`] pairs, cached.
+    pub hit: Percentiles,
+}
+
+/// Times `lookups` random (org, event type) lookups in a store holding webhooks
+/// `0..subscriptions` of [`webhook`]'s layout, checking each answer, then as many in a
+/// hot set.
+pub fn time_lookups(store: &Store, subscriptions: usize, lookups: usize) -> Result<Lookups> {
+    let orgs = subscriptions.div_ceil(PER_ORG).max(1);
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         // xorshift64: enough to pick lookups, and the same sequence every run.
@@ -130,20 +169,15 @@ pub fn run(subscriptions: usize, lookups: usize, cache_capacity_bytes: u64) -> R
             std::hint::black_box(subs);
         }
     }
-    Ok(StoreResult {
-        subscriptions,
-        orgs,
-        insert_secs,
-        disk_bytes,
-        lookups,
+    Ok(Lookups {
         subscribers_per_lookup: found as f64 / lookups.max(1) as f64,
-        lookup_secs,
-        resolve: Percentiles::of(samples),
-        resolve_cached: Percentiles::of(cached),
+        secs: lookup_secs,
+        miss: Percentiles::of(samples),
+        hit: Percentiles::of(cached),
     })
 }
 
-fn org_name(i: usize) -> String {
+pub fn org_name(i: usize) -> String {
     format!("org-{i:07}")
 }
 

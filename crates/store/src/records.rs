@@ -177,6 +177,12 @@ pub(crate) fn attempt_prefix(subscription_id: &Uuid) -> Vec<u8> {
     subscription_id.as_bytes().to_vec()
 }
 
+/// A number at its default, left out of a stored record: sled writes each record's bytes
+/// again every time it rewrites the record's leaf.
+pub(crate) fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::Corrupt(e.to_string()))
 }

@@ -17,7 +17,7 @@ use crate::dead_letters::Archive;
 use crate::keys::{SEP, event_key, event_prefix, org_key, org_prefix};
 use crate::payloads::{Payload, Payloads};
 use crate::records::{
-    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode,
+    AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode, is_zero,
 };
 use crate::sealing::Sealer;
 use crate::subscriber_cache::SubscriberCache;
@@ -190,6 +190,10 @@ pub struct Store {
 /// silently lost would make this node deliver otherwise than the others. An entry that
 /// carries one stops this node's changes stream until it is upgraded
 /// (docs/operations.md, "Upgrading hookwire").
+///
+/// A field at its default is left out, which every build reads back as that default: the
+/// store holds about twice a record's bytes, since sled rewrites whole leaves and
+/// reclaims a segment only once half of it is garbage (docs/architecture.md, "The store").
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Record {
@@ -199,31 +203,32 @@ pub(crate) struct Record {
     description: String,
     events: Vec<String>,
     enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     max_concurrency: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     rate_limit_per_sec: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     consecutive_failures: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     failing_since_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     last_success_ms: Option<u64>,
     keys: Vec<SealedKey>,
     created_at_ms: u64,
     updated_at_ms: u64,
     /// Absent in records written before versions existed: 0.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     version: u64,
     /// The Ed25519 keys; absent in records written before they existed: none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     ed25519_keys: Vec<SealedEd25519Key>,
     /// The custom headers; absent in records written before they existed: none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     headers: Vec<StoredHeader>,
     /// The payload filter's source; absent in records written before filters existed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     filter: Option<String>,
     /// The transform's source; absent when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,6 +246,7 @@ pub(crate) struct Record {
 struct SealedKey {
     /// Base64 of `nonce ‖ ciphertext`.
     sealed: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at_ms: Option<u64>,
 }
 

@@ -340,6 +340,9 @@ impl Bench {
         if has(Scenario::Store) {
             results.push(self.store().await?);
         }
+        if has(Scenario::StoreSize) {
+            results.extend(self.store_size().await?);
+        }
         for serve in &self.serves {
             for line in serve.unexpected_log_lines().iter().take(5) {
                 eprintln!("serve log: {line}");

@@ -11,6 +11,7 @@ mod durability;
 mod keys;
 mod payloads;
 mod replicated;
+mod size;
 
 const KEY: [u8; 32] = [42; 32];
 
