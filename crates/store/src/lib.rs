@@ -25,7 +25,7 @@ mod transaction;
 mod writer;
 
 pub use error::{Error, Result};
-pub use payloads::{Payload, PayloadLimits};
+pub use payloads::{KeptPayloads, Payload, PayloadLimits};
 pub use records::{
     AttemptQuery, AttemptRecord, DELIVERED, DeadLetter, DeadLetterQuery, MAX_EXCERPT_BYTES, Page,
 };

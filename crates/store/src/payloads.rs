@@ -14,12 +14,14 @@
 //!   event's own), in pieces for the reason the dead-letter archive keeps its bodies in
 //!   pieces (sled's cache bound);
 //! - `0xff applied_offset` → the offset of the last batch applied from the payloads
-//!   stream, written in the same sled batch as that batch's events.
+//!   stream, written in the same sled batch as that batch's events;
+//! - `0xff usage 0 ‖ org` → how many events of the organization are kept, and their
+//!   bodies' bytes ([`usage`]), written in the same sled batch as every change to them.
 //!
 //! A sled insert costs far more than the bytes it writes (docs/performance.md), so an
 //! event with a small body costs one insert (its index entry) and a share of its block's,
 //! and a batch of events is one sled batch: applied atomically, so a crash never leaves a
-//! block without its index entries or the reverse.
+//! block without its index entries, or counts that differ from what is kept.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,22 +29,17 @@ use crate::keys::{SEP, org_prefix};
 
 mod budget;
 mod encoding;
+mod migrate;
+mod usage;
 
 use crate::records::{Page, decode, encode};
 use crate::{Error, Result};
 pub use budget::PayloadLimits;
 use encoding::{decode_block, decode_record, encode_block, encode_record};
+pub use usage::KeptPayloads;
 
 /// The tree of the archive.
 const TREE: &str = "payload_archive";
-/// The trees of the layout before [`TREE`] (a record, body, time-index and age-index tree),
-/// migrated into it when a store is opened.
-const OLD_TREES: [&str; 4] = [
-    "payloads",
-    "payload_bodies",
-    "payloads_by_time",
-    "payloads_by_age",
-];
 /// Where the offset of the last batch applied from the payloads stream is kept: no
 /// organization starts with 0xff (an organization is ASCII).
 const APPLIED_KEY: &[u8] = b"\xffapplied_offset";
@@ -105,8 +102,8 @@ impl Payload {
 #[derive(Debug, Clone)]
 pub(crate) struct Payloads {
     tree: sled::Tree,
-    /// What the archive holds, for its byte budgets.
-    usage: budget::Usage,
+    /// What the archive holds, for its byte budgets; the lock of every write.
+    usage: usage::Usage,
 }
 
 fn kind_prefix(org: &str, kind: u8) -> Vec<u8> {
@@ -198,89 +195,17 @@ fn stamp_of<'k>(key: &'k [u8], org: &str) -> Result<&'k [u8]> {
         .ok_or_else(|| Error::Corrupt("payload time key".into()))
 }
 
-/// What the layout before [`TREE`] kept per event, besides its body.
-#[derive(Deserialize)]
-struct OldMeta {
-    event_type: String,
-    received_at_ms: u64,
-    #[serde(default)]
-    published_at_ms: Option<u64>,
-    seq: u64,
-    body_bytes: usize,
-}
-
 impl Payloads {
     pub(crate) fn open(db: &sled::Db) -> Result<Self> {
+        let tree = db.open_tree(TREE)?;
         let this = Self {
-            tree: db.open_tree(TREE)?,
-            usage: budget::Usage::default(),
+            usage: usage::Usage::load(&tree)?,
+            tree,
         };
         if db.tree_names().iter().any(|n| n.as_ref() == b"payloads") {
             this.migrate(db)?;
         }
-        this.count_usage()?;
         Ok(this)
-    }
-
-    /// Moves the events kept in the old layout's trees into [`TREE`], then drops those
-    /// trees. Idempotent: an interrupted migration is finished at the next open (events
-    /// moved already are refused as duplicates).
-    fn migrate(&self, db: &sled::Db) -> Result<()> {
-        let records = db.open_tree(OLD_TREES[0])?;
-        let bodies = db.open_tree(OLD_TREES[1])?;
-        let mut batch = Vec::new();
-        let mut moved = 0usize;
-        for entry in records.iter() {
-            let (key, raw) = entry?;
-            if key.as_ref() == APPLIED_KEY {
-                let offset = <[u8; 8]>::try_from(raw.as_ref())
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| Error::Corrupt("payloads offset".into()))?;
-                self.record_offset(offset)?;
-                continue;
-            }
-            let Some(sep) = key.iter().position(|b| *b == SEP) else {
-                continue;
-            };
-            let meta: OldMeta = decode(&raw)?;
-            let mut body = Vec::with_capacity(meta.body_bytes);
-            for i in 0..meta.body_bytes.div_ceil(PIECE) {
-                let mut piece = [0; 12];
-                piece[..8].copy_from_slice(&meta.seq.to_be_bytes());
-                piece[8..].copy_from_slice(&(i as u32).to_be_bytes());
-                match bodies.get(piece)? {
-                    Some(p) => body.extend_from_slice(&p),
-                    None => break,
-                }
-            }
-            // A record whose body was not all written (a crash) cannot be resent.
-            if body.len() != meta.body_bytes {
-                continue;
-            }
-            batch.push(Payload {
-                org: String::from_utf8_lossy(&key[..sep]).into_owned(),
-                event_id: String::from_utf8_lossy(&key[sep + 1..]).into_owned(),
-                event_type: meta.event_type,
-                received_at_ms: meta.received_at_ms,
-                published_at_ms: meta.published_at_ms,
-                body_bytes: meta.body_bytes,
-                body,
-            });
-            if batch.len() == 512 {
-                moved += batch.len();
-                self.insert(db, &std::mem::take(&mut batch), None)?;
-            }
-        }
-        moved += batch.len();
-        self.insert(db, &batch, None)?;
-        for name in OLD_TREES {
-            db.drop_tree(name)?;
-        }
-        tracing::info!(
-            moved,
-            "Kept event bodies moved to the store's new payload layout."
-        );
-        Ok(())
     }
 
     /// Keeps each payload unless its (org, event id) is kept already: a redelivered event,
@@ -292,20 +217,19 @@ impl Payloads {
         payloads: &[Payload],
         offset: Option<u64>,
     ) -> Result<()> {
+        let mut counts = self.usage.lock();
         let mut seen = std::collections::HashSet::new();
         let mut new = Vec::new();
+        let mut tally = usage::Tally::default();
         for p in payloads {
             let id = id_key(&p.org, &p.event_id);
             if seen.contains(&id) || self.tree.contains_key(&id)? {
                 continue;
             }
             seen.insert(id);
+            tally.add(&p.org, p.body.len() as u64);
             new.push(p);
         }
-        let added: Vec<(String, u64)> = new
-            .iter()
-            .map(|p| (p.org.clone(), p.body.len() as u64))
-            .collect();
         let (mut base, mut n) = (None, 0u64);
         let mut next_seq = || -> Result<u64> {
             let base = match base {
@@ -341,11 +265,7 @@ impl Payloads {
         if let Some(offset) = offset {
             batch.insert(APPLIED_KEY, &offset.to_be_bytes());
         }
-        self.tree.apply_batch(batch)?;
-        for (org, bytes) in added {
-            self.usage.add(&org, bytes);
-        }
-        Ok(())
+        counts.commit(&self.tree, batch, tally)
     }
 
     /// Removes every payload received before `older_than_ms`; returns how many. Walks
@@ -376,6 +296,7 @@ impl Payloads {
         let mut from = time_key(org, &[]);
         let mut removed = 0;
         loop {
+            let mut counts = self.usage.lock();
             let old: Vec<(sled::IVec, sled::IVec)> = self
                 .tree
                 .range(from.as_slice()..end.as_slice())
@@ -389,7 +310,7 @@ impl Payloads {
             from = last.to_vec();
             from.push(0);
             let mut batch = sled::Batch::default();
-            let mut freed = 0u64;
+            let mut tally = usage::Tally::default();
             for (key, raw) in &old {
                 let stamp = stamp_of(key, org)?;
                 let members = decode_block(raw, stamp)?;
@@ -410,7 +331,7 @@ impl Payloads {
                             batch.remove(piece_key(org, &m.seq.to_be_bytes(), i as u32));
                         }
                     }
-                    freed += record.body_bytes as u64;
+                    tally.remove(org, record.body_bytes as u64);
                     removed += 1;
                 }
                 if kept.is_empty() {
@@ -419,8 +340,7 @@ impl Payloads {
                     batch.insert(key, encode_block(&kept));
                 }
             }
-            self.tree.apply_batch(batch)?;
-            self.usage.remove(org, freed);
+            counts.commit(&self.tree, batch, tally)?;
         }
     }
 

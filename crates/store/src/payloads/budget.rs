@@ -3,56 +3,10 @@
 //! than one prune period. Producers choose what is archived, so the archive's disk is
 //! bounded by configuration, not by what they send; the oldest bodies go first.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use super::{Payloads, decode_block, decode_record, split_time_key, stamp_of, time_key};
 use crate::Result;
 
 const MINUTE_MS: u64 = 60_000;
-
-/// What the archive holds now, kept in step with every insert and removal so that a
-/// budget is checked without reading the archive.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Usage(Arc<Mutex<Counts>>);
-
-#[derive(Debug, Default)]
-struct Counts {
-    total: u64,
-    per_org: HashMap<String, u64>,
-}
-
-impl Usage {
-    pub(super) fn add(&self, org: &str, bytes: u64) {
-        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        c.total += bytes;
-        *c.per_org.entry(org.to_owned()).or_default() += bytes;
-    }
-
-    pub(super) fn remove(&self, org: &str, bytes: u64) {
-        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        c.total = c.total.saturating_sub(bytes);
-        if let Some(n) = c.per_org.get_mut(org) {
-            *n = n.saturating_sub(bytes);
-            if *n == 0 {
-                c.per_org.remove(org);
-            }
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).total
-    }
-
-    fn orgs_over(&self, max_per_org: u64) -> Vec<String> {
-        let c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        c.per_org
-            .iter()
-            .filter(|(_, n)| **n > max_per_org)
-            .map(|(org, _)| org.clone())
-            .collect()
-    }
-}
 
 /// How long, and how much, the archive keeps: `store.payload_retention`,
 /// `store.payload_max_bytes` and `store.payload_max_bytes_per_org`.
@@ -88,41 +42,16 @@ pub(crate) struct Evicted {
 }
 
 impl Payloads {
-    /// Counts what the archive holds, once, when the store opens.
-    pub(super) fn count_usage(&self) -> Result<()> {
-        for entry in self.tree.iter() {
-            let (key, raw) = entry?;
-            let Some((org, stamp)) = split_time_key(&key) else {
-                continue;
-            };
-            let org = String::from_utf8_lossy(org).into_owned();
-            for m in decode_block(&raw, stamp)? {
-                self.usage
-                    .add(&org, decode_record(m.record, false)?.body_bytes as u64);
-            }
-        }
-        Ok(())
-    }
-
     /// The bytes of the bodies kept now, as counted in step with every change.
     pub(crate) fn kept_bytes(&self) -> u64 {
         self.usage.total()
     }
 
-    /// How many payloads are kept, and their bodies' bytes.
+    /// How many payloads are kept, and their bodies' bytes, read from the whole archive.
     pub(crate) fn stats(&self) -> Result<(usize, u64)> {
-        let (mut count, mut bytes) = (0, 0u64);
-        for entry in self.tree.iter() {
-            let (key, raw) = entry?;
-            let Some((_, stamp)) = split_time_key(&key) else {
-                continue;
-            };
-            for m in decode_block(&raw, stamp)? {
-                count += 1;
-                bytes += decode_record(m.record, false)?.body_bytes as u64;
-            }
-        }
-        Ok((count, bytes))
+        let walked = self.walk_usage()?;
+        let events = walked.values().map(|k| k.events as usize).sum();
+        Ok((events, walked.values().map(|k| k.bytes).sum()))
     }
 
     /// Evicts the oldest bodies of every organization over `max_per_org`, then the oldest

@@ -138,21 +138,148 @@ fn events_kept_one_per_key_before_blocks_are_read_as_blocks_of_one() {
     assert_eq!(payloads.get("acme", "old-0").expect("get"), None);
 }
 
-/// `hookwire_payload_archive_bytes` reads the running count: it must equal a full scan
-/// after inserts (a repeat counted once), a prune by age and an eviction by budget.
+/// The counts as kept in memory, as a restart reads them from the tree, and as a full
+/// read of the archive counts them: all three equal.
+fn assert_exact(db: &sled::Db, payloads: &Payloads) {
+    let walked = payloads.walk_usage().expect("walk");
+    assert_eq!(payloads.usage(), walked, "the counts kept in memory");
+    assert_eq!(
+        Payloads::open(db).expect("reopen").usage(),
+        walked,
+        "the counts read at open"
+    );
+    let bytes = walked.values().map(|k| k.bytes).sum::<u64>();
+    assert_eq!(payloads.kept_bytes(), bytes);
+    assert_eq!(payloads.stats().expect("stats").1, bytes);
+}
+
+/// `hookwire_payload_archive_bytes` and the per-organization budget read the kept counts:
+/// they must equal a full read after inserts (a repeat counted once, bodies in pieces,
+/// a batch of the payloads stream), a prune by age whose cutoff falls inside a block, the
+/// evictions of both budgets, and a restart.
 #[test]
-fn the_kept_bytes_follow_every_insert_prune_and_eviction() {
+fn the_kept_counts_follow_every_insert_prune_and_eviction() {
     let (db, payloads) = open();
-    let body = vec![b'x'; 1000];
-    let batch: Vec<Payload> = (0..6u64)
-        .map(|i| payload("acme", &format!("evt-{i}"), 10_000 + i * 1000, &body))
+    let big = vec![b'x'; PIECE * 2 + 5];
+    let batch: Vec<Payload> = (0..300u64)
+        .map(|i| {
+            let (org, body) = match i % 10 {
+                3 => ("globex", vec![b'g'; 700]),
+                7 => ("acme", big.clone()),
+                _ => ("acme", vec![b'a'; 1000]),
+            };
+            payload(org, &format!("evt-{i:03}"), 10_000 + i * 10, &body)
+        })
         .collect();
     payloads.insert(&db, &batch, None).expect("insert");
-    payloads.insert(&db, &batch[..2], None).expect("repeat");
-    let scanned = || payloads.stats().expect("stats").1;
-    assert_eq!((payloads.kept_bytes(), scanned()), (6000, 6000));
-    payloads.prune(11_500).expect("prune by age");
-    assert_eq!((payloads.kept_bytes(), scanned()), (4000, 4000));
-    payloads.enforce_budgets(2500, u64::MAX).expect("evict");
-    assert_eq!((payloads.kept_bytes(), scanned()), (2000, 2000));
+    assert_exact(&db, &payloads);
+    payloads.insert(&db, &batch[..40], None).expect("repeat");
+    let stream: Vec<Payload> = (0..20u64)
+        .map(|i| payload("initech", &format!("evt-{i}"), 10_000 + i, b"{}"))
+        .collect();
+    payloads.insert(&db, &stream, Some(8)).expect("apply");
+    assert_exact(&db, &payloads);
+    let kept = payloads.usage();
+    assert_eq!(
+        (kept["acme"].events, kept["globex"].events, kept["initech"]),
+        (
+            270,
+            30,
+            KeptPayloads {
+                events: 20,
+                bytes: 40
+            }
+        )
+    );
+
+    // 11_505 falls inside a block: its older events go, the rest is rewritten.
+    assert_eq!(payloads.prune(11_505).expect("prune"), 151 + 20);
+    assert_exact(&db, &payloads);
+    assert!(!payloads.usage().contains_key("initech"), "none kept");
+    assert_eq!(
+        payloads.tree.get(usage_key_of("initech")).expect("get"),
+        None
+    );
+
+    let acme = payloads.usage()["acme"].bytes;
+    let evicted = payloads.enforce_budgets(u64::MAX, acme / 2).expect("evict");
+    assert!(evicted.per_org > 0 && evicted.total == 0, "{evicted:?}");
+    assert!(payloads.usage()["acme"].bytes <= acme / 2);
+    assert_exact(&db, &payloads);
+    let evicted = payloads.enforce_budgets(20_000, u64::MAX).expect("evict");
+    assert!(evicted.total > 0, "{evicted:?}");
+    assert!(payloads.kept_bytes() <= 20_000);
+    assert_exact(&db, &payloads);
+
+    // Kept again once pruned.
+    payloads.insert(&db, &batch[..10], None).expect("again");
+    assert_exact(&db, &payloads);
+}
+
+fn usage_key_of(org: &str) -> Vec<u8> {
+    let mut key = b"\xffusage\x00".to_vec();
+    key.extend_from_slice(org.as_bytes());
+    key
+}
+
+/// Writes and prunes from several threads at once (the payloads task, the payloads
+/// stream's reader and the prune each minute): no count is lost or taken twice.
+#[test]
+fn the_kept_counts_stay_exact_under_concurrent_writes_and_prunes() {
+    let (db, payloads) = open();
+    std::thread::scope(|s| {
+        for org in ["acme", "globex"] {
+            let (db, payloads) = (&db, &payloads);
+            s.spawn(move || {
+                for round in 0..40u64 {
+                    let batch: Vec<Payload> = (0..50u64)
+                        .map(|i| {
+                            let at = 1_000 + round * 500 + i * 10;
+                            payload(org, &format!("evt-{round}-{i}"), at, &[b'x'; 300])
+                        })
+                        .collect();
+                    payloads.insert(db, &batch, None).expect("insert");
+                }
+            });
+        }
+        for _ in 0..2 {
+            let payloads = &payloads;
+            s.spawn(move || {
+                for cutoff in (0..40u64).map(|n| 1_000 + n * 500) {
+                    payloads.prune(cutoff).expect("prune");
+                    payloads.enforce_budgets(u64::MAX, 200_000).expect("evict");
+                }
+            });
+        }
+    });
+    assert!(payloads.kept_bytes() > 0);
+    assert_exact(&db, &payloads);
+}
+
+/// A store written before the counts were kept gets them from one read of the archive,
+/// in place of any it held.
+#[test]
+fn the_counts_are_rebuilt_from_the_archive() {
+    let (db, payloads) = open();
+    let batch: Vec<Payload> = (0..100u64)
+        .map(|i| {
+            let org = if i % 3 == 0 { "globex" } else { "acme" };
+            payload(org, &format!("evt-{i}"), 1_000 + i, &[b'x'; 100])
+        })
+        .collect();
+    payloads.insert(&db, &batch, None).expect("insert");
+    let expected = payloads.walk_usage().expect("walk");
+    payloads.tree.remove(usage_key_of("acme")).expect("remove");
+    payloads
+        .tree
+        .insert(usage_key_of("initech"), &[0; 16])
+        .expect("stale");
+    payloads
+        .tree
+        .insert(usage_key_of("globex"), &[1; 16])
+        .expect("wrong");
+    assert_ne!(Payloads::open(&db).expect("reopen").usage(), expected);
+    let reopened = Payloads::open(&db).expect("reopen");
+    assert_eq!(reopened.rebuild_usage().expect("rebuild"), expected);
+    assert_exact(&db, &reopened);
 }

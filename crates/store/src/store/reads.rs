@@ -2,7 +2,10 @@
 //! that have any, the delivery hot path's subscribers of an event), and the attempt log,
 //! dead letters and kept events as the API lists them.
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::payloads::KeptPayloads;
 
 impl Store {
     /// One subscription of `org`.
@@ -238,6 +241,18 @@ impl Store {
     /// How many event bodies are kept, and their bytes (a full scan of the records).
     pub fn payload_stats(&self) -> Result<(usize, u64)> {
         self.payloads.stats()
+    }
+
+    /// What the payload archive keeps of each organization, as the store counts it with
+    /// every change (read at open, never by reading the archive).
+    pub fn payload_usage(&self) -> BTreeMap<String, KeptPayloads> {
+        self.payloads.usage()
+    }
+
+    /// [`Store::payload_usage`] counted by reading the whole archive: what the kept
+    /// counts must equal. Slow.
+    pub fn payload_usage_walked(&self) -> Result<BTreeMap<String, KeptPayloads>> {
+        self.payloads.walk_usage()
     }
 
     /// Every dead letter of every organization (and those without one), oldest first per org.

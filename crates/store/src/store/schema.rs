@@ -7,7 +7,9 @@ use super::*;
 ///
 /// 2: the attempt log's keys in a tree of their own with its index by outcome, and
 /// chunks of at most 10 s of attempts.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: each organization's kept event bodies counted in the payload archive, written with
+/// every change to them (an earlier build would change the archive without them).
+pub const SCHEMA_VERSION: u32 = 3;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -45,6 +47,17 @@ impl Store {
                 chunks,
                 secs = started.elapsed().as_secs_f64(),
                 "The attempt log's key tree and index by outcome were built (store schema 1 to 2)."
+            );
+        }
+        if found < 3 {
+            let started = std::time::Instant::now();
+            let counted = self.payloads.rebuild_usage()?;
+            tracing::info!(
+                orgs = counted.len(),
+                events = counted.values().map(|k| k.events).sum::<u64>(),
+                bytes = counted.values().map(|k| k.bytes).sum::<u64>(),
+                secs = started.elapsed().as_secs_f64(),
+                "The payload archive's counts per organization were built (store schema 2 to 3)."
             );
         }
         self.db.flush()?;

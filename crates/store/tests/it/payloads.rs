@@ -309,3 +309,83 @@ fn byte_budgets_evict_the_oldest_bodies_first_per_org_then_in_all() {
     prune(&store, 700 * KIB, 700 * KIB);
     assert_eq!(kept(&store), ["a5", "g2"]);
 }
+
+/// Each organization's kept events and bytes, counted with every change: a restart reads
+/// them, and a store the build before wrote (schema 2, no counts) gets them from one read
+/// of the archive at its first open by this build. Both equal a full read, and the
+/// budgets act on them.
+#[test]
+fn the_kept_counts_survive_a_restart_and_are_built_for_a_schema_2_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = vec![b'x'; 5_000];
+    let prune = |store: &hookwire_store::Store, older_than_ms, max_bytes_per_org| {
+        store
+            .apply(Change::PrunePayloads {
+                older_than_ms,
+                max_bytes: u64::MAX,
+                max_bytes_per_org,
+            })
+            .expect("prune");
+        assert_eq!(
+            store.payload_usage(),
+            store.payload_usage_walked().expect("walk")
+        );
+    };
+    {
+        let store = open(&dir);
+        let batch = (0..200u64)
+            .map(|i| {
+                let org = if i % 4 == 0 { "globex" } else { "acme" };
+                let size = (i as usize * 37) % body.len();
+                payload(org, &format!("evt-{i}"), 1_000 + i * 100, &body[..size])
+            })
+            .collect();
+        store.apply(Change::RecordPayloads(batch)).expect("record");
+        store
+            .apply(Change::ApplyPayloads {
+                payloads: vec![payload("initech", "evt-0", 6_000, b"{}")],
+                offset: 3,
+            })
+            .expect("apply");
+        // A cutoff inside a block, then acme's budget.
+        prune(&store, 5_050, 100_000);
+        store.flush().expect("flush");
+    }
+    let store = open(&dir);
+    let walked = store.payload_usage_walked().expect("walk");
+    assert_eq!(store.payload_usage(), walked, "read at the restart");
+    assert_eq!(
+        walked.keys().collect::<Vec<_>>(),
+        ["acme", "globex", "initech"]
+    );
+    assert!(walked["acme"].bytes <= 100_000);
+    drop(store);
+    {
+        let db = crate::retry_lock(|| Ok(sled::open(dir.path())?)).expect("sled");
+        let tree = db.open_tree("payload_archive").expect("tree");
+        let counts: Vec<sled::IVec> = tree
+            .scan_prefix(b"\xffusage\x00")
+            .keys()
+            .collect::<Result<_, _>>()
+            .expect("keys");
+        assert_eq!(counts.len(), walked.len(), "one entry per organization");
+        for key in counts {
+            tree.remove(key).expect("remove");
+        }
+        db.insert("schema_version", &2u32.to_be_bytes())
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    let store = open(&dir);
+    assert_eq!(store.payload_usage(), walked, "built at the upgrade");
+    assert_eq!(store.payloads_applied_offset().expect("offset"), Some(3));
+    prune(&store, 0, walked["acme"].bytes / 2);
+    assert!(store.payload_usage()["acme"].bytes <= walked["acme"].bytes / 2);
+    drop(store);
+    let db = crate::retry_lock(|| Ok(sled::open(dir.path())?)).expect("sled");
+    let version = db.get("schema_version").expect("get").expect("version");
+    assert_eq!(
+        version.as_ref(),
+        hookwire_store::SCHEMA_VERSION.to_be_bytes()
+    );
+}
