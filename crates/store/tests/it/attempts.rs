@@ -229,10 +229,5 @@ fn a_schema_1_attempt_log_is_upgraded_at_open_and_filters_by_outcome() {
         (1..=30).map(|n| n * 10).collect::<Vec<_>>()
     );
     drop(store);
-    let db = crate::retry_lock(|| Ok(sled::open(dir.path())?)).expect("sled");
-    let version = db.get("schema_version").expect("get").expect("version");
-    assert_eq!(
-        version.as_ref(),
-        hookwire_store::SCHEMA_VERSION.to_be_bytes()
-    );
+    crate::assert_schema_is_current(dir.path());
 }

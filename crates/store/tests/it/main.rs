@@ -50,6 +50,16 @@ fn retry_lock<T>(mut open: impl FnMut() -> hookwire_store::Result<T>) -> hookwir
     }
 }
 
+/// Asserts that the closed store in `dir` records this build's schema version.
+fn assert_schema_is_current(dir: &std::path::Path) {
+    let db = retry_lock(|| Ok(sled::open(dir)?)).expect("sled");
+    let version = db.get("schema_version").expect("get").expect("version");
+    assert_eq!(
+        version.as_ref(),
+        hookwire_store::SCHEMA_VERSION.to_be_bytes()
+    );
+}
+
 #[test]
 fn resolves_subscribers_by_org_and_event() {
     let dir = tempfile::tempdir().expect("tempdir");
