@@ -520,7 +520,7 @@ fn daemon(
                 },
                 // Deliveries held past the deferral bound keep their messages with no end
                 // of their own: at most half the prefetch window, so the other half keeps
-                // flowing. Short waits end within max_slot_wait and are not counted.
+                // flowing. Short waits end within max_short_wait and are not counted.
                 max_held: usize::from(config.prefetch() / 2).max(1),
             },
         },

@@ -38,10 +38,12 @@ impl Engine {
         };
         let since_ms = task.deferred_since_ms.unwrap_or(now_ms);
         let max_wait = self.settings.limits.max_slot_wait;
-        let soon = self
-            .endpoints
-            .expected_wait(sub, deferral, Instant::now())
-            .is_some_and(|wait| wait <= max_wait);
+        // `max_slot_wait` 0: always park, even before any answer has told a wait.
+        let soon = !max_wait.is_zero()
+            && self
+                .endpoints
+                .expected_wait(sub, deferral, Instant::now())
+                .is_some_and(|wait| wait <= max_wait);
         if soon {
             // A short wait in line beats a round trip through a tier, whose delay is
             // longer than the wait and leaves the receiver idle meanwhile.
