@@ -13,17 +13,20 @@ fn entry(store: &Store, change: Change) -> Vec<u8> {
     }
 }
 
+/// Two empty stores, each in a directory of its own (kept while the stores are used).
+fn two_stores() -> ([tempfile::TempDir; 2], Store, Store) {
+    let dirs = [0, 1].map(|_| tempfile::tempdir().expect("tempdir"));
+    let (a, b) = (open(&dirs[0]), open(&dirs[1]));
+    (dirs, a, b)
+}
+
 fn apply(store: &Store, raw: &[u8], offset: u64) -> hookwire_store::Result<()> {
     store.apply_entry(&Entry::from_bytes(raw).expect("decoded"), offset)
 }
 
 #[test]
 fn the_same_entries_leave_every_store_alike() {
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let (a, b) = (open(&dir_a), open(&dir_b));
+    let (_dirs, a, b) = two_stores();
     let created = sub("acme", &["report_created"]);
     let mut first = created.clone();
     first.description = "first".into();
@@ -163,11 +166,7 @@ fn health(store: &Store, sub: &hookwire_core::Subscription, delivered: bool, at_
 /// change, keeping its own count of consecutive failures.
 #[test]
 fn health_is_shared_by_its_transitions_only() {
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let (a, b) = (open(&dir_a), open(&dir_b));
+    let (_dirs, a, b) = two_stores();
     a.track_health_transitions();
     let (steady, flapping) = (
         sub("acme", &["report_created"]),
@@ -242,11 +241,7 @@ fn an_entry_that_is_not_one_is_refused_when_decoded() {
 
 #[test]
 fn an_export_seeds_a_fresh_store_alike_and_never_merges_with_another() {
-    let (source_dir, target_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let (source, target) = (open(&source_dir), open(&target_dir));
+    let (_dirs, source, target) = two_stores();
     for s in [
         sub("acme", &["report_created"]),
         sub("globex", &["report_created"]),
@@ -306,11 +301,7 @@ fn an_export_seeds_a_fresh_store_alike_and_never_merges_with_another() {
 /// leaves the source's webhooks and dead letters, and no replication state.
 #[test]
 fn a_restore_writes_an_export_without_touching_the_replication_state() {
-    let (source_dir, target_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let (source, target) = (open(&source_dir), open(&target_dir));
+    let (_dirs, source, target) = two_stores();
     let mut webhook = sub("acme", &["report_created"]);
     webhook.version = 7;
     source.apply(Change::Upsert(webhook)).expect("seeded");
