@@ -45,6 +45,10 @@ pub const DEFERRED_SINCE_MS: &str = "x-hookwire-deferred-since-ms";
 /// Task header: when (ms) its tier is due to expire it back to the work queue, so that a
 /// tier that does not expire on time is noticed.
 pub const DUE_MS: &str = "x-hookwire-due-ms";
+/// Task header: which handling of which message published it (32 hex digits), so that a
+/// copy left behind by a handling that a redelivery made again is not attempted beside
+/// the redelivery's own.
+pub const LINEAGE: &str = "x-hookwire-lineage";
 /// Dead-letter header: why a message is dead (one of [`DeadReason`]).
 pub const REASON: &str = "x-hookwire-reason";
 /// Dead-letter header: the reason in words.
@@ -232,6 +236,10 @@ pub struct Task {
     /// When (ms) the tier it comes back from was due to expire it; `None` if it was
     /// not parked. Read only: [`Task::parked_properties`] sets it.
     pub due_ms: Option<u64>,
+    /// The handling its message came from, and that the messages published while it is
+    /// handled come from once the engine sets it; `None`: not known (an event's first
+    /// task, a resend, a replay).
+    pub lineage: Option<u128>,
     /// The trace its attempts belong to, as the `traceparent` and `tracestate` headers of
     /// the task message: W3C's own names, not `x-hookwire-*` ones, so that a dead letter
     /// keeps them and a broker-side tracer reads them too. `None`: no trace.
@@ -258,6 +266,7 @@ impl Task {
             published_at_ms,
             deferred_since_ms: None,
             due_ms: None,
+            lineage: None,
             trace: None,
         }
     }
@@ -300,6 +309,9 @@ impl Task {
         }
         if let Some(since) = self.deferred_since_ms {
             headers::set_unsigned(&mut h, DEFERRED_SINCE_MS, since);
+        }
+        if let Some(lineage) = self.lineage {
+            headers::set_text(&mut h, LINEAGE, &format!("{lineage:032x}"));
         }
         if let Some(trace) = &self.trace {
             set_trace(&mut h, trace);
@@ -402,6 +414,8 @@ impl Task {
             published_at_ms: headers::unsigned(h, PUBLISHED_AT_HEADER),
             deferred_since_ms: headers::unsigned(h, DEFERRED_SINCE_MS),
             due_ms: headers::unsigned(h, DUE_MS),
+            // Unreadable: the copy is attempted, as one without a lineage is.
+            lineage: headers::text(h, LINEAGE).and_then(|l| u128::from_str_radix(l, 16).ok()),
             trace: trace_of(h),
         })
     }

@@ -32,7 +32,7 @@ use crate::attempt_log::AttemptLog;
 use crate::attempt_log::{attempt_record, outcome_name};
 use crate::endpoints::{EndpointLimits, Endpoints, Signal};
 use crate::payloads::PayloadArchive;
-use crate::settled::SettledJournal;
+use crate::settled::{Handled, SettledJournal};
 use crate::spans::{self, Spans};
 use crate::telemetry;
 use hookwire_http::{AttemptReport, Deliverer};
@@ -282,12 +282,13 @@ impl Engine {
         // The event's ack waits for all its deliveries: each one settled meanwhile is
         // journaled, so that a redelivery of the event does not make it again.
         let journaled = tasks.len() > 1;
-        try_join_all(tasks.into_iter().map(|(task, sub)| async move {
-            let webhook_id = journaled.then(|| task.webhook_id());
+        try_join_all(tasks.into_iter().map(|(mut task, sub)| async move {
+            let webhook_id = task.webhook_id();
+            self.adopt(&mut task, Handled::Delivery(&webhook_id), message);
             self.deliver(publisher, task, Some(sub), &message.data, None)
                 .await?;
-            if let Some(id) = webhook_id {
-                self.journal.record(&id);
+            if journaled {
+                self.journal.record(&webhook_id);
             }
             Ok::<_, crate::Error>(())
         }))

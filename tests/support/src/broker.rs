@@ -83,6 +83,27 @@ impl Broker {
         out
     }
 
+    /// Takes every message from `queue` without acking it, then closes the channel: the
+    /// broker puts them back as redelivered (a consumer that stopped before its acks).
+    /// Returns how many.
+    pub async fn return_unacked(&self, queue: &str) -> usize {
+        let channel = self.channel().await;
+        let mut taken = 0;
+        while channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("basic_get on {queue}: {e}"))
+            .is_some()
+        {
+            taken += 1;
+        }
+        channel
+            .close(200, "returned".into())
+            .await
+            .expect("close the channel");
+        taken
+    }
+
     /// Publishes a raw message to the namespace's events exchange, confirmed.
     pub async fn publish_raw(
         &self,

@@ -11,6 +11,7 @@ fn task() -> Task {
         published_at_ms: Some(41),
         deferred_since_ms: Some(40),
         due_ms: None,
+        lineage: Some(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
         trace: TraceParent::from_headers(
             Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
             Some("rojo=00f067aa0ba902b7"),

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hookwire_amqp::{Producer, Topology};
+use hookwire_amqp::topology::DELIVER_KEY;
+use hookwire_amqp::{Producer, Publisher, Topology, wire};
 use hookwire_core::{Config, Subscription};
 use hookwire_store::{AttemptQuery, Store};
 use hookwire_testkit::serve_child::seed_store;
@@ -35,8 +36,14 @@ struct Fixture {
 
 impl Fixture {
     async fn new(subscriptions: &[Subscription]) -> Self {
+        Self::with(subscriptions, |_| {}).await
+    }
+
+    /// [`Fixture::new`] with the test config changed by `adjust`.
+    async fn with(subscriptions: &[Subscription], adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = test_config(&unique_namespace(), &dir.path().join("store"));
+        let mut config = test_config(&unique_namespace(), &dir.path().join("store"));
+        adjust(&mut config);
         // Not even opened without subscriptions: the secrets test looks for the files
         // that serve writes.
         if !subscriptions.is_empty() {
@@ -231,6 +238,102 @@ async fn deliveries_settled_before_a_sigkill_are_not_made_again() {
     assert!(
         skipped >= 2.0 * HELD as f64,
         "each redelivered event's two settled deliveries are counted: {skipped}"
+    );
+    assert!(serve.terminate(WAIT).await.expect("serve stops").success());
+    fx.finish().await;
+}
+
+/// A delivery whose event is redelivered and made again (here the store and its journal
+/// were lost after the retry was scheduled: as after a kill between the retry's confirm
+/// and its journal entry) goes on from the redelivery alone. The retry the first handling
+/// left in its tier names that handling as its lineage, and is dropped when it comes back;
+/// the same copy without a lineage is delivered, so the drop is the lineage's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_left_behind_by_a_redelivery_that_made_its_delivery_again_is_dropped() {
+    let flaky = Receiver::failing_each_first_attempt().await;
+    let sub = new_subscription("acme", &flaky.url(), &["report_run_completed"]);
+    let subs = std::slice::from_ref(&sub);
+    // A retry that stays in its tier until serve has been killed.
+    let fx = Fixture::with(subs, |c| {
+        c.delivery.retry_schedule = vec![Duration::from_secs(4)]
+    })
+    .await;
+    let names = &fx.topology.names;
+    let mut serve = fx.start().await;
+    fx.wait_consumers(1).await;
+    fx.publish_runs(1).await;
+    flaky.wait_for(1, WAIT).await;
+    let tier = names.retry_queue(Duration::from_secs(4));
+    eventually(WAIT, "the retry parked", || async {
+        (fx.broker.ready(&tier).await == 1).then_some(())
+    })
+    .await;
+    // The event's ack follows its retry's confirm.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    serve.kill().expect("SIGKILL, reaped");
+    fx.wait_consumers(0).await;
+    assert_eq!(
+        fx.broker.ready(&names.events_queue()).await,
+        0,
+        "the event was acked before the kill"
+    );
+    eventually(WAIT, "the retry back from its tier", || async {
+        (fx.broker.ready(&names.deliveries_queue()).await == 1).then_some(())
+    })
+    .await;
+    let (props, body) = fx.broker.drain(&names.deliveries_queue()).await.remove(0);
+    let headers = props.headers().clone().expect("the retry's headers");
+    assert!(
+        headers.inner().contains_key(wire::LINEAGE),
+        "the retry names the handling that published it: {headers:?}"
+    );
+    // The event again, redelivered, to a node that knows nothing of its delivery.
+    fx.publish_runs(1).await;
+    assert_eq!(fx.broker.return_unacked(&names.events_queue()).await, 1);
+    std::fs::remove_dir_all(&fx.config.store.path).expect("store removed");
+    seed_store(&fx.config, subs).expect("seed");
+
+    let mut serve = fx.start().await;
+    flaky.wait_for(2, WAIT).await;
+    let mut without = headers.inner().clone();
+    without.retain(|key, _| key.as_str() != wire::LINEAGE);
+    let without = lapin::types::FieldTable::from(without);
+    let publisher = Publisher::open(fx.broker.connection(), WAIT)
+        .await
+        .expect("confirm channel");
+    for h in [headers, without] {
+        publisher
+            .publish(
+                &names.work_exchange(),
+                DELIVER_KEY,
+                &body,
+                props.clone().with_headers(h),
+            )
+            .await
+            .expect("task published");
+    }
+    flaky.wait_for(3, WAIT).await;
+    let api = serve.api().expect("serve's API");
+    eventually(
+        WAIT,
+        "the left-behind retry counted as superseded",
+        || async {
+            let metrics = reqwest::get(format!("http://{api}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics
+                .contains(r#"hookwire_deliveries_total{outcome="superseded"} 1"#)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        flaky.requests().len(),
+        3,
+        "the first attempt, the redelivery's, and the copy without a lineage"
     );
     assert!(serve.terminate(WAIT).await.expect("serve stops").success());
     fx.finish().await;

@@ -15,6 +15,7 @@ use hookwire_core::FilterInput;
 use lapin::message::Delivery;
 
 use super::Engine;
+use crate::settled::Handled;
 use crate::{Result, telemetry};
 
 /// Messages of one fan-out published at once.
@@ -62,8 +63,9 @@ impl Engine {
         if message.redelivered {
             self.retain_unsettled(&mut tasks).await;
         }
-        try_join_all(tasks.into_iter().map(|(task, ())| async move {
+        try_join_all(tasks.into_iter().map(|(mut task, ())| async move {
             let webhook_id = task.webhook_id();
+            self.adopt(&mut task, Handled::Delivery(&webhook_id), message);
             self.deliver_task(publisher, task, &message.data, input)
                 .await?;
             self.journal.record(&webhook_id);

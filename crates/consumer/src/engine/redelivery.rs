@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
+use hookwire_amqp::headers;
+use hookwire_amqp::topology::DELIVERY_LIMIT;
 use hookwire_amqp::wire::Task;
+use lapin::message::Delivery;
 use tracing::{debug, warn};
 
 use super::Engine;
-use crate::settled::TaskCopy;
+use crate::settled::{Handled, TaskCopy};
 use crate::telemetry;
 
 /// The longest a redelivered message waits for the attempts stream to bring what other
@@ -26,6 +29,28 @@ impl Engine {
         if !tasks.is_empty() && self.await_replicated_attempts().await {
             tasks.retain(|(task, _)| !self.recorded_settled(task));
         }
+    }
+
+    /// Makes this handling of `message` the lineage of what `task`'s delivery publishes
+    /// (its retry, its deferral) and, when a redelivery makes the delivery again, leaves
+    /// behind what the earlier handlings published for it.
+    pub(super) fn adopt(&self, task: &mut Task, handled: Handled<'_>, message: &Delivery) {
+        let incarnation = incarnation(message);
+        if incarnation > 0 {
+            self.journal.supersede_earlier(handled, incarnation);
+        }
+        task.lineage = handled.lineage(incarnation);
+    }
+
+    /// Whether `task`'s message was published by a handling a redelivery has made again
+    /// since: that redelivery's own outcome goes on instead.
+    pub(super) fn left_behind(&self, task: &Task) -> bool {
+        let left = task.lineage.is_some_and(|l| self.journal.superseded(l));
+        if left {
+            telemetry::delivery("superseded");
+            debug!(webhook_id = %task.webhook_id(), attempt = task.attempts.saturating_add(1), "Task was published by a handling its redelivery made again; dropped.");
+        }
+        left
     }
 
     /// Whether the attempt log shows `task`, whose message was redelivered, settled: its
@@ -115,6 +140,18 @@ impl Engine {
         }
         true
     }
+}
+
+/// How many times `message` was delivered before: 0 on its first delivery, else the
+/// quorum queue's `x-delivery-count`, which the broker sets on every redelivery (a
+/// producer's own on a first delivery is ignored), at most the queues' delivery limit.
+fn incarnation(message: &Delivery) -> u32 {
+    if !message.redelivered {
+        return 0;
+    }
+    let count = headers::unsigned(message.properties.headers().as_ref(), "x-delivery-count");
+    let limit = DELIVERY_LIMIT.unsigned_abs();
+    u32::try_from(count.unwrap_or(1).clamp(1, limit)).unwrap_or(1)
 }
 
 /// How the settled journal tells `task`'s message from the other copies of its delivery.

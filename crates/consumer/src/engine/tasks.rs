@@ -9,6 +9,7 @@ use lapin::message::Delivery;
 use tracing::{info, warn};
 
 use super::{Engine, redelivery};
+use crate::settled::Handled;
 use crate::{Result, telemetry};
 
 impl Engine {
@@ -47,12 +48,13 @@ impl Engine {
         if tasks.len() > 1 {
             return self.deliver_chunk(publisher, message, tasks, &input).await;
         }
-        let task = tasks.swap_remove(0);
-        if message.redelivered && self.settled_before(&task).await {
+        let mut task = tasks.swap_remove(0);
+        if self.left_behind(&task) || (message.redelivered && self.settled_before(&task).await) {
             return Ok(());
         }
         let webhook_id = task.webhook_id();
         let copy = redelivery::task_copy(&task, &webhook_id);
+        self.adopt(&mut task, Handled::Task(copy), message);
         self.deliver_task(publisher, task, &message.data, &input)
             .await?;
         // Before the ack: a SIGKILL between the two finds it on the redelivery.

@@ -133,6 +133,7 @@ async fn tasks_are_checked_before_they_are_signed() {
         published_at_ms: None,
         deferred_since_ms: None,
         due_ms: None,
+        lineage: None,
         trace: None,
     };
     let big = format!(

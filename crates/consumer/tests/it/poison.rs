@@ -125,6 +125,7 @@ async fn a_task_claiming_every_attempt_is_refused_at_decode_and_nothing_is_lost(
         published_at_ms: None,
         deferred_since_ms: None,
         due_ms: None,
+        lineage: None,
         trace: None,
     };
     publish_task(
