@@ -19,6 +19,7 @@ mod brokers;
 pub mod envelope;
 mod error;
 pub mod headers;
+mod inequivalent;
 mod producer;
 mod publisher;
 mod replayer;

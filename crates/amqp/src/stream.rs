@@ -6,13 +6,15 @@
 //! closes every channel of the connection: a stream is read on a connection of its own,
 //! and nothing here ever nacks.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Consumer};
 
-use crate::Result;
+pub use crate::inequivalent::Difference;
+use crate::{Result, inequivalent};
 
 /// The header that carries a delivery's offset, and the consumer argument that says where
 /// to start.
@@ -86,53 +88,82 @@ pub enum Declared {
     /// The stream exists with the arguments asked for.
     AsAsked,
     /// The stream exists with other arguments, which RabbitMQ fixes when it creates a
-    /// stream; it is used as it is. The broker's account of the difference.
-    AsFound(String),
+    /// stream; it is used as it is. Every argument that differs, with both values.
+    AsFound(Vec<Difference>),
 }
+
+/// How many differing arguments one declaration may find: more than a stream has.
+const MAX_DIFFERENCES: usize = 8;
 
 /// Declares the stream `name` with `args` on channels of its own. A stream that exists
 /// with other arguments (a retention or size changed in the configuration, or a stream
-/// made by an older build) is used as it is: RabbitMQ refuses the declaration with 406
-/// and closes the channel, so the stream is then declared passively on another one.
-/// Changing its arguments is the operator's choice (docs/operations.md).
+/// made by an older build) is used as it is: RabbitMQ refuses the declaration with 406,
+/// naming the first argument that differs, and closes the channel; the stream is then
+/// declared again on another channel with that argument as the broker holds it, until
+/// the declaration matches, so that every difference is known. Any other refusal (a
+/// queue of another type or durability by that name) is an error. Changing a stream's
+/// arguments is the operator's choice (docs/operations.md).
 pub async fn declare_on(
     connection: &lapin::Connection,
     name: &str,
     args: FieldTable,
 ) -> Result<Declared> {
-    let channel = connection.create_channel().await?;
-    let refused = match declare_with(&channel, name, args).await {
-        Ok(()) => {
-            let _ = channel.close(200, "declared".into()).await;
-            return Ok(Declared::AsAsked);
+    let mut args = args.inner().clone();
+    let mut differences = Vec::new();
+    loop {
+        let channel = connection.create_channel().await?;
+        let refused = match declare_with(&channel, name, args.clone().into()).await {
+            Ok(()) => {
+                let _ = channel.close(200, "declared".into()).await;
+                return Ok(if differences.is_empty() {
+                    Declared::AsAsked
+                } else {
+                    Declared::AsFound(differences)
+                });
+            }
+            Err(crate::Error::Amqp(e)) => e,
+            Err(e) => return Err(e),
+        };
+        match adopt(&mut args, &refused) {
+            Some(difference) if differences.len() < MAX_DIFFERENCES => {
+                differences.push(difference);
+            }
+            _ => return Err(refused.into()),
         }
-        Err(crate::Error::Amqp(e)) if precondition_failed(&e) => e,
-        Err(e) => return Err(e),
-    };
-    let channel = connection.create_channel().await?;
-    channel
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let _ = channel.close(200, "declared".into()).await;
-    Ok(Declared::AsFound(refused.to_string()))
+    }
 }
 
-/// RabbitMQ's 406 `PRECONDITION_FAILED`: a declaration with other arguments.
-fn precondition_failed(e: &lapin::Error) -> bool {
+/// Sets in `args` the value the broker holds of the argument a 406 names, and returns
+/// that difference; `None` when `refused` is not such a refusal, or names the queue's
+/// type or a property (`durable`): a queue that is not a durable stream is not used.
+fn adopt(
+    args: &mut BTreeMap<ShortString, AMQPValue>,
+    refused: &lapin::Error,
+) -> Option<Difference> {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-    matches!(
-        e.kind(),
-        lapin::ErrorKind::ProtocolError(amqp)
-            if *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
-    )
+    let lapin::ErrorKind::ProtocolError(amqp) = refused.kind() else {
+        return None;
+    };
+    if *amqp.kind() != AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) {
+        return None;
+    }
+    let found = inequivalent::parse(amqp.get_message().as_str())?;
+    if !found.argument.starts_with("x-") || found.argument == "x-queue-type" {
+        return None;
+    }
+    let asked = args
+        .iter()
+        .find(|(key, _)| key.as_str() == found.argument)
+        .map(|(_, value)| value.clone());
+    let current = match &found.current {
+        Some(current) => Some(current.to_amqp(asked.as_ref())?),
+        None => None,
+    };
+    args.retain(|key, _| key.as_str() != found.argument);
+    if let Some(current) = current {
+        args.insert(found.argument.clone().into(), current);
+    }
+    Some(found.difference())
 }
 
 /// Consumes the stream `name` from `offset` (`None`: from its first message) on `channel`,

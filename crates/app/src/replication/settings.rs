@@ -74,8 +74,9 @@ impl Which {
     }
 
     /// Declares this stream. A stream that exists with other arguments (bounds changed in
-    /// the configuration since it was made) is used as it is, with a warning that says
-    /// what differs and `hookwire_stream_arguments_differ{stream}` at 1.
+    /// the configuration since it was made) is used as it is, with a warning that names
+    /// every argument that differs, with both values, and
+    /// `hookwire_stream_arguments_differ{stream}` at 1.
     pub(super) async fn declare(
         self,
         settings: &StreamSettings,
@@ -92,10 +93,12 @@ impl Which {
         };
         let differs = match &declared {
             Declared::AsAsked => false,
-            Declared::AsFound(difference) => {
+            Declared::AsFound(differences) => {
+                let differences: Vec<String> =
+                    differences.iter().map(ToString::to_string).collect();
                 tracing::warn!(
                     stream = %self.name(settings),
-                    broker = %difference,
+                    differences = %differences.join("; "),
                     "The stream exists with other arguments than the configuration gives; \
                      using it as it is (docs/operations.md, \"Changing a stream's bounds\")."
                 );

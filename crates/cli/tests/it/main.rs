@@ -5,6 +5,7 @@ mod admin;
 mod alerts;
 mod backup;
 mod broker_tls;
+mod catching_up;
 mod client;
 mod cluster;
 mod commands;

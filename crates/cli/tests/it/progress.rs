@@ -1,20 +1,39 @@
-//! Long operations show progress on a terminal only: a resend over a range and a replay,
-//! run in a pseudo-terminal (util-linux `script`), draw their progress there; piped, or
-//! with `--json`, they print the result alone.
+//! Long operations show progress on a terminal only: a resend over a range, a replay,
+//! `admin export`, `store export`, `import` and `restore`, run in a pseudo-terminal
+//! (util-linux `script`), draw their progress there; piped, or with `--json`, they print
+//! the result alone.
 
 use std::time::{Duration, SystemTime};
 
 use hookwire_testkit::harness::API_TOKEN;
-use hookwire_testkit::{Harness, Receiver, eventually};
+use hookwire_testkit::serve_child::seed_store;
+use hookwire_testkit::{
+    Harness, Receiver, eventually, new_subscription, test_config, unique_namespace,
+};
 use serde_json::Value;
 
 use crate::client::{run_ok, run_with_env};
+use crate::{delete_namespace, write_config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What `hookwire ARGS` wrote to a pseudo-terminal, stdout and stderr together, and
-/// whether it succeeded.
+/// whether it succeeded, run against `h`'s API.
 async fn on_a_terminal(h: &Harness, args: &[&str]) -> (bool, String) {
+    let api = h.api_url();
+    on_a_terminal_with(
+        &[
+            ("HOOKWIRE_API_URL", &api),
+            ("HOOKWIRE_API_TOKEN", API_TOKEN),
+        ],
+        args,
+    )
+    .await
+}
+
+/// What `hookwire ARGS` wrote to a pseudo-terminal with `env` set, and whether it
+/// succeeded.
+async fn on_a_terminal_with(env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
     let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_hookwire"))
         .chain(args.iter().copied())
         .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
@@ -28,8 +47,7 @@ async fn on_a_terminal(h: &Harness, args: &[&str]) -> (bool, String) {
             &quoted.join(" "),
             "/dev/null",
         ])
-        .env("HOOKWIRE_API_URL", h.api_url())
-        .env("HOOKWIRE_API_TOKEN", API_TOKEN)
+        .envs(env.iter().copied())
         .env("TERM", "xterm")
         .stdin(std::process::Stdio::null());
     let out = tokio::task::spawn_blocking(move || script.output())
@@ -128,6 +146,26 @@ async fn progress_shows_on_a_terminal_and_never_in_a_pipe_or_json() {
         "{result}"
     );
 
+    // A hot export counts the entries it receives.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("admin.jsonl").display().to_string();
+    let export = ["admin", "export", "--out", &out];
+    let (ok, shown) = on_a_terminal(&h, &export).await;
+    assert!(ok, "{shown}");
+    assert!(shown.contains("entries received"), "no progress: {shown:?}");
+    assert!(shown.contains("exported 1 webhook(s)"), "{shown}");
+    let piped = run_with_env(
+        &[&export[..], &["--api", &api, "--token", API_TOKEN]].concat(),
+        &[],
+    )
+    .await;
+    assert!(piped.ok, "{}", piped.stderr);
+    assert_summary_alone(&piped.stderr, "exported 1 webhook(s)");
+    let (ok, shown) = on_a_terminal(&h, &[&export[..], &["--json"]].concat()).await;
+    assert!(ok, "{shown}");
+    let summary: Value = serde_json::from_str(shown.trim()).expect("JSON alone");
+    assert_eq!(summary["webhooks"], 1, "{summary}");
+
     // A replay draws its bar toward the number of letters selected.
     h.publish_orgless().await;
     h.wait_dead_letters(1, WAIT).await;
@@ -149,4 +187,111 @@ async fn progress_shows_on_a_terminal_and_never_in_a_pipe_or_json() {
     );
     assert!(shown.contains("Replayed 1 dead letter."), "{shown}");
     h.finish().await;
+}
+
+/// Asserts that `stderr` is the one line of a summary that contains `summary`: no bar.
+fn assert_summary_alone(stderr: &str, summary: &str) {
+    assert!(
+        stderr.lines().count() == 1 && stderr.contains(summary),
+        "nothing but the summary in a pipe: {stderr:?}"
+    );
+}
+
+/// `store export` of a stopped node's store, `store import` into a fresh namespace and
+/// `store restore` into an empty store: a bar on a terminal, the summary alone in a pipe
+/// or with `--json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_export_import_and_restore_show_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = test_config(&unique_namespace(), &dir.path().join("store"));
+    let subs: Vec<_> = (0..20)
+        .map(|i| {
+            new_subscription(
+                "acme",
+                &format!("http://127.0.0.1:9/{i}"),
+                &["report_created"],
+            )
+        })
+        .collect();
+    seed_store(&source, &subs).expect("seeded");
+    crate::wait_unlocked(&source.store.path);
+    let config = write_config(&source, dir.path()).display().to_string();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+
+    let (export, exported) = (file("export.jsonl"), "exported 20 webhook(s)");
+    let args = ["store", "export", "--config", &config, "--out", &export];
+    let (ok, shown) = on_a_terminal_with(&[], &args).await;
+    assert!(ok, "{shown}");
+    assert!(shown.contains("entries written"), "no progress: {shown:?}");
+    assert!(shown.contains(exported), "{shown}");
+    let piped = run_with_env(&args, &[]).await;
+    assert!(piped.ok, "{}", piped.stderr);
+    assert_summary_alone(&piped.stderr, exported);
+    let (ok, shown) = on_a_terminal_with(&[], &[&args[..], &["--json"]].concat()).await;
+    assert!(ok, "{shown}");
+    let summary: Value = serde_json::from_str(shown.trim()).expect("JSON alone");
+    assert_eq!(summary["webhooks"], 20, "{summary}");
+
+    // Each import into a fresh namespace of its own: one that holds changes refuses it.
+    let targets = ["terminal", "piped", "json"].map(|name| {
+        let at = dir.path().join(name);
+        std::fs::create_dir_all(&at).expect("dir");
+        let target = test_config(&unique_namespace(), &at.join("store"));
+        let path = write_config(&target, &at).display().to_string();
+        (target, path)
+    });
+    let import = |i: usize| {
+        [
+            "store",
+            "import",
+            "--config",
+            &targets[i].1,
+            "--in",
+            &export,
+        ]
+    };
+    let imported = "imported 20 entries";
+    let (ok, shown) = on_a_terminal_with(&[], &import(0)).await;
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains("entries published"),
+        "no progress: {shown:?}"
+    );
+    assert!(shown.contains(imported), "{shown}");
+    let run = run_with_env(&import(1), &[]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains(imported), "{}", run.stdout);
+    assert_eq!(run.stderr, "", "nothing but the result in a pipe");
+    let (ok, shown) = on_a_terminal_with(&[], &[&import(2)[..], &["--json"]].concat()).await;
+    assert!(ok, "{shown}");
+    let result: Value = serde_json::from_str(shown.trim()).expect("JSON alone");
+    assert_eq!(result["imported"], 20, "{result}");
+
+    // The same configurations' stores, empty: a restore into each.
+    let restore = |i: usize| {
+        [
+            "store",
+            "restore",
+            "--config",
+            &targets[i].1,
+            "--in",
+            &export,
+        ]
+    };
+    let restored = "restored 20 webhook(s)";
+    let (ok, shown) = on_a_terminal_with(&[], &restore(0)).await;
+    assert!(ok, "{shown}");
+    assert!(shown.contains("entries restored"), "no progress: {shown:?}");
+    assert!(shown.contains(restored), "{shown}");
+    let run = run_with_env(&restore(1), &[]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains(restored), "{}", run.stdout);
+    assert_eq!(run.stderr, "", "nothing but the result in a pipe");
+    let (ok, shown) = on_a_terminal_with(&[], &[&restore(2)[..], &["--json"]].concat()).await;
+    assert!(ok, "{shown}");
+    let result: Value = serde_json::from_str(shown.trim()).expect("JSON alone");
+    assert_eq!(result["webhooks"], 20, "{result}");
+    for (target, _) in &targets {
+        delete_namespace(target).await;
+    }
 }
