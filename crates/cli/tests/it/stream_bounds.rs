@@ -242,3 +242,47 @@ async fn a_policy_shortens_a_live_streams_retention() {
 fn regex_escape(name: &str) -> String {
     name.replace('.', "\\.")
 }
+
+/// docs/operations.md, "Changing a stream's bounds": a longer retention needs the stream
+/// made anew. With every node stopped, `rabbitmqctl delete_queue` removes it; the node
+/// started with the longer retention declares it with exactly the new bounds, and its
+/// attempts go through it again.
+#[tokio::test]
+async fn a_stream_deleted_while_its_nodes_are_stopped_is_made_anew_with_longer_bounds() {
+    const DAY: Duration = Duration::from_secs(86_400);
+    let mut h = Harness::start(|c| {
+        c.replication.enabled = true;
+        c.store.attempt_retention = DAY;
+    })
+    .await;
+    let name = format!("{}.attempts", h.namespace());
+    let bounds = |h: &Harness| {
+        stream::bounded_arguments(
+            Some(h.config.store.attempt_retention),
+            Some(h.config.replication.attempts_max_bytes),
+            None,
+        )
+    };
+    declare(&h, &name, bounds(&h), false)
+        .await
+        .expect("made with a day");
+    h.stop_daemon().await.expect("hookwire stops");
+    rabbitmqctl(&["delete_queue", &name]);
+    h.config.store.attempt_retention = 14 * DAY;
+    h.restart_daemon().await;
+
+    declare(&h, &name, bounds(&h), false)
+        .await
+        .expect("made anew with fourteen days");
+    let receiver = Receiver::start(|_, _| Reply::status(204)).await;
+    let sub = h.subscribe_acme(&receiver.url());
+    h.publish_report("evt-longer-1", "https://example.com/r/1")
+        .await;
+    receiver.wait_for(1, WAIT).await;
+    h.wait_attempts(&sub.id, 1, WAIT).await;
+    eventually(WAIT, "the attempt in the new stream", || async {
+        first_offset(&h, &name).await
+    })
+    .await;
+    h.finish().await;
+}
