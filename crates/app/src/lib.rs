@@ -32,6 +32,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+
+/// The git commit this build comes from (`build.rs`), "unknown" outside a checkout.
+pub const COMMIT: &str = env!("HOOKWIRE_COMMIT");
+/// The version and commit, as `hookwire --version` prints them.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HOOKWIRE_COMMIT"),
+    ")"
+);
 pub use node::node_id;
 pub use outbound::deliverer;
 

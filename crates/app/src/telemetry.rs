@@ -2,13 +2,14 @@
 
 use hookwire_store::ReplicationStatus;
 
-/// `hookwire_node_info{node, version}` = 1: joins this process's metrics to its node id,
-/// and shows which build each node runs (a rolling upgrade's progress).
+/// `hookwire_node_info{node, version, commit}` = 1: joins this process's metrics to its
+/// node id, and shows which build each node runs (a rolling upgrade's progress).
 pub(crate) fn node(id: &str) {
     metrics::gauge!(
         "hookwire_node_info",
         "node" => id.to_owned(),
         "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => crate::COMMIT,
     )
     .set(1.0);
 }

@@ -18,7 +18,7 @@ use crate::commands::webhooks::WebhookAction;
 #[derive(Parser, Debug)]
 #[command(
     name = "hookwire",
-    version,
+    version = hookwire_app::VERSION,
     about = "Webhook delivery daemon: RabbitMQ in, signed HTTP out."
 )]
 pub struct Cli {

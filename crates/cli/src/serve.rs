@@ -22,6 +22,7 @@ pub async fn serve(file: Option<&Path>) -> Result<()> {
     let app = App::build(&config).await?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
+        commit = hookwire_app::COMMIT,
         namespace = %config.amqp.namespace,
         broker = %config
             .amqp

@@ -3,7 +3,7 @@
 use std::process::Stdio;
 
 use hookwire_amqp::Topology;
-use hookwire_testkit::{Broker, unique_namespace};
+use hookwire_testkit::{Broker, Harness, unique_namespace};
 
 use crate::hookwire;
 
@@ -270,4 +270,37 @@ fn a_bad_worker_thread_override_is_refused_before_anything_runs() {
             && !stderr.contains("does not exist"),
         "the runtime's setting is checked first, and named: {stderr}"
     );
+}
+
+/// Two builds of one version are told apart by their commit, from the command line and
+/// in a running node's `hookwire_node_info` (docs/operations.md, "Upgrading hookwire").
+#[tokio::test]
+async fn the_version_and_node_info_name_the_commit_built() {
+    // Outside a git checkout (a source archive) the build says "unknown".
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |out| String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        );
+    assert_eq!(hookwire_app::COMMIT, head, "built from the checkout's HEAD");
+
+    let (ok, stdout, _) = output(hookwire().arg("--version"));
+    assert!(ok);
+    assert_eq!(
+        stdout.trim(),
+        format!("hookwire {} ({head})", env!("CARGO_PKG_VERSION"))
+    );
+    let h = Harness::start(|_| {}).await;
+    let metrics = h.metrics().await;
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with("hookwire_node_info{"))
+        .expect("hookwire_node_info");
+    assert!(info.contains(&format!(r#"commit="{head}""#)), "{info}");
+    h.finish().await;
 }
