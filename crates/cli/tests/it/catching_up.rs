@@ -7,7 +7,7 @@ use std::time::Duration;
 use hookwire_amqp::Publisher;
 use hookwire_amqp::envelope::{Origin, StreamKey, VERSION};
 use hookwire_amqp::lapin::BasicProperties;
-use hookwire_testkit::{Harness, eventually};
+use hookwire_testkit::Harness;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -43,17 +43,9 @@ async fn a_node_catching_up_with_the_changes_stream_is_not_ready() {
         let _ = stopped.await;
     }));
 
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let problems = eventually(WAIT, "/readyz to say it is catching up", || async {
-        let answer = http.get(format!("http://{api}/readyz")).send().await.ok()?;
-        let status = answer.status().as_u16();
-        let body: serde_json::Value = answer.json().await.ok()?;
-        (status == 503).then_some(body["problems"].to_string())
-    })
-    .await;
+    let problems =
+        crate::not_ready(api, WAIT, "/readyz to say it is catching up").await["problems"]
+            .to_string();
     assert!(
         problems.contains("catching up with the changes stream"),
         "{problems}"

@@ -62,17 +62,7 @@ async fn readyz_reports_a_store_that_cannot_be_written_and_nothing_is_lost() {
         published.insert(id);
     }
 
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let problems = eventually(WAIT, "/readyz to report the store", || async {
-        let answer = http.get(format!("http://{api}/readyz")).send().await.ok()?;
-        let status = answer.status();
-        let body: serde_json::Value = answer.json().await.ok()?;
-        (status == 503).then_some(body)
-    })
-    .await;
+    let problems = crate::not_ready(api, WAIT, "/readyz to report the store").await;
     assert!(
         problems.to_string().contains("store cannot be written"),
         "{problems}"

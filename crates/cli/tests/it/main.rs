@@ -77,6 +77,26 @@ pub async fn delete_namespace(config: &Config) {
         .expect("namespace deleted");
 }
 
+/// The body of the first `/readyz` 503 of the API at `api` within `wait`, waited for as
+/// `what`.
+pub async fn not_ready(
+    api: std::net::SocketAddr,
+    wait: std::time::Duration,
+    what: &str,
+) -> serde_json::Value {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    hookwire_testkit::eventually(wait, what, || async {
+        let answer = http.get(format!("http://{api}/readyz")).send().await.ok()?;
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.json().await.ok()?;
+        (status == 503).then_some(body)
+    })
+    .await
+}
+
 /// The built binary.
 pub fn hookwire() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookwire"))

@@ -240,58 +240,40 @@ async fn store_export_import_and_restore_show_progress_on_a_terminal_only() {
         let path = write_config(&target, &at).display().to_string();
         (target, path)
     });
-    let import = |i: usize| {
-        [
-            "store",
-            "import",
-            "--config",
-            &targets[i].1,
-            "--in",
-            &export,
-        ]
+    let paths = targets.each_ref().map(|(_, path)| path.as_str());
+    let into_each = |command, progress, summary| {
+        from_export_into_each(command, paths, &export, progress, summary)
     };
-    let imported = "imported 20 entries";
-    let (ok, shown) = on_a_terminal_with(&[], &import(0)).await;
-    assert!(ok, "{shown}");
-    assert!(
-        shown.contains("entries published"),
-        "no progress: {shown:?}"
-    );
-    assert!(shown.contains(imported), "{shown}");
-    let run = run_with_env(&import(1), &[]).await;
-    assert!(run.ok, "{}", run.stderr);
-    assert!(run.stdout.contains(imported), "{}", run.stdout);
-    assert_eq!(run.stderr, "", "nothing but the result in a pipe");
-    let (ok, shown) = on_a_terminal_with(&[], &[&import(2)[..], &["--json"]].concat()).await;
-    assert!(ok, "{shown}");
-    let result: Value = serde_json::from_str(shown.trim()).expect("JSON alone");
-    assert_eq!(result["imported"], 20, "{result}");
-
+    let imported = into_each("import", "entries published", "imported 20 entries").await;
+    assert_eq!(imported["imported"], 20, "{imported}");
     // The same configurations' stores, empty: a restore into each.
-    let restore = |i: usize| {
-        [
-            "store",
-            "restore",
-            "--config",
-            &targets[i].1,
-            "--in",
-            &export,
-        ]
-    };
-    let restored = "restored 20 webhook(s)";
-    let (ok, shown) = on_a_terminal_with(&[], &restore(0)).await;
-    assert!(ok, "{shown}");
-    assert!(shown.contains("entries restored"), "no progress: {shown:?}");
-    assert!(shown.contains(restored), "{shown}");
-    let run = run_with_env(&restore(1), &[]).await;
-    assert!(run.ok, "{}", run.stderr);
-    assert!(run.stdout.contains(restored), "{}", run.stdout);
-    assert_eq!(run.stderr, "", "nothing but the result in a pipe");
-    let (ok, shown) = on_a_terminal_with(&[], &[&restore(2)[..], &["--json"]].concat()).await;
-    assert!(ok, "{shown}");
-    let result: Value = serde_json::from_str(shown.trim()).expect("JSON alone");
-    assert_eq!(result["webhooks"], 20, "{result}");
+    let restored = into_each("restore", "entries restored", "restored 20 webhook(s)").await;
+    assert_eq!(restored["webhooks"], 20, "{restored}");
     for (target, _) in &targets {
         delete_namespace(target).await;
     }
+}
+
+/// `store <command> --config <path> --in <export>` into each of three configurations:
+/// on a terminal (a bar saying `progress`, then `summary`), in a pipe (`summary`, nothing
+/// on stderr) and with `--json` on a terminal, whose JSON alone it returns.
+async fn from_export_into_each(
+    command: &str,
+    configs: [&str; 3],
+    export: &str,
+    progress: &str,
+    summary: &str,
+) -> Value {
+    let args = |i: usize| ["store", command, "--config", configs[i], "--in", export];
+    let (ok, shown) = on_a_terminal_with(&[], &args(0)).await;
+    assert!(ok, "{shown}");
+    assert!(shown.contains(progress), "no progress: {shown:?}");
+    assert!(shown.contains(summary), "{shown}");
+    let run = run_with_env(&args(1), &[]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains(summary), "{}", run.stdout);
+    assert_eq!(run.stderr, "", "nothing but the result in a pipe");
+    let (ok, shown) = on_a_terminal_with(&[], &[&args(2)[..], &["--json"]].concat()).await;
+    assert!(ok, "{shown}");
+    serde_json::from_str(shown.trim()).expect("JSON alone")
 }
