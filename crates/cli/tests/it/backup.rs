@@ -400,6 +400,79 @@ async fn a_hot_export_restores_into_a_fresh_node_that_delivers_alike() {
     source.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_copy_of_the_store_directory_keeps_the_attempt_log_and_the_kept_bodies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::connect().await;
+    let source = Node::new(&broker, dir.path(), "source").await;
+    let good = Receiver::ok().await;
+    let (mut serve, api) = source.serve().await;
+    let hook = create(
+        api,
+        "acme",
+        "",
+        json!({"url": good.url(), "events": ["report_run_completed"]}),
+    )
+    .await;
+    let attempts_path = format!(
+        "/v1/orgs/acme/webhooks/{}/attempts",
+        hook["id"].as_str().expect("an id")
+    );
+    for i in 0..3 {
+        source.publish("acme", &format!("evt-cold-{i}")).await;
+    }
+    let expected_attempts = eventually(WAIT, "three attempts logged", || async {
+        let page = get(api, &attempts_path).await;
+        let delivered = page["attempts"]
+            .as_array()?
+            .iter()
+            .filter(|a| {
+                a["outcome"] == "delivered"
+                    && a["event_id"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("evt-cold-"))
+            })
+            .count();
+        (delivered >= 3).then_some(page)
+    })
+    .await;
+    let expected_webhooks = webhooks(api, "acme").await;
+    assert!(serve.terminate(WAIT).await.expect("stops").success());
+
+    // The operator's copy: `cp -a` of the whole directory, serve stopped.
+    let target = Node::new(&broker, dir.path(), "target").await;
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.path().join("source/store"))
+        .arg(dir.path().join("target/store"))
+        .output()
+        .expect("cp runs");
+    assert!(out.status.success(), "cp -a: {}", text(&out.stderr));
+
+    let (mut serve, api) = target.serve().await;
+    assert_eq!(webhooks(api, "acme").await, expected_webhooks);
+    assert_eq!(get(api, &attempts_path).await, expected_attempts);
+    // The kept body of an event received before the copy is resent from the copy.
+    let before = good.requests().len();
+    let (status, resent) = call(
+        api,
+        Some(API_TOKEN),
+        reqwest::Method::POST,
+        &format!(
+            "/v1/orgs/acme/webhooks/{}/resend",
+            hook["id"].as_str().expect("an id")
+        ),
+        Some(json!({"event_id": "evt-cold-1"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{resent}");
+    let received = good.wait_for(before + 1, WAIT).await;
+    delivered(&received[before..], "evt-cold-1");
+    assert!(serve.terminate(WAIT).await.expect("stops").success());
+    target.finish().await;
+    source.finish().await;
+}
+
 /// A store seeded with two webhooks and its cold export (`store export`).
 fn exported(dir: &Path) -> (Config, PathBuf) {
     let config = test_config(&unique_namespace(), &dir.join("source"));

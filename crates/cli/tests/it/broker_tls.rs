@@ -266,6 +266,98 @@ async fn another_ca_no_client_certificate_and_a_wrong_server_name_are_refused_wi
     drop(broker);
 }
 
+#[tokio::test]
+async fn serve_with_settings_the_broker_refuses_retries_is_not_ready_and_loses_nothing() {
+    let ca = TestCa::new();
+    let broker = TlsBroker::start(&ca, &[BROKER_NAME, "127.0.0.1"], &ca).expect("TLS node");
+    let stranger = TestCa::new();
+    let files = Files::new();
+    let (cert, key) = ca.client_cert("hookwire");
+    let receiver = Receiver::ok().await;
+    let mut config = test_config(&unique_namespace(), &files.dir.path().join("store"));
+    config.amqp.url = broker.url();
+    let ca_file = files.write("ca.pem", &stranger.pem());
+    config.amqp.tls_ca_file = Some(ca_file.clone());
+    config.amqp.tls_client_certificate = Some(files.write("client.pem", &cert));
+    config.amqp.tls_client_key = Some(files.write("client.key", &key));
+    seed_store(
+        &config,
+        &[new_subscription(
+            "acme",
+            &receiver.url(),
+            &["report_run_completed"],
+        )],
+    )
+    .expect("seed");
+    let path = write_config(&config, files.dir.path());
+    let log = files.dir.path().join("serve.log");
+    let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
+    let mut serve = ServeChild::spawn(binary, &path, &log, &[]).expect("serve starts");
+    let api = serve
+        .wait_started(WAIT)
+        .await
+        .expect("serve starts without a broker session");
+    let health = crate::not_ready(api, WAIT, "/readyz 503 while the broker refuses").await;
+    assert!(
+        health.to_string().contains("not connected to the broker"),
+        "{health}"
+    );
+    // Each attempt is refused, logged with the reason, and followed by another.
+    hookwire_testkit::eventually(WAIT, "two refusals logged", || async {
+        let refusals = serve
+            .own_log()
+            .lines()
+            .filter(|l| {
+                l.contains("Cannot open a broker session; retrying.")
+                    && l.contains("invalid peer certificate")
+            })
+            .count();
+        (refusals >= 2).then_some(())
+    })
+    .await;
+    serve.check_alive().expect("serve keeps retrying");
+
+    // Meanwhile a producer with the right CA publishes into the namespace.
+    let right = Files::new();
+    let mut fixed = config.clone();
+    fixed.amqp.tls_ca_file = Some(right.write("ca.pem", &ca.pem()));
+    let fixed_path = write_config(&fixed, right.dir.path());
+    let out = hookwire()
+        .args(["topology", "declare", "--config"])
+        .arg(&fixed_path)
+        .output()
+        .expect("hookwire runs");
+    assert!(
+        out.status.success(),
+        "topology declare: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = publish(&fixed_path, "evt-while-refused");
+    assert!(
+        out.status.success(),
+        "publish: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(receiver.accepts(), 0, "delivered without a session");
+
+    // The operator replaces the CA file and restarts serve: the event waited in the broker.
+    serve.terminate(WAIT).await.expect("serve stops");
+    std::fs::write(&ca_file, ca.pem()).expect("replace the CA file");
+    let mut serve = ServeChild::spawn(binary, &path, &log, &[]).expect("serve restarts");
+    serve
+        .wait_ready(WAIT)
+        .await
+        .expect("serve consumes with the right CA");
+    let got = receiver.wait_for(1, WAIT).await;
+    assert!(
+        String::from_utf8_lossy(&got[0].body).contains("evt-while-refused"),
+        "{:?}",
+        got[0]
+    );
+    serve.terminate(WAIT).await.expect("serve stops");
+    drop(broker);
+}
+
 /// `amqp.tls_*` keys and their values.
 type Settings<'a> = Vec<(&'a str, String)>;
 
