@@ -247,6 +247,7 @@ impl Engine {
         let input = FilterInput::new(&event.event_type, &message.data);
         let passing: Vec<&Subscription> = subscribers
             .iter()
+            .map(|sub| &**sub)
             .filter(|sub| self.passes_filter(sub, &input))
             .collect();
         if let Some(span) = &mut span {

@@ -33,4 +33,5 @@ pub use store::{
     Change, Entry, HealthTransition, ReplicatedChange, SCHEMA_VERSION, Store, StreamSession,
     Validate,
 };
+pub use subscriber_cache::SubscriberList;
 pub use writer::{Changelog, ReplicationStatus, Writer};

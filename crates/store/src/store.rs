@@ -20,7 +20,7 @@ use crate::records::{
     AttemptQuery, AttemptRecord, DeadLetter, DeadLetterQuery, Page, decode, encode, is_zero,
 };
 use crate::sealing::Sealer;
-use crate::subscriber_cache::SubscriberCache;
+use crate::subscriber_cache::{SubscriberCache, SubscriberList, position};
 use crate::transaction::{APPLIED_OFFSET_KEY, Mark, transact_pair};
 use crate::{Error, Result};
 
@@ -185,6 +185,21 @@ pub struct Store {
     path: Arc<PathBuf>,
 }
 
+/// A webhook's health fields, as a health write left them.
+struct Health {
+    consecutive_failures: u32,
+    failing_since_ms: Option<u64>,
+    last_success_ms: Option<u64>,
+}
+
+impl Health {
+    fn apply_to(&self, sub: &mut Subscription) {
+        sub.consecutive_failures = self.consecutive_failures;
+        sub.failing_since_ms = self.failing_since_ms;
+        sub.last_success_ms = self.last_success_ms;
+    }
+}
+
 /// A webhook as stored and as the changes stream carries it. A field this build does not
 /// know is refused, never dropped: a newer build's setting (a transform, a retry policy)
 /// silently lost would make this node deliver otherwise than the others. An entry that
@@ -325,8 +340,10 @@ impl Store {
                 delivered,
                 at_ms,
             } => {
-                self.record_health(&org, &id, delivered, at_ms)?;
-                self.subscribers.invalidate(&org);
+                if let Some(health) = self.record_health(&org, &id, delivered, at_ms)? {
+                    self.subscribers
+                        .patch(&org, &id, |sub| health.apply_to(sub));
+                }
                 Ok(())
             }
             Change::ShareHealth(transitions) => self.share_health(&transitions, None),
@@ -507,12 +524,20 @@ impl Store {
         })
     }
 
-    fn record_health(&self, org: &str, id: &Uuid, delivered: bool, at_ms: u64) -> Result<()> {
+    /// Records one attempt's effect on the webhook's health; its health afterwards, or
+    /// `None` when the webhook is gone.
+    fn record_health(
+        &self,
+        org: &str,
+        id: &Uuid,
+        delivered: bool,
+        at_ms: u64,
+    ) -> Result<Option<Health>> {
         let key = org_key(org, id);
         // Compare-and-swap on the record: a concurrent API write wins and is retried on.
         loop {
             let Some(old) = self.subscriptions.get(&key)? else {
-                return Ok(());
+                return Ok(None);
             };
             let mut record: Record = decode(&old)?;
             let was_failing = record.failing_since_ms.is_some();
@@ -533,7 +558,11 @@ impl Store {
                 if was_failing != record.failing_since_ms.is_some() {
                     self.flipped.note(org, *id);
                 }
-                return Ok(());
+                return Ok(Some(Health {
+                    consecutive_failures: record.consecutive_failures,
+                    failing_since_ms: record.failing_since_ms,
+                    last_success_ms: record.last_success_ms,
+                }));
             }
         }
     }

@@ -71,7 +71,9 @@ impl Engine {
         body: &[u8],
         input: &FilterInput<'_>,
     ) -> Result<()> {
-        let sub = self.store.get(&task.org, &task.subscription_id)?;
+        let sub = self
+            .store
+            .subscriber(&task.org, &task.event_type, &task.subscription_id)?;
         if sub
             .as_ref()
             .is_some_and(|s| !s.listens_to(&task.event_type))
@@ -82,6 +84,6 @@ impl Engine {
         }
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, sub.as_ref(), body, Some(input))).await
+        Box::pin(self.deliver(publisher, task, sub.as_deref(), body, Some(input))).await
     }
 }

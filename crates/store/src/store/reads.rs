@@ -121,18 +121,38 @@ impl Store {
 
     /// The enabled subscriptions of `org` that listen to `event`: the delivery hot path,
     /// served from a cache of decoded lists.
-    pub fn subscribers(&self, org: &str, event: &str) -> Result<Arc<[Subscription]>> {
+    pub fn subscribers(&self, org: &str, event: &str) -> Result<SubscriberList> {
         let prefix = event_prefix(org, event);
         let generation = match self.subscribers.get(&prefix) {
             Ok(list) => return Ok(list),
             Err(generation) => generation,
         };
-        let list: Arc<[Subscription]> = self.read_subscribers(org, &prefix)?.into();
+        let list: SubscriberList = self.read_subscribers(org, &prefix)?.into();
         self.subscribers.insert(prefix, list.clone(), generation);
         Ok(list)
     }
 
-    fn read_subscribers(&self, org: &str, prefix: &[u8]) -> Result<Vec<Subscription>> {
+    /// `org`'s webhook `id`, for a delivery of `event`: the entry of the event's cached
+    /// subscriber list when that list is cached (its fan-out cached it), so a chunk of a
+    /// large fan-out decodes no record and opens no secret; else read as [`Store::get`]
+    /// reads it (a webhook disabled or no longer listening since, or a list not cached).
+    /// Never fills the cache: with more large lists than it holds, a miss per task would
+    /// read a whole list for one webhook.
+    pub fn subscriber(
+        &self,
+        org: &str,
+        event: &str,
+        id: &Uuid,
+    ) -> Result<Option<Arc<Subscription>>> {
+        if let Ok(list) = self.subscribers.get(&event_prefix(org, event))
+            && let Some(at) = position(&list, id)
+        {
+            return Ok(Some(list[at].clone()));
+        }
+        Ok(self.get(org, id)?.map(Arc::new))
+    }
+
+    fn read_subscribers(&self, org: &str, prefix: &[u8]) -> Result<Vec<Arc<Subscription>>> {
         let mut subs = Vec::new();
         for entry in self.by_event.scan_prefix(prefix) {
             let (key, _) = entry?;
@@ -140,7 +160,7 @@ impl Store {
             if let Some(sub) = self.get(org, &id_after(&key, prefix)?)?
                 && sub.enabled
             {
-                subs.push(sub);
+                subs.push(Arc::new(sub));
             }
         }
         Ok(subs)

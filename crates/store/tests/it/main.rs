@@ -70,7 +70,9 @@ fn resolves_subscribers_by_org_and_event() {
     for s in [&a, &b, &other_org] {
         store.apply(Change::Upsert(s.clone())).expect("apply");
     }
-    let ids = |v: &[Subscription]| v.iter().map(|s| s.id).collect::<Vec<_>>();
+    fn ids<S: std::borrow::Borrow<Subscription>>(v: &[S]) -> Vec<Uuid> {
+        v.iter().map(|s| s.borrow().id).collect()
+    }
     assert_eq!(
         ids(&store.subscribers("acme", "report_created").expect("lookup")),
         [a.id, b.id]
@@ -115,6 +117,8 @@ fn every_write_reaches_the_cached_subscriber_lists() {
     // Fill the cache, then change the record behind it in each way a write can.
     assert_eq!(lookup("acme")[0].url, a.url);
     let globex_before = lookup("globex");
+    let b = sub("acme", &["report_created"]);
+    store.apply(Change::Upsert(b.clone())).expect("apply");
 
     a.url = "https://example.com/moved".into();
     store.apply(Change::Upsert(a.clone())).expect("apply");
@@ -128,19 +132,90 @@ fn every_write_reaches_the_cached_subscriber_lists() {
             at_ms: 42,
         })
         .expect("apply");
-    assert_eq!(lookup("acme")[0].failing_since_ms, Some(42), "health");
-
+    let b_before = lookup("acme")[1].clone();
+    assert_eq!(b_before.id, b.id);
     store
-        .apply(Change::Delete {
+        .apply(Change::RecordHealth {
             org: "acme".into(),
             id: a.id,
+            delivered: false,
+            at_ms: 43,
         })
         .expect("apply");
+    let after = lookup("acme");
+    assert_eq!(
+        (after[0].failing_since_ms, after[0].consecutive_failures),
+        (Some(42), 2),
+        "health"
+    );
+    // A health write patches its webhook's entry: the others are not decoded again.
+    assert!(std::sync::Arc::ptr_eq(&b_before, &after[1]), "b kept");
+
+    for id in [a.id, b.id] {
+        store
+            .apply(Change::Delete {
+                org: "acme".into(),
+                id,
+            })
+            .expect("apply");
+    }
     assert!(lookup("acme").is_empty(), "delete");
 
     assert!(
         std::sync::Arc::ptr_eq(&globex_before, &lookup("globex")),
         "another org's cached list is kept"
+    );
+}
+
+#[test]
+fn a_delivery_finds_its_webhook_in_the_cached_list_or_reads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let subs: Vec<Subscription> = (0..40).map(|_| sub("acme", &["report_created"])).collect();
+    for s in &subs {
+        store.apply(Change::Upsert(s.clone())).expect("apply");
+    }
+    // Not cached yet: read on its own, and the cache is left as it was.
+    let read = store
+        .subscriber("acme", "report_created", &subs[7].id)
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(*read, subs[7]);
+    let list = store.subscribers("acme", "report_created").expect("lookup");
+    assert!(!list.iter().any(|s| std::sync::Arc::ptr_eq(s, &read)));
+    // Cached: every webhook is the list's own entry, found by its id.
+    for s in &subs {
+        let found = store
+            .subscriber("acme", "report_created", &s.id)
+            .expect("lookup")
+            .expect("found");
+        assert_eq!(found.id, s.id);
+        assert!(
+            list.iter()
+                .any(|entry| std::sync::Arc::ptr_eq(entry, &found))
+        );
+    }
+    // One disabled since, or no longer listening: read as it is now.
+    let mut disabled = subs[3].clone();
+    disabled.enabled = false;
+    store.apply(Change::Upsert(disabled)).expect("apply");
+    store.subscribers("acme", "report_created").expect("refill");
+    let found = store
+        .subscriber("acme", "report_created", &subs[3].id)
+        .expect("lookup")
+        .expect("found");
+    assert!(!found.enabled);
+    let elsewhere = store
+        .subscriber("acme", "report_run_started", &subs[4].id)
+        .expect("lookup")
+        .expect("found");
+    assert!(!elsewhere.listens_to("report_run_started"));
+    assert_eq!(
+        store
+            .subscriber("globex", "report_created", &subs[4].id)
+            .expect("lookup"),
+        None,
+        "org scoping"
     );
 }
 
