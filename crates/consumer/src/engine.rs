@@ -286,7 +286,7 @@ impl Engine {
         try_join_all(tasks.into_iter().map(|(mut task, sub)| async move {
             let webhook_id = task.webhook_id();
             self.adopt(&mut task, Handled::Delivery(&webhook_id), message);
-            self.deliver(publisher, task, Some(sub), &message.data, None)
+            self.deliver(publisher, task, &webhook_id, Some(sub), &message.data, None)
                 .await?;
             if journaled {
                 self.journal.record(&webhook_id);
@@ -310,11 +310,13 @@ impl Engine {
     }
 
     /// Makes one attempt to `webhook` (`None`: it was deleted), unless the rules settle
-    /// the task without one, and makes what becomes of it durable.
+    /// the task without one, and makes what becomes of it durable. `webhook_id` is the
+    /// task's, which its caller has already derived.
     async fn deliver(
         &self,
         publisher: &Publisher,
         task: Task,
+        webhook_id: &str,
         webhook: Option<&Subscription>,
         body: &[u8],
         filter_input: Option<&FilterInput<'_>>,
@@ -343,14 +345,13 @@ impl Engine {
         let now = now_ms();
         if let Some(late) = telemetry::tier_overdue(task.due_ms, now) {
             telemetry::tier_overdue_seen(late);
-            warn!(webhook_id = %task.webhook_id(), overdue_ms = late.as_millis() as u64, "Delivery came back from its retry tier late: the broker did not expire it on time, or the deliveries queue is that far behind.");
+            warn!(%webhook_id, overdue_ms = late.as_millis() as u64, "Delivery came back from its retry tier late: the broker did not expire it on time, or the deliveries queue is that far behind.");
         }
         let Some(admission) = self.admit(publisher, &task, sub, body, now).await? else {
             return Ok(());
         };
-        let webhook_id = task.webhook_id();
         let report = tokio::select! {
-            report = self.attempt(sub, &task, &webhook_id, &sent.bytes) => report,
+            report = self.attempt(sub, &task, webhook_id, &sent.bytes) => report,
             () = self.grace_over.cancelled() => {
                 let disposition = self.rules.handed_back();
                 return self.settle(publisher, &task, body, disposition).await;
@@ -368,7 +369,7 @@ impl Engine {
         // record takes the delivery as settled (engine/redelivery.rs).
         let record = attempt_record(
             &task,
-            &webhook_id,
+            webhook_id,
             attempt,
             &report,
             sent.transformed.clone(),

@@ -66,7 +66,7 @@ impl Engine {
         try_join_all(tasks.into_iter().map(|(mut task, ())| async move {
             let webhook_id = task.webhook_id();
             self.adopt(&mut task, Handled::Delivery(&webhook_id), message);
-            self.deliver_task(publisher, task, &message.data, input)
+            self.deliver_task(publisher, task, &webhook_id, &message.data, input)
                 .await?;
             self.journal.record(&webhook_id);
             Ok::<_, crate::Error>(())

@@ -55,7 +55,7 @@ impl Engine {
         let webhook_id = task.webhook_id();
         let copy = redelivery::task_copy(&task, &webhook_id);
         self.adopt(&mut task, Handled::Task(copy), message);
-        self.deliver_task(publisher, task, &message.data, &input)
+        self.deliver_task(publisher, task, &webhook_id, &message.data, &input)
             .await?;
         // Before the ack: a SIGKILL between the two finds it on the redelivery.
         self.journal.record_task(copy);
@@ -68,6 +68,7 @@ impl Engine {
         &self,
         publisher: &Publisher,
         task: Task,
+        webhook_id: &str,
         body: &[u8],
         input: &FilterInput<'_>,
     ) -> Result<()> {
@@ -84,6 +85,14 @@ impl Engine {
         }
         // Boxed: inlined, an attempt's future (kilobytes) would size every message's task,
         // events' included, whose attempts `try_join_all` already keeps on the heap.
-        Box::pin(self.deliver(publisher, task, sub.as_deref(), body, Some(input))).await
+        Box::pin(self.deliver(
+            publisher,
+            task,
+            webhook_id,
+            sub.as_deref(),
+            body,
+            Some(input),
+        ))
+        .await
     }
 }
