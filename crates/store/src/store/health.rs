@@ -117,4 +117,62 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Records one attempt's effect on the webhook's health; its health afterwards, or
+    /// `None` when the webhook is gone.
+    pub(super) fn record_health(
+        &self,
+        org: &str,
+        id: &Uuid,
+        delivered: bool,
+        at_ms: u64,
+    ) -> Result<Option<Health>> {
+        let key = org_key(org, id);
+        // Compare-and-swap on the record: a concurrent API write wins and is retried on.
+        loop {
+            let Some(old) = self.subscriptions.get(&key)? else {
+                return Ok(None);
+            };
+            let mut record: Record = decode(&old)?;
+            let was_failing = record.failing_since_ms.is_some();
+            if delivered {
+                record.consecutive_failures = 0;
+                record.failing_since_ms = None;
+                record.last_success_ms = Some(at_ms);
+            } else {
+                record.consecutive_failures = record.consecutive_failures.saturating_add(1);
+                record.failing_since_ms = record.failing_since_ms.or(Some(at_ms));
+            }
+            let new = encode(&record)?;
+            if self
+                .subscriptions
+                .compare_and_swap(&key, Some(&old), Some(new))?
+                .is_ok()
+            {
+                if was_failing != record.failing_since_ms.is_some() {
+                    self.flipped.note(org, *id);
+                }
+                return Ok(Some(Health {
+                    consecutive_failures: record.consecutive_failures,
+                    failing_since_ms: record.failing_since_ms,
+                    last_success_ms: record.last_success_ms,
+                }));
+            }
+        }
+    }
+}
+
+/// A webhook's health fields, as a health write left them.
+pub(super) struct Health {
+    consecutive_failures: u32,
+    failing_since_ms: Option<u64>,
+    last_success_ms: Option<u64>,
+}
+
+impl Health {
+    pub(super) fn apply_to(&self, sub: &mut Subscription) {
+        sub.consecutive_failures = self.consecutive_failures;
+        sub.failing_since_ms = self.failing_since_ms;
+        sub.last_success_ms = self.last_success_ms;
+    }
 }
