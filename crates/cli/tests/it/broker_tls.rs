@@ -9,7 +9,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use hookwire_amqp::{BrokerTls, BrokerTlsPem, Brokers, OutgoingEvent, Producer};
-use hookwire_core::Catalog;
+use hookwire_core::{Catalog, Config};
 use hookwire_testkit::serve_child::seed_store;
 use hookwire_testkit::tls::TestCa;
 use hookwire_testkit::{
@@ -39,6 +39,26 @@ impl Files {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write a PEM file");
         path
+    }
+
+    /// A `serve` config for `broker` trusting `ca` and presenting `client` (certificate,
+    /// key), with `acme`'s webhook to `receiver` seeded, and the file it is written to.
+    fn serve_config(
+        &self,
+        broker: &TlsBroker,
+        ca: &str,
+        (cert, key): (&str, &str),
+        receiver: &Receiver,
+    ) -> (Config, PathBuf) {
+        let mut config = test_config(&unique_namespace(), &self.dir.path().join("store"));
+        config.amqp.url = broker.url();
+        config.amqp.tls_ca_file = Some(self.write("ca.pem", ca));
+        config.amqp.tls_client_certificate = Some(self.write("client.pem", cert));
+        config.amqp.tls_client_key = Some(self.write("client.key", key));
+        let webhook = new_subscription("acme", &receiver.url(), &["report_run_completed"]);
+        seed_store(&config, &[webhook]).expect("seed");
+        let path = write_config(&config, self.dir.path());
+        (config, path)
     }
 
     /// `hookwire.toml` with `[amqp]` alone: `url` and the given `tls_*` keys.
@@ -89,21 +109,7 @@ async fn serve_publish_and_the_producer_deliver_over_amqps_with_a_private_ca_and
     let files = Files::new();
     let (cert, key) = ca.client_cert("hookwire");
     let receiver = Receiver::ok().await;
-    let mut config = test_config(&unique_namespace(), &files.dir.path().join("store"));
-    config.amqp.url = broker.url();
-    config.amqp.tls_ca_file = Some(files.write("ca.pem", &ca.pem()));
-    config.amqp.tls_client_certificate = Some(files.write("client.pem", &cert));
-    config.amqp.tls_client_key = Some(files.write("client.key", &key));
-    seed_store(
-        &config,
-        &[new_subscription(
-            "acme",
-            &receiver.url(),
-            &["report_run_completed"],
-        )],
-    )
-    .expect("seed");
-    let path = write_config(&config, files.dir.path());
+    let (config, path) = files.serve_config(&broker, &ca.pem(), (&cert, &key), &receiver);
     let log = files.dir.path().join("serve.log");
     let mut serve = ServeChild::spawn(Path::new(env!("CARGO_BIN_EXE_hookwire")), &path, &log, &[])
         .expect("serve starts");
@@ -274,22 +280,8 @@ async fn serve_with_settings_the_broker_refuses_retries_is_not_ready_and_loses_n
     let files = Files::new();
     let (cert, key) = ca.client_cert("hookwire");
     let receiver = Receiver::ok().await;
-    let mut config = test_config(&unique_namespace(), &files.dir.path().join("store"));
-    config.amqp.url = broker.url();
-    let ca_file = files.write("ca.pem", &stranger.pem());
-    config.amqp.tls_ca_file = Some(ca_file.clone());
-    config.amqp.tls_client_certificate = Some(files.write("client.pem", &cert));
-    config.amqp.tls_client_key = Some(files.write("client.key", &key));
-    seed_store(
-        &config,
-        &[new_subscription(
-            "acme",
-            &receiver.url(),
-            &["report_run_completed"],
-        )],
-    )
-    .expect("seed");
-    let path = write_config(&config, files.dir.path());
+    let (config, path) = files.serve_config(&broker, &stranger.pem(), (&cert, &key), &receiver);
+    let ca_file = config.amqp.tls_ca_file.clone().expect("a CA file");
     let log = files.dir.path().join("serve.log");
     let binary = Path::new(env!("CARGO_BIN_EXE_hookwire"));
     let mut serve = ServeChild::spawn(binary, &path, &log, &[]).expect("serve starts");
